@@ -1,0 +1,77 @@
+"""One CLI flag per DQNConfig field (`learning_rate` -> `--learning-rate`), and back to a config."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from typing import Any
+
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.errors import ConfigError
+
+
+def flag_name(field_name: str) -> str:
+    """The CLI flag of a config field."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _hidden_sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128") from None
+
+
+def _optional_float(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected a number or 'none'") from None
+
+
+_PARSERS: dict[str, Any] = {"int": int, "float": float, "str": str, "float | None": _optional_float,
+                            "tuple[int, ...]": _hidden_sizes}
+
+
+def add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
+    """Add a flag for every DQNConfig field not in `skip`; unset flags stay None (use the default)."""
+    group = parser.add_argument_group("hyperparameters (defaults solve CartPole-v1)")
+    for field in dataclasses.fields(DQNConfig):
+        if field.name in skip:
+            continue
+        help_text = f"{field.metadata['help']} Default: {_default_text(field.default)}."
+        if field.type == "bool":
+            group.add_argument(flag_name(field.name), dest=field.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
+        else:
+            group.add_argument(flag_name(field.name), dest=field.name, type=_PARSERS[str(field.type)], default=None,
+                               metavar=field.name.upper(), help=help_text)
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the user set on the command line."""
+    names = {f.name for f in dataclasses.fields(DQNConfig)}
+    return {name: value for name, value in vars(args).items() if name in names and value is not None}
+
+
+def build_config(args: argparse.Namespace, base: DQNConfig | None = None) -> DQNConfig:
+    """`base` (default: DQNConfig()) with the flags the user set; errors name the flag."""
+    try:
+        return (base or DQNConfig()).replace(**config_overrides(args))
+    except ConfigError as exc:
+        raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
+
+
+def with_flag_names(message: str) -> str:
+    """Rewrite a config error message so each field name reads as its flag."""
+    names = "|".join(f.name for f in dataclasses.fields(DQNConfig))
+    return re.sub(rf"\b({names})\b", lambda match: flag_name(match.group(1)), message)
+
+
+def _default_text(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return "none" if value is None else str(value)

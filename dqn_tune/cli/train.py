@@ -1,0 +1,43 @@
+"""`dqn-tune train`: train one agent from flags and save it."""
+
+from __future__ import annotations
+
+import argparse
+
+from dqn_tune.cli.config_flags import add_config_flags, build_config
+from dqn_tune.dqn.agent import Agent, check_writable, save_agent
+from dqn_tune.dqn.envs import make_env
+from dqn_tune.dqn.trainer import train
+
+HELP = "train one DQN agent with the given hyperparameters and save it"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `dqn-tune train`."""
+    parser.add_argument("--env", "--env-id", dest="env_id", default=None, metavar="ENV_ID",
+                        help="gymnasium env id with Discrete actions (default: CartPole-v1)")
+    parser.add_argument("--timesteps", "--total-timesteps", dest="total_timesteps", type=int, default=None, metavar="N",
+                        help="environment steps to train for (default: 50000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--out", default="models/agent.pt", help="where to save the agent (default: models/agent.pt)")
+    add_config_flags(parser, skip=("env_id", "total_timesteps"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, print progress and the final evaluation, save the agent."""
+    config = build_config(args)
+    out = check_writable(args.out)
+    make_env(config.env_id).close()
+
+    def report(step: int, mean_return: float) -> bool:
+        print(f"step {step:>8}/{config.total_timesteps}  eval return {mean_return:8.1f}", flush=True)
+        return False
+
+    print(f"training DQN on {config.env_id} for {config.total_timesteps} steps (seed {args.seed})", flush=True)
+    result = train(config, seed=args.seed, on_eval=report)
+    print(f"done in {result.wall_time_s:.1f}s ({result.steps_per_second:.0f} steps/s, {result.updates} updates)")
+    print(f"mean evaluation return over {len(result.final_eval.returns)} episodes: "
+          f"{result.final_eval.mean:.1f} +- {result.final_eval.std:.1f}")
+    save_agent(Agent.from_result(result), out)
+    print(f"saved agent to {out}")
+    return 0

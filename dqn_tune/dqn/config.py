@@ -1,0 +1,114 @@
+"""DQNConfig: every hyperparameter of one training run, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from dqn_tune.errors import ConfigError
+
+LOSSES = ("huber", "mse")
+
+
+def _field(default: Any, doc: str) -> Any:
+    """A dataclass field whose help text (used by the CLI) lives in its metadata."""
+    return field(default=default, metadata={"help": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class DQNConfig:
+    """Hyperparameters and budget of one DQN training run.
+
+    Field names are the names used everywhere: CLI flags (`--learning-rate`), Optuna params,
+    stored trial attributes and the saved-agent file.
+    """
+
+    env_id: str = _field("CartPole-v1", "Gymnasium environment id (Discrete actions, flat Box observations).")
+    total_timesteps: int = _field(50_000, "Environment steps to train for.")
+    learning_rate: float = _field(1e-3, "Adam step size.")
+    gamma: float = _field(0.99, "Discount factor, in (0, 1].")
+    batch_size: int = _field(128, "Transitions per gradient step.")
+    buffer_size: int = _field(50_000, "Replay buffer capacity N (transitions).")
+    target_update_interval: int = _field(500, "Environment steps C between target-network updates.")
+    tau: float = _field(1.0, "Target update coefficient: 1.0 copies the weights, below 1.0 is a Polyak average.")
+    learning_starts: int = _field(1_000, "Environment steps collected before the first gradient step.")
+    train_freq: int = _field(1, "Environment steps between gradient phases.")
+    gradient_steps: int = _field(1, "Gradient steps per gradient phase.")
+    exploration_fraction: float = _field(0.2, "Fraction of total_timesteps over which epsilon decays linearly.")
+    exploration_initial_eps: float = _field(1.0, "Epsilon at step 0.")
+    exploration_final_eps: float = _field(0.05, "Epsilon after the decay.")
+    loss: str = _field("huber", "TD loss: 'huber' or 'mse'.")
+    max_grad_norm: float | None = _field(10.0, "Gradient-norm clip; None disables clipping.")
+    hidden_sizes: tuple[int, ...] = _field((128, 128), "Widths of the Q-network's hidden layers.")
+    double_dqn: bool = _field(False, "Select next actions with the online network (Double DQN).")
+    eval_freq: int = _field(5_000, "Environment steps between learning-curve evaluations; 0 disables them.")
+    eval_curve_episodes: int = _field(5, "Greedy episodes per learning-curve evaluation.")
+    eval_episodes: int = _field(20, "Greedy episodes of the final evaluation (the headline figure).")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        _check(isinstance(self.env_id, str) and bool(self.env_id), "env_id", self.env_id, "a gymnasium env id")
+        for name in ("total_timesteps", "batch_size", "buffer_size", "target_update_interval", "train_freq",
+                     "gradient_steps", "eval_curve_episodes", "eval_episodes"):
+            _check(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, getattr(self, name),
+                   "an integer >= 1")
+        for name in ("learning_starts", "eval_freq"):
+            _check(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, getattr(self, name),
+                   "an integer >= 0")
+        _check(_is_real(self.learning_rate) and 0 < self.learning_rate < math.inf, "learning_rate",
+               self.learning_rate, "a finite number > 0")
+        _check(_is_real(self.gamma) and 0 < self.gamma <= 1, "gamma", self.gamma, "a number in (0, 1]")
+        _check(_is_real(self.tau) and 0 < self.tau <= 1, "tau", self.tau, "a number in (0, 1]")
+        _check(_is_real(self.exploration_fraction) and 0 < self.exploration_fraction <= 1,
+               "exploration_fraction", self.exploration_fraction, "a number in (0, 1]")
+        for name in ("exploration_initial_eps", "exploration_final_eps"):
+            _check(_is_real(getattr(self, name)) and 0 <= getattr(self, name) <= 1, name, getattr(self, name),
+                   "a number in [0, 1]")
+        _check(self.loss in LOSSES, "loss", self.loss, "one of " + ", ".join(LOSSES))
+        _check(self.max_grad_norm is None or (_is_real(self.max_grad_norm) and 0 < self.max_grad_norm < math.inf),
+               "max_grad_norm", self.max_grad_norm, "a finite number > 0, or None to disable clipping")
+        _check(len(self.hidden_sizes) >= 1 and all(_is_int(h) and h >= 1 for h in self.hidden_sizes),
+               "hidden_sizes", list(self.hidden_sizes), "one or more integers >= 1")
+        _check(isinstance(self.double_dqn, bool), "double_dqn", self.double_dqn, "true or false")
+        _check(self.batch_size <= self.buffer_size, "batch_size", self.batch_size,
+               f"at most buffer_size ({self.buffer_size})")
+        _check(self.learning_starts < self.total_timesteps, "learning_starts", self.learning_starts,
+               f"less than total_timesteps ({self.total_timesteps})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON primitives (the form stored in trials and agent files)."""
+        data = dataclasses.asdict(self)
+        data["hidden_sizes"] = list(self.hidden_sizes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DQNConfig:
+        """Rebuild a config from `to_dict()` output; unknown keys are an error."""
+        unknown = sorted(set(data) - set(field_names()))
+        if unknown:
+            raise ConfigError(f"unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(field_names())}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> DQNConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def field_names() -> tuple[str, ...]:
+    """Names of all DQNConfig fields, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(DQNConfig))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _check(ok: bool, name: str, value: object, accepted: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name} = {value!r} is invalid: expected {accepted}", field=name)

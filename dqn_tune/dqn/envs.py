@@ -1,0 +1,39 @@
+"""Environment construction: gymnasium envs that DQN can handle, or a clear error."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from dqn_tune.errors import EnvError
+
+
+def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
+    """Make `env_id`, checking it has a Discrete action space and a flat Box observation space."""
+    try:
+        env = gym.make(env_id, render_mode=render_mode)
+    except gym.error.DependencyNotInstalled as exc:
+        raise EnvError(f"env {env_id!r} needs an extra package: {exc}. For Box2D envs: pip install 'dqn-tune[box2d]'") from exc
+    except gym.error.Error as exc:
+        raise EnvError(f"unknown env id {env_id!r} ({exc}); expected a registered gymnasium id such as 'CartPole-v1'") from exc
+    try:
+        check_spaces(env_id, env.observation_space, env.action_space)
+    except EnvError:
+        env.close()
+        raise
+    return env
+
+
+def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> None:
+    """Raise EnvError unless the spaces are a flat Box and a Discrete space."""
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise EnvError(f"env {env_id!r} has a {type(action_space).__name__} action space; "
+                       "DQN needs a Discrete action space")
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise EnvError(f"env {env_id!r} has observation space {observation_space}; "
+                       "DQN here needs a flat (1-D) Box observation space")
+
+
+def space_dims(env: gym.Env) -> tuple[int, int]:
+    """(observation size, number of actions) of a checked env."""
+    return int(np.prod(env.observation_space.shape)), int(env.action_space.n)

@@ -1,0 +1,224 @@
+"""train(config, seed): one DQN run from a config, returning its weights and learning curve.
+
+The run's whole state lives in the locals of `train`; the helpers below are small and pure, so a
+batched trainer (many configs per step) can reuse them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.envs import make_env, space_dims
+from dqn_tune.dqn.evaluation import EvalStats, greedy_policy, run_episodes
+from dqn_tune.dqn.network import QNetwork
+from dqn_tune.dqn.replay import Batch, ReplayBuffer
+from dqn_tune.errors import DivergenceError
+
+EvalCallback = Callable[[int, float], bool]
+"""on_eval(step, mean_return) -> True to stop training now (e.g. an Optuna pruner said so)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvalPoint:
+    """One learning-curve evaluation."""
+
+    step: int
+    mean_return: float
+    std_return: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """What one training run produced."""
+
+    config: DQNConfig
+    seed: int
+    final_eval: EvalStats
+    """Greedy returns of the final evaluation (config.eval_episodes episodes)."""
+    curve: tuple[EvalPoint, ...]
+    """Learning-curve evaluations, every config.eval_freq steps."""
+    episode_returns: tuple[float, ...]
+    """Returns of the training episodes, in order."""
+    episode_end_steps: tuple[int, ...]
+    """Environment step at which each training episode ended."""
+    steps: int
+    """Environment steps taken (less than total_timesteps when on_eval stopped the run)."""
+    updates: int
+    """Gradient steps taken."""
+    wall_time_s: float
+    steps_per_second: float
+    q_network_state: dict[str, torch.Tensor]
+    stopped_early: bool
+
+    @property
+    def mean_return(self) -> float:
+        """The headline figure: mean greedy return of the final evaluation."""
+        return self.final_eval.mean
+
+    def summary(self) -> dict[str, object]:
+        """JSON-ready figures of the run (no weights)."""
+        return {
+            "seed": self.seed,
+            "mean_return": self.final_eval.mean,
+            "std_return": self.final_eval.std,
+            "eval_returns": list(self.final_eval.returns),
+            "curve_steps": [p.step for p in self.curve],
+            "curve_returns": [p.mean_return for p in self.curve],
+            "episode_returns": list(self.episode_returns),
+            "episode_end_steps": list(self.episode_end_steps),
+            "steps": self.steps,
+            "updates": self.updates,
+            "wall_time_s": self.wall_time_s,
+            "steps_per_second": self.steps_per_second,
+            "stopped_early": self.stopped_early,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunSeeds:
+    """Independent seeds for each random stream of one run, derived from its integer seed."""
+
+    torch: int
+    actions: int
+    replay: int
+    env: int
+    eval_env: int
+
+    @classmethod
+    def derive(cls, seed: int) -> RunSeeds:
+        """Spawn one seed per stream from `seed` (different streams never share a sequence)."""
+        children = np.random.SeedSequence(seed).spawn(5)
+        return cls(*(int(child.generate_state(1)[0]) for child in children))
+
+
+def epsilon_at(step: int, config: DQNConfig) -> float:
+    """Linearly decayed exploration rate at environment step `step`."""
+    decay_steps = config.exploration_fraction * config.total_timesteps
+    progress = min(1.0, step / decay_steps)
+    return config.exploration_initial_eps + progress * (config.exploration_final_eps - config.exploration_initial_eps)
+
+
+def td_target(batch: Batch, q_network: QNetwork, target_network: QNetwork, gamma: float, double_dqn: bool) -> torch.Tensor:
+    """r + gamma * max_a' Q_target(s', a'), cut only where the episode terminated (not truncated)."""
+    with torch.no_grad():
+        next_q = target_network(batch.next_obs)
+        if double_dqn:
+            next_actions = q_network(batch.next_obs).argmax(dim=1, keepdim=True)
+            next_value = next_q.gather(1, next_actions).squeeze(1)
+        else:
+            next_value = next_q.max(dim=1).values
+        return batch.rewards + gamma * (1.0 - batch.terminated) * next_value
+
+
+def update_target(q_network: QNetwork, target_network: QNetwork, tau: float) -> None:
+    """Copy (tau == 1) or Polyak-average (tau < 1) the online weights into the target network."""
+    with torch.no_grad():
+        online, target = list(q_network.parameters()), list(target_network.parameters())
+        if tau >= 1.0:
+            torch._foreach_copy_(target, online)
+        else:
+            torch._foreach_lerp_(target, online, tau)
+
+
+def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, torch_threads: int = 1) -> TrainResult:
+    """Train one DQN agent on `config.env_id`; return its weights, learning curve and final evaluation.
+
+    The same (config, seed) gives the same result on CPU. Raises DivergenceError on a NaN/inf loss.
+    """
+    torch.set_num_threads(torch_threads)
+    seeds = RunSeeds.derive(seed)
+    torch.manual_seed(seeds.torch)
+    action_rng = np.random.default_rng(seeds.actions)
+    env = make_env(config.env_id)
+    eval_env = make_env(config.env_id)
+    obs_dim, n_actions = space_dims(env)
+
+    q_network = QNetwork(obs_dim, n_actions, config.hidden_sizes)
+    target_network = QNetwork(obs_dim, n_actions, config.hidden_sizes)
+    target_network.load_state_dict(q_network.state_dict())
+    params = list(q_network.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.learning_rate, fused=True)
+    loss_fn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
+    buffer = ReplayBuffer(config.buffer_size, obs_dim, np.random.default_rng(seeds.replay))
+    act_greedy = greedy_policy(q_network)
+
+    curve: list[EvalPoint] = []
+    episode_returns: list[float] = []
+    episode_end_steps: list[int] = []
+    episode_return = 0.0
+    updates = 0
+    stopped_early = False
+    obs, _ = env.reset(seed=seeds.env)
+    eval_env.reset(seed=seeds.eval_env)
+    start = time.perf_counter()
+
+    step = 0
+    while step < config.total_timesteps:
+        if action_rng.random() < epsilon_at(step, config):
+            action = int(action_rng.integers(n_actions))
+        else:
+            action = act_greedy(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buffer.add(obs, action, float(reward), next_obs, terminated)
+        episode_return += float(reward)
+        step += 1
+        if terminated or truncated:
+            episode_returns.append(episode_return)
+            episode_end_steps.append(step)
+            episode_return = 0.0
+            obs, _ = env.reset()
+        else:
+            obs = next_obs
+
+        if step > config.learning_starts and step % config.train_freq == 0:
+            for _ in range(config.gradient_steps):
+                batch = buffer.sample(config.batch_size)
+                target = td_target(batch, q_network, target_network, config.gamma, config.double_dqn)
+                q_taken = q_network(batch.obs).gather(1, batch.actions).squeeze(1)
+                loss = loss_fn(q_taken, target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm, foreach=True)
+                optimizer.step()
+                updates += 1
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise DivergenceError(step, loss_value)
+        if step % config.target_update_interval == 0:
+            update_target(q_network, target_network, config.tau)
+
+        if config.eval_freq and step % config.eval_freq == 0 and step < config.total_timesteps:
+            stats = run_episodes(act_greedy, eval_env, config.eval_curve_episodes)
+            curve.append(EvalPoint(step, stats.mean, stats.std))
+            if on_eval is not None and on_eval(step, stats.mean):
+                stopped_early = True
+                break
+
+    wall_time = time.perf_counter() - start
+    final_eval = run_episodes(act_greedy, eval_env, config.eval_episodes)
+    curve.append(EvalPoint(step, final_eval.mean, final_eval.std))
+    env.close()
+    eval_env.close()
+    return TrainResult(
+        config=config,
+        seed=seed,
+        final_eval=final_eval,
+        curve=tuple(curve),
+        episode_returns=tuple(episode_returns),
+        episode_end_steps=tuple(episode_end_steps),
+        steps=step,
+        updates=updates,
+        wall_time_s=wall_time,
+        steps_per_second=step / wall_time if wall_time > 0 else float("inf"),
+        q_network_state={k: v.detach().clone() for k, v in q_network.state_dict().items()},
+        stopped_early=stopped_early,
+    )

@@ -1,0 +1,47 @@
+"""The project's error types.
+
+Every error a user can cause derives from `DQNTuneError`; the CLI prints its message on one
+line and exits with status 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class DQNTuneError(Exception):
+    """A problem the user can fix: bad input, a missing file, an unusable storage."""
+
+
+class ConfigError(DQNTuneError, ValueError):
+    """A hyperparameter or option has an impossible value; `field` names it when known."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class EnvError(DQNTuneError):
+    """The environment id is unknown or its spaces are not ones DQN can handle."""
+
+
+class AgentFileError(DQNTuneError):
+    """A saved-agent file is missing, corrupt, of another kind, or does not fit the env."""
+
+
+class OutputPathError(DQNTuneError):
+    """An output path cannot be written."""
+
+
+class StorageError(DQNTuneError):
+    """An Optuna storage cannot be opened or does not hold what was asked for."""
+
+
+class DivergenceError(DQNTuneError, ArithmeticError):
+    """Training produced a NaN or infinite loss."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(
+            f"training diverged at step {step}: loss is {loss}; "
+            "lower --learning-rate or enable gradient clipping (--max-grad-norm)"
+        )
+        self.step = step
+        self.loss = loss

@@ -1,0 +1,44 @@
+"""Record one greedy episode of an agent as a GIF or MP4."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+
+from dqn_tune.dqn.agent import Agent, check_writable
+from dqn_tune.dqn.envs import make_env
+from dqn_tune.errors import OutputPathError
+
+VIDEO_SUFFIXES = (".gif", ".mp4")
+FPS = 30
+
+
+def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> tuple[Path, float]:
+    """Play one greedy episode with rgb_array rendering and write it to `path`; return (path, return)."""
+    target = Path(path)
+    if target.suffix.lower() not in VIDEO_SUFFIXES:
+        raise OutputPathError(f"video path {str(target)!r} has suffix {target.suffix!r}; expected .gif or .mp4")
+    check_writable(target)
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # render off-screen, without a display
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    env = make_env(agent.env_id, render_mode="rgb_array")
+    try:
+        agent.check_env(env)
+        obs, _ = env.reset(seed=seed)
+        frames: list[np.ndarray] = [env.render()]
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
+            frames.append(env.render())
+            total += float(reward)
+            done = terminated or truncated
+    finally:
+        env.close()
+    if target.suffix.lower() == ".gif":
+        imageio.mimsave(target, frames, duration=1000 / FPS, loop=0)
+    else:
+        imageio.mimsave(target, frames, fps=FPS, macro_block_size=1)
+    return target, total
