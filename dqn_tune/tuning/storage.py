@@ -1,0 +1,100 @@
+"""Optuna storages: the default SQLite file, any SQLAlchemy URL, validation and heartbeats.
+
+Every way a storage can be unusable (missing or read-only directory, a file that is not a
+database, an unreachable server) becomes a StorageError before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from dqn_tune.errors import StorageError
+
+DEFAULT_STORAGE = "sqlite:///studies/dqn_tune.db"
+HEARTBEAT_INTERVAL_S = 5
+"""Seconds between a running trial's heartbeats."""
+GRACE_PERIOD_S = 20
+"""Seconds without a heartbeat after which a RUNNING trial counts as dead (its worker was killed)."""
+MAX_RETRY = 2
+"""How many times a trial whose worker died is re-run."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite URL (None for other backends or in-memory SQLite)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def prepare_url(url: str | None) -> str:
+    """Check `url` (default: DEFAULT_STORAGE) can hold a study; create the default `studies/` folder.
+
+    Raises StorageError naming the URL and what to do, before any connection is made.
+    """
+    url = url or DEFAULT_STORAGE
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise StorageError(f"storage URL {url!r} is not a valid SQLAlchemy URL; expected e.g. "
+                           f"{DEFAULT_STORAGE} or postgresql+psycopg2://user@host/db") from None
+    path = sqlite_path(url)
+    if path is None:
+        return url
+    if url == DEFAULT_STORAGE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise StorageError(f"cannot open storage {url!r}: directory {str(path.parent)!r} does not exist")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StorageError(f"cannot open storage {url!r}: {str(path)!r} is not readable and writable")
+    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StorageError(f"cannot open storage {url!r}: directory {str(path.parent)!r} is not writable")
+    return url
+
+
+def open_storage(url: str | None, *, heartbeat: bool = True) -> RDBStorage:
+    """Open (creating tables if needed) the RDB storage at `url`.
+
+    With `heartbeat`, running trials send heartbeats, and a trial whose worker died (SIGKILL,
+    power loss) is marked FAIL after GRACE_PERIOD_S and retried up to MAX_RETRY times.
+    """
+    url = prepare_url(url)
+    kwargs: dict[str, object] = {}
+    if heartbeat:
+        kwargs = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": GRACE_PERIOD_S,
+                  "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
+    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite_path(url) else {"pool_pre_ping": True}
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, ImportError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise StorageError(f"cannot open storage {url!r}: {reason}") from None
+
+
+def study_names(storage: RDBStorage) -> list[str]:
+    """Names of the studies in `storage`, sorted."""
+    return sorted(optuna.get_all_study_names(storage))
+
+
+def load_study(storage: RDBStorage, study_name: str) -> optuna.Study:
+    """Load an existing study; a missing one is a StorageError that lists those that exist."""
+    names = study_names(storage)
+    if study_name not in names:
+        listing = ", ".join(names) if names else "none"
+        raise StorageError(f"study {study_name!r} not found in {storage.url!r}; studies there: {listing}")
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def artifact_dir(url: str | None) -> Path:
+    """Where trial artifacts (learning-curve PNGs) of a storage live: beside a SQLite file, else studies/."""
+    path = sqlite_path(url or DEFAULT_STORAGE)
+    return (path.parent if path is not None else Path("studies")) / "artifacts"
