@@ -1,0 +1,64 @@
+"""Matplotlib figures shared by tuning (trial artifacts) and results (reports).
+
+Figures are built with `matplotlib.figure.Figure` directly, never pyplot: no display is needed, no
+global figure registry grows in a long study, and rendering goes through the Agg canvas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from dqn_tune.tuning.records import RunRecord
+
+FIGSIZE = (6.4, 4.0)
+DPI = 100
+
+
+def new_figure() -> Figure:
+    """A blank Agg-backed figure of the project's standard size."""
+    figure = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Write `figure` to `path` (format from the suffix, e.g. .png) and return the path."""
+    path = Path(path)
+    figure.savefig(path)
+    return path
+
+
+def mean_curve(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """Steps evaluated by every run and the mean return over runs at each of them."""
+    if not records:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    common = sorted(set.intersection(*(set(r.curve_steps) for r in records)))
+    by_step = [dict(zip(r.curve_steps, r.curve_returns)) for r in records]
+    means = [float(np.mean([run[step] for run in by_step])) for step in common]
+    return np.asarray(common, dtype=np.int64), np.asarray(means)
+
+
+def learning_curve_figure(records: Sequence[RunRecord], *, title: str) -> Figure:
+    """Each seed's evaluation curve (thin) and their mean over the steps all seeds reached (thick)."""
+    figure = new_figure()
+    axes = figure.add_subplot()
+    for record in records:
+        axes.plot(record.curve_steps, record.curve_returns, marker=".", linewidth=1, alpha=0.6,
+                  label=f"seed {record.seed}")
+    steps, means = mean_curve(records)
+    if len(records) > 1 and len(steps):
+        axes.plot(steps, means, color="black", linewidth=2.5, label="mean")
+    if not any(record.curve_steps for record in records):
+        axes.text(0.5, 0.5, "no evaluations recorded", transform=axes.transAxes, ha="center", va="center")
+    axes.set_title(title)
+    axes.set_xlabel("environment step")
+    axes.set_ylabel("mean greedy evaluation return")
+    axes.grid(alpha=0.3)
+    if records:
+        axes.legend(loc="best", fontsize="small")
+    return figure

@@ -1,0 +1,37 @@
+"""Trial artifacts: the learning-curve PNG of each trial, in a file-system store beside the storage."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+from dqn_tune.errors import StorageError
+from dqn_tune.plots import learning_curve_figure, save_figure
+from dqn_tune.tuning.records import RunRecord
+from dqn_tune.tuning.storage import artifact_dir
+
+LEARNING_CURVE_PNG = "learning_curve.png"
+"""File name of a trial's learning-curve artifact."""
+
+
+def make_artifact_store(storage_url: str | None) -> FileSystemArtifactStore:
+    """The artifact store of a storage (creating its directory); StorageError if it cannot be made."""
+    directory = artifact_dir(storage_url)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create artifact directory {str(directory)!r}: {exc.strerror}") from None
+    return FileSystemArtifactStore(str(directory))
+
+
+def upload_learning_curve(trial: optuna.Trial, records: Sequence[RunRecord],
+                          artifact_store: FileSystemArtifactStore) -> None:
+    """Render the trial's per-seed learning curves to a PNG and attach it to the trial as an artifact."""
+    figure = learning_curve_figure(records, title=f"trial {trial.number}: evaluation return")
+    with tempfile.TemporaryDirectory(prefix="dqn_tune_artifact_") as tmp:
+        path = save_figure(figure, Path(tmp) / LEARNING_CURVE_PNG)
+        upload_artifact(artifact_store=artifact_store, file_path=str(path), study_or_trial=trial)

@@ -1,0 +1,38 @@
+"""Learning-curve figures: per-seed curves, their mean over common steps, PNG output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dqn_tune.plots import learning_curve_figure, mean_curve, save_figure
+from dqn_tune.tuning.records import RunRecord
+
+
+def record(seed: int, steps: tuple[int, ...], returns: tuple[float, ...]) -> RunRecord:
+    return RunRecord(seed=seed, mean_return=returns[-1] if returns else 0.0, curve_steps=steps,
+                     curve_returns=returns, steps_per_second=1000.0, wall_time_s=1.0)
+
+
+def test_mean_curve_averages_only_steps_every_seed_reached() -> None:
+    steps, means = mean_curve([record(0, (100, 200, 300), (10.0, 20.0, 30.0)), record(1, (100, 200), (30.0, 40.0))])
+    assert steps.tolist() == [100, 200]
+    np.testing.assert_allclose(means, [20.0, 30.0])
+
+
+def test_learning_curve_figure_plots_each_seed_and_the_mean(tmp_path: Path) -> None:
+    records = [record(0, (100, 200), (10.0, 20.0)), record(1, (100, 200), (30.0, 40.0))]
+    figure = learning_curve_figure(records, title="trial 3")
+    axes = figure.axes[0]
+    assert [line.get_label() for line in axes.get_lines()] == ["seed 0", "seed 1", "mean"]
+    assert axes.get_lines()[2].get_ydata().tolist() == [20.0, 30.0]
+    assert axes.get_title() == "trial 3"
+    path = save_figure(figure, tmp_path / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_learning_curve_figure_without_records_still_renders(tmp_path: Path) -> None:
+    figure = learning_curve_figure([], title="empty")
+    assert figure.axes[0].get_lines() == []
+    assert save_figure(figure, tmp_path / "empty.png").stat().st_size > 0

@@ -1,0 +1,40 @@
+"""Learning-curve artifacts uploaded to a real study in a tmp SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.artifacts import download_artifact, get_all_artifact_meta
+
+from dqn_tune.errors import StorageError
+from dqn_tune.tuning.artifacts import LEARNING_CURVE_PNG, make_artifact_store, upload_learning_curve
+from dqn_tune.tuning.records import RunRecord
+from dqn_tune.tuning.storage import open_storage
+
+RECORDS = [RunRecord(0, 20.0, (100, 200), (10.0, 20.0), 900.0, 0.5),
+           RunRecord(1, 30.0, (100, 200), (15.0, 30.0), 950.0, 0.4)]
+
+
+def test_upload_learning_curve_attaches_a_png_to_the_trial(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    store = make_artifact_store(url)
+    assert (tmp_path / "artifacts").is_dir()
+    study = optuna.create_study(study_name="s", storage=open_storage(url, heartbeat=False))
+    trial = study.ask()
+    upload_learning_curve(trial, RECORDS, store)
+    study.tell(trial, 25.0)
+
+    [meta] = get_all_artifact_meta(study.trials[0], storage=study._storage)
+    assert meta.filename == LEARNING_CURVE_PNG and meta.mimetype == "image/png"
+    out = tmp_path / "downloaded.png"
+    download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_make_artifact_store_reports_an_uncreatable_directory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StorageError, match="cannot create artifact directory .*file/artifacts"):
+        make_artifact_store(f"sqlite:///{blocker / 'study.db'}")
