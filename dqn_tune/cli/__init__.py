@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from dqn_tune.cli import evaluate, train
+from dqn_tune.cli import retrain
 from dqn_tune.errors import DQNTuneError
 
 COMMANDS: dict[str, ModuleType] = {
     "train": train,
     "evaluate": evaluate,
+    "retrain": retrain,
 }
 DEFAULT_COMMAND = "tune"
 PROG = "dqn-tune"

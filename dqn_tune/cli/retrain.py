@@ -1,0 +1,43 @@
+"""`dqn-tune retrain`: retrain a study's best (or chosen) trial with fresh seeds and save the best agent."""
+
+from __future__ import annotations
+
+import argparse
+
+from dqn_tune.results.retrain import EVAL_EPISODES, EVAL_SEED, retrain_best
+from dqn_tune.tuning.storage import DEFAULT_STORAGE
+
+HELP = "retrain a study's best trial with fresh seeds and save the best seed as the final agent"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `dqn-tune retrain`."""
+    parser.add_argument("--study-name", required=True, help="the study to take the trial from")
+    parser.add_argument("--storage", default=None, help=f"storage URL of the study (default: {DEFAULT_STORAGE})")
+    parser.add_argument("--trial", type=int, default=None, metavar="N",
+                        help="number of the trial to retrain (default: the best; 0 is a valid number)")
+    parser.add_argument("--timesteps", type=int, default=None, metavar="N",
+                        help="environment steps per seed (default: the trial's budget)")
+    parser.add_argument("--seeds", type=int, default=3, metavar="K",
+                        help="fresh seeds to train, the best one is kept (default: 3)")
+    parser.add_argument("--out", default=None, metavar="PATH",
+                        help="where to save the agent (default: models/<study-name>.pt); "
+                             "the learning-curve PNG and summary .md go next to it")
+    parser.add_argument("--eval-episodes", type=int, default=EVAL_EPISODES, metavar="N",
+                        help=f"held-out greedy episodes per seed (default: {EVAL_EPISODES})")
+    parser.add_argument("--eval-seed", type=int, default=EVAL_SEED,
+                        help=f"seed of the held-out evaluation (default: {EVAL_SEED}, as `dqn-tune evaluate`)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Retrain, print each seed's figures and the verdict, say where the files are."""
+    outcome = retrain_best(study_name=args.study_name, storage=args.storage, trial=args.trial,
+                           timesteps=args.timesteps, seeds=args.seeds, out=args.out,
+                           eval_episodes=args.eval_episodes, eval_seed=args.eval_seed,
+                           log=lambda line: print(line, flush=True))
+    verdict = "reproduces" if outcome.reproduces else "does NOT reproduce"
+    print(f"trial {outcome.trial_number} value {outcome.trial_value:.2f}; retrained mean "
+          f"{outcome.retrained_mean:.2f} over {len(outcome.seeds)} seeds: the tuned value {verdict}")
+    print(f"saved agent (seed {outcome.best_seed}) to {outcome.agent_path}")
+    print(f"wrote {outcome.curve_path} and {outcome.summary_path}")
+    return 0

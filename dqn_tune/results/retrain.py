@@ -1,0 +1,234 @@
+"""retrain_best: a study's chosen trial -> K fresh seeds -> the best one saved as the final agent.
+
+The trial's config is read back as stored (records.trial_config), never re-derived from its param
+names. Nothing is written to the storage; every input is checked before training starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+
+from dqn_tune.dqn.agent import Agent, check_writable, save_agent
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.trainer import TrainResult, train
+from dqn_tune.errors import ConfigError, StorageError
+from dqn_tune.plots import learning_curve_figure, save_figure
+from dqn_tune.tuning.records import RunRecord, trial_config, trial_runs
+from dqn_tune.tuning.storage import DEFAULT_STORAGE, load_study, open_storage, prepare_url, sqlite_path
+
+EVAL_EPISODES = 100
+"""Held-out greedy episodes each retrained seed is judged on."""
+EVAL_SEED = 0
+"""Seed of the held-out evaluation; the same default as `dqn-tune evaluate`, which so reprints the figure."""
+FIRST_RETRAIN_SEED = 1_000
+"""Retrain seeds count up from here, skipping any seed the trial was tuned with."""
+REPRODUCE_TOLERANCE = 0.10
+"""The tuned value counts as reproduced when the retrained mean is at most this fraction of |value| below it."""
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SeedOutcome:
+    """One retrained seed: its held-out evaluation and its training run's own final evaluation."""
+
+    seed: int
+    mean_return: float
+    std_return: float
+    train_final_return: float
+    wall_time_s: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        """JSON primitives for the agent's metadata."""
+        return {"seed": self.seed, "mean_return": self.mean_return, "std_return": self.std_return,
+                "train_final_return": self.train_final_return, "wall_time_s": self.wall_time_s}
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainOutcome:
+    """What retrain_best produced and where it wrote it."""
+
+    study_name: str
+    trial_number: int
+    trial_value: float
+    tuning_runs: tuple[RunRecord, ...]
+    total_timesteps: int
+    eval_episodes: int
+    eval_seed: int
+    seeds: tuple[SeedOutcome, ...]
+    best_seed: int
+    agent_path: Path
+    curve_path: Path
+    summary_path: Path
+
+    @property
+    def retrained_mean(self) -> float:
+        """Mean held-out return over the retrained seeds."""
+        return float(np.mean([s.mean_return for s in self.seeds]))
+
+    @property
+    def reproduces(self) -> bool:
+        """Whether the retrained seeds reach the trial's value within REPRODUCE_TOLERANCE."""
+        return self.retrained_mean >= self.trial_value - REPRODUCE_TOLERANCE * abs(self.trial_value)
+
+
+def output_paths(out: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
+    """The agent file and, next to it, its learning-curve PNG and markdown summary."""
+    agent = Path(out)
+    return agent, agent.with_name(f"{agent.stem}_learning_curve.png"), agent.with_name(f"{agent.stem}_summary.md")
+
+
+def open_existing_storage(url: str | None) -> optuna.storages.RDBStorage:
+    """Open a storage without creating it: a SQLite file that does not exist is a StorageError."""
+    url = prepare_url(url)
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise StorageError(f"storage {url!r} does not exist (no file {str(path)!r}); "
+                           f"pass the --storage the study was run with (default {DEFAULT_STORAGE})")
+    return open_storage(url, heartbeat=False)
+
+
+def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """Trial `number` of the study (default: the best); it must be COMPLETE."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise StorageError(f"study {study.study_name!r} has no complete trial "
+                           f"({len(study.trials)} trial(s) in other states); run or resume the study first")
+    if number is None:
+        return study.best_trial
+    trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise StorageError(f"trial {number} not found in study {study.study_name!r}; "
+                           f"its trials are numbered 0 to {max(trials)}")
+    if trials[number].state != TrialState.COMPLETE:
+        raise StorageError(f"trial {number} of study {study.study_name!r} is {trials[number].state.name}; "
+                           f"only COMPLETE trials can be retrained (the best is trial {study.best_trial.number})")
+    return trials[number]
+
+
+def retrain_seeds(count: int, exclude: Collection[int]) -> list[int]:
+    """`count` seeds from FIRST_RETRAIN_SEED upwards, none of them in `exclude` (the tuning seeds)."""
+    seeds: list[int] = []
+    candidate = FIRST_RETRAIN_SEED
+    while len(seeds) < count:
+        if candidate not in exclude:
+            seeds.append(candidate)
+        candidate += 1
+    return seeds
+
+
+def retrain_best(*, study_name: str, storage: str | None = None, trial: int | None = None,
+                 timesteps: int | None = None, seeds: int = 3, out: str | os.PathLike[str] | None = None,
+                 eval_episodes: int = EVAL_EPISODES, eval_seed: int = EVAL_SEED,
+                 log: Log | None = None) -> RetrainOutcome:
+    """Retrain the chosen trial's config with `seeds` fresh seeds and save the best as the final agent.
+
+    Writes the agent (default models/<study_name>.pt), a learning-curve PNG and a markdown summary
+    next to it. Bad input raises a DQNTuneError before any training.
+    """
+    say = log or (lambda _message: None)
+    _check_count("seeds", seeds)
+    _check_count("eval_episodes", eval_episodes)
+    paths = output_paths(out if out is not None else Path("models") / f"{study_name}.pt")
+    for path in paths:
+        check_writable(path)
+    study = load_study(open_existing_storage(storage), study_name)
+    chosen = choose_trial(study, trial)
+    config = trial_config(chosen)
+    if timesteps is not None:
+        config = _with_budget(config, timesteps, chosen.number)
+    tuning_runs = tuple(trial_runs(chosen))
+
+    results: list[TrainResult] = []
+    outcomes: list[SeedOutcome] = []
+    agents: list[Agent] = []
+    for seed in retrain_seeds(seeds, {run.seed for run in tuning_runs}):
+        say(f"retraining trial {chosen.number} of {study_name!r} with seed {seed} "
+            f"for {config.total_timesteps} steps on {config.env_id}")
+        result = train(config, seed=seed)
+        agent = Agent.from_result(result)
+        stats = agent.evaluate(eval_episodes, seed=eval_seed)
+        outcome = SeedOutcome(seed, stats.mean, stats.std, result.mean_return, result.wall_time_s)
+        say(f"  seed {seed}: held-out return {stats.mean:.1f} +- {stats.std:.1f} over {eval_episodes} episodes "
+            f"({result.wall_time_s:.1f}s)")
+        results.append(result)
+        outcomes.append(outcome)
+        agents.append(agent)
+
+    best = int(np.argmax([o.mean_return for o in outcomes]))
+    outcome = RetrainOutcome(study_name, chosen.number, float(chosen.value), tuning_runs, config.total_timesteps,
+                             eval_episodes, eval_seed, tuple(outcomes), outcomes[best].seed, *paths)
+    agents[best].metadata.update(_metadata(outcome, chosen, study, storage))
+    save_agent(agents[best], outcome.agent_path)
+    figure = learning_curve_figure([RunRecord.from_result(r) for r in results],
+                                   title=f"{study_name} trial {chosen.number}: retrained seeds")
+    save_figure(figure, outcome.curve_path)
+    outcome.summary_path.write_text(summary_markdown(outcome, chosen.params), encoding="utf-8")
+    return outcome
+
+
+def summary_markdown(outcome: RetrainOutcome, params: dict[str, Any]) -> str:
+    """A short report: the trial's value beside the retrained seeds' figures, and whether it reproduces."""
+    verdict = "reproduces" if outcome.reproduces else "does NOT reproduce"
+    tuning_seeds = ", ".join(str(run.seed) for run in outcome.tuning_runs) or "not recorded"
+    lines = [
+        f"# Retrained agent: study `{outcome.study_name}`, trial {outcome.trial_number}",
+        "",
+        f"- Agent: `{outcome.agent_path.name}` (seed {outcome.best_seed}, the best of {len(outcome.seeds)} "
+        f"retrained seeds); learning curves: `{outcome.curve_path.name}`",
+        f"- Budget: {outcome.total_timesteps} environment steps per seed",
+        "- Tuned params: " + (", ".join(f"{name}={value}" for name, value in params.items()) or "none"),
+        "",
+        "| run | seed | mean return | std | evaluation |",
+        "|---|---|---|---|---|",
+        f"| trial {outcome.trial_number} (tuning) | {tuning_seeds} | {outcome.trial_value:.2f} | | trial value |",
+    ]
+    lines += [f"| tuning seed | {run.seed} | {run.mean_return:.2f} | | final evaluation during tuning |"
+              for run in outcome.tuning_runs]
+    for seed in outcome.seeds:
+        kept = " (kept)" if seed.seed == outcome.best_seed else ""
+        lines.append(f"| retrained{kept} | {seed.seed} | {seed.mean_return:.2f} | {seed.std_return:.2f} | "
+                     f"{outcome.eval_episodes} held-out episodes, eval seed {outcome.eval_seed} |")
+    lines += [
+        f"| retrained mean | | {outcome.retrained_mean:.2f} | "
+        f"{float(np.std([s.mean_return for s in outcome.seeds])):.2f} | over seeds |",
+        "",
+        f"**The tuned value {verdict}**: retrained mean {outcome.retrained_mean:.2f} vs trial value "
+        f"{outcome.trial_value:.2f} (difference {outcome.retrained_mean - outcome.trial_value:+.2f}; "
+        f"it counts as reproduced when the mean is at most {REPRODUCE_TOLERANCE:.0%} of |value| below it).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _metadata(outcome: RetrainOutcome, chosen: FrozenTrial, study: optuna.Study,
+              storage: str | None) -> dict[str, Any]:
+    url = make_url(prepare_url(storage)).render_as_string(hide_password=True)
+    return {"study_name": study.study_name, "trial_number": chosen.number, "storage": url,
+            "params": dict(chosen.params), "trial_value": outcome.trial_value,
+            "retrain": {"total_timesteps": outcome.total_timesteps, "eval_episodes": outcome.eval_episodes,
+                        "eval_seed": outcome.eval_seed, "best_seed": outcome.best_seed,
+                        "seeds": [seed.to_dict() for seed in outcome.seeds]}}
+
+
+def _with_budget(config: DQNConfig, timesteps: int, trial_number: int) -> DQNConfig:
+    try:
+        return config.replace(total_timesteps=timesteps)
+    except ConfigError as exc:
+        raise ConfigError(f"timesteps = {timesteps!r} is invalid for trial {trial_number} ({exc}); expected an "
+                          f"integer > its learning_starts ({config.learning_starts})", field="total_timesteps") from None
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} = {value!r} is invalid: expected an integer >= 1", field=name)
+

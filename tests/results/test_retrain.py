@@ -1,0 +1,154 @@
+"""retrain_best and `dqn-tune retrain` on real studies in tmp SQLite files, with tiny real training."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+
+from dqn_tune.cli import main
+from dqn_tune.dqn.agent import load_agent
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.trainer import train
+from dqn_tune.results.retrain import FIRST_RETRAIN_SEED, output_paths, retrain_best
+from dqn_tune.tuning.records import store_config, store_runs
+from dqn_tune.tuning.storage import open_storage
+
+TINY = DQNConfig(total_timesteps=600, learning_starts=100, batch_size=32, buffer_size=1_000, hidden_sizes=(16,),
+                 target_update_interval=50, eval_freq=200, eval_curve_episodes=2, eval_episodes=2)
+
+
+def add_trained_trial(study: optuna.Study, config: DQNConfig, seed: int, params: dict[str, float]) -> None:
+    """A COMPLETE trial that stores `config` and one real run, as the tuning objective does."""
+    trial = study.ask()
+    for name, value in params.items():
+        trial.suggest_float(name, value, value)
+    store_config(trial, config)
+    result = train(config, seed=seed)
+    store_runs(trial, [result])
+    study.tell(trial, result.mean_return)
+
+
+def make_study(url: str, name: str = "cartpole") -> optuna.Study:
+    return optuna.create_study(study_name=name, storage=open_storage(url, heartbeat=False), direction="maximize")
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def two_trials(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A study of two complete trials whose stored configs differ from what their param names suggest."""
+    db = tmp_path_factory.mktemp("retrain") / "study.db"
+    url = f"sqlite:///{db}"
+    study = make_study(url)
+    add_trained_trial(study, TINY.replace(learning_rate=3e-3), seed=7, params={"lr": 0.5})
+    add_trained_trial(study, TINY.replace(hidden_sizes=(24,)), seed=8, params={"lr": 0.25})
+    return url, db
+
+
+def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple[str, Path], tmp_path: Path) -> None:
+    url, db = two_trials
+    before = digest(db)
+    study = optuna.load_study(study_name="cartpole", storage=url)
+    best = study.best_trial
+    out = tmp_path / "final.pt"
+
+    outcome = retrain_best(study_name="cartpole", storage=url, seeds=2, out=out, eval_episodes=3)
+
+    assert digest(db) == before
+    agent = load_agent(out)
+    assert agent.config == DQNConfig.from_dict(best.user_attrs["config"])  # as stored, not from the params
+    meta = agent.metadata
+    assert (meta["study_name"], meta["trial_number"], meta["storage"]) == ("cartpole", best.number, url)
+    assert meta["params"] == best.params and meta["trial_value"] == best.value
+    seeds = meta["retrain"]["seeds"]
+    assert [s["seed"] for s in seeds] == [FIRST_RETRAIN_SEED, FIRST_RETRAIN_SEED + 1]
+    assert meta["retrain"]["best_seed"] == max(seeds, key=lambda s: s["mean_return"])["seed"] == outcome.best_seed
+    assert meta["training"]["seed"] == outcome.best_seed
+    assert {"torch", "optuna", "gymnasium"} <= set(meta["versions"])
+    kept = next(s for s in seeds if s["seed"] == outcome.best_seed)
+    assert agent.evaluate(3, seed=0).mean == kept["mean_return"]
+
+    _, curve, summary = output_paths(out)
+    assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = summary.read_text()
+    assert f"trial {best.number}" in text and f"{best.value:.2f}" in text
+    assert all(f"{s['mean_return']:.2f}" in text for s in seeds)
+    assert ("reproduces**" in text) == outcome.reproduces
+
+
+def test_cli_retrains_trial_zero_and_evaluate_reads_the_file(two_trials: tuple[str, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = two_trials
+    out = tmp_path / "trial0.pt"
+    code = main(["retrain", "--study-name", "cartpole", "--storage", url, "--trial", "0", "--seeds", "1",
+                 "--timesteps", "400", "--eval-episodes", "2", "--eval-seed", "5", "--out", str(out)])
+    assert code == 0
+    agent = load_agent(out)
+    assert agent.metadata["trial_number"] == 0
+    assert agent.config == TINY.replace(learning_rate=3e-3, total_timesteps=400)
+    figure = agent.metadata["retrain"]["seeds"][0]["mean_return"]
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--episodes", "2", "--seed", "5"]) == 0
+    assert f"mean return {figure:.2f}" in capsys.readouterr().out
+
+
+def test_retrain_seeds_skip_the_tuning_seeds(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    add_trained_trial(make_study(url), TINY.replace(total_timesteps=200, eval_freq=0), seed=FIRST_RETRAIN_SEED,
+                      params={})
+    outcome = retrain_best(study_name="cartpole", storage=url, seeds=1, out=tmp_path / "a.pt", eval_episodes=1)
+    assert [s.seed for s in outcome.seeds] == [FIRST_RETRAIN_SEED + 1]
+
+
+def bad_input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    (tmp_path / "dir.pt").mkdir()
+    return [
+        (["--study-name", "nope"], r"study 'nope' not found in .*; studies there: cartpole, empty$"),
+        (["--study-name", "empty"], r"study 'empty' has no complete trial \(1 trial\(s\) in other states\)"),
+        (["--study-name", "cartpole", "--trial", "9"], r"trial 9 not found in study 'cartpole'; .* 0 to 2$"),
+        (["--study-name", "cartpole", "--trial", "2"], r"trial 2 of study 'cartpole' is FAIL; only COMPLETE"),
+        (["--study-name", "cartpole", "--out", str(blocker / "x.pt")], r"cannot write output path .*a-file/x\.pt"),
+        (["--study-name", "cartpole", "--out", str(tmp_path / "dir.pt")], r"output path .*dir\.pt' is a directory"),
+        (["--study-name", "cartpole", "--seeds", "0"], r"seeds = 0 is invalid: expected an integer >= 1"),
+        (["--study-name", "cartpole", "--timesteps", "50"],
+         r"timesteps = 50 is invalid for trial 1 .*expected an integer > its learning_starts \(100\)"),
+        (["--study-name", "cartpole", "--trial", "x"], r"argument --trial: invalid int value: 'x'"),
+    ]
+
+
+def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "study.db"
+    url = f"sqlite:///{db}"
+    study = make_study(url)
+    for value in (1.0, 2.0):
+        trial = study.ask()
+        store_config(trial, TINY)
+        study.tell(trial, value)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    make_study(url, "empty").ask()
+    before = digest(db)
+    for args, message in bad_input_cases(tmp_path):
+        out = ["--out", str(tmp_path / "never.pt")] if "--out" not in args else []
+        assert main(["retrain", "--storage", url, *out, *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("dqn-tune: error: "), err
+        assert re.search(message, err.rstrip("\n").removeprefix("dqn-tune: error: ")), err
+    assert digest(db) == before
+    assert not (tmp_path / "never.pt").exists()
+
+
+def test_a_missing_storage_file_is_reported_not_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.db"
+    assert main(["retrain", "--study-name", "s", "--storage", f"sqlite:///{missing}",
+                 "--out", str(tmp_path / "a.pt")]) == 2
+    assert "does not exist (no file" in capsys.readouterr().err
+    assert not missing.exists()
