@@ -13,12 +13,14 @@ from types import ModuleType
 
 from dqn_tune.cli import evaluate, train
 from dqn_tune.cli import retrain
+from dqn_tune.cli import tune
 from dqn_tune.errors import DQNTuneError
 
 COMMANDS: dict[str, ModuleType] = {
     "train": train,
     "evaluate": evaluate,
     "retrain": retrain,
+    "tune": tune,
 }
 DEFAULT_COMMAND = "tune"
 PROG = "dqn-tune"

@@ -7,6 +7,7 @@ database, an unreachable server) becomes a StorageError before anything is writt
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import optuna
@@ -61,20 +62,27 @@ def prepare_url(url: str | None) -> str:
     return url
 
 
-def open_storage(url: str | None, *, heartbeat: bool = True) -> RDBStorage:
+def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
+                 grace_period_s: int = GRACE_PERIOD_S) -> RDBStorage:
     """Open (creating tables if needed) the RDB storage at `url`.
 
-    With `heartbeat`, running trials send heartbeats, and a trial whose worker died (SIGKILL,
-    power loss) is marked FAIL after GRACE_PERIOD_S and retried up to MAX_RETRY times.
+    With `heartbeat`, running trials send a heartbeat every `heartbeat_interval_s`, and a trial whose
+    worker died (SIGKILL, power loss) is marked FAIL after `grace_period_s` without one and retried
+    up to MAX_RETRY times.
     """
     url = prepare_url(url)
-    kwargs: dict[str, object] = {}
-    if heartbeat:
-        kwargs = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": GRACE_PERIOD_S,
-                  "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
+    if heartbeat and not 0 < heartbeat_interval_s < grace_period_s:
+        raise StorageError(f"heartbeat interval {heartbeat_interval_s}s and grace period {grace_period_s}s are invalid; "
+                           "expected 0 < interval < grace period")
     engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite_path(url) else {"pool_pre_ping": True}
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat options
+            kwargs: dict[str, object] = {}
+            if heartbeat:
+                kwargs = {"heartbeat_interval": heartbeat_interval_s, "grace_period": grace_period_s,
+                          "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError, ImportError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise StorageError(f"cannot open storage {url!r}: {reason}") from None

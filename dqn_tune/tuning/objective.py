@@ -1,0 +1,118 @@
+"""The study objective: sample a config, train it on several seeds, report, record, return one number.
+
+Intermediate values: seed `i`'s evaluation at environment step `s` is reported at step
+`i * total_timesteps + s`, and its final evaluation at `(i + 1) * total_timesteps`, so a step means
+the same point of the same seed in every trial and the pruner compares like with like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.trainer import TrainResult, train
+from dqn_tune.errors import DivergenceError
+from dqn_tune.tuning import records
+from dqn_tune.tuning.artifacts import upload_learning_curve
+from dqn_tune.tuning.search_space import SearchSpace, suggest_config
+
+DEFAULT_TIMESTEPS = {"CartPole-v1": 20_000, "Acrobot-v1": 50_000, "MountainCar-v0": 100_000,
+                     "LunarLander-v3": 200_000}
+"""Per-trial training budget by env; other envs get DQNConfig's default total_timesteps."""
+EVALS_PER_RUN = 10
+"""Learning-curve evaluations per training run by default (the points the pruner sees)."""
+OBJECTIVES = ("final", "best", "auc")
+"""What a training run scores: its final evaluation, its best evaluation, or the normalised area
+under its evaluation curve (the curve's mean return over training)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectiveSettings:
+    """Everything that decides a trial's value besides its sampled hyperparameters (picklable)."""
+
+    base: DQNConfig
+    """Budget and every hyperparameter the space does not sample."""
+    space: SearchSpace
+    seeds: int = 1
+    """Training runs per trial; the trial's value is the mean of their scores."""
+    objective: str = "final"
+    study_seed: int = 0
+
+
+def trial_base_config(env_id: str, *, timesteps: int | None = None, **overrides: Any) -> DQNConfig:
+    """The config a trial starts from: the env's budget, EVALS_PER_RUN evaluations, the trainer's defaults
+    for everything else, then `overrides` (fields set on the command line)."""
+    total = timesteps or DEFAULT_TIMESTEPS.get(env_id, DQNConfig().total_timesteps)
+    return DQNConfig(**{"env_id": env_id, "total_timesteps": total, "eval_freq": max(1, total // EVALS_PER_RUN),
+                        **overrides})
+
+
+def run_score(result: TrainResult, objective: str) -> float:
+    """The score of one training run under `objective` (one of OBJECTIVES)."""
+    if objective == "final":
+        return result.mean_return
+    returns = np.array([point.mean_return for point in result.curve])
+    if objective == "best":
+        return float(returns.max())
+    steps = np.array([0] + [point.step for point in result.curve], dtype=float)
+    # Step function: each evaluation stands for the steps since the previous one.
+    return float(np.sum(returns * np.diff(steps)) / steps[-1]) if steps[-1] > 0 else float(returns[-1])
+
+
+def trial_seeds(study_seed: int, trial_number: int, count: int) -> list[int]:
+    """Training seeds of a trial, derived from the study seed and the trial number."""
+    return [int(s) for s in np.random.SeedSequence([study_seed, trial_number]).generate_state(count)]
+
+
+def make_objective(settings: ObjectiveSettings,
+                   artifact_store: FileSystemArtifactStore | None = None) -> Callable[[optuna.Trial], float]:
+    """The Optuna objective for `settings`; with `artifact_store`, each trial uploads its learning curves.
+
+    A pruned run stops its trial (TrialPruned). A diverging run (NaN/inf loss) prunes the trial with
+    records.FAIL_REASON set. Config and finished runs are stored on every trial, pruned ones included.
+    """
+
+    def objective(trial: optuna.Trial) -> float:
+        config = suggest_config(trial, settings.base, settings.space)
+        records.store_config(trial, config)
+        results: list[TrainResult] = []
+        try:
+            seeds = trial_seeds(settings.study_seed, trial.number, settings.seeds)
+            for index, seed in enumerate(seeds):
+                offset = index * config.total_timesteps
+                results.append(train(config, seed=seed, on_eval=_reporter(trial, offset)))
+                if results[-1].stopped_early:
+                    raise optuna.TrialPruned(f"pruned at step {offset + results[-1].steps}")
+                trial.report(results[-1].mean_return, offset + config.total_timesteps)
+                if index + 1 < len(seeds) and trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after seed {index + 1} of {len(seeds)}")
+        except DivergenceError as exc:
+            trial.set_user_attr(records.FAIL_REASON, str(exc))
+            raise optuna.TrialPruned(str(exc)) from None
+        finally:
+            _record(trial, results, artifact_store)
+        return float(np.mean([run_score(result, settings.objective) for result in results]))
+
+    return objective
+
+
+def _reporter(trial: optuna.Trial, offset: int) -> Callable[[int, float], bool]:
+    """The trainer's on_eval: report each evaluation at `offset + step`; stop when the pruner says so."""
+
+    def on_eval(step: int, mean_return: float) -> bool:
+        trial.report(mean_return, offset + step)
+        return trial.should_prune()
+
+    return on_eval
+
+
+def _record(trial: optuna.Trial, results: Sequence[TrainResult], artifact_store: FileSystemArtifactStore | None) -> None:
+    records.store_runs(trial, results)
+    if artifact_store is not None and results:
+        upload_learning_curve(trial, [records.RunRecord.from_result(r) for r in results], artifact_store)

@@ -1,0 +1,285 @@
+"""run_study: create or resume a study, run its trials in one or several processes, summarise it.
+
+Every check that can fail on user input (search space, sampler, storage, an existing study's
+direction and budget) runs before anything is written to the storage.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import optuna
+import optuna_dashboard
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
+
+from dqn_tune.dqn.agent import library_versions
+from dqn_tune.errors import StorageError
+from dqn_tune.tuning import records
+from dqn_tune.tuning.algorithms import make_pruner, make_sampler
+from dqn_tune.tuning.artifacts import make_artifact_store
+from dqn_tune.tuning.interrupts import interrupts_stop_cleanly
+from dqn_tune.tuning.objective import ObjectiveSettings, make_objective
+from dqn_tune.tuning.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, artifact_dir, open_storage, study_names
+from dqn_tune.tuning.trial_loop import TrialQuota, run_trials
+from dqn_tune.tuning.workers import WorkerError, run_in_processes
+
+SETTINGS_ATTR = "dqn_tune"
+"""Study user attribute: the settings the study was created with (budget, objective, space...)."""
+COMMANDS_ATTR = "commands"
+"""Study user attribute: every command line that ran trials in the study, in order."""
+VERSIONS_ATTR = "versions"
+"""Study user attribute: library versions of the machine that created the study."""
+MUST_MATCH = ("env_id", "total_timesteps", "eval_episodes", "objective")
+"""Settings that define what a trial's value means: resuming with other values is refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class TuneSettings:
+    """Everything a worker needs to run trials of a study (picklable)."""
+
+    study_name: str
+    storage_url: str
+    objective: ObjectiveSettings
+    sampler: str = "tpe"
+    pruner: str = "median"
+    artifacts: bool = True
+    """Upload each trial's learning-curve PNG to the artifact store beside the storage."""
+    total_trials: int | None = None
+    """Cap on the study's trials across all processes and machines."""
+    heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S
+    grace_period_s: int = GRACE_PERIOD_S
+
+    def to_attr(self) -> dict[str, Any]:
+        """The study attribute SETTINGS_ATTR."""
+        base = self.objective.base
+        return {"env_id": base.env_id, "total_timesteps": base.total_timesteps, "eval_episodes": base.eval_episodes,
+                "objective": self.objective.objective, "seeds": self.objective.seeds, "seed": self.objective.study_seed,
+                "sampler": self.sampler, "pruner": self.pruner, "base_config": base.to_dict(),
+                "search_space": self.objective.space.to_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class StudySummary:
+    """What a run of `run_study` did and where the study stands."""
+
+    study_name: str
+    storage_url: str
+    trials_before: int
+    trials_run: int
+    counts: dict[str, int]
+    """Trials of the whole study by state name (complete, pruned, fail, running, waiting)."""
+    diverged: int
+    best_number: int | None
+    best_value: float | None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    dashboard_command: str = ""
+    retrain_command: str = ""
+    interrupted: bool = False
+    worker_error: str | None = None
+
+    def lines(self) -> list[str]:
+        """The summary as printed by `dqn-tune tune`."""
+        counts = _counts_text(self.counts)
+        out = [f"study {self.study_name!r}: {self.trials_run} trials run in {self.wall_time_s:.0f}s"
+               + (" (interrupted)" if self.interrupted else ""),
+               f"trials in the study: {sum(self.counts.values())} ({counts or 'none'})"
+               + (f"; {self.diverged} pruned because training diverged" if self.diverged else "")]
+        if self.best_value is None:
+            out.append("best: no complete trial yet")
+        else:
+            out.append(f"best: trial {self.best_number}, value {self.best_value:.2f}")
+            out += [f"  {name} = {value}" for name, value in self.best_params.items()]
+        out += [f"storage: {self.storage_url}", f"browse:  {self.dashboard_command}",
+                f"retrain: {self.retrain_command}"]
+        if self.worker_error:
+            out.append(f"a worker failed: {self.worker_error}")
+        return out
+
+
+def default_study_name(env_id: str) -> str:
+    """The study name used when none is given."""
+    return f"dqn-{env_id}"
+
+
+def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, command: str = "",
+              echo: Callable[[str], None] = print, progress: bool | None = None) -> StudySummary:
+    """Create or resume the study and run `trials` more trials (None: until `settings.total_trials`).
+
+    `workers` processes share the trials; `progress` shows a bar (None: only on a terminal).
+    SIGINT/SIGTERM stop cleanly: running trials are failed and the summary says `interrupted`.
+    """
+    if trials is None and settings.total_trials is None:
+        raise ValueError("give trials, total_trials or both")
+    settings.objective.space.check(settings.objective.base)
+    make_sampler(settings.sampler, settings.objective.study_seed)
+    storage = _open(settings)
+    study, created = _create_or_load(storage, settings, command)
+    before = len(study.get_trials(deepcopy=False))
+    echo(f"{'created' if created else 'resuming'} study {settings.study_name!r} in {settings.storage_url}: "
+         f"{before} trials already" + (f" ({_counts_text(_state_counts(study.get_trials()))})" if before else ""))
+    quota = TrialQuota(trials)
+    total = trials if trials is not None else max(0, settings.total_trials - before)  # type: ignore[operator]
+    bar = _Progress(study, total, enabled=progress)
+    start = time.perf_counter()
+    interrupted, worker_error = False, None
+    with interrupts_stop_cleanly():
+        try:
+            if workers == 1:
+                _work(settings, quota, _sampler_seed(settings, before, 0), lambda _: bar.update(quota.finished))
+            else:
+                run_in_processes(_work, [(settings, quota, _sampler_seed(settings, before, index))
+                                         for index in range(workers)], poll=lambda: bar.update(quota.finished))
+        except KeyboardInterrupt:
+            interrupted = True
+        except WorkerError as exc:
+            worker_error = str(exc)
+        finally:
+            bar.close()
+    return summarize(study, settings, trials_before=before, trials_run=quota.finished,
+                     wall_time_s=time.perf_counter() - start, interrupted=interrupted, worker_error=worker_error)
+
+
+def summarize(study: optuna.Study, settings: TuneSettings, *, trials_before: int, trials_run: int,
+              wall_time_s: float, interrupted: bool = False, worker_error: str | None = None) -> StudySummary:
+    """The StudySummary of `study` after a run."""
+    all_trials = study.get_trials(deepcopy=False)
+    counts = _state_counts(all_trials)
+    diverged = sum(t.state == TrialState.PRUNED and records.FAIL_REASON in t.user_attrs for t in all_trials)
+    best = _best_trial(study)
+    url = shlex.quote(settings.storage_url)
+    dashboard = f"optuna-dashboard {url}"
+    if settings.artifacts:
+        dashboard += f" --artifact-dir {shlex.quote(str(artifact_dir(settings.storage_url)))}"
+    return StudySummary(
+        study_name=settings.study_name, storage_url=settings.storage_url, trials_before=trials_before,
+        trials_run=trials_run, counts=counts, diverged=diverged,
+        best_number=best.number if best else None, best_value=best.value if best else None,
+        best_params=dict(best.params) if best else {}, wall_time_s=wall_time_s, dashboard_command=dashboard,
+        retrain_command=f"dqn-tune retrain --study-name {shlex.quote(settings.study_name)} --storage {url}",
+        interrupted=interrupted, worker_error=worker_error)
+
+
+def _work(settings: TuneSettings, quota: TrialQuota, sampler_seed: int,
+          on_trial: Callable[[FrozenTrial], None] | None = None) -> None:
+    """One worker: open the study with its own sampler and run trials until the quota or cap is reached."""
+    base = settings.objective.base
+    study = optuna.load_study(
+        study_name=settings.study_name, storage=_open(settings), sampler=make_sampler(settings.sampler, sampler_seed),
+        pruner=make_pruner(settings.pruner, total_timesteps=base.total_timesteps, eval_freq=base.eval_freq,
+                           seeds=settings.objective.seeds))
+    store = make_artifact_store(settings.storage_url) if settings.artifacts else None
+    run_trials(study, make_objective(settings.objective, store), quota, total_trials=settings.total_trials,
+               on_trial=on_trial)
+
+
+def _open(settings: TuneSettings) -> RDBStorage:
+    return open_storage(settings.storage_url, heartbeat_interval_s=settings.heartbeat_interval_s,
+                        grace_period_s=settings.grace_period_s)
+
+
+def _sampler_seed(settings: TuneSettings, trials_before: int, worker_index: int) -> int:
+    """A sampler seed per worker and resume point: same --seed, same study; never two workers alike."""
+    entropy = [settings.objective.study_seed, trials_before, worker_index]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def _create_or_load(storage: RDBStorage, settings: TuneSettings, command: str) -> tuple[optuna.Study, bool]:
+    """The study, checked against `settings` before anything is written; True if it was created now."""
+    name = settings.study_name
+    created = name not in study_names(storage)
+    if created:
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        except optuna.exceptions.DuplicatedStudyError:  # another machine created it just now
+            created = False
+    if not created:
+        study = optuna.load_study(study_name=name, storage=storage)
+        _check_compatible(study, settings)
+    if created or SETTINGS_ATTR not in study.user_attrs:
+        study.set_user_attr(SETTINGS_ATTR, settings.to_attr())
+        study.set_user_attr(VERSIONS_ATTR, library_versions())
+        optuna_dashboard.save_note(study, _note(settings, command))
+    study.set_user_attr(COMMANDS_ATTR, [*study.user_attrs.get(COMMANDS_ATTR, []), command])
+    return study, created
+
+
+def _check_compatible(study: optuna.Study, settings: TuneSettings) -> None:
+    """Refuse to add trials whose values would not be comparable with the study's."""
+    where = f"study {settings.study_name!r} in {settings.storage_url}"
+    if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
+        directions = ", ".join(d.name.lower() for d in study.directions)
+        raise StorageError(f"{where} has direction {directions}; dqn-tune maximizes the evaluation return: "
+                           "use another --study-name")
+    stored = study.user_attrs.get(SETTINGS_ATTR)
+    if stored is None:
+        if study.get_trials(deepcopy=False):
+            raise StorageError(f"{where} was not made by dqn-tune (no {SETTINGS_ATTR!r} attribute); "
+                               "use another --study-name")
+        return
+    wanted = settings.to_attr()
+    for key in MUST_MATCH:
+        if stored.get(key) != wanted[key]:
+            raise StorageError(f"{where} was run with {key} = {stored.get(key)!r}, this command asks for "
+                               f"{wanted[key]!r}; use the same value or another --study-name")
+
+
+def _note(settings: TuneSettings, command: str) -> str:
+    """The study's optuna-dashboard note: how it was made, resumed and retrained."""
+    attr = settings.to_attr()
+    space = "\n".join(f"- {line}" for line in settings.objective.space.describe())
+    fixed = {k: v for k, v in attr["base_config"].items() if k not in attr["search_space"]}
+    return (f"## dqn-tune study `{settings.study_name}`\n\n"
+            f"Created {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by:\n\n```\n{command}\n```\n\n"
+            f"- env {attr['env_id']}, {attr['total_timesteps']} steps per training run, {attr['seeds']} seed(s) "
+            f"per trial, value = mean over seeds of the `{attr['objective']}` score "
+            f"({attr['eval_episodes']} greedy evaluation episodes)\n"
+            f"- sampler {attr['sampler']}, pruner {attr['pruner']}, seed {attr['seed']}\n\n"
+            f"### Search space\n\n{space}\n\n### Fixed hyperparameters\n\n```\n{fixed}\n```\n\n"
+            "Run the same command again (on this or other machines sharing the storage) to add trials. "
+            "Retrain the best trial with `dqn-tune retrain --study-name "
+            f"{settings.study_name} --storage {settings.storage_url}`.\n")
+
+
+def _state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    return {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+
+
+def _best_trial(study: optuna.Study) -> FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+class _Progress:
+    """A tqdm bar of this run's finished trials with the study's best value (ETA from tqdm)."""
+
+    def __init__(self, study: optuna.Study, total: int, *, enabled: bool | None) -> None:
+        self._study = study
+        self._bar = tqdm(total=total, unit="trial", dynamic_ncols=True, disable=None if enabled is None else not enabled)
+
+    def update(self, finished: int) -> None:
+        """Advance to `finished` trials and show the best value so far."""
+        if finished == self._bar.n:
+            return
+        self._bar.update(finished - self._bar.n)
+        best = _best_trial(self._study)
+        if best is not None:
+            self._bar.set_postfix_str(f"best {best.value:.1f} (trial {best.number})")
+
+    def close(self) -> None:
+        """Finish the bar."""
+        self._bar.close()

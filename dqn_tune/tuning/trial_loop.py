@@ -1,0 +1,117 @@
+"""A crash-safe replacement for `study.optimize`: ask (exclusively), run with a heartbeat, tell.
+
+Differences from `study.optimize`: trials come from `ask_trial` (no trial runs twice, even on
+SQLite with queued retries), `total_trials` caps the study across processes and machines, a quota
+is shared by the worker processes of one command, a DQNTuneError fails only its trial (reason
+stored), and an interrupt fails the running trial before it propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable
+
+import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread
+from optuna.trial import FrozenTrial, TrialState
+
+from dqn_tune.errors import DQNTuneError
+from dqn_tune.tuning import records
+from dqn_tune.tuning.interrupts import deferred_interrupts
+from dqn_tune.tuning.trial_queue import ask_trial
+
+LOGGER = logging.getLogger(__name__)
+INTERRUPTED = "interrupted by SIGINT or SIGTERM"
+
+Objective = Callable[[optuna.Trial], float]
+TrialCallback = Callable[[FrozenTrial], None]
+
+
+class TrialQuota:
+    """How many trials one command may still start, shared by its worker processes."""
+
+    def __init__(self, trials: int | None) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._left = context.Value("q", -1 if trials is None else trials)
+        self._finished = context.Value("q", 0)
+
+    def take(self) -> bool:
+        """Claim one trial; False when the quota is spent (never, for an unlimited quota)."""
+        with self._left.get_lock():
+            if self._left.value == 0:
+                return False
+            if self._left.value > 0:
+                self._left.value -= 1
+            return True
+
+    def finish(self) -> None:
+        """Count one finished trial."""
+        with self._finished.get_lock():
+            self._finished.value += 1
+
+    @property
+    def finished(self) -> int:
+        """Trials finished so far by all processes sharing this quota."""
+        return int(self._finished.value)
+
+
+def run_trials(study: optuna.Study, objective: Objective, quota: TrialQuota, *, total_trials: int | None = None,
+               on_trial: TrialCallback | None = None) -> None:
+    """Run trials of `study` until the quota is spent, the study holds `total_trials`, or the sampler stops it.
+
+    An exception other than DQNTuneError fails its trial and is re-raised; KeyboardInterrupt too.
+    """
+    # As in study.optimize: lets samplers such as GridSampler call study.stop() when they run out.
+    study._thread_local.in_optimize_loop = True
+    study._stop_flag = False
+    try:
+        while not study._stop_flag and quota.take():
+            frozen = _run_one(study, objective, total_trials)
+            if frozen is None:
+                break
+            quota.finish()
+            if on_trial is not None:
+                on_trial(frozen)
+    finally:
+        study._thread_local.in_optimize_loop = False
+        study._storage.remove_session()
+
+
+def _run_one(study: optuna.Study, objective: Objective, total_trials: int | None) -> FrozenTrial | None:
+    trial = None
+    told = False
+    try:
+        with deferred_interrupts():
+            trial = ask_trial(study, total_trials=total_trials)
+        if trial is None:
+            return None
+        with get_heartbeat_thread(trial._trial_id, study._storage):
+            state, value, error = _call(objective, trial)
+        with deferred_interrupts():
+            study.tell(trial, value, state=state)
+            told = True
+    except KeyboardInterrupt:
+        if trial is not None and not told:
+            with deferred_interrupts():
+                trial.set_user_attr(records.FAIL_REASON, INTERRUPTED)
+                study.tell(trial, state=TrialState.FAIL)
+        raise
+    if error is not None:
+        raise error
+    return study._storage.get_trial(trial._trial_id)
+
+
+def _call(objective: Objective, trial: optuna.Trial) -> tuple[TrialState | None, float | None, Exception | None]:
+    """(state for tell, value, exception to re-raise) of running the objective on `trial`."""
+    try:
+        return None, objective(trial), None
+    except optuna.TrialPruned:
+        return TrialState.PRUNED, None, None
+    except DQNTuneError as exc:
+        LOGGER.warning("trial %d failed: %s", trial.number, exc)
+        trial.set_user_attr(records.FAIL_REASON, str(exc))
+        return TrialState.FAIL, None, None
+    except Exception as exc:
+        trial.set_user_attr(records.FAIL_REASON, f"{type(exc).__name__}: {exc}")
+        return TrialState.FAIL, None, exc

@@ -1,0 +1,86 @@
+"""Asking for the next trial so that no two processes ever get the same one.
+
+Optuna 5.0 on SQLite can hand one queued (WAITING) trial to two processes: SQLite ignores
+`SELECT ... FOR UPDATE`, so two workers both see it WAITING and both run it; the second then
+crashes with "Cannot tell a COMPLETE trial" (optuna issues 4621, 4002). Retries of dead trials and
+GridSampler cells are exactly such trials. `ask_trial` serialises the whole "fail stale trials,
+pop or create a trial, pick its grid cell" step with a lock shared by every process of the study:
+a file lock beside the SQLite file, or a PostgreSQL advisory lock (which also makes
+`total_trials` exact across machines). Other backends rely on their own row locks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+from sqlalchemy import text
+
+from dqn_tune.tuning.storage import sqlite_path
+
+RETRY_OF = "failed_trial"
+"""System attribute that RetryHeartbeatStaleTrialCallback sets on a retry (the original's number)."""
+
+
+@contextmanager
+def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
+    """Hold the lock of `study_name` in `storage` (shared by all processes using that study)."""
+    path = sqlite_path(storage.url)
+    if path is not None:
+        with open(f"{path}.lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    elif storage.engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(study_name.encode(), digest_size=8).digest(), "big", signed=True)
+        with storage.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    else:
+        yield
+
+
+def rdb_storage(study: optuna.Study) -> RDBStorage:
+    """The RDBStorage under a study (optuna wraps it in a cache layer); TypeError for other storages."""
+    storage = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(storage, RDBStorage):
+        raise TypeError(f"dqn-tune studies need an RDBStorage, got {type(storage).__name__}")
+    return storage
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that count towards a study's total: all of them except retries of trials whose worker died."""
+    return sum(RETRY_OF not in trial.system_attrs for trial in study.get_trials(deepcopy=False))
+
+
+def ask_trial(study: optuna.Study, *, total_trials: int | None = None) -> optuna.Trial | None:
+    """The study's next trial, given to this process only; None once the study holds `total_trials`.
+
+    Under the study lock: fail trials whose heartbeat went stale (queuing their retries), then pop a
+    queued trial or create one, and record its first heartbeat so that it cannot stay RUNNING
+    forever if this process dies before its heartbeat thread starts.
+    """
+    storage = rdb_storage(study)
+    with study_lock(storage, study.study_name):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        if total_trials is not None and counted_trials(study) >= total_trials and not study.get_trials(
+                deepcopy=False, states=(TrialState.WAITING,)):
+            return None
+        trial = study.ask()
+        if storage.get_heartbeat_interval() is not None:
+            storage.record_heartbeat(trial._trial_id)
+        return trial
