@@ -1,0 +1,101 @@
+"""run_study on real SQLite files: create, resume, reproduce, cap, several workers, refuse mismatches."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from optuna_dashboard._note import get_note_from_system_attrs
+
+from dqn_tune.errors import StorageError
+from dqn_tune.tuning.storage import sqlite_path
+from dqn_tune.tuning.study import COMMANDS_ATTR, SETTINGS_ATTR, VERSIONS_ATTR, TuneSettings, run_study
+
+
+def load(settings: TuneSettings) -> optuna.Study:
+    return optuna.load_study(study_name=settings.study_name, storage=settings.storage_url)
+
+
+def finished_ok(study: optuna.Study) -> bool:
+    return all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+
+
+def test_study_is_created_recorded_and_resumed(tune_settings: TuneSettings) -> None:
+    messages: list[str] = []
+    summary = run_study(tune_settings, trials=3, command="dqn-tune --trials 3", echo=messages.append)
+    study = load(tune_settings)
+    assert messages == [f"created study 's' in {tune_settings.storage_url}: 0 trials already"]
+    assert len(study.trials) == 3 and finished_ok(study)
+    assert (summary.trials_before, summary.trials_run, sum(summary.counts.values())) == (0, 3, 3)
+    assert summary.best_value == study.best_value and summary.best_params == study.best_params
+    assert summary.retrain_command == f"dqn-tune retrain --study-name s --storage {tune_settings.storage_url}"
+    assert summary.dashboard_command == f"optuna-dashboard {tune_settings.storage_url}"
+    assert study.user_attrs[SETTINGS_ATTR] == tune_settings.to_attr()
+    assert study.user_attrs[VERSIONS_ATTR]["optuna"] == optuna.__version__
+    note = get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), None)["body"]
+    assert "dqn-tune --trials 3" in note and "learning_rate: float in [0.0001, 0.01], log scale" in note
+
+    summary = run_study(tune_settings, trials=2, command="dqn-tune --trials 2", echo=messages.append)
+    study = load(tune_settings)
+    assert messages[1].startswith("resuming study 's'") and ": 3 trials already (" in messages[1]
+    assert len(study.trials) == 5 and (summary.trials_before, summary.trials_run) == (3, 2)
+    assert study.user_attrs[COMMANDS_ATTR] == ["dqn-tune --trials 3", "dqn-tune --trials 2"]
+    assert any(line.startswith("best: trial ") for line in summary.lines())
+
+
+def test_same_seed_gives_the_same_study(tmp_path: Path, tune_settings: TuneSettings) -> None:
+    def trials(url: str, seed: int) -> list[tuple[dict, float | None]]:
+        objective = dataclasses.replace(tune_settings.objective, study_seed=seed)
+        settings = dataclasses.replace(tune_settings, storage_url=url, objective=objective)
+        run_study(settings, trials=3, echo=lambda _: None)
+        return [(t.params, t.value) for t in load(settings).trials]
+
+    first = trials(f"sqlite:///{tmp_path}/a.db", seed=5)
+    assert trials(f"sqlite:///{tmp_path}/b.db", seed=5) == first
+    assert [p for p, _ in trials(f"sqlite:///{tmp_path}/c.db", seed=6)] != [p for p, _ in first]
+
+
+def test_total_trials_caps_the_study(tune_settings: TuneSettings) -> None:
+    run_study(dataclasses.replace(tune_settings, total_trials=2), trials=None, echo=lambda _: None)
+    assert len(load(tune_settings).trials) == 2
+    summary = run_study(dataclasses.replace(tune_settings, total_trials=3), trials=5, echo=lambda _: None)
+    assert len(load(tune_settings).trials) == 3 and summary.trials_run == 1
+
+
+def test_two_workers_share_the_trials(tune_settings: TuneSettings) -> None:
+    summary = run_study(dataclasses.replace(tune_settings, artifacts=True), trials=4, workers=2, echo=lambda _: None)
+    study = load(tune_settings)
+    assert len(study.trials) == 4 and finished_ok(study) and summary.trials_run == 4
+    assert summary.worker_error is None
+    assert "--artifact-dir" in summary.dashboard_command
+    assert len(list((sqlite_path(tune_settings.storage_url).parent / "artifacts").iterdir())) == 4  # type: ignore[union-attr]
+
+
+def test_existing_study_with_another_direction_is_refused_unchanged(tune_settings: TuneSettings) -> None:
+    optuna.create_study(study_name="s", storage=tune_settings.storage_url, direction="minimize")
+    path = sqlite_path(tune_settings.storage_url)
+    before = path.read_bytes()  # type: ignore[union-attr]
+    with pytest.raises(StorageError, match="study 's' in .* has direction minimize; dqn-tune maximizes"):
+        run_study(tune_settings, trials=1, echo=lambda _: None)
+    assert path.read_bytes() == before  # type: ignore[union-attr]
+
+
+def test_resuming_with_another_budget_is_refused_unchanged(tune_settings: TuneSettings) -> None:
+    run_study(tune_settings, trials=1, echo=lambda _: None)
+    path = sqlite_path(tune_settings.storage_url)
+    before = path.read_bytes()  # type: ignore[union-attr]
+    base = tune_settings.objective.base.replace(total_timesteps=800)
+    longer = dataclasses.replace(tune_settings, objective=dataclasses.replace(tune_settings.objective, base=base))
+    with pytest.raises(StorageError, match="was run with total_timesteps = 600, this command asks for 800"):
+        run_study(longer, trials=1, echo=lambda _: None)
+    assert path.read_bytes() == before  # type: ignore[union-attr]
+
+
+def test_a_foreign_study_with_trials_is_refused(tune_settings: TuneSettings) -> None:
+    study = optuna.create_study(study_name="s", storage=tune_settings.storage_url, direction="maximize")
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    with pytest.raises(StorageError, match="was not made by dqn-tune"):
+        run_study(tune_settings, trials=1, echo=lambda _: None)
