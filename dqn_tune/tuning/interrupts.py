@@ -3,7 +3,8 @@
 Ignoring the later ones lets the cleanup (telling Optuna that the running trial failed) finish when
 a user presses Ctrl-C twice or a supervisor sends SIGTERM to every process. Inside
 `deferred_interrupts()` (asking for or telling a trial) a signal is held back and raised on exit,
-so a trial is never left half-created or half-told.
+so a trial is never left half-created or half-told. A KeyboardInterrupt raised while a finalizer
+runs is swallowed by Python, so the loops also call `raise_if_interrupted()` at safe points.
 """
 
 from __future__ import annotations
@@ -19,19 +20,26 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class _State:
     installed = False
-    stopping = False
+    requested = False
     deferring = 0
     pending = False
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
-    if _State.stopping:
+    if _State.requested:
         return
+    _State.requested = True
     if _State.deferring:
         _State.pending = True
         return
-    _State.stopping = True
     raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if a stop signal arrived: called at safe points (between trials, at each
+    evaluation) because the handler's own KeyboardInterrupt is lost when it lands in a finalizer."""
+    if _State.requested:
+        raise KeyboardInterrupt
 
 
 @contextmanager
@@ -41,7 +49,7 @@ def interrupts_stop_cleanly() -> Iterator[None]:
         yield
         return
     previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
-    _State.installed, _State.stopping, _State.pending = True, False, False
+    _State.installed, _State.requested, _State.pending = True, False, False
     for signum in SIGNALS:
         signal.signal(signum, _handle)
     try:
@@ -49,7 +57,7 @@ def interrupts_stop_cleanly() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _State.installed, _State.stopping, _State.pending = False, False, False
+        _State.installed, _State.requested, _State.pending = False, False, False
 
 
 @contextmanager
@@ -60,7 +68,6 @@ def deferred_interrupts() -> Iterator[None]:
         yield
     finally:
         _State.deferring -= 1
-        if not _State.deferring and _State.pending and not _State.stopping:
+        if not _State.deferring and _State.pending:
             _State.pending = False
-            _State.stopping = True
             raise KeyboardInterrupt

@@ -20,6 +20,7 @@ from dqn_tune.dqn.trainer import TrainResult, train
 from dqn_tune.errors import DivergenceError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import upload_learning_curve
+from dqn_tune.tuning.interrupts import raise_if_interrupted
 from dqn_tune.tuning.search_space import SearchSpace, suggest_config
 
 DEFAULT_TIMESTEPS = {"CartPole-v1": 20_000, "Acrobot-v1": 50_000, "MountainCar-v0": 100_000,
@@ -103,9 +104,11 @@ def make_objective(settings: ObjectiveSettings,
 
 
 def _reporter(trial: optuna.Trial, offset: int) -> Callable[[int, float], bool]:
-    """The trainer's on_eval: report each evaluation at `offset + step`; stop when the pruner says so."""
+    """The trainer's on_eval: report each evaluation at `offset + step`; stop when the pruner says so
+    (or a stop signal arrived)."""
 
     def on_eval(step: int, mean_return: float) -> bool:
+        raise_if_interrupted()
         trial.report(mean_return, offset + step)
         return trial.should_prune()
 

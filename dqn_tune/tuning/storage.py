@@ -6,8 +6,11 @@ database, an unreachable server) becomes a StorageError before anything is writt
 
 from __future__ import annotations
 
+import fcntl
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import optuna
@@ -74,9 +77,11 @@ def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_
     if heartbeat and not 0 < heartbeat_interval_s < grace_period_s:
         raise StorageError(f"heartbeat interval {heartbeat_interval_s}s and grace period {grace_period_s}s are invalid; "
                            "expected 0 < interval < grace period")
-    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite_path(url) else {"pool_pre_ping": True}
+    path = sqlite_path(url)
+    engine_kwargs = {"connect_args": {"timeout": 60}} if path else {"pool_pre_ping": True}
     try:
-        with warnings.catch_warnings():
+        # Two processes creating the tables of one new SQLite file at once crash optuna (alembic_version).
+        with sqlite_lock(path) if path is not None else nullcontext(), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat options
             kwargs: dict[str, object] = {}
             if heartbeat:
@@ -86,6 +91,25 @@ def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError, ImportError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise StorageError(f"cannot open storage {url!r}: {reason}") from None
+
+
+@contextmanager
+def sqlite_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock shared by the processes of this machine using the SQLite file `path`.
+
+    It is a `flock` on `<path>.lock`; where that file cannot be created, the block runs unlocked.
+    """
+    try:
+        handle = open(f"{path}.lock", "a+b")  # noqa: SIM115 - closed below
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def study_names(storage: RDBStorage) -> list[str]:

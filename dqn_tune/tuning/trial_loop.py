@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.errors import DQNTuneError
 from dqn_tune.tuning import records
-from dqn_tune.tuning.interrupts import deferred_interrupts
+from dqn_tune.tuning.interrupts import deferred_interrupts, raise_if_interrupted
 from dqn_tune.tuning.trial_queue import ask_trial
 
 LOGGER = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def run_trials(study: optuna.Study, objective: Objective, quota: TrialQuota, *, 
     study._stop_flag = False
     try:
         while not study._stop_flag and quota.take():
+            raise_if_interrupted()
             frozen = _run_one(study, objective, total_trials)
             if frozen is None:
                 break

@@ -11,7 +11,6 @@ a file lock beside the SQLite file, or a PostgreSQL advisory lock (which also ma
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import warnings
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from sqlalchemy import text
 
-from dqn_tune.tuning.storage import sqlite_path
+from dqn_tune.tuning.storage import sqlite_lock, sqlite_path
 
 RETRY_OF = "failed_trial"
 """System attribute that RetryHeartbeatStaleTrialCallback sets on a retry (the original's number)."""
@@ -34,12 +33,8 @@ def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
     """Hold the lock of `study_name` in `storage` (shared by all processes using that study)."""
     path = sqlite_path(storage.url)
     if path is not None:
-        with open(f"{path}.lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with sqlite_lock(path):
+            yield
     elif storage.engine.dialect.name == "postgresql":
         key = int.from_bytes(hashlib.blake2b(study_name.encode(), digest_size=8).digest(), "big", signed=True)
         with storage.engine.connect() as connection:

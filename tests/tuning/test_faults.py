@@ -1,0 +1,112 @@
+"""Faults with real processes and real signals: Ctrl-C / SIGTERM stop cleanly, a SIGKILLed worker's trial is retried."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from dqn_tune.tuning import records
+from dqn_tune.tuning.storage import open_storage, study_names
+from dqn_tune.tuning.trial_loop import INTERRUPTED
+from dqn_tune.tuning.trial_queue import RETRY_OF
+
+TINY = ["--learning-starts", "100", "--eval-curve-episodes", "2", "--eval-episodes", "2", "--hidden-sizes", "32,32",
+        "--batch-size", "32", "--seeds", "1", "--no-artifacts", "--heartbeat-interval", "1", "--grace-period", "2"]
+
+
+def start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """`python -m dqn_tune` on tmp_path/studies/dqn_tune.db with a tiny config."""
+    return subprocess.Popen([sys.executable, "-m", "dqn_tune", *args, *TINY], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def trials(tmp_path: Path) -> list[FrozenTrial]:
+    if not (tmp_path / "studies" / "dqn_tune.db").exists():
+        return []
+    storage = open_storage(f"sqlite:///{tmp_path}/studies/dqn_tune.db", heartbeat=False)
+    if "dqn-CartPole-v1" not in study_names(storage):
+        return []
+    return optuna.load_study(study_name="dqn-CartPole-v1", storage=storage).get_trials()
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def running(tmp_path: Path) -> int:
+    return sum(t.state == TrialState.RUNNING for t in trials(tmp_path))
+
+
+def worker_pids(parent: int) -> list[int]:
+    """Pids of the spawned worker processes of `parent` (not its multiprocessing resource tracker)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def interrupt(tmp_path: Path, signum: int, workers: int, *, group: bool) -> list[str]:
+    """Signal a running `dqn-tune` (its process group, as Ctrl-C does, or the parent only, as `kill` does)
+    mid-trial; check it stops cleanly; return the command line to resume it."""
+    args = ["--timesteps", "2500", "--workers", str(workers)]
+    process = start(tmp_path, "--trials", "4", *args)
+    wait_for(lambda: running(tmp_path) == workers, process)
+    time.sleep(0.5)
+    if group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "(interrupted)" in stdout and "retrain: dqn-tune retrain" in stdout
+    interrupted = [t for t in trials(tmp_path) if t.state == TrialState.FAIL]
+    assert len(interrupted) == workers and running(tmp_path) == 0
+    assert all(t.user_attrs[records.FAIL_REASON] == INTERRUPTED for t in interrupted)
+    return [sys.executable, "-m", "dqn_tune", *args, *TINY]
+
+
+def test_sigterm_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
+    command = interrupt(tmp_path, signal.SIGTERM, 1, group=False)
+    before = len(trials(tmp_path))
+    resumed = subprocess.run([*command, "--trials", "1"], cwd=tmp_path, text=True, capture_output=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f": {before} trials already" in resumed.stdout and len(trials(tmp_path)) == before + 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_stops_every_worker_cleanly(tmp_path: Path) -> None:
+    interrupt(tmp_path, signal.SIGINT, 2, group=True)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_parent_stops_its_workers_cleanly(tmp_path: Path) -> None:
+    interrupt(tmp_path, signal.SIGTERM, 2, group=False)
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) -> None:
+    process = start(tmp_path, "--trials", "6", "--timesteps", "2000", "--workers", "2")
+    wait_for(lambda: running(tmp_path) == 2, process)
+    victim = worker_pids(process.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == 1, stderr
+    assert f"(pid {victim}) was killed by SIGKILL" in stdout
+    study_trials = trials(tmp_path)
+    failed = [t for t in study_trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and records.FAIL_REASON not in failed[0].user_attrs  # failed by the heartbeat
+    retries = [t for t in study_trials if t.system_attrs.get(RETRY_OF) == failed[0].number]
+    assert len(retries) == 1 and retries[0].params == failed[0].params
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study_trials if t is not failed[0])
+    assert len(study_trials) == 6
