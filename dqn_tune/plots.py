@@ -6,10 +6,11 @@ global figure registry grows in a long study, and rendering goes through the Agg
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -31,6 +32,13 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
     path = Path(path)
     figure.savefig(path)
     return path
+
+
+def _label_axes(axes: Axes, title: str) -> None:
+    axes.set_title(title)
+    axes.set_xlabel("environment step")
+    axes.set_ylabel("mean greedy evaluation return")
+    axes.grid(alpha=0.3)
 
 
 def mean_curve(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
@@ -55,10 +63,20 @@ def learning_curve_figure(records: Sequence[RunRecord], *, title: str) -> Figure
         axes.plot(steps, means, color="black", linewidth=2.5, label="mean")
     if not any(record.curve_steps for record in records):
         axes.text(0.5, 0.5, "no evaluations recorded", transform=axes.transAxes, ha="center", va="center")
-    axes.set_title(title)
-    axes.set_xlabel("environment step")
-    axes.set_ylabel("mean greedy evaluation return")
-    axes.grid(alpha=0.3)
+    _label_axes(axes, title)
     if records:
+        axes.legend(loc="best", fontsize="small")
+    return figure
+
+
+def mean_curves_figure(runs_by_label: Mapping[str, Sequence[RunRecord]], *, title: str) -> Figure:
+    """One mean evaluation curve (over seeds) per label, e.g. the top trials of a study, on shared axes."""
+    figure = new_figure()
+    axes = figure.add_subplot()
+    for label, records in runs_by_label.items():
+        steps, means = mean_curve(records)
+        axes.plot(steps, means, marker=".", label=label)
+    _label_axes(axes, title)
+    if runs_by_label:
         axes.legend(loc="best", fontsize="small")
     return figure

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from dqn_tune.cli import evaluate, train
+from dqn_tune.cli import dashboard, report
 from dqn_tune.cli import retrain
 from dqn_tune.cli import tune
 from dqn_tune.errors import DQNTuneError
@@ -20,6 +21,8 @@ COMMANDS: dict[str, ModuleType] = {
     "train": train,
     "evaluate": evaluate,
     "retrain": retrain,
+    "dashboard": dashboard,
+    "report": report,
     "tune": tune,
 }
 DEFAULT_COMMAND = "tune"

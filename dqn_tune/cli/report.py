@@ -1,0 +1,33 @@
+"""`dqn-tune report`: a study's plots, top trials' learning curves and summary table, written to a folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from dqn_tune.results.existing_storage import open_existing_storage
+from dqn_tune.results.report import SUMMARY, TOP_TRIALS, default_out_dir, write_report
+from dqn_tune.tuning.storage import DEFAULT_STORAGE, load_study
+
+HELP = "write a study's Optuna plots (HTML, PNG), top learning curves and a markdown summary"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `dqn-tune report`."""
+    parser.add_argument("--study-name", required=True, help="study to report on")
+    parser.add_argument("--storage", default=None, metavar="URL",
+                        help=f"SQLAlchemy URL of the study storage (default: {DEFAULT_STORAGE})")
+    parser.add_argument("--out-dir", default=None, metavar="DIR",
+                        help="folder for the report (default: studies/reports/<study-name>/)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the study, write the report, list what was written and what was left out."""
+    study = load_study(open_existing_storage(args.storage), args.study_name)
+    report = write_report(study, args.out_dir or default_out_dir(args.study_name))
+    print(f"report of study {args.study_name!r} ({len(report.files)} files, top {TOP_TRIALS} trials "
+          f"in {report.out_dir / SUMMARY}):")
+    for path in report.files:
+        print(f"  {path}")
+    for reason in report.skipped:
+        print(f"  not drawn: {reason}")
+    return 0

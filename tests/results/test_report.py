@@ -1,0 +1,93 @@
+"""`dqn-tune report` on real SQLite studies: the exact files it writes, what it skips, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dqn_tune.cli import main
+from dqn_tune.tuning.storage import open_storage
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def make_study(tmp_path: Path, name: str, outcomes: list[float | TrialState]) -> str:
+    """A study with one trial per outcome (a value: COMPLETE), each suggesting learning_rate; returns its URL."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name=name, storage=open_storage(url, heartbeat=False), direction="maximize")
+    for outcome in outcomes:
+        trial = study.ask()
+        trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
+        if isinstance(outcome, TrialState):
+            study.tell(trial, state=outcome)
+        else:
+            study.tell(trial, outcome)
+    return url
+
+
+def test_report_writes_exactly_the_files_it_names(curve_study_url: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report"
+    assert main(["report", "--study-name", "curves", "--storage", curve_study_url, "--out-dir", str(out)]) == 0
+    plots = ("optimization_history", "param_importances", "parallel_coordinate", "slice")
+    expected = ({f"{p}.html" for p in plots} | {f"{p}.png" for p in plots}
+                | {f"learning_curve_trial_{n}.png" for n in (0, 1, 2)}
+                | {"learning_curves_top.png", "plotly.min.js", "summary.md"})
+    assert {p.name for p in out.iterdir()} == expected
+    stdout = capsys.readouterr().out.splitlines()
+    assert stdout[0] == f"report of study 'curves' ({len(expected)} files, top 10 trials in {out / 'summary.md'}):"
+    assert sorted(stdout[1:]) == sorted(f"  {out / name}" for name in expected)
+    for name in expected - {"plotly.min.js", "summary.md"}:
+        content = (out / name).read_bytes()
+        assert content.startswith(PNG) if name.endswith(".png") else b'src="plotly.min.js"' in content, name
+
+    summary = (out / "summary.md").read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split(" | ")[1:3] for row in rows[:3]] == [["1", "30"], ["2", "21"], ["0", "12"]]
+    assert "Trials: 3 complete, 1 pruned." in summary and "| batch_size | " in summary
+    assert "Not drawn" not in summary
+
+
+def test_one_complete_trial_skips_importances_and_missing_curves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    url = make_study(tmp_path, "single", [5.0, TrialState.FAIL])
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--study-name", "single", "--storage", url]) == 0
+    out = tmp_path / "studies" / "reports" / "single"
+    assert {p.name for p in out.iterdir()} == {
+        "optimization_history.html", "optimization_history.png", "parallel_coordinate.html",
+        "parallel_coordinate.png", "slice.html", "slice.png", "plotly.min.js", "summary.md"}
+    reasons = ["parameter importances: need at least 2 complete trials, the study has 1",
+               "learning curve of trial 0: it stored no runs"]
+    stdout = capsys.readouterr().out
+    assert all(f"  not drawn: {reason}\n" in stdout for reason in reasons)
+    summary = (out / "summary.md").read_text()
+    assert summary.endswith("## Not drawn\n\n" + "".join(f"- {reason}\n" for reason in reasons))
+    assert "| 1 | 0 | 5 | - | - | learning_rate=" in summary
+
+
+def test_study_without_complete_trials_is_a_one_line_error_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = make_study(tmp_path, "unlucky", [TrialState.PRUNED, TrialState.FAIL, TrialState.PRUNED])
+    out = tmp_path / "report"
+    assert main(["report", "--study-name", "unlucky", "--storage", url, "--out-dir", str(out)]) == 2
+    assert capsys.readouterr().err == ("dqn-tune: error: study 'unlucky' has no complete trials (1 fail, 2 pruned); "
+                                       "nothing to report until a trial completes\n")
+    assert not out.exists()
+
+
+def test_unknown_study_and_unwritable_out_dir_are_one_line_errors(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    url = make_study(tmp_path, "exists", [1.0])
+    assert main(["report", "--study-name", "typo", "--storage", url, "--out-dir", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == f"dqn-tune: error: study 'typo' not found in '{url}'; studies there: exists\n"
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["report", "--study-name", "exists", "--storage", url, "--out-dir", str(blocker / "r")]) == 2
+    assert capsys.readouterr().err == (f"dqn-tune: error: cannot write the report to '{blocker / 'r'}': "
+                                       "Not a directory; choose another --out-dir\n")
+    assert not (tmp_path / "r").exists() and blocker.read_text() == ""
