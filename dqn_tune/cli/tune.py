@@ -35,7 +35,7 @@ def positive_int(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune tune`."""
-    parser.add_argument("--trials", "--n-trials", dest="trials", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--trials", type=positive_int, default=None, metavar="N",
                         help="trials to run now, shared by the workers (required unless --total-trials is given)")
     parser.add_argument("--total-trials", type=positive_int, default=None, metavar="N",
                         help="stop when the study holds N trials, counting every machine's (for shared studies)")

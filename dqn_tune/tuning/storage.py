@@ -54,14 +54,17 @@ def prepare_url(url: str | None) -> str:
     path = sqlite_path(url)
     if path is None:
         return url
-    if url == DEFAULT_STORAGE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.parent.is_dir():
-        raise StorageError(f"cannot open storage {url!r}: directory {str(path.parent)!r} does not exist")
-    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        raise StorageError(f"cannot open storage {url!r}: {str(path)!r} is not readable and writable")
-    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
-        raise StorageError(f"cannot open storage {url!r}: directory {str(path.parent)!r} is not writable")
+    try:
+        if url == DEFAULT_STORAGE:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            raise StorageError(f"cannot open storage {url!r}: directory {str(path.parent)!r} does not exist")
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            raise StorageError(f"cannot open storage {url!r}: {str(path)!r} is not readable and writable")
+        if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+            raise StorageError(f"cannot open storage {url!r}: directory {str(path.parent)!r} is not writable")
+    except OSError as exc:  # e.g. a parent directory this user may not enter
+        raise StorageError(f"cannot open storage {url!r}: {exc.strerror}: {exc.filename!r}") from None
     return url
 
 

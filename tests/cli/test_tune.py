@@ -1,0 +1,201 @@
+"""`dqn-tune tune` / `dqn-tune --trials N`: a real run, and every bad input as one line, exit 2, storage unchanged."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dqn_tune.cli import main
+from dqn_tune.dqn.envs import make_env
+from dqn_tune.tuning import records
+from dqn_tune.tuning.study import COMMANDS_ATTR
+
+TINY = ["--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
+        "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts"]
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def existing_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file holding study 'dqn-CartPole-v1' (one tiny trial) and a minimize study 'other'."""
+    path = tmp_path_factory.mktemp("existing") / "study.db"
+    assert main(["--trials", "1", "--storage", f"sqlite:///{path}", *TINY]) == 0
+    optuna.create_study(study_name="other", storage=f"sqlite:///{path}", direction="minimize")
+    return path
+
+
+def test_default_command_runs_trials_into_the_default_storage_and_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.toml").write_text("learning_rate = { low = 1e-4, high = 3e-3, log = true }\n")
+    code, out, err = run_cli(["--trials", "2", "--gamma", "0.97", "--search-space", "space.toml", *TINY], capsys)
+    assert code == 0, err
+    assert out.startswith("created study 'dqn-CartPole-v1' in sqlite:///studies/dqn_tune.db: 0 trials already\n")
+    assert "best: trial " in out and "retrain: dqn-tune retrain --study-name dqn-CartPole-v1" in out
+    study = optuna.load_study(study_name="dqn-CartPole-v1", storage="sqlite:///studies/dqn_tune.db")
+    assert len(study.trials) == 2
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    # A flag fixes a sampled hyperparameter; the file narrows another.
+    assert all("gamma" not in t.params and records.trial_config(t).gamma == 0.97 for t in study.trials)
+    assert all(t.params["learning_rate"] <= 3e-3 for t in study.trials)
+    assert "--trials 2" in study.user_attrs[COMMANDS_ATTR][0] and "--gamma 0.97" in study.user_attrs[COMMANDS_ATTR][0]
+
+    code, out, err = run_cli(["tune", "--trials", "1", "--gamma", "0.97", "--search-space", "space.toml", *TINY], capsys)
+    assert code == 0, err
+    assert out.startswith("resuming study 'dqn-CartPole-v1' in sqlite:///studies/dqn_tune.db: 2 trials already (")
+    assert len(study.get_trials()) == 3
+
+
+BAD_INPUTS = [
+    (["--trials", "0"], "argument --trials: invalid value '0'; expected an integer >= 1"),
+    (["--trials", "-3"], "argument --trials: invalid value '-3'; expected an integer >= 1"),
+    (["--trials", "abc"], "argument --trials: invalid value 'abc'; expected an integer >= 1"),
+    (["--trials", "2", "--workers", "0"], "argument --workers: invalid value '0'"),
+    (["--trials", "2", "--seeds", "1.5"], "argument --seeds: invalid value '1.5'"),
+    (["--total-trials", "0"], "argument --total-trials: invalid value '0'"),
+    (["--trials", "2", "--sampler", "grid"], "argument --sampler: invalid choice: 'grid' (choose from 'tpe', 'random'"),
+    (["--trials", "2", "--pruner", "sha"], "argument --pruner: invalid choice: 'sha' (choose from 'median', 'patient'"),
+    (["--trials", "2", "--objective", "mean"], "argument --objective: invalid choice: 'mean'"),
+    ([], "give --trials N (trials to run now), --total-trials N (the study's total), or both"),
+    (["--trials", "2", "--env", "Pendulum-v1"], "env 'Pendulum-v1' has a Box action space"),
+    (["--trials", "2", "--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+    (["--trials", "2", "--learning-starts", "1000"], "--learning-starts = 1000 is invalid: expected less than "
+                                                     "--total-timesteps (600)"),
+    (["--trials", "2", "--heartbeat-interval", "5", "--grace-period", "3"],
+     "heartbeat interval 5s and grace period 3s are invalid"),
+    (["--trials", "2", "--timesteps", "800"], "was run with total_timesteps = 600, this command asks for 800"),
+    (["--trials", "2", "--study-name", "other"], "has direction minimize; dqn-tune maximizes the evaluation return"),
+    (["--trials", "2", "--search-space", "/nonexistent/space.toml"],
+     "cannot read search-space file '/nonexistent/space.toml': No such file or directory"),
+    (["--trials", "2", "--search-space", "{bad_toml}"], "is not valid TOML"),
+    (["--trials", "2", "--search-space", "{unknown_param}"], "unknown hyperparameter 'learning_rte'; tunable:"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+        existing_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    (tmp_path / "bad.toml").write_text("learning_rate = { low = 1e-4")
+    (tmp_path / "unknown.toml").write_text("learning_rte = { low = 1e-4, high = 1e-3 }")
+    args = [arg.format(bad_toml=tmp_path / "bad.toml", unknown_param=tmp_path / "unknown.toml") for arg in args]
+    before = existing_db.read_bytes()
+    code, out, err = run_cli([*TINY, "--storage", f"sqlite:///{existing_db}", *args], capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("dqn-tune: error: ") and message in err, err
+    assert existing_db.read_bytes() == before
+
+
+@pytest.mark.parametrize(("storage", "message"), [
+    ("not a url", "storage URL 'not a url' is not a valid SQLAlchemy URL"),
+    ("sqlite:///{tmp}/missing/dir/study.db", "directory '{tmp}/missing/dir' does not exist"),
+    ("sqlite:///{tmp}/a_file/study.db", "directory '{tmp}/a_file' does not exist"),
+    ("sqlite:///{tmp}/corrupt.db", "cannot open storage 'sqlite:///{tmp}/corrupt.db': file is not a database"),
+    ("postgresql+psycopg2://nobody@127.0.0.1:1/none", "cannot open storage 'postgresql+psycopg2://nobody@127.0.0.1:1/none'"),
+])
+def test_unusable_storage_is_one_line_exit_2_and_changes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], storage: str, message: str) -> None:
+    (tmp_path / "a_file").write_text("not a directory")
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"this is not a database" * 100)
+    files_before = {p: p.read_bytes() for p in tmp_path.rglob("*")}
+    code, out, err = run_cli(["--trials", "1", "--storage", storage.format(tmp=tmp_path), *TINY], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert message.format(tmp=tmp_path) in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.suffix != ".lock"} == files_before
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A temporary directory that user nobody can enter (pytest's tmp_path is private to root)."""
+    directory = Path(tempfile.mkdtemp(prefix="dqn_tune_test_"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)
+
+
+@pytest.mark.parametrize(("mode", "message"), [
+    (0o555, "directory '{dir}' is not writable"),
+    (0o700, "Permission denied: '{dir}/study.db'"),  # root's directory: nobody cannot even look inside
+])
+def test_storage_in_a_read_only_directory_is_refused(shared_tmp: Path, mode: int, message: str) -> None:
+    """Run as user nobody (root ignores mode bits), in a forked child of this process."""
+    directory = shared_tmp / "studies"
+    directory.mkdir()
+    directory.chmod(mode)
+    args = ["--trials", "1", "--storage", f"sqlite:///{directory}/study.db", *TINY]
+    make_env("CartPole-v1").close()  # imports done before dropping privileges
+    code, err = run_as_nobody(args) if os.geteuid() == 0 else run_in_process(args)
+    assert code == 2, err
+    assert err == f"dqn-tune: error: cannot open storage 'sqlite:///{directory}/study.db': " \
+                  f"{message.format(dir=directory)}\n"
+    assert list(directory.iterdir()) == []
+
+
+def run_in_process(args: list[str]) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(args)
+    return code, err.getvalue()
+
+
+def run_as_nobody(args: list[str]) -> tuple[int, str]:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: drop to nobody, run, report, exit without running pytest's teardown
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                code, err = run_in_process(args)
+            except BaseException:  # noqa: BLE001 - reported to the parent
+                code, err = -1, traceback.format_exc()
+            os.write(write_end, f"{code}\n{err}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as reader:
+        output = reader.read()
+    os.waitpid(pid, 0)
+    code, _, err = output.partition("\n")
+    return int(code), err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cmaes") is not None, reason="the cmaes package is installed")
+def test_cmaes_without_its_package_says_how_to_install_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["--trials", "1", "--sampler", "cmaes", "--storage", f"sqlite:///{tmp_path}/s.db", *TINY],
+                           capsys)
+    assert code == 2 and "sampler 'cmaes' needs the 'cmaes' package: pip install cmaes" in err
+    assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.slow
+def test_installed_console_script_runs_a_study_with_two_workers(tmp_path: Path) -> None:
+    script = shutil.which("dqn-tune")
+    assert script is not None, "dqn-tune is not installed (pip install -e .)"
+    result = subprocess.run([script, "--trials", "4", "--workers", "2", "--timesteps", "3000", "--learning-starts",
+                             "200", "--seeds", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "trials in the study: 4 (" in result.stdout
+    assert "browse:  optuna-dashboard sqlite:///studies/dqn_tune.db --artifact-dir studies/artifacts" in result.stdout
+    study = optuna.load_study(study_name="dqn-CartPole-v1", storage=f"sqlite:///{tmp_path}/studies/dqn_tune.db")
+    assert len(study.trials) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert len(list((tmp_path / "studies" / "artifacts").iterdir())) == 4
