@@ -14,6 +14,7 @@ from types import ModuleType
 from dqn_tune.cli import evaluate, train
 from dqn_tune.cli import dashboard, report
 from dqn_tune.cli import retrain
+from dqn_tune.cli import ablate
 from dqn_tune.cli import tune
 from dqn_tune.errors import DQNTuneError
 
@@ -21,6 +22,7 @@ COMMANDS: dict[str, ModuleType] = {
     "train": train,
     "evaluate": evaluate,
     "retrain": retrain,
+    "ablate": ablate,
     "dashboard": dashboard,
     "report": report,
     "tune": tune,

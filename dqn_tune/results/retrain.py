@@ -22,8 +22,9 @@ from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.trainer import TrainResult, train
 from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.plots import learning_curve_figure, save_figure
+from dqn_tune.results.existing_storage import open_existing_storage
 from dqn_tune.tuning.records import RunRecord, trial_config, trial_runs
-from dqn_tune.tuning.storage import DEFAULT_STORAGE, load_study, open_storage, prepare_url, sqlite_path
+from dqn_tune.tuning.storage import load_study, prepare_url
 
 EVAL_EPISODES = 100
 """Held-out greedy episodes each retrained seed is judged on."""
@@ -85,16 +86,6 @@ def output_paths(out: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
     """The agent file and, next to it, its learning-curve PNG and markdown summary."""
     agent = Path(out)
     return agent, agent.with_name(f"{agent.stem}_learning_curve.png"), agent.with_name(f"{agent.stem}_summary.md")
-
-
-def open_existing_storage(url: str | None) -> optuna.storages.RDBStorage:
-    """Open a storage without creating it: a SQLite file that does not exist is a StorageError."""
-    url = prepare_url(url)
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        raise StorageError(f"storage {url!r} does not exist (no file {str(path)!r}); "
-                           f"pass the --storage the study was run with (default {DEFAULT_STORAGE})")
-    return open_storage(url, heartbeat=False)
 
 
 def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:

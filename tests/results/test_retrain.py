@@ -17,10 +17,6 @@ from dqn_tune.results.retrain import FIRST_RETRAIN_SEED, output_paths, retrain_b
 from dqn_tune.tuning.records import store_config, store_runs
 from dqn_tune.tuning.storage import open_storage
 
-TINY = DQNConfig(total_timesteps=600, learning_starts=100, batch_size=32, buffer_size=1_000, hidden_sizes=(16,),
-                 target_update_interval=50, eval_freq=200, eval_curve_episodes=2, eval_episodes=2)
-
-
 def add_trained_trial(study: optuna.Study, config: DQNConfig, seed: int, params: dict[str, float]) -> None:
     """A COMPLETE trial that stores `config` and one real run, as the tuning objective does."""
     trial = study.ask()
@@ -40,14 +36,14 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def two_trials(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+@pytest.fixture
+def two_trials(tmp_path: Path, tiny_config: DQNConfig) -> tuple[str, Path]:
     """A study of two complete trials whose stored configs differ from what their param names suggest."""
-    db = tmp_path_factory.mktemp("retrain") / "study.db"
+    db = tmp_path / "study.db"
     url = f"sqlite:///{db}"
     study = make_study(url)
-    add_trained_trial(study, TINY.replace(learning_rate=3e-3), seed=7, params={"lr": 0.5})
-    add_trained_trial(study, TINY.replace(hidden_sizes=(24,)), seed=8, params={"lr": 0.25})
+    add_trained_trial(study, tiny_config.replace(learning_rate=3e-3), seed=7, params={"lr": 0.5})
+    add_trained_trial(study, tiny_config.replace(hidden_sizes=(24,)), seed=8, params={"lr": 0.25})
     return url, db
 
 
@@ -83,6 +79,7 @@ def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple
 
 
 def test_cli_retrains_trial_zero_and_evaluate_reads_the_file(two_trials: tuple[str, Path], tmp_path: Path,
+                                                             tiny_config: DQNConfig,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     url, _ = two_trials
     out = tmp_path / "trial0.pt"
@@ -91,16 +88,16 @@ def test_cli_retrains_trial_zero_and_evaluate_reads_the_file(two_trials: tuple[s
     assert code == 0
     agent = load_agent(out)
     assert agent.metadata["trial_number"] == 0
-    assert agent.config == TINY.replace(learning_rate=3e-3, total_timesteps=400)
+    assert agent.config == tiny_config.replace(learning_rate=3e-3, total_timesteps=400)
     figure = agent.metadata["retrain"]["seeds"][0]["mean_return"]
     capsys.readouterr()
     assert main(["evaluate", str(out), "--episodes", "2", "--seed", "5"]) == 0
     assert f"mean return {figure:.2f}" in capsys.readouterr().out
 
 
-def test_retrain_seeds_skip_the_tuning_seeds(tmp_path: Path) -> None:
+def test_retrain_seeds_skip_the_tuning_seeds(tmp_path: Path, tiny_config: DQNConfig) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    add_trained_trial(make_study(url), TINY.replace(total_timesteps=200, eval_freq=0), seed=FIRST_RETRAIN_SEED,
+    add_trained_trial(make_study(url), tiny_config.replace(total_timesteps=200, eval_freq=0), seed=FIRST_RETRAIN_SEED,
                       params={})
     outcome = retrain_best(study_name="cartpole", storage=url, seeds=1, out=tmp_path / "a.pt", eval_episodes=1)
     assert [s.seed for s in outcome.seeds] == [FIRST_RETRAIN_SEED + 1]
@@ -124,14 +121,14 @@ def bad_input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     ]
 
 
-def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path: Path,
+def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path: Path, tiny_config: DQNConfig,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "study.db"
     url = f"sqlite:///{db}"
     study = make_study(url)
     for value in (1.0, 2.0):
         trial = study.ask()
-        store_config(trial, TINY)
+        store_config(trial, tiny_config)
         study.tell(trial, value)
     study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
     make_study(url, "empty").ask()
@@ -150,5 +147,31 @@ def test_a_missing_storage_file_is_reported_not_created(tmp_path: Path, capsys: 
     missing = tmp_path / "missing.db"
     assert main(["retrain", "--study-name", "s", "--storage", f"sqlite:///{missing}",
                  "--out", str(tmp_path / "a.pt")]) == 2
-    assert "does not exist (no file" in capsys.readouterr().err
+    assert "no SQLite database at" in capsys.readouterr().err
     assert not missing.exists()
+
+
+@pytest.mark.slow
+def test_a_tuned_and_retrained_agent_plays_as_its_file_says(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    budget = ["--timesteps", "3000", "--learning-starts", "200", "--hidden-sizes", "32,32", "--eval-freq", "1000",
+              "--eval-curve-episodes", "2", "--eval-episodes", "5"]
+    assert main(["tune", "--study-name", "tiny", "--storage", url, "--trials", "2", "--seeds", "1", "--no-artifacts",
+                 *budget]) == 0
+    study = optuna.load_study(study_name="tiny", storage=url)
+    out = tmp_path / "models" / "tiny.pt"
+
+    assert main(["retrain", "--study-name", "tiny", "--storage", url, "--seeds", "2", "--out", str(out)]) == 0
+
+    agent = load_agent(out)
+    assert agent.env_id == "CartPole-v1" and agent.metadata["trial_number"] == study.best_trial.number
+    assert agent.config == DQNConfig.from_dict(study.best_trial.user_attrs["config"])
+    kept = next(s for s in agent.metadata["retrain"]["seeds"] if s["seed"] == agent.metadata["retrain"]["best_seed"])
+    stats = agent.evaluate(100, seed=0)
+    assert stats.mean == kept["mean_return"] and stats.std == kept["std_return"]
+    assert kept["mean_return"] == max(s["mean_return"] for s in agent.metadata["retrain"]["seeds"])
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    assert f"mean return {stats.mean:.2f} +- {stats.std:.2f} over 100 episodes" in capsys.readouterr().out
+    summary = (tmp_path / "models" / "tiny_summary.md").read_text()
+    assert f"| trial {study.best_trial.number} (tuning) |" in summary and f"{study.best_value:.2f}" in summary

@@ -1,0 +1,99 @@
+"""`dqn-tune ablate`: grid ablation of replay-buffer size x target-update interval, with its report."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import optuna
+
+from dqn_tune.cli.config_flags import add_config_flags, build_config
+from dqn_tune.cli.tune import positive_int
+from dqn_tune.dqn.agent import check_writable
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.envs import make_env
+from dqn_tune.errors import ConfigError
+from dqn_tune.results.ablation_report import CSV_NAME, default_report_dir, write_ablation_report
+from dqn_tune.results.existing_storage import open_existing_storage
+from dqn_tune.results.retrain import choose_trial
+from dqn_tune.tuning.ablation import AblationSpec, run_ablation
+from dqn_tune.tuning.records import trial_config
+from dqn_tune.tuning.storage import DEFAULT_STORAGE, load_study, open_storage
+
+HELP = "grid ablation of buffer size x target-update interval (an Optuna grid study), with a report"
+DEFAULT_BUFFER_SIZES = "1000,10000,100000"
+DEFAULT_TARGET_INTERVALS = "1,10,100,1000"
+DEFAULT_SEEDS = 3
+SPEC_FLAGS = {"buffer_sizes": "--buffer-sizes", "target_intervals": "--target-intervals", "seeds": "--seeds"}
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated integers (range and duplicate checks are AblationSpec's)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid list {text!r}; expected comma-separated integers such as "
+                                         f"{DEFAULT_BUFFER_SIZES}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `dqn-tune ablate`."""
+    parser.add_argument("--env", "--env-id", dest="env_id", default=None, metavar="ENV_ID",
+                        help="gymnasium env id (default: the base study's, else CartPole-v1)")
+    parser.add_argument("--buffer-sizes", type=int_list, default=int_list(DEFAULT_BUFFER_SIZES), metavar="N,N,...",
+                        help=f"replay-buffer capacities to compare (default: {DEFAULT_BUFFER_SIZES})")
+    parser.add_argument("--target-intervals", type=int_list, default=int_list(DEFAULT_TARGET_INTERVALS),
+                        metavar="C,C,...",
+                        help=f"target-network update intervals in steps (default: {DEFAULT_TARGET_INTERVALS})")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="K",
+                        help=f"seeds per cell, each its own trial (default: {DEFAULT_SEEDS})")
+    parser.add_argument("--timesteps", "--total-timesteps", dest="total_timesteps", type=positive_int, default=None,
+                        metavar="N", help="environment steps per run (default: the base study's budget, else 50000)")
+    parser.add_argument("--base-study", default=None, metavar="STUDY",
+                        help="take every other hyperparameter from this study's best trial (default: the defaults)")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE,
+                        help=f"storage URL of the ablation study and of --base-study (default: {DEFAULT_STORAGE})")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="W",
+                        help="worker processes running cells in parallel (default: 1)")
+    parser.add_argument("--out-dir", default=None, metavar="DIR",
+                        help="where the report goes (default: studies/ablations/<ablation study name>/)")
+    add_config_flags(parser, skip=("env_id", "total_timesteps", "buffer_size", "target_update_interval"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything, run the missing cells, write the report; 130 if interrupted."""
+    spec = build_spec(args)
+    make_env(spec.base.env_id).close()
+    out_dir = args.out_dir or default_report_dir(spec.study_name)
+    check_writable(f"{out_dir}/{CSV_NAME}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    outcome = run_ablation(spec=spec, storage=args.storage, workers=args.workers, verbose=True)
+    study = load_study(open_storage(args.storage, heartbeat=False), outcome.study_name)
+    files = write_ablation_report(study, out_dir)
+    print(f"ran {len(outcome.ran)} cells ({outcome.done_before} were done before); "
+          + (f"{len(outcome.left)} not done yet: run the same command again" if outcome.left else "all cells done"))
+    print(f"report: {files.table} (table), {files.csv}, {files.heatmap}, {files.curves}")
+    return 130 if outcome.interrupted else 0
+
+
+def build_spec(args: argparse.Namespace) -> AblationSpec:
+    """The ablation's spec from the flags and the base study; errors name the flags."""
+    base = build_config(args, base_config(args))
+    try:
+        return AblationSpec(base, args.buffer_sizes, args.target_intervals, args.seeds, args.base_study)
+    except ConfigError as exc:
+        if exc.field not in SPEC_FLAGS:
+            raise
+        raise ConfigError(re.sub(rf"^{exc.field}\b", SPEC_FLAGS[exc.field], str(exc)), field=exc.field) from None
+
+
+def base_config(args: argparse.Namespace) -> DQNConfig:
+    """The best trial's config of --base-study, else the defaults; --env must agree with the base study."""
+    if args.base_study is None:
+        return DQNConfig(env_id=args.env_id or DQNConfig().env_id)
+    study = load_study(open_existing_storage(args.storage), args.base_study)
+    config = trial_config(choose_trial(study, None))
+    if args.env_id is not None and args.env_id != config.env_id:
+        raise ConfigError(f"--env {args.env_id} differs from the env of --base-study {args.base_study!r} "
+                          f"({config.env_id}); drop --env or choose a study of that env")
+    return config

@@ -1,0 +1,266 @@
+"""run_ablation: a grid study over replay-buffer size x target-update interval x seed.
+
+The grid is an Optuna study with a GridSampler in the same storage as the tuning studies, one trial
+per (buffer_size, target_update_interval, seed) cell. Re-running resumes: COMPLETE cells and PRUNED
+ones (runs that diverged, which a re-run would only repeat) are kept; FAIL cells (crashed or
+interrupted runs, and stale trials of killed workers) are run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.samplers import GridSampler
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.trainer import train
+from dqn_tune.errors import ConfigError, DivergenceError
+from dqn_tune.tuning.interrupts import interrupts_stop_cleanly
+from dqn_tune.tuning.records import FAIL_REASON, store_config, store_runs
+from dqn_tune.tuning.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, open_storage, prepare_url
+from dqn_tune.tuning.trial_loop import Objective, TrialQuota, run_trials
+from dqn_tune.tuning.trial_queue import RETRY_OF, counted_trials, study_lock
+from dqn_tune.tuning.workers import run_in_processes
+
+BUFFER_SIZE = "buffer_size"
+TARGET_INTERVAL = "target_update_interval"
+SEED = "seed"
+PARAMS = (BUFFER_SIZE, TARGET_INTERVAL, SEED)
+SPEC_ATTR = "ablation"
+"""Study user attribute holding AblationSpec.to_dict(): the report reads the grid back from it."""
+KEPT_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+"""States whose cell is done; a cell with only FAIL trials is run again."""
+GRID_ID = "grid_id"
+"""System attribute in which GridSampler records the cell of a trial."""
+
+Cell = tuple[int, int, int]
+"""(buffer_size, target_update_interval, seed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AblationSpec:
+    """What an ablation trains: the base config and the grid of buffer sizes, target intervals and seeds."""
+
+    base: DQNConfig
+    buffer_sizes: tuple[int, ...]
+    target_intervals: tuple[int, ...]
+    seeds: int
+    base_study: str | None = None
+    """The study the base config came from (its best trial), if any."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "buffer_sizes", _sorted_values("buffer_sizes", self.buffer_sizes))
+        object.__setattr__(self, "target_intervals", _sorted_values("target_intervals", self.target_intervals))
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ConfigError(f"seeds = {self.seeds!r} is invalid: expected an integer >= 1", field="seeds")
+        small = [size for size in self.buffer_sizes if size < self.base.batch_size]
+        if small:
+            raise ConfigError(f"buffer_sizes {small} are below the batch size ({self.base.batch_size}): "
+                              f"expected sizes >= {self.base.batch_size}", field="buffer_sizes")
+        for buffer_size, interval in itertools.product(self.buffer_sizes, self.target_intervals):
+            self.config_for(buffer_size, interval)
+
+    @property
+    def search_space(self) -> dict[str, list[int]]:
+        """The GridSampler search space; the seed is a grid parameter like the others."""
+        return {BUFFER_SIZE: list(self.buffer_sizes), TARGET_INTERVAL: list(self.target_intervals),
+                SEED: list(range(self.seeds))}
+
+    @property
+    def cells(self) -> list[Cell]:
+        """Every (buffer_size, target_update_interval, seed) of the grid."""
+        return list(itertools.product(self.buffer_sizes, self.target_intervals, range(self.seeds)))
+
+    @property
+    def study_name(self) -> str:
+        """A name that is the same for the same ablation, so re-running the command resumes it."""
+        key = json.dumps({k: v for k, v in self.to_dict().items() if k != "base_study"}, sort_keys=True)
+        return f"ablation-{self.base.env_id}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+    def config_for(self, buffer_size: int, target_interval: int) -> DQNConfig:
+        """The base config with one cell's buffer size and target-update interval."""
+        return self.base.replace(buffer_size=buffer_size, target_update_interval=target_interval)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON primitives, stored as the study's SPEC_ATTR user attribute."""
+        return {"base": self.base.to_dict(), "buffer_sizes": list(self.buffer_sizes),
+                "target_intervals": list(self.target_intervals), "seeds": self.seeds, "base_study": self.base_study}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AblationSpec:
+        """Inverse of to_dict."""
+        return cls(DQNConfig.from_dict(data["base"]), tuple(data["buffer_sizes"]), tuple(data["target_intervals"]),
+                   int(data["seeds"]), data.get("base_study"))
+
+
+@dataclass(frozen=True, slots=True)
+class AblationOutcome:
+    """What one run_ablation call did."""
+
+    study_name: str
+    ran: tuple[Cell, ...]
+    """Cells whose trial finished in this call (any state), in no particular order."""
+    done_before: int
+    """Cells that were done (COMPLETE or PRUNED) before this call."""
+    left: tuple[Cell, ...]
+    """Cells not done when this call returned (interrupted, failed again, or running elsewhere)."""
+    interrupted: bool = False
+
+
+def cell_of(trial: FrozenTrial) -> Cell | None:
+    """The grid cell a trial ran, or None if it has not suggested its params yet."""
+    if not all(name in trial.params for name in PARAMS):
+        return None
+    return (int(trial.params[BUFFER_SIZE]), int(trial.params[TARGET_INTERVAL]), int(trial.params[SEED]))
+
+
+def done_cells(trials: Iterable[FrozenTrial]) -> set[Cell]:
+    """Cells with a COMPLETE or PRUNED (diverged) trial."""
+    return {cell for trial in trials if trial.state in KEPT_STATES and (cell := cell_of(trial)) is not None}
+
+
+def open_ablation(spec: AblationSpec, storage: RDBStorage) -> optuna.Study:
+    """Create or load the ablation's study with its GridSampler and spec attribute."""
+    study = optuna.create_study(study_name=spec.study_name, storage=storage, direction="maximize",
+                                sampler=grid_sampler(spec), load_if_exists=True)
+    if study.user_attrs.get(SPEC_ATTR) != spec.to_dict():
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    return study
+
+
+def grid_sampler(spec: AblationSpec) -> GridSampler:
+    """The grid's sampler; the same seed in every process, so a grid id means the same cell everywhere."""
+    return GridSampler(spec.search_space, seed=0)
+
+
+def queue_failed_cells(study: optuna.Study, spec: AblationSpec) -> int:
+    """Queue again each cell whose trials all failed; return how many trials the grid study should hold.
+
+    Cells are keyed by GridSampler's grid id, which every trial of the grid carries (retries too),
+    even one whose worker died before it suggested its params. A retry copies the failed trial's
+    cell like Optuna's heartbeat retry does, and is not counted towards the total. The total
+    (counted trials + grid ids no trial holds) is what `ask_trial` may create: exactly one trial
+    per never-tried cell, so GridSampler never has to re-evaluate a cell. Call under the study lock.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    trials = [t for t in study.get_trials(deepcopy=False) if GRID_ID in t.system_attrs]
+    settled = {t.system_attrs[GRID_ID] for t in trials if t.state != TrialState.FAIL}
+    for grid_id in {t.system_attrs[GRID_ID] for t in trials} - settled:
+        failed = max((t for t in trials if t.system_attrs[GRID_ID] == grid_id), key=lambda t: t.number)
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState.WAITING, params=failed.params, distributions=failed.distributions,
+            system_attrs={**failed.system_attrs, RETRY_OF: failed.system_attrs.get(RETRY_OF, failed.number)}))
+    held = {t.system_attrs[GRID_ID] for t in trials}
+    return counted_trials(study) + len(spec.cells) - len(held)
+
+
+def cell_objective(spec: AblationSpec) -> Objective:
+    """Train the trial's cell; a diverging run prunes it with records.FAIL_REASON (a re-run would diverge again)."""
+
+    def objective(trial: optuna.Trial) -> float:
+        buffer_size, target_interval, seed = (trial.suggest_categorical(name, values)
+                                              for name, values in spec.search_space.items())
+        config = spec.config_for(int(buffer_size), int(target_interval))
+        store_config(trial, config)
+        try:
+            result = train(config, seed=int(seed))
+        except DivergenceError as exc:
+            trial.set_user_attr(FAIL_REASON, str(exc))
+            raise optuna.TrialPruned(str(exc)) from None
+        store_runs(trial, [result])
+        return result.mean_return
+
+    return objective
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """How every process of an ablation opens the storage (picklable)."""
+
+    url: str
+    heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S
+    grace_period_s: int = GRACE_PERIOD_S
+
+    def open(self) -> RDBStorage:
+        """The storage, with heartbeats: a cell whose worker died is failed after the grace period and retried."""
+        return open_storage(self.url, heartbeat_interval_s=self.heartbeat_interval_s,
+                            grace_period_s=self.grace_period_s)
+
+
+def run_ablation(*, spec: AblationSpec, storage: str | None = None, workers: int = 1, verbose: bool = False,
+                 heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
+                 grace_period_s: int = GRACE_PERIOD_S) -> AblationOutcome:
+    """Run every cell of the grid that is not done yet, in `workers` processes; report what ran and what is left.
+
+    SIGINT/SIGTERM stop cleanly: running cells are failed (and run again next time), and the
+    outcome says `interrupted`.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers = {workers!r} is invalid: expected an integer >= 1", field="workers")
+    settings = StorageSettings(prepare_url(storage), heartbeat_interval_s, grace_period_s)
+    rdb = settings.open()
+    study = open_ablation(spec, rdb)
+    with study_lock(rdb, study.study_name):
+        total = queue_failed_cells(study, spec)
+    done_before = len(done_cells(study.get_trials(deepcopy=False)))
+    if verbose:
+        print(f"ablation {spec.study_name!r}: {len(spec.cells)} cells, {done_before} done, "
+              f"{len(spec.cells) - done_before} to run", flush=True)
+    quota = TrialQuota(None)
+    ran: list[Cell] = []
+    interrupted = False
+    with interrupts_stop_cleanly():
+        try:
+            if workers == 1:
+                ran = _work(spec, settings, total, quota, verbose)
+            else:
+                arguments = [(spec, settings, total, quota, verbose)] * workers
+                ran = [cell for cells in run_in_processes(_work, arguments) for cell in cells]
+        except KeyboardInterrupt:
+            interrupted = True
+    left = sorted(set(spec.cells) - done_cells(study.get_trials(deepcopy=False)))
+    return AblationOutcome(spec.study_name, tuple(ran), done_before, tuple(left), interrupted)
+
+
+def _work(spec: AblationSpec, storage: StorageSettings, total: int, quota: TrialQuota, verbose: bool) -> list[Cell]:
+    """One worker: run grid cells until GridSampler has handed out every cell and the queue is empty."""
+    study = optuna.load_study(study_name=spec.study_name, storage=storage.open(), sampler=grid_sampler(spec))
+    ran: list[Cell] = []
+
+    def finished(trial: FrozenTrial) -> None:
+        cell = cell_of(trial)
+        if cell is not None:
+            ran.append(cell)
+        if verbose:
+            outcome = (f"final return {trial.value:.1f}" if trial.state == TrialState.COMPLETE
+                       else f"{trial.state.name}: {trial.user_attrs.get(FAIL_REASON, '')}")
+            print(f"  trial {trial.number}: buffer {trial.params.get(BUFFER_SIZE)}, target interval "
+                  f"{trial.params.get(TARGET_INTERVAL)}, seed {trial.params.get(SEED)}: {outcome}", flush=True)
+
+    run_trials(study, cell_objective(spec), quota, total_trials=total, on_trial=finished)
+    return ran
+
+
+def _sorted_values(name: str, values: Iterable[int]) -> tuple[int, ...]:
+    values = tuple(values)
+    if not values:
+        raise ConfigError(f"{name} is empty: expected one or more integers >= 1", field=name)
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+    if bad:
+        raise ConfigError(f"{name} {list(values)} are invalid: {bad[0]!r} is not an integer >= 1", field=name)
+    duplicates = sorted({v for v in values if values.count(v) > 1})
+    if duplicates:
+        raise ConfigError(f"{name} {list(values)} repeat {duplicates}: expected each value once", field=name)
+    return tuple(sorted(values))

@@ -1,0 +1,249 @@
+"""The grid ablation on real SQLite studies: exact grid, resume, re-run of failed and stale cells, workers."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dqn_tune.cli import main
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.errors import ConfigError
+from dqn_tune.tuning.ablation import (AblationSpec, cell_objective, cell_of, grid_sampler, open_ablation,
+                                      queue_failed_cells, run_ablation)
+from dqn_tune.tuning.records import store_config, trial_config
+from dqn_tune.tuning.storage import open_storage
+from dqn_tune.tuning.trial_loop import TrialQuota, run_trials
+from dqn_tune.tuning.trial_queue import RETRY_OF
+
+CELL = {"total_timesteps": 300, "eval_freq": 100, "eval_curve_episodes": 1, "eval_episodes": 1}
+"""A cell budget of a fraction of a second."""
+TINY_FLAGS = ["--timesteps", "300", "--learning-starts", "100", "--batch-size", "32", "--hidden-sizes", "16",
+              "--eval-freq", "100", "--eval-curve-episodes", "1", "--eval-episodes", "1"]
+
+
+@pytest.fixture
+def cell_config(tiny_config: DQNConfig) -> DQNConfig:
+    return tiny_config.replace(**CELL)
+
+
+def stored_cells(url: str, spec: AblationSpec, state: TrialState = TrialState.COMPLETE) -> list[tuple[int, int, int]]:
+    study = optuna.load_study(study_name=spec.study_name, storage=url)
+    return [cell_of(t) for t in study.get_trials(states=(state,))]  # type: ignore[misc]
+
+
+def test_the_grid_is_exactly_the_product_of_the_lists_and_seeds(tmp_path: Path, cell_config: DQNConfig) -> None:
+    url = f"sqlite:///{tmp_path}/grid.db"
+    spec = AblationSpec(cell_config, (200, 100), (50, 1), 2)
+    outcome = run_ablation(spec=spec, storage=url)
+
+    expected = set(itertools.product((100, 200), (1, 50), (0, 1)))
+    cells = stored_cells(url, spec)
+    assert len(cells) == 8 and set(cells) == expected
+    assert set(outcome.ran) == expected and outcome.left == () and outcome.done_before == 0
+    study = optuna.load_study(study_name=spec.study_name, storage=url)
+    assert len(study.trials) == 8
+    for trial in study.trials:
+        assert trial_config(trial) == spec.config_for(trial.params["buffer_size"], trial.params["target_update_interval"])
+
+    again = run_ablation(spec=spec, storage=url)
+    assert again.ran == () and again.done_before == 8
+    assert len(optuna.load_study(study_name=spec.study_name, storage=url).trials) == 8
+
+
+def test_resuming_runs_only_the_cells_not_done(tmp_path: Path, cell_config: DQNConfig) -> None:
+    url = f"sqlite:///{tmp_path}/resume.db"
+    spec = AblationSpec(cell_config, (100, 1_000), (1, 50), 2)
+    storage = open_storage(url)
+    study = open_ablation(spec, storage)
+    total = queue_failed_cells(study, spec)
+    worker_study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=grid_sampler(spec))
+    run_trials(worker_study, cell_objective(spec), TrialQuota(3), total_trials=total)  # an earlier, partial run
+    first = set(stored_cells(url, spec))
+    assert len(first) == 3
+
+    outcome = run_ablation(spec=spec, storage=url)
+
+    assert outcome.done_before == 3
+    assert sorted(outcome.ran) == sorted(set(spec.cells) - first)
+    assert sorted(stored_cells(url, spec)) == sorted(spec.cells)
+
+
+def test_a_failed_cell_is_run_again_and_only_it(tmp_path: Path, cell_config: DQNConfig) -> None:
+    url = f"sqlite:///{tmp_path}/failed.db"
+    spec = AblationSpec(cell_config, (100,), (1, 50), 2)
+    storage = open_storage(url)
+    study = open_ablation(spec, storage)
+    total = queue_failed_cells(study, spec)
+    objective = cell_objective(spec)
+    calls = []
+
+    def crash_second_cell(trial: optuna.Trial) -> float:
+        calls.append(trial.number)
+        if len(calls) == 2:
+            trial.suggest_categorical("buffer_size", [100])  # GridSampler's value for this cell
+            raise ConfigError("a run that crashed")
+        return objective(trial)
+
+    worker_study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=grid_sampler(spec))
+    run_trials(worker_study, crash_second_cell, TrialQuota(None), total_trials=total)
+    [failed] = optuna.load_study(study_name=spec.study_name, storage=url).get_trials(states=(TrialState.FAIL,))
+    assert len(stored_cells(url, spec)) == 3
+
+    outcome = run_ablation(spec=spec, storage=url)
+
+    trials = optuna.load_study(study_name=spec.study_name, storage=url).trials
+    [retry] = [t for t in trials if t.system_attrs.get(RETRY_OF) == failed.number]
+    assert retry.state == TrialState.COMPLETE and retry.system_attrs["grid_id"] == failed.system_attrs["grid_id"]
+    assert outcome.ran == (cell_of(retry),)
+    assert sorted(stored_cells(url, spec)) == sorted(spec.cells)
+    assert len(trials) == 5
+
+
+@pytest.mark.slow
+def test_two_workers_run_every_cell_exactly_once(tmp_path: Path, cell_config: DQNConfig) -> None:
+    url = f"sqlite:///{tmp_path}/workers.db"
+    spec = AblationSpec(cell_config, (100, 1_000), (1, 50), 1)
+    outcome = run_ablation(spec=spec, storage=url, workers=2)
+    trials = optuna.load_study(study_name=spec.study_name, storage=url).trials
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(cell_of(t) for t in trials) == sorted(spec.cells)  # type: ignore[type-var]
+    assert sorted(outcome.ran) == sorted(spec.cells)
+
+
+ABLATION_CHILD = """
+import sys
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.tuning.ablation import AblationSpec, run_ablation
+spec = AblationSpec(DQNConfig.from_dict(eval(sys.argv[2])), (100,), (1, 50, 200), 1)
+outcome = run_ablation(spec=spec, storage=sys.argv[1], verbose=True, heartbeat_interval_s=1, grace_period_s=2)
+print("interrupted" if outcome.interrupted else "finished", flush=True)
+"""
+
+
+def slow_cells(tiny_config: DQNConfig) -> tuple[DQNConfig, AblationSpec]:
+    """Cells of about a second, so that a signal lands while one is training (the child's grid)."""
+    config = tiny_config.replace(total_timesteps=1_500, eval_freq=500)
+    return config, AblationSpec(config, (100,), (1, 50, 200), 1)
+
+
+def start_child(url: str, config: DQNConfig) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", ABLATION_CHILD, url, repr(config.to_dict())],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def wait_for_a_running_cell(url: str, spec: AblationSpec, child: subprocess.Popen[str]) -> None:
+    """Block until the child has finished one cell and is training another."""
+    assert child.stdout is not None
+    assert child.stdout.readline().startswith("ablation ")
+    assert child.stdout.readline().startswith("  trial 0:")
+    deadline = time.monotonic() + 60
+    while not stored_cells(url, spec, TrialState.RUNNING):
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_an_interrupted_cell_fails_and_is_run_again(tmp_path: Path, tiny_config: DQNConfig) -> None:
+    url = f"sqlite:///{tmp_path}/sigint.db"
+    config, spec = slow_cells(tiny_config)
+    child = start_child(url, config)
+    wait_for_a_running_cell(url, spec, child)
+    [running] = stored_cells(url, spec, TrialState.RUNNING)
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode == 0 and out.rstrip().endswith("interrupted")
+    assert stored_cells(url, spec, TrialState.FAIL) == [running]
+    done = set(stored_cells(url, spec))
+
+    outcome = run_ablation(spec=spec, storage=url)
+
+    assert running in outcome.ran and sorted(outcome.ran) == sorted(set(spec.cells) - done)
+    assert sorted(stored_cells(url, spec)) == sorted(spec.cells)
+
+
+@pytest.mark.slow
+def test_the_cell_of_a_killed_worker_is_run_again_after_the_grace_period(tmp_path: Path,
+                                                                        tiny_config: DQNConfig) -> None:
+    url = f"sqlite:///{tmp_path}/sigkill.db"
+    config, spec = slow_cells(tiny_config)
+    child = start_child(url, config)
+    wait_for_a_running_cell(url, spec, child)
+    [running] = stored_cells(url, spec, TrialState.RUNNING)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    done = set(stored_cells(url, spec))
+    time.sleep(3)  # the grace period (2 s) passes without a heartbeat
+
+    outcome = run_ablation(spec=spec, storage=url, heartbeat_interval_s=1, grace_period_s=2)
+
+    assert stored_cells(url, spec, TrialState.FAIL) == [running]
+    assert running in outcome.ran and sorted(outcome.ran) == sorted(set(spec.cells) - done)
+    assert sorted(stored_cells(url, spec)) == sorted(spec.cells)
+
+
+@pytest.mark.parametrize(("lists", "message"), [
+    (((), (1,), 1), "buffer_sizes is empty: expected one or more integers >= 1"),
+    (((100,), (0, 10), 1), r"target_intervals \[0, 10\] are invalid: 0 is not an integer >= 1"),
+    (((100, 200, 100), (1,), 1), r"buffer_sizes \[100, 200, 100\] repeat \[100\]: expected each value once"),
+    (((16, 100), (1,), 1), r"buffer_sizes \[16\] are below the batch size \(32\): expected sizes >= 32"),
+    (((100,), (1,), 0), "seeds = 0 is invalid: expected an integer >= 1"),
+    (((100,), (1.5,), 1), r"target_intervals \[1.5\] are invalid: 1.5 is not an integer >= 1"),
+])
+def test_spec_rejects_bad_grids(tiny_config: DQNConfig, lists: tuple, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        AblationSpec(tiny_config, *lists)
+
+
+def test_the_study_name_is_the_same_for_the_same_ablation(tiny_config: DQNConfig) -> None:
+    spec = AblationSpec(tiny_config, (1_000, 100), (10, 1), 2)
+    assert spec.study_name == AblationSpec(tiny_config, (100, 1_000), (1, 10), 2).study_name
+    assert re.fullmatch(r"ablation-CartPole-v1-[0-9a-f]{10}", spec.study_name)
+    others = [AblationSpec(tiny_config, (100,), (1, 10), 2), AblationSpec(tiny_config, (100, 1_000), (1, 10), 3),
+              AblationSpec(tiny_config.replace(total_timesteps=700), (100, 1_000), (1, 10), 2)]
+    assert len({spec.study_name, *(other.study_name for other in others)}) == 4
+    assert AblationSpec.from_dict(spec.to_dict()) == spec
+
+
+def digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def test_cli_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path: Path, tiny_config: DQNConfig,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "study.db"
+    url = f"sqlite:///{db}"
+    unfinished = optuna.create_study(study_name="unfinished", storage=open_storage(url, heartbeat=False))
+    store_config(unfinished.ask(), tiny_config)
+    cases = [
+        (["--buffer-sizes", ""], r"argument --buffer-sizes: invalid list ''; expected comma-separated integers"),
+        (["--target-intervals", "10,ten"], r"argument --target-intervals: invalid list '10,ten'"),
+        (["--buffer-sizes", "100,0"], r"--buffer-sizes \[100, 0\] are invalid: 0 is not an integer >= 1"),
+        (["--buffer-sizes", "16,100"], r"--buffer-sizes \[16\] are below the batch size \(32\)"),
+        (["--target-intervals", "5,5"], r"--target-intervals \[5, 5\] repeat \[5\]: expected each value once"),
+        (["--seeds", "0"], r"--seeds = 0 is invalid: expected an integer >= 1"),
+        (["--learning-starts", "400"], r"--learning-starts = 400 is invalid: expected less than --total-timesteps"),
+        (["--base-study", "nope"], r"study 'nope' not found in .*; studies there: unfinished$"),
+        (["--base-study", "unfinished"], r"study 'unfinished' has no complete trial"),
+        (["--env", "Pendulum-v1"], r"env 'Pendulum-v1' has a Box action space"),
+        (["--out-dir", str(db / "sub")], r"cannot write output path .*study\.db/sub/runs\.csv"),
+    ]
+    before = digest(db)
+    for args, message in cases:
+        code = main(["ablate", "--storage", url, "--buffer-sizes", "100", "--target-intervals", "1", *TINY_FLAGS,
+                     "--out-dir", str(tmp_path / "report"), *args])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith("dqn-tune: error: "), (args, err)
+        assert re.search(message, err), (args, err)
+        assert digest(db) == before
+    assert optuna.get_all_study_names(url) == ["unfinished"]
