@@ -8,6 +8,7 @@ be reported before anything is printed, and `port=0` pick a free port.
 from __future__ import annotations
 
 import socketserver
+from typing import cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
@@ -56,5 +57,4 @@ def start_dashboard(storage_url: str | None, *, host: str = DEFAULT_HOST, port: 
         reason = exc.strerror or str(exc)
         raise ConfigError(f"cannot listen on {host}:{port}: {reason}; choose another --port or --host",
                           field="port") from None
-    assert isinstance(server, DashboardServer)
-    return server
+    return cast(DashboardServer, server)
