@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="N", help="environment steps per run (default: the base study's budget, else 50000)")
     parser.add_argument("--base-study", default=None, metavar="STUDY",
                         help="take every other hyperparameter from this study's best trial (default: the defaults)")
+    parser.add_argument("--study-name", default=None,
+                        help="name of the ablation study (default: ablation-<ENV_ID>-<hash of the settings>, "
+                             "so the same command resumes the same study)")
     parser.add_argument("--storage", default=DEFAULT_STORAGE,
                         help=f"storage URL of the ablation study and of --base-study (default: {DEFAULT_STORAGE})")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="W",
@@ -64,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
     """Check everything, run the missing cells, write the report; 130 if interrupted."""
     spec = build_spec(args)
     make_env(spec.base.env_id).close()
-    out_dir = args.out_dir or default_report_dir(spec.study_name)
+    out_dir = args.out_dir or default_report_dir(args.study_name or spec.default_study_name)
     check_writable(f"{out_dir}/{CSV_NAME}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    outcome = run_ablation(spec=spec, storage=args.storage, workers=args.workers, verbose=True)
+    outcome = run_ablation(spec=spec, storage=args.storage, study_name=args.study_name, workers=args.workers,
+                           verbose=True)
     study = load_study(open_storage(args.storage, heartbeat=False), outcome.study_name)
     files = write_ablation_report(study, out_dir)
     print(f"ran {len(outcome.ran)} cells ({outcome.done_before} were done before); "

@@ -24,10 +24,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.trainer import train
-from dqn_tune.errors import ConfigError, DivergenceError
+from dqn_tune.errors import ConfigError, DivergenceError, StorageError
 from dqn_tune.tuning.interrupts import interrupts_stop_cleanly
 from dqn_tune.tuning.records import FAIL_REASON, store_config, store_runs
-from dqn_tune.tuning.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, open_storage, prepare_url
+from dqn_tune.tuning.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, open_storage, prepare_url, study_names
 from dqn_tune.tuning.trial_loop import Objective, TrialQuota, run_trials
 from dqn_tune.tuning.trial_queue import RETRY_OF, counted_trials, study_lock
 from dqn_tune.tuning.workers import run_in_processes
@@ -82,10 +82,17 @@ class AblationSpec:
         return list(itertools.product(self.buffer_sizes, self.target_intervals, range(self.seeds)))
 
     @property
-    def study_name(self) -> str:
+    def default_study_name(self) -> str:
         """A name that is the same for the same ablation, so re-running the command resumes it."""
-        key = json.dumps({k: v for k, v in self.to_dict().items() if k != "base_study"}, sort_keys=True)
+        key = json.dumps(self.definition(), sort_keys=True)
         return f"ablation-{self.base.env_id}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+    def definition(self) -> dict[str, Any]:
+        """What makes two ablations the same: to_dict() without the base study's name and the base's
+        buffer_size and target_update_interval (every cell sets its own)."""
+        data = {key: value for key, value in self.to_dict().items() if key != "base_study"}
+        data["base"] = {k: v for k, v in data["base"].items() if k not in (BUFFER_SIZE, TARGET_INTERVAL)}
+        return data
 
     def config_for(self, buffer_size: int, target_interval: int) -> DQNConfig:
         """The base config with one cell's buffer size and target-update interval."""
@@ -129,13 +136,37 @@ def done_cells(trials: Iterable[FrozenTrial]) -> set[Cell]:
     return {cell for trial in trials if trial.state in KEPT_STATES and (cell := cell_of(trial)) is not None}
 
 
-def open_ablation(spec: AblationSpec, storage: RDBStorage) -> optuna.Study:
-    """Create or load the ablation's study with its GridSampler and spec attribute."""
-    study = optuna.create_study(study_name=spec.study_name, storage=storage, direction="maximize",
-                                sampler=grid_sampler(spec), load_if_exists=True)
-    if study.user_attrs.get(SPEC_ATTR) != spec.to_dict():
+def open_ablation(spec: AblationSpec, storage: RDBStorage, study_name: str | None = None) -> optuna.Study:
+    """Create or load the ablation's study (default name: spec.default_study_name) with its GridSampler.
+
+    An existing study must hold the same ablation (StorageError otherwise, before anything is written).
+    """
+    name = study_name or spec.default_study_name
+    if name in study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage, sampler=grid_sampler(spec))
+        _check_same_ablation(study, spec)
+    else:
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                    sampler=grid_sampler(spec), load_if_exists=True)
+    if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
     return study
+
+
+def _check_same_ablation(study: optuna.Study, spec: AblationSpec) -> None:
+    where = f"study {study.study_name!r}"
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        if study.get_trials(deepcopy=False):
+            raise StorageError(f"{where} is not an ablation study (no {SPEC_ATTR!r} attribute); "
+                               "use another --study-name")
+        return
+    have, wanted = AblationSpec.from_dict(stored).definition(), spec.definition()
+    differ = [key for key in ("buffer_sizes", "target_intervals", "seeds") if have[key] != wanted[key]]
+    differ += [field for field, value in wanted["base"].items() if have["base"][field] != value]
+    if differ:
+        raise StorageError(f"{where} holds an ablation with other {', '.join(differ)}; "
+                           "run it with the same settings, or use another --study-name")
 
 
 def grid_sampler(spec: AblationSpec) -> GridSampler:
@@ -199,8 +230,8 @@ class StorageSettings:
                             grace_period_s=self.grace_period_s)
 
 
-def run_ablation(*, spec: AblationSpec, storage: str | None = None, workers: int = 1, verbose: bool = False,
-                 heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
+def run_ablation(*, spec: AblationSpec, storage: str | None = None, study_name: str | None = None, workers: int = 1,
+                 verbose: bool = False, heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
                  grace_period_s: int = GRACE_PERIOD_S) -> AblationOutcome:
     """Run every cell of the grid that is not done yet, in `workers` processes; report what ran and what is left.
 
@@ -211,12 +242,12 @@ def run_ablation(*, spec: AblationSpec, storage: str | None = None, workers: int
         raise ConfigError(f"workers = {workers!r} is invalid: expected an integer >= 1", field="workers")
     settings = StorageSettings(prepare_url(storage), heartbeat_interval_s, grace_period_s)
     rdb = settings.open()
-    study = open_ablation(spec, rdb)
+    study = open_ablation(spec, rdb, study_name)
     with study_lock(rdb, study.study_name):
         total = queue_failed_cells(study, spec)
     done_before = len(done_cells(study.get_trials(deepcopy=False)))
     if verbose:
-        print(f"ablation {spec.study_name!r}: {len(spec.cells)} cells, {done_before} done, "
+        print(f"ablation {study.study_name!r}: {len(spec.cells)} cells, {done_before} done, "
               f"{len(spec.cells) - done_before} to run", flush=True)
     quota = TrialQuota(None)
     ran: list[Cell] = []
@@ -224,19 +255,20 @@ def run_ablation(*, spec: AblationSpec, storage: str | None = None, workers: int
     with interrupts_stop_cleanly():
         try:
             if workers == 1:
-                ran = _work(spec, settings, total, quota, verbose)
+                ran = _work(spec, study.study_name, settings, total, quota, verbose)
             else:
-                arguments = [(spec, settings, total, quota, verbose)] * workers
+                arguments = [(spec, study.study_name, settings, total, quota, verbose)] * workers
                 ran = [cell for cells in run_in_processes(_work, arguments) for cell in cells]
         except KeyboardInterrupt:
             interrupted = True
     left = sorted(set(spec.cells) - done_cells(study.get_trials(deepcopy=False)))
-    return AblationOutcome(spec.study_name, tuple(ran), done_before, tuple(left), interrupted)
+    return AblationOutcome(study.study_name, tuple(ran), done_before, tuple(left), interrupted)
 
 
-def _work(spec: AblationSpec, storage: StorageSettings, total: int, quota: TrialQuota, verbose: bool) -> list[Cell]:
+def _work(spec: AblationSpec, study_name: str, storage: StorageSettings, total: int, quota: TrialQuota,
+          verbose: bool) -> list[Cell]:
     """One worker: run grid cells until GridSampler has handed out every cell and the queue is empty."""
-    study = optuna.load_study(study_name=spec.study_name, storage=storage.open(), sampler=grid_sampler(spec))
+    study = optuna.load_study(study_name=study_name, storage=storage.open(), sampler=grid_sampler(spec))
     ran: list[Cell] = []
 
     def finished(trial: FrozenTrial) -> None:

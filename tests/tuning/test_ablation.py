@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -19,7 +21,7 @@ from optuna.trial import TrialState
 from dqn_tune.cli import main
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
-from dqn_tune.tuning.ablation import (AblationSpec, cell_objective, cell_of, grid_sampler, open_ablation,
+from dqn_tune.tuning.ablation import (SPEC_ATTR, AblationSpec, cell_objective, cell_of, grid_sampler, open_ablation,
                                       queue_failed_cells, run_ablation)
 from dqn_tune.tuning.records import store_config, trial_config
 from dqn_tune.tuning.storage import open_storage
@@ -38,7 +40,7 @@ def cell_config(tiny_config: DQNConfig) -> DQNConfig:
 
 
 def stored_cells(url: str, spec: AblationSpec, state: TrialState = TrialState.COMPLETE) -> list[tuple[int, int, int]]:
-    study = optuna.load_study(study_name=spec.study_name, storage=url)
+    study = optuna.load_study(study_name=spec.default_study_name, storage=url)
     return [cell_of(t) for t in study.get_trials(states=(state,))]  # type: ignore[misc]
 
 
@@ -51,14 +53,14 @@ def test_the_grid_is_exactly_the_product_of_the_lists_and_seeds(tmp_path: Path, 
     cells = stored_cells(url, spec)
     assert len(cells) == 8 and set(cells) == expected
     assert set(outcome.ran) == expected and outcome.left == () and outcome.done_before == 0
-    study = optuna.load_study(study_name=spec.study_name, storage=url)
+    study = optuna.load_study(study_name=spec.default_study_name, storage=url)
     assert len(study.trials) == 8
     for trial in study.trials:
         assert trial_config(trial) == spec.config_for(trial.params["buffer_size"], trial.params["target_update_interval"])
 
     again = run_ablation(spec=spec, storage=url)
     assert again.ran == () and again.done_before == 8
-    assert len(optuna.load_study(study_name=spec.study_name, storage=url).trials) == 8
+    assert len(optuna.load_study(study_name=spec.default_study_name, storage=url).trials) == 8
 
 
 def test_resuming_runs_only_the_cells_not_done(tmp_path: Path, cell_config: DQNConfig) -> None:
@@ -67,7 +69,7 @@ def test_resuming_runs_only_the_cells_not_done(tmp_path: Path, cell_config: DQNC
     storage = open_storage(url)
     study = open_ablation(spec, storage)
     total = queue_failed_cells(study, spec)
-    worker_study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=grid_sampler(spec))
+    worker_study = optuna.load_study(study_name=spec.default_study_name, storage=storage, sampler=grid_sampler(spec))
     run_trials(worker_study, cell_objective(spec), TrialQuota(3), total_trials=total)  # an earlier, partial run
     first = set(stored_cells(url, spec))
     assert len(first) == 3
@@ -95,14 +97,14 @@ def test_a_failed_cell_is_run_again_and_only_it(tmp_path: Path, cell_config: DQN
             raise ConfigError("a run that crashed")
         return objective(trial)
 
-    worker_study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=grid_sampler(spec))
+    worker_study = optuna.load_study(study_name=spec.default_study_name, storage=storage, sampler=grid_sampler(spec))
     run_trials(worker_study, crash_second_cell, TrialQuota(None), total_trials=total)
-    [failed] = optuna.load_study(study_name=spec.study_name, storage=url).get_trials(states=(TrialState.FAIL,))
+    [failed] = optuna.load_study(study_name=spec.default_study_name, storage=url).get_trials(states=(TrialState.FAIL,))
     assert len(stored_cells(url, spec)) == 3
 
     outcome = run_ablation(spec=spec, storage=url)
 
-    trials = optuna.load_study(study_name=spec.study_name, storage=url).trials
+    trials = optuna.load_study(study_name=spec.default_study_name, storage=url).trials
     [retry] = [t for t in trials if t.system_attrs.get(RETRY_OF) == failed.number]
     assert retry.state == TrialState.COMPLETE and retry.system_attrs["grid_id"] == failed.system_attrs["grid_id"]
     assert outcome.ran == (cell_of(retry),)
@@ -110,15 +112,29 @@ def test_a_failed_cell_is_run_again_and_only_it(tmp_path: Path, cell_config: DQN
     assert len(trials) == 5
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_and_name(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A storage URL and a fresh study name: a new SQLite file, or the test PostgreSQL server (if set)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/workers.db", "workers"
+        return
+    url = os.environ.get("DQN_TUNE_TEST_POSTGRES_URL")
+    if url is None:
+        pytest.skip("DQN_TUNE_TEST_POSTGRES_URL is not set (.ci/run starts a PostgreSQL server and sets it)")
+    name = f"test-ablation-{uuid.uuid4().hex}"
+    yield url, name
+    optuna.delete_study(study_name=name, storage=url)
+
+
 @pytest.mark.slow
-def test_two_workers_run_every_cell_exactly_once(tmp_path: Path, cell_config: DQNConfig) -> None:
-    url = f"sqlite:///{tmp_path}/workers.db"
+def test_two_workers_run_every_cell_exactly_once(storage_and_name: tuple[str, str], cell_config: DQNConfig) -> None:
+    url, name = storage_and_name
     spec = AblationSpec(cell_config, (100, 1_000), (1, 50), 1)
-    outcome = run_ablation(spec=spec, storage=url, workers=2)
-    trials = optuna.load_study(study_name=spec.study_name, storage=url).trials
+    outcome = run_ablation(spec=spec, storage=url, study_name=name, workers=2)
+    trials = optuna.load_study(study_name=name, storage=url).trials
     assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted(cell_of(t) for t in trials) == sorted(spec.cells)  # type: ignore[type-var]
-    assert sorted(outcome.ran) == sorted(spec.cells)
+    assert sorted(outcome.ran) == sorted(spec.cells) and outcome.study_name == name
 
 
 ABLATION_CHILD = """
@@ -207,11 +223,11 @@ def test_spec_rejects_bad_grids(tiny_config: DQNConfig, lists: tuple, message: s
 
 def test_the_study_name_is_the_same_for_the_same_ablation(tiny_config: DQNConfig) -> None:
     spec = AblationSpec(tiny_config, (1_000, 100), (10, 1), 2)
-    assert spec.study_name == AblationSpec(tiny_config, (100, 1_000), (1, 10), 2).study_name
-    assert re.fullmatch(r"ablation-CartPole-v1-[0-9a-f]{10}", spec.study_name)
+    assert spec.default_study_name == AblationSpec(tiny_config, (100, 1_000), (1, 10), 2).default_study_name
+    assert re.fullmatch(r"ablation-CartPole-v1-[0-9a-f]{10}", spec.default_study_name)
     others = [AblationSpec(tiny_config, (100,), (1, 10), 2), AblationSpec(tiny_config, (100, 1_000), (1, 10), 3),
               AblationSpec(tiny_config.replace(total_timesteps=700), (100, 1_000), (1, 10), 2)]
-    assert len({spec.study_name, *(other.study_name for other in others)}) == 4
+    assert len({spec.default_study_name, *(other.default_study_name for other in others)}) == 4
     assert AblationSpec.from_dict(spec.to_dict()) == spec
 
 
@@ -225,6 +241,10 @@ def test_cli_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path:
     url = f"sqlite:///{db}"
     unfinished = optuna.create_study(study_name="unfinished", storage=open_storage(url, heartbeat=False))
     store_config(unfinished.ask(), tiny_config)
+    taken = optuna.create_study(study_name="taken", storage=open_storage(url, heartbeat=False))
+    same_flags = DQNConfig(total_timesteps=300, learning_starts=100, batch_size=32, hidden_sizes=(16,), eval_freq=100,
+                           eval_curve_episodes=1, eval_episodes=1, buffer_size=5_000)
+    taken.set_user_attr(SPEC_ATTR, AblationSpec(same_flags, (100, 200), (1,), 2).to_dict())
     cases = [
         (["--buffer-sizes", ""], r"argument --buffer-sizes: invalid list ''; expected comma-separated integers"),
         (["--target-intervals", "10,ten"], r"argument --target-intervals: invalid list '10,ten'"),
@@ -233,17 +253,19 @@ def test_cli_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path:
         (["--target-intervals", "5,5"], r"--target-intervals \[5, 5\] repeat \[5\]: expected each value once"),
         (["--seeds", "0"], r"--seeds = 0 is invalid: expected an integer >= 1"),
         (["--learning-starts", "400"], r"--learning-starts = 400 is invalid: expected less than --total-timesteps"),
-        (["--base-study", "nope"], r"study 'nope' not found in .*; studies there: unfinished$"),
+        (["--base-study", "nope"], r"study 'nope' not found in .*; studies there: taken, unfinished$"),
         (["--base-study", "unfinished"], r"study 'unfinished' has no complete trial"),
         (["--env", "Pendulum-v1"], r"env 'Pendulum-v1' has a Box action space"),
         (["--out-dir", str(db / "sub")], r"cannot write output path .*study\.db/sub/runs\.csv"),
+        (["--study-name", "unfinished"], r"study 'unfinished' is not an ablation study \(no 'ablation' attribute\)"),
+        (["--study-name", "taken"], r"study 'taken' holds an ablation with other buffer_sizes, seeds, learning_rate; run it with"),
     ]
     before = digest(db)
     for args, message in cases:
         code = main(["ablate", "--storage", url, "--buffer-sizes", "100", "--target-intervals", "1", *TINY_FLAGS,
-                     "--out-dir", str(tmp_path / "report"), *args])
+                     "--learning-rate", "0.002", "--out-dir", str(tmp_path / "report"), *args])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and err.startswith("dqn-tune: error: "), (args, err)
         assert re.search(message, err), (args, err)
         assert digest(db) == before
-    assert optuna.get_all_study_names(url) == ["unfinished"]
+    assert optuna.get_all_study_names(url) == ["unfinished", "taken"]
