@@ -36,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
                            eval_episodes=args.eval_episodes, eval_seed=args.eval_seed,
                            log=lambda line: print(line, flush=True))
     verdict = "reproduces" if outcome.reproduces else "does NOT reproduce"
-    print(f"trial {outcome.trial_number} value {outcome.trial_value:.2f}; retrained mean "
-          f"{outcome.retrained_mean:.2f} over {len(outcome.seeds)} seeds: the tuned value {verdict}")
+    print(f"trial {outcome.trial_number}: value {outcome.trial_value:.2f} ({outcome.objective}), final return "
+          f"{outcome.tuned_final:.2f} when tuned; retrained mean {outcome.retrained_mean:.2f} over "
+          f"{len(outcome.seeds)} seeds: the tuned result {verdict}")
     print(f"saved agent (seed {outcome.best_seed}) to {outcome.agent_path}")
     print(f"wrote {outcome.curve_path} and {outcome.summary_path}")
     return 0

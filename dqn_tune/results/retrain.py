@@ -25,6 +25,7 @@ from dqn_tune.plots import learning_curve_figure, save_figure
 from dqn_tune.results.existing_storage import open_existing_storage
 from dqn_tune.tuning.records import RunRecord, trial_config, trial_runs
 from dqn_tune.tuning.storage import load_study, prepare_url
+from dqn_tune.tuning.study import SETTINGS_ATTR
 
 EVAL_EPISODES = 100
 """Held-out greedy episodes each retrained seed is judged on."""
@@ -33,7 +34,7 @@ EVAL_SEED = 0
 FIRST_RETRAIN_SEED = 1_000
 """Retrain seeds count up from here, skipping any seed the trial was tuned with."""
 REPRODUCE_TOLERANCE = 0.10
-"""The tuned value counts as reproduced when the retrained mean is at most this fraction of |value| below it."""
+"""The tuning result counts as reproduced when the retrained mean is at most this fraction below it."""
 
 Log = Callable[[str], None]
 
@@ -61,7 +62,10 @@ class RetrainOutcome:
     study_name: str
     trial_number: int
     trial_value: float
+    objective: str
+    """What the trial's value scores (the study's --objective: final, best or auc); 'value' if unknown."""
     tuning_runs: tuple[RunRecord, ...]
+    trial_timesteps: int
     total_timesteps: int
     eval_episodes: int
     eval_seed: int
@@ -77,9 +81,14 @@ class RetrainOutcome:
         return float(np.mean([s.mean_return for s in self.seeds]))
 
     @property
+    def tuned_final(self) -> float:
+        """The tuning seeds' mean final return (the trial's value when it recorded no runs)."""
+        return float(np.mean([run.mean_return for run in self.tuning_runs])) if self.tuning_runs else self.trial_value
+
+    @property
     def reproduces(self) -> bool:
-        """Whether the retrained seeds reach the trial's value within REPRODUCE_TOLERANCE."""
-        return self.retrained_mean >= self.trial_value - REPRODUCE_TOLERANCE * abs(self.trial_value)
+        """Whether the retrained seeds reach the tuned final return within REPRODUCE_TOLERANCE."""
+        return self.retrained_mean >= self.tuned_final - REPRODUCE_TOLERANCE * abs(self.tuned_final)
 
 
 def output_paths(out: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
@@ -134,9 +143,8 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
         check_writable(path)
     study = load_study(open_existing_storage(storage), study_name)
     chosen = choose_trial(study, trial)
-    config = trial_config(chosen)
-    if timesteps is not None:
-        config = _with_budget(config, timesteps, chosen.number)
+    trial_budget = trial_config(chosen)
+    config = trial_budget if timesteps is None else _with_budget(trial_budget, timesteps, chosen.number)
     tuning_runs = tuple(trial_runs(chosen))
 
     results: list[TrainResult] = []
@@ -156,8 +164,10 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
         agents.append(agent)
 
     best = int(np.argmax([o.mean_return for o in outcomes]))
-    outcome = RetrainOutcome(study_name, chosen.number, float(chosen.value), tuning_runs, config.total_timesteps,
-                             eval_episodes, eval_seed, tuple(outcomes), outcomes[best].seed, *paths)
+    objective = study.user_attrs.get(SETTINGS_ATTR, {}).get("objective", "value")
+    outcome = RetrainOutcome(study_name, chosen.number, float(chosen.value), objective, tuning_runs,
+                             trial_budget.total_timesteps, config.total_timesteps, eval_episodes, eval_seed,
+                             tuple(outcomes), outcomes[best].seed, *paths)
     agents[best].metadata.update(_metadata(outcome, chosen, study, storage))
     save_agent(agents[best], outcome.agent_path)
     figure = learning_curve_figure([RunRecord.from_result(r) for r in results],
@@ -176,12 +186,14 @@ def summary_markdown(outcome: RetrainOutcome, params: dict[str, Any]) -> str:
         "",
         f"- Agent: `{outcome.agent_path.name}` (seed {outcome.best_seed}, the best of {len(outcome.seeds)} "
         f"retrained seeds); learning curves: `{outcome.curve_path.name}`",
-        f"- Budget: {outcome.total_timesteps} environment steps per seed",
+        f"- Budget: {outcome.total_timesteps} environment steps per seed"
+        + ("" if outcome.total_timesteps == outcome.trial_timesteps else f" (the trial had {outcome.trial_timesteps})"),
         "- Tuned params: " + (", ".join(f"{name}={value}" for name, value in params.items()) or "none"),
         "",
         "| run | seed | mean return | std | evaluation |",
         "|---|---|---|---|---|",
-        f"| trial {outcome.trial_number} (tuning) | {tuning_seeds} | {outcome.trial_value:.2f} | | trial value |",
+        f"| trial {outcome.trial_number} (tuning) | {tuning_seeds} | {outcome.trial_value:.2f} | | "
+        f"trial value ({outcome.objective}) |",
     ]
     lines += [f"| tuning seed | {run.seed} | {run.mean_return:.2f} | | final evaluation during tuning |"
               for run in outcome.tuning_runs]
@@ -193,9 +205,9 @@ def summary_markdown(outcome: RetrainOutcome, params: dict[str, Any]) -> str:
         f"| retrained mean | | {outcome.retrained_mean:.2f} | "
         f"{float(np.std([s.mean_return for s in outcome.seeds])):.2f} | over seeds |",
         "",
-        f"**The tuned value {verdict}**: retrained mean {outcome.retrained_mean:.2f} vs trial value "
-        f"{outcome.trial_value:.2f} (difference {outcome.retrained_mean - outcome.trial_value:+.2f}; "
-        f"it counts as reproduced when the mean is at most {REPRODUCE_TOLERANCE:.0%} of |value| below it).",
+        f"**The tuned result {verdict}**: retrained mean {outcome.retrained_mean:.2f} vs the tuning seeds' "
+        f"final return {outcome.tuned_final:.2f} (difference {outcome.retrained_mean - outcome.tuned_final:+.2f}; "
+        f"it counts as reproduced when the mean is at most {REPRODUCE_TOLERANCE:.0%} of |that| below it).",
         "",
     ]
     return "\n".join(lines)

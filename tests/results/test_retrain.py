@@ -75,6 +75,8 @@ def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple
     text = summary.read_text()
     assert f"trial {best.number}" in text and f"{best.value:.2f}" in text
     assert all(f"{s['mean_return']:.2f}" in text for s in seeds)
+    assert "trial value (value)" in text and outcome.tuned_final == best.user_attrs["runs"][0]["mean_return"]
+    assert f"final return {outcome.tuned_final:.2f}" in text
     assert ("reproduces**" in text) == outcome.reproduces
 
 
@@ -175,3 +177,4 @@ def test_a_tuned_and_retrained_agent_plays_as_its_file_says(tmp_path: Path, caps
     assert f"mean return {stats.mean:.2f} +- {stats.std:.2f} over 100 episodes" in capsys.readouterr().out
     summary = (tmp_path / "models" / "tiny_summary.md").read_text()
     assert f"| trial {study.best_trial.number} (tuning) |" in summary and f"{study.best_value:.2f}" in summary
+    assert "trial value (final)" in summary

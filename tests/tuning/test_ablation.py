@@ -18,7 +18,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from dqn_tune.cli import main
+from dqn_tune.cli import build_parser, main
+from dqn_tune.cli.ablate import build_spec
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.ablation import (SPEC_ATTR, AblationSpec, cell_objective, cell_of, grid_sampler, open_ablation,
@@ -39,8 +40,8 @@ def cell_config(tiny_config: DQNConfig) -> DQNConfig:
     return tiny_config.replace(**CELL)
 
 
-def stored_cells(url: str, spec: AblationSpec, state: TrialState = TrialState.COMPLETE) -> list[tuple[int, int, int]]:
-    study = optuna.load_study(study_name=spec.default_study_name, storage=url)
+def stored_cells(url: str, name: str, state: TrialState = TrialState.COMPLETE) -> list[tuple[int, int, int]]:
+    study = optuna.load_study(study_name=name, storage=url)
     return [cell_of(t) for t in study.get_trials(states=(state,))]  # type: ignore[misc]
 
 
@@ -50,7 +51,7 @@ def test_the_grid_is_exactly_the_product_of_the_lists_and_seeds(tmp_path: Path, 
     outcome = run_ablation(spec=spec, storage=url)
 
     expected = set(itertools.product((100, 200), (1, 50), (0, 1)))
-    cells = stored_cells(url, spec)
+    cells = stored_cells(url, spec.default_study_name)
     assert len(cells) == 8 and set(cells) == expected
     assert set(outcome.ran) == expected and outcome.left == () and outcome.done_before == 0
     study = optuna.load_study(study_name=spec.default_study_name, storage=url)
@@ -71,14 +72,14 @@ def test_resuming_runs_only_the_cells_not_done(tmp_path: Path, cell_config: DQNC
     total = queue_failed_cells(study, spec)
     worker_study = optuna.load_study(study_name=spec.default_study_name, storage=storage, sampler=grid_sampler(spec))
     run_trials(worker_study, cell_objective(spec), TrialQuota(3), total_trials=total)  # an earlier, partial run
-    first = set(stored_cells(url, spec))
+    first = set(stored_cells(url, spec.default_study_name))
     assert len(first) == 3
 
     outcome = run_ablation(spec=spec, storage=url)
 
     assert outcome.done_before == 3
     assert sorted(outcome.ran) == sorted(set(spec.cells) - first)
-    assert sorted(stored_cells(url, spec)) == sorted(spec.cells)
+    assert sorted(stored_cells(url, spec.default_study_name)) == sorted(spec.cells)
 
 
 def test_a_failed_cell_is_run_again_and_only_it(tmp_path: Path, cell_config: DQNConfig) -> None:
@@ -100,7 +101,7 @@ def test_a_failed_cell_is_run_again_and_only_it(tmp_path: Path, cell_config: DQN
     worker_study = optuna.load_study(study_name=spec.default_study_name, storage=storage, sampler=grid_sampler(spec))
     run_trials(worker_study, crash_second_cell, TrialQuota(None), total_trials=total)
     [failed] = optuna.load_study(study_name=spec.default_study_name, storage=url).get_trials(states=(TrialState.FAIL,))
-    assert len(stored_cells(url, spec)) == 3
+    assert len(stored_cells(url, spec.default_study_name)) == 3
 
     outcome = run_ablation(spec=spec, storage=url)
 
@@ -108,7 +109,7 @@ def test_a_failed_cell_is_run_again_and_only_it(tmp_path: Path, cell_config: DQN
     [retry] = [t for t in trials if t.system_attrs.get(RETRY_OF) == failed.number]
     assert retry.state == TrialState.COMPLETE and retry.system_attrs["grid_id"] == failed.system_attrs["grid_id"]
     assert outcome.ran == (cell_of(retry),)
-    assert sorted(stored_cells(url, spec)) == sorted(spec.cells)
+    assert sorted(stored_cells(url, spec.default_study_name)) == sorted(spec.cells)
     assert len(trials) == 5
 
 
@@ -137,75 +138,76 @@ def test_two_workers_run_every_cell_exactly_once(storage_and_name: tuple[str, st
     assert sorted(outcome.ran) == sorted(spec.cells) and outcome.study_name == name
 
 
-ABLATION_CHILD = """
+SLOW_CELL_FLAGS = ["--timesteps", "1500", "--learning-starts", "100", "--batch-size", "32", "--hidden-sizes", "16",
+                   "--eval-freq", "500", "--eval-curve-episodes", "2", "--eval-episodes", "2"]
+"""Cells of about a second, so that a signal lands while one is training."""
+KILLED_CHILD = """
 import sys
-from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.tuning.ablation import AblationSpec, run_ablation
-spec = AblationSpec(DQNConfig.from_dict(eval(sys.argv[2])), (100,), (1, 50, 200), 1)
-outcome = run_ablation(spec=spec, storage=sys.argv[1], verbose=True, heartbeat_interval_s=1, grace_period_s=2)
-print("interrupted" if outcome.interrupted else "finished", flush=True)
+from dqn_tune.cli.ablate import build_spec
+from dqn_tune.cli import build_parser
+from dqn_tune.tuning.ablation import run_ablation
+args = build_parser().parse_args(sys.argv[1:])
+run_ablation(spec=build_spec(args), storage=args.storage, study_name=args.study_name, verbose=True,
+             heartbeat_interval_s=1, grace_period_s=2)
 """
 
 
-def slow_cells(tiny_config: DQNConfig) -> tuple[DQNConfig, AblationSpec]:
-    """Cells of about a second, so that a signal lands while one is training (the child's grid)."""
-    config = tiny_config.replace(total_timesteps=1_500, eval_freq=500)
-    return config, AblationSpec(config, (100,), (1, 50, 200), 1)
+def ablate_args(url: str, name: str, out_dir: Path) -> list[str]:
+    """`dqn-tune ablate` of three slow cells into study `name`."""
+    return ["ablate", "--storage", url, "--study-name", name, "--buffer-sizes", "100", "--target-intervals",
+            "1,50,200", "--seeds", "1", "--out-dir", str(out_dir), *SLOW_CELL_FLAGS]
 
 
-def start_child(url: str, config: DQNConfig) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", ABLATION_CHILD, url, repr(config.to_dict())],
-                            stdout=subprocess.PIPE, text=True)
-
-
-def wait_for_a_running_cell(url: str, spec: AblationSpec, child: subprocess.Popen[str]) -> None:
-    """Block until the child has finished one cell and is training another."""
+def wait_for_a_running_cell(url: str, name: str, child: subprocess.Popen[str]) -> tuple[int, int, int]:
+    """Block until the child has finished one cell and is training another; return that cell."""
     assert child.stdout is not None
-    assert child.stdout.readline().startswith("ablation ")
+    assert child.stdout.readline().startswith(f"ablation {name!r}: 3 cells, 0 done, 3 to run")
     assert child.stdout.readline().startswith("  trial 0:")
     deadline = time.monotonic() + 60
-    while not stored_cells(url, spec, TrialState.RUNNING):
+    while not (running := stored_cells(url, name, TrialState.RUNNING)):
         assert time.monotonic() < deadline and child.poll() is None
         time.sleep(0.05)
+    return running[0]
 
 
 @pytest.mark.slow
-def test_an_interrupted_cell_fails_and_is_run_again(tmp_path: Path, tiny_config: DQNConfig) -> None:
+def test_ctrl_c_fails_the_running_cell_reports_and_the_same_command_runs_what_is_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path}/sigint.db"
-    config, spec = slow_cells(tiny_config)
-    child = start_child(url, config)
-    wait_for_a_running_cell(url, spec, child)
-    [running] = stored_cells(url, spec, TrialState.RUNNING)
+    args = ablate_args(url, "sigint", tmp_path / "report")
+    child = subprocess.Popen([sys.executable, "-m", "dqn_tune", *args], stdout=subprocess.PIPE, text=True)
+    running = wait_for_a_running_cell(url, "sigint", child)
     child.send_signal(signal.SIGINT)
     out, _ = child.communicate(timeout=60)
-    assert child.returncode == 0 and out.rstrip().endswith("interrupted")
-    assert stored_cells(url, spec, TrialState.FAIL) == [running]
-    done = set(stored_cells(url, spec))
+    assert child.returncode == 130 and "not done yet: run the same command again" in out
+    assert stored_cells(url, "sigint", TrialState.FAIL) == [running]
+    done = stored_cells(url, "sigint")
+    assert (tmp_path / "report" / "summary.md").read_text().count("| 1/1 |") == len(done)
 
-    outcome = run_ablation(spec=spec, storage=url)
+    assert main(args) == 0
 
-    assert running in outcome.ran and sorted(outcome.ran) == sorted(set(spec.cells) - done)
-    assert sorted(stored_cells(url, spec)) == sorted(spec.cells)
+    assert f"ran {3 - len(done)} cells ({len(done)} were done before); all cells done" in capsys.readouterr().out
+    assert sorted(stored_cells(url, "sigint")) == [(100, 1, 0), (100, 50, 0), (100, 200, 0)]
+    assert len(optuna.load_study(study_name="sigint", storage=url).trials) == 4  # the failed one, and one per cell
 
 
 @pytest.mark.slow
-def test_the_cell_of_a_killed_worker_is_run_again_after_the_grace_period(tmp_path: Path,
-                                                                        tiny_config: DQNConfig) -> None:
+def test_the_cell_of_a_killed_worker_is_run_again_after_the_grace_period(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/sigkill.db"
-    config, spec = slow_cells(tiny_config)
-    child = start_child(url, config)
-    wait_for_a_running_cell(url, spec, child)
-    [running] = stored_cells(url, spec, TrialState.RUNNING)
+    args = ablate_args(url, "sigkill", tmp_path / "report")
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, *args], stdout=subprocess.PIPE, text=True)
+    running = wait_for_a_running_cell(url, "sigkill", child)
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
-    done = set(stored_cells(url, spec))
+    done = set(stored_cells(url, "sigkill"))
     time.sleep(3)  # the grace period (2 s) passes without a heartbeat
 
-    outcome = run_ablation(spec=spec, storage=url, heartbeat_interval_s=1, grace_period_s=2)
+    spec = build_spec(build_parser().parse_args(args))
+    outcome = run_ablation(spec=spec, storage=url, study_name="sigkill", heartbeat_interval_s=1, grace_period_s=2)
 
-    assert stored_cells(url, spec, TrialState.FAIL) == [running]
+    assert stored_cells(url, "sigkill", TrialState.FAIL) == [running]
     assert running in outcome.ran and sorted(outcome.ran) == sorted(set(spec.cells) - done)
-    assert sorted(stored_cells(url, spec)) == sorted(spec.cells)
+    assert sorted(stored_cells(url, "sigkill")) == sorted(spec.cells)
 
 
 @pytest.mark.parametrize(("lists", "message"), [
