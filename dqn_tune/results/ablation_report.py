@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,15 +21,15 @@ from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
 from dqn_tune.plots import FIGSIZE, mean_curve, new_figure, save_figure
-from dqn_tune.tuning.ablation import SPEC_ATTR, AblationSpec, cell_of
-from dqn_tune.tuning.records import RunRecord, trial_runs
+from dqn_tune.tuning.ablation import SPEC_ATTR, AblationSpec, Cell, cell_of
+from dqn_tune.tuning.records import FAIL_REASON, RunRecord, trial_runs
 
 REPORT_ROOT = Path("studies") / "ablations"
 CSV_NAME = "runs.csv"
 TABLE_NAME = "summary.md"
 HEATMAP_NAME = "final_return_heatmap.png"
 CURVES_NAME = "learning_curves.png"
-CSV_COLUMNS = ("trial", "buffer_size", "target_update_interval", "seed", "final_return", "auc",
+CSV_COLUMNS = ("trial", "buffer_size", "target_update_interval", "seed", "status", "final_return", "auc",
                "steps_to_threshold", "wall_time_s", "steps_per_second")
 
 
@@ -96,13 +96,19 @@ def study_spec(study: optuna.Study) -> AblationSpec:
 def ablation_runs(study: optuna.Study) -> list[AblationRun]:
     """The COMPLETE runs of an ablation study, ordered by cell and seed (one per cell-seed)."""
     threshold = reward_threshold(study_spec(study).base.env_id)
-    runs: dict[tuple[int, int, int], AblationRun] = {}
+    runs: dict[Cell, AblationRun] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         cell = cell_of(trial)
         records = trial_runs(trial)
         if cell is not None and records and cell not in runs:
             runs[cell] = AblationRun(trial.number, *cell, records[0], threshold)
     return [runs[cell] for cell in sorted(runs)]
+
+
+def diverged_runs(study: optuna.Study) -> dict[Cell, int]:
+    """Cell-seeds whose training diverged (PRUNED with a fail reason) and the number of that trial."""
+    return {cell: trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+            if FAIL_REASON in trial.user_attrs and (cell := cell_of(trial)) is not None}
 
 
 def reward_threshold(env_id: str) -> float | None:
@@ -115,26 +121,28 @@ def write_ablation_report(study: optuna.Study, out_dir: str | Path) -> ReportFil
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     spec = study_spec(study)
-    runs = ablation_runs(study)
+    runs, diverged = ablation_runs(study), diverged_runs(study)
     files = ReportFiles(directory / CSV_NAME, directory / TABLE_NAME, directory / HEATMAP_NAME,
                         directory / CURVES_NAME)
-    write_csv(runs, files.csv)
-    files.table.write_text(summary_table(study.study_name, spec, runs), encoding="utf-8")
+    write_csv(runs, diverged, files.csv)
+    files.table.write_text(summary_table(study.study_name, spec, runs, diverged), encoding="utf-8")
     save_figure(heatmap_figure(spec, runs), files.heatmap)
     save_figure(curves_figure(spec, runs), files.curves)
     return files
 
 
-def write_csv(runs: Sequence[AblationRun], path: Path) -> None:
-    """One row per run; steps_to_threshold is empty when the threshold was not reached."""
+def write_csv(runs: Sequence[AblationRun], diverged: Mapping[Cell, int], path: Path) -> None:
+    """One row per run, diverged ones last with empty figures; steps_to_threshold is empty when not reached."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for run in runs:
             steps = run.steps_to_threshold
-            writer.writerow([run.trial, run.buffer_size, run.target_update_interval, run.seed, run.final_return,
-                             run.auc, "" if steps is None else steps, run.record.wall_time_s,
+            writer.writerow([run.trial, run.buffer_size, run.target_update_interval, run.seed, "complete",
+                             run.final_return, run.auc, "" if steps is None else steps, run.record.wall_time_s,
                              run.record.steps_per_second])
+        for cell, trial in sorted(diverged.items()):
+            writer.writerow([trial, *cell, "diverged", "", "", "", "", ""])
 
 
 def cell_runs(runs: Sequence[AblationRun], buffer_size: int, interval: int) -> list[AblationRun]:
@@ -142,8 +150,11 @@ def cell_runs(runs: Sequence[AblationRun], buffer_size: int, interval: int) -> l
     return [r for r in runs if (r.buffer_size, r.target_update_interval) == (buffer_size, interval)]
 
 
-def summary_table(study_name: str, spec: AblationSpec, runs: Sequence[AblationRun]) -> str:
-    """Markdown: mean +- std over seeds of final return, AUC and steps to threshold, per cell."""
+def summary_table(study_name: str, spec: AblationSpec, runs: Sequence[AblationRun],
+                  diverged: Mapping[Cell, int] | None = None) -> str:
+    """Markdown: mean +- std over seeds of final return, AUC and steps to threshold, per cell.
+
+    The runs column counts the completed seeds, and those whose training diverged (no figures)."""
     threshold = reward_threshold(spec.base.env_id)
     reach = f"steps to return {threshold:g}" if threshold is not None else "steps to threshold"
     lines = [
@@ -160,7 +171,9 @@ def summary_table(study_name: str, spec: AblationSpec, runs: Sequence[AblationRu
     for buffer_size in spec.buffer_sizes:
         for interval in spec.target_intervals:
             group = cell_runs(runs, buffer_size, interval)
-            lines.append(f"| {buffer_size} | {interval} | {len(group)}/{spec.seeds} | "
+            lost = sum(cell[:2] == (buffer_size, interval) for cell in diverged or {})
+            lines.append(f"| {buffer_size} | {interval} | {len(group)}/{spec.seeds}"
+                         f"{f', {lost} diverged' if lost else ''} | "
                          f"{_mean_std([r.final_return for r in group])} | {_mean_std([r.auc for r in group])} | "
                          f"{_reached(group, threshold)} |")
     return "\n".join(lines) + "\n"

@@ -12,9 +12,9 @@ import pytest
 
 from dqn_tune.cli import main
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.results.ablation_report import (AblationRun, curve_auc, curves_figure, heatmap_figure,
-                                              mean_final_returns, summary_table)
-from dqn_tune.tuning.ablation import AblationSpec, cell_of
+from dqn_tune.results.ablation_report import (AblationRun, curve_auc, curves_figure, diverged_runs, heatmap_figure,
+                                              mean_final_returns, summary_table, write_ablation_report)
+from dqn_tune.tuning.ablation import AblationSpec, cell_of, run_ablation
 from dqn_tune.tuning.records import RunRecord, trial_runs
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -48,6 +48,9 @@ def test_summary_table_gives_mean_and_std_per_cell(tiny_config: DQNConfig) -> No
     assert rows[("| 100", "10")] == "| 100 | 10 | 1/2 | 30.0 +- 0.0 | 25.0 +- 0.0 | not reached |"
     assert rows[("| 1000", "1")] == "| 1000 | 1 | 2/2 | 30.0 +- 10.0 | 142.5 +- 127.5 | 1000 +- 0 (1/2 runs) |"
     assert rows[("| 1000", "10")] == "| 1000 | 10 | 0/2 | no run | no run | no run |"
+    diverged = summary_table("ab", spec, runs, {(1_000, 10, 0): 7, (1_000, 10, 1): 8, (100, 10, 1): 9})
+    assert "| 1000 | 10 | 0/2, 2 diverged | no run | no run | no run |" in diverged
+    assert "| 100 | 10 | 1/2, 1 diverged | 30.0 +- 0.0 |" in diverged
     grid = mean_final_returns(spec, runs)
     np.testing.assert_array_equal(grid[:, 0], [490.0, 30.0])
     assert grid[0, 1] == 30.0 and np.isnan(grid[1, 1])
@@ -80,7 +83,7 @@ def test_the_report_of_a_real_ablation_matches_its_trials(tmp_path: Path, monkey
         assert cell_of(trial) == (int(row["buffer_size"]), int(row["target_update_interval"]), int(row["seed"]))
         assert float(row["final_return"]) == trial.value == record.mean_return
         assert float(row["auc"]) == curve_auc(record.curve_steps, record.curve_returns)
-        assert row["steps_to_threshold"] == ""
+        assert row["steps_to_threshold"] == "" and row["status"] == "complete"
 
     table = (out_dir / "summary.md").read_text()
     for buffer_size in (100, 200):
@@ -89,3 +92,21 @@ def test_the_report_of_a_real_ablation_matches_its_trials(tmp_path: Path, monkey
     assert "steps to return 475" in table and "not reached" in table
     for png in ("final_return_heatmap.png", "learning_curves.png"):
         assert (out_dir / png).read_bytes()[:8] == PNG
+
+
+def test_diverged_runs_are_reported_not_run_again(tmp_path: Path, tiny_config: DQNConfig) -> None:
+    url = f"sqlite:///{tmp_path}/diverge.db"
+    exploding = tiny_config.replace(total_timesteps=300, learning_rate=1e30, max_grad_norm=None, loss="mse")
+    spec = AblationSpec(exploding, (100,), (1, 50), 1)
+    assert run_ablation(spec=spec, storage=url).left == ()
+    assert run_ablation(spec=spec, storage=url).ran == ()
+    study = optuna.load_study(study_name=spec.default_study_name, storage=url)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert diverged_runs(study) == {cell_of(t): t.number for t in study.trials}
+
+    files = write_ablation_report(study, tmp_path / "report")
+
+    with files.csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["status"], row["final_return"]) for row in rows] == [("diverged", "")] * 2
+    assert "| 100 | 1 | 0/1, 1 diverged | no run |" in files.table.read_text()
