@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 import optuna
 
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     spec = build_spec(args)
     make_env(spec.base.env_id).close()
     out_dir = args.out_dir or default_report_dir(args.study_name or spec.default_study_name)
-    check_writable(f"{out_dir}/{CSV_NAME}")
+    check_writable(Path(out_dir) / CSV_NAME)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     outcome = run_ablation(spec=spec, storage=args.storage, study_name=args.study_name, workers=args.workers,
                            verbose=True)

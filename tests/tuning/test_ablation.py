@@ -271,3 +271,22 @@ def test_cli_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path:
         assert re.search(message, err), (args, err)
         assert digest(db) == before
     assert optuna.get_all_study_names(url) == ["unfinished", "taken"]
+
+
+def test_base_study_supplies_every_other_hyperparameter(tmp_path: Path, tiny_config: DQNConfig,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/base.db"
+    study = optuna.create_study(study_name="tuned", storage=open_storage(url, heartbeat=False), direction="maximize")
+    for value, config in ((2.0, tiny_config.replace(learning_rate=3e-3, gamma=0.95)), (1.0, tiny_config)):
+        trial = study.ask()
+        store_config(trial, config)
+        study.tell(trial, value)
+
+    spec = build_spec(build_parser().parse_args(["ablate", "--storage", url, "--base-study", "tuned",
+                                                 "--buffer-sizes", "100", "--timesteps", "400"]))
+
+    assert spec.base == tiny_config.replace(learning_rate=3e-3, gamma=0.95, total_timesteps=400)
+    assert spec.base_study == "tuned" and spec.to_dict()["base_study"] == "tuned"
+    assert main(["ablate", "--storage", url, "--base-study", "tuned", "--env", "Acrobot-v1"]) == 2
+    assert capsys.readouterr().err == ("dqn-tune: error: --env Acrobot-v1 differs from the env of --base-study "
+                                       "'tuned' (CartPole-v1); drop --env or choose a study of that env\n")
