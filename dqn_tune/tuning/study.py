@@ -27,7 +27,14 @@ from dqn_tune.tuning.algorithms import make_pruner, make_sampler
 from dqn_tune.tuning.artifacts import make_artifact_store
 from dqn_tune.tuning.interrupts import interrupts_stop_cleanly
 from dqn_tune.tuning.objective import ObjectiveSettings, make_objective
-from dqn_tune.tuning.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, artifact_dir, open_storage, study_names
+from dqn_tune.tuning.storage import (
+    GRACE_PERIOD_S,
+    HEARTBEAT_INTERVAL_S,
+    artifact_dir,
+    open_storage,
+    sqlite_path,
+    study_names,
+)
 from dqn_tune.tuning.trial_loop import TrialQuota, run_trials
 from dqn_tune.tuning.workers import WorkerError, run_in_processes
 
@@ -122,6 +129,9 @@ def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, c
     settings.objective.space.check(settings.objective.base)
     make_sampler(settings.sampler, settings.objective.study_seed)
     storage = _open(settings)
+    if storage.engine.dialect.name == "sqlite" and sqlite_path(storage.url) is None:
+        raise StorageError(f"storage {settings.storage_url!r} is in memory; a study needs a file or a server, "
+                           "e.g. sqlite:///studies/dqn_tune.db")
     study, created = _create_or_load(storage, settings, command)
     before = len(study.get_trials(deepcopy=False))
     echo(f"{'created' if created else 'resuming'} study {settings.study_name!r} in {settings.storage_url}: "

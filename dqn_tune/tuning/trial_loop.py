@@ -13,6 +13,7 @@ import multiprocessing
 from collections.abc import Callable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
@@ -90,17 +91,25 @@ def _run_one(study: optuna.Study, objective: Objective, total_trials: int | None
         with get_heartbeat_thread(trial._trial_id, study._storage):
             state, value, error = _call(objective, trial)
         with deferred_interrupts():
-            study.tell(trial, value, state=state)
+            _tell(study, trial, value, state)
             told = True
     except KeyboardInterrupt:
         if trial is not None and not told:
             with deferred_interrupts():
                 trial.set_user_attr(records.FAIL_REASON, INTERRUPTED)
-                study.tell(trial, state=TrialState.FAIL)
+                _tell(study, trial, None, TrialState.FAIL)
         raise
     if error is not None:
         raise error
     return study._storage.get_trial(trial._trial_id)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None) -> None:
+    """Finish the trial, unless another process already failed it (its heartbeat went stale meanwhile)."""
+    if study._storage.get_trial(trial._trial_id).state.is_finished():
+        LOGGER.warning("trial %d was failed by another worker (no heartbeat for the grace period); "
+                       "it is retried, this result is dropped", trial.number)
+    study.tell(trial, value, state=state, skip_if_finished=True)
 
 
 def _call(objective: Objective, trial: optuna.Trial) -> tuple[TrialState | None, float | None, Exception | None]:
@@ -109,6 +118,8 @@ def _call(objective: Objective, trial: optuna.Trial) -> tuple[TrialState | None,
         return None, objective(trial), None
     except optuna.TrialPruned:
         return TrialState.PRUNED, None, None
+    except UpdateFinishedTrialError:  # failed by another process's stale-trial check; _tell says so
+        return TrialState.FAIL, None, None
     except DQNTuneError as exc:
         LOGGER.warning("trial %d failed: %s", trial.number, exc)
         trial.set_user_attr(records.FAIL_REASON, str(exc))

@@ -104,6 +104,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
 
 @pytest.mark.parametrize(("storage", "message"), [
     ("not a url", "storage URL 'not a url' is not a valid SQLAlchemy URL"),
+    ("sqlite://", "storage 'sqlite://' is in memory; a study needs a file or a server"),
     ("sqlite:///{tmp}/missing/dir/study.db", "directory '{tmp}/missing/dir' does not exist"),
     ("sqlite:///{tmp}/a_file/study.db", "directory '{tmp}/a_file' does not exist"),
     ("sqlite:///{tmp}/corrupt.db", "cannot open storage 'sqlite:///{tmp}/corrupt.db': file is not a database"),
