@@ -285,10 +285,10 @@ class _Progress:
         """Advance to `finished` trials and show the best value so far."""
         if finished == self._bar.n:
             return
-        self._bar.update(finished - self._bar.n)
         best = _best_trial(self._study)
         if best is not None:
-            self._bar.set_postfix_str(f"best {best.value:.1f} (trial {best.number})")
+            self._bar.set_postfix_str(f"best {best.value:.1f} (trial {best.number})", refresh=False)
+        self._bar.update(finished - self._bar.n)
 
     def close(self) -> None:
         """Finish the bar."""
