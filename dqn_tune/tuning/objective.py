@@ -17,7 +17,7 @@ from optuna.artifacts import FileSystemArtifactStore
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.trainer import TrainResult, train
-from dqn_tune.errors import DivergenceError
+from dqn_tune.errors import ConfigError, DivergenceError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import upload_learning_curve
 from dqn_tune.tuning.interrupts import raise_if_interrupted
@@ -44,6 +44,12 @@ class ObjectiveSettings:
     """Training runs per trial; the trial's value is the mean of their scores."""
     objective: str = "final"
     study_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}; expected one of {', '.join(OBJECTIVES)}")
+        if self.seeds < 1:
+            raise ConfigError(f"seeds = {self.seeds} is invalid: expected an integer >= 1")
 
 
 def trial_base_config(env_id: str, *, timesteps: int | None = None, **overrides: Any) -> DQNConfig:

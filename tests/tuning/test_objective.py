@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.trainer import EvalPoint, train
+from dqn_tune.errors import ConfigError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import make_artifact_store
 from dqn_tune.tuning.objective import ObjectiveSettings, make_objective, run_score, trial_base_config, trial_seeds
@@ -84,3 +85,10 @@ def test_diverging_trial_is_pruned_with_a_reason_and_the_study_goes_on(tmp_path:
     assert diverged.user_attrs[records.FAIL_REASON].startswith("training diverged at step")
     assert records.trial_runs(diverged) == []
     assert healthy.state == TrialState.COMPLETE
+
+
+def test_objective_settings_are_validated(tiny_config: DQNConfig) -> None:
+    with pytest.raises(ConfigError, match="unknown objective 'mean'; expected one of final, best, auc"):
+        ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE, objective="mean")
+    with pytest.raises(ConfigError, match="seeds = 0 is invalid"):
+        ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE, seeds=0)
