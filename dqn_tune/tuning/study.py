@@ -109,6 +109,8 @@ class StudySummary:
                 f"retrain: {self.retrain_command}"]
         if self.worker_error:
             out.append(f"a worker failed: {self.worker_error}")
+        if self.interrupted or self.worker_error:
+            out.append("run the same command again to resume the study")
         return out
 
 
@@ -137,8 +139,9 @@ def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, c
     echo(f"{'created' if created else 'resuming'} study {settings.study_name!r} in {settings.storage_url}: "
          f"{before} trials already" + (f" ({_counts_text(_state_counts(study.get_trials()))})" if before else ""))
     quota = TrialQuota(trials)
-    total = trials if trials is not None else max(0, settings.total_trials - before)  # type: ignore[operator]
-    bar = _Progress(study, total, enabled=progress)
+    left = [n for n in (trials, None if settings.total_trials is None else max(0, settings.total_trials - before))
+            if n is not None]
+    bar = _Progress(study, min(left), enabled=progress)
     start = time.perf_counter()
     interrupted, worker_error = False, None
     with interrupts_stop_cleanly():
