@@ -12,7 +12,13 @@ from dqn_tune.cli.config_flags import add_config_flags, config_overrides, flag_n
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.algorithms import PRUNERS, SAMPLERS
-from dqn_tune.tuning.objective import DEFAULT_TIMESTEPS, OBJECTIVES, ObjectiveSettings, trial_base_config
+from dqn_tune.tuning.objective import (
+    DEFAULT_TIMESTEPS,
+    EVALS_PER_RUN,
+    OBJECTIVES,
+    ObjectiveSettings,
+    trial_base_config,
+)
 from dqn_tune.tuning.search_space import load_search_space
 from dqn_tune.tuning.storage import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 from dqn_tune.tuning.study import TuneSettings, default_study_name, run_study
@@ -52,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default: {DEFAULT_SEEDS})")
     parser.add_argument("--eval-episodes", type=positive_int, default=None, metavar="N",
                         help="greedy episodes of each run's final evaluation (default: 20)")
+    parser.add_argument("--eval-freq", type=positive_int, default=None, metavar="N",
+                        help=f"steps between learning-curve evaluations, the points the pruner sees "
+                             f"(default: timesteps / {EVALS_PER_RUN})")
     parser.add_argument("--objective", choices=OBJECTIVES, default="final",
                         help="what a run scores: its final evaluation, its best evaluation, or the area under "
                              "its evaluation curve divided by its length (default: final)")
@@ -61,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pruner", choices=PRUNERS, default="median", help="Optuna pruner (default: median)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's runs (default: 0)")
     parser.add_argument("--search-space", default=None, metavar="FILE.toml",
-                        help="TOML file changing the search space: ranges, fixed values, more hyperparameters")
+                        help="TOML file changing the search space: ranges, fixed values, more hyperparameters "
+                             "(a hyperparameter flag below, e.g. --gamma 0.99, fixes that one for every trial)")
     parser.add_argument("--no-artifacts", dest="artifacts", action="store_false",
                         help="do not save each trial's learning-curve PNG to the artifact store")
     faults = parser.add_argument_group("fault tolerance")
@@ -70,18 +80,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--grace-period", type=positive_int, default=GRACE_PERIOD_S, metavar="S",
                         help="seconds without a heartbeat after which a trial counts as dead and is retried "
                              f"(default: {GRACE_PERIOD_S})")
-    add_config_flags(parser, skip=("env_id", "total_timesteps", "eval_episodes"))
+    add_config_flags(parser, skip=("env_id", "total_timesteps", "eval_episodes", "eval_freq"))
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the settings, run the study, print the summary; 130 if interrupted, 1 if a worker failed."""
     if args.trials is None and args.total_trials is None:
         raise ConfigError("give --trials N (trials to run now), --total-trials N (the study's total), or both")
-    overrides = hyperparameter_flags(args)
-    if args.eval_episodes is not None:
-        overrides["eval_episodes"] = args.eval_episodes
     try:
-        base = trial_base_config(args.env_id, timesteps=args.timesteps, **overrides)
+        base = trial_base_config(args.env_id, timesteps=args.timesteps, **hyperparameter_flags(args))
     except ConfigError as exc:
         raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
     make_env(base.env_id).close()
@@ -103,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
 def command_line(args: argparse.Namespace) -> str:
     """The command, every setting spelled out, as stored in the study and shown in its note."""
     words = ["dqn-tune", "tune"]
-    for name in ("trials", "total_trials", "env_id", "study_name", "storage", "timesteps", "seeds", "eval_episodes",
-                 "objective", "workers", "sampler", "pruner", "seed", "search_space"):
+    for name in ("trials", "total_trials", "env_id", "study_name", "storage", "timesteps", "seeds", "objective",
+                 "workers", "sampler", "pruner", "seed", "search_space"):
         value = getattr(args, name)
         if value is not None:
             words += ["--env" if name == "env_id" else flag_name(name), str(value)]
