@@ -4,6 +4,11 @@ The grid is an Optuna study with a GridSampler in the same storage as the tuning
 per (buffer_size, target_update_interval, seed) cell. Re-running resumes: COMPLETE cells and PRUNED
 ones (runs that diverged, which a re-run would only repeat) are kept; FAIL cells (crashed or
 interrupted runs, and stale trials of killed workers) are run again.
+
+GridSampler alone would skip FAIL cells (it counts them as visited) and, across processes, hands a
+running cell out again once the grid runs low. So: trials are asked with the study runner's
+exclusive `ask_trial` (one process at a time), failed cells are queued again as copies that keep
+their grid id, and the study may only grow by one trial per never-tried grid id.
 """
 
 from __future__ import annotations
