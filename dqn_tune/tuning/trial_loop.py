@@ -96,7 +96,8 @@ def _run_one(study: optuna.Study, objective: Objective, total_trials: int | None
     except KeyboardInterrupt:
         if trial is not None and not told:
             with deferred_interrupts():
-                trial.set_user_attr(records.FAIL_REASON, INTERRUPTED)
+                if not study._storage.get_trial(trial._trial_id).state.is_finished():
+                    trial.set_user_attr(records.FAIL_REASON, INTERRUPTED)
                 _tell(study, trial, None, TrialState.FAIL)
         raise
     if error is not None:
