@@ -6,7 +6,7 @@ study (capped at N trials), each with its defaults otherwise, and prints for eac
 trials per hour, best value and how many trials reached the threshold. RL Zoo is the optional
 `bench` extra (pip install -e ".[bench]"); without it only dqn-tune runs.
 
-    python scripts/bench_study.py                       # 20 trials each (RL Zoo alone: ~1 hour)
+    python scripts/bench_study.py                       # 20 trials each (RL Zoo alone: ~40 minutes)
     python scripts/bench_study.py --trials 2 --only dqn-tune
 """
 
