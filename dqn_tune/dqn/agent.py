@@ -151,9 +151,17 @@ def load_agent(path: str | os.PathLike[str]) -> Agent:
     try:
         config = DQNConfig.from_dict(payload["config"])
         network = QNetwork(payload["obs_dim"], payload["n_actions"], config.hidden_sizes)
-        network.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, RuntimeError, ConfigError) as exc:
+        state_dict = payload["state_dict"]
+    except KeyError as exc:
+        raise AgentFileError(f"{str(source)!r} is a damaged dqn-tune agent file: it has no {exc} entry") from exc
+    except (TypeError, ConfigError) as exc:
         raise AgentFileError(f"{str(source)!r} is a damaged dqn-tune agent file: {exc}".splitlines()[0]) from exc
+    try:
+        network.load_state_dict(state_dict)
+    except (TypeError, RuntimeError) as exc:
+        raise AgentFileError(f"{str(source)!r} is a damaged dqn-tune agent file: its weights do not fit a network with "
+                             f"{network.obs_dim} observation values, {network.n_actions} actions and hidden sizes "
+                             f"{list(config.hidden_sizes)}") from exc
     return Agent(network, config, payload.get("metadata", {}))
 
 

@@ -34,10 +34,11 @@ class EvalStats:
 def greedy_policy(q_network: QNetwork) -> Policy:
     """The policy that takes the argmax-Q action, computed without autograd."""
     obs_tensor = torch.zeros(1, q_network.obs_dim)
+    obs_array = obs_tensor.numpy()  # shares memory: writing it fills the tensor without allocating
 
     def act(obs: np.ndarray) -> int:
+        obs_array[0] = obs
         with torch.inference_mode():
-            obs_tensor[0] = torch.from_numpy(np.asarray(obs, dtype=np.float32))
             return int(q_network(obs_tensor).argmax())
 
     return act

@@ -53,6 +53,8 @@ class TrainResult:
     """Environment steps taken (less than total_timesteps when on_eval stopped the run)."""
     updates: int
     """Gradient steps taken."""
+    target_updates: int
+    """Target-network updates (one every config.target_update_interval steps)."""
     wall_time_s: float
     steps_per_second: float
     q_network_state: dict[str, torch.Tensor]
@@ -76,6 +78,7 @@ class TrainResult:
             "episode_end_steps": list(self.episode_end_steps),
             "steps": self.steps,
             "updates": self.updates,
+            "target_updates": self.target_updates,
             "wall_time_s": self.wall_time_s,
             "steps_per_second": self.steps_per_second,
             "stopped_early": self.stopped_early,
@@ -114,7 +117,7 @@ def td_target(batch: Batch, q_network: QNetwork, target_network: QNetwork, gamma
             next_actions = q_network(batch.next_obs).argmax(dim=1, keepdim=True)
             next_value = next_q.gather(1, next_actions).squeeze(1)
         else:
-            next_value = next_q.max(dim=1).values
+            next_value = next_q.amax(dim=1)
         return batch.rewards + gamma * (1.0 - batch.terminated) * next_value
 
 
@@ -128,6 +131,17 @@ def update_target(q_network: QNetwork, target_network: QNetwork, tau: float) -> 
             torch._foreach_lerp_(target, online, tau)
 
 
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
+    """Scale the gradients of `params` (all set) in place to a total L2 norm of at most `max_norm`.
+
+    The ops of `torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)`, so the results are
+    identical, without its per-call grouping of tensors by device and dtype (half its CPU cost).
+    """
+    grads = [param.grad for param in params]
+    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
+
+
 def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, torch_threads: int = 1) -> TrainResult:
     """Train one DQN agent on `config.env_id`; return its weights, learning curve and final evaluation.
 
@@ -137,77 +151,75 @@ def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, 
     seeds = RunSeeds.derive(seed)
     torch.manual_seed(seeds.torch)
     action_rng = np.random.default_rng(seeds.actions)
-    env = make_env(config.env_id)
-    eval_env = make_env(config.env_id)
-    obs_dim, n_actions = space_dims(env)
+    with make_env(config.env_id) as env, make_env(config.env_id) as eval_env:  # closed on any exit
+        obs_dim, n_actions = space_dims(env)
+        q_network = QNetwork(obs_dim, n_actions, config.hidden_sizes)
+        target_network = QNetwork(obs_dim, n_actions, config.hidden_sizes)
+        target_network.load_state_dict(q_network.state_dict())
+        params = list(q_network.parameters())
+        optimizer = torch.optim.Adam(params, lr=config.learning_rate, fused=True)
+        loss_fn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
+        buffer = ReplayBuffer(config.buffer_size, obs_dim, np.random.default_rng(seeds.replay))
+        act_greedy = greedy_policy(q_network)
 
-    q_network = QNetwork(obs_dim, n_actions, config.hidden_sizes)
-    target_network = QNetwork(obs_dim, n_actions, config.hidden_sizes)
-    target_network.load_state_dict(q_network.state_dict())
-    params = list(q_network.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.learning_rate, fused=True)
-    loss_fn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
-    buffer = ReplayBuffer(config.buffer_size, obs_dim, np.random.default_rng(seeds.replay))
-    act_greedy = greedy_policy(q_network)
+        curve: list[EvalPoint] = []
+        episode_returns: list[float] = []
+        episode_end_steps: list[int] = []
+        episode_return = 0.0
+        updates = target_updates = 0
+        stopped_early = False
+        obs, _ = env.reset(seed=seeds.env)
+        eval_env.reset(seed=seeds.eval_env)
+        start = time.perf_counter()
 
-    curve: list[EvalPoint] = []
-    episode_returns: list[float] = []
-    episode_end_steps: list[int] = []
-    episode_return = 0.0
-    updates = 0
-    stopped_early = False
-    obs, _ = env.reset(seed=seeds.env)
-    eval_env.reset(seed=seeds.eval_env)
-    start = time.perf_counter()
+        step = 0
+        while step < config.total_timesteps:
+            if action_rng.random() < epsilon_at(step, config):
+                action = int(action_rng.integers(n_actions))
+            else:
+                action = act_greedy(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            buffer.add(obs, action, float(reward), next_obs, terminated)
+            episode_return += float(reward)
+            step += 1
+            if terminated or truncated:
+                episode_returns.append(episode_return)
+                episode_end_steps.append(step)
+                episode_return = 0.0
+                obs, _ = env.reset()
+            else:
+                obs = next_obs
 
-    step = 0
-    while step < config.total_timesteps:
-        if action_rng.random() < epsilon_at(step, config):
-            action = int(action_rng.integers(n_actions))
-        else:
-            action = act_greedy(obs)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer.add(obs, action, float(reward), next_obs, terminated)
-        episode_return += float(reward)
-        step += 1
-        if terminated or truncated:
-            episode_returns.append(episode_return)
-            episode_end_steps.append(step)
-            episode_return = 0.0
-            obs, _ = env.reset()
-        else:
-            obs = next_obs
+            if step > config.learning_starts and step % config.train_freq == 0:
+                for _ in range(config.gradient_steps):
+                    batch = buffer.sample(config.batch_size)
+                    target = td_target(batch, q_network, target_network, config.gamma, config.double_dqn)
+                    q_taken = q_network(batch.obs).gather(1, batch.actions).squeeze(1)
+                    loss = loss_fn(q_taken, target)
+                    loss_value = loss.item()  # ~1 us on CPU; a NaN/inf loss never reaches the weights
+                    if not math.isfinite(loss_value):
+                        raise DivergenceError(step, loss_value)
+                    for param in params:  # optimizer.zero_grad(set_to_none=True) without its profiler hook
+                        param.grad = None
+                    loss.backward()
+                    if config.max_grad_norm is not None:
+                        clip_grad_norm(params, config.max_grad_norm)
+                    optimizer.step()
+                    updates += 1
+            if step % config.target_update_interval == 0:
+                update_target(q_network, target_network, config.tau)
+                target_updates += 1
 
-        if step > config.learning_starts and step % config.train_freq == 0:
-            for _ in range(config.gradient_steps):
-                batch = buffer.sample(config.batch_size)
-                target = td_target(batch, q_network, target_network, config.gamma, config.double_dqn)
-                q_taken = q_network(batch.obs).gather(1, batch.actions).squeeze(1)
-                loss = loss_fn(q_taken, target)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm, foreach=True)
-                optimizer.step()
-                updates += 1
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise DivergenceError(step, loss_value)
-        if step % config.target_update_interval == 0:
-            update_target(q_network, target_network, config.tau)
+            if config.eval_freq and step % config.eval_freq == 0 and step < config.total_timesteps:
+                stats = run_episodes(act_greedy, eval_env, config.eval_curve_episodes)
+                curve.append(EvalPoint(step, stats.mean, stats.std))
+                if on_eval is not None and on_eval(step, stats.mean):
+                    stopped_early = True
+                    break
 
-        if config.eval_freq and step % config.eval_freq == 0 and step < config.total_timesteps:
-            stats = run_episodes(act_greedy, eval_env, config.eval_curve_episodes)
-            curve.append(EvalPoint(step, stats.mean, stats.std))
-            if on_eval is not None and on_eval(step, stats.mean):
-                stopped_early = True
-                break
-
-    wall_time = time.perf_counter() - start
-    final_eval = run_episodes(act_greedy, eval_env, config.eval_episodes)
+        wall_time = time.perf_counter() - start
+        final_eval = run_episodes(act_greedy, eval_env, config.eval_episodes)
     curve.append(EvalPoint(step, final_eval.mean, final_eval.std))
-    env.close()
-    eval_env.close()
     return TrainResult(
         config=config,
         seed=seed,
@@ -217,6 +229,7 @@ def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, 
         episode_end_steps=tuple(episode_end_steps),
         steps=step,
         updates=updates,
+        target_updates=target_updates,
         wall_time_s=wall_time,
         steps_per_second=step / wall_time if wall_time > 0 else float("inf"),
         q_network_state={k: v.detach().clone() for k, v in q_network.state_dict().items()},

@@ -1,0 +1,175 @@
+"""Benchmark the DQN trainer: against Stable-Baselines3's DQN, a bare PyTorch update loop, and a matmul.
+
+All figures use process CPU time (`time.process_time`), which is robust on a shared machine, and one
+torch thread. Each repeat runs every measurement once, alternating which trainer goes first; the
+script prints per-repeat figures and their medians:
+
+- env steps per CPU-second of `dqn_tune.train` and of SB3's `DQN.learn` at equal hyperparameters
+  (MLP 128x128, batch 128, train_freq 1, gradient_steps 1, buffer 10,000, CartPole-v1), and their ratio;
+- the trainer's CPU time per gradient update against a bare update loop of the same shapes
+  (the per-update overhead of everything around the update: env, acting, replay, bookkeeping);
+- the bare loop's GFLOP/s against a large single-thread fp32 matmul (the compute ceiling).
+
+Needs the `bench` extra (stable-baselines3). Usage: python scripts/bench_trainer.py [--repeats 3] [--steps 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from dqn_tune import DQNConfig, train
+from dqn_tune.dqn.network import QNetwork
+
+try:
+    from stable_baselines3 import DQN
+except ImportError:
+    raise SystemExit("bench_trainer.py compares against Stable-Baselines3: pip install -e '.[bench]'") from None
+
+ENV_ID = "CartPole-v1"
+OBS_DIM, N_ACTIONS = 4, 2
+
+
+def bench_config(steps: int) -> DQNConfig:
+    """The benchmark's hyperparameters; the rest are the package defaults (without Double DQN, which SB3 lacks)."""
+    return DQNConfig(env_id=ENV_ID, total_timesteps=steps, hidden_sizes=(128, 128), batch_size=128, train_freq=1,
+                     gradient_steps=1, buffer_size=10_000, learning_starts=1_000, double_dqn=False, loss="huber",
+                     eval_freq=0, eval_episodes=1)
+
+
+def cpu_seconds(fn: Callable[[], object]) -> float:
+    """Process CPU seconds taken by `fn()`."""
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def run_ours(config: DQNConfig, seed: int) -> tuple[float, int]:
+    """(CPU seconds, gradient updates) of one `train` run (one final greedy episode included)."""
+    updates = 0
+
+    def run() -> None:
+        nonlocal updates
+        updates = train(config, seed=seed).updates
+
+    return cpu_seconds(run), updates
+
+
+def run_sb3(config: DQNConfig, seed: int) -> float:
+    """CPU seconds of building and training SB3's DQN with the same hyperparameters (its default Adam)."""
+
+    def run() -> None:
+        model = DQN(
+            "MlpPolicy", ENV_ID, learning_rate=config.learning_rate, buffer_size=config.buffer_size,
+            learning_starts=config.learning_starts, batch_size=config.batch_size, tau=config.tau,
+            gamma=config.gamma, train_freq=config.train_freq, gradient_steps=config.gradient_steps,
+            target_update_interval=config.target_update_interval, exploration_fraction=config.exploration_fraction,
+            exploration_initial_eps=config.exploration_initial_eps, exploration_final_eps=config.exploration_final_eps,
+            max_grad_norm=config.max_grad_norm, policy_kwargs={"net_arch": list(config.hidden_sizes)},
+            device="cpu", seed=seed, verbose=0,
+        )
+        model.learn(total_timesteps=config.total_timesteps)
+
+    return cpu_seconds(run)
+
+
+def update_flops(config: DQNConfig) -> float:
+    """FLOPs of one update: online forward, target forward, backward (weight grads and hidden input grads)."""
+    widths = (OBS_DIM, *config.hidden_sizes, N_ACTIONS)
+    layer_flops = [2 * config.batch_size * fan_in * fan_out for fan_in, fan_out in zip(widths, widths[1:])]
+    forward = sum(layer_flops)
+    backward = 2 * forward - layer_flops[0]  # no gradient with respect to the observations
+    return 2 * forward + backward
+
+
+def bare_update_seconds(config: DQNConfig, updates: int) -> float:
+    """CPU seconds per update of a textbook PyTorch DQN update on one fixed batch (no env, no replay)."""
+    torch.manual_seed(0)
+    q_network = QNetwork(OBS_DIM, N_ACTIONS, config.hidden_sizes)
+    target_network = QNetwork(OBS_DIM, N_ACTIONS, config.hidden_sizes)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=config.learning_rate, fused=True)
+    n = config.batch_size
+    obs, next_obs = torch.randn(n, OBS_DIM), torch.randn(n, OBS_DIM)
+    actions, rewards, terminated = torch.randint(N_ACTIONS, (n, 1)), torch.ones(n), torch.zeros(n)
+
+    def loop() -> None:
+        for _ in range(updates):
+            with torch.no_grad():
+                target = rewards + config.gamma * (1.0 - terminated) * target_network(next_obs).max(dim=1).values
+            loss = F.smooth_l1_loss(q_network(obs).gather(1, actions).squeeze(1), target)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(q_network.parameters(), config.max_grad_norm)
+            optimizer.step()
+
+    return cpu_seconds(loop) / updates
+
+
+def matmul_gflops(size: int, repeats: int = 5) -> float:
+    """Best single-thread fp32 GFLOP/s of a size x size matmul."""
+    a, b, out = torch.randn(size, size), torch.randn(size, size), torch.empty(size, size)
+    torch.mm(a, b, out=out)
+    return max(2 * size**3 / cpu_seconds(lambda: torch.mm(a, b, out=out)) for _ in range(repeats)) / 1e9
+
+
+def main() -> None:
+    """Run the alternating benchmark and print per-repeat figures and medians."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats (default: 3)")
+    parser.add_argument("--steps", type=int, default=20_000, help="env steps per training run (default: 20000)")
+    parser.add_argument("--bare-updates", type=int, default=3_000, help="updates of the bare loop (default: 3000)")
+    parser.add_argument("--matmul-size", type=int, default=2048, help="matrix size of the ceiling (default: 2048)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = bench_config(args.steps)
+    flops = update_flops(config)
+    warmup = bench_config(2_000)  # first calls pay for lazy imports and kernel initialisation
+    run_ours(warmup, seed=0)
+    run_sb3(warmup, seed=0)
+    bare_update_seconds(config, 100)
+    rows: list[dict[str, float]] = []
+    print(f"{ENV_ID}, {args.steps} steps, MLP 128x128, batch 128, train_freq 1, buffer 10,000, 1 torch thread")
+    print(f"{'repeat':>6} {'ours st/CPU-s':>14} {'SB3 st/CPU-s':>13} {'ratio':>6} {'bare upd/s':>11} "
+          f"{'ours upd/s':>11} {'overhead':>9} {'bare GFLOP/s':>13} {'matmul GFLOP/s':>15}")
+    for repeat in range(args.repeats):
+        if repeat % 2 == 0:
+            ours_s, updates = run_ours(config, seed=repeat)
+            sb3_s = run_sb3(config, seed=repeat)
+        else:
+            sb3_s = run_sb3(config, seed=repeat)
+            ours_s, updates = run_ours(config, seed=repeat)
+        bare_s = bare_update_seconds(config, args.bare_updates)
+        row = {
+            "ours": args.steps / ours_s,
+            "sb3": args.steps / sb3_s,
+            "bare_ups": 1 / bare_s,
+            "ours_ups": updates / ours_s,
+            "bare_gflops": flops / bare_s / 1e9,
+            "matmul_gflops": matmul_gflops(args.matmul_size),
+        }
+        row["ratio"] = row["ours"] / row["sb3"]
+        row["overhead"] = row["bare_ups"] / row["ours_ups"] - 1
+        rows.append(row)
+        print(_format(str(repeat), row), flush=True)
+    median = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+    print(_format("median", median))
+    print(f"\nmedians: ours {median['ours']:.0f} vs SB3 {median['sb3']:.0f} env steps per CPU-second, "
+          f"ratio {median['ratio']:.2f}x (floor 1.6x)")
+    print(f"per-update overhead over the bare loop: {median['overhead']:.1%} (floor 25%)")
+    print(f"bare update loop {median['bare_gflops']:.1f} GFLOP/s = {median['bare_gflops'] / median['matmul_gflops']:.0%} "
+          f"of the {args.matmul_size}x{args.matmul_size} matmul's {median['matmul_gflops']:.1f} GFLOP/s "
+          f"({flops / 1e6:.1f} MFLOP per update)")
+
+
+def _format(label: str, row: dict[str, float]) -> str:
+    return (f"{label:>6} {row['ours']:14.0f} {row['sb3']:13.0f} {row['ratio']:6.2f} {row['bare_ups']:11.0f} "
+            f"{row['ours_ups']:11.0f} {row['overhead']:9.1%} {row['bare_gflops']:13.1f} {row['matmul_gflops']:15.1f}")
+
+
+if __name__ == "__main__":
+    main()

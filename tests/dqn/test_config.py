@@ -1,0 +1,82 @@
+"""DQNConfig validation: every impossible value raises ConfigError naming its field."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dqn_tune.dqn.config import DQNConfig, field_names
+from dqn_tune.errors import ConfigError
+
+INVALID = [
+    ("env_id", ""),
+    ("env_id", 3),
+    *[(name, value) for name in ("total_timesteps", "batch_size", "buffer_size", "target_update_interval",
+                                 "train_freq", "gradient_steps", "eval_curve_episodes", "eval_episodes")
+      for value in (0, -1, 2.5, True)],
+    ("learning_starts", -1),
+    ("learning_starts", 1.5),
+    ("eval_freq", -1),
+    *[("learning_rate", value) for value in (0, -1e-3, math.inf, math.nan, "0.1", True)],
+    *[("gamma", value) for value in (0, -0.5, 1.01, math.nan)],
+    *[("tau", value) for value in (0, 1.5, math.nan)],
+    *[("exploration_fraction", value) for value in (0, 1.5, -0.1)],
+    *[(name, value) for name in ("exploration_initial_eps", "exploration_final_eps") for value in (-0.1, 1.1, math.nan)],
+    ("loss", "l1"),
+    *[("max_grad_norm", value) for value in (0, -1.0, math.inf, math.nan)],
+    *[("hidden_sizes", value) for value in ((), (0,), (128, -4), (64.0,))],
+    ("double_dqn", "yes"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), INVALID)
+def test_each_invalid_value_raises_config_error_naming_the_field(name: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"^{name} = ") as info:
+        DQNConfig(**{name: value})
+    assert info.value.field == name
+    assert "expected" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_batch_larger_than_buffer_names_both_values() -> None:
+    with pytest.raises(ConfigError, match=r"^batch_size = 256 is invalid: expected at most buffer_size \(100\)$"):
+        DQNConfig(batch_size=256, buffer_size=100)
+
+
+def test_learning_starts_must_leave_steps_to_learn() -> None:
+    with pytest.raises(ConfigError, match=r"^learning_starts = 5000 .* less than total_timesteps \(5000\)$") as info:
+        DQNConfig(total_timesteps=5_000, learning_starts=5_000)
+    assert info.value.field == "learning_starts"
+
+
+@pytest.mark.parametrize("changes", [
+    {"gamma": 1.0}, {"tau": 1.0}, {"tau": 0.005}, {"exploration_final_eps": 0.0}, {"exploration_initial_eps": 1.0},
+    {"exploration_fraction": 1.0}, {"max_grad_norm": None}, {"learning_starts": 0}, {"eval_freq": 0},
+    {"loss": "mse"}, {"hidden_sizes": [32]}, {"batch_size": 1_000, "buffer_size": 1_000},
+])
+def test_boundary_values_are_accepted(changes: dict[str, object]) -> None:
+    DQNConfig(**changes)
+
+
+def test_hidden_sizes_are_stored_as_a_tuple() -> None:
+    assert DQNConfig(hidden_sizes=[64, 32]).hidden_sizes == (64, 32)
+
+
+def test_to_dict_is_json_primitives_and_round_trips() -> None:
+    config = DQNConfig(learning_rate=3e-4, hidden_sizes=(64, 64), max_grad_norm=None, double_dqn=True)
+    data = config.to_dict()
+    assert list(data) == list(field_names())
+    assert data["hidden_sizes"] == [64, 64]
+    assert all(isinstance(v, (str, int, float, bool, list, type(None))) for v in data.values())
+    assert DQNConfig.from_dict(data) == config
+
+
+def test_from_dict_rejects_unknown_keys() -> None:
+    with pytest.raises(ConfigError, match="unknown hyperparameter.*lr"):
+        DQNConfig.from_dict({**DQNConfig().to_dict(), "lr": 0.1})
+
+
+def test_replace_validates_again() -> None:
+    with pytest.raises(ConfigError, match="^gamma"):
+        DQNConfig().replace(gamma=2.0)
