@@ -46,6 +46,8 @@ class DQNConfig:
     eval_freq: int = _field(5_000, "Environment steps between learning-curve evaluations; 0 disables them.")
     eval_curve_episodes: int = _field(5, "Greedy episodes per learning-curve evaluation.")
     eval_episodes: int = _field(20, "Greedy episodes of the final evaluation (the headline figure).")
+    keep_best: bool = _field(True, "Return the weights of the best learning-curve evaluation when they beat "
+                                   "the last weights (DQN's late collapses); false returns the last weights.")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
@@ -71,7 +73,8 @@ class DQNConfig:
                "max_grad_norm", self.max_grad_norm, "a finite number > 0, or None to disable clipping")
         _check(len(self.hidden_sizes) >= 1 and all(_is_int(h) and h >= 1 for h in self.hidden_sizes),
                "hidden_sizes", list(self.hidden_sizes), "one or more integers >= 1")
-        _check(isinstance(self.double_dqn, bool), "double_dqn", self.double_dqn, "true or false")
+        for name in ("double_dqn", "keep_best"):
+            _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false")
         _check(self.batch_size <= self.buffer_size, "batch_size", self.batch_size,
                f"at most buffer_size ({self.buffer_size})")
         _check(self.learning_starts < self.total_timesteps, "learning_starts", self.learning_starts,

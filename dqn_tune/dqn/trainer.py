@@ -42,9 +42,11 @@ class TrainResult:
     config: DQNConfig
     seed: int
     final_eval: EvalStats
-    """Greedy returns of the final evaluation (config.eval_episodes episodes)."""
+    """Greedy returns of the returned weights on config.eval_episodes fresh episodes."""
     curve: tuple[EvalPoint, ...]
-    """Learning-curve evaluations, every config.eval_freq steps."""
+    """Learning-curve evaluations every config.eval_freq steps, and one of the last weights."""
+    selected_step: int
+    """Step whose weights are returned: the last step, or the best evaluation's with config.keep_best."""
     episode_returns: tuple[float, ...]
     """Returns of the training episodes, in order."""
     episode_end_steps: tuple[int, ...]
@@ -76,6 +78,7 @@ class TrainResult:
             "curve_returns": [p.mean_return for p in self.curve],
             "episode_returns": list(self.episode_returns),
             "episode_end_steps": list(self.episode_end_steps),
+            "selected_step": self.selected_step,
             "steps": self.steps,
             "updates": self.updates,
             "target_updates": self.target_updates,
@@ -168,6 +171,8 @@ def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, 
         episode_return = 0.0
         updates = target_updates = 0
         stopped_early = False
+        best_weights: list[torch.Tensor] = [torch.empty_like(param) for param in params]
+        best = EvalPoint(-1, -math.inf, 0.0)
         obs, _ = env.reset(seed=seeds.env)
         eval_env.reset(seed=seeds.eval_env)
         start = time.perf_counter()
@@ -213,18 +218,30 @@ def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, 
             if config.eval_freq and step % config.eval_freq == 0 and step < config.total_timesteps:
                 stats = run_episodes(act_greedy, eval_env, config.eval_curve_episodes)
                 curve.append(EvalPoint(step, stats.mean, stats.std))
+                if config.keep_best and stats.mean >= best.mean_return:
+                    best = curve[-1]
+                    with torch.no_grad():
+                        torch._foreach_copy_(best_weights, params)
                 if on_eval is not None and on_eval(step, stats.mean):
                     stopped_early = True
                     break
 
         wall_time = time.perf_counter() - start
+        if not curve or curve[-1].step != step:
+            stats = run_episodes(act_greedy, eval_env, config.eval_curve_episodes)
+            curve.append(EvalPoint(step, stats.mean, stats.std))
+        selected_step = step
+        if best.mean_return > curve[-1].mean_return:
+            selected_step = best.step
+            with torch.no_grad():
+                torch._foreach_copy_(params, best_weights)
         final_eval = run_episodes(act_greedy, eval_env, config.eval_episodes)
-    curve.append(EvalPoint(step, final_eval.mean, final_eval.std))
     return TrainResult(
         config=config,
         seed=seed,
         final_eval=final_eval,
         curve=tuple(curve),
+        selected_step=selected_step,
         episode_returns=tuple(episode_returns),
         episode_end_steps=tuple(episode_end_steps),
         steps=step,
