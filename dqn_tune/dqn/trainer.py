@@ -112,7 +112,8 @@ def epsilon_at(step: int, config: DQNConfig) -> float:
     return config.exploration_initial_eps + progress * (config.exploration_final_eps - config.exploration_initial_eps)
 
 
-def td_target(batch: Batch, q_network: QNetwork, target_network: QNetwork, gamma: float, double_dqn: bool) -> torch.Tensor:
+def td_target(batch: Batch, q_network: QNetwork, target_network: QNetwork, gamma: float,
+              double_dqn: bool) -> torch.Tensor:
     """r + gamma * max_a' Q_target(s', a'), cut only where the episode terminated (not truncated)."""
     with torch.no_grad():
         next_q = target_network(batch.next_obs)

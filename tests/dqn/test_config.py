@@ -22,7 +22,8 @@ INVALID = [
     *[("gamma", value) for value in (0, -0.5, 1.01, math.nan)],
     *[("tau", value) for value in (0, 1.5, math.nan)],
     *[("exploration_fraction", value) for value in (0, 1.5, -0.1)],
-    *[(name, value) for name in ("exploration_initial_eps", "exploration_final_eps") for value in (-0.1, 1.1, math.nan)],
+    *[(name, value) for name in ("exploration_initial_eps", "exploration_final_eps")
+      for value in (-0.1, 1.1, math.nan)],
     ("loss", "l1"),
     *[("max_grad_norm", value) for value in (0, -1.0, math.inf, math.nan)],
     *[("hidden_sizes", value) for value in ((), (0,), (128, -4), (64.0,))],

@@ -23,6 +23,7 @@ def test_default_config_solves_cartpole_for_at_least_two_of_three_seeds() -> Non
         results = [future.result() for future in [pool.submit(train, config, seed=seed) for seed in SEEDS]]
     returns = {result.seed: result.mean_return for result in results}
     for result in results:
-        print(f"seed {result.seed}: greedy mean return {result.mean_return:.1f} over 20 episodes "
-              f"({result.wall_time_s:.0f} s, curve {[round(p.mean_return) for p in result.curve]})")
+        curve = [round(point.mean_return) for point in result.curve]
+        print(f"seed {result.seed}: greedy mean return {result.mean_return:.1f} over 20 episodes of the weights of "
+              f"step {result.selected_step} ({result.wall_time_s:.0f} s, curve {curve})")
     assert sum(value >= SOLVED for value in returns.values()) >= 2, returns

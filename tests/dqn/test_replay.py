@@ -62,7 +62,7 @@ def test_sampling_is_uniform_over_stored_indices() -> None:
 
 
 def test_sampling_uses_the_buffers_own_generator() -> None:
-    first, second, other = scripted_buffer(8, 13, seed=1), scripted_buffer(8, 13, seed=1), scripted_buffer(8, 13, seed=2)
+    first, second, other = (scripted_buffer(8, 13, seed=seed) for seed in (1, 1, 2))
     np.random.seed(0)
     a = first.sample(64).rewards
     np.random.seed(1)  # the global numpy RNG plays no part

@@ -64,17 +64,18 @@ def q_values(result: TrainResult, observations: np.ndarray) -> np.ndarray:
 def test_a_tiny_run_reports_consistent_bookkeeping(tiny_config: DQNConfig) -> None:
     result = train(tiny_config, seed=0)
     assert result.steps == 600 and not result.stopped_early
-    assert result.updates == 600 - 100  # one update per step after learning_starts
+    assert result.updates == (600 - 100) // tiny_config.train_freq  # one per train_freq steps after learning_starts
     assert [p.step for p in result.curve] == [200, 400, 600]
     assert len(result.final_eval.returns) == 2 and result.selected_step in [p.step for p in result.curve]
     assert len(result.episode_returns) == len(result.episode_end_steps) > 0
     assert list(result.episode_end_steps) == sorted(result.episode_end_steps)
     assert sum(result.episode_returns) <= 600  # CartPole pays 1 per step
     assert result.steps_per_second > 0 and result.wall_time_s > 0
-    assert json.loads(json.dumps(result.summary()))["updates"] == 500
+    assert json.loads(json.dumps(result.summary()))["updates"] == result.updates
 
 
-@pytest.mark.parametrize(("train_freq", "gradient_steps", "expected"), [(1, 1, 500), (4, 1, 125), (4, 3, 375), (7, 2, 142)])
+@pytest.mark.parametrize(("train_freq", "gradient_steps", "expected"),
+                         [(1, 1, 500), (4, 1, 125), (4, 3, 375), (7, 2, 142)])
 def test_updates_follow_train_freq_and_gradient_steps(tiny_config: DQNConfig, train_freq: int, gradient_steps: int,
                                                        expected: int) -> None:
     config = tiny_config.replace(train_freq=train_freq, gradient_steps=gradient_steps, eval_freq=0)
@@ -106,9 +107,9 @@ def test_epsilon_decays_linearly_then_stays() -> None:
 
 
 def cycle_config(env_id: str) -> DQNConfig:
-    """A config that learns the toy cycle's Q-values to within 0.01."""
+    """A config that learns the toy cycle's Q-values to within 0.02 in 1,000 steps."""
     return DQNConfig(env_id=env_id, total_timesteps=1_000, learning_starts=100, gamma=0.5, learning_rate=3e-3,
-                     batch_size=32, buffer_size=1_000, hidden_sizes=(32,), target_update_interval=100,
+                     batch_size=32, buffer_size=1_000, hidden_sizes=(32,), target_update_interval=100, train_freq=1,
                      exploration_fraction=0.1, eval_freq=0, eval_episodes=1)
 
 
