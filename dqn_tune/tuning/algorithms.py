@@ -6,7 +6,6 @@ with trials of tens of seconds that is a long random phase, so both start after 
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 
 from optuna.exceptions import ExperimentalWarning
@@ -39,9 +38,6 @@ def make_sampler(name: str, seed: int) -> BaseSampler:
             return QMCSampler(qmc_type="sobol", scramble=True, seed=seed, independent_sampler=RandomSampler(seed=seed),
                               warn_asynchronous_seeding=False, warn_independent_sampling=False)
         if name == "cmaes":
-            if importlib.util.find_spec("cmaes") is None:
-                raise ConfigError("sampler 'cmaes' needs the 'cmaes' package: pip install cmaes "
-                                  "(or use --sampler tpe, random or qmc)")
             return CmaEsSampler(n_startup_trials=STARTUP_TRIALS, seed=seed, independent_sampler=RandomSampler(seed=seed),
                                 warn_independent_sampling=False)
     raise ConfigError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLERS)}")
