@@ -171,7 +171,7 @@ DEFAULT_SPACE = SearchSpace({
 })
 """The study card's five hyperparameters over ranges that contain the known good CartPole configs
 (RL Zoo's lr 2.3e-3 / 3.5e-4, batch 64 / 256, buffer 100k, target 10 / 210; our lr 1e-3, batch 128,
-buffer 50k, target 500, gamma 0.99) without RL Zoo's costly corners (2048 batches, 400x300 nets)."""
+buffer 50k, target 200, gamma 0.99) without RL Zoo's costly corners (2048 batches, 400x300 nets)."""
 
 
 def load_search_space(path: str | Path | None) -> SearchSpace:
