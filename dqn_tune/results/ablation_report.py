@@ -9,7 +9,6 @@ return reaches the env's reward threshold (gymnasium's spec.reward_threshold).
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from optuna.trial import TrialState
 
 from dqn_tune.plots import FIGSIZE, mean_curve, new_figure, save_figure
 from dqn_tune.tuning.ablation import SPEC_ATTR, AblationSpec, Cell, cell_of
-from dqn_tune.tuning.records import FAIL_REASON, RunRecord, trial_runs
+from dqn_tune.tuning.records import FAIL_REASON, RunRecord, curve_auc, trial_runs
 
 REPORT_ROOT = Path("studies") / "ablations"
 CSV_NAME = "runs.csv"
@@ -71,16 +70,6 @@ class ReportFiles:
     table: Path
     heatmap: Path
     curves: Path
-
-
-def curve_auc(steps: Sequence[int], returns: Sequence[float]) -> float:
-    """Step-function area under an evaluation curve over [0, last step], divided by the last step."""
-    edges = np.array([0, *steps], dtype=float)
-    if len(returns) == 0:
-        return math.nan
-    if edges[-1] <= 0:
-        return float(returns[-1])
-    return float(np.sum(np.asarray(returns, dtype=float) * np.diff(edges)) / edges[-1])
 
 
 def default_report_dir(study_name: str) -> Path:

@@ -64,12 +64,10 @@ def run_score(result: TrainResult, objective: str) -> float:
     """The score of one training run under `objective` (one of OBJECTIVES)."""
     if objective == "final":
         return result.mean_return
-    returns = np.array([point.mean_return for point in result.curve])
+    returns = [point.mean_return for point in result.curve]
     if objective == "best":
-        return float(returns.max())
-    steps = np.array([0] + [point.step for point in result.curve], dtype=float)
-    # Step function: each evaluation stands for the steps since the previous one.
-    return float(np.sum(returns * np.diff(steps)) / steps[-1]) if steps[-1] > 0 else float(returns[-1])
+        return max(returns)
+    return records.curve_auc([point.step for point in result.curve], returns)
 
 
 def trial_seeds(study_seed: int, trial_number: int, count: int) -> list[int]:

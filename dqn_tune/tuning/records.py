@@ -6,6 +6,7 @@ This module is the one place that knows the attribute names.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,16 @@ class RunRecord:
         """Inverse of to_dict."""
         return cls(int(data["seed"]), float(data["mean_return"]), tuple(data["curve_steps"]),
                    tuple(data["curve_returns"]), float(data["steps_per_second"]), float(data["wall_time_s"]))
+
+
+def curve_auc(steps: Sequence[int], returns: Sequence[float]) -> float:
+    """Step-function area under an evaluation curve over [0, last step], divided by the last step."""
+    edges = np.array([0, *steps], dtype=float)
+    if len(returns) == 0:
+        return math.nan
+    if edges[-1] <= 0:
+        return float(returns[-1])
+    return float(np.sum(np.asarray(returns, dtype=float) * np.diff(edges)) / edges[-1])
 
 
 def store_config(trial: optuna.Trial, config: DQNConfig) -> None:

@@ -12,10 +12,10 @@ import pytest
 
 from dqn_tune.cli import main
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.results.ablation_report import (AblationRun, curve_auc, curves_figure, diverged_runs, heatmap_figure,
+from dqn_tune.results.ablation_report import (AblationRun, curves_figure, diverged_runs, heatmap_figure,
                                               mean_final_returns, summary_table, write_ablation_report)
 from dqn_tune.tuning.ablation import AblationSpec, cell_of, run_ablation
-from dqn_tune.tuning.records import RunRecord, trial_runs
+from dqn_tune.tuning.records import RunRecord, curve_auc, trial_runs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
