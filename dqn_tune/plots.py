@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from dqn_tune.tuning.records import RunRecord
+from dqn_tune.dqn.run_record import RunRecord
 
 FIGSIZE = (6.4, 4.0)
 DPI = 100

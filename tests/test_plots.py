@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from dqn_tune.plots import learning_curve_figure, mean_curve, save_figure
-from dqn_tune.tuning.records import RunRecord
+from dqn_tune.dqn.run_record import RunRecord
 
 
 def record(seed: int, steps: tuple[int, ...], returns: tuple[float, ...]) -> RunRecord:

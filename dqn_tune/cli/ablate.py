@@ -10,10 +10,10 @@ import optuna
 
 from dqn_tune.cli.config_flags import add_config_flags, build_config
 from dqn_tune.cli.tune import positive_int
-from dqn_tune.dqn.agent import check_writable
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.errors import ConfigError
+from dqn_tune.output_paths import check_writable
 from dqn_tune.results.ablation_report import CSV_NAME, default_report_dir, write_ablation_report
 from dqn_tune.results.existing_storage import open_existing_storage
 from dqn_tune.results.retrain import choose_trial

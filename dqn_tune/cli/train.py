@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from dqn_tune.cli.config_flags import add_config_flags, build_config
-from dqn_tune.dqn.agent import Agent, check_writable, save_agent
+from dqn_tune.dqn.agent import Agent, save_agent
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.dqn.trainer import train
+from dqn_tune.output_paths import check_writable
 
 HELP = "train one DQN agent with the given hyperparameters and save it"
 

@@ -7,7 +7,6 @@ so loading never runs code from the file.
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,9 @@ from dqn_tune.dqn.envs import make_env, space_dims
 from dqn_tune.dqn.evaluation import EvalStats, greedy_policy, run_episodes
 from dqn_tune.dqn.network import QNetwork
 from dqn_tune.dqn.trainer import TrainResult
-from dqn_tune.errors import AgentFileError, ConfigError, OutputPathError
+from dqn_tune.errors import AgentFileError, ConfigError
+from dqn_tune.output_paths import check_writable
+from dqn_tune.versions import library_versions
 
 FORMAT = "dqn-tune-agent"
 FORMAT_VERSION = 1
@@ -82,30 +83,6 @@ class Agent:
         figures = {"seed": result.seed, "mean_return": result.final_eval.mean, "std_return": result.final_eval.std,
                    "eval_episodes": len(result.final_eval.returns), "steps": result.steps}
         return cls(network, result.config, {"training": figures, **(metadata or {})})
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a result depends on."""
-    import optuna  # local: the core does not otherwise need optuna
-
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "gymnasium": gym.__version__,
-                "numpy": np.__version__, "optuna": optuna.__version__}
-    return {name: str(version) for name, version in versions.items()}
-
-
-def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Return `path` as a Path if a file can be created there; else raise OutputPathError."""
-    target = Path(path)
-    if target.is_dir():
-        raise OutputPathError(f"output path {str(target)!r} is a directory; expected a file path such as model.pt")
-    parent = target.parent if str(target.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".write-check-", delete=True)
-        probe.close()
-    except OSError as exc:
-        raise OutputPathError(f"cannot write output path {str(target)!r}: {exc.strerror or exc}") from exc
-    return target
 
 
 def save_agent(agent: Agent, path: str | os.PathLike[str]) -> Path:

@@ -67,26 +67,6 @@ class TrainResult:
         """The headline figure: mean greedy return of the final evaluation."""
         return self.final_eval.mean
 
-    def summary(self) -> dict[str, object]:
-        """JSON-ready figures of the run (no weights)."""
-        return {
-            "seed": self.seed,
-            "mean_return": self.final_eval.mean,
-            "std_return": self.final_eval.std,
-            "eval_returns": list(self.final_eval.returns),
-            "curve_steps": [p.step for p in self.curve],
-            "curve_returns": [p.mean_return for p in self.curve],
-            "episode_returns": list(self.episode_returns),
-            "episode_end_steps": list(self.episode_end_steps),
-            "selected_step": self.selected_step,
-            "steps": self.steps,
-            "updates": self.updates,
-            "target_updates": self.target_updates,
-            "wall_time_s": self.wall_time_s,
-            "steps_per_second": self.steps_per_second,
-            "stopped_early": self.stopped_early,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class RunSeeds:

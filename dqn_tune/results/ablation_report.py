@@ -19,9 +19,10 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
+from dqn_tune.dqn.run_record import RunRecord, curve_auc
 from dqn_tune.plots import FIGSIZE, mean_curve, new_figure, save_figure
 from dqn_tune.tuning.ablation import SPEC_ATTR, AblationSpec, Cell, cell_of
-from dqn_tune.tuning.records import FAIL_REASON, RunRecord, curve_auc, trial_runs
+from dqn_tune.tuning.records import FAIL_REASON, trial_runs
 
 REPORT_ROOT = Path("studies") / "ablations"
 CSV_NAME = "runs.csv"

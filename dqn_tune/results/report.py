@@ -26,6 +26,7 @@ from matplotlib.ticker import NullFormatter
 from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
+from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import OutputPathError, StorageError
 from dqn_tune.plots import learning_curve_figure, mean_curves_figure, save_figure
 from dqn_tune.tuning import records
@@ -189,7 +190,7 @@ def _write_optuna_plot(study: optuna.Study, plot: OptunaPlot, report: Report) ->
 
 def _write_learning_curves(top: Sequence[FrozenTrial], report: Report) -> None:
     """learning_curve_trial_<n>.png per top trial with stored runs, and learning_curves_top.png comparing them."""
-    runs_by_label: dict[str, list[records.RunRecord]] = {}
+    runs_by_label: dict[str, list[RunRecord]] = {}
     for trial in top:
         runs = records.trial_runs(trial)
         if not runs:

@@ -17,13 +17,15 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
-from dqn_tune.dqn.agent import Agent, check_writable, save_agent
+from dqn_tune.dqn.agent import Agent, save_agent
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.trainer import TrainResult, train
+from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import ConfigError, StorageError
+from dqn_tune.output_paths import check_writable
 from dqn_tune.plots import learning_curve_figure, save_figure
 from dqn_tune.results.existing_storage import open_existing_storage
-from dqn_tune.tuning.records import RunRecord, trial_config, trial_runs
+from dqn_tune.tuning.records import trial_config, trial_runs
 from dqn_tune.tuning.storage import load_study, prepare_url
 from dqn_tune.tuning.study import SETTINGS_ATTR
 

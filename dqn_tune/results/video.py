@@ -8,9 +8,10 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 
-from dqn_tune.dqn.agent import Agent, check_writable
+from dqn_tune.dqn.agent import Agent
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.errors import OutputPathError
+from dqn_tune.output_paths import check_writable
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 FPS = 30

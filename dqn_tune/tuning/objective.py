@@ -16,6 +16,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.run_record import RunRecord, curve_auc
 from dqn_tune.dqn.trainer import TrainResult, train
 from dqn_tune.errors import ConfigError, DivergenceError
 from dqn_tune.tuning import records
@@ -67,7 +68,7 @@ def run_score(result: TrainResult, objective: str) -> float:
     returns = [point.mean_return for point in result.curve]
     if objective == "best":
         return max(returns)
-    return records.curve_auc([point.step for point in result.curve], returns)
+    return curve_auc([point.step for point in result.curve], returns)
 
 
 def trial_seeds(study_seed: int, trial_number: int, count: int) -> list[int]:
@@ -122,4 +123,4 @@ def _reporter(trial: optuna.Trial, offset: int) -> Callable[[int, float], bool]:
 def _record(trial: optuna.Trial, results: Sequence[TrainResult], artifact_store: FileSystemArtifactStore | None) -> None:
     records.store_runs(trial, results)
     if artifact_store is not None and results:
-        upload_learning_curve(trial, [records.RunRecord.from_result(r) for r in results], artifact_store)
+        upload_learning_curve(trial, [RunRecord.from_result(r) for r in results], artifact_store)

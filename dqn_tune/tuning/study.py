@@ -20,7 +20,6 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from dqn_tune.dqn.agent import library_versions
 from dqn_tune.errors import StorageError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.algorithms import make_pruner, make_sampler
@@ -37,6 +36,7 @@ from dqn_tune.tuning.storage import (
 )
 from dqn_tune.tuning.trial_loop import TrialQuota, run_trials
 from dqn_tune.tuning.workers import WorkerError, run_in_processes
+from dqn_tune.versions import library_versions
 
 SETTINGS_ATTR = "dqn_tune"
 """Study user attribute: the settings the study was created with (budget, objective, space...)."""

@@ -13,6 +13,7 @@ import torch
 from dqn_tune.dqn.agent import Agent
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.network import QNetwork
+from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.dqn.trainer import TrainResult, epsilon_at, train, update_target
 from dqn_tune.errors import DivergenceError
 
@@ -71,7 +72,9 @@ def test_a_tiny_run_reports_consistent_bookkeeping(tiny_config: DQNConfig) -> No
     assert list(result.episode_end_steps) == sorted(result.episode_end_steps)
     assert sum(result.episode_returns) <= 600  # CartPole pays 1 per step
     assert result.steps_per_second > 0 and result.wall_time_s > 0
-    assert json.loads(json.dumps(result.summary()))["updates"] == result.updates
+    record = RunRecord.from_result(result)
+    assert RunRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+    assert record.curve_steps == (200, 400, 600) and record.mean_return == result.mean_return
 
 
 @pytest.mark.parametrize(("train_freq", "gradient_steps", "expected"),

@@ -9,7 +9,8 @@ import pytest
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.trainer import train
 from dqn_tune.tuning.artifacts import make_artifact_store, upload_learning_curve
-from dqn_tune.tuning.records import RunRecord, store_config, store_runs
+from dqn_tune.dqn.run_record import RunRecord
+from dqn_tune.tuning.records import store_config, store_runs
 from dqn_tune.tuning.storage import open_storage
 
 TRIAL_VALUES = (12.0, 30.0, 21.0)

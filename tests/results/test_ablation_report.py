@@ -15,7 +15,8 @@ from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.results.ablation_report import (AblationRun, curves_figure, diverged_runs, heatmap_figure,
                                               mean_final_returns, summary_table, write_ablation_report)
 from dqn_tune.tuning.ablation import AblationSpec, cell_of, run_ablation
-from dqn_tune.tuning.records import RunRecord, curve_auc, trial_runs
+from dqn_tune.dqn.run_record import RunRecord, curve_auc
+from dqn_tune.tuning.records import trial_runs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -10,7 +10,7 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 
 from dqn_tune.errors import StorageError
 from dqn_tune.tuning.artifacts import LEARNING_CURVE_PNG, make_artifact_store, upload_learning_curve
-from dqn_tune.tuning.records import RunRecord
+from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.tuning.storage import open_storage
 
 RECORDS = [RunRecord(0, 20.0, (100, 200), (10.0, 20.0), 900.0, 0.5),
