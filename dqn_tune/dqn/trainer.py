@@ -1,7 +1,7 @@
 """train(config, seed): one DQN run from a config, returning its weights and learning curve.
 
-The run's whole state lives in the locals of `train`; the helpers below are small and pure, so a
-batched trainer (many configs per step) can reuse them.
+The run's whole state lives in the locals of `train`; the helpers below are small and pure, so the
+batched trainer (`batched_trainer.train_seeds`, many seeds per step) reuses them.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.config import DQNConfig, check_seed
 from dqn_tune.dqn.envs import make_env, space_dims
 from dqn_tune.dqn.evaluation import EvalStats, greedy_policy, run_episodes
+from dqn_tune.dqn.memory import check_memory
 from dqn_tune.dqn.network import QNetwork
 from dqn_tune.dqn.replay import Batch, ReplayBuffer
 from dqn_tune.errors import DivergenceError
@@ -61,6 +63,9 @@ class TrainResult:
     steps_per_second: float
     q_network_state: dict[str, torch.Tensor]
     stopped_early: bool
+    diverged: DivergenceError | None = None
+    """Set by `train_seeds` for a member whose loss became NaN/inf: it stopped at `diverged.step` and its
+    result holds what it had by then (`train` raises the error instead)."""
 
     @property
     def mean_return(self) -> float:
@@ -92,20 +97,23 @@ def epsilon_at(step: int, config: DQNConfig) -> float:
     return config.exploration_initial_eps + progress * (config.exploration_final_eps - config.exploration_initial_eps)
 
 
-def td_target(batch: Batch, q_network: QNetwork, target_network: QNetwork, gamma: float,
+def td_target(batch: Batch, q_network: nn.Module, target_network: nn.Module, gamma: float,
               double_dqn: bool) -> torch.Tensor:
-    """r + gamma * max_a' Q_target(s', a'), cut only where the episode terminated (not truncated)."""
+    """r + gamma * max_a' Q_target(s', a'), cut only where the episode terminated (not truncated).
+
+    Actions are the last dimension: Q-values [batch, actions] (QNetwork) or [K, batch, actions] (stacked).
+    """
     with torch.no_grad():
         next_q = target_network(batch.next_obs)
         if double_dqn:
-            next_actions = q_network(batch.next_obs).argmax(dim=1, keepdim=True)
-            next_value = next_q.gather(1, next_actions).squeeze(1)
+            next_actions = q_network(batch.next_obs).argmax(dim=-1, keepdim=True)
+            next_value = next_q.gather(-1, next_actions).squeeze(-1)
         else:
-            next_value = next_q.amax(dim=1)
+            next_value = next_q.amax(dim=-1)
         return batch.rewards + gamma * (1.0 - batch.terminated) * next_value
 
 
-def update_target(q_network: QNetwork, target_network: QNetwork, tau: float) -> None:
+def update_target(q_network: nn.Module, target_network: nn.Module, tau: float) -> None:
     """Copy (tau == 1) or Polyak-average (tau < 1) the online weights into the target network."""
     with torch.no_grad():
         online, target = list(q_network.parameters()), list(target_network.parameters())
@@ -126,17 +134,32 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
     torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
 
 
+def gradient_step(loss: torch.Tensor, params: list[torch.Tensor], optimizer: torch.optim.Optimizer,
+                  max_grad_norm: float | None,
+                  clip: Callable[[list[torch.Tensor], float], None] = clip_grad_norm) -> None:
+    """Backpropagate `loss` into fresh gradients of `params`, clip them with `clip`, take one optimizer step."""
+    for param in params:  # optimizer.zero_grad(set_to_none=True) without its profiler hook
+        param.grad = None
+    loss.backward()
+    if max_grad_norm is not None:
+        clip(params, max_grad_norm)
+    optimizer.step()
+
+
 def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, torch_threads: int = 1) -> TrainResult:
     """Train one DQN agent on `config.env_id`; return its weights, learning curve and final evaluation.
 
-    The same (config, seed) gives the same result on CPU. Raises DivergenceError on a NaN/inf loss.
+    The same (config, seed) gives the same result on CPU. Raises DivergenceError on a NaN/inf loss, and
+    ConfigError before allocating anything for a seed outside 0..2**32 - 1 or a config that cannot fit in memory.
     """
+    check_seed(seed)
     torch.set_num_threads(torch_threads)
     seeds = RunSeeds.derive(seed)
     torch.manual_seed(seeds.torch)
     action_rng = np.random.default_rng(seeds.actions)
     with make_env(config.env_id) as env, make_env(config.env_id) as eval_env:  # closed on any exit
         obs_dim, n_actions = space_dims(env)
+        check_memory(config, obs_dim, n_actions)
         q_network = QNetwork(obs_dim, n_actions, config.hidden_sizes)
         target_network = QNetwork(obs_dim, n_actions, config.hidden_sizes)
         target_network.load_state_dict(q_network.state_dict())
@@ -185,12 +208,7 @@ def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, 
                     loss_value = loss.item()  # ~1 us on CPU; a NaN/inf loss never reaches the weights
                     if not math.isfinite(loss_value):
                         raise DivergenceError(step, loss_value)
-                    for param in params:  # optimizer.zero_grad(set_to_none=True) without its profiler hook
-                        param.grad = None
-                    loss.backward()
-                    if config.max_grad_norm is not None:
-                        clip_grad_norm(params, config.max_grad_norm)
-                    optimizer.step()
+                    gradient_step(loss, params, optimizer, config.max_grad_norm)
                     updates += 1
             if step % config.target_update_interval == 0:
                 update_target(q_network, target_network, config.tau)
