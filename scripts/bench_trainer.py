@@ -11,6 +11,11 @@ script prints per-repeat figures and their medians:
 - the bare loop's GFLOP/s against a large single-thread fp32 matmul (the compute ceiling).
 
 Needs the `bench` extra (stable-baselines3). Usage: python scripts/bench_trainer.py [--repeats 3] [--steps 20000]
+
+With `--seeds 1,2,4,8,16` it instead compares, for each K, K sequential `train` runs against one
+`train_seeds` of K seeds (the package's default config, evaluations included), alternating which goes
+first, and prints the CPU-time ratio batched / sequential and per-member env steps per CPU-second
+(no SB3 needed): python scripts/bench_trainer.py --seeds 1,2,4,8,16 [--repeats 3] [--steps 20000]
 """
 
 from __future__ import annotations
@@ -23,13 +28,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from dqn_tune import DQNConfig, train
+from dqn_tune import DQNConfig, train, train_seeds
 from dqn_tune.dqn.network import QNetwork
-
-try:
-    from stable_baselines3 import DQN
-except ImportError:
-    raise SystemExit("bench_trainer.py compares against Stable-Baselines3: pip install -e '.[bench]'") from None
 
 ENV_ID = "CartPole-v1"
 OBS_DIM, N_ACTIONS = 4, 2
@@ -62,6 +62,11 @@ def run_ours(config: DQNConfig, seed: int) -> tuple[float, int]:
 
 def run_sb3(config: DQNConfig, seed: int) -> float:
     """CPU seconds of building and training SB3's DQN with the same hyperparameters (its default Adam)."""
+
+    try:
+        from stable_baselines3 import DQN
+    except ImportError:
+        raise SystemExit("bench_trainer.py compares against Stable-Baselines3: pip install -e '.[bench]'") from None
 
     def run() -> None:
         model = DQN(
@@ -124,8 +129,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per training run (default: 20000)")
     parser.add_argument("--bare-updates", type=int, default=3_000, help="updates of the bare loop (default: 3000)")
     parser.add_argument("--matmul-size", type=int, default=2048, help="matrix size of the ceiling (default: 2048)")
+    parser.add_argument("--seeds", type=lambda text: [int(k) for k in text.split(",")], default=None,
+                        help="comma-separated group sizes K: compare K sequential runs with train_seeds of K instead")
+    parser.add_argument("--learning", type=int, default=0, metavar="N",
+                        help="instead: final returns of N seeds batched vs N sequential runs, with tests of equality")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.seeds:
+        bench_seeds(args.seeds, args.steps, args.repeats)
+        return
+    if args.learning:
+        compare_learning(args.learning, args.steps)
+        return
     config = bench_config(args.steps)
     flops = update_flops(config)
     warmup = bench_config(2_000)  # first calls pay for lazy imports and kernel initialisation
@@ -165,6 +180,52 @@ def main() -> None:
     print(f"bare update loop {median['bare_gflops']:.1f} GFLOP/s = {ceiling_share:.0%} "
           f"of the {args.matmul_size}x{args.matmul_size} matmul's {median['matmul_gflops']:.1f} GFLOP/s "
           f"({flops / 1e6:.1f} MFLOP per update)")
+
+
+def bench_seeds(group_sizes: list[int], steps: int, repeats: int) -> None:
+    """K sequential `train` runs against one `train_seeds` of K, per K: CPU-time ratio, per-member steps/CPU-s."""
+    config = DQNConfig(total_timesteps=steps)
+    warmup = config.replace(total_timesteps=2_000, eval_freq=1_000)
+    train(warmup, seed=0)
+    train_seeds(warmup, [0, 1])
+    print(f"{ENV_ID}, default config, {steps} steps per member, 1 torch thread, process CPU time")
+    print(f"{'K':>3} {'repeat':>6} {'sequential s':>13} {'batched s':>10} {'ratio':>6} "
+          f"{'seq st/CPU-s':>13} {'batched st/CPU-s per member':>28}")
+    for k in group_sizes:
+        ratios, sequential_rates, batched_rates = [], [], []
+        for repeat in range(repeats):
+            seeds = list(range(100 * repeat, 100 * repeat + k))
+            sequential = lambda: [train(config, seed=seed) for seed in seeds]  # noqa: E731
+            batched = lambda: train_seeds(config, seeds)  # noqa: E731
+            if repeat % 2 == 0:
+                sequential_s, batched_s = cpu_seconds(sequential), cpu_seconds(batched)
+            else:
+                batched_s, sequential_s = cpu_seconds(batched), cpu_seconds(sequential)
+            ratios.append(batched_s / sequential_s)
+            sequential_rates.append(k * steps / sequential_s)
+            batched_rates.append(k * steps / batched_s)
+            print(f"{k:3d} {repeat:6d} {sequential_s:13.1f} {batched_s:10.1f} {ratios[-1]:6.2f} "
+                  f"{sequential_rates[-1]:13.0f} {batched_rates[-1]:28.0f}", flush=True)
+        print(f"{k:3d} {'median':>6} {'':>13} {'':>10} {statistics.median(ratios):6.2f} "
+              f"{statistics.median(sequential_rates):13.0f} {statistics.median(batched_rates):28.0f}", flush=True)
+
+
+def compare_learning(n_seeds: int, steps: int) -> None:
+    """Final greedy returns of `n_seeds` default-config runs, batched vs sequential, and whether they differ."""
+    try:
+        import scipy.stats
+    except ImportError:
+        raise SystemExit("--learning tests the difference with scipy: pip install scipy") from None
+    config = DQNConfig(total_timesteps=steps)
+    seeds = list(range(1_000, 1_000 + n_seeds))
+    batched = [result.mean_return for result in train_seeds(config, seeds)]
+    print(f"batched    ({n_seeds} seeds, {steps} steps): {batched}", flush=True)
+    sequential = [train(config, seed=seed).mean_return for seed in seeds]
+    print(f"sequential ({n_seeds} seeds, {steps} steps): {sequential}")
+    for name, returns in (("batched", batched), ("sequential", sequential)):
+        print(f"{name:>10}: mean {statistics.mean(returns):.1f}, IQM {scipy.stats.trim_mean(returns, 0.25):.1f}")
+    print(f"Mann-Whitney U p = {scipy.stats.mannwhitneyu(batched, sequential).pvalue:.3f}, "
+          f"Welch t-test p = {scipy.stats.ttest_ind(batched, sequential, equal_var=False).pvalue:.3f}")
 
 
 def _format(label: str, row: dict[str, float]) -> str:
