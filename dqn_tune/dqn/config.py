@@ -10,6 +10,11 @@ from typing import Any
 from dqn_tune.errors import ConfigError
 
 LOSSES = ("huber", "mse")
+INT_MAX = 2**63 - 1
+"""Largest value of an integer field: every count fits a 64-bit integer (numpy, torch, SQLite)."""
+SEED_MAX = 2**32 - 1
+"""Largest run or evaluation seed: seeds are 32-bit, like the per-stream seeds derived from them (numpy's
+SeedSequence would take any size; one documented range keeps runs reproducible with other tools)."""
 
 
 def _field(default: Any, doc: str) -> Any:
@@ -57,11 +62,11 @@ class DQNConfig:
         _check(isinstance(self.env_id, str) and bool(self.env_id), "env_id", self.env_id, "a gymnasium env id")
         for name in ("total_timesteps", "batch_size", "buffer_size", "target_update_interval", "train_freq",
                      "gradient_steps", "eval_curve_episodes", "eval_episodes"):
-            _check(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, getattr(self, name),
-                   "an integer >= 1")
+            _check(_is_int(getattr(self, name)) and 1 <= getattr(self, name) <= INT_MAX, name, getattr(self, name),
+                   "an integer from 1 to 2**63 - 1")
         for name in ("learning_starts", "eval_freq"):
-            _check(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, getattr(self, name),
-                   "an integer >= 0")
+            _check(_is_int(getattr(self, name)) and 0 <= getattr(self, name) <= INT_MAX, name, getattr(self, name),
+                   "an integer from 0 to 2**63 - 1")
         _check(_is_real(self.learning_rate) and 0 < self.learning_rate < math.inf, "learning_rate",
                self.learning_rate, "a finite number > 0")
         _check(_is_real(self.gamma) and 0 < self.gamma <= 1, "gamma", self.gamma, "a number in (0, 1]")
@@ -74,8 +79,8 @@ class DQNConfig:
         _check(self.loss in LOSSES, "loss", self.loss, "one of " + ", ".join(LOSSES))
         _check(self.max_grad_norm is None or (_is_real(self.max_grad_norm) and 0 < self.max_grad_norm < math.inf),
                "max_grad_norm", self.max_grad_norm, "a finite number > 0, or None to disable clipping")
-        _check(len(self.hidden_sizes) >= 1 and all(_is_int(h) and h >= 1 for h in self.hidden_sizes),
-               "hidden_sizes", list(self.hidden_sizes), "one or more integers >= 1")
+        _check(len(self.hidden_sizes) >= 1 and all(_is_int(h) and 1 <= h <= INT_MAX for h in self.hidden_sizes),
+               "hidden_sizes", list(self.hidden_sizes), "one or more integers from 1 to 2**63 - 1")
         for name in ("double_dqn", "keep_best"):
             _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false")
         _check(self.batch_size <= self.buffer_size, "batch_size", self.batch_size,
@@ -100,6 +105,14 @@ class DQNConfig:
     def replace(self, **changes: Any) -> DQNConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def check_seed(seed: object, *, name: str = "seed") -> int:
+    """Return `seed` if it is an integer from 0 to SEED_MAX; else raise ConfigError naming it as `name`."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"{name} = {seed!r} is invalid: expected an integer from 0 to {SEED_MAX} (2**32 - 1)",
+                          field="seed")
+    return seed
 
 
 def field_names() -> tuple[str, ...]:

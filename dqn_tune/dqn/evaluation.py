@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from dqn_tune.dqn.config import check_seed
 from dqn_tune.dqn.network import QNetwork
 
 Policy = Callable[[np.ndarray], int]
@@ -45,7 +46,9 @@ def greedy_policy(q_network: QNetwork) -> Policy:
 
 
 def run_episodes(policy: Policy, env: gym.Env, episodes: int, *, seed: int | None = None) -> EvalStats:
-    """Play `episodes` full episodes with `policy`; the first reset uses `seed`."""
+    """Play `episodes` full episodes with `policy`; the first reset uses `seed` (0 to 2**32 - 1, or None)."""
+    if seed is not None:
+        check_seed(seed)
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed if episode == 0 else None)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dqn_tune.dqn.config import DQNConfig, field_names
+from dqn_tune.dqn.config import SEED_MAX, DQNConfig, check_seed, field_names
 from dqn_tune.errors import ConfigError
 
 INVALID = [
@@ -14,8 +14,9 @@ INVALID = [
     ("env_id", 3),
     *[(name, value) for name in ("total_timesteps", "batch_size", "buffer_size", "target_update_interval",
                                  "train_freq", "gradient_steps", "eval_curve_episodes", "eval_episodes")
-      for value in (0, -1, 2.5, True)],
+      for value in (0, -1, 2.5, True, 2**63, 10**30)],
     ("learning_starts", -1),
+    ("learning_starts", 2**63),
     ("learning_starts", 1.5),
     ("eval_freq", -1),
     *[("learning_rate", value) for value in (0, -1e-3, math.inf, math.nan, "0.1", True)],
@@ -26,7 +27,7 @@ INVALID = [
       for value in (-0.1, 1.1, math.nan)],
     ("loss", "l1"),
     *[("max_grad_norm", value) for value in (0, -1.0, math.inf, math.nan)],
-    *[("hidden_sizes", value) for value in ((), (0,), (128, -4), (64.0,))],
+    *[("hidden_sizes", value) for value in ((), (0,), (128, -4), (64.0,), (2**63,))],
     ("double_dqn", "yes"),
 ]
 
@@ -81,3 +82,21 @@ def test_from_dict_rejects_unknown_keys() -> None:
 def test_replace_validates_again() -> None:
     with pytest.raises(ConfigError, match="^gamma"):
         DQNConfig().replace(gamma=2.0)
+
+
+def test_the_largest_integers_that_fit_64_bits_are_accepted() -> None:
+    config = DQNConfig(total_timesteps=2**63 - 1, buffer_size=2**63 - 1, eval_freq=2**63 - 1)
+    assert config.total_timesteps == config.buffer_size == 2**63 - 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, SEED_MAX])
+def test_seeds_from_0_to_2_32_minus_1_are_accepted(seed: int) -> None:
+    assert check_seed(seed) == seed and SEED_MAX == 2**32 - 1
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 10**30, 1.0, "0", True, None])
+def test_other_seeds_are_a_one_line_config_error_stating_the_range(seed: object) -> None:
+    with pytest.raises(ConfigError, match=r"^--seed = .* is invalid: expected an integer from 0 to 4294967295 "
+                                          r"\(2\*\*32 - 1\)$") as info:
+        check_seed(seed, name="--seed")
+    assert info.value.field == "seed"

@@ -12,10 +12,12 @@ import torch
 
 from dqn_tune.dqn.agent import Agent
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.envs import make_env
+from dqn_tune.dqn.evaluation import run_episodes
 from dqn_tune.dqn.network import QNetwork
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.dqn.trainer import TrainResult, epsilon_at, train, update_target
-from dqn_tune.errors import DivergenceError
+from dqn_tune.errors import ConfigError, DivergenceError
 
 
 class CycleEnv(gym.Env[np.ndarray, np.int64]):
@@ -175,3 +177,15 @@ def test_on_eval_sees_each_evaluation_and_can_stop_the_run(tiny_config: DQNConfi
     result = train(tiny_config, seed=0, on_eval=on_eval)
     assert [step for step, _ in seen] == [200, 400]
     assert result.stopped_early and result.steps == 400
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 10**30, 0.5, True])
+def test_a_seed_outside_0_to_2_32_minus_1_is_a_config_error(tiny_config: DQNConfig, seed: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^seed = .* expected an integer from 0 to 4294967295 \(2\*\*32 - 1\)$"):
+        train(tiny_config, seed=seed)
+    with make_env("CartPole-v1") as env, pytest.raises(ConfigError, match="^seed = "):
+        run_episodes(lambda obs: 0, env, 1, seed=seed)
+
+
+def test_the_largest_seed_trains(tiny_config: DQNConfig) -> None:
+    assert train(tiny_config.replace(eval_freq=0), seed=2**32 - 1).seed == 2**32 - 1

@@ -1,0 +1,88 @@
+"""memory_needed / check_memory: the estimate matches what train allocates, and absurd configs fail before it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.memory import (PARAMETER_COPIES, available_memory, check_memory, estimate_memory, gib,
+                                 memory_needed)
+from dqn_tune.dqn.network import QNetwork
+from dqn_tune.dqn.replay import ReplayBuffer
+from dqn_tune.dqn.trainer import train
+from dqn_tune.errors import ConfigError
+
+CARTPOLE = (4, 2)
+"""CartPole-v1's (observation values, actions)."""
+
+
+def test_the_replay_part_is_exactly_the_buffer_arrays() -> None:
+    config = DQNConfig(buffer_size=12_345)
+    buffer = ReplayBuffer(config.buffer_size, 4, np.random.default_rng(0))
+    arrays = (buffer.obs, buffer.next_obs, buffer.actions, buffer.rewards, buffer.terminated)
+    assert estimate_memory(config, *CARTPOLE).replay == sum(array.nbytes for array in arrays)
+
+
+def test_the_network_part_is_every_parameter_copy_of_the_q_network() -> None:
+    config = DQNConfig(hidden_sizes=(64, 32, 16))
+    network = QNetwork(4, 2, config.hidden_sizes)
+    weights = sum(p.numel() * p.element_size() for p in network.parameters())
+    assert estimate_memory(config, *CARTPOLE).networks == PARAMETER_COPIES * weights
+
+
+def test_memory_needed_is_the_sum_of_the_parts_and_grows_with_each_field() -> None:
+    base = DQNConfig()
+    parts = estimate_memory(base, *CARTPOLE)
+    assert memory_needed(base, *CARTPOLE) == parts.replay + parts.networks + parts.batch
+    for change in ({"buffer_size": 100_000}, {"hidden_sizes": (256, 256)}, {"batch_size": 256}):
+        assert memory_needed(base.replace(**change), *CARTPOLE) > memory_needed(base, *CARTPOLE), change
+
+
+@pytest.mark.parametrize(("change", "field", "value"), [
+    ({"buffer_size": 99_999_999_999_999}, "buffer_size", "99999999999999"),
+    ({"hidden_sizes": (100_000, 100_000, 100_000)}, "hidden_sizes", "[100000, 100000, 100000]"),
+    ({"batch_size": 10**9, "buffer_size": 10**9}, "batch_size", "1000000000"),
+    ({"hidden_sizes": (10**9,)}, "hidden_sizes", "[1000000000]"),  # the batch's activations dominate
+])
+def test_over_the_limit_is_one_line_naming_the_field_the_size_and_the_limit(change: dict[str, object], field: str,
+                                                                          value: str) -> None:
+    config = DQNConfig().replace(**change)
+    needed = memory_needed(config, *CARTPOLE)
+    with pytest.raises(ConfigError) as info:
+        check_memory(config, *CARTPOLE, limit_bytes=2**30)
+    assert str(info.value) == (f"{field} = {value} is too large: this run needs {gib(needed)} of memory but "
+                               f"1.00 GiB is available (the given limit); lower {field}")
+    assert info.value.field == field
+
+
+def test_under_the_limit_returns_the_bytes_needed() -> None:
+    needed = memory_needed(DQNConfig(), *CARTPOLE)
+    assert check_memory(DQNConfig(), *CARTPOLE, limit_bytes=needed) == needed
+    with pytest.raises(ConfigError, match="lower buffer_size$"):
+        check_memory(DQNConfig(), *CARTPOLE, limit_bytes=needed - 1)
+
+
+def test_the_default_limit_is_this_machines_available_memory() -> None:
+    available = available_memory()
+    assert available is not None  # Linux: /proc/meminfo
+    limit, source = available
+    assert 0 < limit and ("MemAvailable" in source or "cgroup" in source)
+    assert check_memory(DQNConfig(), *CARTPOLE) == memory_needed(DQNConfig(), *CARTPOLE)
+    with pytest.raises(ConfigError, match=rf"GiB is available \({source}\); lower buffer_size$"):
+        check_memory(DQNConfig(buffer_size=limit // 40 + 1), *CARTPOLE)  # 48 bytes per CartPole transition
+
+
+def test_gib_is_readable_from_small_to_absurd_sizes() -> None:
+    assert (gib(2**29), gib(3 * 2**40), gib(10**20)) == ("0.50 GiB", "3,072.00 GiB", "9.31e+10 GiB")
+
+
+@pytest.mark.parametrize("change", [{"buffer_size": 99_999_999_999_999}, {"hidden_sizes": (10**9,)},
+                                    {"hidden_sizes": (100_000, 100_000, 100_000)}])
+def test_train_refuses_before_allocating(change: dict[str, object]) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="is too large: this run needs"):
+        train(DQNConfig().replace(**change), seed=0)
+    assert time.perf_counter() - start < 5  # nothing was allocated or trained
