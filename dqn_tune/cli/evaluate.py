@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dqn_tune.dqn.agent import load_agent
+from dqn_tune.dqn.config import check_seed
 from dqn_tune.errors import ConfigError
 from dqn_tune.results.video import record_episode
 
@@ -25,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     """Load, evaluate, print; write the video if asked."""
     if args.episodes < 1:
         raise ConfigError(f"--episodes = {args.episodes} is invalid: expected an integer >= 1")
+    check_seed(args.seed, name="--seed")
     agent = load_agent(args.path)
     if args.env_id is not None:
         agent.config = agent.config.replace(env_id=args.env_id)

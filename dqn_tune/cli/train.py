@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from dqn_tune.cli.config_flags import add_config_flags, build_config
+from dqn_tune.cli.config_flags import add_config_flags, build_config, with_flag_names
 from dqn_tune.dqn.agent import Agent, save_agent
-from dqn_tune.dqn.envs import make_env
+from dqn_tune.dqn.config import check_seed
+from dqn_tune.dqn.envs import make_env, space_dims
+from dqn_tune.dqn.memory import check_memory
 from dqn_tune.dqn.trainer import train
+from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable
 
 HELP = "train one DQN agent with the given hyperparameters and save it"
@@ -25,10 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, print progress and the final evaluation, save the agent."""
+    """Check everything (flags, seed, env, memory, out path), then train, print progress and save the agent."""
     config = build_config(args)
+    check_seed(args.seed, name="--seed")
+    with make_env(config.env_id) as env:
+        try:
+            check_memory(config, *space_dims(env))
+        except ConfigError as exc:
+            raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
     out = check_writable(args.out)
-    make_env(config.env_id).close()
 
     def report(step: int, mean_return: float) -> bool:
         print(f"step {step:>8}/{config.total_timesteps}  eval return {mean_return:8.1f}", flush=True)

@@ -7,7 +7,10 @@ so loading never runs code from the file.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,34 +115,111 @@ def save_agent(agent: Agent, path: str | os.PathLike[str]) -> Path:
 
 
 def load_agent(path: str | os.PathLike[str]) -> Agent:
-    """Load an agent saved by `save_agent`, without running any code from the file."""
+    """Load an agent saved by `save_agent`, without running any code from the file.
+
+    Any bad file (missing, a directory, empty, truncated, not a torch archive, a pickle, compressed,
+    inconsistent or absurd dimensions) is a one-line AgentFileError; nothing larger than the file's own
+    tensors is allocated.
+    """
     source = Path(path)
-    if not source.is_file():
-        raise AgentFileError(f"agent file {str(source)!r} does not exist")
-    try:
-        payload = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file; all mean the same to the user
-        raise AgentFileError(f"{str(source)!r} is not a readable dqn-tune agent file ({type(exc).__name__})") from exc
+    payload = _read_payload(source)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise AgentFileError(f"{str(source)!r} is not a dqn-tune agent file (no '{FORMAT}' header)")
     if payload.get("format_version") != FORMAT_VERSION:
         raise AgentFileError(f"{str(source)!r} has agent format version {payload.get('format_version')!r}; "
                              f"this dqn-tune reads version {FORMAT_VERSION}")
+    damaged = f"{str(source)!r} is a damaged dqn-tune agent file"
     try:
-        config = DQNConfig.from_dict(payload["config"])
-        network = QNetwork(payload["obs_dim"], payload["n_actions"], config.hidden_sizes)
-        state_dict = payload["state_dict"]
+        entries = {key: payload[key] for key in ("config", "obs_dim", "n_actions", "state_dict")}
     except KeyError as exc:
-        raise AgentFileError(f"{str(source)!r} is a damaged dqn-tune agent file: it has no {exc} entry") from exc
-    except (TypeError, ConfigError) as exc:
-        raise AgentFileError(f"{str(source)!r} is a damaged dqn-tune agent file: {exc}".splitlines()[0]) from exc
+        raise AgentFileError(f"{damaged}: it has no {exc} entry") from exc
+    metadata = payload.get("metadata", {})
+    for key, value, ok, accepted in (
+            ("config", entries["config"], isinstance(entries["config"], dict), "a dict of hyperparameters"),
+            ("obs_dim", entries["obs_dim"], _is_positive_int(entries["obs_dim"]), "an integer >= 1"),
+            ("n_actions", entries["n_actions"], _is_positive_int(entries["n_actions"]), "an integer >= 1"),
+            ("state_dict", entries["state_dict"], isinstance(entries["state_dict"], dict), "a dict of tensors"),
+            ("metadata", metadata, isinstance(metadata, dict), "a dict")):
+        if not ok:
+            raise AgentFileError(f"{damaged}: {key} = {_short_repr(value)} is invalid: expected {accepted}")
     try:
-        network.load_state_dict(state_dict)
-    except (TypeError, RuntimeError) as exc:
-        raise AgentFileError(f"{str(source)!r} is a damaged dqn-tune agent file: its weights do not fit a network with "
-                             f"{network.obs_dim} observation values, {network.n_actions} actions and hidden sizes "
-                             f"{list(config.hidden_sizes)}") from exc
-    return Agent(network, config, payload.get("metadata", {}))
+        config = DQNConfig.from_dict(entries["config"])
+    except (TypeError, ConfigError) as exc:
+        raise AgentFileError(f"{damaged}: {exc}".splitlines()[0]) from exc
+    network = _network_for(entries["state_dict"], entries["obs_dim"], entries["n_actions"], config.hidden_sizes)
+    if network is None:
+        raise AgentFileError(f"{damaged}: its weights do not fit a network with {entries['obs_dim']} observation "
+                             f"values, {entries['n_actions']} actions and hidden sizes {list(config.hidden_sizes)}")
+    return Agent(network, config, metadata)
+
+
+def _read_payload(source: Path) -> object:
+    """What `torch.load(weights_only=True)` reads from `source`, after checking it is a plain torch archive.
+
+    torch.save writes an uncompressed zip; refusing anything else first keeps torch from inflating
+    a compressed member (a small file that unpacks to gigabytes) and from warning about pickles.
+    """
+    name = str(source)
+    if source.is_dir():
+        raise AgentFileError(f"agent path {name!r} is a directory; expected an agent file such as models/agent.pt")
+    if not source.exists():
+        raise AgentFileError(f"agent file {name!r} does not exist")
+    if not source.is_file():
+        raise AgentFileError(f"agent path {name!r} is not a regular file; expected an agent file such as "
+                             "models/agent.pt")
+    unreadable = f"{name!r} is not a readable dqn-tune agent file"
+    try:
+        with source.open("rb") as handle:
+            try:
+                members = zipfile.ZipFile(handle).infolist()
+            except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+                reason = "it is empty" if source.stat().st_size == 0 else (
+                    "it is not a torch zip archive (truncated, or another format such as a plain pickle)")
+                raise AgentFileError(f"{unreadable}: {reason}") from exc
+            if any(m.compress_type != zipfile.ZIP_STORED or m.compress_size != m.file_size for m in members):
+                raise AgentFileError(f"{unreadable}: it has compressed members; torch.save writes none")
+            handle.seek(0)
+            with warnings.catch_warnings():  # torch warns about odd pickle protocols just before refusing them
+                warnings.simplefilter("ignore")
+                return torch.load(handle, map_location="cpu", weights_only=True)
+    except AgentFileError:
+        raise
+    except OSError as exc:
+        raise AgentFileError(f"cannot read agent file {name!r}: {exc.strerror or exc}") from exc
+    except pickle.UnpicklingError as exc:
+        raise AgentFileError(f"{unreadable}: it holds objects other than tensors and plain data, "
+                             "which are never unpickled") from exc
+    except Exception as exc:  # torch raises many types for a damaged archive; all mean the same to the user
+        raise AgentFileError(f"{unreadable}: damaged torch archive ({type(exc).__name__})") from exc
+
+
+def _network_for(state_dict: dict[Any, Any], obs_dim: int, n_actions: int,
+                 hidden_sizes: tuple[int, ...]) -> QNetwork | None:
+    """A QNetwork holding `state_dict`, or None if its keys, shapes or dtypes do not fit these sizes.
+
+    Shapes are compared on the meta device first, so absurd sizes allocate nothing and the real
+    network is never larger than the tensors already read from the file.
+    """
+    if len(state_dict) != 2 * (len(hidden_sizes) + 1):  # a weight and a bias per layer
+        return None
+    with torch.device("meta"):
+        expected = QNetwork(obs_dim, n_actions, hidden_sizes).state_dict()
+    if state_dict.keys() != expected.keys() or not all(
+            isinstance(tensor := state_dict[key], torch.Tensor) and tensor.layout == torch.strided
+            and (tensor.shape, tensor.dtype) == (meta.shape, meta.dtype) for key, meta in expected.items()):
+        return None
+    network = QNetwork(obs_dim, n_actions, hidden_sizes)
+    network.load_state_dict(state_dict)
+    return network
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _short_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _state_dims(state: dict[str, torch.Tensor]) -> tuple[int, int]:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import pickle
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from dqn_tune.cli import main
 from dqn_tune.dqn.agent import load_agent
@@ -124,3 +131,125 @@ def test_evaluate_rejects_bad_input_with_one_line(trained: Path, tmp_path: Path,
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="--gamma = 2.0"):
         main(["train", "--debug", "--out", str(tmp_path / "a.pt"), "--gamma", "2"])
+
+
+@pytest.mark.parametrize("flags", [["--seed", "-1"], ["--seed", "4294967296"], ["--seed", str(10**30)]])
+def test_train_and_evaluate_reject_a_seed_outside_32_bits(flags: list[str], trained: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    expected = (f"dqn-tune: error: --seed = {flags[1]} is invalid: expected an integer from 0 to 4294967295 "
+                "(2**32 - 1)\n")
+    out = tmp_path / "models" / "agent.pt"
+    assert main(["train", "--out", str(out), *flags, *TINY_FLAGS]) == 2
+    assert one_error_line(capsys) == expected
+    assert not out.parent.exists()
+    assert main(["evaluate", str(trained), "--episodes", "1", *flags]) == 2
+    assert one_error_line(capsys) == expected
+
+
+def test_the_largest_seed_trains_and_evaluates(trained: Path, tmp_path: Path) -> None:
+    assert main(["train", "--out", str(tmp_path / "a.pt"), "--seed", "4294967295", *TINY_FLAGS]) == 0
+    assert main(["evaluate", str(trained), "--episodes", "1", "--seed", "4294967295"]) == 0
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--buffer-size", "99999999999999"], "--buffer-size = 99999999999999 is too large: this run needs 4.47e+06 GiB"),
+    (["--hidden-sizes", "100000,100000,100000"],
+     "--hidden-sizes = [100000, 100000, 100000] is too large: this run needs 522.14 GiB"),
+    (["--hidden-sizes", "1000000000"], "--hidden-sizes = [1000000000] is too large"),
+    (["--timesteps", str(10**30)], f"--total-timesteps = {10**30} is invalid: expected an integer from 1 to 2**63 - 1"),
+])
+def test_train_refuses_a_config_that_cannot_fit_before_writing_anything(flags: list[str], named: str,
+                                                                      tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "models" / "agent.pt"
+    assert main(["train", "--out", str(out), *flags]) == 2
+    line = one_error_line(capsys)
+    assert named in line and ("GiB is available (" in line or "invalid" in line), line
+    assert list(tmp_path.iterdir()) == []
+
+
+def torch_archive_with_pickle(path: Path, data: bytes, compression: int = zipfile.ZIP_STORED) -> None:
+    """A torch.save archive whose data.pkl is replaced by `data`."""
+    torch.save({"format": "dqn-tune-agent"}, path)
+    with zipfile.ZipFile(path) as original:
+        members = {name: original.read(name) for name in original.namelist()}
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        for name, content in members.items():
+            archive.writestr(name, data if name.endswith("/data.pkl") else content)
+
+
+class WritesAFile:
+    """Unpickling this would create `marker`: proof that loading ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return open, (str(self.marker), "w")
+
+
+def npy_bytes() -> bytes:
+    """An array in numpy's .npy format."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(4))
+    return buffer.getvalue()
+
+
+def edited(**changes: Any) -> Callable[[Path, dict[str, Any]], None]:
+    """A case writing the trained agent's payload with some entries changed (a callable: edited by a function)."""
+    def write(path: Path, payload: dict[str, Any]) -> None:
+        torch.save({**payload, **{k: v(payload[k]) if callable(v) else v for k, v in changes.items()}}, path)
+    return write
+
+
+BAD_AGENT_FILES: dict[str, tuple[Callable[[Path, dict[str, Any]], None], str]] = {
+    "a directory": (lambda path, _: path.mkdir(), "is a directory; expected an agent file such as models/agent.pt"),
+    "an empty file": (lambda path, _: path.write_bytes(b""), "is not a readable dqn-tune agent file: it is empty"),
+    "a text file": (lambda path, _: path.write_text("weights\n"), "it is not a torch zip archive"),
+    "a numpy file": (lambda path, _: path.write_bytes(npy_bytes()), "it is not a torch zip archive"),
+    "a plain pickle that would run code": (
+        lambda path, _: path.write_bytes(pickle.dumps({"format": WritesAFile(path.with_name("ran"))}, protocol=4)),
+        "it is not a torch zip archive (truncated, or another format such as a plain pickle)"),
+    "a torch archive whose protocol-4 pickle would run code": (
+        lambda path, _: torch_archive_with_pickle(path, pickle.dumps(WritesAFile(path.with_name("ran")), protocol=4)),
+        "it holds objects other than tensors and plain data, which are never unpickled"),
+    "a compressed archive (inflates to far more than its size)": (
+        lambda path, _: torch_archive_with_pickle(path, pickle.dumps({"pad": b"\0" * 10**6}, protocol=2),
+                                                  zipfile.ZIP_DEFLATED),
+        "it has compressed members; torch.save writes none"),
+    "negative obs_dim": (edited(obs_dim=-4), "obs_dim = -4 is invalid: expected an integer >= 1"),
+    "negative n_actions": (edited(n_actions=-2), "n_actions = -2 is invalid: expected an integer >= 1"),
+    "obs_dim as text": (edited(obs_dim="4"), "obs_dim = '4' is invalid: expected an integer >= 1"),
+    "n_actions as a float": (edited(n_actions=2.0), "n_actions = 2.0 is invalid"),
+    "n_actions as a bool": (edited(n_actions=True), "n_actions = True is invalid"),
+    "a huge obs_dim": (edited(obs_dim=10**12), "its weights do not fit a network with 1000000000000 observation"),
+    "huge hidden sizes": (edited(config=lambda c: {**c, "hidden_sizes": [10**9, 10**9]}),
+                          "its weights do not fit a network with 4 observation values, 2 actions and hidden sizes "
+                          "[1000000000, 1000000000]"),
+    "negative hidden sizes": (edited(config=lambda c: {**c, "hidden_sizes": [-16]}), "hidden_sizes = [-16] is invalid"),
+    "hidden sizes as text": (edited(config=lambda c: {**c, "hidden_sizes": "16"}), "hidden_sizes = ['1', '6']"),
+    "a config that is a list": (edited(config=[1, 2]), "config = [1, 2] is invalid: expected a dict of hyperparameters"),
+    "weights that are text": (edited(state_dict="w" * 500), "state_dict = 'wwww"),
+    "a weight that is not a tensor": (edited(state_dict=lambda s: {**s, "layers.0.bias": [0.0] * 16}),
+                                      "its weights do not fit a network"),
+    "float64 weights": (edited(state_dict=lambda s: {k: v.double() for k, v in s.items()}),
+                        "its weights do not fit a network"),
+    "an extra weight": (edited(state_dict=lambda s: {**s, "extra": torch.zeros(1)}), "its weights do not fit"),
+    "metadata that is a number": (edited(metadata=3), "metadata = 3 is invalid: expected a dict"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_AGENT_FILES)
+def test_evaluate_refuses_a_hostile_agent_file_with_one_line_and_no_warning(case: str, trained: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str],
+                                                                           recwarn: pytest.WarningsRecorder) -> None:
+    write, named = BAD_AGENT_FILES[case]
+    path = tmp_path / "agent.pt"
+    write(path, torch.load(trained, weights_only=True))
+    before = path.read_bytes() if path.is_file() else None
+    assert main(["evaluate", str(path), "--episodes", "1"]) == 2
+    line = one_error_line(capsys)
+    assert named in line and f"'{path}'" in line, line
+    assert [str(w.message) for w in recwarn] == []
+    assert not (tmp_path / "ran").exists()  # no code from the file ran
+    assert (path.read_bytes() if path.is_file() else None) == before
