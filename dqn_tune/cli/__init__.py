@@ -11,11 +11,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from dqn_tune.cli import evaluate, train
-from dqn_tune.cli import dashboard, report
-from dqn_tune.cli import retrain
-from dqn_tune.cli import ablate
-from dqn_tune.cli import tune
+from dqn_tune.cli import ablate, dashboard, evaluate, report, retrain, train, tune
+from dqn_tune.cli.arguments import common_flags, storage_flags
 from dqn_tune.errors import DQNTuneError
 
 COMMANDS: dict[str, ModuleType] = {
@@ -43,9 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The full dqn-tune parser with one subparser per command."""
     parser = OneLineParser(prog=PROG, description="Tune DQN hyperparameters with Optuna and train the best agent.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    common, storage = common_flags(), storage_flags()
     for name, module in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
-        sub.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+        parents = [common, storage] if getattr(module, "USES_STORAGE", False) else [common]
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP, parents=parents)
         module.add_arguments(sub)
     return parser
 

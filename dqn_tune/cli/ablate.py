@@ -8,19 +8,22 @@ from pathlib import Path
 
 import optuna
 
+from dqn_tune.cli.arguments import positive_int
 from dqn_tune.cli.config_flags import add_config_flags, build_config
-from dqn_tune.cli.tune import positive_int
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable
-from dqn_tune.results.ablation_report import CSV_NAME, default_report_dir, write_ablation_report
-from dqn_tune.results.existing_storage import open_existing_storage
-from dqn_tune.results.retrain import choose_trial
+from dqn_tune.results.ablation_report import (
+    CSV_NAME,
+    default_report_dir,
+    write_ablation_report,
+)
 from dqn_tune.tuning.ablation import AblationSpec, run_ablation
-from dqn_tune.tuning.records import trial_config
-from dqn_tune.tuning.storage import DEFAULT_STORAGE, load_study, open_storage
+from dqn_tune.tuning.selection import best_config
+from dqn_tune.tuning.storage import load_study, open_existing_storage
 
+USES_STORAGE = True
 HELP = "grid ablation of buffer size x target-update interval (an Optuna grid study), with a report"
 DEFAULT_BUFFER_SIZES = "1000,10000,100000"
 DEFAULT_TARGET_INTERVALS = "1,10,100,1000"
@@ -55,8 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study-name", default=None,
                         help="name of the ablation study (default: ablation-<ENV_ID>-<hash of the settings>, "
                              "so the same command resumes the same study)")
-    parser.add_argument("--storage", default=DEFAULT_STORAGE,
-                        help=f"storage URL of the ablation study and of --base-study (default: {DEFAULT_STORAGE})")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="W",
                         help="worker processes running cells in parallel (default: 1)")
     parser.add_argument("--out-dir", default=None, metavar="DIR",
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     outcome = run_ablation(spec=spec, storage=args.storage, study_name=args.study_name, workers=args.workers,
                            verbose=True)
-    study = load_study(open_storage(args.storage, heartbeat=False), outcome.study_name)
+    study = load_study(open_existing_storage(args.storage), outcome.study_name)
     files = write_ablation_report(study, out_dir)
     print(f"ran {len(outcome.ran)} cells ({outcome.done_before} were done before); "
           + (f"{len(outcome.left)} not done yet: run the same command again" if outcome.left else "all cells done"))
@@ -96,8 +97,7 @@ def base_config(args: argparse.Namespace) -> DQNConfig:
     """The best trial's config of --base-study, else the defaults; --env must agree with the base study."""
     if args.base_study is None:
         return DQNConfig(env_id=args.env_id or DQNConfig().env_id)
-    study = load_study(open_existing_storage(args.storage), args.base_study)
-    config = trial_config(choose_trial(study, None))
+    config = best_config(args.storage, args.base_study)
     if args.env_id is not None and args.env_id != config.env_id:
         raise ConfigError(f"--env {args.env_id} differs from the env of --base-study {args.base_study!r} "
                           f"({config.env_id}); drop --env or choose a study of that env")

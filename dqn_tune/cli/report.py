@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from dqn_tune.results.existing_storage import open_existing_storage
 from dqn_tune.results.report import SUMMARY, TOP_TRIALS, default_out_dir, write_report
-from dqn_tune.tuning.storage import DEFAULT_STORAGE, load_study
+from dqn_tune.tuning.storage import load_study, open_existing_storage
 
+USES_STORAGE = True
 HELP = "write a study's Optuna plots (HTML, PNG), top learning curves and a markdown summary"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune report`."""
     parser.add_argument("--study-name", required=True, help="study to report on")
-    parser.add_argument("--storage", default=None, metavar="URL",
-                        help=f"SQLAlchemy URL of the study storage (default: {DEFAULT_STORAGE})")
     parser.add_argument("--out-dir", default=None, metavar="DIR",
                         help="folder for the report (default: studies/reports/<study-name>/)")
 

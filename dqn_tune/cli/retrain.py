@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 
 from dqn_tune.results.retrain import EVAL_EPISODES, EVAL_SEED, retrain_best
-from dqn_tune.tuning.storage import DEFAULT_STORAGE
 
+USES_STORAGE = True
 HELP = "retrain a study's best trial with fresh seeds and save the best seed as the final agent"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune retrain`."""
     parser.add_argument("--study-name", required=True, help="the study to take the trial from")
-    parser.add_argument("--storage", default=None, help=f"storage URL of the study (default: {DEFAULT_STORAGE})")
     parser.add_argument("--trial", type=int, default=None, metavar="N",
                         help="number of the trial to retrain (default: the best; 0 is a valid number)")
     parser.add_argument("--timesteps", type=int, default=None, metavar="N",

@@ -8,7 +8,13 @@ from typing import Any
 
 import optuna
 
-from dqn_tune.cli.config_flags import add_config_flags, config_overrides, flag_name, with_flag_names
+from dqn_tune.cli.arguments import positive_int
+from dqn_tune.cli.config_flags import (
+    add_config_flags,
+    config_overrides,
+    flag_name,
+    with_flag_names,
+)
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.algorithms import PRUNERS, SAMPLERS
@@ -20,23 +26,18 @@ from dqn_tune.tuning.objective import (
     trial_base_config,
 )
 from dqn_tune.tuning.search_space import load_search_space
-from dqn_tune.tuning.storage import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
+from dqn_tune.tuning.storage import (
+    GRACE_PERIOD_S,
+    HEARTBEAT_INTERVAL_S,
+    StorageSettings,
+    prepare_url,
+)
 from dqn_tune.tuning.study import TuneSettings, default_study_name, run_study
 
+USES_STORAGE = True
 HELP = "tune DQN hyperparameters: run trials into an Optuna study (resumes an existing one)"
 DEFAULT_SEEDS = 2
 _BUDGETS = ", ".join(f"{env} {steps}" for env, steps in DEFAULT_TIMESTEPS.items())
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer >= 1")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,9 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", "--env-id", dest="env_id", default="CartPole-v1", metavar="ENV_ID",
                         help="gymnasium env id with Discrete actions (default: CartPole-v1)")
     parser.add_argument("--study-name", default=None, help="study name (default: dqn-<ENV_ID>)")
-    parser.add_argument("--storage", default=DEFAULT_STORAGE,
-                        help=f"SQLAlchemy URL of the Optuna storage (default: {DEFAULT_STORAGE}; "
-                             "postgresql+psycopg2://user@host/db to share a study between machines)")
     parser.add_argument("--timesteps", "--total-timesteps", dest="timesteps", type=positive_int, default=None, metavar="N",
                         help=f"environment steps per training run (default by env: {_BUDGETS}; else 50000)")
     parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="K",
@@ -94,11 +92,11 @@ def run(args: argparse.Namespace) -> int:
     make_env(base.env_id).close()
     space = load_search_space(args.search_space).without(hyperparameter_flags(args))
     settings = TuneSettings(
-        study_name=args.study_name or default_study_name(base.env_id), storage_url=args.storage,
+        study_name=args.study_name or default_study_name(base.env_id),
+        storage=StorageSettings(prepare_url(args.storage), args.heartbeat_interval, args.grace_period),
         objective=ObjectiveSettings(base=base, space=space, seeds=args.seeds, objective=args.objective,
                                     study_seed=args.seed),
-        sampler=args.sampler, pruner=args.pruner, artifacts=args.artifacts, total_trials=args.total_trials,
-        heartbeat_interval_s=args.heartbeat_interval, grace_period_s=args.grace_period)
+        sampler=args.sampler, pruner=args.pruner, artifacts=args.artifacts, total_trials=args.total_trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     summary = run_study(settings, trials=args.trials, workers=args.workers, command=command_line(args))
     print("\n".join(summary.lines()))

@@ -20,9 +20,10 @@ from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
 from dqn_tune.dqn.run_record import RunRecord, curve_auc
+from dqn_tune.errors import StorageError
 from dqn_tune.plots import FIGSIZE, mean_curve, new_figure, save_figure
-from dqn_tune.tuning.ablation import SPEC_ATTR, AblationSpec, Cell, cell_of
-from dqn_tune.tuning.records import FAIL_REASON, trial_runs
+from dqn_tune.tuning.ablation import AblationSpec, Cell, cell_of
+from dqn_tune.tuning.records import FAIL_REASON, SPEC_ATTR, ablation_spec, trial_runs
 
 REPORT_ROOT = Path("studies") / "ablations"
 CSV_NAME = "runs.csv"
@@ -80,7 +81,10 @@ def default_report_dir(study_name: str) -> Path:
 
 def study_spec(study: optuna.Study) -> AblationSpec:
     """The grid an ablation study was created with (its SPEC_ATTR user attribute)."""
-    return AblationSpec.from_dict(study.user_attrs[SPEC_ATTR])
+    stored = ablation_spec(study)
+    if stored is None:
+        raise StorageError(f"study {study.study_name!r} is not an ablation study (no {SPEC_ATTR!r} attribute)")
+    return AblationSpec.from_dict(stored)
 
 
 def ablation_runs(study: optuna.Study) -> list[AblationRun]:

@@ -14,20 +14,19 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 
 from dqn_tune.dqn.agent import Agent, save_agent
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.trainer import TrainResult, train
 from dqn_tune.dqn.run_record import RunRecord
-from dqn_tune.errors import ConfigError, StorageError
+from dqn_tune.dqn.trainer import TrainResult, train
+from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable
 from dqn_tune.plots import learning_curve_figure, save_figure
-from dqn_tune.results.existing_storage import open_existing_storage
-from dqn_tune.tuning.records import trial_config, trial_runs
-from dqn_tune.tuning.storage import load_study, prepare_url
-from dqn_tune.tuning.study import SETTINGS_ATTR
+from dqn_tune.tuning.records import study_objective, trial_config, trial_runs
+from dqn_tune.tuning.selection import choose_trial
+from dqn_tune.tuning.storage import load_study, open_existing_storage, prepare_url
 
 EVAL_EPISODES = 100
 """Held-out greedy episodes each retrained seed is judged on."""
@@ -99,24 +98,6 @@ def output_paths(out: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
     return agent, agent.with_name(f"{agent.stem}_learning_curve.png"), agent.with_name(f"{agent.stem}_summary.md")
 
 
-def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
-    """Trial `number` of the study (default: the best); it must be COMPLETE."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        raise StorageError(f"study {study.study_name!r} has no complete trial "
-                           f"({len(study.trials)} trial(s) in other states); run or resume the study first")
-    if number is None:
-        return study.best_trial
-    trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
-    if number not in trials:
-        raise StorageError(f"trial {number} not found in study {study.study_name!r}; "
-                           f"its trials are numbered 0 to {max(trials)}")
-    if trials[number].state != TrialState.COMPLETE:
-        raise StorageError(f"trial {number} of study {study.study_name!r} is {trials[number].state.name}; "
-                           f"only COMPLETE trials can be retrained (the best is trial {study.best_trial.number})")
-    return trials[number]
-
-
 def retrain_seeds(count: int, exclude: Collection[int]) -> list[int]:
     """`count` seeds from FIRST_RETRAIN_SEED upwards, none of them in `exclude` (the tuning seeds)."""
     seeds: list[int] = []
@@ -166,7 +147,7 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
         agents.append(agent)
 
     best = int(np.argmax([o.mean_return for o in outcomes]))
-    objective = study.user_attrs.get(SETTINGS_ATTR, {}).get("objective", "value")
+    objective = study_objective(study)
     outcome = RetrainOutcome(study_name, chosen.number, float(chosen.value), objective, tuning_runs,
                              trial_budget.total_timesteps, config.total_timesteps, eval_episodes, eval_seed,
                              tuple(outcomes), outcomes[best].seed, *paths)

@@ -16,37 +16,38 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
+from optuna.pruners import NopPruner
 from optuna.samplers import GridSampler
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.trainer import train
-from dqn_tune.errors import ConfigError, DivergenceError, StorageError
-from dqn_tune.tuning.interrupts import interrupts_stop_cleanly
-from dqn_tune.tuning.records import FAIL_REASON, store_config, store_runs
-from dqn_tune.tuning.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, open_storage, prepare_url, study_names
-from dqn_tune.tuning.trial_loop import Objective, TrialQuota, run_trials
-from dqn_tune.tuning.trial_queue import RETRY_OF, counted_trials, study_lock
-from dqn_tune.tuning.workers import run_in_processes
+from dqn_tune.errors import ConfigError, StorageError
+from dqn_tune.tuning.objective import run_config
+from dqn_tune.tuning.optuna_internals import fail_stale_trials, grid_id
+from dqn_tune.tuning.records import FAIL_REASON, RETRY_OF, SPEC_ATTR, ablation_spec
+from dqn_tune.tuning.runner import Plan, run_job
+from dqn_tune.tuning.storage import (
+    GRACE_PERIOD_S,
+    HEARTBEAT_INTERVAL_S,
+    StorageSettings,
+    prepare_url,
+    study_names,
+)
+from dqn_tune.tuning.trial_loop import Objective
+from dqn_tune.tuning.trial_queue import counted_trials
 
 BUFFER_SIZE = "buffer_size"
 TARGET_INTERVAL = "target_update_interval"
 SEED = "seed"
 PARAMS = (BUFFER_SIZE, TARGET_INTERVAL, SEED)
-SPEC_ATTR = "ablation"
-"""Study user attribute holding AblationSpec.to_dict(): the report reads the grid back from it."""
 KEPT_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 """States whose cell is done; a cell with only FAIL trials is run again."""
-GRID_ID = "grid_id"
-"""System attribute in which GridSampler records the cell of a trial."""
 
 Cell = tuple[int, int, int]
 """(buffer_size, target_update_interval, seed)."""
@@ -153,14 +154,14 @@ def open_ablation(spec: AblationSpec, storage: RDBStorage, study_name: str | Non
     else:
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
                                     sampler=grid_sampler(spec), load_if_exists=True)
-    if SPEC_ATTR not in study.user_attrs:
+    if ablation_spec(study) is None:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
     return study
 
 
 def _check_same_ablation(study: optuna.Study, spec: AblationSpec) -> None:
     where = f"study {study.study_name!r}"
-    stored = study.user_attrs.get(SPEC_ATTR)
+    stored = ablation_spec(study)
     if stored is None:
         if study.get_trials(deepcopy=False):
             raise StorageError(f"{where} is not an ablation study (no {SPEC_ATTR!r} attribute); "
@@ -188,51 +189,63 @@ def queue_failed_cells(study: optuna.Study, spec: AblationSpec) -> int:
     (counted trials + grid ids no trial holds) is what `ask_trial` may create: exactly one trial
     per never-tried cell, so GridSampler never has to re-evaluate a cell. Call under the study lock.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    trials = [t for t in study.get_trials(deepcopy=False) if GRID_ID in t.system_attrs]
-    settled = {t.system_attrs[GRID_ID] for t in trials if t.state != TrialState.FAIL}
-    for grid_id in {t.system_attrs[GRID_ID] for t in trials} - settled:
-        failed = max((t for t in trials if t.system_attrs[GRID_ID] == grid_id), key=lambda t: t.number)
+    fail_stale_trials(study)
+    trials = [t for t in study.get_trials(deepcopy=False) if grid_id(t) is not None]
+    settled = {grid_id(t) for t in trials if t.state != TrialState.FAIL}
+    for cell in {grid_id(t) for t in trials} - settled:
+        failed = max((t for t in trials if grid_id(t) == cell), key=lambda t: t.number)
         study.add_trial(optuna.trial.create_trial(
             state=TrialState.WAITING, params=failed.params, distributions=failed.distributions,
             system_attrs={**failed.system_attrs, RETRY_OF: failed.system_attrs.get(RETRY_OF, failed.number)}))
-    held = {t.system_attrs[GRID_ID] for t in trials}
+    held = {grid_id(t) for t in trials}
     return counted_trials(study) + len(spec.cells) - len(held)
 
 
 def cell_objective(spec: AblationSpec) -> Objective:
-    """Train the trial's cell; a diverging run prunes it with records.FAIL_REASON (a re-run would diverge again)."""
+    """Train the trial's cell (one seed); a diverging run prunes it with a reason (see `run_config`)."""
 
     def objective(trial: optuna.Trial) -> float:
         buffer_size, target_interval, seed = (trial.suggest_categorical(name, values)
                                               for name, values in spec.search_space.items())
-        config = spec.config_for(int(buffer_size), int(target_interval))
-        store_config(trial, config)
-        try:
-            result = train(config, seed=int(seed))
-        except DivergenceError as exc:
-            trial.set_user_attr(FAIL_REASON, str(exc))
-            raise optuna.TrialPruned(str(exc)) from None
-        store_runs(trial, [result])
-        return result.mean_return
+        return run_config(trial, spec.config_for(int(buffer_size), int(target_interval)), [int(seed)])
 
     return objective
 
 
 @dataclass(frozen=True, slots=True)
-class StorageSettings:
-    """How every process of an ablation opens the storage (picklable)."""
+class AblationJob:
+    """The ablation as a job of the study runner: GridSampler cells, each trained on one seed (picklable)."""
 
-    url: str
-    heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S
-    grace_period_s: int = GRACE_PERIOD_S
+    spec: AblationSpec
+    study_name: str
+    storage: StorageSettings
+    verbose: bool = False
+    seed: int = 0
+    """Unused: GridSampler has the same seed in every process, so a grid id means the same cell everywhere."""
 
-    def open(self) -> RDBStorage:
-        """The storage, with heartbeats: a cell whose worker died is failed after the grace period and retried."""
-        return open_storage(self.url, heartbeat_interval_s=self.heartbeat_interval_s,
-                            grace_period_s=self.grace_period_s)
+    def prepare(self, storage: RDBStorage, command: str) -> Plan:
+        """Create or load the grid study, queue its failed cells again; the cap lets each untried cell start once."""
+        created = self.study_name not in study_names(storage)
+        study = open_ablation(self.spec, storage, self.study_name)
+        return Plan(study, created, queue_failed_cells(study, self.spec))
+
+    def load(self, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
+        """The study with the grid's sampler; no pruner (every cell runs to the end)."""
+        return optuna.load_study(study_name=self.study_name, storage=storage, sampler=grid_sampler(self.spec),
+                                 pruner=NopPruner())
+
+    def trial_objective(self) -> Objective:
+        """Train the trial's cell."""
+        return cell_objective(self.spec)
+
+    def describe(self, trial: FrozenTrial) -> str | None:
+        """One line per finished cell when verbose."""
+        if not self.verbose:
+            return None
+        outcome = (f"final return {trial.value:.1f}" if trial.state == TrialState.COMPLETE
+                   else f"{trial.state.name}: {trial.user_attrs.get(FAIL_REASON, '')}")
+        return (f"  trial {trial.number}: buffer {trial.params.get(BUFFER_SIZE)}, target interval "
+                f"{trial.params.get(TARGET_INTERVAL)}, seed {trial.params.get(SEED)}: {outcome}")
 
 
 def run_ablation(*, spec: AblationSpec, storage: str | None = None, study_name: str | None = None, workers: int = 1,
@@ -245,49 +258,26 @@ def run_ablation(*, spec: AblationSpec, storage: str | None = None, study_name: 
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers = {workers!r} is invalid: expected an integer >= 1", field="workers")
-    settings = StorageSettings(prepare_url(storage), heartbeat_interval_s, grace_period_s)
-    rdb = settings.open()
-    study = open_ablation(spec, rdb, study_name)
-    with study_lock(rdb, study.study_name):
-        total = queue_failed_cells(study, spec)
-    done_before = len(done_cells(study.get_trials(deepcopy=False)))
-    if verbose:
-        print(f"ablation {study.study_name!r}: {len(spec.cells)} cells, {done_before} done, "
-              f"{len(spec.cells) - done_before} to run", flush=True)
-    quota = TrialQuota(None)
-    ran: list[Cell] = []
-    interrupted = False
-    with interrupts_stop_cleanly():
-        try:
-            if workers == 1:
-                ran = _work(spec, study.study_name, settings, total, quota, verbose)
-            else:
-                arguments = [(spec, study.study_name, settings, total, quota, verbose)] * workers
-                ran = [cell for cells in run_in_processes(_work, arguments) for cell in cells]
-        except KeyboardInterrupt:
-            interrupted = True
-    left = sorted(set(spec.cells) - done_cells(study.get_trials(deepcopy=False)))
-    return AblationOutcome(study.study_name, tuple(ran), done_before, tuple(left), interrupted)
+    job = AblationJob(spec, study_name or spec.default_study_name,
+                      StorageSettings(prepare_url(storage), heartbeat_interval_s, grace_period_s), verbose)
+    finished_before: set[int] = set()
+    done_before = 0
 
-
-def _work(spec: AblationSpec, study_name: str, storage: StorageSettings, total: int, quota: TrialQuota,
-          verbose: bool) -> list[Cell]:
-    """One worker: run grid cells until GridSampler has handed out every cell and the queue is empty."""
-    study = optuna.load_study(study_name=study_name, storage=storage.open(), sampler=grid_sampler(spec))
-    ran: list[Cell] = []
-
-    def finished(trial: FrozenTrial) -> None:
-        cell = cell_of(trial)
-        if cell is not None:
-            ran.append(cell)
+    def started(plan: Plan, _trials_before: int) -> None:
+        nonlocal done_before
+        trials = plan.study.get_trials(deepcopy=False)
+        finished_before.update(t.number for t in trials if t.state.is_finished())
+        done_before = len(done_cells(trials))
         if verbose:
-            outcome = (f"final return {trial.value:.1f}" if trial.state == TrialState.COMPLETE
-                       else f"{trial.state.name}: {trial.user_attrs.get(FAIL_REASON, '')}")
-            print(f"  trial {trial.number}: buffer {trial.params.get(BUFFER_SIZE)}, target interval "
-                  f"{trial.params.get(TARGET_INTERVAL)}, seed {trial.params.get(SEED)}: {outcome}", flush=True)
+            print(f"ablation {job.study_name!r}: {len(spec.cells)} cells, {done_before} done, "
+                  f"{len(spec.cells) - done_before} to run", flush=True)
 
-    run_trials(study, cell_objective(spec), quota, total_trials=total, on_trial=finished)
-    return ran
+    outcome = run_job(job, trials=None, workers=workers, on_start=started)
+    trials = outcome.study.get_trials(deepcopy=False)
+    ran = [cell for t in trials if t.state.is_finished() and t.number not in finished_before
+           and (cell := cell_of(t)) is not None]
+    left = sorted(set(spec.cells) - done_cells(trials))
+    return AblationOutcome(job.study_name, tuple(ran), done_before, tuple(left), outcome.interrupted)
 
 
 def _sorted_values(name: str, values: Iterable[int]) -> tuple[int, ...]:

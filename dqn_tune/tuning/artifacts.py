@@ -9,9 +9,9 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import StorageError
 from dqn_tune.plots import learning_curve_figure, save_figure
-from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.tuning.storage import artifact_dir
 
 LEARNING_CURVE_PNG = "learning_curve.png"

@@ -78,34 +78,42 @@ def trial_seeds(study_seed: int, trial_number: int, count: int) -> list[int]:
 
 def make_objective(settings: ObjectiveSettings,
                    artifact_store: FileSystemArtifactStore | None = None) -> Callable[[optuna.Trial], float]:
-    """The Optuna objective for `settings`; with `artifact_store`, each trial uploads its learning curves.
-
-    A pruned run stops its trial (TrialPruned). A diverging run (NaN/inf loss) prunes the trial with
-    records.FAIL_REASON set. Config and finished runs are stored on every trial, pruned ones included.
-    """
+    """The Optuna objective for `settings`: sample a config, then `run_config` on the trial's seeds."""
 
     def objective(trial: optuna.Trial) -> float:
         config = suggest_config(trial, settings.base, settings.space)
-        records.store_config(trial, config)
-        results: list[TrainResult] = []
-        try:
-            seeds = trial_seeds(settings.study_seed, trial.number, settings.seeds)
-            for index, seed in enumerate(seeds):
-                offset = index * config.total_timesteps
-                results.append(train(config, seed=seed, on_eval=_reporter(trial, offset)))
-                if results[-1].stopped_early:
-                    raise optuna.TrialPruned(f"pruned at step {offset + results[-1].steps}")
-                trial.report(results[-1].mean_return, offset + config.total_timesteps)
-                if index + 1 < len(seeds) and trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after seed {index + 1} of {len(seeds)}")
-        except DivergenceError as exc:
-            trial.set_user_attr(records.FAIL_REASON, str(exc))
-            raise optuna.TrialPruned(str(exc)) from None
-        finally:
-            _record(trial, results, artifact_store)
-        return float(np.mean([run_score(result, settings.objective) for result in results]))
+        seeds = trial_seeds(settings.study_seed, trial.number, settings.seeds)
+        return run_config(trial, config, seeds, objective=settings.objective, artifact_store=artifact_store)
 
     return objective
+
+
+def run_config(trial: optuna.Trial, config: DQNConfig, seeds: Sequence[int], *, objective: str = "final",
+               artifact_store: FileSystemArtifactStore | None = None) -> float:
+    """Train `config` once per seed as `trial`; return the mean of the runs' `objective` scores.
+
+    Every evaluation is reported to the trial; a pruned run stops the trial (TrialPruned). A
+    diverging run (NaN/inf loss) prunes the trial with records.FAIL_REASON set: a re-run would
+    only diverge again. Config and finished runs are stored on every trial, pruned ones included;
+    with `artifact_store`, the runs' learning curves are uploaded as a PNG.
+    """
+    records.store_config(trial, config)
+    results: list[TrainResult] = []
+    try:
+        for index, seed in enumerate(seeds):
+            offset = index * config.total_timesteps
+            results.append(train(config, seed=seed, on_eval=_reporter(trial, offset)))
+            if results[-1].stopped_early:
+                raise optuna.TrialPruned(f"pruned at step {offset + results[-1].steps}")
+            trial.report(results[-1].mean_return, offset + config.total_timesteps)
+            if index + 1 < len(seeds) and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after seed {index + 1} of {len(seeds)}")
+    except DivergenceError as exc:
+        trial.set_user_attr(records.FAIL_REASON, str(exc))
+        raise optuna.TrialPruned(str(exc)) from None
+    finally:
+        _record(trial, results, artifact_store)
+    return float(np.mean([run_score(result, objective) for result in results]))
 
 
 def _reporter(trial: optuna.Trial, offset: int) -> Callable[[int, float], bool]:

@@ -1,12 +1,14 @@
-"""What a trial stores about its training runs, as Optuna user attributes.
+"""The storage schema of dqn-tune: every study and trial attribute it writes, and how runs are stored.
 
-Written by the tuning objective and the ablation; read by retrain, reports and the dashboard.
-This module is the one place that knows the attribute names.
+Written by the study runner's jobs (tuning, ablation); read by retrain, reports and the dashboard.
+This module is the one place that knows the attribute names: readers call its functions instead
+of indexing attribute dicts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import optuna
@@ -27,6 +29,18 @@ STEPS_PER_SECOND = "steps_per_second"
 WALL_TIME_S = "wall_time_s"
 FAIL_REASON = "fail_reason"
 """Why a trial failed or was pruned for a reason other than the pruner (e.g. divergence)."""
+
+RETRY_OF = "failed_trial"
+"""System attribute that RetryHeartbeatStaleTrialCallback sets on a retry (the original's number)."""
+
+SETTINGS_ATTR = "dqn_tune"
+"""Study attribute: the settings a tuning study was created with (budget, objective, space...)."""
+COMMANDS_ATTR = "commands"
+"""Study attribute: every command line that ran trials in the study, in order."""
+VERSIONS_ATTR = "versions"
+"""Study attribute: library versions of the machine that created the study."""
+SPEC_ATTR = "ablation"
+"""Study attribute of an ablation study: AblationSpec.to_dict(), read back by its report."""
 
 
 def store_config(trial: optuna.Trial, config: DQNConfig) -> None:
@@ -53,3 +67,25 @@ def trial_config(trial: FrozenTrial) -> DQNConfig:
 def trial_runs(trial: FrozenTrial) -> list[RunRecord]:
     """The per-seed run records of a trial (empty if it stored none)."""
     return [RunRecord.from_dict(data) for data in trial.user_attrs.get(RUNS, [])]
+
+
+def study_settings(study: optuna.Study) -> dict[str, Any] | None:
+    """The settings a tuning study was created with (None for a study dqn-tune did not create)."""
+    return study.user_attrs.get(SETTINGS_ATTR)
+
+
+def study_objective(study: optuna.Study) -> str:
+    """What the study's trial values score (final, best or auc); 'value' when unknown."""
+    return str((study_settings(study) or {}).get("objective", "value"))
+
+
+def ablation_spec(study: optuna.Study) -> dict[str, Any] | None:
+    """The stored definition of an ablation study (None for any other study)."""
+    return study.user_attrs.get(SPEC_ATTR)
+
+
+def record_command(study: optuna.Study, command: str) -> int:
+    """Append `command` to the study's command list; return its index. Call under the study lock."""
+    commands = [*study.user_attrs.get(COMMANDS_ATTR, []), command]
+    study.set_user_attr(COMMANDS_ATTR, commands)
+    return len(commands) - 1

@@ -7,16 +7,21 @@ database, an unreachable server) becomes a StorageError before anything is writt
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from dqn_tune.errors import StorageError
 
@@ -27,6 +32,8 @@ GRACE_PERIOD_S = 20
 """Seconds without a heartbeat after which a RUNNING trial counts as dead (its worker was killed)."""
 MAX_RETRY = 2
 """How many times a trial whose worker died is re-run."""
+SCHEMA_LOCK = "dqn-tune: create Optuna's tables"
+"""Name of the lock under which a process creates Optuna's tables in a new database."""
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -74,17 +81,15 @@ def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_
 
     With `heartbeat`, running trials send a heartbeat every `heartbeat_interval_s`, and a trial whose
     worker died (SIGKILL, power loss) is marked FAIL after `grace_period_s` without one and retried
-    up to MAX_RETRY times.
+    up to MAX_RETRY times. Processes opening a new database at once create its tables one at a time.
     """
     url = prepare_url(url)
     if heartbeat and not 0 < heartbeat_interval_s < grace_period_s:
         raise StorageError(f"heartbeat interval {heartbeat_interval_s}s and grace period {grace_period_s}s are invalid; "
                            "expected 0 < interval < grace period")
-    path = sqlite_path(url)
-    engine_kwargs = {"connect_args": {"timeout": 60}} if path else {"pool_pre_ping": True}
+    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite_path(url) else {"pool_pre_ping": True}
     try:
-        # Two processes creating the tables of one new SQLite file at once crash optuna (alembic_version).
-        with sqlite_lock(path) if path is not None else nullcontext(), warnings.catch_warnings():
+        with _named_lock(url, SCHEMA_LOCK), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat options
             kwargs: dict[str, object] = {}
             if heartbeat:
@@ -94,6 +99,80 @@ def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError, ImportError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise StorageError(f"cannot open storage {url!r}: {reason}") from None
+
+
+def open_existing_storage(url: str | None) -> RDBStorage:
+    """Open `url` without heartbeats, for commands that only look at studies (report, dashboard, retrain):
+    a SQLite file that does not exist is a StorageError, not a new database."""
+    url = prepare_url(url)
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise StorageError(f"no SQLite database at {str(path)!r} (storage {url!r}); check --storage, "
+                           "or create a study first with 'dqn-tune tune'")
+    return open_storage(url, heartbeat=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """How every process of a command opens the storage (picklable)."""
+
+    url: str
+    heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S
+    grace_period_s: int = GRACE_PERIOD_S
+
+    def open(self) -> RDBStorage:
+        """The storage, with heartbeats: a trial whose worker died is failed after the grace period and retried."""
+        return open_storage(self.url, heartbeat_interval_s=self.heartbeat_interval_s,
+                            grace_period_s=self.grace_period_s)
+
+
+def public_url(url: str) -> str:
+    """`url` with its password hidden, for everything the tool prints or stores."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+@contextmanager
+def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
+    """Hold the lock of `study_name` in `storage`, shared by every process using that study: a file lock
+    beside a SQLite file, a PostgreSQL advisory lock (across machines); other backends are not locked."""
+    if storage.engine.dialect.name == "postgresql":
+        with storage.engine.connect() as connection, _advisory_lock(connection, study_name):
+            yield
+    else:
+        with _named_lock(storage.url, study_name):
+            yield
+
+
+@contextmanager
+def _named_lock(url: str, name: str) -> Iterator[None]:
+    """A lock shared by the processes using the database at `url`: on SQLite one file lock per database
+    (whatever `name`), on PostgreSQL an advisory lock per name over its own connection."""
+    path = sqlite_path(url)
+    if path is not None:
+        with sqlite_lock(path):
+            yield
+    elif make_url(url).get_backend_name() == "postgresql":
+        engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection, _advisory_lock(connection, name):
+                yield
+        finally:
+            engine.dispose()
+    else:
+        yield
+
+
+@contextmanager
+def _advisory_lock(connection: Connection, name: str) -> Iterator[None]:
+    key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+    try:
+        yield
+    finally:
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
 
 @contextmanager

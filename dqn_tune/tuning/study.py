@@ -1,4 +1,4 @@
-"""run_study: create or resume a study, run its trials in one or several processes, summarise it.
+"""run_study: the tuning job on the study runner: create or resume a study, run trials, summarise it.
 
 Every check that can fail on user input (search space, sampler, storage, an existing study's
 direction and budget) runs before anything is written to the storage.
@@ -7,13 +7,11 @@ direction and budget) runs before anything is written to the storage.
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
 import optuna
 import optuna_dashboard
 from optuna.storages import RDBStorage
@@ -24,26 +22,17 @@ from dqn_tune.errors import StorageError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.algorithms import make_pruner, make_sampler
 from dqn_tune.tuning.artifacts import make_artifact_store
-from dqn_tune.tuning.interrupts import interrupts_stop_cleanly
 from dqn_tune.tuning.objective import ObjectiveSettings, make_objective
+from dqn_tune.tuning.runner import JobOutcome, Plan, run_job
 from dqn_tune.tuning.storage import (
-    GRACE_PERIOD_S,
-    HEARTBEAT_INTERVAL_S,
+    StorageSettings,
     artifact_dir,
-    open_storage,
-    sqlite_path,
+    public_url,
     study_names,
 )
-from dqn_tune.tuning.trial_loop import TrialQuota, run_trials
-from dqn_tune.tuning.workers import WorkerError, run_in_processes
+from dqn_tune.tuning.trial_loop import Objective
 from dqn_tune.versions import library_versions
 
-SETTINGS_ATTR = "dqn_tune"
-"""Study user attribute: the settings the study was created with (budget, objective, space...)."""
-COMMANDS_ATTR = "commands"
-"""Study user attribute: every command line that ran trials in the study, in order."""
-VERSIONS_ATTR = "versions"
-"""Study user attribute: library versions of the machine that created the study."""
 MUST_MATCH = ("env_id", "total_timesteps", "eval_episodes", "objective")
 """Settings that define what a trial's value means: resuming with other values is refused."""
 
@@ -53,7 +42,7 @@ class TuneSettings:
     """Everything a worker needs to run trials of a study (picklable)."""
 
     study_name: str
-    storage_url: str
+    storage: StorageSettings
     objective: ObjectiveSettings
     sampler: str = "tpe"
     pruner: str = "median"
@@ -61,16 +50,45 @@ class TuneSettings:
     """Upload each trial's learning-curve PNG to the artifact store beside the storage."""
     total_trials: int | None = None
     """Cap on the study's trials across all processes and machines."""
-    heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S
-    grace_period_s: int = GRACE_PERIOD_S
+
+    @property
+    def storage_url(self) -> str:
+        """The storage's SQLAlchemy URL."""
+        return self.storage.url
+
+    @property
+    def seed(self) -> int:
+        """The study seed: samplers and every trial's training seeds derive from it."""
+        return self.objective.study_seed
 
     def to_attr(self) -> dict[str, Any]:
-        """The study attribute SETTINGS_ATTR."""
+        """The study attribute records.SETTINGS_ATTR."""
         base = self.objective.base
         return {"env_id": base.env_id, "total_timesteps": base.total_timesteps, "eval_episodes": base.eval_episodes,
                 "objective": self.objective.objective, "seeds": self.objective.seeds, "seed": self.objective.study_seed,
                 "sampler": self.sampler, "pruner": self.pruner, "base_config": base.to_dict(),
                 "search_space": self.objective.space.to_dict()}
+
+    def prepare(self, storage: RDBStorage, command: str) -> Plan:
+        """Create the study, or load it and refuse to mix incomparable trials; record the command."""
+        study, created = _create_or_load(storage, self, command)
+        return Plan(study, created, self.total_trials, records.record_command(study, command))
+
+    def load(self, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
+        """The study with this worker's sampler and the pruner."""
+        base = self.objective.base
+        return optuna.load_study(
+            study_name=self.study_name, storage=storage, sampler=make_sampler(self.sampler, sampler_seed),
+            pruner=make_pruner(self.pruner, total_timesteps=base.total_timesteps, eval_freq=base.eval_freq,
+                               seeds=self.objective.seeds))
+
+    def trial_objective(self) -> Objective:
+        """Sample, train on the trial's seeds, record, upload the learning curve."""
+        return make_objective(self.objective, make_artifact_store(self.storage.url) if self.artifacts else None)
+
+    def describe(self, trial: FrozenTrial) -> str | None:
+        """Nothing per trial: `dqn-tune tune` shows a progress bar."""
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,79 +148,44 @@ def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, c
         raise ValueError("give trials, total_trials or both")
     settings.objective.space.check(settings.objective.base)
     make_sampler(settings.sampler, settings.objective.study_seed)
-    storage = _open(settings)
-    if storage.engine.dialect.name == "sqlite" and sqlite_path(storage.url) is None:
-        raise StorageError(f"storage {settings.storage_url!r} is in memory; a study needs a file or a server, "
-                           "e.g. sqlite:///studies/dqn_tune.db")
-    study, created = _create_or_load(storage, settings, command)
-    before = len(study.get_trials(deepcopy=False))
-    echo(f"{'created' if created else 'resuming'} study {settings.study_name!r} in {settings.storage_url}: "
-         f"{before} trials already" + (f" ({_counts_text(_state_counts(study.get_trials()))})" if before else ""))
-    quota = TrialQuota(trials)
-    left = [n for n in (trials, None if settings.total_trials is None else max(0, settings.total_trials - before))
-            if n is not None]
-    bar = _Progress(study, min(left), enabled=progress)
-    start = time.perf_counter()
-    interrupted, worker_error = False, None
-    with interrupts_stop_cleanly():
-        try:
-            if workers == 1:
-                _work(settings, quota, _sampler_seed(settings, before, 0), lambda _: bar.update(quota.finished))
-            else:
-                run_in_processes(_work, [(settings, quota, _sampler_seed(settings, before, index))
-                                         for index in range(workers)], poll=lambda: bar.update(quota.finished))
-        except KeyboardInterrupt:
-            interrupted = True
-        except WorkerError as exc:
-            worker_error = str(exc)
-        finally:
+    bar: _Progress | None = None
+
+    def started(plan: Plan, before: int) -> None:
+        nonlocal bar
+        echo(f"{'created' if plan.created else 'resuming'} study {settings.study_name!r} in "
+             f"{public_url(settings.storage_url)}: {before} trials already"
+             + (f" ({_counts_text(_state_counts(plan.study.get_trials()))})" if before else ""))
+        left = [n for n in (trials, None if settings.total_trials is None else max(0, settings.total_trials - before))
+                if n is not None]
+        bar = _Progress(plan.study, min(left), enabled=progress)
+
+    try:
+        outcome = run_job(settings, trials=trials, workers=workers, command=command, on_start=started,
+                          on_progress=lambda finished: bar.update(finished) if bar else None)
+    finally:
+        if bar is not None:
             bar.close()
-    return summarize(study, settings, trials_before=before, trials_run=quota.finished,
-                     wall_time_s=time.perf_counter() - start, interrupted=interrupted, worker_error=worker_error)
+    return summarize(outcome, settings)
 
 
-def summarize(study: optuna.Study, settings: TuneSettings, *, trials_before: int, trials_run: int,
-              wall_time_s: float, interrupted: bool = False, worker_error: str | None = None) -> StudySummary:
-    """The StudySummary of `study` after a run."""
+def summarize(outcome: JobOutcome, settings: TuneSettings) -> StudySummary:
+    """The StudySummary of a tuning job's outcome."""
+    study = outcome.study
     all_trials = study.get_trials(deepcopy=False)
     counts = _state_counts(all_trials)
     diverged = sum(t.state == TrialState.PRUNED and records.FAIL_REASON in t.user_attrs for t in all_trials)
     best = _best_trial(study)
-    url = shlex.quote(settings.storage_url)
+    url = shlex.quote(public_url(settings.storage_url))
     dashboard = f"optuna-dashboard {url}"
     if settings.artifacts:
         dashboard += f" --artifact-dir {shlex.quote(str(artifact_dir(settings.storage_url)))}"
     return StudySummary(
-        study_name=settings.study_name, storage_url=settings.storage_url, trials_before=trials_before,
-        trials_run=trials_run, counts=counts, diverged=diverged,
+        study_name=settings.study_name, storage_url=public_url(settings.storage_url),
+        trials_before=outcome.trials_before, trials_run=outcome.finished, counts=counts, diverged=diverged,
         best_number=best.number if best else None, best_value=best.value if best else None,
-        best_params=dict(best.params) if best else {}, wall_time_s=wall_time_s, dashboard_command=dashboard,
+        best_params=dict(best.params) if best else {}, wall_time_s=outcome.wall_time_s, dashboard_command=dashboard,
         retrain_command=f"dqn-tune retrain --study-name {shlex.quote(settings.study_name)} --storage {url}",
-        interrupted=interrupted, worker_error=worker_error)
-
-
-def _work(settings: TuneSettings, quota: TrialQuota, sampler_seed: int,
-          on_trial: Callable[[FrozenTrial], None] | None = None) -> None:
-    """One worker: open the study with its own sampler and run trials until the quota or cap is reached."""
-    base = settings.objective.base
-    study = optuna.load_study(
-        study_name=settings.study_name, storage=_open(settings), sampler=make_sampler(settings.sampler, sampler_seed),
-        pruner=make_pruner(settings.pruner, total_timesteps=base.total_timesteps, eval_freq=base.eval_freq,
-                           seeds=settings.objective.seeds))
-    store = make_artifact_store(settings.storage_url) if settings.artifacts else None
-    run_trials(study, make_objective(settings.objective, store), quota, total_trials=settings.total_trials,
-               on_trial=on_trial)
-
-
-def _open(settings: TuneSettings) -> RDBStorage:
-    return open_storage(settings.storage_url, heartbeat_interval_s=settings.heartbeat_interval_s,
-                        grace_period_s=settings.grace_period_s)
-
-
-def _sampler_seed(settings: TuneSettings, trials_before: int, worker_index: int) -> int:
-    """A sampler seed per worker and resume point: same --seed, same study; never two workers alike."""
-    entropy = [settings.objective.study_seed, trials_before, worker_index]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+        interrupted=outcome.interrupted, worker_error=outcome.worker_error)
 
 
 def _create_or_load(storage: RDBStorage, settings: TuneSettings, command: str) -> tuple[optuna.Study, bool]:
@@ -217,25 +200,24 @@ def _create_or_load(storage: RDBStorage, settings: TuneSettings, command: str) -
     if not created:
         study = optuna.load_study(study_name=name, storage=storage)
         _check_compatible(study, settings)
-    if created or SETTINGS_ATTR not in study.user_attrs:
-        study.set_user_attr(SETTINGS_ATTR, settings.to_attr())
-        study.set_user_attr(VERSIONS_ATTR, library_versions())
+    if created or records.study_settings(study) is None:
+        study.set_user_attr(records.SETTINGS_ATTR, settings.to_attr())
+        study.set_user_attr(records.VERSIONS_ATTR, library_versions())
         optuna_dashboard.save_note(study, _note(settings, command))
-    study.set_user_attr(COMMANDS_ATTR, [*study.user_attrs.get(COMMANDS_ATTR, []), command])
     return study, created
 
 
 def _check_compatible(study: optuna.Study, settings: TuneSettings) -> None:
     """Refuse to add trials whose values would not be comparable with the study's."""
-    where = f"study {settings.study_name!r} in {settings.storage_url}"
+    where = f"study {settings.study_name!r} in {public_url(settings.storage_url)}"
     if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
         directions = ", ".join(d.name.lower() for d in study.directions)
         raise StorageError(f"{where} has direction {directions}; dqn-tune maximizes the evaluation return: "
                            "use another --study-name")
-    stored = study.user_attrs.get(SETTINGS_ATTR)
+    stored = records.study_settings(study)
     if stored is None:
         if study.get_trials(deepcopy=False):
-            raise StorageError(f"{where} was not made by dqn-tune (no {SETTINGS_ATTR!r} attribute); "
+            raise StorageError(f"{where} was not made by dqn-tune (no {records.SETTINGS_ATTR!r} attribute); "
                                "use another --study-name")
         return
     wanted = settings.to_attr()
@@ -259,7 +241,7 @@ def _note(settings: TuneSettings, command: str) -> str:
             f"### Search space\n\n{space}\n\n### Fixed hyperparameters\n\n```\n{fixed}\n```\n\n"
             "Run the same command again (on this or other machines sharing the storage) to add trials. "
             "Retrain the best trial with `dqn-tune retrain --study-name "
-            f"{settings.study_name} --storage {settings.storage_url}`.\n")
+            f"{settings.study_name} --storage {public_url(settings.storage_url)}`.\n")
 
 
 def _state_counts(trials: list[FrozenTrial]) -> dict[str, int]:

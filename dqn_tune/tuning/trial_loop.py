@@ -14,12 +14,17 @@ from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.errors import DQNTuneError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.interrupts import deferred_interrupts, raise_if_interrupted
+from dqn_tune.tuning.optuna_internals import (
+    frozen,
+    heartbeat,
+    optimize_loop,
+    stop_requested,
+)
 from dqn_tune.tuning.trial_queue import ask_trial
 
 LOGGER = logging.getLogger(__name__)
@@ -63,21 +68,15 @@ def run_trials(study: optuna.Study, objective: Objective, quota: TrialQuota, *, 
 
     An exception other than DQNTuneError fails its trial and is re-raised; KeyboardInterrupt too.
     """
-    # As in study.optimize: lets samplers such as GridSampler call study.stop() when they run out.
-    study._thread_local.in_optimize_loop = True
-    study._stop_flag = False
-    try:
-        while not study._stop_flag and quota.take():
+    with optimize_loop(study):  # as in study.optimize: GridSampler may stop the study when its grid is done
+        while not stop_requested(study) and quota.take():
             raise_if_interrupted()
-            frozen = _run_one(study, objective, total_trials)
-            if frozen is None:
+            finished = _run_one(study, objective, total_trials)
+            if finished is None:
                 break
             quota.finish()
             if on_trial is not None:
-                on_trial(frozen)
-    finally:
-        study._thread_local.in_optimize_loop = False
-        study._storage.remove_session()
+                on_trial(finished)
 
 
 def _run_one(study: optuna.Study, objective: Objective, total_trials: int | None) -> FrozenTrial | None:
@@ -88,7 +87,7 @@ def _run_one(study: optuna.Study, objective: Objective, total_trials: int | None
             trial = ask_trial(study, total_trials=total_trials)
         if trial is None:
             return None
-        with get_heartbeat_thread(trial._trial_id, study._storage):
+        with heartbeat(study, trial):
             state, value, error = _call(objective, trial)
         with deferred_interrupts():
             _tell(study, trial, value, state)
@@ -96,18 +95,18 @@ def _run_one(study: optuna.Study, objective: Objective, total_trials: int | None
     except KeyboardInterrupt:
         if trial is not None and not told:
             with deferred_interrupts():
-                if not study._storage.get_trial(trial._trial_id).state.is_finished():
+                if not frozen(study, trial).state.is_finished():
                     trial.set_user_attr(records.FAIL_REASON, INTERRUPTED)
                 _tell(study, trial, None, TrialState.FAIL)
         raise
     if error is not None:
         raise error
-    return study._storage.get_trial(trial._trial_id)
+    return frozen(study, trial)
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None) -> None:
     """Finish the trial, unless another process already failed it (its heartbeat went stale meanwhile)."""
-    if study._storage.get_trial(trial._trial_id).state.is_finished():
+    if frozen(study, trial).state.is_finished():
         LOGGER.warning("trial %d was failed by another worker (no heartbeat for the grace period); "
                        "it is retried, this result is dropped", trial.number)
     study.tell(trial, value, state=state, skip_if_finished=True)

@@ -11,48 +11,12 @@ a file lock beside the SQLite file, or a PostgreSQL advisory lock (which also ma
 
 from __future__ import annotations
 
-import hashlib
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import optuna
-from optuna.exceptions import ExperimentalWarning
-from optuna.storages import RDBStorage
 from optuna.trial import TrialState
-from sqlalchemy import text
 
-from dqn_tune.tuning.storage import sqlite_lock, sqlite_path
-
-RETRY_OF = "failed_trial"
-"""System attribute that RetryHeartbeatStaleTrialCallback sets on a retry (the original's number)."""
-
-
-@contextmanager
-def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
-    """Hold the lock of `study_name` in `storage` (shared by all processes using that study)."""
-    path = sqlite_path(storage.url)
-    if path is not None:
-        with sqlite_lock(path):
-            yield
-    elif storage.engine.dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.blake2b(study_name.encode(), digest_size=8).digest(), "big", signed=True)
-        with storage.engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            try:
-                yield
-            finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-    else:
-        yield
-
-
-def rdb_storage(study: optuna.Study) -> RDBStorage:
-    """The RDBStorage under a study (optuna wraps it in a cache layer); TypeError for other storages."""
-    storage = getattr(study._storage, "_backend", study._storage)
-    if not isinstance(storage, RDBStorage):
-        raise TypeError(f"dqn-tune studies need an RDBStorage, got {type(storage).__name__}")
-    return storage
+from dqn_tune.tuning.optuna_internals import fail_stale_trials, rdb_storage, trial_id
+from dqn_tune.tuning.records import RETRY_OF
+from dqn_tune.tuning.storage import study_lock
 
 
 def counted_trials(study: optuna.Study) -> int:
@@ -69,13 +33,11 @@ def ask_trial(study: optuna.Study, *, total_trials: int | None = None) -> optuna
     """
     storage = rdb_storage(study)
     with study_lock(storage, study.study_name):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        fail_stale_trials(study)
         if total_trials is not None and counted_trials(study) >= total_trials and not study.get_trials(
                 deepcopy=False, states=(TrialState.WAITING,)):
             return None
         trial = study.ask()
         if storage.get_heartbeat_interval() is not None:
-            storage.record_heartbeat(trial._trial_id)
+            storage.record_heartbeat(trial_id(trial))
         return trial

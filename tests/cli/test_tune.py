@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from dqn_tune.cli import main
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.tuning import records
-from dqn_tune.tuning.study import COMMANDS_ATTR
+from dqn_tune.tuning.records import COMMANDS_ATTR
 
 TINY = ["--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
         "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts"]

@@ -15,9 +15,9 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.tuning import records
+from dqn_tune.tuning.records import RETRY_OF
 from dqn_tune.tuning.storage import open_storage, study_names
 from dqn_tune.tuning.trial_loop import INTERRUPTED
-from dqn_tune.tuning.trial_queue import RETRY_OF
 
 TINY = ["--learning-starts", "100", "--eval-curve-episodes", "2", "--eval-episodes", "2", "--hidden-sizes", "32,32",
         "--batch-size", "32", "--seeds", "1", "--no-artifacts", "--heartbeat-interval", "1", "--grace-period", "2"]

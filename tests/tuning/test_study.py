@@ -12,7 +12,9 @@ from optuna_dashboard._note import get_note_from_system_attrs
 
 from dqn_tune.errors import StorageError
 from dqn_tune.tuning.storage import sqlite_path
-from dqn_tune.tuning.study import COMMANDS_ATTR, SETTINGS_ATTR, VERSIONS_ATTR, TuneSettings, run_study
+from dqn_tune.tuning.storage import StorageSettings
+from dqn_tune.tuning.records import COMMANDS_ATTR, SETTINGS_ATTR, VERSIONS_ATTR
+from dqn_tune.tuning.study import TuneSettings, run_study
 
 
 def load(settings: TuneSettings) -> optuna.Study:
@@ -49,7 +51,7 @@ def test_study_is_created_recorded_and_resumed(tune_settings: TuneSettings) -> N
 def test_same_seed_gives_the_same_study(tmp_path: Path, tune_settings: TuneSettings) -> None:
     def trials(url: str, seed: int) -> list[tuple[dict, float | None]]:
         objective = dataclasses.replace(tune_settings.objective, study_seed=seed)
-        settings = dataclasses.replace(tune_settings, storage_url=url, objective=objective)
+        settings = dataclasses.replace(tune_settings, storage=StorageSettings(url), objective=objective)
         run_study(settings, trials=3, echo=lambda _: None)
         return [(t.params, t.value) for t in load(settings).trials]
 

@@ -1,0 +1,157 @@
+"""run_job: the one study runner. Tuning, the grid ablation and validation are jobs it runs.
+
+A job says three things: how to create or load its study (checked, and its settings recorded,
+under the study lock before any trial starts), how a worker process opens the study (sampler,
+pruner), and which objective a trial runs. The runner does the rest the same way for every job:
+open the storage with heartbeats, share a trial quota between `workers` processes (or run in
+this one), stop cleanly on SIGINT/SIGTERM (running trials failed, `interrupted` set), and report
+a worker's failure instead of hiding it. Each trial goes through `trial_loop.run_trials`: asked
+exclusively, run under a heartbeat, told.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import numpy as np
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial
+
+from dqn_tune.errors import StorageError
+from dqn_tune.tuning.interrupts import interrupts_stop_cleanly
+from dqn_tune.tuning.storage import StorageSettings, public_url, sqlite_path, study_lock
+from dqn_tune.tuning.trial_loop import Objective, TrialQuota, run_trials
+from dqn_tune.tuning.workers import WorkerError, run_in_processes
+
+
+class Plan(NamedTuple):
+    """What a job's `prepare` decided for this command."""
+
+    study: optuna.Study
+    created: bool
+    """Whether this command created the study."""
+    total_trials: int | None
+    """Cap on the study's counted trials across all processes and machines (None: no cap)."""
+    run_index: int = 0
+    """This command's index among the commands that ran the study (keeps samplers of simultaneous
+    commands apart)."""
+
+
+class StudyJob(Protocol):
+    """One kind of study the runner can run; must pickle (it is sent to worker processes)."""
+
+    @property
+    def study_name(self) -> str:
+        """The study's name in the storage."""
+        ...
+
+    @property
+    def storage(self) -> StorageSettings:
+        """How every process opens the storage."""
+        ...
+
+    @property
+    def seed(self) -> int:
+        """The seed its workers' samplers are derived from."""
+        ...
+
+    def prepare(self, storage: RDBStorage, command: str) -> Plan:
+        """Create or load the study, refuse an incompatible one before writing anything, record the
+        settings and `command`. Called once per command, under the study lock."""
+        ...
+
+    def load(self, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
+        """The study as a worker opens it: with the job's sampler (seeded with `sampler_seed`) and pruner."""
+        ...
+
+    def trial_objective(self) -> Objective:
+        """What a trial runs (called once per worker process)."""
+        ...
+
+    def describe(self, trial: FrozenTrial) -> str | None:
+        """A line printed when `trial` finishes, or None to print nothing."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """What one `run_job` call did."""
+
+    study: optuna.Study
+    created: bool
+    trials_before: int
+    """Trials the study held before this command ran any."""
+    finished: int
+    """Trials finished by this command, in every process."""
+    wall_time_s: float
+    interrupted: bool = False
+    worker_error: str | None = None
+
+
+def sampler_seed(seed: int, run_index: int, worker_index: int) -> int:
+    """A sampler seed per command and worker: the same --seed makes the same study, while two commands
+    sharing a study (or two workers of one) never sample alike."""
+    return int(np.random.SeedSequence([seed, run_index, worker_index]).generate_state(1)[0])
+
+
+def open_for_job(job: StudyJob) -> RDBStorage:
+    """The job's storage; an in-memory SQLite database is refused (a study must outlive the command)."""
+    storage = job.storage.open()
+    if storage.engine.dialect.name == "sqlite" and sqlite_path(storage.url) is None:
+        raise StorageError(f"storage {public_url(job.storage.url)!r} is in memory; a study needs a file or a "
+                           "server, e.g. sqlite:///studies/dqn_tune.db")
+    return storage
+
+
+def run_job(job: StudyJob, *, trials: int | None, workers: int = 1, command: str = "",
+            on_progress: Callable[[int], None] | None = None, on_start: Callable[[Plan, int], None] | None = None,
+            ) -> JobOutcome:
+    """Prepare the job's study, then run up to `trials` trials (None: until the plan's cap) in `workers` processes.
+
+    `on_start(plan, trials_before)` is called once the study is ready; `on_progress(finished)` after each
+    trial in this process, and about every second while worker processes run.
+    """
+    storage = open_for_job(job)
+    with study_lock(storage, job.study_name):
+        plan = job.prepare(storage, command)
+    before = len(plan.study.get_trials(deepcopy=False))
+    if on_start is not None:
+        on_start(plan, before)
+    quota = TrialQuota(trials)
+    progress = on_progress or (lambda _finished: None)
+    start = time.perf_counter()
+    interrupted, worker_error = False, None
+    with interrupts_stop_cleanly():
+        try:
+            if workers == 1:
+                _work(job, plan.total_trials, quota, sampler_seed(job.seed, plan.run_index, 0),
+                      lambda _trial: progress(quota.finished))
+            else:
+                arguments = [(job, plan.total_trials, quota, sampler_seed(job.seed, plan.run_index, index))
+                             for index in range(workers)]
+                run_in_processes(_work, arguments, poll=lambda: progress(quota.finished))
+        except KeyboardInterrupt:
+            interrupted = True
+        except WorkerError as exc:
+            worker_error = str(exc)
+    return JobOutcome(plan.study, plan.created, before, quota.finished, time.perf_counter() - start,
+                      interrupted, worker_error)
+
+
+def _work(job: StudyJob, total_trials: int | None, quota: TrialQuota, seed: int,
+          on_trial: Callable[[FrozenTrial], None] | None = None) -> None:
+    """One worker: open the study the job's way and run its trials until the quota or the cap is reached."""
+    study = job.load(job.storage.open(), seed)
+
+    def finished(trial: FrozenTrial) -> None:
+        line = job.describe(trial)
+        if line is not None:
+            print(line, flush=True)
+        if on_trial is not None:
+            on_trial(trial)
+
+    run_trials(study, job.trial_objective(), quota, total_trials=total_trials, on_trial=finished)

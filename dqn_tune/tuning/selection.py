@@ -1,0 +1,34 @@
+"""Which trial of a study to take forward: a chosen number, or the best."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.errors import StorageError
+from dqn_tune.tuning.records import trial_config
+from dqn_tune.tuning.storage import load_study, open_existing_storage
+
+
+def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """Trial `number` of the study (default: the best); it must be COMPLETE."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise StorageError(f"study {study.study_name!r} has no complete trial "
+                           f"({len(study.trials)} trial(s) in other states); run or resume the study first")
+    if number is None:
+        return study.best_trial
+    trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise StorageError(f"trial {number} not found in study {study.study_name!r}; "
+                           f"its trials are numbered 0 to {max(trials)}")
+    if trials[number].state != TrialState.COMPLETE:
+        raise StorageError(f"trial {number} of study {study.study_name!r} is {trials[number].state.name}; "
+                           f"only COMPLETE trials can be retrained (the best is trial {study.best_trial.number})")
+    return trials[number]
+
+
+def best_config(storage_url: str | None, study_name: str) -> DQNConfig:
+    """The config of the best trial of an existing study."""
+    return trial_config(choose_trial(load_study(open_existing_storage(storage_url), study_name), None))

@@ -1,0 +1,60 @@
+"""The private-API adapter against the installed Optuna: each test fails when an upgrade changes what it relies on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.samplers import GridSampler
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from dqn_tune.tuning import optuna_internals as internals
+from dqn_tune.tuning.storage import open_storage
+
+
+def new_study(tmp_path: Path, *, heartbeat: bool = False, **kwargs: object) -> optuna.Study:
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat=heartbeat, heartbeat_interval_s=1,
+                           grace_period_s=2)
+    return optuna.create_study(study_name="s", storage=storage, **kwargs)  # type: ignore[arg-type]
+
+
+def test_grid_sampler_stops_the_study_inside_the_optimize_loop(tmp_path: Path) -> None:
+    study = new_study(tmp_path, sampler=GridSampler({"x": [1, 2]}, seed=0))
+    cells = set()
+    with internals.optimize_loop(study):
+        while not internals.stop_requested(study):
+            trial = study.ask()
+            value = trial.suggest_categorical("x", [1, 2])
+            study.tell(trial, float(value))
+            cells.add(internals.grid_id(study.trials[-1]))
+    assert cells == {0, 1} and len(study.trials) == 2
+    assert not study._thread_local.in_optimize_loop  # the loop flag is reset on exit
+
+
+def test_grid_id_is_none_for_a_trial_of_another_sampler(tmp_path: Path) -> None:
+    study = new_study(tmp_path)
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    assert internals.grid_id(study.trials[0]) is None
+
+
+def test_rdb_storage_finds_the_storage_under_optunas_cache(tmp_path: Path) -> None:
+    study = new_study(tmp_path)
+    assert isinstance(internals.rdb_storage(study), RDBStorage)
+    with pytest.raises(TypeError, match="need an RDBStorage"):
+        internals.rdb_storage(optuna.create_study())
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_heartbeat_keeps_a_trial_alive_and_fail_stale_trials_fails_a_silent_one(tmp_path: Path) -> None:
+    study = new_study(tmp_path, heartbeat=True)
+    alive, silent = study.ask(), study.ask()
+    internals.rdb_storage(study).record_heartbeat(internals.trial_id(silent))
+    with internals.heartbeat(study, alive):
+        time.sleep(3)  # past the 2 s grace period: only `silent` stopped sending heartbeats
+        internals.fail_stale_trials(study)
+    assert internals.frozen(study, alive).state == TrialState.RUNNING
+    assert internals.frozen(study, silent).state == TrialState.FAIL
+    assert internals.trial_id(alive) != internals.trial_id(silent)
