@@ -170,7 +170,7 @@ def train_seeds(config: DQNConfig, seeds: Sequence[int], *, on_eval: GroupEvalCa
                 for _ in range(config.gradient_steps):
                     losses = member_losses(buffer.sample(config.batch_size, device), q_network, target_network, config)
                     loss_values = losses.tolist()  # a NaN/inf loss stops its member before it reaches the weights
-                    for k in [k for k in running if not math.isfinite(loss_values[k])]:
+                    for k in [member for member in running if not math.isfinite(loss_values[member])]:
                         logs[k].diverged = DivergenceError(step, loss_values[k])
                         _stop(logs[k], step, updates, target_updates)
                         if not (config.keep_best and logs[k].best.step >= 0):
