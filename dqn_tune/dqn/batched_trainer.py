@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from dqn_tune.dqn.batched_evaluation import run_member_episodes
 from dqn_tune.dqn.batched_replay import MemberReplayBuffer
-from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.config import DQNConfig, check_seed
 from dqn_tune.dqn.envs import make_env, space_dims
 from dqn_tune.dqn.evaluation import EvalStats
 from dqn_tune.dqn.network import QNetwork
@@ -107,10 +107,13 @@ def train_seeds(config: DQNConfig, seeds: Sequence[int], *, on_eval: GroupEvalCa
     last finite ones, or its best evaluated ones with keep_best); the others go on. Nothing is raised
     for divergence. `on_eval` may stop the whole group (see GroupEvalCallback). `wall_time_s` is the
     group's; `steps_per_second` is the member's steps over it. `device` places networks and minibatches
-    (e.g. "cuda"); envs and the replay buffer stay on the CPU. Deterministic on CPU.
+    (e.g. "cuda"); envs and the replay buffer stay on the CPU. Deterministic on CPU. Raises ConfigError
+    for no seeds or a seed outside 0..2**32 - 1.
     """
     if not seeds:
         raise ConfigError("seeds is empty: expected at least one seed", field="seeds")
+    for i, seed in enumerate(seeds):
+        check_seed(seed, name=f"seeds[{i}]")
     torch.set_num_threads(torch_threads)
     device = torch.device(device)
     n_members = len(seeds)

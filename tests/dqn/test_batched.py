@@ -75,9 +75,10 @@ def test_on_eval_sees_every_member_and_can_stop_the_group(tiny_config: DQNConfig
     assert all(r.stopped_early and r.steps == 400 for r in results)
 
 
-def test_no_seeds_is_an_error(tiny_config: DQNConfig) -> None:
-    with pytest.raises(ConfigError, match="seeds is empty"):
-        train_seeds(tiny_config, [])
+@pytest.mark.parametrize(("seeds", "message"), [([], r"^seeds is empty"), ([0, -1], r"^seeds\[1\] = -1 is invalid")])
+def test_no_seeds_or_a_bad_seed_is_an_error(tiny_config: DQNConfig, seeds: list[int], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train_seeds(tiny_config, seeds)
 
 
 def test_a_member_state_dict_loads_into_a_qnetwork_with_the_same_q_values() -> None:
