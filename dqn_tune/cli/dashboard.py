@@ -7,22 +7,24 @@ import argparse
 from dqn_tune.results.dashboard import DEFAULT_HOST, DEFAULT_PORT, start_dashboard
 from dqn_tune.tuning.storage import DEFAULT_STORAGE
 
+USES_STORAGE = True
 HELP = "open optuna-dashboard on the study storage (trial curves, attributes, learning-curve PNGs)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune dashboard`."""
-    parser.add_argument("--storage", default=None, metavar="URL",
-                        help=f"SQLAlchemy URL of the study storage (default: {DEFAULT_STORAGE})")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port to listen on, 0 for any free port (default: {DEFAULT_PORT})")
+    parser.add_argument("--allow-writes", action="store_true",
+                        help="let the dashboard create, rename and delete studies, edit notes, tell trials and "
+                             "upload or delete artifacts (default: read-only, every other request gets 403)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Start the server, print its URL, serve until Ctrl-C."""
-    server = start_dashboard(args.storage, host=args.host, port=args.port)
+    server = start_dashboard(args.storage, host=args.host, port=args.port, allow_writes=args.allow_writes)
     print(f"optuna-dashboard for {args.storage or DEFAULT_STORAGE} at {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

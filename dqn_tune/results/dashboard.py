@@ -3,22 +3,35 @@
 The app is optuna-dashboard's own (`optuna_dashboard.wsgi`), served by a threaded wsgiref server as
 the `optuna-dashboard` command does; binding here (instead of inside `run_server`) lets a busy port
 be reported before anything is printed, and `port=0` pick a free port.
+
+optuna-dashboard can create, rename and delete studies, edit notes, tell trials and upload or delete
+artifacts, and has no read-only mode; `read_only` wraps its app so that only GET and HEAD reach it,
+unless the caller allows writes.
 """
 
 from __future__ import annotations
 
+import json
 import socketserver
-from typing import cast
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
 
 from dqn_tune.errors import ConfigError
-from dqn_tune.results.existing_storage import open_existing_storage
+from dqn_tune.tuning.storage import open_existing_storage
 from dqn_tune.tuning.artifacts import make_artifact_store
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+READ_METHODS = frozenset({"GET", "HEAD"})
+"""The only methods a read-only dashboard passes on (OPTIONS too is refused: the dashboard's page never sends it)."""
+READ_ONLY_REASON = ("this dashboard is read-only: it answers GET and HEAD only, so studies, trials, notes and "
+                    "artifacts cannot be changed; restart it with 'dqn-tune dashboard --allow-writes' to allow that")
 
 
 class DashboardServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -41,16 +54,37 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
-def start_dashboard(storage_url: str | None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> DashboardServer:
+def read_only(app: WSGIApplication) -> WSGIApplication:
+    """`app` behind a guard that answers 403 to every method but GET and HEAD, before `app` sees the request.
+
+    The body is JSON with a `reason`, which the dashboard's page shows in most of its error messages.
+    """
+    body = json.dumps({"reason": READ_ONLY_REASON}).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if str(environ.get("REQUEST_METHOD", "GET")).upper() in READ_METHODS:
+            return app(environ, start_response)
+        start_response("403 Forbidden", list(headers))
+        return [body]
+
+    return guarded
+
+
+def start_dashboard(storage_url: str | None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                    allow_writes: bool = False) -> DashboardServer:
     """Open the storage and bind the dashboard to host:port; call `serve_forever()` on the result.
 
-    Raises StorageError for a storage that cannot be opened and ConfigError when the address
-    cannot be bound (port in use, unknown host, privileged port).
+    The dashboard only reads unless `allow_writes` (see `read_only`). Raises StorageError for a storage
+    that cannot be opened and ConfigError when the address cannot be bound (port in use, unknown host,
+    privileged port).
     """
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port = {port} is invalid: expected 0-65535 (0 picks a free port)", field="port")
     storage = open_existing_storage(storage_url)
     app = optuna_dashboard.wsgi(storage, artifact_store=make_artifact_store(storage_url))
+    if not allow_writes:
+        app = read_only(app)
     try:
         server = make_server(host, port, app, server_class=DashboardServer, handler_class=QuietHandler)
     except OSError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import subprocess
@@ -16,23 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import optuna_dashboard
 import pytest
+from optuna.artifacts import upload_artifact
 from optuna.trial import TrialState
 
 from dqn_tune.cli import main
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.results.dashboard import DashboardServer, start_dashboard
-from dqn_tune.tuning.artifacts import LEARNING_CURVE_PNG
+from dqn_tune.tuning.artifacts import LEARNING_CURVE_PNG, artifact_dir, make_artifact_store
 from dqn_tune.tuning.records import CONFIG, RUNS, SEED_RETURNS, STEPS_PER_SECOND, WALL_TIME_S
 from dqn_tune.tuning.objective import ObjectiveSettings
 from dqn_tune.tuning.search_space import DEFAULT_SPACE
+from dqn_tune.tuning.storage import StorageSettings
 from dqn_tune.tuning.study import TuneSettings, run_study
 
 
 @pytest.fixture
 def live_settings(tmp_path: Path, tiny_config: DQNConfig) -> TuneSettings:
     """Two-seed trials of the tiny config that upload learning curves; no pruner, so every trial completes."""
-    return TuneSettings(study_name="live", storage_url=f"sqlite:///{tmp_path}/live.db",
+    return TuneSettings(study_name="live", storage=StorageSettings(f"sqlite:///{tmp_path}/live.db"),
                         objective=ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE, seeds=2),
                         pruner="none", artifacts=True)
 
@@ -46,9 +50,9 @@ def base_url(server: DashboardServer) -> str:
 
 
 @contextmanager
-def serving(storage_url: str) -> Iterator[DashboardServer]:
+def serving(storage_url: str, *, allow_writes: bool = False) -> Iterator[DashboardServer]:
     """The dashboard on a free port, serving from a thread; shut down whatever happens in the block."""
-    server = start_dashboard(storage_url, port=0)
+    server = start_dashboard(storage_url, port=0, allow_writes=allow_writes)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -174,3 +178,133 @@ def test_open_dashboard_on_a_live_two_worker_sqlite_study_loses_no_trial(live_se
     assert {t.state for t in study.trials} == {TrialState.COMPLETE}
     assert all(t.user_attrs.get(SEED_RETURNS) for t in study.trials)
     assert errors == [] and len(polls) > 10, (errors, len(polls))
+
+
+@pytest.fixture
+def kept_study_url(tmp_path: Path) -> str:
+    """Study 'kept' in a fresh SQLite file: two complete trials with params and attributes and one still
+    running, a study note, and a note and an artifact on trial 0."""
+    url = f"sqlite:///{tmp_path / 'kept.db'}"
+    study = optuna.create_study(study_name="kept", storage=url, direction="maximize")
+    optuna_dashboard.save_note(study, "study note: do not delete")
+    curve = tmp_path / "curve.txt"
+    curve.write_text("a learning curve")
+    for value in (1.0, 2.0, None):
+        trial = study.ask()
+        trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
+        trial.set_user_attr("seed_returns", [value, value])
+        if trial.number == 0:
+            optuna_dashboard.save_note(trial, "trial note")
+            upload_artifact(artifact_store=make_artifact_store(url), file_path=str(curve), study_or_trial=trial)
+        if value is not None:
+            study.tell(trial, value)
+    return url
+
+
+def stored_state(url: str) -> Any:
+    """Everything the storage and the artifact store hold, in a comparable form."""
+    storage = optuna.storages.RDBStorage(url)
+    studies = []
+    for summary in optuna.get_all_study_summaries(storage):
+        study_id = storage.get_study_id_from_name(summary.study_name)
+        trials = [(t.number, t.state, t.values, t.params, t.user_attrs, t.system_attrs)
+                  for t in storage.get_all_trials(study_id)]
+        studies.append((summary.study_name, storage.get_study_user_attrs(study_id),
+                        storage.get_study_system_attrs(study_id), trials))
+    storage.engine.dispose()
+    files = {p.relative_to(artifact_dir(url)).as_posix(): p.read_bytes()
+             for p in sorted(artifact_dir(url).rglob("*")) if p.is_file()}
+    return studies, files
+
+
+def request(server: DashboardServer, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+    """(status, body) of one HTTP request to the server, with any method."""
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(str(host), port, timeout=30)
+    try:
+        payload = None if body is None else json.dumps(body).encode()
+        connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def write_requests(study: int, trial: int, running: int, artifact: str) -> list[tuple[str, str, Any]]:
+    """One request for each kind of change optuna-dashboard 0.21 makes, plus methods it has no route for."""
+    return [
+        ("POST", "/api/studies", {"study_name": "created", "directions": ["maximize"]}),
+        ("POST", f"/api/studies/{study}/rename", {"study_name": "renamed"}),
+        ("DELETE", f"/api/studies/{study}", {}),
+        ("delete", f"/api/studies/{study}", {}),  # lower case: bottle upper-cases the method
+        ("PUT", f"/api/studies/{study}/note", {"version": 2, "body": "overwritten"}),
+        ("PUT", f"/api/studies/{study}/{trial}/note", {"version": 2, "body": "overwritten"}),
+        ("POST", f"/api/trials/{running}/tell", {"state": "Fail"}),
+        ("POST", f"/api/trials/{running}/user-attrs", {"user_attrs": {"seed_returns": "gone"}}),
+        ("POST", f"/api/studies/{study}/{running}/skip", {}),
+        ("POST", f"/api/artifacts/{study}/{running}", {"file": "data:text/plain;base64,eA==", "filename": "x.txt"}),
+        ("POST", f"/api/artifacts/{study}", {"file": "data:text/plain;base64,eA==", "filename": "x.txt"}),
+        ("DELETE", f"/api/artifacts/{study}/{trial}/{artifact}", None),
+        ("POST", f"/api/studies/{study}/preference", {"mode": "ChooseWorst", "candidates": [], "clicked": 0}),
+        ("POST", "/incompatible-rdb-schema", None),
+        ("PATCH", f"/api/studies/{study}", {}),
+        ("OPTIONS", "/api/studies", None),
+        ("PURGE", "/api/studies", None),
+    ]
+
+
+def test_dashboard_refuses_every_write_with_403_and_the_storage_is_unchanged(kept_study_url: str) -> None:
+    before = stored_state(kept_study_url)
+    with serving(kept_study_url) as server:
+        base = base_url(server)
+        study = study_id(base, "kept")
+        detail = get_json(f"{base}/api/studies/{study}?after=0")
+        trial = detail["trials"][0]
+        requests = write_requests(study, trial["trial_id"], detail["trials"][2]["trial_id"],
+                                  trial["artifacts"][0]["artifact_id"])
+        for method, path, body in requests:
+            status, answer = request(server, method, path, body)
+            assert status == 403, (method, path, status, answer)
+            reason = json.loads(answer)["reason"]
+            assert "read-only" in reason and "dqn-tune dashboard --allow-writes" in reason
+
+        # reading still works: the page, the APIs, CSV, artifacts, HEAD
+        assert [s["study_name"] for s in get_json(f"{base}/api/studies")["study_summaries"]] == ["kept"]
+        assert get_json(f"{base}/api/studies/{study}?after=0")["note"]["body"] == "study note: do not delete"
+        for path in ("/dashboard", f"/dashboard/studies/{study}", f"/csv/{study}", "/api/meta",
+                     f"/artifacts/{study}/{trial['trial_id']}/{trial['artifacts'][0]['artifact_id']}"):
+            assert request(server, "GET", path)[0] == 200, path
+        assert request(server, "HEAD", "/api/meta") == (200, b"")
+    assert stored_state(kept_study_url) == before
+
+
+def test_allow_writes_lets_the_dashboard_change_and_delete_studies(kept_study_url: str) -> None:
+    with serving(kept_study_url, allow_writes=True) as server:
+        base = base_url(server)
+        study = study_id(base, "kept")
+        assert request(server, "PUT", f"/api/studies/{study}/note", {"version": 2, "body": "edited"})[0] == 204
+        assert get_json(f"{base}/api/studies/{study}?after=0")["note"]["body"] == "edited"
+        assert request(server, "POST", "/api/studies", {"study_name": "created", "directions": ["minimize"]})[0] == 201
+        assert request(server, "DELETE", f"/api/studies/{study}", {})[0] == 204
+        assert [s["study_name"] for s in get_json(f"{base}/api/studies")["study_summaries"]] == ["created"]
+    assert [s.study_name for s in optuna.get_all_study_summaries(kept_study_url)] == ["created"]
+
+
+@pytest.mark.parametrize(("flags", "delete_status"), [([], 403), (["--allow-writes"], 204)])
+def test_cli_dashboard_is_read_only_unless_allow_writes(kept_study_url: str, flags: list[str],
+                                                        delete_status: int) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "dqn_tune", "dashboard", "--storage", kept_study_url,
+                                "--port", "0", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split(" at ")[1].split()[0]
+        host, port = url.removeprefix("http://").split("/")[0].rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("DELETE", f"/api/studies/{study_id(url.removesuffix('/dashboard'), 'kept')}")
+        assert connection.getresponse().status == delete_status
+        connection.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    names = [s.study_name for s in optuna.get_all_study_summaries(kept_study_url)]
+    assert names == ([] if flags else ["kept"])
