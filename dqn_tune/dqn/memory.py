@@ -8,6 +8,7 @@ kernel's OOM killer. Callers that plan several runs (a study, an ablation grid) 
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,10 +26,11 @@ ACTIVATION_PASSES = 4
 """Per-batch layer outputs: the online forward, its gradients in backward, the target forward and
 Double DQN's online forward on the next observations."""
 MEMINFO = Path("/proc/meminfo")
-CGROUP_FILES = (  # (limit, usage) of this process's memory cgroup: v2, then v1
-    (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")),
-    (Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"), Path("/sys/fs/cgroup/memory/memory.usage_in_bytes")),
-)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_FILES = {  # (limit, usage, page-cache key in memory.stat) per cgroup version
+    "v2": ("memory.max", "memory.current", "inactive_file"),
+    "v1": ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+}
 
 
 class MemoryEstimate(NamedTuple):
@@ -63,7 +65,7 @@ def estimate_memory(config: DQNConfig, obs_dim: int, n_actions: int) -> MemoryEs
     """The bytes `train(config)` allocates on an env with `obs_dim` observation values and `n_actions` actions."""
     transition = 2 * obs_dim * FLOAT_BYTES + INDEX_BYTES + 2 * FLOAT_BYTES  # obs, next_obs, action, reward, terminated
     widths = (obs_dim, *config.hidden_sizes, n_actions)
-    parameters = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(widths, widths[1:]))
+    parameters = sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(widths))
     activations = ACTIVATION_PASSES * sum(widths[1:]) * FLOAT_BYTES
     return MemoryEstimate(replay=config.buffer_size * transition,
                           networks=PARAMETER_COPIES * parameters * FLOAT_BYTES,
@@ -78,23 +80,53 @@ def memory_needed(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
 def available_memory() -> tuple[int, str] | None:
     """(bytes this process can still allocate, where that figure comes from), or None if unknown.
 
-    Linux: MemAvailable from /proc/meminfo, lowered to the memory cgroup's limit minus its usage when
-    one is set (containers). None elsewhere: the check is then skipped.
+    Linux: MemAvailable from /proc/meminfo, lowered to what this process's memory cgroups (v1 or v2, and
+    their parents) have left when they set a limit, as in containers. None elsewhere: the check is skipped.
     """
     try:
         fields = dict(line.split(":", 1) for line in MEMINFO.read_text().splitlines() if ":" in line)
         available, source = int(fields["MemAvailable"].split()[0]) * 1024, f"MemAvailable in {MEMINFO}"
     except (OSError, KeyError, ValueError, IndexError):
         return None
-    for limit_file, usage_file in CGROUP_FILES:
-        try:
-            left = int(limit_file.read_text()) - int(usage_file.read_text())
-        except (OSError, ValueError):  # absent, or "max" (no limit)
-            continue
-        if left < available:
-            available, source = max(left, 0), f"the memory cgroup's limit {limit_file} minus its usage"
-        break
+    left = cgroup_memory_left()
+    if left is not None and left < available:
+        available, source = left, "what this process's memory cgroup has left under its limit"
     return available, source
+
+
+def cgroup_memory_left(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = CGROUP_ROOT) -> int | None:
+    """The least that this process's memory cgroups and their parents have left under their limits (limit -
+    usage, inactive page cache counted as free), or None if none sets a limit."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    lefts = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if not path:
+            continue
+        if controllers == "":
+            version, base = "v2", root / "unified" if (root / "unified").is_dir() else root
+        elif "memory" in controllers.split(","):
+            version, base = "v1", root / "memory"
+        else:
+            continue
+        limit_name, usage_name, cache_key = CGROUP_FILES[version]
+        directory = base / path.strip().lstrip("/")
+        for folder in (directory, *directory.parents):
+            if not folder.is_relative_to(base):
+                break
+            try:
+                limit = int((folder / limit_name).read_text())
+                usage = int((folder / usage_name).read_text())
+                stat = dict(entry.split() for entry in (folder / "memory.stat").read_text().split("\n") if entry)
+                cache = int(stat.get(cache_key, 0))
+            except (OSError, ValueError):  # absent, or "max" (no limit)
+                continue
+            if limit < 2**60:  # v1 writes "no limit" as a huge number
+                lefts.append(max(limit - usage + cache, 0))
+    return min(lefts, default=None)
 
 
 def check_memory(config: DQNConfig, obs_dim: int, n_actions: int, *, limit_bytes: int | None = None) -> int:

@@ -224,8 +224,8 @@ BAD_AGENT_FILES: dict[str, tuple[Callable[[Path, dict[str, Any]], None], str]] =
     "n_actions as a bool": (edited(n_actions=True), "n_actions = True is invalid"),
     "a huge obs_dim": (edited(obs_dim=10**12), "its weights do not fit a network with 1000000000000 observation"),
     "huge hidden sizes": (edited(config=lambda c: {**c, "hidden_sizes": [10**9, 10**9]}),
-                          "its weights do not fit a network with 4 observation values, 2 actions and hidden sizes "
-                          "[1000000000, 1000000000]"),
+                          ("its weights do not fit a network with 4 observation values, 2 actions and hidden sizes "
+                           "[1000000000, 1000000000]")),
     "negative hidden sizes": (edited(config=lambda c: {**c, "hidden_sizes": [-16]}), "hidden_sizes = [-16] is invalid"),
     "hidden sizes as text": (edited(config=lambda c: {**c, "hidden_sizes": "16"}), "hidden_sizes = ['1', '6']"),
     "a config that is a list": (edited(config=[1, 2]), "config = [1, 2] is invalid: expected a dict of hyperparameters"),

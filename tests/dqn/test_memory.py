@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.memory import (PARAMETER_COPIES, available_memory, check_memory, estimate_memory, gib,
-                                 memory_needed)
+from dqn_tune.dqn.memory import (PARAMETER_COPIES, available_memory, cgroup_memory_left, check_memory,
+                                 estimate_memory, gib, memory_needed)
 from dqn_tune.dqn.network import QNetwork
 from dqn_tune.dqn.replay import ReplayBuffer
 from dqn_tune.dqn.trainer import train
@@ -86,3 +87,35 @@ def test_train_refuses_before_allocating(change: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="is too large: this run needs"):
         train(DQNConfig().replace(**change), seed=0)
     assert time.perf_counter() - start < 5  # nothing was allocated or trained
+
+
+def fake_cgroup(folder: Path, files: dict[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text + "\n")
+
+
+def test_a_cgroup_v2_limit_counts_usage_less_inactive_page_cache_and_parent_limits(tmp_path: Path) -> None:
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/docker/abc\n")
+    root = tmp_path / "sys"
+    fake_cgroup(root / "docker" / "abc", {"memory.max": str(8 * 2**30), "memory.current": str(3 * 2**30),
+                                         "memory.stat": f"anon 1\ninactive_file {2**30}"})
+    assert cgroup_memory_left(proc, root) == 6 * 2**30
+    fake_cgroup(root / "docker", {"memory.max": str(2 * 2**30), "memory.current": str(2**30), "memory.stat": ""})
+    assert cgroup_memory_left(proc, root) == 2**30  # the parent's limit is the tighter one
+    fake_cgroup(root / "docker", {"memory.max": "max"})
+    fake_cgroup(root / "docker" / "abc", {"memory.max": "max"})
+    assert cgroup_memory_left(proc, root) is None
+
+
+def test_a_cgroup_v1_memory_limit_is_read_and_its_no_limit_value_ignored(tmp_path: Path) -> None:
+    proc = tmp_path / "cgroup"
+    proc.write_text("5:cpu:/\n4:memory:/jobs/7\n0::/\n")
+    root = tmp_path / "sys"
+    files = {"memory.limit_in_bytes": "9223372036854771712", "memory.usage_in_bytes": "100", "memory.stat": ""}
+    fake_cgroup(root / "memory" / "jobs" / "7", files)
+    assert cgroup_memory_left(proc, root) is None
+    fake_cgroup(root / "memory" / "jobs" / "7", {**files, "memory.limit_in_bytes": str(2**30),
+                                                 "memory.stat": "cache 5\ntotal_inactive_file 100"})
+    assert cgroup_memory_left(proc, root) == 2**30
