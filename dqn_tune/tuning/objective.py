@@ -23,6 +23,7 @@ from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import upload_learning_curve
 from dqn_tune.tuning.interrupts import raise_if_interrupted
 from dqn_tune.tuning.search_space import SearchSpace, suggest_config
+from dqn_tune.tuning.seeds import trial_seeds
 
 DEFAULT_TIMESTEPS = {"CartPole-v1": 20_000, "Acrobot-v1": 50_000, "MountainCar-v0": 100_000,
                      "LunarLander-v3": 200_000}
@@ -69,11 +70,6 @@ def run_score(result: TrainResult, objective: str) -> float:
     if objective == "best":
         return max(returns)
     return curve_auc([point.step for point in result.curve], returns)
-
-
-def trial_seeds(study_seed: int, trial_number: int, count: int) -> list[int]:
-    """Training seeds of a trial, derived from the study seed and the trial number."""
-    return [int(s) for s in np.random.SeedSequence([study_seed, trial_number]).generate_state(count)]
 
 
 def make_objective(settings: ObjectiveSettings,

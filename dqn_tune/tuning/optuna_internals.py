@@ -4,7 +4,7 @@ loudly when an Optuna upgrade changes any of it.
 The study runner needs what `study.optimize` does internally but does not expose: run trials
 inside an "optimize loop" (so GridSampler can stop the study when its grid is done), run a trial
 under a heartbeat thread, reach the RDBStorage under Optuna's cache layer, and read the grid
-cell GridSampler assigned to a trial.
+cell GridSampler assigned to a trial, and the params a queued trial will take.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from optuna.trial import FrozenTrial
 
 GRID_ID = "grid_id"
 """System attribute in which GridSampler records the cell of a trial."""
+FIXED_PARAMS = "fixed_params"
+"""System attribute in which `study.enqueue_trial` stores a queued trial's params until it suggests them."""
 
 
 @contextmanager
@@ -75,3 +77,8 @@ def grid_id(trial: FrozenTrial) -> int | None:
     """The GridSampler cell of a trial, or None for a trial not made by a GridSampler."""
     value = trial.system_attrs.get(GRID_ID)
     return None if value is None else int(value)
+
+
+def queued_params(trial: FrozenTrial) -> dict[str, object]:
+    """The params a trial was queued with by `study.enqueue_trial` (empty for a trial that was not queued)."""
+    return dict(trial.system_attrs.get(FIXED_PARAMS, {}))

@@ -32,6 +32,10 @@ FAIL_REASON = "fail_reason"
 
 RETRY_OF = "failed_trial"
 """System attribute that RetryHeartbeatStaleTrialCallback sets on a retry (the original's number)."""
+RETRY_HISTORY = "retry_history"
+"""System attribute that RetryHeartbeatStaleTrialCallback sets on a retry: the trials it retries, oldest first."""
+WORKER = "worker"
+"""System attribute of a trial: the process that runs it, as 'host:pid' (its parent fails it at once if it dies)."""
 
 SETTINGS_ATTR = "dqn_tune"
 """Study attribute: the settings a tuning study was created with (budget, objective, space...)."""
@@ -39,6 +43,10 @@ COMMANDS_ATTR = "commands"
 """Study attribute: every command line that ran trials in the study, in order."""
 VERSIONS_ATTR = "versions"
 """Study attribute: library versions of the machine that created the study."""
+VALIDATION_OF = "validation_of"
+"""Study attribute of a validation study: the name of the tuning study it validates."""
+RECOMMENDATION = "recommendation"
+"""Study attribute of a tuning study: validation's Recommendation.to_dict() (rule, trial, table)."""
 SPEC_ATTR = "ablation"
 """Study attribute of an ablation study: AblationSpec.to_dict(), read back by its report."""
 
@@ -59,9 +67,14 @@ def store_runs(trial: optuna.Trial, results: Sequence[TrainResult]) -> None:
 
 def trial_config(trial: FrozenTrial) -> DQNConfig:
     """The config a trial trained with, as stored (StorageError if the trial has none)."""
-    if CONFIG not in trial.user_attrs:
-        raise StorageError(f"trial {trial.number} has no stored '{CONFIG}' attribute; was it made by dqn-tune?")
-    return DQNConfig.from_dict(trial.user_attrs[CONFIG])
+    return stored_config(trial.user_attrs, f"trial {trial.number}")
+
+
+def stored_config(user_attrs: dict[str, Any], what: str) -> DQNConfig:
+    """The DQNConfig stored in a trial's user attributes; StorageError naming `what` if there is none."""
+    if CONFIG not in user_attrs:
+        raise StorageError(f"{what} has no stored '{CONFIG}' attribute; was it made by dqn-tune?")
+    return DQNConfig.from_dict(user_attrs[CONFIG])
 
 
 def trial_runs(trial: FrozenTrial) -> list[RunRecord]:
@@ -77,6 +90,11 @@ def study_settings(study: optuna.Study) -> dict[str, Any] | None:
 def study_objective(study: optuna.Study) -> str:
     """What the study's trial values score (final, best or auc); 'value' when unknown."""
     return str((study_settings(study) or {}).get("objective", "value"))
+
+
+def recommendation(study: optuna.Study) -> dict[str, Any] | None:
+    """The validation's stored recommendation for a tuning study (None before any validation)."""
+    return study.user_attrs.get(RECOMMENDATION)
 
 
 def ablation_spec(study: optuna.Study) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""Which trial of a study to take forward: a chosen number, or the best."""
+"""Which trial of a study to take forward: a chosen number, validation's recommendation, or the best."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import StorageError
+from dqn_tune.tuning import records
 from dqn_tune.tuning.records import trial_config
 from dqn_tune.tuning.storage import load_study, open_existing_storage
 
 
 def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
-    """Trial `number` of the study (default: the best); it must be COMPLETE."""
+    """Trial `number` of the study (default: `default_trial`); it must be COMPLETE."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise StorageError(f"study {study.study_name!r} has no complete trial "
                            f"({len(study.trials)} trial(s) in other states); run or resume the study first")
     if number is None:
-        return study.best_trial
+        return default_trial(study)[0]
     trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
     if number not in trials:
         raise StorageError(f"trial {number} not found in study {study.study_name!r}; "
@@ -29,6 +30,21 @@ def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     return trials[number]
 
 
+def default_trial(study: optuna.Study) -> tuple[FrozenTrial, str]:
+    """The trial to take forward and why: validation's recommended trial if the study was validated, else the
+    trial with the best tuning value (StorageError without a complete trial)."""
+    recommended = records.recommendation(study)
+    if recommended is not None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        for trial in trials:
+            if trial.number == recommended["trial"]:
+                return trial, "recommended by validation on held-out seeds"
+    try:
+        return study.best_trial, "best tuning value (the study has no validation; run 'dqn-tune validate')"
+    except ValueError:
+        raise StorageError(f"study {study.study_name!r} has no complete trial; run or resume the study first") from None
+
+
 def best_config(storage_url: str | None, study_name: str) -> DQNConfig:
-    """The config of the best trial of an existing study."""
+    """The config of the trial an existing study recommends (see `default_trial`)."""
     return trial_config(choose_trial(load_study(open_existing_storage(storage_url), study_name), None))

@@ -15,7 +15,8 @@ from dqn_tune.dqn.trainer import EvalPoint, train
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import make_artifact_store
-from dqn_tune.tuning.objective import ObjectiveSettings, make_objective, run_score, trial_base_config, trial_seeds
+from dqn_tune.tuning.objective import ObjectiveSettings, make_objective, run_score, trial_base_config
+from dqn_tune.tuning.seeds import trial_seeds
 from dqn_tune.tuning.search_space import DEFAULT_SPACE, Fixed, SearchSpace
 
 

@@ -58,3 +58,12 @@ def test_heartbeat_keeps_a_trial_alive_and_fail_stale_trials_fails_a_silent_one(
     assert internals.frozen(study, alive).state == TrialState.RUNNING
     assert internals.frozen(study, silent).state == TrialState.FAIL
     assert internals.trial_id(alive) != internals.trial_id(silent)
+
+
+def test_queued_params_are_those_given_to_enqueue_trial(tmp_path: Path) -> None:
+    study = new_study(tmp_path)
+    study.enqueue_trial({"x": 3})
+    study.optimize(lambda trial: 0.0, n_trials=1)  # the queued trial never suggests x
+    assert internals.queued_params(study.trials[0]) == {"x": 3} and study.trials[0].params == {}
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    assert internals.queued_params(study.trials[1]) == {}

@@ -1,0 +1,68 @@
+"""`dqn-tune validate`: retrain a study's top configs on held-out seeds, recommend one with confidence intervals."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+import optuna
+
+from dqn_tune.cli.arguments import positive_int
+from dqn_tune.errors import ConfigError
+from dqn_tune.tuning.storage import (
+    StorageSettings,
+    open_existing_storage,
+    prepare_url,
+    public_url,
+)
+from dqn_tune.tuning.study import default_study_name
+from dqn_tune.tuning.validation import (
+    DEFAULT_SEEDS,
+    DEFAULT_TOP_K,
+    ValidationSettings,
+    run_validation,
+)
+
+USES_STORAGE = True
+HELP = "retrain a study's top configs on held-out seeds and recommend one (mean, IQM, min, 95% CI)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `dqn-tune validate`."""
+    parser.add_argument("--study-name", default=None, help="the tuning study to validate (default: dqn-<ENV_ID>)")
+    parser.add_argument("--env", "--env-id", dest="env_id", default="CartPole-v1", metavar="ENV_ID",
+                        help="env of the default study name (default: CartPole-v1)")
+    parser.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, metavar="K",
+                        help=f"how many of the best complete trials to validate (default: {DEFAULT_TOP_K})")
+    parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="N",
+                        help=f"held-out seeds per config, at least 2 (default: {DEFAULT_SEEDS}); raising it later "
+                             "runs only the new seeds")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="W",
+                        help="worker processes on this machine (default: 1)")
+    parser.add_argument("--no-artifacts", dest="artifacts", action="store_false",
+                        help="do not save each run's learning-curve PNG to the artifact store")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, print the table and the recommendation; 130 if interrupted, 1 if a worker failed."""
+    study_name = args.study_name or default_study_name(args.env_id)
+    open_existing_storage(args.storage)  # never creates a database to validate
+    try:
+        settings = ValidationSettings(study_name, StorageSettings(prepare_url(args.storage)), args.top_k, args.seeds,
+                                      args.artifacts)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("top_k", "--top-k").replace("seeds", "--seeds"), field=exc.field) from None
+    return validate(settings, workers=args.workers,
+                    command=shlex.join(["dqn-tune", "validate", "--study-name", study_name, "--top-k",
+                                        str(args.top_k), "--seeds", str(args.seeds)]
+                                       + (["--storage", public_url(args.storage)] if args.storage else [])))
+
+
+def validate(settings: ValidationSettings, *, workers: int, command: str) -> int:
+    """Run a validation and print its summary; the exit status."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    summary = run_validation(settings, workers=workers, command=command)
+    print("\n".join(summary.lines()), flush=True)
+    if summary.interrupted:
+        return 130
+    return 1 if summary.worker_error else 0

@@ -1,0 +1,188 @@
+"""Statistics of validated configs and the rule that recommends one.
+
+Each validated config has one final greedy return per held-out seed. Per config: mean, IQM
+(interquartile mean, `scipy.stats.trim_mean(x, 0.25)`, Agarwal et al. 2021), min, std and a
+bootstrap 95% confidence interval of the mean (`scipy.stats.bootstrap`, BCa, fixed resampling
+seed so the same returns give the same interval). The rule: **the highest lower bound of the
+95% CI of the mean** rewards configs that are good on every seed: a high mean bought with one
+collapsed seed has a wide interval and loses to a consistent config. Configs with a diverged
+seed rank after those without. The recommended config is compared with the runner-up seed by
+seed (paired: validation gives every config the same seeds).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+RULE = "highest lower bound of the 95% bootstrap CI of the mean over held-out seeds"
+BOOTSTRAP_RESAMPLES = 9_999
+BOOTSTRAP_SEED = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A bootstrap confidence interval of a mean."""
+
+    low: float
+    high: float
+
+
+def mean_interval(values: Sequence[float]) -> Interval:
+    """The 95% bootstrap (BCa) CI of the mean of `values`; a point when they are all equal, NaN below 2 values."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return Interval(math.nan, math.nan)
+    if np.ptp(x) == 0:
+        return Interval(float(x[0]), float(x[0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap((x,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
+                                 method="BCa", rng=np.random.default_rng(BOOTSTRAP_SEED))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if not (math.isfinite(low) and math.isfinite(high)):  # BCa undefined (e.g. 2 values): percentile instead
+        result = stats.bootstrap((x,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
+                                 method="percentile", rng=np.random.default_rng(BOOTSTRAP_SEED))
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return Interval(low, high)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigStats:
+    """One validated config: its tuning trial, and its returns on the held-out seeds."""
+
+    trial: int
+    """Number of the tuning trial whose config this is."""
+    tuned_value: float
+    """The trial's value in the tuning study (the luckiest of many noisy measurements)."""
+    seeds: tuple[int, ...]
+    """Held-out seeds with a finished run, in order."""
+    returns: tuple[float, ...]
+    """Final greedy return of each seed's run."""
+    diverged: int = 0
+    """Held-out seeds whose run diverged (no return)."""
+
+    @property
+    def mean(self) -> float:
+        """Mean return over seeds."""
+        return float(np.mean(self.returns)) if self.returns else math.nan
+
+    @property
+    def iqm(self) -> float:
+        """Interquartile mean: the mean of the middle 50% of returns."""
+        return float(stats.trim_mean(self.returns, 0.25)) if self.returns else math.nan
+
+    @property
+    def min(self) -> float:
+        """The worst seed's return."""
+        return float(np.min(self.returns)) if self.returns else math.nan
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over seeds."""
+        return float(np.std(self.returns, ddof=1)) if len(self.returns) > 1 else 0.0
+
+    @property
+    def interval(self) -> Interval:
+        """95% bootstrap CI of the mean."""
+        return mean_interval(self.returns)
+
+    def rank_key(self) -> tuple[float, ...]:
+        """Sort key of the rule (smaller is better): no divergence, highest CI lower bound, mean, trial number."""
+        low = self.interval.low
+        return (float(self.diverged > 0), -(low if math.isfinite(low) else -math.inf), -self.mean, float(self.trial))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON primitives, with the derived figures for readers (dashboard, report)."""
+        interval = self.interval
+        return {**asdict(self), "seeds": list(self.seeds), "returns": list(self.returns), "mean": self.mean,
+                "iqm": self.iqm, "min": self.min, "std": self.std, "ci_low": interval.low, "ci_high": interval.high}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConfigStats:
+        """Inverse of to_dict (derived figures are recomputed)."""
+        return cls(int(data["trial"]), float(data["tuned_value"]), tuple(int(s) for s in data["seeds"]),
+                   tuple(float(r) for r in data["returns"]), int(data.get("diverged", 0)))
+
+
+@dataclass(frozen=True, slots=True)
+class PairedComparison:
+    """The recommended config against the runner-up on the seeds both ran."""
+
+    seeds: int
+    mean_difference: float
+    """Mean over shared seeds of (recommended - runner-up)."""
+    interval: Interval
+    """95% bootstrap CI of that mean difference."""
+    wins: int
+    losses: int
+
+    def text(self, recommended: int, runner_up: int) -> str:
+        """One line for tables and notes."""
+        ties = self.seeds - self.wins - self.losses
+        return (f"trial {recommended} vs trial {runner_up} on {self.seeds} shared seeds: mean difference "
+                f"{self.mean_difference:+.1f} [{self.interval.low:+.1f}, {self.interval.high:+.1f}], "
+                f"better on {self.wins}, worse on {self.losses}, equal on {ties}")
+
+
+def paired_comparison(first: ConfigStats, second: ConfigStats) -> PairedComparison | None:
+    """`first` against `second` seed by seed (None without a shared seed)."""
+    theirs = dict(zip(second.seeds, second.returns, strict=True))
+    differences = [mine - theirs[seed] for seed, mine in zip(first.seeds, first.returns, strict=True)
+                   if seed in theirs]
+    if not differences:
+        return None
+    return PairedComparison(len(differences), float(np.mean(differences)), mean_interval(differences),
+                            sum(d > 0 for d in differences), sum(d < 0 for d in differences))
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """The validated configs, best first by the rule, and the comparison of the first two."""
+
+    table: tuple[ConfigStats, ...]
+
+    @property
+    def trial(self) -> int:
+        """The recommended tuning trial."""
+        return self.table[0].trial
+
+    @property
+    def comparison(self) -> PairedComparison | None:
+        """Recommended vs runner-up (None with a single validated config)."""
+        return paired_comparison(self.table[0], self.table[1]) if len(self.table) > 1 else None
+
+    def reason(self) -> str:
+        """Why the first config is recommended, in a few words."""
+        best = self.table[0]
+        interval = best.interval
+        why = f"the {RULE}: {interval.low:.1f}"
+        if len(self.table) > 1:
+            runner_up = self.table[1]
+            why += f" vs {runner_up.interval.low:.1f} for trial {runner_up.trial}"
+        return why
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form: rule, recommended trial, table and comparison."""
+        comparison = self.comparison
+        return {"rule": RULE, "trial": self.trial, "table": [row.to_dict() for row in self.table],
+                "comparison": None if comparison is None else comparison.text(self.trial, self.table[1].trial)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recommendation:
+        """Inverse of to_dict."""
+        return cls(tuple(ConfigStats.from_dict(row) for row in data["table"]))
+
+
+def recommend(validated: Sequence[ConfigStats]) -> Recommendation:
+    """Rank `validated` by the rule; ValueError if it is empty."""
+    if not validated:
+        raise ValueError("no validated config to recommend")
+    return Recommendation(tuple(sorted(validated, key=ConfigStats.rank_key)))
