@@ -43,11 +43,11 @@ def make_sampler(name: str, seed: int) -> BaseSampler:
     raise ConfigError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str, *, total_timesteps: int, eval_freq: int, seeds: int) -> BasePruner:
-    """A pruner over intermediate values reported at `seed_index * total_timesteps + step`.
+def make_pruner(name: str, *, total_timesteps: int, eval_freq: int) -> BasePruner:
+    """A pruner over intermediate values reported at each evaluation step (the mean over a trial's seeds).
 
     median: prune below the median of earlier trials at the same step, after the first quarter of
-    the first seed. patient: the same, but only after PATIENCE evaluations without improvement (RL
+    training. patient: the same, but only after PATIENCE evaluations without improvement (RL
     curves dip and recover). hyperband: successive halving from one evaluation to the whole trial.
     """
     median = MedianPruner(n_startup_trials=STARTUP_TRIALS, n_warmup_steps=total_timesteps // 4)
@@ -59,7 +59,7 @@ def make_pruner(name: str, *, total_timesteps: int, eval_freq: int, seeds: int) 
             return PatientPruner(median, patience=PATIENCE)
     if name == "hyperband":
         return HyperbandPruner(min_resource=max(1, eval_freq or total_timesteps // 10),
-                               max_resource=seeds * total_timesteps, reduction_factor=3)
+                               max_resource=total_timesteps, reduction_factor=3)
     if name == "none":
         return NopPruner()
     raise ConfigError(f"unknown pruner {name!r}; expected one of {', '.join(PRUNERS)}")

@@ -1,8 +1,9 @@
 """The study objective: sample a config, train it on several seeds, report, record, return one number.
 
-Intermediate values: seed `i`'s evaluation at environment step `s` is reported at step
-`i * total_timesteps + s`, and its final evaluation at `(i + 1) * total_timesteps`, so a step means
-the same point of the same seed in every trial and the pruner compares like with like.
+A trial's seeds train together as one batched computation (`train_seeds`). Intermediate values:
+at each evaluation step `s` the mean over seeds is reported at step `s` (the plain environment
+step), and the mean of their final evaluations at `total_timesteps`, so a step means the same
+point of training in every trial and the pruner compares like with like.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from optuna.artifacts import FileSystemArtifactStore
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.run_record import RunRecord, curve_auc
+from dqn_tune.dqn.batched_trainer import GroupEvalCallback, train_seeds
 from dqn_tune.dqn.trainer import TrainResult, train
 from dqn_tune.errors import ConfigError, DivergenceError
 from dqn_tune.tuning import records
@@ -85,40 +87,51 @@ def make_objective(settings: ObjectiveSettings,
 
 
 def run_config(trial: optuna.Trial, config: DQNConfig, seeds: Sequence[int], *, objective: str = "final",
-               artifact_store: FileSystemArtifactStore | None = None) -> float:
-    """Train `config` once per seed as `trial`; return the mean of the runs' `objective` scores.
+               artifact_store: FileSystemArtifactStore | None = None, device: str = "cpu") -> float:
+    """Train `config` on every seed at once (`train_seeds`) as `trial`; return the mean of the runs' scores.
 
-    Every evaluation is reported to the trial; a pruned run stops the trial (TrialPruned). A
-    diverging run (NaN/inf loss) prunes the trial with records.FAIL_REASON set: a re-run would
-    only diverge again. Config and finished runs are stored on every trial, pruned ones included;
-    with `artifact_store`, the runs' learning curves are uploaded as a PNG.
+    Each evaluation's mean over seeds is reported to the trial; when the pruner says so the trial
+    stops (TrialPruned). A diverging run (NaN/inf loss) stops the group and prunes the trial with
+    records.FAIL_REASON set: a re-run would only diverge again. Config and runs are stored on every
+    trial, pruned ones included; with `artifact_store`, the runs' learning curves are uploaded as a PNG.
     """
     records.store_config(trial, config)
     results: list[TrainResult] = []
+    diverged: DivergenceError | None = None
     try:
-        for index, seed in enumerate(seeds):
-            offset = index * config.total_timesteps
-            results.append(train(config, seed=seed, on_eval=_reporter(trial, offset)))
-            if results[-1].stopped_early:
-                raise optuna.TrialPruned(f"pruned at step {offset + results[-1].steps}")
-            trial.report(results[-1].mean_return, offset + config.total_timesteps)
-            if index + 1 < len(seeds) and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after seed {index + 1} of {len(seeds)}")
+        results = _train(config, seeds, _reporter(trial), device)
+        diverged = next((result.diverged for result in results if result.diverged is not None), None)
     except DivergenceError as exc:
-        trial.set_user_attr(records.FAIL_REASON, str(exc))
-        raise optuna.TrialPruned(str(exc)) from None
-    finally:
-        _record(trial, results, artifact_store)
+        diverged = exc
+    finally:  # a diverged run's figures describe weights it never finished training: not recorded
+        _record(trial, [result for result in results if result.diverged is None], artifact_store)
+    if diverged is not None:
+        trial.set_user_attr(records.FAIL_REASON, str(diverged))
+        raise optuna.TrialPruned(str(diverged))
+    if results[0].stopped_early:
+        raise optuna.TrialPruned(f"pruned at step {results[0].steps}")
+    trial.report(float(np.mean([result.mean_return for result in results])), config.total_timesteps)
     return float(np.mean([run_score(result, objective) for result in results]))
 
 
-def _reporter(trial: optuna.Trial, offset: int) -> Callable[[int, float], bool]:
-    """The trainer's on_eval: report each evaluation at `offset + step`; stop when the pruner says so
-    (or a stop signal arrived)."""
+def _train(config: DQNConfig, seeds: Sequence[int], on_eval: GroupEvalCallback, device: str) -> list[TrainResult]:
+    """The runs of `seeds`: `train_seeds` for a group (a diverged run comes back marked); the single-run `train`
+    for one seed on the CPU, 10-14% cheaper there (scripts/bench_trainer.py --seeds 1), which raises
+    DivergenceError instead."""
+    if len(seeds) > 1 or device != "cpu":
+        return train_seeds(config, seeds, on_eval=on_eval, device=device)
+    return [train(config, seed=seeds[0], on_eval=lambda step, mean_return: on_eval(step, [mean_return]))]
 
-    def on_eval(step: int, mean_return: float) -> bool:
+
+def _reporter(trial: optuna.Trial) -> GroupEvalCallback:
+    """train_seeds' on_eval: report the mean over seeds at the step; stop the group when the pruner says so,
+    a seed diverged, or a stop signal arrived."""
+
+    def on_eval(step: int, mean_returns: Sequence[float | None]) -> bool:
         raise_if_interrupted()
-        trial.report(mean_return, offset + step)
+        if any(value is None for value in mean_returns):
+            return True
+        trial.report(float(np.mean(mean_returns)), step)  # type: ignore[arg-type]
         return trial.should_prune()
 
     return on_eval

@@ -30,21 +30,21 @@ def test_tpe_models_after_few_trials() -> None:
 
 
 def test_pruners_use_the_trial_budget() -> None:
-    median = make_pruner("median", total_timesteps=20_000, eval_freq=2_000, seeds=2)
+    median = make_pruner("median", total_timesteps=20_000, eval_freq=2_000)
     assert isinstance(median, MedianPruner)
     assert (median._n_startup_trials, median._n_warmup_steps) == (STARTUP_TRIALS, 5_000)
-    assert isinstance(make_pruner("patient", total_timesteps=20_000, eval_freq=2_000, seeds=2), PatientPruner)
-    hyperband = make_pruner("hyperband", total_timesteps=20_000, eval_freq=2_000, seeds=2)
+    assert isinstance(make_pruner("patient", total_timesteps=20_000, eval_freq=2_000), PatientPruner)
+    hyperband = make_pruner("hyperband", total_timesteps=20_000, eval_freq=2_000)
     assert isinstance(hyperband, HyperbandPruner)
-    assert (hyperband._min_resource, hyperband._max_resource) == (2_000, 40_000)
-    assert isinstance(make_pruner("none", total_timesteps=20_000, eval_freq=2_000, seeds=2), NopPruner)
+    assert (hyperband._min_resource, hyperband._max_resource) == (2_000, 20_000)
+    assert isinstance(make_pruner("none", total_timesteps=20_000, eval_freq=2_000), NopPruner)
 
 
 def test_unknown_names_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="unknown sampler 'grid'; expected one of tpe, random, qmc, cmaes"):
         make_sampler("grid", 0)
     with pytest.raises(ConfigError, match="unknown pruner 'sha'; expected one of median, patient, hyperband, none"):
-        make_pruner("sha", total_timesteps=1, eval_freq=1, seeds=1)
+        make_pruner("sha", total_timesteps=1, eval_freq=1)
 
 
 @pytest.mark.parametrize(("sampler", "pruner"), [("qmc", "hyperband"), ("random", "patient")])

@@ -58,9 +58,10 @@ def test_objective_trains_each_seed_reports_and_records(tmp_path: Path, tiny_con
     assert [run.seed for run in runs] == trial_seeds(7, 0, 2)
     assert trial.value == pytest.approx((runs[0].mean_return + runs[1].mean_return) / 2)
     assert records.trial_config(trial) == tiny_config.replace(**trial.params)
-    # Seed i's evaluation at step s is reported at i * total_timesteps + s (final evaluation at the end).
-    assert sorted(trial.intermediate_values) == [200, 400, 600, 800, 1000, 1200]
-    assert trial.intermediate_values[600] == runs[0].mean_return
+    # The seeds train together: at each step the mean over seeds is reported, at the end their final evaluations'.
+    assert sorted(trial.intermediate_values) == [200, 400, 600]
+    assert trial.intermediate_values[200] == pytest.approx((runs[0].curve_returns[0] + runs[1].curve_returns[0]) / 2)
+    assert trial.intermediate_values[600] == pytest.approx(trial.value)
     assert [a.filename for a in get_all_artifact_meta(trial, storage=study._storage)] == ["learning_curve.png"]
 
 
@@ -71,7 +72,7 @@ def test_pruned_trial_keeps_its_config_and_partial_run(tmp_path: Path, tiny_conf
     trial = study.trials[0]
     assert trial.state == TrialState.PRUNED
     assert list(trial.intermediate_values) == [200]
-    assert [run.curve_steps[-1] for run in records.trial_runs(trial)] == [200]
+    assert [run.curve_steps[-1] for run in records.trial_runs(trial)] == [200, 200]  # both seeds stopped together
     assert records.CONFIG in trial.user_attrs and records.FAIL_REASON not in trial.user_attrs
 
 
