@@ -45,3 +45,15 @@ class DivergenceError(DQNTuneError, ArithmeticError):
         )
         self.step = step
         self.loss = loss
+
+
+SHOWN_MAX = 80
+"""Characters of a value an error message shows; longer values are cut (their length is given)."""
+
+
+def shown(value: object) -> str:
+    """`value` as an error message quotes it: its repr (control characters escaped), cut to SHOWN_MAX."""
+    text = repr(value)
+    if len(text) <= SHOWN_MAX:
+        return text
+    return f"{text[:SHOWN_MAX - 3]}... ({len(str(value))} characters)"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -11,9 +13,11 @@ from dqn_tune.errors import OutputPathError
 
 def check_writable(path: str | os.PathLike[str]) -> Path:
     """Return `path` as a Path if a file can be created there; else raise OutputPathError."""
+    if not str(path) or "\0" in str(path):
+        raise OutputPathError(f"output path {str(path)!r} is invalid; expected a file path such as model.pt")
     target = Path(path)
-    if target.is_dir() or not target.name:
-        raise OutputPathError(f"output path {str(target)!r} is a directory; expected a file path such as model.pt")
+    if target.is_dir() or not target.name or str(path).endswith(os.sep):
+        raise OutputPathError(f"output path {str(path)!r} is a directory; expected a file path such as model.pt")
     parent = target.parent if str(target.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -22,3 +26,22 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise OutputPathError(f"cannot write output path {str(target)!r}: {exc.strerror or exc}") from exc
     return target
+
+
+SAFE_NAME_MAX = 100
+"""Longest file or folder name `safe_name` returns (well under the usual 255-byte limit, room for suffixes)."""
+_UNSAFE = re.compile(r"[^\w.+=-]|^[.]", flags=re.ASCII)
+
+
+def safe_name(name: str) -> str:
+    """`name` as one file or folder name: itself when safe (ASCII letters, digits and ._+=-, not starting
+    with a dot, at most SAFE_NAME_MAX characters), else a cleaned, shortened form made unique by a hash.
+
+    Study and env names become paths (e.g. studies/reports/<study name>/); a name such as
+    'ALE/Pong-v5', '..', or one of 1000 characters stays inside its folder this way.
+    """
+    if name and not _UNSAFE.search(name) and len(name) <= SAFE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    cleaned = _UNSAFE.sub("_", name)[:SAFE_NAME_MAX - len(digest) - 1]
+    return f"{cleaned}-{digest}"

@@ -7,23 +7,15 @@ Each subcommand lives in its own module with `HELP`, `add_arguments(parser)` and
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from dqn_tune.cli import ablate, dashboard, evaluate, report, retrain, train, tune
-from dqn_tune.cli.arguments import common_flags, storage_flags
 from dqn_tune.errors import DQNTuneError
 
-COMMANDS: dict[str, ModuleType] = {
-    "train": train,
-    "evaluate": evaluate,
-    "retrain": retrain,
-    "ablate": ablate,
-    "dashboard": dashboard,
-    "report": report,
-    "tune": tune,
-}
+COMMANDS: tuple[str, ...] = ("train", "evaluate", "retrain", "ablate", "dashboard", "report", "tune")
+"""Subcommands, each the module dqn_tune.cli.<name>; imported inside `main` (see `command_module`)."""
 DEFAULT_COMMAND = "tune"
 PROG = "dqn-tune"
 
@@ -36,12 +28,20 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def command_module(name: str) -> ModuleType:
+    """The module of subcommand `name` (torch, optuna and gymnasium load here, not when dqn_tune.cli does)."""
+    return importlib.import_module(f"dqn_tune.cli.{name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full dqn-tune parser with one subparser per command."""
+    from dqn_tune.cli.arguments import common_flags, storage_flags
+
     parser = OneLineParser(prog=PROG, description="Tune DQN hyperparameters with Optuna and train the best agent.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     common, storage = common_flags(), storage_flags()
-    for name, module in COMMANDS.items():
+    for name in COMMANDS:
+        module = command_module(name)
         parents = [common, storage] if getattr(module, "USES_STORAGE", False) else [common]
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP, parents=parents)
         module.add_arguments(sub)
@@ -49,23 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `dqn-tune` console script; returns the exit status."""
+    """Entry point of the `dqn-tune` console script; returns the exit status.
+
+    Everything heavy (the subcommands' imports of torch and optuna included) runs inside the try, so
+    Ctrl-C at any moment exits with status 130 and one line, never a traceback.
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if DEFAULT_COMMAND in COMMANDS and (not args_list or (args_list[0] not in COMMANDS
                                                           and args_list[0] not in ("-h", "--help"))):
         args_list.insert(0, DEFAULT_COMMAND)
-    parser = build_parser()
+    debug = False
     try:
-        args = parser.parse_args(args_list)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    try:
-        return COMMANDS[args.command].run(args)
+        parser = build_parser()
+        try:
+            args = parser.parse_args(args_list)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        debug = args.debug
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return command_module(args.command).run(args)
     except DQNTuneError as exc:
-        if args.debug:
+        if debug:
             raise
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 2

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import optuna
 
-from dqn_tune.cli.arguments import positive_int
-from dqn_tune.cli.config_flags import add_config_flags, build_config
+from dqn_tune.cli.arguments import positive_int, study_name, text, workers
+from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits_memory, env_dims
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.envs import make_env
 from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable
 from dqn_tune.results.ablation_report import (
@@ -42,25 +41,25 @@ def int_list(text: str) -> tuple[int, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune ablate`."""
-    parser.add_argument("--env", "--env-id", dest="env_id", default=None, metavar="ENV_ID",
+    parser.add_argument("--env", "--env-id", dest="env_id", type=text, default=None, metavar="ENV_ID",
                         help="gymnasium env id (default: the base study's, else CartPole-v1)")
     parser.add_argument("--buffer-sizes", type=int_list, default=int_list(DEFAULT_BUFFER_SIZES), metavar="N,N,...",
                         help=f"replay-buffer capacities to compare (default: {DEFAULT_BUFFER_SIZES})")
     parser.add_argument("--target-intervals", type=int_list, default=int_list(DEFAULT_TARGET_INTERVALS),
                         metavar="C,C,...",
                         help=f"target-network update intervals in steps (default: {DEFAULT_TARGET_INTERVALS})")
-    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="K",
+    parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="K",
                         help=f"seeds per cell, each its own trial (default: {DEFAULT_SEEDS})")
     parser.add_argument("--timesteps", "--total-timesteps", dest="total_timesteps", type=positive_int, default=None,
                         metavar="N", help="environment steps per run (default: the base study's budget, else 50000)")
-    parser.add_argument("--base-study", default=None, metavar="STUDY",
+    parser.add_argument("--base-study", type=study_name, default=None, metavar="STUDY",
                         help="take every other hyperparameter from this study's best trial (default: the defaults)")
-    parser.add_argument("--study-name", default=None,
+    parser.add_argument("--study-name", type=study_name, default=None,
                         help="name of the ablation study (default: ablation-<ENV_ID>-<hash of the settings>, "
                              "so the same command resumes the same study)")
-    parser.add_argument("--workers", type=positive_int, default=1, metavar="W",
+    parser.add_argument("--workers", type=workers, default=1, metavar="W",
                         help="worker processes running cells in parallel (default: 1)")
-    parser.add_argument("--out-dir", default=None, metavar="DIR",
+    parser.add_argument("--out-dir", type=text, default=None, metavar="DIR",
                         help="where the report goes (default: studies/ablations/<ablation study name>/)")
     add_config_flags(parser, skip=("env_id", "total_timesteps", "buffer_size", "target_update_interval"))
 
@@ -68,8 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check everything, run the missing cells, write the report; 130 if interrupted."""
     spec = build_spec(args)
-    make_env(spec.base.env_id).close()
-    out_dir = args.out_dir or default_report_dir(args.study_name or spec.default_study_name)
+    dims = env_dims(spec.base.env_id)
+    try:
+        check_fits_memory(spec.largest_config, dims, context="the grid's largest cell does not fit in memory: ")
+    except ConfigError as exc:
+        raise ConfigError(re.sub(r"--buffer-size\b", "--buffer-sizes", str(exc)), field=exc.field) from None
+    study_name = spec.default_study_name if args.study_name is None else args.study_name
+    out_dir = default_report_dir(study_name) if args.out_dir is None else args.out_dir
     check_writable(Path(out_dir) / CSV_NAME)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     outcome = run_ablation(spec=spec, storage=args.storage, study_name=args.study_name, workers=args.workers,

@@ -1,20 +1,97 @@
-"""Flags and argument types shared by the subcommands, declared once (as Optuna's own CLI does)."""
+"""Flags and argument types shared by the subcommands, declared once (as Optuna's own CLI does).
+
+Every flag goes through one of the types below, so a bad value is a one-line usage error (exit 2)
+naming the value and what is accepted: no traceback, no silent fallback to a default.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
 
+from dqn_tune.dqn.config import INT_MAX, SEED_MAX
+from dqn_tune.errors import shown
 from dqn_tune.tuning.storage import DEFAULT_STORAGE
 
+STUDY_NAME_MAX = 512
+"""Longest study name: Optuna's column for it (VARCHAR(512) on PostgreSQL and MySQL)."""
+MAX_SEEDS = 1_000
+"""Most training runs of one config a command may ask for (`--seeds`): each is a full training run."""
+MAX_WORKERS_PER_CPU = 4
+"""Worker processes allowed per CPU core (each is a training process with its own torch)."""
+MAX_SECONDS = 86_400
+"""Longest heartbeat interval or grace period: a day."""
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+
+def bounded_int(low: int, high: int, *, accepted: str | None = None) -> Callable[[str], int]:
+    """argparse type: an integer from `low` to `high`; `accepted` describes the range in errors."""
+    description = accepted or (f"an integer >= {low}" if high == INT_MAX else f"an integer from {low} to {high}")
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:  # also a number of more than 4300 digits
+            raise argparse.ArgumentTypeError(f"invalid value {shown(raw)}; expected {description}") from None
+        if not low <= value <= high:
+            limit = " (at most 2**63 - 1)" if value > high == INT_MAX else ""
+            raise argparse.ArgumentTypeError(f"invalid value {shown(raw)}; expected {description}{limit}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    return parse
+
+
+positive_int = bounded_int(1, INT_MAX)
+"""argparse type: an integer from 1 to 2**63 - 1 (what SQLite and numpy can hold)."""
+non_negative_int = bounded_int(0, INT_MAX)
+"""argparse type: an integer from 0 to 2**63 - 1."""
+seed = bounded_int(0, SEED_MAX, accepted=f"an integer from 0 to {SEED_MAX} (2**32 - 1)")
+"""argparse type: a run or evaluation seed."""
+seed_count = bounded_int(1, MAX_SEEDS)
+"""argparse type: how many seeds (training runs) to train."""
+seconds = bounded_int(1, MAX_SECONDS)
+"""argparse type: a duration in seconds, up to a day."""
+
+
+def cpu_count() -> int:
+    """CPU cores this process may run on."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer >= 1")
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def workers(text: str) -> int:
+    """argparse type: worker processes, from 1 to MAX_WORKERS_PER_CPU per CPU core of this machine."""
+    cores = cpu_count()
+    return bounded_int(1, MAX_WORKERS_PER_CPU * cores, accepted=f"an integer from 1 to {MAX_WORKERS_PER_CPU * cores} "
+                       f"({MAX_WORKERS_PER_CPU} per CPU core; this machine has {cores})")(text)
+
+
+def text(value: str) -> str:
+    """argparse type: a non-empty string that can be stored and used as a path (no NUL, valid UTF-8).
+
+    An empty value (often an unset shell variable) is refused rather than read as "the default".
+    """
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"invalid value {value!r}: it is empty (an unset shell variable?); "
+                                         "give a value or leave the flag out for its default")
+    if "\0" in value:
+        raise argparse.ArgumentTypeError(f"invalid value {shown(value)}: it contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"invalid value {shown(value)}: it is not valid UTF-8") from None
+    return value
+
+
+def study_name(value: str) -> str:
+    """argparse type: a study name, `text` of at most STUDY_NAME_MAX characters (Optuna's limit)."""
+    value = text(value)
+    if len(value) > STUDY_NAME_MAX:
+        raise argparse.ArgumentTypeError(f"invalid study name {shown(value)} ({len(value)} characters); expected "
+                                         f"at most {STUDY_NAME_MAX} characters")
     return value
 
 
@@ -28,7 +105,7 @@ def common_flags() -> argparse.ArgumentParser:
 def storage_flags() -> argparse.ArgumentParser:
     """Flags of the subcommands that use a study storage: one name, one default, one help text."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--storage", default=None, metavar="URL",
+    parent.add_argument("--storage", type=text, default=None, metavar="URL",
                         help=f"SQLAlchemy URL of the Optuna storage (default: {DEFAULT_STORAGE}, relative to the "
                              "current directory; postgresql+psycopg2://user@host/db to share studies between machines)")
     return parent

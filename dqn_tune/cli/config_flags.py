@@ -7,7 +7,10 @@ import dataclasses
 import re
 from typing import Any
 
+from dqn_tune.cli.arguments import text
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.envs import make_env, space_dims
+from dqn_tune.dqn.memory import check_memory
 from dqn_tune.errors import ConfigError
 
 
@@ -32,7 +35,7 @@ def _optional_float(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected a number or 'none'") from None
 
 
-_PARSERS: dict[str, Any] = {"int": int, "float": float, "str": str, "float | None": _optional_float,
+_PARSERS: dict[str, Any] = {"int": int, "float": float, "str": text, "float | None": _optional_float,
                             "tuple[int, ...]": _hidden_sizes}
 
 
@@ -63,6 +66,21 @@ def build_config(args: argparse.Namespace, base: DQNConfig | None = None) -> DQN
         return (base or DQNConfig()).replace(**config_overrides(args))
     except ConfigError as exc:
         raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
+
+
+def env_dims(env_id: str) -> tuple[int, int]:
+    """(observation size, number of actions) of `env_id`; EnvError if DQN cannot use it."""
+    with make_env(env_id) as env:
+        return space_dims(env)
+
+
+def check_fits_memory(config: DQNConfig, dims: tuple[int, int], *, context: str = "") -> None:
+    """ConfigError (naming flags, after `context`) unless training `config` on an env of `dims` fits the
+    memory available; called before anything is written or allocated."""
+    try:
+        check_memory(config, *dims)
+    except ConfigError as exc:
+        raise ConfigError(context + with_flag_names(str(exc)), field=exc.field) from None
 
 
 def with_flag_names(message: str) -> str:

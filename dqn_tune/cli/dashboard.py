@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dqn_tune.results.dashboard import DEFAULT_HOST, DEFAULT_PORT, start_dashboard
-from dqn_tune.tuning.storage import DEFAULT_STORAGE
+from dqn_tune.tuning.storage import DEFAULT_STORAGE, public_url
 
 USES_STORAGE = True
 HELP = "open optuna-dashboard on the study storage (trial curves, attributes, learning-curve PNGs)"
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start the server, print its URL, serve until Ctrl-C."""
     server = start_dashboard(args.storage, host=args.host, port=args.port, allow_writes=args.allow_writes)
-    print(f"optuna-dashboard for {args.storage or DEFAULT_STORAGE} at {server.url} (Ctrl-C to stop)", flush=True)
+    print(f"optuna-dashboard for {public_url(args.storage or DEFAULT_STORAGE)} at {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

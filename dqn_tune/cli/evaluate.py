@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dqn_tune.cli.arguments import positive_int, seed, text
 from dqn_tune.dqn.agent import load_agent
-from dqn_tune.dqn.config import check_seed
-from dqn_tune.errors import ConfigError
 from dqn_tune.results.video import record_episode
 
 HELP = "evaluate a saved agent's greedy policy (mean and std of the return)"
@@ -14,19 +13,16 @@ HELP = "evaluate a saved agent's greedy policy (mean and std of the return)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune evaluate`."""
-    parser.add_argument("path", help="saved agent file (.pt)")
-    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default: 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation env (default: 0)")
-    parser.add_argument("--env", dest="env_id", default=None, metavar="ENV_ID",
+    parser.add_argument("path", type=text, help="saved agent file (.pt)")
+    parser.add_argument("--episodes", type=positive_int, default=100, help="evaluation episodes (default: 100)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the evaluation env (default: 0)")
+    parser.add_argument("--env", dest="env_id", type=text, default=None, metavar="ENV_ID",
                         help="evaluate on this env id instead of the one the agent was trained on")
-    parser.add_argument("--video", default=None, metavar="PATH", help="also write one episode as a .gif or .mp4")
+    parser.add_argument("--video", type=text, default=None, metavar="PATH", help="also write one episode as a .gif or .mp4")
 
 
 def run(args: argparse.Namespace) -> int:
     """Load, evaluate, print; write the video if asked."""
-    if args.episodes < 1:
-        raise ConfigError(f"--episodes = {args.episodes} is invalid: expected an integer >= 1")
-    check_seed(args.seed, name="--seed")
     agent = load_agent(args.path)
     if args.env_id is not None:
         agent.config = agent.config.replace(env_id=args.env_id)

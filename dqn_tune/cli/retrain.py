@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dqn_tune.cli.arguments import bounded_int, positive_int, seed, seed_count, study_name, text
+from dqn_tune.dqn.config import INT_MAX
 from dqn_tune.results.retrain import EVAL_EPISODES, EVAL_SEED, retrain_best
 
 USES_STORAGE = True
@@ -12,19 +14,19 @@ HELP = "retrain a study's best trial with fresh seeds and save the best seed as 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune retrain`."""
-    parser.add_argument("--study-name", required=True, help="the study to take the trial from")
-    parser.add_argument("--trial", type=int, default=None, metavar="N",
+    parser.add_argument("--study-name", type=study_name, required=True, help="the study to take the trial from")
+    parser.add_argument("--trial", type=bounded_int(0, INT_MAX, accepted="a trial number, an integer >= 0"), default=None, metavar="N",
                         help="number of the trial to retrain (default: the best; 0 is a valid number)")
-    parser.add_argument("--timesteps", type=int, default=None, metavar="N",
+    parser.add_argument("--timesteps", type=positive_int, default=None, metavar="N",
                         help="environment steps per seed (default: the trial's budget)")
-    parser.add_argument("--seeds", type=int, default=3, metavar="K",
+    parser.add_argument("--seeds", type=seed_count, default=3, metavar="K",
                         help="fresh seeds to train, the best one is kept (default: 3)")
-    parser.add_argument("--out", default=None, metavar="PATH",
+    parser.add_argument("--out", type=text, default=None, metavar="PATH",
                         help="where to save the agent (default: models/<study-name>.pt); "
                              "the learning-curve PNG and summary .md go next to it")
-    parser.add_argument("--eval-episodes", type=int, default=EVAL_EPISODES, metavar="N",
+    parser.add_argument("--eval-episodes", type=positive_int, default=EVAL_EPISODES, metavar="N",
                         help=f"held-out greedy episodes per seed (default: {EVAL_EPISODES})")
-    parser.add_argument("--eval-seed", type=int, default=EVAL_SEED,
+    parser.add_argument("--eval-seed", type=seed, default=EVAL_SEED,
                         help=f"seed of the held-out evaluation (default: {EVAL_SEED}, as `dqn-tune evaluate`)")
 
 

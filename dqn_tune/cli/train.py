@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from dqn_tune.cli.config_flags import add_config_flags, build_config, with_flag_names
+from dqn_tune.cli.arguments import seed, text
+from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits_memory, env_dims
 from dqn_tune.dqn.agent import Agent, save_agent
-from dqn_tune.dqn.config import check_seed
-from dqn_tune.dqn.envs import make_env, space_dims
-from dqn_tune.dqn.memory import check_memory
 from dqn_tune.dqn.trainer import train
-from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable
 
 HELP = "train one DQN agent with the given hyperparameters and save it"
@@ -18,24 +15,19 @@ HELP = "train one DQN agent with the given hyperparameters and save it"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune train`."""
-    parser.add_argument("--env", "--env-id", dest="env_id", default=None, metavar="ENV_ID",
+    parser.add_argument("--env", "--env-id", dest="env_id", type=text, default=None, metavar="ENV_ID",
                         help="gymnasium env id with Discrete actions (default: CartPole-v1)")
     parser.add_argument("--timesteps", "--total-timesteps", dest="total_timesteps", type=int, default=None, metavar="N",
                         help="environment steps to train for (default: 50000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--out", default="models/agent.pt", help="where to save the agent (default: models/agent.pt)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
+    parser.add_argument("--out", type=text, default="models/agent.pt", help="where to save the agent (default: models/agent.pt)")
     add_config_flags(parser, skip=("env_id", "total_timesteps"))
 
 
 def run(args: argparse.Namespace) -> int:
     """Check everything (flags, seed, env, memory, out path), then train, print progress and save the agent."""
     config = build_config(args)
-    check_seed(args.seed, name="--seed")
-    with make_env(config.env_id) as env:
-        try:
-            check_memory(config, *space_dims(env))
-        except ConfigError as exc:
-            raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
+    check_fits_memory(config, env_dims(config.env_id))
     out = check_writable(args.out)
 
     def report(step: int, mean_return: float) -> bool:

@@ -8,14 +8,23 @@ from typing import Any
 
 import optuna
 
-from dqn_tune.cli.arguments import positive_int
+from dqn_tune.cli.arguments import (
+    positive_int,
+    seconds,
+    seed,
+    seed_count,
+    study_name,
+    text,
+    workers,
+)
 from dqn_tune.cli.config_flags import (
     add_config_flags,
+    check_fits_memory,
     config_overrides,
+    env_dims,
     flag_name,
     with_flag_names,
 )
-from dqn_tune.dqn.envs import make_env
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.algorithms import PRUNERS, SAMPLERS
 from dqn_tune.tuning.objective import (
@@ -31,6 +40,7 @@ from dqn_tune.tuning.storage import (
     HEARTBEAT_INTERVAL_S,
     StorageSettings,
     prepare_url,
+    public_url,
 )
 from dqn_tune.tuning.study import TuneSettings, default_study_name, run_study
 
@@ -46,12 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trials to run now, shared by the workers (required unless --total-trials is given)")
     parser.add_argument("--total-trials", type=positive_int, default=None, metavar="N",
                         help="stop when the study holds N trials, counting every machine's (for shared studies)")
-    parser.add_argument("--env", "--env-id", dest="env_id", default="CartPole-v1", metavar="ENV_ID",
+    parser.add_argument("--env", "--env-id", dest="env_id", type=text, default="CartPole-v1", metavar="ENV_ID",
                         help="gymnasium env id with Discrete actions (default: CartPole-v1)")
-    parser.add_argument("--study-name", default=None, help="study name (default: dqn-<ENV_ID>)")
+    parser.add_argument("--study-name", type=study_name, default=None, help="study name (default: dqn-<ENV_ID>)")
     parser.add_argument("--timesteps", "--total-timesteps", dest="timesteps", type=positive_int, default=None, metavar="N",
                         help=f"environment steps per training run (default by env: {_BUDGETS}; else 50000)")
-    parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="K",
+    parser.add_argument("--seeds", type=seed_count, default=DEFAULT_SEEDS, metavar="K",
                         help=f"training runs per trial, each with its own seed; the value is their mean "
                              f"(default: {DEFAULT_SEEDS})")
     parser.add_argument("--eval-episodes", type=positive_int, default=None, metavar="N",
@@ -62,20 +72,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=OBJECTIVES, default="final",
                         help="what a run scores: its final evaluation, its best evaluation, or the area under "
                              "its evaluation curve divided by its length (default: final)")
-    parser.add_argument("--workers", type=positive_int, default=1, metavar="W",
+    parser.add_argument("--workers", type=workers, default=1, metavar="W",
                         help="worker processes on this machine, one torch thread each (default: 1)")
     parser.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default: tpe)")
     parser.add_argument("--pruner", choices=PRUNERS, default="median", help="Optuna pruner (default: median)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's runs (default: 0)")
-    parser.add_argument("--search-space", default=None, metavar="FILE.toml",
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the sampler and of every trial's runs (default: 0)")
+    parser.add_argument("--search-space", type=text, default=None, metavar="FILE.toml",
                         help="TOML file changing the search space: ranges, fixed values, more hyperparameters "
                              "(a hyperparameter flag below, e.g. --gamma 0.99, fixes that one for every trial)")
     parser.add_argument("--no-artifacts", dest="artifacts", action="store_false",
                         help="do not save each trial's learning-curve PNG to the artifact store")
     faults = parser.add_argument_group("fault tolerance")
-    faults.add_argument("--heartbeat-interval", type=positive_int, default=HEARTBEAT_INTERVAL_S, metavar="S",
+    faults.add_argument("--heartbeat-interval", type=seconds, default=HEARTBEAT_INTERVAL_S, metavar="S",
                         help=f"seconds between a running trial's heartbeats (default: {HEARTBEAT_INTERVAL_S})")
-    faults.add_argument("--grace-period", type=positive_int, default=GRACE_PERIOD_S, metavar="S",
+    faults.add_argument("--grace-period", type=seconds, default=GRACE_PERIOD_S, metavar="S",
                         help="seconds without a heartbeat after which a trial counts as dead and is retried "
                              f"(default: {GRACE_PERIOD_S})")
     add_config_flags(parser, skip=("env_id", "total_timesteps", "eval_episodes", "eval_freq"))
@@ -89,10 +99,13 @@ def run(args: argparse.Namespace) -> int:
         base = trial_base_config(args.env_id, timesteps=args.timesteps, **hyperparameter_flags(args))
     except ConfigError as exc:
         raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
-    make_env(base.env_id).close()
+    dims = env_dims(base.env_id)
     space = load_search_space(args.search_space).without(hyperparameter_flags(args))
+    space.check(base)
+    check_fits_memory(space.largest_config(base, *dims), dims,
+                      context="the largest config of the search space does not fit in memory: ")
     settings = TuneSettings(
-        study_name=args.study_name or default_study_name(base.env_id),
+        study_name=default_study_name(base.env_id) if args.study_name is None else args.study_name,
         storage=StorageSettings(prepare_url(args.storage), args.heartbeat_interval, args.grace_period),
         objective=ObjectiveSettings(base=base, space=space, seeds=args.seeds, objective=args.objective,
                                     study_seed=args.seed),
@@ -111,6 +124,8 @@ def command_line(args: argparse.Namespace) -> str:
     for name in ("trials", "total_trials", "env_id", "study_name", "storage", "timesteps", "seeds", "objective",
                  "workers", "sampler", "pruner", "seed", "search_space"):
         value = getattr(args, name)
+        if name == "storage" and value is not None:
+            value = public_url(value)  # the command is stored in the study and shown by the dashboard
         if value is not None:
             words += ["--env" if name == "env_id" else flag_name(name), str(value)]
     if not args.artifacts:

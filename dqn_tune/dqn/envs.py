@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from dqn_tune.errors import EnvError
+from dqn_tune.errors import EnvError, shown
 
 
 def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
@@ -13,15 +13,23 @@ def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
     try:
         env = gym.make(env_id, render_mode=render_mode)
     except gym.error.DependencyNotInstalled as exc:
-        raise EnvError(f"env {env_id!r} needs an extra package: {exc}. For Box2D envs: pip install 'dqn-tune[box2d]'") from exc
-    except gym.error.Error as exc:
-        raise EnvError(f"unknown env id {env_id!r} ({exc}); expected a registered gymnasium id such as 'CartPole-v1'") from exc
+        raise EnvError(f"env {shown(env_id)} needs an extra package: {_reason(exc)}. For Box2D envs: "
+                       "pip install 'dqn-tune[box2d]'") from exc
+    except (gym.error.Error, ImportError) as exc:  # ImportError: an id "module:Env" whose module is missing
+        raise EnvError(f"unknown env id {shown(env_id)} ({_reason(exc)}); expected a registered gymnasium id such "
+                       "as 'CartPole-v1'") from exc
     try:
         check_spaces(env_id, env.observation_space, env.action_space)
     except EnvError:
         env.close()
         raise
     return env
+
+
+def _reason(exc: Exception) -> str:
+    """Gymnasium's message for an error, on one line and at most 200 characters (it repeats the id)."""
+    text = " ".join(str(exc).split()).replace("\0", "\\x00")
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> None:

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from dqn_tune.dqn.run_record import RunRecord, curve_auc
 from dqn_tune.errors import StorageError
+from dqn_tune.output_paths import safe_name
 from dqn_tune.plots import FIGSIZE, mean_curve, new_figure, save_figure
 from dqn_tune.tuning.ablation import AblationSpec, Cell, cell_of
 from dqn_tune.tuning.records import FAIL_REASON, SPEC_ATTR, ablation_spec, trial_runs
@@ -75,8 +76,8 @@ class ReportFiles:
 
 
 def default_report_dir(study_name: str) -> Path:
-    """studies/ablations/<study name>/."""
-    return REPORT_ROOT / study_name
+    """studies/ablations/<study name>/ (the name made one safe folder name, see `safe_name`)."""
+    return REPORT_ROOT / safe_name(study_name)
 
 
 def study_spec(study: optuna.Study) -> AblationSpec:

@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import OutputPathError, StorageError
+from dqn_tune.output_paths import safe_name
 from dqn_tune.plots import learning_curve_figure, mean_curves_figure, save_figure
 from dqn_tune.tuning import records
 
@@ -59,8 +60,8 @@ class OptunaPlot:
 
 
 def default_out_dir(study_name: str) -> Path:
-    """studies/reports/<study_name>/."""
-    return REPORTS_DIR / study_name
+    """studies/reports/<study_name>/ (the name made one safe folder name, see `safe_name`)."""
+    return REPORTS_DIR / safe_name(study_name)
 
 
 def complete_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -22,7 +22,7 @@ from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.dqn.trainer import TrainResult, train
 from dqn_tune.errors import ConfigError
-from dqn_tune.output_paths import check_writable
+from dqn_tune.output_paths import check_writable, safe_name
 from dqn_tune.plots import learning_curve_figure, save_figure
 from dqn_tune.tuning.records import study_objective, trial_config, trial_runs
 from dqn_tune.tuning.selection import choose_trial
@@ -98,6 +98,11 @@ def output_paths(out: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
     return agent, agent.with_name(f"{agent.stem}_learning_curve.png"), agent.with_name(f"{agent.stem}_summary.md")
 
 
+def default_agent_path(study_name: str) -> Path:
+    """models/<study name>.pt (the name made one safe file name, see `safe_name`)."""
+    return Path("models") / f"{safe_name(study_name)}.pt"
+
+
 def retrain_seeds(count: int, exclude: Collection[int]) -> list[int]:
     """`count` seeds from FIRST_RETRAIN_SEED upwards, none of them in `exclude` (the tuning seeds)."""
     seeds: list[int] = []
@@ -115,17 +120,17 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
                  log: Log | None = None) -> RetrainOutcome:
     """Retrain the chosen trial's config with `seeds` fresh seeds and save the best as the final agent.
 
-    Writes the agent (default models/<study_name>.pt), a learning-curve PNG and a markdown summary
+    Writes the agent (default: `default_agent_path`), a learning-curve PNG and a markdown summary
     next to it. Bad input raises a DQNTuneError before any training.
     """
     say = log or (lambda _message: None)
     _check_count("seeds", seeds)
     _check_count("eval_episodes", eval_episodes)
-    paths = output_paths(out if out is not None else Path("models") / f"{study_name}.pt")
-    for path in paths:
-        check_writable(path)
     study = load_study(open_existing_storage(storage), study_name)
     chosen = choose_trial(study, trial)
+    paths = output_paths(check_writable(out if out is not None else default_agent_path(study_name)))
+    for path in paths[1:]:
+        check_writable(path)
     trial_budget = trial_config(chosen)
     config = trial_budget if timesteps is None else _with_budget(trial_budget, timesteps, chosen.number)
     tuning_runs = tuple(trial_runs(chosen))

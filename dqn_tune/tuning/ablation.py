@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,8 @@ KEPT_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 Cell = tuple[int, int, int]
 """(buffer_size, target_update_interval, seed)."""
+MAX_CELLS = 10_000
+"""Largest grid (buffer sizes x target intervals x seeds): each cell is a training run and a trial."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +68,19 @@ class AblationSpec:
     """The study the base config came from (its best trial), if any."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "buffer_sizes", _sorted_values("buffer_sizes", self.buffer_sizes))
-        object.__setattr__(self, "target_intervals", _sorted_values("target_intervals", self.target_intervals))
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise ConfigError(f"seeds = {self.seeds!r} is invalid: expected an integer >= 1", field="seeds")
+        object.__setattr__(self, "buffer_sizes", tuple(self.buffer_sizes))
+        object.__setattr__(self, "target_intervals", tuple(self.target_intervals))
+        size = len(self.buffer_sizes) * len(self.target_intervals) * self.seeds
+        if size > MAX_CELLS:
+            lists = {"buffer_sizes": len(self.buffer_sizes), "target_intervals": len(self.target_intervals)}
+            field = "seeds" if size // self.seeds <= MAX_CELLS else max(lists, key=lambda name: lists[name])
+            raise ConfigError(f"{field}: the grid of {len(self.buffer_sizes)} buffer sizes x {len(self.target_intervals)} "
+                              f"target intervals x {self.seeds} seeds has {size} cells; expected at most {MAX_CELLS} "
+                              "(each cell is a training run)", field=field)
+        object.__setattr__(self, "buffer_sizes", _sorted_values("buffer_sizes", self.buffer_sizes))
+        object.__setattr__(self, "target_intervals", _sorted_values("target_intervals", self.target_intervals))
         small = [size for size in self.buffer_sizes if size < self.base.batch_size]
         if small:
             raise ConfigError(f"buffer_sizes {small} are below the batch size ({self.base.batch_size}): "
@@ -81,6 +93,11 @@ class AblationSpec:
         """The GridSampler search space; the seed is a grid parameter like the others."""
         return {BUFFER_SIZE: list(self.buffer_sizes), TARGET_INTERVAL: list(self.target_intervals),
                 SEED: list(range(self.seeds))}
+
+    @property
+    def largest_config(self) -> DQNConfig:
+        """The cell config that needs the most memory: the largest buffer size."""
+        return self.config_for(self.buffer_sizes[-1], self.target_intervals[0])
 
     @property
     def cells(self) -> list[Cell]:
@@ -287,7 +304,7 @@ def _sorted_values(name: str, values: Iterable[int]) -> tuple[int, ...]:
     bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
     if bad:
         raise ConfigError(f"{name} {list(values)} are invalid: {bad[0]!r} is not an integer >= 1", field=name)
-    duplicates = sorted({v for v in values if values.count(v) > 1})
+    duplicates = sorted(value for value, count in Counter(values).items() if count > 1)
     if duplicates:
         raise ConfigError(f"{name} {list(values)} repeat {duplicates}: expected each value once", field=name)
     return tuple(sorted(values))

@@ -23,6 +23,7 @@ from typing import Any, Union
 import optuna
 
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.memory import memory_needed
 from dqn_tune.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -135,6 +136,14 @@ class SearchSpace:
         if batch_max > buffer_min:
             raise ConfigError(f"search space: batch_size can reach {batch_max} but buffer_size can be as small as "
                               f"{buffer_min}; every batch_size must be <= every buffer_size", field="batch_size")
+
+    def largest_config(self, base: DQNConfig, obs_dim: int, n_actions: int) -> DQNConfig:
+        """The config from `base` that needs the most memory to train among those the space can give (call
+        `check` first): the largest buffer and batch sizes with the costliest hidden sizes."""
+        largest = base.replace(buffer_size=max(self._extremes("buffer_size", base)),
+                               batch_size=max(self._extremes("batch_size", base)))
+        return max((largest.replace(hidden_sizes=sizes) for sizes in self._extremes("hidden_sizes", base)),
+                   key=lambda config: memory_needed(config, obs_dim, n_actions))
 
     def describe(self) -> list[str]:
         """One line per parameter, for notes and summaries."""

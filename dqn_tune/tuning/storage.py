@@ -1,7 +1,10 @@
 """Optuna storages: the default SQLite file, any SQLAlchemy URL, validation and heartbeats.
 
 Every way a storage can be unusable (missing or read-only directory, a file that is not a
-database, an unreachable server) becomes a StorageError before anything is written.
+database, an unreachable server, another application's database, an Optuna schema of another
+version) becomes a StorageError before anything is written. Only commands that create studies
+create Optuna's tables, and only in an empty database; commands that read need only read access.
+Messages show URLs through `public_url` (passwords hidden).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,82 +38,174 @@ MAX_RETRY = 2
 """How many times a trial whose worker died is re-run."""
 SCHEMA_LOCK = "dqn-tune: create Optuna's tables"
 """Name of the lock under which a process creates Optuna's tables in a new database."""
+OPTUNA_TABLES = frozenset({
+    "studies", "study_directions", "study_user_attributes", "study_system_attributes", "trials",
+    "trial_user_attributes", "trial_system_attributes", "trial_params", "trial_values", "trial_intermediate_values",
+    "trial_heartbeats", "version_info", "alembic_version"})
+"""The tables of Optuna's RDB schema."""
+OPTUNA_CORE_TABLES = frozenset({"studies", "trials", "version_info", "alembic_version"})
+"""Tables whose presence means a database holds Optuna's schema (of some version)."""
 
 
 def sqlite_path(url: str) -> Path | None:
     """The database file of a sqlite URL (None for other backends or in-memory SQLite)."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return None
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
     return Path(parsed.database)
 
 
-def prepare_url(url: str | None) -> str:
-    """Check `url` (default: DEFAULT_STORAGE) can hold a study; create the default `studies/` folder.
+def prepare_url(url: str | None, *, write: bool = True) -> str:
+    """Check `url` (None: DEFAULT_STORAGE) can be opened; with `write`, that it can hold new studies and
+    trials (then the default `studies/` folder is created).
 
-    Raises StorageError naming the URL and what to do, before any connection is made.
+    A SQLite file is only read through when `write` is false: it must exist and be readable. Writing
+    needs the file writable and its directory too (SQLite creates its journal beside the file).
+    Raises StorageError naming the URL (password hidden) and what to do, before any connection is made.
     """
-    url = url or DEFAULT_STORAGE
+    if url is None:
+        url = DEFAULT_STORAGE
+    if not url.strip():
+        raise StorageError(f"storage URL {url!r} is empty; expected e.g. {DEFAULT_STORAGE} or "
+                           "postgresql+psycopg2://user@host/db (leave out --storage for the default)")
     try:
         make_url(url)
-    except ArgumentError:
-        raise StorageError(f"storage URL {url!r} is not a valid SQLAlchemy URL; expected e.g. "
+    except (ArgumentError, ValueError) as exc:
+        reason = f" ({exc})" if isinstance(exc, ValueError) else ""
+        raise StorageError(f"storage URL {public_url(url)!r} is not a valid SQLAlchemy URL{reason}; expected e.g. "
                            f"{DEFAULT_STORAGE} or postgresql+psycopg2://user@host/db") from None
     path = sqlite_path(url)
     if path is None:
         return url
+    where = f"cannot open storage {public_url(url)!r}"
     try:
-        if url == DEFAULT_STORAGE:
+        if write and url == DEFAULT_STORAGE:
             path.parent.mkdir(parents=True, exist_ok=True)
         if not path.parent.is_dir():
-            raise StorageError(f"cannot open storage {url!r}: directory {str(path.parent)!r} does not exist")
-        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-            raise StorageError(f"cannot open storage {url!r}: {str(path)!r} is not readable and writable")
-        if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
-            raise StorageError(f"cannot open storage {url!r}: directory {str(path.parent)!r} is not writable")
-    except OSError as exc:  # e.g. a parent directory this user may not enter
-        raise StorageError(f"cannot open storage {url!r}: {exc.strerror}: {exc.filename!r}") from None
+            raise StorageError(f"{where}: directory {str(path.parent)!r} does not exist")
+        if not write:
+            if not path.is_file():
+                raise StorageError(f"no SQLite database at {str(path)!r} (storage {public_url(url)!r}); check "
+                                   "--storage, or create a study first with 'dqn-tune tune'")
+            if not os.access(path, os.R_OK):
+                raise StorageError(f"{where}: {str(path)!r} is not readable")
+        elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            raise StorageError(f"{where}: {str(path)!r} is not readable and writable")
+        elif not os.access(path.parent, os.W_OK | os.X_OK):
+            raise StorageError(f"{where}: directory {str(path.parent)!r} is not writable (SQLite creates "
+                               "its journal file beside the database)")
+    except OSError as exc:  # e.g. a parent directory this user may not enter, a name too long
+        raise StorageError(f"{where}: {exc.strerror}: {exc.filename!r}") from None
     return url
 
 
 def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
                  grace_period_s: int = GRACE_PERIOD_S) -> RDBStorage:
-    """Open (creating tables if needed) the RDB storage at `url`.
+    """Open the RDB storage at `url`, creating Optuna's tables if the database is empty.
 
     With `heartbeat`, running trials send a heartbeat every `heartbeat_interval_s`, and a trial whose
     worker died (SIGKILL, power loss) is marked FAIL after `grace_period_s` without one and retried
     up to MAX_RETRY times. Processes opening a new database at once create its tables one at a time.
+    A database holding other tables than Optuna's, or Optuna's schema of another version, is refused
+    before anything is written.
     """
     url = prepare_url(url)
     if heartbeat and not 0 < heartbeat_interval_s < grace_period_s:
         raise StorageError(f"heartbeat interval {heartbeat_interval_s}s and grace period {grace_period_s}s are invalid; "
                            "expected 0 < interval < grace period")
-    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite_path(url) else {"pool_pre_ping": True}
-    try:
-        with _named_lock(url, SCHEMA_LOCK), warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat options
-            kwargs: dict[str, object] = {}
-            if heartbeat:
-                kwargs = {"heartbeat_interval": heartbeat_interval_s, "grace_period": grace_period_s,
-                          "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, ImportError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise StorageError(f"cannot open storage {url!r}: {reason}") from None
+    kwargs: dict[str, object] = {}
+    if heartbeat:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kwargs = {"heartbeat_interval": heartbeat_interval_s, "grace_period": grace_period_s,
+                      "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
+    if _has_optuna_schema(url):
+        return _rdb_storage(url, create_tables=False, **kwargs)
+    with _guarded(url), _named_lock(url, SCHEMA_LOCK):
+        return _rdb_storage(url, create_tables=not _has_optuna_schema(url), **kwargs)
 
 
 def open_existing_storage(url: str | None) -> RDBStorage:
     """Open `url` without heartbeats, for commands that only look at studies (report, dashboard, retrain):
-    a SQLite file that does not exist is a StorageError, not a new database."""
-    url = prepare_url(url)
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        raise StorageError(f"no SQLite database at {str(path)!r} (storage {url!r}); check --storage, "
-                           "or create a study first with 'dqn-tune tune'")
-    return open_storage(url, heartbeat=False)
+    it needs read access only, and never gets a schema (a database without Optuna's is a StorageError)."""
+    url = prepare_url(url, write=False)
+    if not _has_optuna_schema(url):
+        raise StorageError(f"storage {public_url(url)!r} holds no Optuna studies (its database has no Optuna "
+                           "tables); check --storage, or create a study first with 'dqn-tune tune'")
+    return _rdb_storage(url, create_tables=False)
+
+
+def _rdb_storage(url: str, *, create_tables: bool, **kwargs: object) -> RDBStorage:
+    """RDBStorage(url), creating its tables only if asked; errors become one-line StorageErrors."""
+    engine_kwargs = {**_connect_args(url), **({} if sqlite_path(url) else {"pool_pre_ping": True})}
+    with _guarded(url), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat options
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_tables,
+                              **kwargs)  # type: ignore[arg-type]
+        except RuntimeError as exc:  # Optuna's schema version check
+            if "table schema" not in str(exc):
+                raise
+            raise StorageError(_schema_version_message(url, str(exc))) from None
+
+
+def _has_optuna_schema(url: str) -> bool:
+    """Whether the database at `url` holds Optuna's tables; False for an empty database, or one holding
+    only part of Optuna's tables (a creation cut short, which `open_storage` completes).
+
+    A database with other tables and without Optuna's is a StorageError: dqn-tune never adds its
+    tables to another application's database. Only reads (the table names).
+    """
+    with _guarded(url):
+        try:
+            engine = sqlalchemy.create_engine(url, poolclass=NullPool, **_connect_args(url))
+            try:
+                tables = set(sqlalchemy.inspect(engine).get_table_names())
+            finally:
+                engine.dispose()
+        except (TypeError, ValueError) as exc:  # options the driver does not take, e.g. sqlite:///s.db?x=1
+            raise StorageError(f"cannot open storage {public_url(url)!r}: {exc}") from None
+    if OPTUNA_CORE_TABLES <= tables:
+        return True
+    if tables <= OPTUNA_TABLES:
+        return False
+    others = sorted(tables - OPTUNA_TABLES)
+    listing = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    raise StorageError(f"storage {public_url(url)!r} is not an Optuna database: it holds other tables ({listing}) "
+                       "and not Optuna's; dqn-tune leaves other applications' databases alone: give --storage a new "
+                       "or an Optuna database")
+
+
+def _schema_version_message(url: str, optuna_message: str) -> str:
+    """One line for Optuna's schema version error: which versions, and what to do."""
+    made_by = re.search(r"set up by optuna ([^)\s]+)", optuna_message)
+    made = f"optuna {made_by.group(1)}" if made_by else "another optuna version"
+    if "pip install -U optuna" in optuna_message:
+        advice = f"it was made by a newer optuna: install that version (pip install -U 'optuna>={made_by.group(1)}')" \
+            if made_by else "it was made by a newer optuna: pip install -U optuna"
+    else:
+        advice = (f"back it up, then upgrade it with 'optuna storage upgrade --storage {public_url(url)}' "
+                  f"(older optuna versions can no longer read it afterwards)")
+    return (f"storage {public_url(url)!r} has the table schema of {made}, which optuna {optuna.__version__} "
+            f"cannot use; {advice}")
+
+
+def _connect_args(url: str) -> dict[str, object]:
+    """Engine arguments: SQLite waits up to 60 s for another process's write lock."""
+    return {"connect_args": {"timeout": 60}} if sqlite_path(url) else {}
+
+
+@contextmanager
+def _guarded(url: str) -> Iterator[None]:
+    """Turn a database error raised inside the block into a one-line StorageError naming `url`."""
+    try:
+        yield
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, ImportError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StorageError(f"cannot open storage {public_url(url)!r}: {reason}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +226,8 @@ def public_url(url: str) -> str:
     """`url` with its password hidden, for everything the tool prints or stores."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy can parse (e.g. a port that is not a number)
+        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
 
 
 @contextmanager
@@ -204,7 +300,7 @@ def load_study(storage: RDBStorage, study_name: str) -> optuna.Study:
     names = study_names(storage)
     if study_name not in names:
         listing = ", ".join(names) if names else "none"
-        raise StorageError(f"study {study_name!r} not found in {storage.url!r}; studies there: {listing}")
+        raise StorageError(f"study {study_name!r} not found in {public_url(storage.url)!r}; studies there: {listing}")
     return optuna.load_study(study_name=study_name, storage=storage)
 
 

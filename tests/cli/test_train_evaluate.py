@@ -118,7 +118,7 @@ def test_evaluate_rejects_bad_input_with_one_line(trained: Path, tmp_path: Path,
     cases = [
         ([str(tmp_path / "missing.pt")], "does not exist"),
         ([str(garbage)], "is not a readable dqn-tune agent file"),
-        ([str(trained), "--episodes", "0"], "--episodes = 0 is invalid"),
+        ([str(trained), "--episodes", "0"], "argument --episodes: invalid value '0'; expected an integer >= 1"),
         ([str(trained), "--env", "Acrobot-v1"], "agent expects 4 observation values and 2 actions"),
         ([str(trained), "--env", "Pendulum-v1"], "has a Box action space"),
         ([str(trained), "--video", str(tmp_path / "episode.avi")], "expected .gif or .mp4"),
@@ -136,14 +136,14 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 @pytest.mark.parametrize("flags", [["--seed", "-1"], ["--seed", "4294967296"], ["--seed", str(10**30)]])
 def test_train_and_evaluate_reject_a_seed_outside_32_bits(flags: list[str], trained: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    expected = (f"dqn-tune: error: --seed = {flags[1]} is invalid: expected an integer from 0 to 4294967295 "
-                "(2**32 - 1)\n")
+    expected = (f"dqn-tune: error: argument --seed: invalid value '{flags[1]}'; expected an integer from 0 to "
+                "4294967295 (2**32 - 1) (see 'dqn-tune {command} --help')\n")
     out = tmp_path / "models" / "agent.pt"
     assert main(["train", "--out", str(out), *flags, *TINY_FLAGS]) == 2
-    assert one_error_line(capsys) == expected
+    assert one_error_line(capsys) == expected.format(command="train")
     assert not out.parent.exists()
     assert main(["evaluate", str(trained), "--episodes", "1", *flags]) == 2
-    assert one_error_line(capsys) == expected
+    assert one_error_line(capsys) == expected.format(command="evaluate")
 
 
 def test_the_largest_seed_trains_and_evaluates(trained: Path, tmp_path: Path) -> None:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import shutil
 import subprocess
-import tempfile
-import traceback
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -17,7 +12,6 @@ import pytest
 from optuna.trial import TrialState
 
 from dqn_tune.cli import main
-from dqn_tune.dqn.envs import make_env
 from dqn_tune.tuning import records
 from dqn_tune.tuning.records import COMMANDS_ATTR
 
@@ -121,61 +115,22 @@ def test_unusable_storage_is_one_line_exit_2_and_changes_nothing(
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.suffix != ".lock"} == files_before
 
 
-@pytest.fixture
-def shared_tmp() -> Iterator[Path]:
-    """A temporary directory that user nobody can enter (pytest's tmp_path is private to root)."""
-    directory = Path(tempfile.mkdtemp(prefix="dqn_tune_test_"))
-    directory.chmod(0o755)
-    yield directory
-    shutil.rmtree(directory)
-
-
 @pytest.mark.parametrize(("mode", "message"), [
-    (0o555, "directory '{dir}' is not writable"),
+    (0o555, "directory '{dir}' is not writable (SQLite creates its journal file beside the database)"),
     (0o700, "Permission denied: '{dir}/study.db'"),  # root's directory: nobody cannot even look inside
 ])
-def test_storage_in_a_read_only_directory_is_refused(shared_tmp: Path, mode: int, message: str) -> None:
+def test_storage_in_a_read_only_directory_is_refused(shared_tmp: Path, as_nobody: Callable[[list[str]], tuple[int, str]],
+                                                     mode: int, message: str) -> None:
     """Run as user nobody (root ignores mode bits), in a forked child of this process."""
     directory = shared_tmp / "studies"
     directory.mkdir()
     directory.chmod(mode)
     args = ["--trials", "1", "--storage", f"sqlite:///{directory}/study.db", *TINY]
-    make_env("CartPole-v1").close()  # imports done before dropping privileges
-    code, err = run_as_nobody(args) if os.geteuid() == 0 else run_in_process(args)
+    code, err = as_nobody(args)
     assert code == 2, err
     assert err == f"dqn-tune: error: cannot open storage 'sqlite:///{directory}/study.db': " \
                   f"{message.format(dir=directory)}\n"
     assert list(directory.iterdir()) == []
-
-
-def run_in_process(args: list[str]) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = main(args)
-    return code, err.getvalue()
-
-
-def run_as_nobody(args: list[str]) -> tuple[int, str]:
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: drop to nobody, run, report, exit without running pytest's teardown
-        try:
-            os.close(read_end)
-            os.setgid(65534)
-            os.setuid(65534)
-            try:
-                code, err = run_in_process(args)
-            except BaseException:  # noqa: BLE001 - reported to the parent
-                code, err = -1, traceback.format_exc()
-            os.write(write_end, f"{code}\n{err}".encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as reader:
-        output = reader.read()
-    os.waitpid(pid, 0)
-    code, _, err = output.partition("\n")
-    return int(code), err
 
 
 def test_cmaes_sampler_runs_and_samples_numeric_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -199,4 +154,10 @@ def test_installed_console_script_runs_a_study_with_two_workers(tmp_path: Path) 
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage=f"sqlite:///{tmp_path}/studies/dqn_tune.db")
     assert len(study.trials) == 4
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
-    assert len(list((tmp_path / "studies" / "artifacts").iterdir())) == 4
+    # the validation stage: the best config (one per 10 complete trials, at least 1) on 5 held-out seeds
+    validation = optuna.load_study(study_name="dqn-CartPole-v1-validation",
+                                   storage=f"sqlite:///{tmp_path}/studies/dqn_tune.db")
+    assert [t.state for t in validation.trials] == [TrialState.COMPLETE] * 5
+    assert f"recommended: trial {study.best_trial.number} (" in result.stdout
+    assert study.user_attrs["recommendation"]["trial"] == study.best_trial.number
+    assert len(list((tmp_path / "studies" / "artifacts").iterdir())) == 4 + 5

@@ -116,10 +116,21 @@ def bad_input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--study-name", "cartpole", "--trial", "2"], r"trial 2 of study 'cartpole' is FAIL; only COMPLETE"),
         (["--study-name", "cartpole", "--out", str(blocker / "x.pt")], r"cannot write output path .*a-file/x\.pt"),
         (["--study-name", "cartpole", "--out", str(tmp_path / "dir.pt")], r"output path .*dir\.pt' is a directory"),
-        (["--study-name", "cartpole", "--seeds", "0"], r"seeds = 0 is invalid: expected an integer >= 1"),
+        (["--study-name", "cartpole", "--seeds", "0"], r"argument --seeds: invalid value '0'; expected an integer from 1 to 1000"),
         (["--study-name", "cartpole", "--timesteps", "50"],
          r"timesteps = 50 is invalid for trial 1 .*expected an integer > its learning_starts \(100\)"),
-        (["--study-name", "cartpole", "--trial", "x"], r"argument --trial: invalid int value: 'x'"),
+        (["--study-name", "cartpole", "--trial", "x"],
+         r"argument --trial: invalid value 'x'; expected a trial number, an integer >= 0"),
+        (["--study-name", "cartpole", "--out", "."], r"output path '\.' is a directory"),
+        (["--study-name", "cartpole", "--out", "models/"], r"output path 'models/' is a directory"),
+        (["--study-name", "cartpole", "--out", ""], r"argument --out: invalid value '': it is empty"),
+        (["--study-name", "cartpole", "--eval-seed", "-5"],
+         r"argument --eval-seed: invalid value '-5'; expected an integer from 0 to 4294967295"),
+        (["--study-name", "cartpole", "--eval-seed", str(2**32)], r"argument --eval-seed: invalid value '4294967296'"),
+        (["--study-name", ""], r"argument --study-name: invalid value '': it is empty \(an unset shell variable\?\)"),
+        (["--study-name", "x" * 1000], r"argument --study-name: invalid study name 'xxx.*\(1000 characters\); expected "
+                                       r"at most 512 characters"),
+        (["--study-name", "cartpole", "--seeds", str(10**9)], r"argument --seeds: invalid value '1000000000'"),
     ]
 
 

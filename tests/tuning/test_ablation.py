@@ -252,7 +252,7 @@ def test_cli_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path:
         (["--buffer-sizes", "100,0"], r"--buffer-sizes \[100, 0\] are invalid: 0 is not an integer >= 1"),
         (["--buffer-sizes", "16,100"], r"--buffer-sizes \[16\] are below the batch size \(32\)"),
         (["--target-intervals", "5,5"], r"--target-intervals \[5, 5\] repeat \[5\]: expected each value once"),
-        (["--seeds", "0"], r"--seeds = 0 is invalid: expected an integer >= 1"),
+        (["--seeds", "0"], r"argument --seeds: invalid value '0'; expected an integer >= 1"),
         (["--learning-starts", "400"], r"--learning-starts = 400 is invalid: expected less than --total-timesteps"),
         (["--base-study", "nope"], r"study 'nope' not found in .*; studies there: taken, unfinished$"),
         (["--base-study", "unfinished"], r"study 'unfinished' has no complete trial"),
