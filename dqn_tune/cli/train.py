@@ -9,6 +9,7 @@ from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits
 from dqn_tune.dqn.agent import Agent, save_agent
 from dqn_tune.dqn.trainer import train
 from dqn_tune.output_paths import check_writable
+from dqn_tune.results.export import read_config_file
 
 HELP = "train one DQN agent with the given hyperparameters and save it"
 
@@ -21,12 +22,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="environment steps to train for (default: 50000)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
     parser.add_argument("--out", type=text, default="models/agent.pt", help="where to save the agent (default: models/agent.pt)")
+    parser.add_argument("--config", type=text, default=None, metavar="FILE",
+                        help="TOML file of hyperparameters, as 'dqn-tune best --format toml' writes; "
+                             "flags given here override it")
     add_config_flags(parser, skip=("env_id", "total_timesteps"))
 
 
 def run(args: argparse.Namespace) -> int:
     """Check everything (flags, seed, env, memory, out path), then train, print progress and save the agent."""
-    config = build_config(args)
+    config = build_config(args, None if args.config is None else read_config_file(args.config))
     check_fits_memory(config, env_dims(config.env_id))
     out = check_writable(args.out)
 

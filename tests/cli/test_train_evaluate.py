@@ -253,3 +253,52 @@ def test_evaluate_refuses_a_hostile_agent_file_with_one_line_and_no_warning(case
     assert [str(w.message) for w in recwarn] == []
     assert not (tmp_path / "ran").exists()  # no code from the file ran
     assert (path.read_bytes() if path.is_file() else None) == before
+
+
+CONFIG_FILE = """# as 'dqn-tune best --format toml' writes it, fewer keys
+total_timesteps = 300
+learning_starts = 50
+batch_size = 16
+buffer_size = 300
+hidden_sizes = [16]
+eval_freq = 150
+eval_curve_episodes = 1
+eval_episodes = 2
+learning_rate = 0.002
+max_grad_norm = "none"
+"""
+
+
+def test_train_config_file_sets_the_hyperparameters_and_flags_override_it(tmp_path: Path) -> None:
+    from dqn_tune.dqn.config import DQNConfig
+
+    config_file = tmp_path / "best.toml"
+    config_file.write_text(CONFIG_FILE)
+    out = tmp_path / "agent.pt"
+    assert main(["train", "--config", str(config_file), "--hidden-sizes", "8", "--gamma", "0.9", "--out", str(out)]) == 0
+    assert load_agent(out).config == DQNConfig(total_timesteps=300, learning_starts=50, batch_size=16, buffer_size=300,
+                                               hidden_sizes=(8,), eval_freq=150, eval_curve_episodes=1,
+                                               eval_episodes=2, learning_rate=0.002, max_grad_norm=None, gamma=0.9)
+
+
+@pytest.mark.parametrize(("content", "named"), [
+    ("learning_rat = 0.1\n", "config file '{path}': unknown key 'learning_rat'; expected DQNConfig fields: env_id, "),
+    ('batch_size = "big"\n', "config file '{path}': batch_size = 'big' is invalid: expected an integer"),
+    ("gamma = 1.5\n", "config file '{path}': gamma = 1.5 is invalid: expected a number in (0, 1]"),
+    ("hidden_sizes = 64\n", "config file '{path}': hidden_sizes = 64 is invalid: expected a list of integers"),
+    ("hidden_sizes = [64, true]\n", "config file '{path}': hidden_sizes = [64, True] is invalid"),
+    ("double_dqn = 1\n", "config file '{path}': double_dqn = 1 is invalid: expected true or false"),
+    ("[table]\nbatch_size = 3\n", "config file '{path}': unknown key 'table'"),
+    ("batch_size = \n", "config file '{path}' is not valid TOML: "),
+    (None, "cannot read config file '{path}': No such file or directory"),
+])
+def test_train_rejects_a_bad_config_file_with_one_line_naming_file_and_key(content: str | None, named: str,
+                                                                           tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    config_file = tmp_path / "bad.toml"
+    if content is not None:
+        config_file.write_text(content)
+    out = tmp_path / "agent.pt"
+    assert main(["train", "--config", str(config_file), "--out", str(out)]) == 2
+    assert named.format(path=config_file) in one_error_line(capsys)
+    assert not out.exists()

@@ -44,3 +44,23 @@ def curve_study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         upload_learning_curve(trial, [RunRecord.from_result(r) for r in results], store)
         study.tell(trial, value)
     return url
+
+
+@pytest.fixture(scope="session")
+def validated_study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """URL of tuning study 'validated' (3 tiny trials, seed 1) whose top 2 configs were validated on 2 held-out
+    seeds: the study stores a recommendation, and 'validated-validation' holds the runs."""
+    from dqn_tune.tuning.objective import ObjectiveSettings
+    from dqn_tune.tuning.search_space import DEFAULT_SPACE
+    from dqn_tune.tuning.storage import StorageSettings
+    from dqn_tune.tuning.study import TuneSettings, run_study
+    from dqn_tune.tuning.validation import ValidationSettings, run_validation
+
+    tiny = DQNConfig(total_timesteps=600, learning_starts=100, batch_size=32, buffer_size=1_000, hidden_sizes=(16,),
+                     target_update_interval=50, eval_freq=200, eval_curve_episodes=2, eval_episodes=2)
+    storage = StorageSettings(f"sqlite:///{tmp_path_factory.mktemp('validated') / 'study.db'}")
+    run_study(TuneSettings(study_name="validated", storage=storage, pruner="none", artifacts=False,
+                           objective=ObjectiveSettings(base=tiny, space=DEFAULT_SPACE, seeds=1, study_seed=1)),
+              trials=3, echo=lambda _: None)
+    run_validation(ValidationSettings("validated", storage, top_k=2, seeds=2, artifacts=False), echo=lambda _: None)
+    return storage.url
