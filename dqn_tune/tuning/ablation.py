@@ -255,7 +255,7 @@ class AblationJob:
         """Train the trial's cell."""
         return cell_objective(self.spec)
 
-    def describe(self, trial: FrozenTrial) -> str | None:
+    def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """One line per finished cell when verbose."""
         if not self.verbose:
             return None

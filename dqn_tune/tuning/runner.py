@@ -7,6 +7,11 @@ open the storage with heartbeats, share a trial quota between `workers` processe
 this one), stop cleanly on SIGINT/SIGTERM (running trials failed, `interrupted` set), and report
 a worker's failure instead of hiding it. Each trial goes through `trial_loop.run_trials`: asked
 exclusively, run under a heartbeat, told.
+
+A worker process that dies (SIGKILL, OOM killer) is handled at once, without waiting for its
+heartbeat to go stale: its running trial is failed and its retry queued (`fail_trials_of`), its
+quota slot is given back, and a replacement worker (with a sampler seed of its own) runs the retry.
+The command still reports the death (`worker_error`), with what became of the trial.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from dqn_tune.errors import StorageError
-from dqn_tune.tuning.interrupts import interrupts_stop_cleanly
+from dqn_tune.tuning.interrupts import deferred_interrupts, interrupts_stop_cleanly
 from dqn_tune.tuning.storage import StorageSettings, public_url, sqlite_path, study_lock
 from dqn_tune.tuning.trial_loop import Objective, TrialQuota, run_trials
+from dqn_tune.tuning.trial_queue import fail_trials_of, process_name, retry_state
 from dqn_tune.tuning.workers import WorkerError, run_in_processes
 
 
@@ -72,8 +78,8 @@ class StudyJob(Protocol):
         """What a trial runs (called once per worker process)."""
         ...
 
-    def describe(self, trial: FrozenTrial) -> str | None:
-        """A line printed when `trial` finishes, or None to print nothing."""
+    def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
+        """A line printed by the worker that finished `trial` (`study` is that worker's), or None to print nothing."""
         ...
 
 
@@ -124,22 +130,68 @@ def run_job(job: StudyJob, *, trials: int | None, workers: int = 1, command: str
     quota = TrialQuota(trials)
     progress = on_progress or (lambda _finished: None)
     start = time.perf_counter()
-    interrupted, worker_error = False, None
+    interrupted, errors = False, []
+    lost = _LostWorkers(job, plan, quota, workers)
     with interrupts_stop_cleanly():
         try:
             if workers == 1:
                 _work(job, plan.total_trials, quota, sampler_seed(job.seed, plan.run_index, 0),
                       lambda _trial: progress(quota.finished))
             else:
-                arguments = [(job, plan.total_trials, quota, sampler_seed(job.seed, plan.run_index, index))
-                             for index in range(workers)]
-                run_in_processes(_work, arguments, poll=lambda: progress(quota.finished))
+                run_in_processes(_work, [lost.worker_arguments(index) for index in range(workers)],
+                                 poll=lambda: progress(quota.finished), on_death=lost.replace)
         except KeyboardInterrupt:
             interrupted = True
         except WorkerError as exc:
-            worker_error = str(exc)
+            errors.append(str(exc))
+    errors = lost.reports() + errors
     return JobOutcome(plan.study, plan.created, before, quota.finished, time.perf_counter() - start,
-                      interrupted, worker_error)
+                      interrupted, "; ".join(errors) or None)
+
+
+class _LostWorkers:
+    """What the parent does when a worker process dies: fail its trial now, queue the retry, replace the worker."""
+
+    def __init__(self, job: StudyJob, plan: Plan, quota: TrialQuota, workers: int) -> None:
+        self._job, self._plan, self._quota = job, plan, quota
+        self._next_index = workers
+        self._deaths: list[tuple[str, list[tuple[int, int | None]]]] = []
+
+    def worker_arguments(self, index: int) -> tuple[object, ...]:
+        """The arguments of `_work` for worker `index` (each index has its own sampler seed)."""
+        return (self._job, self._plan.total_trials, self._quota,
+                sampler_seed(self._job.seed, self._plan.run_index, index))
+
+    def replace(self, index: int, pid: int, how: str) -> tuple[object, ...] | None:
+        """`run_in_processes`'s on_death: fail the dead worker's trials, give their quota slots back, and return
+        a replacement's arguments when a retry was queued (never more replacements than retries: bounded)."""
+        with deferred_interrupts():  # a Ctrl-C now must not leave the trial half-failed
+            failed = fail_trials_of(self._plan.study, process_name(pid), f"its worker process (pid {pid}) {how}")
+        self._deaths.append((f"worker {index} (pid {pid}) {how}", failed))
+        retries = [retry for _, retry in failed if retry is not None]
+        for _ in retries:
+            self._quota.give_back()
+        if not retries:
+            return None
+        self._next_index += 1
+        return self.worker_arguments(self._next_index - 1)
+
+    def reports(self) -> list[str]:
+        """One phrase per dead worker: how it died and what became of its trials (read once the workers ended)."""
+        out = []
+        for death, failed in self._deaths:
+            if not failed:
+                out.append(f"{death} between trials")
+            for number, retry in failed:
+                if retry is None:
+                    out.append(f"{death}; its trial {number} was marked failed and not retried (retried "
+                               "too often already)")
+                    continue
+                state = retry_state(self._plan.study, retry)
+                done = (f"retried as trial {retry} ({state.name.lower()})" if state.is_finished()
+                        else f"queued for retry as trial {retry}")
+                out.append(f"{death}; its trial {number} was marked failed and {done}")
+        return out
 
 
 def _work(job: StudyJob, total_trials: int | None, quota: TrialQuota, seed: int,
@@ -148,7 +200,7 @@ def _work(job: StudyJob, total_trials: int | None, quota: TrialQuota, seed: int,
     study = job.load(job.storage.open(), seed)
 
     def finished(trial: FrozenTrial) -> None:
-        line = job.describe(trial)
+        line = job.describe(study, trial)
         if line is not None:
             print(line, flush=True)
         if on_trial is not None:

@@ -145,7 +145,7 @@ class ValidationSettings:
 
         return objective
 
-    def describe(self, trial: FrozenTrial) -> str | None:
+    def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """One line per finished run."""
         cell = cell_of(trial)
         if cell is None:

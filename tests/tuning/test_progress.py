@@ -1,0 +1,65 @@
+"""What a running study shows: one line per finished trial without a terminal, a bar that ticks in one."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from dqn_tune.tuning.study import TuneSettings, _Progress, progress_text, run_study, trial_line
+
+
+def test_without_a_terminal_each_finished_trial_prints_one_line(tune_settings: TuneSettings,
+                                                                capfd: pytest.CaptureFixture[str]) -> None:
+    run_study(tune_settings, trials=3, echo=lambda _: None)  # pytest's stdout and stderr are not terminals
+    lines = [line for line in capfd.readouterr().out.splitlines() if line.startswith("trial ")]
+    assert [line.split(" finished: ")[0] for line in lines] == ["trial 0", "trial 1", "trial 2"]
+    assert all("; best is trial " in line or line.endswith("; no complete trial yet") for line in lines)
+    study = optuna.load_study(study_name="s", storage=tune_settings.storage_url)
+    assert lines[-1].endswith(f"best is trial {study.best_trial.number} with {study.best_value:.2f}")
+
+
+def test_two_workers_print_every_trial_too(tune_settings: TuneSettings, capfd: pytest.CaptureFixture[str]) -> None:
+    run_study(tune_settings, trials=4, workers=2, echo=lambda _: None)
+    out = capfd.readouterr().out
+    assert sorted(line.split(" finished")[0] for line in out.splitlines() if line.startswith("trial ")) == \
+        ["trial 0", "trial 1", "trial 2", "trial 3"]
+
+
+def test_trial_line_names_the_outcome_and_the_best(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=488.1, intermediate_values={1000: 300.0}))
+    pruned = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, intermediate_values={2000: 120.25})
+    study.add_trial(pruned)
+    trials = study.get_trials()
+    assert trial_line(trials[0], trials[0]) == "trial 0 finished: value 488.10 (complete); best is trial 0 with 488.10"
+    assert trial_line(trials[1], trials[0]) == ("trial 1 finished: pruned at step 2000 (value 120.25 there); "
+                                                "best is trial 0 with 488.10")
+
+
+def test_bar_ticks_and_shows_running_trials_before_any_trial_ends(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", direction="maximize")
+    first, second = study.ask(), study.ask()
+    first.report(50.0, 12_000)
+    second.report(20.0, 3_000)
+    out = io.StringIO()
+    bar = _Progress(study, 6, total_timesteps=20_000, interval=0.05, file=out)
+    deadline = time.monotonic() + 10
+    while "2 running" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    bar.close()
+    assert "0/6" in out.getvalue()  # no trial finished, yet the bar was redrawn with the running ones
+    assert "2 running: #0 12k/20k, #1 3.0k/20k steps | 0 complete, 0 pruned, 0 failed" in out.getvalue()
+
+
+def test_progress_text_counts_states_and_best(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", direction="maximize")
+    for value in (10.0, 30.0):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    study.ask()
+    assert progress_text(study.get_trials(), 600) == \
+        "1 running: #3 0/600 steps | 2 complete, 0 pruned, 1 failed | best 30.0 (#1)"
