@@ -109,3 +109,9 @@ def storage_flags() -> argparse.ArgumentParser:
                         help=f"SQLAlchemy URL of the Optuna storage (default: {DEFAULT_STORAGE}, relative to the "
                              "current directory; postgresql+psycopg2://user@host/db to share studies between machines)")
     return parent
+
+
+def add_preset_flag(parser: argparse.ArgumentParser) -> None:
+    """`--no-preset`: start from the global defaults instead of the env's preset (`dqn-tune presets`)."""
+    parser.add_argument("--no-preset", action="store_true",
+                        help="start from the global defaults instead of the env's preset (see 'dqn-tune presets')")

@@ -24,14 +24,10 @@ from dqn_tune.errors import ConfigError, DivergenceError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import upload_learning_curve
 from dqn_tune.tuning.interrupts import raise_if_interrupted
+from dqn_tune.tuning.presets import base_config, preset_for
 from dqn_tune.tuning.search_space import SearchSpace, suggest_config
 from dqn_tune.tuning.seeds import trial_seeds
 
-DEFAULT_TIMESTEPS = {"CartPole-v1": 20_000, "Acrobot-v1": 50_000, "MountainCar-v0": 100_000,
-                     "LunarLander-v3": 200_000}
-"""Per-trial training budget by env; other envs get DQNConfig's default total_timesteps."""
-EVALS_PER_RUN = 10
-"""Learning-curve evaluations per training run by default (the points the pruner sees)."""
 OBJECTIVES = ("final", "best", "auc")
 """What a training run scores: its final evaluation, its best evaluation, or the normalised area
 under its evaluation curve (the curve's mean return over training)."""
@@ -56,12 +52,15 @@ class ObjectiveSettings:
             raise ConfigError(f"seeds = {self.seeds} is invalid: expected an integer >= 1")
 
 
-def trial_base_config(env_id: str, *, timesteps: int | None = None, **overrides: Any) -> DQNConfig:
-    """The config a trial starts from: the env's budget, EVALS_PER_RUN evaluations, the trainer's defaults
-    for everything else, then `overrides` (fields set on the command line)."""
-    total = timesteps or DEFAULT_TIMESTEPS.get(env_id, DQNConfig().total_timesteps)
-    return DQNConfig(**{"env_id": env_id, "total_timesteps": total, "eval_freq": max(1, total // EVALS_PER_RUN),
-                        **overrides})
+def trial_base_config(env_id: str, *, timesteps: int | None = None, preset: bool = True,
+                      **overrides: Any) -> DQNConfig:
+    """The config a trial starts from: the env's preset (its tuned config and per-trial budget) or, without one
+    or with `preset=False`, DQNConfig's defaults; EVALS_PER_RUN evaluations; then `overrides` (command-line
+    fields). `timesteps` replaces the budget."""
+    chosen = preset_for(env_id) if preset else None
+    if chosen is None:
+        return base_config(env_id, timesteps or DQNConfig().total_timesteps, overrides)
+    return chosen.base_config(timesteps=timesteps or chosen.trial_timesteps, **overrides)
 
 
 def run_score(result: TrainResult, objective: str) -> float:

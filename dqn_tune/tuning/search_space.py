@@ -183,10 +183,10 @@ DEFAULT_SPACE = SearchSpace({
 buffer 50k, target 200, gamma 0.99) without RL Zoo's costly corners (2048 batches, 400x300 nets)."""
 
 
-def load_search_space(path: str | Path | None) -> SearchSpace:
-    """DEFAULT_SPACE updated with the entries of the TOML file at `path` (None: the default alone)."""
+def load_search_space(path: str | Path | None, *, base: SearchSpace = DEFAULT_SPACE) -> SearchSpace:
+    """`base` (e.g. an env preset's space) updated with the entries of the TOML file at `path` (None: `base`)."""
     if path is None:
-        return DEFAULT_SPACE
+        return base
     source = f"search-space file {str(path)!r}"
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -197,7 +197,7 @@ def load_search_space(path: str | Path | None) -> SearchSpace:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
-    return DEFAULT_SPACE.merged(SearchSpace.from_mapping(data, source=source))
+    return base.merged(SearchSpace.from_mapping(data, source=source))
 
 
 def suggest_config(trial: optuna.Trial, base: DQNConfig, space: SearchSpace) -> DQNConfig:

@@ -40,7 +40,9 @@ def test_default_command_runs_trials_into_the_default_storage_and_resumes(
     (tmp_path / "space.toml").write_text("learning_rate = { low = 1e-4, high = 3e-3, log = true }\n")
     code, out, err = run_cli(["--trials", "2", "--gamma", "0.97", "--search-space", "space.toml", *TINY], capsys)
     assert code == 0, err
-    assert out.startswith("created study 'dqn-CartPole-v1' in sqlite:///studies/dqn_tune.db: 0 trials already\n")
+    first, second = out.splitlines()[:2]
+    assert first.startswith("starting from the CartPole-v1 preset (")
+    assert second == "created study 'dqn-CartPole-v1' in sqlite:///studies/dqn_tune.db: 0 trials already"
     assert "best: trial " in out and "retrain: dqn-tune retrain --study-name dqn-CartPole-v1" in out
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage="sqlite:///studies/dqn_tune.db")
     assert len(study.trials) == 2
@@ -52,7 +54,8 @@ def test_default_command_runs_trials_into_the_default_storage_and_resumes(
 
     code, out, err = run_cli(["tune", "--trials", "1", "--gamma", "0.97", "--search-space", "space.toml", *TINY], capsys)
     assert code == 0, err
-    assert out.startswith("resuming study 'dqn-CartPole-v1' in sqlite:///studies/dqn_tune.db: 2 trials already (")
+    assert out.splitlines()[1].startswith("resuming study 'dqn-CartPole-v1' in sqlite:///studies/dqn_tune.db: "
+                                          "2 trials already (")
     assert len(study.get_trials()) == 3
 
 
