@@ -14,7 +14,7 @@ from types import ModuleType
 
 from dqn_tune.errors import DQNTuneError
 
-COMMANDS: tuple[str, ...] = ("train", "evaluate", "retrain", "ablate", "dashboard", "report", "validate", "best", "tune")
+COMMANDS: tuple[str, ...] = ("train", "evaluate", "retrain", "ablate", "dashboard", "report", "validate", "best", "presets", "tune")
 """Subcommands, each the module dqn_tune.cli.<name>; imported inside `main` (see `command_module`)."""
 DEFAULT_COMMAND = "tune"
 PROG = "dqn-tune"
