@@ -9,14 +9,16 @@ from dqn_tune.dqn.config import INT_MAX
 from dqn_tune.results.retrain import EVAL_EPISODES, EVAL_SEED, retrain_best
 
 USES_STORAGE = True
-HELP = "retrain a study's best trial with fresh seeds and save the best seed as the final agent"
+HELP = ("retrain a study's recommended trial (validated on held-out seeds, else the best) with fresh seeds and save "
+        "the best seed as the final agent")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune retrain`."""
     parser.add_argument("--study-name", type=study_name, required=True, help="the study to take the trial from")
     parser.add_argument("--trial", type=bounded_int(0, INT_MAX, accepted="a trial number, an integer >= 0"), default=None, metavar="N",
-                        help="number of the trial to retrain (default: the best; 0 is a valid number)")
+                        help="number of the trial to retrain (default: the recommended one, else the best; "
+                             "0 is a valid number)")
     parser.add_argument("--timesteps", type=positive_int, default=None, metavar="N",
                         help="environment steps per seed (default: the trial's budget)")
     parser.add_argument("--seeds", type=seed_count, default=3, metavar="K",
@@ -36,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
                            timesteps=args.timesteps, seeds=args.seeds, out=args.out,
                            eval_episodes=args.eval_episodes, eval_seed=args.eval_seed,
                            log=lambda line: print(line, flush=True))
-    verdict = "reproduces" if outcome.reproduces else "does NOT reproduce"
-    print(f"trial {outcome.trial_number}: value {outcome.trial_value:.2f} ({outcome.objective}), final return "
-          f"{outcome.tuned_final:.2f} when tuned; retrained mean {outcome.retrained_mean:.2f} over "
-          f"{len(outcome.seeds)} seeds: the tuned result {verdict}")
-    print(f"saved agent (seed {outcome.best_seed}) to {outcome.agent_path}")
+    print(f"trial {outcome.trial_number} ({outcome.selection}): value {outcome.trial_value:.2f} "
+          f"({outcome.objective}), final return {outcome.tuned_final:.2f} when tuned; retrained mean "
+          f"{outcome.retrained_mean:.2f} over {len(outcome.seeds)} seeds: the tuned result {outcome.verdict}")
+    print(f"rule: {outcome.rule}")
+    print(f"saved agent (seed {outcome.best_seed}, best on {outcome.selection_episodes} selection episodes, eval seed "
+          f"{outcome.selection_seed}) to {outcome.agent_path}")
     print(f"wrote {outcome.curve_path} and {outcome.summary_path}")
     return 0

@@ -1,13 +1,19 @@
 """retrain_best: a study's chosen trial -> K fresh seeds -> the best one saved as the final agent.
 
-The trial's config is read back as stored (records.trial_config), never re-derived from its param
-names. Nothing is written to the storage; every input is checked before training starts.
+The trial is validation's recommended one by default (the best when the study has no validation),
+and its config is read back as stored (records.trial_config), never re-derived from its param
+names. The fresh seeds come from seeds.RETRAIN, so no tuning or validation run trained on one.
+The kept seed is chosen on a selection evaluation (SELECTION_EPISODES episodes from another eval
+seed); every seed is then reported on the EVAL_EPISODES held-out episodes, which had no say in the
+choice (choosing and reporting on the same episodes would be optimistic). Nothing is written to
+the storage; every input is checked before training starts.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,24 +24,32 @@ from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 
 from dqn_tune.dqn.agent import Agent, save_agent
-from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.config import SEED_MAX, DQNConfig
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.dqn.trainer import TrainResult, train
 from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable, safe_name
 from dqn_tune.plots import learning_curve_figure, save_figure
-from dqn_tune.tuning.records import study_objective, trial_config, trial_runs
-from dqn_tune.tuning.selection import choose_trial
+from dqn_tune.tuning.recommendation import ConfigStats, Recommendation
+from dqn_tune.tuning.records import (
+    recommendation,
+    study_objective,
+    trial_config,
+    trial_runs,
+)
+from dqn_tune.tuning.seeds import retrain_seeds
+from dqn_tune.tuning.selection import choose_trial, default_trial
 from dqn_tune.tuning.storage import load_study, open_existing_storage, prepare_url
 
 EVAL_EPISODES = 100
-"""Held-out greedy episodes each retrained seed is judged on."""
+"""Held-out greedy episodes each retrained seed is reported on."""
 EVAL_SEED = 0
 """Seed of the held-out evaluation; the same default as `dqn-tune evaluate`, which so reprints the figure."""
-FIRST_RETRAIN_SEED = 1_000
-"""Retrain seeds count up from here, skipping any seed the trial was tuned with."""
+SELECTION_EPISODES = 20
+"""Greedy episodes each retrained seed is chosen on, from `selection_seed(eval_seed)`: not the reported ones."""
 REPRODUCE_TOLERANCE = 0.10
-"""The tuning result counts as reproduced when the retrained mean is at most this fraction below it."""
+"""Without validation, the tuning result counts as reproduced when the retrained mean is at most this fraction
+below it."""
 
 Log = Callable[[str], None]
 
@@ -46,14 +60,18 @@ class SeedOutcome:
 
     seed: int
     mean_return: float
+    """Mean over the EVAL_EPISODES held-out episodes (the reported figure)."""
     std_return: float
     train_final_return: float
     wall_time_s: float
+    selection_return: float
+    """Mean over the selection episodes (what the kept seed was chosen by)."""
 
     def to_dict(self) -> dict[str, float | int]:
         """JSON primitives for the agent's metadata."""
         return {"seed": self.seed, "mean_return": self.mean_return, "std_return": self.std_return,
-                "train_final_return": self.train_final_return, "wall_time_s": self.wall_time_s}
+                "train_final_return": self.train_final_return, "wall_time_s": self.wall_time_s,
+                "selection_return": self.selection_return}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +80,8 @@ class RetrainOutcome:
 
     study_name: str
     trial_number: int
+    selection: str
+    """Why this trial: the phrase of `default_trial`, or that --trial chose it."""
     trial_value: float
     objective: str
     """What the trial's value scores (the study's --objective: final, best or auc); 'value' if unknown."""
@@ -70,11 +90,15 @@ class RetrainOutcome:
     total_timesteps: int
     eval_episodes: int
     eval_seed: int
+    selection_episodes: int
+    selection_seed: int
     seeds: tuple[SeedOutcome, ...]
     best_seed: int
     agent_path: Path
     curve_path: Path
     summary_path: Path
+    validation: ConfigStats | None = None
+    """The trial's row of the study's validation table (None if it was not validated)."""
 
     @property
     def retrained_mean(self) -> float:
@@ -87,9 +111,37 @@ class RetrainOutcome:
         return float(np.mean([run.mean_return for run in self.tuning_runs])) if self.tuning_runs else self.trial_value
 
     @property
+    def validation_low(self) -> float | None:
+        """Lower bound of the trial's validation 95% CI (None without one: not validated, or < 2 finished seeds)."""
+        low = self.validation.interval.low if self.validation is not None else math.nan
+        return low if math.isfinite(low) else None
+
+    @property
     def reproduces(self) -> bool:
-        """Whether the retrained seeds reach the tuned final return within REPRODUCE_TOLERANCE."""
+        """With a validation CI: the retrained mean lies inside or above it; else it is at most
+        REPRODUCE_TOLERANCE of |tuned final| below the tuned final return."""
+        low = self.validation_low
+        if low is not None:
+            return self.retrained_mean >= low
         return self.retrained_mean >= self.tuned_final - REPRODUCE_TOLERANCE * abs(self.tuned_final)
+
+    @property
+    def rule(self) -> str:
+        """The rule `reproduces` used, with its figures."""
+        low = self.validation_low
+        if low is not None and self.validation is not None:
+            high = self.validation.interval.high
+            return (f"validation interval: the retrained mean {self.retrained_mean:.2f} must lie inside or above the "
+                    f"95% CI [{low:.2f}, {high:.2f}] of trial {self.trial_number} on "
+                    f"{len(self.validation.returns)} held-out seeds")
+        why = "the trial was not validated" if self.validation is None else "its validation has no interval"
+        return (f"tolerance ({why}): the retrained mean {self.retrained_mean:.2f} must be at most "
+                f"{REPRODUCE_TOLERANCE:.0%} of |{self.tuned_final:.2f}| below the tuning seeds' final return")
+
+    @property
+    def verdict(self) -> str:
+        """'reproduces' or 'does NOT reproduce'."""
+        return "reproduces" if self.reproduces else "does NOT reproduce"
 
 
 def output_paths(out: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
@@ -103,22 +155,25 @@ def default_agent_path(study_name: str) -> Path:
     return Path("models") / f"{safe_name(study_name)}.pt"
 
 
-def retrain_seeds(count: int, exclude: Collection[int]) -> list[int]:
-    """`count` seeds from FIRST_RETRAIN_SEED upwards, none of them in `exclude` (the tuning seeds)."""
-    seeds: list[int] = []
-    candidate = FIRST_RETRAIN_SEED
-    while len(seeds) < count:
-        if candidate not in exclude:
-            seeds.append(candidate)
-        candidate += 1
-    return seeds
+def selection_seed(eval_seed: int) -> int:
+    """The eval seed the kept seed is chosen on: the next one after `eval_seed` (so other episodes)."""
+    return (eval_seed + 1) % (SEED_MAX + 1)
+
+
+def validated_row(study: optuna.Study, trial_number: int) -> ConfigStats | None:
+    """Trial `trial_number`'s row of the study's stored validation table (None if it has none)."""
+    stored = recommendation(study)
+    if stored is None:
+        return None
+    return next((row for row in Recommendation.from_dict(stored).table if row.trial == trial_number), None)
 
 
 def retrain_best(*, study_name: str, storage: str | None = None, trial: int | None = None,
                  timesteps: int | None = None, seeds: int = 3, out: str | os.PathLike[str] | None = None,
                  eval_episodes: int = EVAL_EPISODES, eval_seed: int = EVAL_SEED,
-                 log: Log | None = None) -> RetrainOutcome:
-    """Retrain the chosen trial's config with `seeds` fresh seeds and save the best as the final agent.
+                 selection_episodes: int = SELECTION_EPISODES, log: Log | None = None) -> RetrainOutcome:
+    """Retrain the chosen trial's config (default: `default_trial`) with `seeds` fresh seeds and save the one
+    best on the selection episodes as the final agent; every seed is reported on the held-out episodes.
 
     Writes the agent (default: `default_agent_path`), a learning-curve PNG and a markdown summary
     next to it. Bad input raises a DQNTuneError before any training.
@@ -126,36 +181,42 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
     say = log or (lambda _message: None)
     _check_count("seeds", seeds)
     _check_count("eval_episodes", eval_episodes)
+    _check_count("selection_episodes", selection_episodes)
     study = load_study(open_existing_storage(storage), study_name)
     chosen = choose_trial(study, trial)
+    why = default_trial(study)[1] if trial is None else "chosen with --trial"
     paths = output_paths(check_writable(out if out is not None else default_agent_path(study_name)))
     for path in paths[1:]:
         check_writable(path)
     trial_budget = trial_config(chosen)
     config = trial_budget if timesteps is None else _with_budget(trial_budget, timesteps, chosen.number)
     tuning_runs = tuple(trial_runs(chosen))
+    chooser = selection_seed(eval_seed)
 
+    say(f"trial {chosen.number} of {study_name!r}: {why}")
     results: list[TrainResult] = []
     outcomes: list[SeedOutcome] = []
     agents: list[Agent] = []
-    for seed in retrain_seeds(seeds, {run.seed for run in tuning_runs}):
+    for seed in retrain_seeds(seeds):
         say(f"retraining trial {chosen.number} of {study_name!r} with seed {seed} "
             f"for {config.total_timesteps} steps on {config.env_id}")
         result = train(config, seed=seed)
         agent = Agent.from_result(result)
+        picked_on = agent.evaluate(selection_episodes, seed=chooser)
         stats = agent.evaluate(eval_episodes, seed=eval_seed)
-        outcome = SeedOutcome(seed, stats.mean, stats.std, result.mean_return, result.wall_time_s)
-        say(f"  seed {seed}: held-out return {stats.mean:.1f} +- {stats.std:.1f} over {eval_episodes} episodes "
-            f"({result.wall_time_s:.1f}s)")
+        outcome = SeedOutcome(seed, stats.mean, stats.std, result.mean_return, result.wall_time_s, picked_on.mean)
+        say(f"  seed {seed}: held-out return {stats.mean:.1f} +- {stats.std:.1f} over {eval_episodes} episodes; "
+            f"selection return {picked_on.mean:.1f} ({result.wall_time_s:.1f}s)")
         results.append(result)
         outcomes.append(outcome)
         agents.append(agent)
 
-    best = int(np.argmax([o.mean_return for o in outcomes]))
+    best = int(np.argmax([o.selection_return for o in outcomes]))
     objective = study_objective(study)
-    outcome = RetrainOutcome(study_name, chosen.number, float(chosen.value), objective, tuning_runs,
+    outcome = RetrainOutcome(study_name, chosen.number, why, float(chosen.value), objective, tuning_runs,
                              trial_budget.total_timesteps, config.total_timesteps, eval_episodes, eval_seed,
-                             tuple(outcomes), outcomes[best].seed, *paths)
+                             selection_episodes, chooser, tuple(outcomes), outcomes[best].seed, *paths,
+                             validated_row(study, chosen.number))
     agents[best].metadata.update(_metadata(outcome, chosen, study, storage))
     save_agent(agents[best], outcome.agent_path)
     figure = learning_curve_figure([RunRecord.from_result(r) for r in results],
@@ -167,13 +228,15 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
 
 def summary_markdown(outcome: RetrainOutcome, params: dict[str, Any]) -> str:
     """A short report: the trial's value beside the retrained seeds' figures, and whether it reproduces."""
-    verdict = "reproduces" if outcome.reproduces else "does NOT reproduce"
     tuning_seeds = ", ".join(str(run.seed) for run in outcome.tuning_runs) or "not recorded"
     lines = [
         f"# Retrained agent: study `{outcome.study_name}`, trial {outcome.trial_number}",
         "",
+        f"- Trial {outcome.trial_number}: {outcome.selection}",
         f"- Agent: `{outcome.agent_path.name}` (seed {outcome.best_seed}, the best of {len(outcome.seeds)} "
-        f"retrained seeds); learning curves: `{outcome.curve_path.name}`",
+        f"retrained seeds on {outcome.selection_episodes} selection episodes, eval seed {outcome.selection_seed}; "
+        f"every seed is reported on {outcome.eval_episodes} other episodes, eval seed {outcome.eval_seed}); "
+        f"learning curves: `{outcome.curve_path.name}`",
         f"- Budget: {outcome.total_timesteps} environment steps per seed"
         + ("" if outcome.total_timesteps == outcome.trial_timesteps else f" (the trial had {outcome.trial_timesteps})"),
         "- Tuned params: " + (", ".join(f"{name}={value}" for name, value in params.items()) or "none"),
@@ -185,17 +248,21 @@ def summary_markdown(outcome: RetrainOutcome, params: dict[str, Any]) -> str:
     ]
     lines += [f"| tuning seed | {run.seed} | {run.mean_return:.2f} | | final evaluation during tuning |"
               for run in outcome.tuning_runs]
+    if outcome.validation is not None:
+        row = outcome.validation
+        lines.append(f"| validation | {len(row.returns)} held-out seeds | {row.mean:.2f} | {row.std:.2f} | "
+                     f"final evaluations; 95% CI [{row.interval.low:.2f}, {row.interval.high:.2f}] |")
     for seed in outcome.seeds:
         kept = " (kept)" if seed.seed == outcome.best_seed else ""
         lines.append(f"| retrained{kept} | {seed.seed} | {seed.mean_return:.2f} | {seed.std_return:.2f} | "
-                     f"{outcome.eval_episodes} held-out episodes, eval seed {outcome.eval_seed} |")
+                     f"{outcome.eval_episodes} held-out episodes, eval seed {outcome.eval_seed} "
+                     f"(selection return {seed.selection_return:.2f}) |")
     lines += [
         f"| retrained mean | | {outcome.retrained_mean:.2f} | "
         f"{float(np.std([s.mean_return for s in outcome.seeds])):.2f} | over seeds |",
         "",
-        f"**The tuned result {verdict}**: retrained mean {outcome.retrained_mean:.2f} vs the tuning seeds' "
-        f"final return {outcome.tuned_final:.2f} (difference {outcome.retrained_mean - outcome.tuned_final:+.2f}; "
-        f"it counts as reproduced when the mean is at most {REPRODUCE_TOLERANCE:.0%} of |that| below it).",
+        f"**The tuned result {outcome.verdict}** by the rule of the {outcome.rule} (tuning seeds' final return "
+        f"{outcome.tuned_final:.2f}, difference {outcome.retrained_mean - outcome.tuned_final:+.2f}).",
         "",
     ]
     return "\n".join(lines)
@@ -205,10 +272,12 @@ def _metadata(outcome: RetrainOutcome, chosen: FrozenTrial, study: optuna.Study,
               storage: str | None) -> dict[str, Any]:
     url = make_url(prepare_url(storage)).render_as_string(hide_password=True)
     return {"study_name": study.study_name, "trial_number": chosen.number, "storage": url,
-            "params": dict(chosen.params), "trial_value": outcome.trial_value,
+            "params": dict(chosen.params), "trial_value": outcome.trial_value, "selection": outcome.selection,
             "retrain": {"total_timesteps": outcome.total_timesteps, "eval_episodes": outcome.eval_episodes,
-                        "eval_seed": outcome.eval_seed, "best_seed": outcome.best_seed,
-                        "seeds": [seed.to_dict() for seed in outcome.seeds]}}
+                        "eval_seed": outcome.eval_seed, "selection_episodes": outcome.selection_episodes,
+                        "selection_seed": outcome.selection_seed, "best_seed": outcome.best_seed,
+                        "seeds": [seed.to_dict() for seed in outcome.seeds],
+                        "reproduces": outcome.reproduces, "rule": outcome.rule}}
 
 
 def _with_budget(config: DQNConfig, timesteps: int, trial_number: int) -> DQNConfig:

@@ -10,12 +10,24 @@ import optuna
 import pytest
 
 from dqn_tune.cli import main
-from dqn_tune.dqn.agent import load_agent
+from dqn_tune.dqn.agent import Agent, load_agent
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.evaluation import EvalStats
 from dqn_tune.dqn.trainer import train
-from dqn_tune.results.retrain import FIRST_RETRAIN_SEED, output_paths, retrain_best
+from dqn_tune.results.retrain import (
+    SELECTION_EPISODES,
+    RetrainOutcome,
+    SeedOutcome,
+    output_paths,
+    retrain_best,
+    selection_seed,
+)
+from dqn_tune.tuning import records
+from dqn_tune.tuning.recommendation import ConfigStats
 from dqn_tune.tuning.records import store_config, store_runs
+from dqn_tune.tuning.seeds import RETRAIN, retrain_seeds, validation_seeds
 from dqn_tune.tuning.storage import open_storage
+
 
 def add_trained_trial(study: optuna.Study, config: DQNConfig, seed: int, params: dict[str, float]) -> None:
     """A COMPLETE trial that stores `config` and one real run, as the tuning objective does."""
@@ -63,8 +75,11 @@ def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple
     assert (meta["study_name"], meta["trial_number"], meta["storage"]) == ("cartpole", best.number, url)
     assert meta["params"] == best.params and meta["trial_value"] == best.value
     seeds = meta["retrain"]["seeds"]
-    assert [s["seed"] for s in seeds] == [FIRST_RETRAIN_SEED, FIRST_RETRAIN_SEED + 1]
-    assert meta["retrain"]["best_seed"] == max(seeds, key=lambda s: s["mean_return"])["seed"] == outcome.best_seed
+    assert [s["seed"] for s in seeds] == retrain_seeds(2)
+    assert meta["retrain"]["best_seed"] == max(seeds, key=lambda s: s["selection_return"])["seed"] == outcome.best_seed
+    assert meta["selection"] == outcome.selection == ("best tuning value (the study has no validation; "
+                                                      "run 'dqn-tune validate')")
+    assert outcome.validation is None and outcome.rule.startswith("tolerance (the trial was not validated)")
     assert meta["training"]["seed"] == outcome.best_seed
     assert {"torch", "optuna", "gymnasium"} <= set(meta["versions"])
     kept = next(s for s in seeds if s["seed"] == outcome.best_seed)
@@ -77,7 +92,7 @@ def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple
     assert all(f"{s['mean_return']:.2f}" in text for s in seeds)
     assert "trial value (value)" in text and outcome.tuned_final == best.user_attrs["runs"][0]["mean_return"]
     assert f"final return {outcome.tuned_final:.2f}" in text
-    assert ("reproduces**" in text) == outcome.reproduces
+    assert ("reproduces**" in text) == outcome.reproduces and outcome.rule in text
 
 
 def test_cli_retrains_trial_zero_and_evaluate_reads_the_file(two_trials: tuple[str, Path], tmp_path: Path,
@@ -97,12 +112,72 @@ def test_cli_retrains_trial_zero_and_evaluate_reads_the_file(two_trials: tuple[s
     assert f"mean return {figure:.2f}" in capsys.readouterr().out
 
 
-def test_retrain_seeds_skip_the_tuning_seeds(tmp_path: Path, tiny_config: DQNConfig) -> None:
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    add_trained_trial(make_study(url), tiny_config.replace(total_timesteps=200, eval_freq=0), seed=FIRST_RETRAIN_SEED,
-                      params={})
-    outcome = retrain_best(study_name="cartpole", storage=url, seeds=1, out=tmp_path / "a.pt", eval_episodes=1)
-    assert [s.seed for s in outcome.seeds] == [FIRST_RETRAIN_SEED + 1]
+def test_retrain_takes_the_recommended_trial_says_so_and_judges_by_its_interval(
+        validated_study_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study = optuna.load_study(study_name="validated", storage=validated_study_url)
+    recommended = records.recommendation(study)["trial"]  # type: ignore[index]
+    out = tmp_path / "validated.pt"
+    assert main(["retrain", "--study-name", "validated", "--storage", validated_study_url, "--seeds", "2",
+                 "--eval-episodes", "3", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert f"trial {recommended} of 'validated': recommended by validation on held-out seeds\n" in stdout
+    assert f"trial {recommended} (recommended by validation on held-out seeds): value " in stdout
+    meta = load_agent(out).metadata
+    assert meta["trial_number"] == recommended
+    seeds = [s["seed"] for s in meta["retrain"]["seeds"]]
+    assert seeds == retrain_seeds(2) and all(seed in RETRAIN for seed in seeds)
+    tuning_seeds = {run.seed for trial in study.trials for run in records.trial_runs(trial)}
+    assert not set(seeds) & (tuning_seeds | set(validation_seeds(2)))
+    assert meta["retrain"]["rule"].startswith("validation interval: the retrained mean ")
+    assert f"rule: {meta['retrain']['rule']}" in stdout
+
+
+def outcome_with(retrained: tuple[float, ...], validation: ConfigStats | None, tuned: float = 100.0) -> RetrainOutcome:
+    """A RetrainOutcome whose seeds have the `retrained` held-out means."""
+    seeds = tuple(SeedOutcome(seed, value, 0.0, value, 1.0, value) for seed, value in enumerate(retrained))
+    return RetrainOutcome("s", 3, "why", tuned, "final", (), 100, 100, 100, 0, 20, 1, seeds, 0, Path("a.pt"),
+                          Path("a.png"), Path("a.md"), validation)
+
+
+def test_the_verdict_uses_the_validation_interval_when_there_is_one() -> None:
+    validated = ConfigStats(3, 100.0, (1, 2, 3, 4), (60.0, 70.0, 80.0, 90.0))
+    low, high = validated.interval.low, validated.interval.high
+    assert 60 < low < 75 < high < 90
+    inside, above, below = outcome_with((75.0,), validated), outcome_with((95.0,), validated), \
+        outcome_with((low - 1,), validated)
+    assert inside.reproduces and above.reproduces and not below.reproduces
+    assert below.rule == (f"validation interval: the retrained mean {low - 1:.2f} must lie inside or above the 95% CI "
+                          f"[{low:.2f}, {high:.2f}] of trial 3 on 4 held-out seeds")
+    # the old rule would have judged the same means against the tuning value instead
+    assert not outcome_with((75.0,), None).reproduces and outcome_with((95.0,), None).reproduces
+    assert outcome_with((95.0,), None).rule.startswith("tolerance (the trial was not validated): ")
+    single = ConfigStats(3, 100.0, (1,), (60.0,), diverged=1)
+    assert outcome_with((95.0,), single).rule.startswith("tolerance (its validation has no interval): ")
+
+
+def test_the_kept_seed_is_chosen_on_other_episodes_than_it_is_reported_on(
+        two_trials: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, _ = two_trials
+    calls: list[tuple[int, int, float]] = []
+    real = Agent.evaluate
+
+    def evaluate(self: Agent, episodes: int, *, seed: int) -> EvalStats:
+        stats = real(self, episodes, seed=seed)
+        calls.append((episodes, seed, stats.mean))
+        return stats
+
+    monkeypatch.setattr(Agent, "evaluate", evaluate)
+    outcome = retrain_best(study_name="cartpole", storage=url, seeds=3, out=tmp_path / "a.pt", eval_episodes=7,
+                           eval_seed=4)
+    assert outcome.selection_seed == selection_seed(4) != 4
+    choosing, reporting = calls[0::2], calls[1::2]
+    assert {(n, seed) for n, seed, _ in choosing} == {(SELECTION_EPISODES, selection_seed(4))}
+    assert {(n, seed) for n, seed, _ in reporting} == {(7, 4)}
+    assert [s.selection_return for s in outcome.seeds] == [mean for _, _, mean in choosing]
+    assert [s.mean_return for s in outcome.seeds] == [mean for _, _, mean in reporting]
+    assert outcome.best_seed == max(outcome.seeds, key=lambda s: s.selection_return).seed
+    meta = load_agent(outcome.agent_path).metadata["retrain"]
+    assert (meta["selection_episodes"], meta["selection_seed"], meta["eval_seed"]) == (SELECTION_EPISODES, 5, 4)
 
 
 def bad_input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
@@ -182,7 +257,7 @@ def test_a_tuned_and_retrained_agent_plays_as_its_file_says(tmp_path: Path, caps
     kept = next(s for s in agent.metadata["retrain"]["seeds"] if s["seed"] == agent.metadata["retrain"]["best_seed"])
     stats = agent.evaluate(100, seed=0)
     assert stats.mean == kept["mean_return"] and stats.std == kept["std_return"]
-    assert kept["mean_return"] == max(s["mean_return"] for s in agent.metadata["retrain"]["seeds"])
+    assert kept["selection_return"] == max(s["selection_return"] for s in agent.metadata["retrain"]["seeds"])
     capsys.readouterr()
     assert main(["evaluate", str(out)]) == 0
     assert f"mean return {stats.mean:.2f} +- {stats.std:.2f} over 100 episodes" in capsys.readouterr().out
