@@ -28,6 +28,7 @@ from dqn_tune.tuning.presets import base_config, preset_for
 from dqn_tune.tuning.search_space import SearchSpace, suggest_config
 from dqn_tune.tuning.seeds import trial_seeds
 
+DEVICES = ("cpu", "cuda")
 OBJECTIVES = ("final", "best", "auc")
 """What a training run scores: its final evaluation, its best evaluation, or the normalised area
 under its evaluation curve (the curve's mean return over training)."""
@@ -44,8 +45,12 @@ class ObjectiveSettings:
     """Training runs per trial; the trial's value is the mean of their scores."""
     objective: str = "final"
     study_seed: int = 0
+    device: str = "cpu"
+    """Where the networks of a trial's seeds train ("cuda" on a GPU machine); envs and replay stay on the CPU."""
 
     def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ConfigError(f"device = {self.device!r} is invalid: expected one of {', '.join(DEVICES)}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {self.objective!r}; expected one of {', '.join(OBJECTIVES)}")
         if self.seeds < 1:
@@ -80,7 +85,8 @@ def make_objective(settings: ObjectiveSettings,
     def objective(trial: optuna.Trial) -> float:
         config = suggest_config(trial, settings.base, settings.space)
         seeds = trial_seeds(settings.study_seed, trial.number, settings.seeds)
-        return run_config(trial, config, seeds, objective=settings.objective, artifact_store=artifact_store)
+        return run_config(trial, config, seeds, objective=settings.objective, artifact_store=artifact_store,
+                          device=settings.device)
 
     return objective
 

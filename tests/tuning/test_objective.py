@@ -94,3 +94,5 @@ def test_objective_settings_are_validated(tiny_config: DQNConfig) -> None:
         ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE, objective="mean")
     with pytest.raises(ConfigError, match="seeds = 0 is invalid"):
         ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE, seeds=0)
+    with pytest.raises(ConfigError, match="device = 'tpu' is invalid: expected one of cpu, cuda"):
+        ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE, device="tpu")
