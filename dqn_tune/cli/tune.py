@@ -32,10 +32,11 @@ from dqn_tune.cli.validate import validate
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.algorithms import PRUNERS, SAMPLERS
-from dqn_tune.tuning.objective import OBJECTIVES, ObjectiveSettings, trial_base_config
+from dqn_tune.tuning.objective import DEVICES, OBJECTIVES, ObjectiveSettings, trial_base_config
 from dqn_tune.tuning.presets import EVALS_PER_RUN, load_presets, preset_for
 from dqn_tune.tuning.search_space import DEFAULT_SPACE, SearchSpace, load_search_space
 from dqn_tune.tuning.storage import (
+    DEFAULT_STORAGE,
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
     StorageSettings,
@@ -75,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=OBJECTIVES, default=None,
                         help="what a run scores: its final evaluation, its best evaluation, or the area under "
                              "its evaluation curve divided by its length (default: final)")
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where a trial's networks train: cpu, or cuda on a GPU machine (default: cpu)")
     parser.add_argument("--workers", type=workers, default=1, metavar="W",
                         help="worker processes on this machine, one torch thread each (default: 1)")
     parser.add_argument("--sampler", choices=SAMPLERS, default=None, help="Optuna sampler (default: tpe)")
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         study_name=default_study_name(base.env_id) if args.study_name is None else args.study_name,
         storage=StorageSettings(prepare_url(args.storage), args.heartbeat_interval, args.grace_period),
         objective=ObjectiveSettings(base=base, space=space, seeds=args.seeds, objective=args.objective,
-                                    study_seed=args.seed),
+                                    study_seed=args.seed, device=args.device),
         sampler=args.sampler, pruner=args.pruner, artifacts=args.artifacts, total_trials=args.total_trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     summary = run_study(settings, trials=args.trials, workers=args.workers, command=command,
@@ -170,9 +173,16 @@ def fill_from_study(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def resumed_base(stored: dict[str, Any], args: argparse.Namespace) -> DQNConfig:
-    """The resumed study's stored base config with the flags given (filled by `fill_from_study`)."""
-    return DQNConfig.from_dict(stored["base_config"]).replace(
-        env_id=args.env_id, total_timesteps=args.timesteps, **hyperparameter_flags(args))
+    """The resumed study's stored base config with the flags given (filled by `fill_from_study`); a flag that
+    changes a hyperparameter the study fixed is refused (the trials would not be comparable)."""
+    base = DQNConfig.from_dict(stored["base_config"])
+    resumed = base.replace(env_id=args.env_id, total_timesteps=args.timesteps, **hyperparameter_flags(args))
+    for name, value in hyperparameter_flags(args).items():
+        if name not in stored["search_space"] and value != getattr(base, name):
+            raise ConfigError(f"study {args.study_name or default_study_name(args.env_id)!r} fixes {name} = "
+                              f"{getattr(base, name)!r}, this command asks for {value!r}; leave the flag out, give "
+                              "the same value or another --study-name", field=name)
+    return resumed
 
 
 def command_line(args: argparse.Namespace) -> str:

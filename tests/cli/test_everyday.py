@@ -1,0 +1,53 @@
+"""Everyday use (issue 12): resume without retyping flags, the names users already type, defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from dqn_tune.cli import main
+from dqn_tune.tuning import records
+
+TINY = ["--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
+        "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts", "--validate-top", "0"]
+
+
+@pytest.fixture(scope="module")
+def made_with_flags(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file holding study 'dqn-CartPole-v1', made with TINY flags, --gamma 0.97 and --objective best."""
+    path = tmp_path_factory.mktemp("resume") / "study.db"
+    assert main(["--trials", "1", "--storage", f"sqlite:///{path}", *TINY, "--gamma", "0.97", "--objective", "best"]) == 0
+    return path
+
+
+def test_resume_without_flags_reuses_the_stored_settings(made_with_flags: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "study.db"
+    copy.write_bytes(made_with_flags.read_bytes())
+    storage = f"sqlite:///{copy}"
+    assert main(["--trials", "1", "--storage", storage, "--validate-top", "0", "--no-artifacts"]) == 0, \
+        capsys.readouterr().err
+    assert "resuming with the study's stored settings" in capsys.readouterr().out
+    study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
+    assert len(study.trials) == 2
+    config = records.trial_config(study.trials[1])
+    assert (config.total_timesteps, config.eval_episodes, config.gamma, config.hidden_sizes) == (600, 2, 0.97, (16,))
+    assert "gamma" not in study.trials[1].params
+    assert records.study_settings(study)["objective"] == "best"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--timesteps", "800"], "was run with total_timesteps = 600, this command asks for 800; use the same value"),
+    (["--objective", "final"], "was run with objective = 'best', this command asks for 'final'"),
+    (["--gamma", "0.98"], "fixes --gamma = 0.97, this command asks for 0.98; leave the flag out"),
+    (["--env", "Acrobot-v1", "--study-name", "dqn-CartPole-v1"], "was run with env_id = 'CartPole-v1'"),
+])
+def test_a_conflicting_explicit_flag_is_refused_and_changes_nothing(
+        made_with_flags: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    before = made_with_flags.read_bytes()
+    code = main(["--trials", "1", "--storage", f"sqlite:///{made_with_flags}", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert made_with_flags.read_bytes() == before
