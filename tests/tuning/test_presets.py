@@ -8,12 +8,14 @@ import optuna
 import pytest
 
 from dqn_tune.cli import main
-from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.agent import load_agent
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.trainer import train
 from dqn_tune.tuning.objective import trial_base_config
 from dqn_tune.tuning.presets import EVALS_PER_RUN, load_presets, preset_for
 from dqn_tune.tuning.records import study_settings
 from dqn_tune.tuning.search_space import DEFAULT_SPACE
+from dqn_tune.tuning.seeds import retrain_seeds
 
 ENVS = ("CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0")
 
@@ -83,3 +85,13 @@ def test_presets_command_lists_every_env(capsys: pytest.CaptureFixture[str]) -> 
     assert all(env in out for env in ENVS)
     assert main(["presets", "--env", "MountainCar-v0"]) == 0
     assert "train_freq: one of 4, 8, 16" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_acrobot_preset_learns_within_its_budget() -> None:
+    """Keeps the preset honest as the trainer changes: one fresh seed, RL Zoo's 100k steps, a loose bar
+    (RL Zoo's DQN: -76.6; a policy that never swings up scores -500)."""
+    preset = preset_for("Acrobot-v1")
+    assert preset is not None
+    result = train(preset.base_config(), seed=retrain_seeds(1)[0])
+    assert result.mean_return >= -120
