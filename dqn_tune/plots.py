@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -78,5 +79,41 @@ def mean_curves_figure(runs_by_label: Mapping[str, Sequence[RunRecord]], *, titl
         axes.plot(steps, means, marker=".", label=label)
     _label_axes(axes, title)
     if runs_by_label:
+        axes.legend(loc="best", fontsize="small")
+    return figure
+
+
+class ValidatedConfig(NamedTuple):
+    """One validated config as the validation figure draws it."""
+
+    label: str
+    returns: Sequence[float]
+    """Final greedy return of each held-out seed."""
+    mean: float
+    low: float
+    """Lower bound of the 95% CI of the mean (NaN when there is none)."""
+    high: float
+
+
+def validation_figure(configs: Sequence[ValidatedConfig], *, title: str) -> Figure:
+    """Per config (the first is the recommended one): its mean as a bar with the 95% CI as error bar, and each
+    held-out seed's return as a point over it."""
+    figure = new_figure()
+    axes = figure.add_subplot()
+    x = np.arange(len(configs))
+    means = np.asarray([config.mean for config in configs], dtype=float)
+    below = [config.mean - config.low if np.isfinite(config.low) else 0.0 for config in configs]
+    above = [config.high - config.mean if np.isfinite(config.high) else 0.0 for config in configs]
+    colors = ["tab:green" if index == 0 else "tab:gray" for index in range(len(configs))]
+    axes.bar(x, means, color=colors, alpha=0.45, yerr=[below, above], capsize=8, label="mean and 95% CI")
+    for index, config in enumerate(configs):
+        spread = np.linspace(-0.15, 0.15, len(config.returns)) if len(config.returns) > 1 else np.zeros(1)
+        axes.scatter(index + spread[:len(config.returns)], config.returns, color="black", s=16, zorder=3,
+                     label="held-out seed" if index == 0 else None)
+    axes.set_xticks(x, [config.label for config in configs])
+    axes.set_title(title)
+    axes.set_ylabel("final greedy return per held-out seed")
+    axes.grid(alpha=0.3, axis="y")
+    if configs:
         axes.legend(loc="best", fontsize="small")
     return figure

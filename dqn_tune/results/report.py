@@ -22,6 +22,7 @@ import numpy as np
 import optuna
 import optuna.visualization as plotly_plots
 import optuna.visualization.matplotlib as matplotlib_plots
+import plotly.graph_objects as go
 from matplotlib.ticker import NullFormatter
 from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
@@ -29,8 +30,15 @@ from optuna.trial import FrozenTrial, TrialState
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import OutputPathError, StorageError
 from dqn_tune.output_paths import safe_name
-from dqn_tune.plots import learning_curve_figure, mean_curves_figure, save_figure
+from dqn_tune.plots import (
+    ValidatedConfig,
+    learning_curve_figure,
+    mean_curves_figure,
+    save_figure,
+    validation_figure,
+)
 from dqn_tune.tuning import records
+from dqn_tune.tuning.recommendation import RULE, Recommendation
 
 REPORTS_DIR = Path("studies/reports")
 TOP_TRIALS = 10
@@ -38,6 +46,8 @@ TOP_TRIALS = 10
 CURVE_TRIALS = 5
 """Top trials whose learning curves are drawn."""
 SUMMARY = "summary.md"
+VALIDATION = "validation"
+"""Stem of the validation figure's files (.png, .html), written when the study has a recommendation."""
 
 
 @dataclass
@@ -97,9 +107,13 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
     for plot in _optuna_plots(study, trials, report, importances):
         _write_optuna_plot(study, plot, report)
     _write_learning_curves(trials[:CURVE_TRIALS], report)
+    stored = records.recommendation(study)
+    recommendation = Recommendation.from_dict(stored) if stored is not None else None
+    if recommendation is not None:
+        _write_validation(study.study_name, recommendation, report)
     summary = report.out_dir / SUMMARY
     report.files.append(summary)
-    summary.write_text(_summary_markdown(study, trials, importances, report), encoding="utf-8")
+    summary.write_text(_summary_markdown(study, trials, importances, report, recommendation), encoding="utf-8")
     return report
 
 
@@ -205,6 +219,53 @@ def _write_learning_curves(top: Sequence[FrozenTrial], report: Report) -> None:
         report.files.append(save_figure(figure, report.out_dir / "learning_curves_top.png"))
 
 
+def _write_validation(study_name: str, recommendation: Recommendation, report: Report) -> None:
+    """validation.png (matplotlib) and validation.html (plotly): per validated config, its held-out seeds'
+    returns as points, its mean as a bar and the 95% CI as an error bar; the recommended config first."""
+    configs = [ValidatedConfig(f"trial {row.trial}" + (" (recommended)" if index == 0 else ""), row.returns,
+                               row.mean, row.interval.low, row.interval.high)
+               for index, row in enumerate(recommendation.table)]
+    title = f"{study_name}: validation on held-out seeds"
+    report.files.append(save_figure(validation_figure(configs, title=title), report.out_dir / f"{VALIDATION}.png"))
+    figure = go.Figure()
+    figure.add_bar(x=[c.label for c in configs], y=[c.mean for c in configs], name="mean and 95% CI",
+                   error_y={"type": "data", "symmetric": False,
+                            "array": [c.high - c.mean if math.isfinite(c.high) else 0.0 for c in configs],
+                            "arrayminus": [c.mean - c.low if math.isfinite(c.low) else 0.0 for c in configs]},
+                   opacity=0.5)
+    for config, row in zip(configs, recommendation.table, strict=True):
+        figure.add_scatter(x=[config.label] * len(row.returns), y=list(row.returns), mode="markers", showlegend=False,
+                           marker={"color": "black"}, text=[f"seed {seed}" for seed in row.seeds],
+                           name=config.label)
+    figure.update_layout(title=title, yaxis_title="final greedy return per held-out seed")
+    html = report.out_dir / f"{VALIDATION}.html"
+    figure.write_html(html, include_plotlyjs="directory")
+    report.files.append(html)
+    plotly_js = report.out_dir / "plotly.min.js"
+    if plotly_js not in report.files:
+        report.files.append(plotly_js)
+
+
+def _validation_markdown(recommendation: Recommendation, report: Report) -> list[str]:
+    """The validation section of the summary: table, recommendation, paired comparison, figure."""
+    lines = ["", "## Validation on held-out seeds", "",
+             (f"Each config trained on the same held-out seeds (never used by tuning or retrain). **Recommended: "
+              f"trial {recommendation.trial}**, by the {RULE}."), "",
+             "| trial | tuned value | mean [95% CI] | IQM | min | std | seeds | diverged |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in recommendation.table:
+        interval = row.interval
+        lines.append(f"| {row.trial} | {_number(row.tuned_value)} | {_number(row.mean)} [{_number(interval.low)}, "
+                     f"{_number(interval.high)}] | {_number(row.iqm)} | {_number(row.min)} | {_number(row.std)} | "
+                     f"{len(row.returns)} | {row.diverged} |")
+    comparison = recommendation.to_dict()["comparison"]
+    if comparison:
+        lines += ["", f"Paired: {comparison}."]
+    if report.out_dir / f"{VALIDATION}.png" in report.files:
+        lines += ["", f"![validation]({VALIDATION}.png)"]
+    return lines
+
+
 def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if math.isfinite(value) else str(value)
@@ -212,7 +273,7 @@ def _number(value: Any) -> str:
 
 
 def _summary_markdown(study: optuna.Study, trials: Sequence[FrozenTrial], importances: dict[str, float],
-                      report: Report) -> str:
+                      report: Report, recommendation: Recommendation | None = None) -> str:
     counts = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     best = trials[0]
     lines = [f"# Study `{study.study_name}`", "",
@@ -232,6 +293,8 @@ def _summary_markdown(study: optuna.Study, trials: Sequence[FrozenTrial], import
         lines += ["", "## Parameter importances (PED-ANOVA, as in optuna-dashboard)", "",
                   "| parameter | importance |", "|---|---|"]
         lines += [f"| {name} | {value:.3f} |" for name, value in importances.items()]
+    if recommendation is not None:
+        lines += _validation_markdown(recommendation, report)
     top_curves = report.out_dir / "learning_curves_top.png"
     if top_curves in report.files:
         lines += ["", "## Learning curves of the top trials", "", f"![learning curves]({top_curves.name})"]

@@ -91,3 +91,30 @@ def test_unknown_study_and_unwritable_out_dir_are_one_line_errors(tmp_path: Path
     assert capsys.readouterr().err == (f"dqn-tune: error: cannot write the report to '{blocker / 'r'}': "
                                        "Not a directory; choose another --out-dir\n")
     assert not (tmp_path / "r").exists() and blocker.read_text() == ""
+
+
+def test_a_validated_study_gets_the_validation_figure_and_table(validated_study_url: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from dqn_tune.tuning import records
+    from dqn_tune.tuning.recommendation import Recommendation
+
+    study = optuna.load_study(study_name="validated", storage=validated_study_url)
+    recommendation = Recommendation.from_dict(records.recommendation(study))  # type: ignore[arg-type]
+    out = tmp_path / "report"
+    assert main(["report", "--study-name", "validated", "--storage", validated_study_url, "--out-dir", str(out)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert f"  {out / 'validation.png'}" in listed and f"  {out / 'validation.html'}" in listed
+    assert (out / "validation.png").read_bytes().startswith(PNG)
+    html = (out / "validation.html").read_text()
+    assert 'src="plotly.min.js"' in html and (out / "plotly.min.js").exists()
+    assert f"trial {recommendation.trial} (recommended)" in html
+
+    summary = (out / "summary.md").read_text()
+    assert "## Validation on held-out seeds" in summary and "![validation](validation.png)" in summary
+    assert f"**Recommended: trial {recommendation.trial}**, by the highest lower bound" in summary
+    section = summary.split("## Validation on held-out seeds")[1]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [int(row[0].removeprefix("| ")) for row in rows] == [row.trial for row in recommendation.table]
+    for cells, row in zip(rows, recommendation.table, strict=True):
+        assert cells[2] == f"{row.mean:.4g} [{row.interval.low:.4g}, {row.interval.high:.4g}]"
+        assert cells[6] == str(len(row.returns))
