@@ -18,7 +18,14 @@ from dqn_tune.cli import build_parser, main
 from dqn_tune.cli.config_flags import build_config
 from dqn_tune.dqn.agent import load_agent
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.results.export import ZOO_KEYS, config_from_mapping, read_config_file, to_args, to_toml, to_yaml
+from dqn_tune.results.export import (
+    ZOO_KEYS,
+    config_from_mapping,
+    read_config_file,
+    to_args,
+    to_toml,
+    to_yaml,
+)
 from dqn_tune.tuning import records
 from dqn_tune.tuning.records import store_config
 from dqn_tune.tuning.storage import open_storage
@@ -78,7 +85,7 @@ def test_toml_is_read_back_by_train_config_and_flags_override_it(validated_study
     assert read_config_file(out) == config
     text = out.read_text()
     assert text.startswith(f"# study 'validated', trial {number}: recommended by validation on held-out seeds\n")
-    assert re.search(r"^# validation: mean [\d.]+ \[95% CI [\d.]+, [\d.]+\]", text, flags=re.M)
+    assert re.search(r"^# validation: mean [\d.]+ \[95% CI [\d.]+, [\d.]+\]", text, flags=re.MULTILINE)
 
     agent_path = tmp_path / "agent.pt"
     assert main(["train", "--config", str(out), "--out", str(agent_path), "--timesteps", "300", "--eval-freq", "0"]) == 0
