@@ -8,23 +8,32 @@ import re
 import tempfile
 from pathlib import Path
 
-from dqn_tune.errors import OutputPathError
+from dqn_tune.errors import OutputPathError, shown
 
 
 def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Return `path` as a Path if a file can be created there; else raise OutputPathError."""
+    """Return `path` as a Path if a file can be created there; else raise OutputPathError.
+
+    An existing path must be a regular file: writers replace the file atomically (temp file + rename),
+    which would put a regular file in place of a device such as /dev/null, a pipe or a socket.
+    """
+    quoted = shown(str(path))
     if not str(path) or "\0" in str(path):
-        raise OutputPathError(f"output path {str(path)!r} is invalid; expected a file path such as model.pt")
+        raise OutputPathError(f"output path {quoted} is invalid; expected a file path such as model.pt")
     target = Path(path)
-    if target.is_dir() or not target.name or str(path).endswith(os.sep):
-        raise OutputPathError(f"output path {str(path)!r} is a directory; expected a file path such as model.pt")
-    parent = target.parent if str(target.parent) else Path(".")
     try:
+        if target.is_dir() or not target.name or str(path).endswith(os.sep):
+            raise OutputPathError(f"output path {quoted} is a directory; expected a file path such as model.pt")
+        if target.exists() and not target.is_file():
+            raise OutputPathError(f"output path {quoted} exists and is not a regular file (a device, pipe or "
+                                  "socket); expected a file path such as model.pt")
+        parent = target.parent if str(target.parent) else Path(".")
         parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".write-check-", delete=True)
+        # named as save_agent's temp file, so a name too long for the file system is refused here, before any work
+        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=f".{target.name}.", suffix=".tmp", delete=True)
         probe.close()
-    except OSError as exc:
-        raise OutputPathError(f"cannot write output path {str(target)!r}: {exc.strerror or exc}") from exc
+    except OSError as exc:  # also a name too long to stat, a parent that is a file
+        raise OutputPathError(f"cannot write output path {quoted}: {exc.strerror or exc}") from None
     return target
 
 
