@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from dqn_tune.cli.arguments import text
 from dqn_tune.results.dashboard import DEFAULT_HOST, DEFAULT_PORT, start_dashboard
 from dqn_tune.tuning.storage import DEFAULT_STORAGE, public_url
 
@@ -13,7 +14,7 @@ HELP = "open optuna-dashboard on the study storage (trial curves, attributes, le
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune dashboard`."""
-    parser.add_argument("--host", default=DEFAULT_HOST,
+    parser.add_argument("--host", type=text, default=DEFAULT_HOST,
                         help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port to listen on, 0 for any free port (default: {DEFAULT_PORT})")

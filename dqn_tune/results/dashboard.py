@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
 
-from dqn_tune.errors import ConfigError
+from dqn_tune.errors import ConfigError, shown
 from dqn_tune.tuning.storage import open_existing_storage
 from dqn_tune.tuning.artifacts import make_artifact_store
 
@@ -81,6 +81,11 @@ def start_dashboard(storage_url: str | None, *, host: str = DEFAULT_HOST, port: 
     """
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port = {port} is invalid: expected 0-65535 (0 picks a free port)", field="port")
+    try:
+        host.encode("idna")  # what socket does with a host name; '.', '\x80' or a 64-character label cannot be
+    except UnicodeError:
+        raise ConfigError(f"--host = {shown(host)} is invalid: expected a host name or IP address such as "
+                          f"{DEFAULT_HOST} or localhost", field="host") from None
     storage = open_existing_storage(storage_url)
     app = optuna_dashboard.wsgi(storage, artifact_store=make_artifact_store(storage_url))
     if not allow_writes:
@@ -89,6 +94,7 @@ def start_dashboard(storage_url: str | None, *, host: str = DEFAULT_HOST, port: 
         server = make_server(host, port, app, server_class=DashboardServer, handler_class=QuietHandler)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise ConfigError(f"cannot listen on {host}:{port}: {reason}; choose another --port or --host",
+        where = f"{host}:{port}" if host.isprintable() else f"{shown(host)}:{port}"  # one line, whatever the host
+        raise ConfigError(f"cannot listen on {where}: {reason}; choose another --port or --host",
                           field="port") from None
     return cast(DashboardServer, server)
