@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from dqn_tune.cli.arguments import text
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.tuning.presets import load_presets
 
@@ -12,7 +13,7 @@ HELP = "list the per-env presets (budget, tuned config, search space) that train
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune presets`."""
-    parser.add_argument("--env", "--env-id", dest="env_id", default=None, metavar="ENV_ID",
+    parser.add_argument("--env", "--env-id", dest="env_id", type=text, default=None, metavar="ENV_ID",
                         help="show one env's preset in full (default: a line per env)")
 
 

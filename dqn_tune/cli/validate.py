@@ -7,7 +7,7 @@ import shlex
 
 import optuna
 
-from dqn_tune.cli.arguments import positive_int
+from dqn_tune.cli.arguments import positive_int, study_name, text
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.storage import (
     StorageSettings,
@@ -29,8 +29,9 @@ HELP = "retrain a study's top configs on held-out seeds and recommend one (mean,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune validate`."""
-    parser.add_argument("--study-name", default=None, help="the tuning study to validate (default: dqn-<ENV_ID>)")
-    parser.add_argument("--env", "--env-id", dest="env_id", default="CartPole-v1", metavar="ENV_ID",
+    parser.add_argument("--study-name", type=study_name, default=None,
+                        help="the tuning study to validate (default: dqn-<ENV_ID>)")
+    parser.add_argument("--env", "--env-id", dest="env_id", type=text, default="CartPole-v1", metavar="ENV_ID",
                         help="env of the default study name (default: CartPole-v1)")
     parser.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, metavar="K",
                         help=f"how many of the best complete trials to validate (default: {DEFAULT_TOP_K})")
