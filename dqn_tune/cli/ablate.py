@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 
-from dqn_tune.cli.arguments import positive_int, study_name, text, workers
+from dqn_tune.cli.arguments import add_workers_flag, chosen_workers, positive_int, study_name, text
 from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits_memory, env_dims
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
@@ -57,8 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study-name", type=study_name, default=None,
                         help="name of the ablation study (default: ablation-<ENV_ID>-<hash of the settings>, "
                              "so the same command resumes the same study)")
-    parser.add_argument("--workers", type=workers, default=1, metavar="W",
-                        help="worker processes running cells in parallel (default: 1)")
+    add_workers_flag(parser)
     parser.add_argument("--out-dir", type=text, default=None, metavar="DIR",
                         help="where the report goes (default: studies/ablations/<ablation study name>/)")
     add_config_flags(parser, skip=("env_id", "total_timesteps", "buffer_size", "target_update_interval"))
@@ -76,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = default_report_dir(study_name) if args.out_dir is None else args.out_dir
     check_writable(Path(out_dir) / CSV_NAME)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    outcome = run_ablation(spec=spec, storage=args.storage, study_name=args.study_name, workers=args.workers,
+    outcome = run_ablation(spec=spec, storage=args.storage, study_name=args.study_name,
+                           workers=chosen_workers(args.workers, len(spec.cells)),
                            verbose=True)
     study = load_study(open_existing_storage(args.storage), outcome.study_name)
     files = write_ablation_report(study, out_dir)

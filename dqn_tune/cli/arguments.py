@@ -69,6 +69,26 @@ def workers(text: str) -> int:
                        f"({MAX_WORKERS_PER_CPU} per CPU core; this machine has {cores})")(text)
 
 
+def add_workers_flag(parser: argparse.ArgumentParser) -> None:
+    """`--workers W`, shared by the commands that run trials; left out, `chosen_workers` picks the usable cores."""
+    parser.add_argument("--workers", type=workers, default=None, metavar="W",
+                        help="worker processes on this machine, one torch thread each (default: the CPU cores this "
+                             f"process may use, {cpu_count()} here, at most one per trial; --workers 1 for one)")
+
+
+def chosen_workers(given: int | None, trials: int | None = None) -> int:
+    """`--workers` as given, else the usable CPU cores (at most `trials`)."""
+    return given if given is not None else max(1, min(cpu_count(), trials or cpu_count()))
+
+
+def workers_line(given: int | None, count: int) -> str | None:
+    """What to print about a worker count the user did not give (None when given)."""
+    if given is not None:
+        return None
+    return (f"{count} worker process{'es' if count > 1 else ''} (the usable CPU cores"
+            f"{', one per trial' if count < cpu_count() else ''}; --workers W to change)")
+
+
 def text(value: str) -> str:
     """argparse type: a non-empty string that can be stored and used as a path (no NUL, valid UTF-8).
 

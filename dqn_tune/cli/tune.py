@@ -10,6 +10,9 @@ from typing import Any
 import optuna
 
 from dqn_tune.cli.arguments import (
+    add_workers_flag,
+    chosen_workers,
+    workers_line,
     add_preset_flag,
     non_negative_int,
     positive_int,
@@ -18,7 +21,6 @@ from dqn_tune.cli.arguments import (
     seed_count,
     study_name,
     text,
-    workers,
 )
 from dqn_tune.cli.config_flags import (
     add_config_flags,
@@ -78,8 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "its evaluation curve divided by its length (default: final)")
     parser.add_argument("--device", choices=DEVICES, default="cpu",
                         help="where a trial's networks train: cpu, or cuda on a GPU machine (default: cpu)")
-    parser.add_argument("--workers", type=workers, default=1, metavar="W",
-                        help="worker processes on this machine, one torch thread each (default: 1)")
+    add_workers_flag(parser)
     parser.add_argument("--sampler", choices=SAMPLERS, default=None, help="Optuna sampler (default: tpe)")
     parser.add_argument("--pruner", choices=PRUNERS, default=None, help="Optuna pruner (default: median)")
     parser.add_argument("--seed", type=seed, default=None, help="seed of the sampler and of every trial's runs (default: 0)")
@@ -136,8 +137,15 @@ def run(args: argparse.Namespace) -> int:
                                     study_seed=args.seed, device=args.device),
         sampler=args.sampler, pruner=args.pruner, artifacts=args.artifacts, total_trials=args.total_trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    summary = run_study(settings, trials=args.trials, workers=args.workers, command=command,
-                        echo=after_first(origin))
+    given, args.workers = args.workers, chosen_workers(args.workers, args.trials)
+    announce, pending = after_first(origin), [line for line in [workers_line(given, args.workers)] if line]
+
+    def echo(message: str) -> None:  # the origin, the study's line, then the worker count
+        announce(message)
+        while pending:
+            print(pending.pop(), flush=True)
+
+    summary = run_study(settings, trials=args.trials, workers=args.workers, command=command, echo=echo)
     print("\n".join(summary.lines()), flush=True)
     if summary.interrupted:
         return 130

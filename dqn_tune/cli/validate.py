@@ -7,7 +7,7 @@ import shlex
 
 import optuna
 
-from dqn_tune.cli.arguments import positive_int, study_name, text
+from dqn_tune.cli.arguments import add_workers_flag, chosen_workers, positive_int, study_name, text
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.storage import (
     StorageSettings,
@@ -38,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="N",
                         help=f"held-out seeds per config, at least 2 (default: {DEFAULT_SEEDS}); raising it later "
                              "runs only the new seeds")
-    parser.add_argument("--workers", type=positive_int, default=1, metavar="W",
-                        help="worker processes on this machine (default: 1)")
+    add_workers_flag(parser)
     parser.add_argument("--no-artifacts", dest="artifacts", action="store_false",
                         help="do not save each run's learning-curve PNG to the artifact store")
 
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                                       args.artifacts)
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("top_k", "--top-k").replace("seeds", "--seeds"), field=exc.field) from None
-    return validate(settings, workers=args.workers,
+    return validate(settings, workers=chosen_workers(args.workers, args.top_k * args.seeds),
                     command=shlex.join(["dqn-tune", "validate", "--study-name", study_name, "--top-k",
                                         str(args.top_k), "--seeds", str(args.seeds)]
                                        + (["--storage", public_url(args.storage)] if args.storage else [])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import optuna
@@ -51,3 +52,20 @@ def test_a_conflicting_explicit_flag_is_refused_and_changes_nothing(
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert made_with_flags.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["tune", "ablate", "validate"])
+def test_workers_default_is_the_usable_cores(command: str) -> None:
+    from dqn_tune.cli import build_parser
+    from dqn_tune.cli.arguments import chosen_workers
+
+    args = build_parser().parse_args([command])
+    assert args.workers is None
+    assert chosen_workers(args.workers) == len(os.sched_getaffinity(0))
+    assert chosen_workers(args.workers, trials=1) == 1  # never more processes than trials
+    assert chosen_workers(1) == 1
+
+
+def test_tune_says_how_many_workers_it_uses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--trials", "1", "--storage", f"sqlite:///{tmp_path}/s.db", *TINY]) == 0
+    assert "1 worker process (the usable CPU cores" in capsys.readouterr().out
