@@ -26,9 +26,19 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128") from None
 
 
-def _optional_float(text: str) -> float | None:
+class _NoneGiven:
+    """'none' given on the command line, told apart from a flag not given (None)."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+NONE = _NoneGiven()
+
+
+def _optional_float(text: str) -> float | _NoneGiven:
     if text.lower() == "none":
-        return None
+        return NONE
     try:
         return float(text)
     except ValueError:
@@ -55,9 +65,10 @@ def add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] =
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields the user set on the command line."""
+    """The config fields the user set on the command line ('none' given to a flag is None)."""
     names = {f.name for f in dataclasses.fields(DQNConfig)}
-    return {name: value for name, value in vars(args).items() if name in names and value is not None}
+    return {name: None if value is NONE else value for name, value in vars(args).items()
+            if name in names and value is not None}
 
 
 def build_config(args: argparse.Namespace, base: DQNConfig | None = None) -> DQNConfig:

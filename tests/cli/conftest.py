@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dqn_tune.cli import main
+from dqn_tune.cli import build_parser, main
 from dqn_tune.dqn.envs import make_env
 
 NOBODY = 65534
@@ -33,7 +33,7 @@ def as_nobody() -> Callable[[list[str]], tuple[int, str]]:
     """`run(args) -> (exit status, stderr)`: `main(args)` as user nobody in a forked child (in this process
     when not root); imports are done first, before privileges are dropped."""
     make_env("CartPole-v1").close()
-    import dqn_tune.cli.arguments  # noqa: F401 - the subcommands' modules, imported lazily by main
+    build_parser()  # imports every subcommand's module, which main imports lazily
     return run_as_nobody if os.geteuid() == 0 else run_in_process
 
 

@@ -104,8 +104,6 @@ def test_toml_and_args_round_trip_every_field(tmp_path: Path) -> None:
     assert build_config(build_parser().parse_args(words[1:])) == clipped
 
 
-@pytest.mark.xfail(strict=True, reason="cli/config_flags.py: --max-grad-norm none parses to None, which "
-                                       "config_overrides reads as 'flag not given', so clipping stays at 10.0")
 def test_args_round_trip_no_clipping() -> None:
     words = shlex.split(to_args(UNUSUAL))
     assert "--max-grad-norm none" in to_args(UNUSUAL)
