@@ -51,6 +51,12 @@ class TrialQuota:
                 self._left.value -= 1
             return True
 
+    def give_back(self) -> None:
+        """Return one claimed trial that did not finish (its worker died; its retry is queued) for another to run."""
+        with self._left.get_lock():
+            if self._left.value >= 0:
+                self._left.value += 1
+
     def finish(self) -> None:
         """Count one finished trial."""
         with self._finished.get_lock():

@@ -1,4 +1,4 @@
-"""Asking for the next trial so that no two processes ever get the same one.
+"""Asking for the next trial so that no two processes ever get the same one, and failing a dead process's trials.
 
 Optuna 5.0 on SQLite can hand one queued (WAITING) trial to two processes: SQLite ignores
 `SELECT ... FOR UPDATE`, so two workers both see it WAITING and both run it; the second then
@@ -7,16 +7,30 @@ GridSampler cells are exactly such trials. `ask_trial` serialises the whole "fai
 pop or create a trial, pick its grid cell" step with a lock shared by every process of the study:
 a file lock beside the SQLite file, or a PostgreSQL advisory lock (which also makes
 `total_trials` exact across machines). Other backends rely on their own row locks.
+
+Each trial asked records the process that runs it (records.WORKER), so that a parent which sees
+its worker die can fail that worker's trial and queue its retry at once (`fail_trials_of`)
+instead of leaving it RUNNING until the heartbeat grace period has passed.
 """
 
 from __future__ import annotations
 
+import copy
+import os
+import socket
+
 import optuna
-from optuna.trial import TrialState
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.tuning.optuna_internals import fail_stale_trials, rdb_storage, trial_id
-from dqn_tune.tuning.records import RETRY_OF
+from dqn_tune.tuning.records import FAIL_REASON, RETRY_HISTORY, RETRY_OF, WORKER
 from dqn_tune.tuning.storage import study_lock
+
+
+def process_name(pid: int | None = None) -> str:
+    """How records.WORKER names the process `pid` of this machine (default: this process)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
 def counted_trials(study: optuna.Study) -> int:
@@ -28,8 +42,8 @@ def ask_trial(study: optuna.Study, *, total_trials: int | None = None) -> optuna
     """The study's next trial, given to this process only; None once the study holds `total_trials`.
 
     Under the study lock: fail trials whose heartbeat went stale (queuing their retries), then pop a
-    queued trial or create one, and record its first heartbeat so that it cannot stay RUNNING
-    forever if this process dies before its heartbeat thread starts.
+    queued trial or create one, record which process runs it and its first heartbeat (so that it
+    cannot stay RUNNING forever if this process dies before its heartbeat thread starts).
     """
     storage = rdb_storage(study)
     with study_lock(storage, study.study_name):
@@ -38,6 +52,51 @@ def ask_trial(study: optuna.Study, *, total_trials: int | None = None) -> optuna
                 deepcopy=False, states=(TrialState.WAITING,)):
             return None
         trial = study.ask()
+        storage.set_trial_system_attr(trial_id(trial), WORKER, process_name())
         if storage.get_heartbeat_interval() is not None:
             storage.record_heartbeat(trial_id(trial))
         return trial
+
+
+def fail_trials_of(study: optuna.Study, process: str, reason: str) -> list[tuple[int, int | None]]:
+    """Fail the RUNNING trials of the dead `process` (a `process_name`) now, with `reason` as their fail reason,
+    and queue their retries as the heartbeat's stale-trial callback would (at most MAX_RETRY per trial; retries
+    do not count towards a total). Returns (failed trial number, its retry's number or None if not retried)."""
+    storage = rdb_storage(study)
+    retry = storage.get_heartbeat_stale_trial_callback()
+    failed = []
+    with study_lock(storage, study.study_name):
+        study_id = storage.get_study_id_from_name(study.study_name)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.system_attrs.get(WORKER) != process:
+                continue
+            stored_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            try:
+                storage.set_trial_user_attr(stored_id, FAIL_REASON, reason)
+                storage.set_trial_state_values(stored_id, state=TrialState.FAIL)
+            except UpdateFinishedTrialError:  # finished meanwhile: failed by a stale-trial check
+                continue
+            if retry is not None:
+                retry(study, _without_fail_reason(storage.get_trial(stored_id)))
+            failed.append((trial.number, _retry_number(study, trial.number)))
+    return failed
+
+
+def retry_state(study: optuna.Study, number: int) -> TrialState:
+    """The state of trial `number` (e.g. a retry queued by `fail_trials_of`) as stored now."""
+    return next(trial.state for trial in study.get_trials(deepcopy=False) if trial.number == number)
+
+
+def _without_fail_reason(trial: FrozenTrial) -> FrozenTrial:
+    """`trial` as its retry should copy it: the retry inherits user attributes, but not why the original failed."""
+    trial = copy.deepcopy(trial)
+    trial.user_attrs = {name: value for name, value in trial.user_attrs.items() if name != FAIL_REASON}
+    return trial
+
+
+def _retry_number(study: optuna.Study, number: int) -> int | None:
+    """The number of the queued retry of trial `number`, or None if none was queued (retries used up)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if trial.system_attrs.get(RETRY_HISTORY, [None])[-1] == number:
+            return trial.number
+    return None

@@ -4,12 +4,16 @@ Used by `dqn-tune --workers W` (each process runs trials of one study) and by th
 (each process runs cells). Workers are started with the "spawn" method (no inherited threads or
 database connections) and handle SIGINT/SIGTERM as a clean stop. A worker's exception is re-raised
 in the parent once every worker has ended: a DQNTuneError as itself, anything else as WorkerError
-with the worker's traceback; a worker killed by a signal is a WorkerError naming the signal.
+with the worker's traceback; a worker killed by a signal is a WorkerError naming the signal, unless
+the caller handles deaths itself (`on_death`: e.g. fail the dead worker's trial and start a
+replacement). A worker stops (SIGTERM, a clean stop) when its parent dies, even by SIGKILL.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import pickle
 import signal
 import traceback
@@ -21,6 +25,11 @@ from dqn_tune.errors import DQNTuneError
 from dqn_tune.tuning.interrupts import interrupts_stop_cleanly
 
 R = TypeVar("R")
+PR_SET_PDEATHSIG = 1
+"""Linux prctl option: the signal a process gets when its parent dies."""
+OnDeath = Callable[[int, int, str], "tuple[Any, ...] | None"]
+"""on_death(index, pid, how) for a worker that died without reporting, e.g. how = "was killed by SIGKILL";
+it returns the arguments of a replacement worker, or None to start none."""
 
 
 class WorkerError(RuntimeError):
@@ -28,29 +37,39 @@ class WorkerError(RuntimeError):
 
 
 def run_in_processes(target: Callable[..., R], arguments: Sequence[tuple[Any, ...]], *,
-                     poll: Callable[[], None] | None = None, poll_interval_s: float = 1.0) -> list[R]:
+                     poll: Callable[[], None] | None = None, poll_interval_s: float = 1.0,
+                     on_death: OnDeath | None = None) -> list[R | None]:
     """Call `target(*args)` in one process per entry of `arguments`; return their results in order.
 
     `poll` is called about every `poll_interval_s` while workers run (e.g. to refresh a progress
-    bar). On KeyboardInterrupt in the parent every live worker gets SIGTERM and is waited for; then
-    KeyboardInterrupt is re-raised (also when a worker was interrupted on its own).
+    bar). A worker that dies without reporting (SIGKILL, OOM killer) raises WorkerError at the end;
+    with `on_death`, it is the caller's to report instead: `on_death` is called at once, its result
+    (if not None) starts a replacement worker, and the dead worker's result is None. On
+    KeyboardInterrupt in the parent every live worker gets SIGTERM and is waited for (no replacements);
+    then KeyboardInterrupt is re-raised (also when a worker was interrupted on its own).
     """
     context = multiprocessing.get_context("spawn")
-    workers = []
-    for index, args in enumerate(arguments):
+    workers: list[tuple[Any, Connection]] = []
+
+    def start(args: tuple[Any, ...]) -> Connection:
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_child, args=(target, args, sender), name=f"dqn-tune-worker-{index}")
+        process = context.Process(target=_child, args=(target, args, sender, os.getpid()),
+                                  name=f"dqn-tune-worker-{len(workers)}")
         process.start()
         sender.close()
         workers.append((process, receiver))
+        return receiver
+
+    for args in arguments:
+        start(args)
     outcomes: dict[int, tuple[str, Any]] = {}
     try:
-        _collect(workers, outcomes, poll, poll_interval_s)
+        _collect(workers, outcomes, poll, poll_interval_s, on_death, start)
     except KeyboardInterrupt:
         for process, _ in workers:
             if process.is_alive():
                 process.terminate()
-        _collect(workers, outcomes, None, poll_interval_s)
+        _collect(workers, outcomes, None, poll_interval_s, on_death, None)
         raise
     for process, _ in workers:
         process.join()
@@ -58,22 +77,38 @@ def run_in_processes(target: Callable[..., R], arguments: Sequence[tuple[Any, ..
 
 
 def _collect(workers: list[tuple[Any, Connection]], outcomes: dict[int, tuple[str, Any]],
-             poll: Callable[[], None] | None, poll_interval_s: float) -> None:
-    """Read each worker's outcome message (or EOF when it died without one) until all are in."""
+             poll: Callable[[], None] | None, poll_interval_s: float, on_death: OnDeath | None,
+             start: Callable[[tuple[Any, ...]], Connection] | None) -> None:
+    """Read each worker's outcome message (or EOF when it died without one) until all are in; a death
+    goes to `on_death` at once, and its replacement (if any) is started with `start` (None: never)."""
     open_receivers = {receiver: index for index, (_, receiver) in enumerate(workers) if index not in outcomes}
     while open_receivers:
         for receiver in wait(list(open_receivers), timeout=poll_interval_s):
             index = open_receivers.pop(receiver)  # type: ignore[call-overload]
             try:
                 outcomes[index] = receiver.recv()  # type: ignore[union-attr]
-            except EOFError:
-                outcomes[index] = ("died", None)
+            except EOFError:  # it died without a word
+                outcomes[index] = ("died" if on_death is None else "handled", None)
+                if on_death is None:
+                    continue
+                process = workers[index][0]
+                process.join(timeout=10)
+                replacement = on_death(index, process.pid, _how_it_ended(process))
+                if replacement is not None and start is not None:
+                    new_receiver = start(replacement)
+                    open_receivers[new_receiver] = len(workers) - 1
         if poll is not None:
             poll()
 
 
+def _how_it_ended(process: Any) -> str:
+    """"was killed by SIGKILL" or "exited with status N" for an ended worker process."""
+    code = process.exitcode or 0
+    return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+
+
 def _results(workers: list[tuple[Any, Connection]], outcomes: dict[int, tuple[str, Any]]) -> list[Any]:
-    """The results in order, or the first failure raised."""
+    """The results in order (None for a worker whose death `on_death` handled), or the first failure raised."""
     if any(kind == "interrupted" for kind, _ in outcomes.values()):
         raise KeyboardInterrupt
     for index, (process, _) in enumerate(workers):
@@ -84,22 +119,42 @@ def _results(workers: list[tuple[Any, Connection]], outcomes: dict[int, tuple[st
                 raise error
             raise WorkerError(f"worker {index} (pid {process.pid}) failed:\n{trace}")
         if kind == "died":
-            code = process.exitcode or 0
-            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
-            raise WorkerError(f"worker {index} (pid {process.pid}) {how}")
+            raise WorkerError(f"worker {index} (pid {process.pid}) {_how_it_ended(process)}")
     return [outcomes[index][1] for index in range(len(workers))]
 
 
-def _child(target: Callable[..., Any], args: tuple[Any, ...], sender: Connection) -> None:
-    """Worker process body: run the target and send ("ok", result), ("error", ...) or ("interrupted", None)."""
+def _child(target: Callable[..., Any], args: tuple[Any, ...], sender: Connection, parent: int) -> None:
+    """Worker process body: run the target and send ("ok", result), ("error", ...) or ("interrupted", None).
+
+    The worker stops cleanly when `parent` dies: already dead (the worker was adopted) or later (SIGTERM).
+    """
     with interrupts_stop_cleanly():
         try:
-            sender.send(("ok", target(*args)))
+            _stop_with_parent(parent)
+            outcome: tuple[str, Any] = ("ok", target(*args))
         except KeyboardInterrupt:
-            sender.send(("interrupted", None))
+            outcome = ("interrupted", None)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
-            sender.send(("error", (_picklable(exc), traceback.format_exc())))
+            outcome = ("error", (_picklable(exc), traceback.format_exc()))
+        try:
+            sender.send(outcome)
+        except OSError:  # the parent is gone: nobody to report to
+            pass
     sender.close()
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies; KeyboardInterrupt if `parent` is gone already.
+
+    Elsewhere (no prctl) only the check runs: a worker orphaned later runs on until its quota is spent.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        pass
+    if os.getppid() != parent:
+        raise KeyboardInterrupt
 
 
 def _picklable(exc: Exception) -> Exception | None:

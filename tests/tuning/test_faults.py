@@ -1,8 +1,10 @@
-"""Faults with real processes and real signals: Ctrl-C / SIGTERM stop cleanly, a SIGKILLed worker's trial is retried."""
+"""Faults with real processes and real signals: Ctrl-C / SIGTERM stop cleanly, a SIGKILLed worker's trial is failed
+and retried at once, workers stop when their parent is killed, a lost machine's trial is retried by the next command."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,12 +22,13 @@ from dqn_tune.tuning.storage import open_storage, study_names
 from dqn_tune.tuning.trial_loop import INTERRUPTED
 
 TINY = ["--learning-starts", "100", "--eval-curve-episodes", "2", "--eval-episodes", "2", "--hidden-sizes", "32,32",
-        "--batch-size", "32", "--seeds", "1", "--no-artifacts", "--heartbeat-interval", "1", "--grace-period", "2"]
+        "--batch-size", "32", "--seeds", "1", "--no-artifacts", "--heartbeat-interval", "1", "--grace-period", "2",
+        "--validate-top", "0"]
 
 
 def start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    """`python -m dqn_tune` on tmp_path/studies/dqn_tune.db with a tiny config."""
-    return subprocess.Popen([sys.executable, "-m", "dqn_tune", *args, *TINY], cwd=tmp_path, text=True,
+    """`python -m dqn_tune` on tmp_path/studies/dqn_tune.db with a tiny config (`args` override it)."""
+    return subprocess.Popen([sys.executable, "-m", "dqn_tune", *TINY, *args], cwd=tmp_path, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
@@ -48,6 +51,11 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], time
 
 def running(tmp_path: Path) -> int:
     return sum(t.state == TrialState.RUNNING for t in trials(tmp_path))
+
+
+def training(tmp_path: Path) -> int:
+    """Running trials that sampled their config and train it."""
+    return sum(t.state == TrialState.RUNNING and records.CONFIG in t.user_attrs for t in trials(tmp_path))
 
 
 def worker_pids(parent: int) -> list[int]:
@@ -94,19 +102,61 @@ def test_sigterm_to_the_parent_stops_its_workers_cleanly(tmp_path: Path) -> None
     interrupt(tmp_path, signal.SIGTERM, 2, group=False)
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie no longer does)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.slow
-def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) -> None:
-    process = start(tmp_path, "--trials", "6", "--timesteps", "2000", "--workers", "2")
-    wait_for(lambda: running(tmp_path) == 2, process)
+def test_a_sigkilled_worker_trial_is_failed_and_retried_at_once(tmp_path: Path) -> None:
+    """No waiting for the heartbeat's grace period (600 s here): the parent sees its worker die."""
+    process = start(tmp_path, "--trials", "2", "--timesteps", "3000", "--workers", "2", "--grace-period", "600")
+    wait_for(lambda: training(tmp_path) == 2, process)
     victim = worker_pids(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
-    stdout, stderr = process.communicate(timeout=180)
+    stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 1, stderr
-    assert f"(pid {victim}) was killed by SIGKILL" in stdout
     study_trials = trials(tmp_path)
-    failed = [t for t in study_trials if t.state == TrialState.FAIL]
-    assert len(failed) == 1 and records.FAIL_REASON not in failed[0].user_attrs  # failed by the heartbeat
-    retries = [t for t in study_trials if t.system_attrs.get(RETRY_OF) == failed[0].number]
-    assert len(retries) == 1 and retries[0].params == failed[0].params
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study_trials if t is not failed[0])
-    assert len(study_trials) == 6
+    [failed] = [t for t in study_trials if t.state == TrialState.FAIL]
+    assert failed.user_attrs[records.FAIL_REASON] == f"its worker process (pid {victim}) was killed by SIGKILL"
+    [retry] = [t for t in study_trials if t.system_attrs.get(RETRY_OF) == failed.number]
+    assert retry.params == failed.params and records.FAIL_REASON not in retry.user_attrs
+    assert len(study_trials) == 3 and all(t.state == TrialState.COMPLETE for t in study_trials if t is not failed)
+    assert re.search(rf"a worker failed: worker \d \(pid {victim}\) was killed by SIGKILL; its trial {failed.number} "
+                     rf"was marked failed and retried as trial {retry.number} \(complete\)", stdout), stdout
+
+
+@pytest.mark.slow
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    process = start(tmp_path, "--trials", "6", "--timesteps", "20000", "--workers", "2", "--grace-period", "600")
+    wait_for(lambda: running(tmp_path) == 2, process)
+    workers = worker_pids(process.pid)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "orphaned workers still run"
+        time.sleep(0.2)
+    study_trials = trials(tmp_path)
+    assert len(study_trials) == 2 and all(t.state == TrialState.FAIL for t in study_trials)
+    assert all(t.user_attrs[records.FAIL_REASON] == INTERRUPTED for t in study_trials)
+
+
+@pytest.mark.slow
+def test_a_lost_machines_trial_is_failed_by_heartbeat_and_retried_by_the_next_command(tmp_path: Path) -> None:
+    process = start(tmp_path, "--trials", "1", "--timesteps", "3000")
+    wait_for(lambda: training(tmp_path) == 1, process)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole command at once, as when its machine is lost
+    process.wait()
+    assert running(tmp_path) == 1
+    time.sleep(3)  # the grace period is 2 s
+    resumed = subprocess.run([sys.executable, "-m", "dqn_tune", *TINY, "--total-trials", "1", "--timesteps", "3000"],
+                             cwd=tmp_path, text=True, capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    failed, retry = trials(tmp_path)
+    assert failed.state == TrialState.FAIL and records.FAIL_REASON not in failed.user_attrs  # failed by the heartbeat
+    assert retry.system_attrs[RETRY_OF] == failed.number and retry.params == failed.params
+    assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)

@@ -32,6 +32,12 @@ def fail_with(kind: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def square_or_die(x: int) -> int:
+    if x < 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * x
+
+
 def drain_queue(url: str, study_name: str, log: str) -> None:
     """Run trials until the study's QUEUED trials are done, logging every trial number it runs."""
     study = optuna.load_study(study_name=study_name, storage=open_storage(url))
@@ -63,6 +69,17 @@ def test_other_errors_become_worker_errors_with_the_traceback() -> None:
 def test_a_killed_worker_is_reported_with_its_signal() -> None:
     with pytest.raises(WorkerError, match=r"worker 0 \(pid \d+\) was killed by SIGKILL"):
         run_in_processes(fail_with, [("kill",)])
+
+
+def test_a_dead_worker_goes_to_on_death_at_once_and_is_replaced() -> None:
+    deaths: list[tuple[int, str]] = []
+
+    def replace(index: int, pid: int, how: str) -> tuple[int]:
+        deaths.append((index, how))
+        return (5,)
+
+    assert run_in_processes(square_or_die, [(-1,), (3,)], on_death=replace) == [None, 9, 25]
+    assert deaths == [(0, "was killed by SIGKILL")]
 
 
 def test_four_sqlite_workers_never_run_a_queued_trial_twice(tmp_path: Path) -> None:
