@@ -1,4 +1,5 @@
-"""Several machines on one PostgreSQL study: separate `dqn-tune` processes share it without losing a trial."""
+"""Several machines on one PostgreSQL study: separate `dqn-tune` processes share it without losing a trial,
+also when they all start at once on an empty database."""
 
 from __future__ import annotations
 
@@ -6,19 +7,33 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+
+from dqn_tune.tuning import records
+from dqn_tune.tuning.records import COMMANDS_ATTR
 
 POSTGRES_URL = os.environ.get("DQN_TUNE_TEST_POSTGRES_URL")
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(POSTGRES_URL is None, reason="DQN_TUNE_TEST_POSTGRES_URL is not set "
                                  "(.ci/run starts a PostgreSQL server and sets it)")]
+
+TINY = ["--timesteps", "800", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
+        "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts", "--validate-top", "0"]
+LAUNCH = ("import runpy, sys, time; import dqn_tune.cli, dqn_tune.tuning.study; "
+          "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); sys.argv = ['dqn_tune', *sys.argv[2:]]; "
+          "runpy.run_module('dqn_tune', run_name='__main__', alter_sys=True)")
+"""`python -m dqn_tune ARGS` that imports its modules first, then waits for the wall-clock time in argv[1]:
+processes launched with the same time reach the database at the same instant, whatever their import time."""
 
 
 @pytest.fixture
@@ -30,10 +45,31 @@ def study_name() -> Iterator[str]:
         optuna.delete_study(study_name=name, storage=POSTGRES_URL)
 
 
+@pytest.fixture
+def empty_database() -> Iterator[str]:
+    """The URL of a new, empty database on the test server (no Optuna tables yet), dropped afterwards."""
+    name = f"dqn_tune_test_{uuid.uuid4().hex}"
+    server = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.NullPool)
+    with server.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
+def start_together(commands: list[list[str]], cwd: Path, delay_s: float = 10.0) -> list[subprocess.Popen[str]]:
+    """Launch `python -m dqn_tune` with each argument list so that all of them open the storage at one instant."""
+    at = str(time.time() + delay_s)
+    return [subprocess.Popen([sys.executable, "-c", LAUNCH, at, *args], cwd=cwd, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for args in commands]
+
+
 def test_three_processes_fill_a_postgres_study_to_exactly_its_total(tmp_path: Path, study_name: str) -> None:
     command = [sys.executable, "-m", "dqn_tune", "--storage", POSTGRES_URL, "--study-name", study_name,
-               "--total-trials", "7", "--timesteps", "800", "--learning-starts", "100", "--eval-freq", "200",
-               "--eval-curve-episodes", "2", "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1"]
+               "--total-trials", "7", *TINY]
     machines = [subprocess.Popen(command, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 for _ in range(3)]
     outputs = [machine.communicate(timeout=300) for machine in machines]
@@ -43,3 +79,30 @@ def test_three_processes_fill_a_postgres_study_to_exactly_its_total(tmp_path: Pa
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     runs = [re.search(r"^study '.*': (\d+) trials run", out, re.MULTILINE) for out, _ in outputs]
     assert sum(int(run.group(1)) for run in runs if run) == 7
+
+
+def test_three_processes_start_at_once_on_an_empty_database(tmp_path: Path, empty_database: str) -> None:
+    """Optuna issue 1092: each process creates the tables (and one the study) without tripping over the others."""
+    args = ["--storage", empty_database, "--study-name", "fresh", "--trials", "1", *TINY]
+    machines = start_together([args] * 3, tmp_path)
+    outputs = [machine.communicate(timeout=300) for machine in machines]
+    assert [machine.returncode for machine in machines] == [0, 0, 0], [err for _, err in outputs]
+    study = optuna.load_study(study_name="fresh", storage=empty_database)
+    assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials)
+    assert len(study.user_attrs[COMMANDS_ATTR]) == 3
+    starts = [re.search(r"^(created|resuming) study 'fresh'", out, re.MULTILINE) for out, _ in outputs]
+    assert sorted(start.group(1) for start in starts if start) == ["created", "resuming", "resuming"]
+
+
+def test_two_budgets_started_at_once_on_an_empty_database_one_is_refused(tmp_path: Path, empty_database: str) -> None:
+    """Creating the study, checking a command against it and recording its settings happen under one lock."""
+    args = ["--storage", empty_database, "--study-name", "fresh", "--trials", "1", *TINY]
+    machines = start_together([[*args, "--timesteps", "800"], [*args, "--timesteps", "1000"]], tmp_path)
+    outputs = [machine.communicate(timeout=300) for machine in machines]
+    assert sorted(machine.returncode for machine in machines) == [0, 2], outputs
+    [refused] = [err for machine, (_, err) in zip(machines, outputs) if machine.returncode == 2]
+    assert "was run with total_timesteps = " in refused and refused.count("\n") == 1
+    study = optuna.load_study(study_name="fresh", storage=empty_database)
+    assert len(study.trials) == 1 and len(study.user_attrs[COMMANDS_ATTR]) == 1
+    assert records.trial_config(study.trials[0]).total_timesteps == study.user_attrs[records.SETTINGS_ATTR][
+        "total_timesteps"]

@@ -10,10 +10,11 @@ import pytest
 from optuna.trial import TrialState
 from optuna_dashboard._note import get_note_from_system_attrs
 
+from dqn_tune.cli import main
 from dqn_tune.errors import StorageError
-from dqn_tune.tuning.storage import sqlite_path
-from dqn_tune.tuning.storage import StorageSettings
 from dqn_tune.tuning.records import COMMANDS_ATTR, SETTINGS_ATTR, VERSIONS_ATTR
+from dqn_tune.tuning.search_space import SearchSpace
+from dqn_tune.tuning.storage import StorageSettings, sqlite_path
 from dqn_tune.tuning.study import TuneSettings, run_study
 
 
@@ -101,3 +102,32 @@ def test_a_foreign_study_with_trials_is_refused(tune_settings: TuneSettings) -> 
     study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
     with pytest.raises(StorageError, match="was not made by dqn-tune"):
         run_study(tune_settings, trials=1, echo=lambda _: None)
+
+
+def test_resuming_with_another_search_space_is_refused_unchanged(tune_settings: TuneSettings) -> None:
+    run_study(tune_settings, trials=1, echo=lambda _: None)
+    path = sqlite_path(tune_settings.storage_url)
+    before = path.read_bytes()  # type: ignore[union-attr]
+    space = tune_settings.objective.space.merged(SearchSpace.from_mapping({"batch_size": {"choices": [64, 128]}}))
+    other = dataclasses.replace(tune_settings, objective=dataclasses.replace(tune_settings.objective, space=space))
+    with pytest.raises(StorageError, match=r"was run with another search space \(batch_size: one of 32, 64, 128, 256 "
+                                           r"in the study, one of 64, 128 here\); use the same --search-space file"):
+        run_study(other, trials=1, echo=lambda _: None)
+    assert path.read_bytes() == before  # type: ignore[union-attr]
+
+
+def test_cli_refuses_a_changed_search_space_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("space.toml").write_text("batch_size = { choices = [64, 128] }\n")
+    Path("other.toml").write_text("batch_size = { choices = [32, 256] }\n")
+    tiny = ["--trials", "1", "--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--seeds", "1",
+            "--eval-curve-episodes", "2", "--eval-episodes", "2", "--hidden-sizes", "16", "--no-artifacts",
+            "--validate-top", "0"]
+    assert main([*tiny, "--search-space", "space.toml"]) == 0
+    before = Path("studies/dqn_tune.db").read_bytes()
+    capsys.readouterr()
+    assert main([*tiny, "--search-space", "other.toml"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "batch_size: one of 64, 128 in the study, one of 32, 256 here" in err
+    assert "or another --study-name" in err and Path("studies/dqn_tune.db").read_bytes() == before
