@@ -30,8 +30,8 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
         parent = target.parent if str(target.parent) else Path(".")
         parent.mkdir(parents=True, exist_ok=True)
         # named as save_agent's temp file, so a name too long for the file system is refused here, before any work
-        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=f".{target.name}.", suffix=".tmp", delete=True)
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{target.name}.", suffix=".tmp", delete=True):
+            pass
     except OSError as exc:  # also a name too long to stat, a parent that is a file
         raise OutputPathError(f"cannot write output path {quoted}: {exc.strerror or exc}") from None
     return target
