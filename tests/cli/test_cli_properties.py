@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -51,7 +52,7 @@ REQUIRED = {"retrain": ["--study-name", STUDY], "report": ["--study-name", STUDY
             "ablate": ["--buffer-sizes", "1000", "--target-intervals", "10"]}
 """Per command: what makes the plain command valid and cheap (validate needs 2 seeds at least)."""
 POSITIONAL = {"path": AGENT}
-"""The value of each positional argument when the draw leaves it out."""
+"""The value of each required positional argument when the draw leaves it out (optional ones are only drawn)."""
 CAPS = {"total_timesteps": 300, "timesteps": 300, "trials": 1, "total_trials": 3, "seeds": 2, "eval_episodes": 2,
         "eval_curve_episodes": 2, "episodes": 2, "top_k": 1, "validate_top": 1, "validation_seeds": 2, "workers": 1,
         "gradient_steps": 4}
@@ -81,10 +82,12 @@ class Flag:
     """None for a positional argument."""
     dest: str
     takes_value: bool
+    required: bool
     values: tuple[str, ...]
     """Values drawn for this flag besides AWKWARD and TEXT: its choices and its default."""
 
 
+@functools.cache
 def command_flags() -> dict[str, list[Flag]]:
     """Every subcommand's flags (each option string on its own: aliases and --no- forms too), from the real parser."""
     parser = build_parser()
@@ -101,30 +104,29 @@ def command_flags() -> dict[str, list[Flag]]:
             takes_value = action.nargs != 0
             for option in action.option_strings or [None]:
                 if option not in NEVER_DRAWN:
-                    flags.append(Flag(option, action.dest, takes_value, tuple(extra)))
+                    flags.append(Flag(option, action.dest, takes_value, action.required, tuple(extra)))
         table[name] = flags
     return table
 
-
-FLAGS = command_flags()
 
 
 @st.composite
 def command_lines(draw: st.DrawFn, command: str) -> list[str]:
     """argv of `command`: the cheap valid command, then drawn flags and values (capped, see CAPS)."""
-    flags = FLAGS[command]
+    flags = command_flags()[command]
     accepted = {flag.option for flag in flags}
     argv = [command]
     for option, value in TINY.items():
         if option in accepted:
             argv += [option] if value is None else [option, value]
     argv += REQUIRED.get(command, [])
-    positional = {flag.dest: POSITIONAL[flag.dest] for flag in flags if flag.option is None}
+    positional = {flag.dest: POSITIONAL[flag.dest] for flag in flags if flag.option is None and flag.required}
     for flag in draw(st.lists(st.sampled_from(flags), max_size=4)):
         if not flag.takes_value:
             argv.append(flag.option)  # type: ignore[arg-type]
             continue
-        value = capped(flag.dest, draw(st.one_of(st.sampled_from(AWKWARD + list(flag.values)), TEXT)))
+        own = [st.sampled_from(flag.values)] if flag.values else []  # its choices and default: often valid
+        value = capped(flag.dest, draw(st.one_of(*own, st.sampled_from(AWKWARD), TEXT)))
         if flag.option is None:
             positional[flag.dest] = value
         elif draw(st.booleans()):
@@ -208,7 +210,7 @@ def check_command(workspace: Workspace, capsys: pytest.CaptureFixture[str], comm
         capsys.readouterr()
         with inside(cwd):
             code = main(argv)
-        out, err = capsys.readouterr()
+        err = capsys.readouterr().err
         event(f"{command} exit {code}")
         assert code in (0, 2), (code, argv, err)
         assert "Traceback" not in err, (argv, err)
