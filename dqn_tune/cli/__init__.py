@@ -38,14 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
     from dqn_tune.cli.arguments import common_flags, storage_flags
 
     parser = OneLineParser(prog=PROG, description="Tune DQN hyperparameters with Optuna and train the best agent.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     common, storage = common_flags(), storage_flags()
     for name in COMMANDS:
         module = command_module(name)
         parents = [common, storage] if getattr(module, "USES_STORAGE", False) else [common]
-        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP, parents=parents)
+        sub = subparsers.add_parser(name, help=module.HELP.replace("%", "%%"),  # argparse %-formats help
+                                    description=module.HELP, parents=parents)
         module.add_arguments(sub)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dqn-tune")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,8 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C at any moment exits with status 130 and one line, never a traceback.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if DEFAULT_COMMAND in COMMANDS and (not args_list or (args_list[0] not in COMMANDS
-                                                          and args_list[0] not in ("-h", "--help"))):
+    if DEFAULT_COMMAND in COMMANDS and args_list and args_list[0] not in (*COMMANDS, "-h", "--help", "--version"):
         args_list.insert(0, DEFAULT_COMMAND)
     debug = False
     try:
@@ -65,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(args_list)
         except SystemExit as exc:
             return int(exc.code or 0)
-        debug = args.debug
+        debug = getattr(args, "debug", False)  # a bare `dqn-tune` has no subcommand flags
         if args.command is None:
             parser.print_help()
             return 2

@@ -69,6 +69,20 @@ def workers(text: str) -> int:
                        f"({MAX_WORKERS_PER_CPU} per CPU core; this machine has {cores})")(text)
 
 
+def add_study_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--study-name` and `--env`, as `tune` has them: left out, the study is `dqn-<ENV_ID>` (see `chosen_study`)."""
+    parser.add_argument("--study-name", type=study_name, default=None, help=f"{what} (default: dqn-<ENV_ID>)")
+    parser.add_argument("--env", "--env-id", dest="env_id", type=text, default="CartPole-v1", metavar="ENV_ID",
+                        help="env of the default study name (default: CartPole-v1)")
+
+
+def chosen_study(args: argparse.Namespace) -> str:
+    """The study named by `add_study_flags`' flags."""
+    from dqn_tune.tuning.study import default_study_name  # optuna and torch load when a command runs
+
+    return args.study_name or default_study_name(args.env_id)
+
+
 def add_workers_flag(parser: argparse.ArgumentParser) -> None:
     """`--workers W`, shared by the commands that run trials; left out, `chosen_workers` picks the usable cores."""
     parser.add_argument("--workers", type=workers, default=None, metavar="W",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dqn_tune.cli.arguments import text
+from dqn_tune.errors import StorageError
 from dqn_tune.results.dashboard import DEFAULT_HOST, DEFAULT_PORT, start_dashboard
 from dqn_tune.tuning.storage import DEFAULT_STORAGE, public_url
 
@@ -14,6 +15,8 @@ HELP = "open optuna-dashboard on the study storage (trial curves, attributes, le
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune dashboard`."""
+    parser.add_argument("storage_url", nargs="?", type=text, default=None, metavar="URL",
+                        help="the storage, as optuna-dashboard takes it (the same as --storage URL)")
     parser.add_argument("--host", type=text, default=DEFAULT_HOST,
                         help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
@@ -25,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start the server, print its URL, serve until Ctrl-C."""
+    if args.storage_url is not None:
+        if args.storage is not None and args.storage != args.storage_url:
+            raise StorageError(f"two storages given, {public_url(args.storage_url)!r} and --storage "
+                               f"{public_url(args.storage)!r}; give one")
+        args.storage = args.storage_url
     server = start_dashboard(args.storage, host=args.host, port=args.port, allow_writes=args.allow_writes)
     print(f"optuna-dashboard for {public_url(args.storage or DEFAULT_STORAGE)} at {server.url} (Ctrl-C to stop)", flush=True)
     try:

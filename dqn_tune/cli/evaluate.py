@@ -14,6 +14,8 @@ HELP = "evaluate a saved agent's greedy policy (mean and std of the return)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune evaluate`."""
     parser.add_argument("path", type=text, help="saved agent file (.pt)")
+    for alias in ("--eval-episodes", "--n-eval-episodes"):  # the names of tune, retrain and SB3
+        parser.add_argument(alias, dest="episodes", type=positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--episodes", type=positive_int, default=100, help="evaluation episodes (default: 100)")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the evaluation env (default: 0)")
     parser.add_argument("--env", dest="env_id", type=text, default=None, metavar="ENV_ID",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dqn_tune.cli.arguments import study_name, text
+from dqn_tune.cli.arguments import add_study_flags, chosen_study, text
 from dqn_tune.results.report import SUMMARY, TOP_TRIALS, default_out_dir, write_report
 from dqn_tune.tuning.storage import load_study, open_existing_storage
 
@@ -14,16 +14,17 @@ HELP = "write a study's Optuna plots (HTML, PNG), top learning curves and a mark
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune report`."""
-    parser.add_argument("--study-name", type=study_name, required=True, help="study to report on")
+    add_study_flags(parser, "study to report on")
     parser.add_argument("--out-dir", type=text, default=None, metavar="DIR",
                         help="folder for the report (default: studies/reports/<study-name>/)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the study, write the report, list what was written and what was left out."""
-    study = load_study(open_existing_storage(args.storage), args.study_name)
-    report = write_report(study, default_out_dir(args.study_name) if args.out_dir is None else args.out_dir)
-    print(f"report of study {args.study_name!r} ({len(report.files)} files, top {TOP_TRIALS} trials "
+    name = chosen_study(args)
+    study = load_study(open_existing_storage(args.storage), name)
+    report = write_report(study, default_out_dir(name) if args.out_dir is None else args.out_dir)
+    print(f"report of study {name!r} ({len(report.files)} files, top {TOP_TRIALS} trials "
           f"in {report.out_dir / SUMMARY}):")
     for path in report.files:
         print(f"  {path}")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from dqn_tune.cli.arguments import bounded_int, positive_int, seed, seed_count, study_name, text
+from dqn_tune.cli.arguments import (
+    add_study_flags,
+    bounded_int,
+    chosen_study,
+    positive_int,
+    seed,
+    seed_count,
+    text,
+)
 from dqn_tune.dqn.config import INT_MAX
 from dqn_tune.results.retrain import EVAL_EPISODES, EVAL_SEED, retrain_best
 
@@ -15,7 +23,7 @@ HELP = ("retrain a study's recommended trial (validated on held-out seeds, else 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune retrain`."""
-    parser.add_argument("--study-name", type=study_name, required=True, help="the study to take the trial from")
+    add_study_flags(parser, "the study to take the trial from")
     parser.add_argument("--trial", type=bounded_int(0, INT_MAX, accepted="a trial number, an integer >= 0"), default=None, metavar="N",
                         help="number of the trial to retrain (default: the recommended one, else the best; "
                              "0 is a valid number)")
@@ -34,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Retrain, print each seed's figures and the verdict, say where the files are."""
-    outcome = retrain_best(study_name=args.study_name, storage=args.storage, trial=args.trial,
+    outcome = retrain_best(study_name=chosen_study(args), storage=args.storage, trial=args.trial,
                            timesteps=args.timesteps, seeds=args.seeds, out=args.out,
                            eval_episodes=args.eval_episodes, eval_seed=args.eval_seed,
                            log=lambda line: print(line, flush=True))

@@ -57,6 +57,8 @@ _BUDGETS = ", ".join(f"{preset.env_id} {preset.trial_timesteps}" for preset in l
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune tune`."""
+    parser.add_argument("--n-trials", dest="trials", type=positive_int, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # Optuna's CLI and RL Zoo's name: errors name the flag typed
     parser.add_argument("--trials", type=positive_int, default=None, metavar="N",
                         help="trials to run now, shared by the workers (required unless --total-trials is given)")
     parser.add_argument("--total-trials", type=positive_int, default=None, metavar="N",
@@ -130,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     space.check(base)
     check_fits_memory(space.largest_config(base, *dims), dims,
                       context="the largest config of the search space does not fit in memory: ")
+    if stored is not None:
+        check_fixed(stored, args)
     settings = TuneSettings(
         study_name=default_study_name(base.env_id) if args.study_name is None else args.study_name,
         storage=StorageSettings(prepare_url(args.storage), args.heartbeat_interval, args.grace_period),
@@ -181,16 +185,19 @@ def fill_from_study(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def resumed_base(stored: dict[str, Any], args: argparse.Namespace) -> DQNConfig:
-    """The resumed study's stored base config with the flags given (filled by `fill_from_study`); a flag that
-    changes a hyperparameter the study fixed is refused (the trials would not be comparable)."""
+    """The resumed study's stored base config with the flags given (filled by `fill_from_study`)."""
+    return DQNConfig.from_dict(stored["base_config"]).replace(
+        env_id=args.env_id, total_timesteps=args.timesteps, **hyperparameter_flags(args))
+
+
+def check_fixed(stored: dict[str, Any], args: argparse.Namespace) -> None:
+    """Refuse a flag that changes a hyperparameter the resumed study fixed (its trials would not be comparable)."""
     base = DQNConfig.from_dict(stored["base_config"])
-    resumed = base.replace(env_id=args.env_id, total_timesteps=args.timesteps, **hyperparameter_flags(args))
     for name, value in hyperparameter_flags(args).items():
         if name not in stored["search_space"] and value != getattr(base, name):
-            raise ConfigError(f"study {args.study_name or default_study_name(args.env_id)!r} fixes {name} = "
+            raise ConfigError(f"study {args.study_name or default_study_name(args.env_id)!r} fixes {flag_name(name)} = "
                               f"{getattr(base, name)!r}, this command asks for {value!r}; leave the flag out, give "
                               "the same value or another --study-name", field=name)
-    return resumed
 
 
 def command_line(args: argparse.Namespace) -> str:

@@ -69,3 +69,39 @@ def test_workers_default_is_the_usable_cores(command: str) -> None:
 def test_tune_says_how_many_workers_it_uses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--trials", "1", "--storage", f"sqlite:///{tmp_path}/s.db", *TINY]) == 0
     assert "1 worker process (the usable CPU cores" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "dest", "value"), [
+    (["tune", "--n-trials", "7"], "trials", 7),  # Optuna's CLI and RL Zoo
+    (["--n-trials", "7"], "trials", 7),
+    (["evaluate", "agent.pt", "--eval-episodes", "5"], "episodes", 5),
+    (["evaluate", "agent.pt", "--n-eval-episodes", "5"], "episodes", 5),  # SB3
+    (["dashboard", "sqlite:///s.db"], "storage_url", "sqlite:///s.db"),  # as optuna-dashboard URL
+    (["retrain", "--env", "Acrobot-v1"], "env_id", "Acrobot-v1"),
+    (["report", "--env-id", "Acrobot-v1"], "env_id", "Acrobot-v1"),
+])
+def test_aliases_users_already_type(args: list[str], dest: str, value: object) -> None:
+    from dqn_tune.cli import DEFAULT_COMMAND, COMMANDS, build_parser
+
+    argv = args if args[0] in COMMANDS else [DEFAULT_COMMAND, *args]
+    assert getattr(build_parser().parse_args(argv), dest) == value
+
+
+@pytest.mark.parametrize("command", ["retrain", "report", "validate", "best"])
+def test_commands_that_read_a_study_derive_its_name_from_env(
+        made_with_flags: Path, command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([command, "--env", "Acrobot-v1", "--storage", f"sqlite:///{made_with_flags}"])
+    assert code == 2 and "study 'dqn-Acrobot-v1' not found" in capsys.readouterr().err
+
+
+def test_dashboard_refuses_two_different_storages(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dashboard", "sqlite:///a.db", "--storage", "sqlite:///b.db"]) == 2
+    assert "two storages given, 'sqlite:///a.db' and --storage 'sqlite:///b.db'; give one" in capsys.readouterr().err
+
+
+def test_version_and_bare_command_list_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("dqn-tune ")
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert all(f"    {name}" in out for name in ("train", "tune", "retrain", "report", "dashboard", "validate"))
