@@ -7,6 +7,7 @@ of indexing attribute dicts.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,6 +101,26 @@ def recommendation(study: optuna.Study) -> dict[str, Any] | None:
 def ablation_spec(study: optuna.Study) -> dict[str, Any] | None:
     """The stored definition of an ablation study (None for any other study)."""
     return study.user_attrs.get(SPEC_ATTR)
+
+
+OBJECTIVE_MEANINGS = {
+    "final": "the greedy return of the run's returned weights over the final evaluation's episodes",
+    "best": "the best evaluation of the run's learning curve",
+    "auc": "the area under the run's evaluation curve divided by its length (the curve's mean return)",
+}
+"""What one training run's score is under each objective (a trial's value is the mean over its seeds)."""
+
+
+def metric_name(objective: str) -> str:
+    """The name of a tuning study's value, as the dashboard and plots show it (`study.set_metric_names`)."""
+    return f"{'mean ' if objective == 'final' else ''}{objective} return, mean over seeds"
+
+
+def set_metric_name(study: optuna.Study, objective: str) -> None:
+    """Name the study's value after its objective (Optuna marks set_metric_names experimental)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metric_name(objective)])
 
 
 def record_command(study: optuna.Study, command: str) -> int:

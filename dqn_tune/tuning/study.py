@@ -249,6 +249,8 @@ def _create_or_load(storage: RDBStorage, settings: TuneSettings, command: str) -
         study.set_user_attr(records.SETTINGS_ATTR, settings.to_attr())
         study.set_user_attr(records.VERSIONS_ATTR, library_versions())
         optuna_dashboard.save_note(study, _note(settings, command))
+    if study.metric_names is None:  # also names the value of a study made before dqn-tune named it
+        records.set_metric_name(study, records.study_objective(study))
     return study, created
 
 
@@ -308,14 +310,18 @@ def _note(settings: TuneSettings, command: str) -> str:
     """The study's optuna-dashboard note: how it was made, resumed and retrained."""
     attr = settings.to_attr()
     space = "\n".join(f"- {line}" for line in settings.objective.space.describe())
-    fixed = {k: v for k, v in attr["base_config"].items() if k not in attr["search_space"]}
+    fixed = "\n".join(f"- {k} = {v}" for k, v in attr["base_config"].items() if k not in attr["search_space"])
     return (f"## dqn-tune study `{settings.study_name}`\n\n"
             f"Created {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by:\n\n```\n{command}\n```\n\n"
             f"- env {attr['env_id']}, {attr['total_timesteps']} steps per training run, {attr['seeds']} seed(s) "
-            f"per trial, value = mean over seeds of the `{attr['objective']}` score "
-            f"({attr['eval_episodes']} greedy evaluation episodes)\n"
+            f"per trial\n"
+            f"- **value** ({records.metric_name(attr['objective'])}): the mean over the trial's seeds of "
+            f"{records.OBJECTIVE_MEANINGS[attr['objective']]} ({attr['eval_episodes']} greedy episodes per final "
+            "evaluation)\n"
+            "- **intermediate values** (the history's step axis): the plain environment step; a trial's seeds train "
+            "together and the mean over seeds of each learning-curve evaluation is reported at its step\n"
             f"- sampler {attr['sampler']}, pruner {attr['pruner']}, seed {attr['seed']}\n\n"
-            f"### Search space\n\n{space}\n\n### Fixed hyperparameters\n\n```\n{fixed}\n```\n\n"
+            f"### Search space\n\n{space}\n\n### Fixed hyperparameters\n\n{fixed}\n\n"
             "Run the same command again (on this or other machines sharing the storage) to add trials. "
             "Retrain the best trial with `dqn-tune retrain --study-name "
             f"{settings.study_name} --storage {public_url(settings.storage_url)}`.\n")

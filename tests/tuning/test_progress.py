@@ -63,3 +63,15 @@ def test_progress_text_counts_states_and_best(tmp_path: Path) -> None:
     study.ask()
     assert progress_text(study.get_trials(), 600) == \
         "1 running: #3 0/600 steps | 2 complete, 0 pruned, 1 failed | best 30.0 (#1)"
+
+
+def test_the_value_has_a_name_and_the_note_says_what_it_is(tune_settings: TuneSettings) -> None:
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    run_study(tune_settings, trials=1, echo=lambda _: None)
+    study = optuna.load_study(study_name="s", storage=tune_settings.storage_url)
+    assert study.metric_names == ["mean final return, mean over seeds"]
+    note = get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), None)["body"]
+    assert "the mean over the trial's seeds of the greedy return" in note
+    assert "step axis): the plain environment step" in note
+    assert "- gamma = " not in note and "- hidden_sizes = [16]" in note  # one fixed hyperparameter per line
