@@ -12,6 +12,7 @@ from dqn_tune.cli.arguments import add_workers_flag, chosen_workers, positive_in
 from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits_memory, env_dims
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
+from dqn_tune.tuning.presets import EVALS_PER_RUN
 from dqn_tune.output_paths import check_writable
 from dqn_tune.results.ablation_report import (
     CSV_NAME,
@@ -88,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
 def build_spec(args: argparse.Namespace) -> AblationSpec:
     """The ablation's spec from the flags and the base study; errors name the flags."""
-    base = build_config(args, base_config(args))
+    base = base_config(args)
+    if args.eval_freq is None:  # tune's rule: EVALS_PER_RUN evaluations at any budget
+        total = args.total_timesteps or base.total_timesteps
+        base = base.replace(total_timesteps=total, eval_freq=max(1, total // EVALS_PER_RUN))
+    base = build_config(args, base)
     try:
         return AblationSpec(base, args.buffer_sizes, args.target_intervals, args.seeds, args.base_study)
     except ConfigError as exc:

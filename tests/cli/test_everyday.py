@@ -105,3 +105,14 @@ def test_version_and_bare_command_list_the_commands(capsys: pytest.CaptureFixtur
     assert main([]) == 2
     out = capsys.readouterr().out
     assert all(f"    {name}" in out for name in ("train", "tune", "retrain", "report", "dashboard", "validate"))
+
+
+@pytest.mark.parametrize("timesteps", [4_000, 50_000, 200_000])
+def test_ablate_evaluates_about_ten_times_at_any_budget(timesteps: int) -> None:
+    from dqn_tune.cli import build_parser
+    from dqn_tune.cli.ablate import build_spec
+
+    args = build_parser().parse_args(["ablate", "--timesteps", str(timesteps), "--buffer-sizes", "1000",
+                                      "--target-intervals", "10", "--learning-starts", "100"])
+    config = build_spec(args).base
+    assert config.total_timesteps // config.eval_freq == 10
