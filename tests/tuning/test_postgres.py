@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +20,10 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from dqn_tune.tuning import records
-from dqn_tune.tuning.records import COMMANDS_ATTR
+from dqn_tune.tuning.records import COMMANDS_ATTR, FAIL_REASON, RETRY_OF
+from dqn_tune.tuning.storage import open_storage
+from dqn_tune.tuning.trial_queue import ask_trial, fail_trials_of, process_name
+from dqn_tune.tuning.workers import run_in_processes
 
 POSTGRES_URL = os.environ.get("DQN_TUNE_TEST_POSTGRES_URL")
 
@@ -106,3 +110,28 @@ def test_two_budgets_started_at_once_on_an_empty_database_one_is_refused(tmp_pat
     assert len(study.trials) == 1 and len(study.user_attrs[COMMANDS_ATTR]) == 1
     assert records.trial_config(study.trials[0]).total_timesteps == study.user_attrs[records.SETTINGS_ATTR][
         "total_timesteps"]
+
+
+def ask_and_die(url: str, study_name: str) -> None:
+    """A worker that takes a trial, samples it, and is killed."""
+    study = optuna.load_study(study_name=study_name, storage=open_storage(url, grace_period_s=600))
+    trial = ask_trial(study)
+    assert trial is not None
+    trial.suggest_float("x", 0, 1)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_dead_workers_trial_is_failed_and_requeued_at_once(study_name: str) -> None:
+    storage = open_storage(POSTGRES_URL, grace_period_s=600)
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+    lost: list[tuple[int, int | None]] = []
+
+    def on_death(index: int, pid: int, how: str) -> None:
+        lost.extend(fail_trials_of(study, process_name(pid), f"its worker {how}"))
+
+    run_in_processes(ask_and_die, [(POSTGRES_URL, study_name)], on_death=on_death)
+    failed, retry = study.get_trials()
+    assert lost == [(0, 1)]
+    assert failed.state == TrialState.FAIL and failed.user_attrs[FAIL_REASON] == "its worker was killed by SIGKILL"
+    assert retry.state == TrialState.WAITING and retry.system_attrs[RETRY_OF] == 0 and retry.params == failed.params
+    assert FAIL_REASON not in retry.user_attrs
