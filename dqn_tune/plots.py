@@ -52,13 +52,33 @@ def mean_curve(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(common, dtype=np.int64), np.asarray(means)
 
 
+SCORED_LABEL = "scored: final evaluation of the kept weights"
+"""Legend entry of the per-seed markers at each run's scored value."""
+
+
+def _scored_step(record: RunRecord) -> int | None:
+    """Step of the weights a run's mean_return scores (its last evaluation for records older than selected_step)."""
+    if record.selected_step is not None:
+        return record.selected_step
+    return record.curve_steps[-1] if record.curve_steps else None
+
+
 def learning_curve_figure(records: Sequence[RunRecord], *, title: str) -> Figure:
-    """Each seed's evaluation curve (thin) and their mean over the steps all seeds reached (thick)."""
+    """Each seed's evaluation curve (thin), their mean over the steps all seeds reached (thick), and each
+    seed's scored value (its final evaluation, which the trial's value averages) as a star at the step its
+    weights come from."""
     figure = new_figure()
     axes = figure.add_subplot()
+    scored_labelled = False
     for record in records:
-        axes.plot(record.curve_steps, record.curve_returns, marker=".", linewidth=1, alpha=0.6,
-                  label=f"seed {record.seed}")
+        (line,) = axes.plot(record.curve_steps, record.curve_returns, marker=".", linewidth=1, alpha=0.6,
+                            label=f"seed {record.seed}")
+        step = _scored_step(record)
+        if step is not None:
+            axes.plot([step], [record.mean_return], linestyle="none", marker="*", markersize=12,
+                      color=line.get_color(), markeredgecolor="black", zorder=3,
+                      label=None if scored_labelled else SCORED_LABEL)
+            scored_labelled = True
     steps, means = mean_curve(records)
     if len(records) > 1 and len(steps):
         axes.plot(steps, means, color="black", linewidth=2.5, label="mean")

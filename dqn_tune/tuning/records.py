@@ -24,6 +24,13 @@ CONFIG = "config"
 """DQNConfig.to_dict() of the trial: retraining reads this back instead of re-deriving it."""
 RUNS = "runs"
 """One RunRecord dict per training seed."""
+CONFIG_SUMMARY = "config_summary"
+"""The config in one short line for the dashboard: env, budget and the fields that differ from the defaults.
+
+optuna-dashboard 0.21 shows each attribute as one unwrapped line (JSON cut at 1,024 characters) in a box that
+scrolls sideways, so the full `config` and `runs` stay machine-readable and these short lines are for reading."""
+RUNS_SUMMARY = "runs_summary"
+"""Each seed's scored return and the step its kept weights come from, in one short line."""
 SEED_RETURNS = "seed_returns"
 """Final mean greedy return of each seed (the trial's value is their mean)."""
 STEPS_PER_SECOND = "steps_per_second"
@@ -53,14 +60,31 @@ SPEC_ATTR = "ablation"
 
 
 def store_config(trial: optuna.Trial, config: DQNConfig) -> None:
-    """Record the trial's full config."""
+    """Record the trial's full config, and its short readable line."""
     trial.set_user_attr(CONFIG, config.to_dict())
+    trial.set_user_attr(CONFIG_SUMMARY, config_summary(config))
+
+
+def config_summary(config: DQNConfig) -> str:
+    """e.g. 'CartPole-v1, 20000 steps; learning_rate=0.00123, batch_size=64 (others default)'."""
+    defaults = DQNConfig().to_dict()
+    changed = [f"{name}={value}" for name, value in config.to_dict().items()
+               if name not in ("env_id", "total_timesteps") and value != defaults[name]]
+    return f"{config.env_id}, {config.total_timesteps} steps; " + (f"{', '.join(changed)} (others default)"
+                                                                  if changed else "all defaults")
+
+
+def runs_summary(records: Sequence[RunRecord]) -> str:
+    """e.g. 'seed 12: 325.0 (weights of step 6000); seed 13: 310.0 (weights of step 8000)'."""
+    return "; ".join(f"seed {r.seed}: {r.mean_return:.1f}"
+                     + ("" if r.selected_step is None else f" (weights of step {r.selected_step})") for r in records)
 
 
 def store_runs(trial: optuna.Trial, results: Sequence[TrainResult]) -> None:
     """Record the finished runs of a trial: per-seed summaries, returns, speed and time."""
     records = [RunRecord.from_result(result) for result in results]
     trial.set_user_attr(RUNS, [record.to_dict() for record in records])
+    trial.set_user_attr(RUNS_SUMMARY, runs_summary(records))
     trial.set_user_attr(SEED_RETURNS, [record.mean_return for record in records])
     trial.set_user_attr(STEPS_PER_SECOND, float(np.mean([r.steps_per_second for r in records])) if records else 0.0)
     trial.set_user_attr(WALL_TIME_S, float(sum(r.wall_time_s for r in records)))

@@ -26,7 +26,8 @@ from dqn_tune.cli import main
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.results.dashboard import DashboardServer, start_dashboard
 from dqn_tune.tuning.artifacts import LEARNING_CURVE_PNG, artifact_dir, make_artifact_store
-from dqn_tune.tuning.records import CONFIG, RUNS, SEED_RETURNS, STEPS_PER_SECOND, WALL_TIME_S
+from dqn_tune.tuning.records import (CONFIG, CONFIG_SUMMARY, RUNS, RUNS_SUMMARY, SEED_RETURNS, STEPS_PER_SECOND,
+                                     WALL_TIME_S)
 from dqn_tune.tuning.objective import ObjectiveSettings
 from dqn_tune.tuning.search_space import DEFAULT_SPACE
 from dqn_tune.tuning.storage import StorageSettings
@@ -79,7 +80,10 @@ def test_api_lists_the_study_its_trials_values_attributes_and_artifacts(curve_st
         assert [t["state"] for t in trials] == ["Complete", "Complete", "Complete", "Pruned"]
         first = trials[0]
         attrs = {a["key"]: a["value"] for a in first["user_attrs"]}
-        assert set(attrs) == {CONFIG, RUNS, SEED_RETURNS, STEPS_PER_SECOND, WALL_TIME_S}
+        assert set(attrs) == {CONFIG, CONFIG_SUMMARY, RUNS, RUNS_SUMMARY, SEED_RETURNS, STEPS_PER_SECOND, WALL_TIME_S}
+        # The page shows each attribute on one unwrapped line: the readable ones are short, the JSON ones long.
+        assert all(len(attrs[key]) < 200 and "\n" not in attrs[key] for key in (CONFIG_SUMMARY, RUNS_SUMMARY))
+        assert attrs[RUNS_SUMMARY].startswith("seed ") and " (weights of step " in attrs[RUNS_SUMMARY]
         curve_steps = json.loads(attrs[RUNS])[0]["curve_steps"]
         assert curve_steps == [200, 400]
         for trial in trials:

@@ -63,6 +63,11 @@ def test_objective_trains_each_seed_reports_and_records(tmp_path: Path, tiny_con
     assert trial.intermediate_values[200] == pytest.approx((runs[0].curve_returns[0] + runs[1].curve_returns[0]) / 2)
     assert trial.intermediate_values[600] == pytest.approx(trial.value)
     assert [a.filename for a in get_all_artifact_meta(trial, storage=study._storage)] == ["learning_curve.png"]
+    assert all(run.selected_step in run.curve_steps for run in runs)
+    assert trial.user_attrs[records.RUNS_SUMMARY] == "; ".join(
+        f"seed {run.seed}: {run.mean_return:.1f} (weights of step {run.selected_step})" for run in runs)
+    assert trial.user_attrs[records.CONFIG_SUMMARY].startswith(f"{tiny_config.env_id}, {tiny_config.total_timesteps} "
+                                                               "steps; learning_rate=")
 
 
 def test_pruned_trial_keeps_its_config_and_partial_run(tmp_path: Path, tiny_config: DQNConfig) -> None:

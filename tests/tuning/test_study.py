@@ -40,6 +40,7 @@ def test_study_is_created_recorded_and_resumed(tune_settings: TuneSettings) -> N
     assert study.user_attrs[VERSIONS_ATTR]["optuna"] == optuna.__version__
     note = get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), None)["body"]
     assert "dqn-tune --trials 3" in note and "learning_rate: float in [0.0001, 0.01], log scale" in note
+    assert "{" not in note  # fixed hyperparameters one per line, never a Python dict (wide on the dashboard)
 
     summary = run_study(tune_settings, trials=2, command="dqn-tune --trials 2", echo=messages.append)
     study = load(tune_settings)
