@@ -47,8 +47,9 @@ class DivergenceError(DQNTuneError, ArithmeticError):
         self.loss = loss
 
 
-SHOWN_MAX = 80
-"""Characters of a value an error message shows; longer values are cut (their length is given)."""
+SHOWN_MAX = 300
+"""Characters of a value an error message shows (room for a real path); longer values are cut (their
+length is given)."""
 
 
 def shown(value: object) -> str:

@@ -90,10 +90,8 @@ def run(args: argparse.Namespace) -> int:
 def build_spec(args: argparse.Namespace) -> AblationSpec:
     """The ablation's spec from the flags and the base study; errors name the flags."""
     base = base_config(args)
-    if args.eval_freq is None:  # tune's rule: EVALS_PER_RUN evaluations at any budget
-        total = args.total_timesteps or base.total_timesteps
-        base = base.replace(total_timesteps=total, eval_freq=max(1, total // EVALS_PER_RUN))
-    base = build_config(args, base)
+    total = args.total_timesteps or base.total_timesteps  # tune's rule: EVALS_PER_RUN evaluations at any budget
+    base = build_config(args, base, total_timesteps=total, eval_freq=max(1, total // EVALS_PER_RUN))
     try:
         return AblationSpec(base, args.buffer_sizes, args.target_intervals, args.seeds, args.base_study)
     except ConfigError as exc:

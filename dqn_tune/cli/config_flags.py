@@ -71,10 +71,11 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
             if name in names and value is not None}
 
 
-def build_config(args: argparse.Namespace, base: DQNConfig | None = None) -> DQNConfig:
-    """`base` (default: DQNConfig()) with the flags the user set; errors name the flag."""
+def build_config(args: argparse.Namespace, base: DQNConfig | None = None, **implied: Any) -> DQNConfig:
+    """`base` (default: DQNConfig()) with `implied` fields (e.g. an eval_freq that follows --timesteps) and the
+    flags the user set, in one validated step; errors name the flag."""
     try:
-        return (base or DQNConfig()).replace(**config_overrides(args))
+        return (base or DQNConfig()).replace(**{**implied, **config_overrides(args)})
     except ConfigError as exc:
         raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
 

@@ -284,7 +284,7 @@ def test_base_study_supplies_every_other_hyperparameter(tmp_path: Path, tiny_con
     spec = build_spec(build_parser().parse_args(["ablate", "--storage", url, "--base-study", "tuned",
                                                  "--buffer-sizes", "100", "--timesteps", "400"]))
 
-    assert spec.base == tiny_config.replace(learning_rate=3e-3, gamma=0.95, total_timesteps=400)
+    assert spec.base == tiny_config.replace(learning_rate=3e-3, gamma=0.95, total_timesteps=400, eval_freq=40)
     assert spec.base_study == "tuned" and spec.to_dict()["base_study"] == "tuned"
     assert main(["ablate", "--storage", url, "--base-study", "tuned", "--env", "Acrobot-v1"]) == 2
     assert capsys.readouterr().err == ("dqn-tune: error: --env Acrobot-v1 differs from the env of --base-study "
