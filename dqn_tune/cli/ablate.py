@@ -12,7 +12,7 @@ from dqn_tune.cli.arguments import add_workers_flag, chosen_workers, positive_in
 from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits_memory, env_dims
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
-from dqn_tune.tuning.presets import EVALS_PER_RUN
+from dqn_tune.tuning.presets import eval_freq_for
 from dqn_tune.output_paths import check_writable
 from dqn_tune.results.ablation_report import (
     CSV_NAME,
@@ -91,7 +91,7 @@ def build_spec(args: argparse.Namespace) -> AblationSpec:
     """The ablation's spec from the flags and the base study; errors name the flags."""
     base = base_config(args)
     total = args.total_timesteps or base.total_timesteps  # tune's rule: EVALS_PER_RUN evaluations at any budget
-    base = build_config(args, base, total_timesteps=total, eval_freq=max(1, total // EVALS_PER_RUN))
+    base = build_config(args, base, total_timesteps=total, eval_freq=eval_freq_for(total))
     try:
         return AblationSpec(base, args.buffer_sizes, args.target_intervals, args.seeds, args.base_study)
     except ConfigError as exc:

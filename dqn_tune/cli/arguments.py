@@ -149,3 +149,11 @@ def add_preset_flag(parser: argparse.ArgumentParser) -> None:
     """`--no-preset`: start from the global defaults instead of the env's preset (`dqn-tune presets`)."""
     parser.add_argument("--no-preset", action="store_true",
                         help="start from the global defaults instead of the env's preset (see 'dqn-tune presets')")
+
+
+def add_artifact_dir_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """--artifact-dir: where trial artifacts (learning-curve PNGs) are; `what` says what the command does with it."""
+    parser.add_argument("--artifact-dir", type=text, default=None, metavar="DIR",
+                        help=f"{what}; a directory every machine sharing the study mounts at the same path "
+                             "(default: the directory stored on the study, else studies/artifacts beside a SQLite "
+                             "file or in the current directory)")

@@ -14,9 +14,13 @@ from dqn_tune.dqn.memory import check_memory
 from dqn_tune.errors import ConfigError
 
 
+SHORT_FLAGS = {"total_timesteps": "--timesteps"}
+"""Fields whose flag is not their name ('--total-timesteps' stays an alias): messages name the flag users type."""
+
+
 def flag_name(field_name: str) -> str:
     """The CLI flag of a config field."""
-    return "--" + field_name.replace("_", "-")
+    return SHORT_FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
 
 
 def _hidden_sizes(text: str) -> tuple[int, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dqn_tune.cli.arguments import text
+from dqn_tune.cli.arguments import add_artifact_dir_flag, text
 from dqn_tune.errors import StorageError
 from dqn_tune.results.dashboard import DEFAULT_HOST, DEFAULT_PORT, start_dashboard
 from dqn_tune.tuning.storage import DEFAULT_STORAGE, public_url
@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-writes", action="store_true",
                         help="let the dashboard create, rename and delete studies, edit notes, tell trials and "
                              "upload or delete artifacts (default: read-only, every other request gets 403)")
+    add_artifact_dir_flag(parser, "the trials' learning-curve PNGs to serve")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
             raise StorageError(f"two storages given, {public_url(args.storage_url)!r} and --storage "
                                f"{public_url(args.storage)!r}; give one")
         args.storage = args.storage_url
-    server = start_dashboard(args.storage, host=args.host, port=args.port, allow_writes=args.allow_writes)
+    server = start_dashboard(args.storage, host=args.host, port=args.port, allow_writes=args.allow_writes,
+                             artifact_dir=args.artifact_dir)
     print(f"optuna-dashboard for {public_url(args.storage or DEFAULT_STORAGE)} at {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

@@ -11,7 +11,7 @@ from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.trainer import train
 from dqn_tune.output_paths import check_writable
 from dqn_tune.results.export import read_config_file
-from dqn_tune.tuning.presets import preset_for
+from dqn_tune.tuning.presets import eval_freq_for, preset_for
 
 HELP = "train one DQN agent with the given hyperparameters and save it"
 
@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check everything (flags, seed, env, memory, out path), then train, print progress and save the agent."""
     start, origin = starting_config(args)
-    config = build_config(args, start)
+    implied = {} if args.total_timesteps is None else {"eval_freq": eval_freq_for(args.total_timesteps)}
+    config = build_config(args, start, **implied)  # --timesteps without --eval-freq: EVALS_PER_RUN evaluations
     check_fits_memory(config, env_dims(config.env_id))
     out = check_writable(args.out)
 

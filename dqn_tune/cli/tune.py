@@ -10,6 +10,7 @@ from typing import Any
 import optuna
 
 from dqn_tune.cli.arguments import (
+    add_artifact_dir_flag,
     add_workers_flag,
     chosen_workers,
     workers_line,
@@ -83,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICES, default="cpu",
                         help="where a trial's networks train: cpu, or cuda on a GPU machine (default: cpu)")
     add_workers_flag(parser)
+    parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
+                        help="time budget of this command: no new trial starts after it, running ones finish "
+                             "(default: none)")
     parser.add_argument("--sampler", choices=SAMPLERS, default=None, help="Optuna sampler (default: tpe)")
     parser.add_argument("--pruner", choices=PRUNERS, default=None, help="Optuna pruner (default: median)")
     parser.add_argument("--seed", type=seed, default=None, help="seed of the sampler and of every trial's runs (default: 0)")
@@ -92,6 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(a hyperparameter flag below, e.g. --gamma 0.99, fixes that one for every trial)")
     parser.add_argument("--no-artifacts", dest="artifacts", action="store_false",
                         help="do not save each trial's learning-curve PNG to the artifact store")
+    add_artifact_dir_flag(parser, "where each trial's learning-curve PNG is saved (stored on the study)")
     checks = parser.add_argument_group("validation of the top configs on held-out seeds")
     checks.add_argument("--validate-top", type=non_negative_int, default=None, metavar="K",
                         help=f"after tuning, retrain the K best complete trials on held-out seeds and recommend one "
@@ -139,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         storage=StorageSettings(prepare_url(args.storage), args.heartbeat_interval, args.grace_period),
         objective=ObjectiveSettings(base=base, space=space, seeds=args.seeds, objective=args.objective,
                                     study_seed=args.seed, device=args.device),
-        sampler=args.sampler, pruner=args.pruner, artifacts=args.artifacts, total_trials=args.total_trials)
+        sampler=args.sampler, pruner=args.pruner, artifacts=args.artifacts, artifact_dir=args.artifact_dir,
+        total_trials=args.total_trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     given, args.workers = args.workers, chosen_workers(args.workers, args.trials)
     announce, pending = after_first(origin), [line for line in [workers_line(given, args.workers)] if line]
@@ -149,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         while pending:
             print(pending.pop(), flush=True)
 
-    summary = run_study(settings, trials=args.trials, workers=args.workers, command=command, echo=echo)
+    summary = run_study(settings, trials=args.trials, workers=args.workers, command=command, echo=echo,
+                        timeout_s=args.timeout)
     print("\n".join(summary.lines()), flush=True)
     if summary.interrupted:
         return 130
@@ -159,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     top_k = args.validate_top or auto_top_k(summary.counts.get("complete", 0))
     validation = ValidationSettings(settings.study_name, settings.storage, top_k, args.validation_seeds,
-                                    settings.artifacts)
+                                    settings.artifacts, artifact_dir=args.artifact_dir)
     return validate(validation, workers=args.workers, command=command)
 
 
@@ -212,6 +219,8 @@ def command_line(args: argparse.Namespace) -> str:
             words += ["--env" if name == "env_id" else flag_name(name), str(value)]
     if not args.artifacts:
         words.append("--no-artifacts")
+    if args.artifact_dir is not None:
+        words += ["--artifact-dir", args.artifact_dir]
     for name, value in hyperparameter_flags(args).items():
         if isinstance(value, bool):
             words.append(flag_name(name) if value else flag_name(name).replace("--", "--no-", 1))

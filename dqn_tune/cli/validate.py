@@ -7,7 +7,14 @@ import shlex
 
 import optuna
 
-from dqn_tune.cli.arguments import add_workers_flag, chosen_workers, positive_int, study_name, text
+from dqn_tune.cli.arguments import (
+    add_artifact_dir_flag,
+    add_workers_flag,
+    chosen_workers,
+    positive_int,
+    study_name,
+    text,
+)
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.storage import (
     StorageSettings,
@@ -41,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_workers_flag(parser)
     parser.add_argument("--no-artifacts", dest="artifacts", action="store_false",
                         help="do not save each run's learning-curve PNG to the artifact store")
+    add_artifact_dir_flag(parser, "where each run's learning-curve PNG is saved")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     open_existing_storage(args.storage)  # never creates a database to validate
     try:
         settings = ValidationSettings(study_name, StorageSettings(prepare_url(args.storage)), args.top_k, args.seeds,
-                                      args.artifacts)
+                                      args.artifacts, artifact_dir=args.artifact_dir)
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("top_k", "--top-k").replace("seeds", "--seeds"), field=exc.field) from None
     return validate(settings, workers=chosen_workers(args.workers, args.top_k * args.seeds),

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
+from optuna.storages import BaseStorage
 
 from dqn_tune.errors import ConfigError, shown
-from dqn_tune.tuning.storage import open_existing_storage
-from dqn_tune.tuning.artifacts import make_artifact_store
+from dqn_tune.tuning import records
+from dqn_tune.tuning.artifacts import chosen_artifact_dir, make_artifact_store
+from dqn_tune.tuning.storage import DEFAULT_STORAGE, open_existing_storage, public_url
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -71,8 +73,22 @@ def read_only(app: WSGIApplication) -> WSGIApplication:
     return guarded
 
 
+def dashboard_artifact_dir(storage: BaseStorage, storage_url: str | None, given: str | None) -> str:
+    """The artifact directory to serve: `given`, else the one the storage's studies recorded, else the default.
+
+    ConfigError when the studies recorded several (one dashboard serves one directory)."""
+    if given is None:
+        stored = records.storage_artifact_dirs(storage)
+        if len(stored) > 1:
+            raise ConfigError(f"the studies in {public_url(storage_url or DEFAULT_STORAGE)} keep artifacts in "
+                              f"{len(stored)} directories ({', '.join(map(shown, stored))}); choose one with "
+                              "--artifact-dir", field="artifact_dir")
+        given = stored[0] if stored else None
+    return chosen_artifact_dir(given, None, storage_url)
+
+
 def start_dashboard(storage_url: str | None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                    allow_writes: bool = False) -> DashboardServer:
+                    allow_writes: bool = False, artifact_dir: str | None = None) -> DashboardServer:
     """Open the storage and bind the dashboard to host:port; call `serve_forever()` on the result.
 
     The dashboard only reads unless `allow_writes` (see `read_only`). Raises StorageError for a storage
@@ -87,7 +103,8 @@ def start_dashboard(storage_url: str | None, *, host: str = DEFAULT_HOST, port: 
         raise ConfigError(f"--host = {shown(host)} is invalid: expected a host name or IP address such as "
                           f"{DEFAULT_HOST} or localhost", field="host") from None
     storage = open_existing_storage(storage_url)
-    app = optuna_dashboard.wsgi(storage, artifact_store=make_artifact_store(storage_url))
+    app = optuna_dashboard.wsgi(storage, artifact_store=make_artifact_store(
+        storage_url, dashboard_artifact_dir(storage, storage_url, artifact_dir)))
     if not allow_writes:
         app = read_only(app)
     try:

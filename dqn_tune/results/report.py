@@ -8,6 +8,7 @@ kaleido, which since 1.0 drives an installed Chrome.
 from __future__ import annotations
 
 import math
+import shlex
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -87,8 +88,9 @@ def varying_params(trials: Sequence[FrozenTrial]) -> list[str]:
     return sorted(name for name in common if len({repr(t.params[name]) for t in trials}) > 1)
 
 
-def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
-    """Write the report of `study` into `out_dir`.
+def write_report(study: optuna.Study, out_dir: str | Path, *, artifact_dir: str | None = None) -> Report:
+    """Write the report of `study` into `out_dir`; summary.md names the trials' artifact directory (`artifact_dir`,
+    else the one stored on the study).
 
     Raises StorageError for a study without complete trials (nothing is written) and
     OutputPathError when `out_dir` cannot be created or written.
@@ -113,7 +115,8 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
         _write_validation(study.study_name, recommendation, report)
     summary = report.out_dir / SUMMARY
     report.files.append(summary)
-    summary.write_text(_summary_markdown(study, trials, importances, report, recommendation), encoding="utf-8")
+    text = _summary_markdown(study, trials, importances, report, recommendation)
+    summary.write_text(text + _artifacts_markdown(artifact_dir or records.stored_artifact_dir(study)), encoding="utf-8")
     return report
 
 
@@ -270,6 +273,13 @@ def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if math.isfinite(value) else str(value)
     return str(value)
+
+
+def _artifacts_markdown(directory: str | None) -> str:
+    if directory is None:
+        return ""
+    return ("\n## Trial artifacts\n\nEach trial's learning-curve PNG (a star marks each seed's scored value) is in "
+            f"`{directory}`: `dqn-tune dashboard --artifact-dir {shlex.quote(directory)}` shows it on the trial's page.\n")
 
 
 def _summary_markdown(study: optuna.Study, trials: Sequence[FrozenTrial], importances: dict[str, float],

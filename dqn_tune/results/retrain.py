@@ -30,6 +30,7 @@ from dqn_tune.dqn.trainer import TrainResult, train
 from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable, safe_name
 from dqn_tune.plots import learning_curve_figure, save_figure
+from dqn_tune.tuning.presets import eval_freq_for
 from dqn_tune.tuning.recommendation import ConfigStats, Recommendation
 from dqn_tune.tuning.records import (
     recommendation,
@@ -282,7 +283,7 @@ def _metadata(outcome: RetrainOutcome, chosen: FrozenTrial, study: optuna.Study,
 
 def _with_budget(config: DQNConfig, timesteps: int, trial_number: int) -> DQNConfig:
     try:
-        return config.replace(total_timesteps=timesteps)
+        return config.replace(total_timesteps=timesteps, eval_freq=eval_freq_for(timesteps))  # as tune evaluates
     except ConfigError as exc:
         raise ConfigError(f"timesteps = {timesteps!r} is invalid for trial {trial_number} ({exc}); expected an "
                           f"integer > its learning_starts ({config.learning_starts})", field="total_timesteps") from None

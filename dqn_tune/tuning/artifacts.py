@@ -12,20 +12,34 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import StorageError
 from dqn_tune.plots import learning_curve_figure, save_figure
-from dqn_tune.tuning.storage import artifact_dir
+from dqn_tune.tuning import records
+from dqn_tune.tuning.storage import StorageSettings, artifact_dir
 
 LEARNING_CURVE_PNG = "learning_curve.png"
 """File name of a trial's learning-curve artifact."""
 
 
-def make_artifact_store(storage_url: str | None) -> FileSystemArtifactStore:
-    """The artifact store of a storage (creating its directory); StorageError if it cannot be made."""
-    directory = artifact_dir(storage_url)
+def chosen_artifact_dir(given: str | None, stored: str | None, storage_url: str | None) -> str:
+    """The artifact directory as an absolute path: the one given, else the study's stored one, else the
+    default beside the storage (relative to the current directory)."""
+    return str(Path(given or stored or artifact_dir(storage_url)).expanduser().absolute())
+
+
+def make_artifact_store(storage_url: str | None, directory: str | Path | None = None) -> FileSystemArtifactStore:
+    """The artifact store in `directory` (default: beside the storage), creating the directory; StorageError
+    if it cannot be made."""
+    directory = Path(directory) if directory is not None else artifact_dir(storage_url)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(f"cannot create artifact directory {str(directory)!r}: {exc.strerror}") from None
     return FileSystemArtifactStore(str(directory))
+
+
+def study_artifact_store(storage: StorageSettings, study_name: str, given: str | None) -> FileSystemArtifactStore:
+    """The artifact store of a study that exists: `given`, else the directory stored on the study (or the default)."""
+    study = optuna.load_study(study_name=study_name, storage=storage.open())
+    return make_artifact_store(storage.url, chosen_artifact_dir(given, records.stored_artifact_dir(study), storage.url))
 
 
 def upload_learning_curve(trial: optuna.Trial, records: Sequence[RunRecord],

@@ -27,6 +27,12 @@ EVALS_PER_RUN = 10
 """Learning-curve evaluations per training run by default (the points a pruner sees)."""
 
 
+def eval_freq_for(timesteps: int) -> int:
+    """The evaluation interval that gives a run of `timesteps` steps EVALS_PER_RUN learning-curve points: the one
+    rule of tune, train, retrain and ablate when --timesteps is given without --eval-freq."""
+    return max(1, timesteps // EVALS_PER_RUN)
+
+
 @dataclass(frozen=True, slots=True)
 class Preset:
     """One env's preset."""
@@ -52,7 +58,7 @@ class Preset:
 def base_config(env_id: str, timesteps: int, overrides: dict[str, Any]) -> DQNConfig:
     """DQNConfig's defaults for `env_id` with `overrides`, a budget of `timesteps` and EVALS_PER_RUN evaluations."""
     return DQNConfig(**{"env_id": env_id, "total_timesteps": timesteps,
-                        "eval_freq": max(1, timesteps // EVALS_PER_RUN), **overrides})
+                        "eval_freq": eval_freq_for(timesteps), **overrides})
 
 
 @functools.cache

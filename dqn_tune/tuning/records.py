@@ -55,6 +55,9 @@ VALIDATION_OF = "validation_of"
 """Study attribute of a validation study: the name of the tuning study it validates."""
 RECOMMENDATION = "recommendation"
 """Study attribute of a tuning study: validation's Recommendation.to_dict() (rule, trial, table)."""
+ARTIFACT_DIR_ATTR = "artifact_dir"
+"""Study attribute: the absolute directory of the study's trial artifacts (learning-curve PNGs), so the
+dashboard, report and later commands on any machine find it."""
 SPEC_ATTR = "ablation"
 """Study attribute of an ablation study: AblationSpec.to_dict(), read back by its report."""
 
@@ -120,6 +123,22 @@ def study_objective(study: optuna.Study) -> str:
 def recommendation(study: optuna.Study) -> dict[str, Any] | None:
     """The validation's stored recommendation for a tuning study (None before any validation)."""
     return study.user_attrs.get(RECOMMENDATION)
+
+
+def stored_artifact_dir(study: optuna.Study) -> str | None:
+    """The artifact directory recorded on the study (None before one was recorded)."""
+    return study.user_attrs.get(ARTIFACT_DIR_ATTR)
+
+
+def storage_artifact_dirs(storage: optuna.storages.BaseStorage) -> list[str]:
+    """The distinct artifact directories recorded on the studies of a storage, sorted."""
+    return sorted({d for study in storage.get_all_studies() if (d := study.user_attrs.get(ARTIFACT_DIR_ATTR))})
+
+
+def store_artifact_dir(study: optuna.Study, directory: str) -> None:
+    """Record the study's artifact directory (written only when it changes)."""
+    if stored_artifact_dir(study) != directory:
+        study.set_user_attr(ARTIFACT_DIR_ATTR, directory)
 
 
 def ablation_spec(study: optuna.Study) -> dict[str, Any] | None:

@@ -96,6 +96,8 @@ class JobOutcome:
     wall_time_s: float
     interrupted: bool = False
     worker_error: str | None = None
+    timed_out: bool = False
+    """No new trial started because `timeout_s` had passed."""
 
 
 def sampler_seed(seed: int, run_index: int, worker_index: int) -> int:
@@ -115,7 +117,7 @@ def open_for_job(job: StudyJob) -> RDBStorage:
 
 def run_job(job: StudyJob, *, trials: int | None, workers: int = 1, command: str = "",
             on_progress: Callable[[int], None] | None = None, on_start: Callable[[Plan, int], None] | None = None,
-            ) -> JobOutcome:
+            timeout_s: float | None = None) -> JobOutcome:
     """Prepare the job's study, then run up to `trials` trials (None: until the plan's cap) in `workers` processes.
 
     `on_start(plan, trials_before)` is called once the study is ready; `on_progress(finished)` after each
@@ -127,7 +129,7 @@ def run_job(job: StudyJob, *, trials: int | None, workers: int = 1, command: str
     before = len(plan.study.get_trials(deepcopy=False))
     if on_start is not None:
         on_start(plan, before)
-    quota = TrialQuota(trials)
+    quota = TrialQuota(trials, timeout_s=timeout_s)  # the deadline counts from here: no trial starts after it
     progress = on_progress or (lambda _finished: None)
     start = time.perf_counter()
     interrupted, errors = False, []
@@ -146,7 +148,7 @@ def run_job(job: StudyJob, *, trials: int | None, workers: int = 1, command: str
             errors.append(str(exc))
     errors = lost.reports() + errors
     return JobOutcome(plan.study, plan.created, before, quota.finished, time.perf_counter() - start,
-                      interrupted, "; ".join(errors) or None)
+                      interrupted, "; ".join(errors) or None, quota.timed_out)
 
 
 class _LostWorkers:

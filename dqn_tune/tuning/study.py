@@ -25,13 +25,12 @@ from tqdm import tqdm
 from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.algorithms import make_pruner, make_sampler
-from dqn_tune.tuning.artifacts import make_artifact_store
+from dqn_tune.tuning.artifacts import chosen_artifact_dir, study_artifact_store
 from dqn_tune.tuning.objective import ObjectiveSettings, make_objective
 from dqn_tune.tuning.runner import JobOutcome, Plan, run_job
 from dqn_tune.tuning.search_space import SearchSpace
 from dqn_tune.tuning.storage import (
     StorageSettings,
-    artifact_dir,
     open_existing_storage,
     public_url,
     sqlite_path,
@@ -54,7 +53,9 @@ class TuneSettings:
     sampler: str = "tpe"
     pruner: str = "median"
     artifacts: bool = True
-    """Upload each trial's learning-curve PNG to the artifact store beside the storage."""
+    """Upload each trial's learning-curve PNG to the study's artifact directory."""
+    artifact_dir: str | None = None
+    """Where artifacts go (stored on the study); None: the study's stored one, else beside the storage."""
     total_trials: int | None = None
     """Cap on the study's trials across all processes and machines."""
     trial_lines: bool = False
@@ -81,6 +82,9 @@ class TuneSettings:
     def prepare(self, storage: RDBStorage, command: str) -> Plan:
         """Create the study, or load it and refuse to mix incomparable trials; record the command."""
         study, created = _create_or_load(storage, self, command)
+        if self.artifacts:
+            records.store_artifact_dir(study, chosen_artifact_dir(self.artifact_dir, records.stored_artifact_dir(study),
+                                                                  self.storage_url))
         return Plan(study, created, self.total_trials, records.record_command(study, command))
 
     def load(self, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
@@ -92,7 +96,8 @@ class TuneSettings:
 
     def trial_objective(self) -> Objective:
         """Sample, train on the trial's seeds, record, upload the learning curve."""
-        return make_objective(self.objective, make_artifact_store(self.storage.url) if self.artifacts else None)
+        return make_objective(self.objective, study_artifact_store(self.storage, self.study_name, self.artifact_dir)
+                              if self.artifacts else None)
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """With `trial_lines`: the finished trial's outcome and the study's best so far (read from storage)."""
@@ -118,12 +123,16 @@ class StudySummary:
     retrain_command: str = ""
     interrupted: bool = False
     worker_error: str | None = None
+    timeout_s: float | None = None
+    """Set when the command's --timeout ended it: no trial started after this many seconds."""
 
     def lines(self) -> list[str]:
         """The summary as printed by `dqn-tune tune`."""
         counts = _counts_text(self.counts)
         out = [f"study {self.study_name!r}: {self.trials_run} trials run in {self.wall_time_s:.0f}s"
-               + (" (interrupted)" if self.interrupted else ""),
+               + (" (interrupted)" if self.interrupted else "")
+               + (f" (--timeout {self.timeout_s:g}s reached: no new trial started, running ones finished)"
+                  if self.timeout_s is not None else ""),
                f"trials in the study: {sum(self.counts.values())} ({counts or 'none'})"
                + (f"; {self.diverged} pruned because training diverged" if self.diverged else "")]
         if self.best_value is None:
@@ -162,13 +171,15 @@ def stored_settings(url: str, study_name: str) -> dict[str, Any] | None:
 
 
 def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, command: str = "",
-              echo: Callable[[str], None] = print, progress: bool | None = None) -> StudySummary:
+              echo: Callable[[str], None] = print, progress: bool | None = None,
+              timeout_s: float | None = None) -> StudySummary:
     """Create or resume the study and run `trials` more trials (None: until `settings.total_trials`).
 
     `workers` processes share the trials. `progress` shows a live bar on stderr (None: when stderr is a
     terminal); when stdout is not a terminal, or there is no bar, each finished trial prints one line
     instead (logs under nohup, Slurm or CI). SIGINT/SIGTERM stop cleanly: running trials are failed and
-    the summary says `interrupted`.
+    the summary says `interrupted`. After `timeout_s` seconds no new trial starts (running ones finish) and
+    the summary says so.
     """
     if trials is None and settings.total_trials is None:
         raise ValueError("give trials, total_trials or both")
@@ -190,11 +201,11 @@ def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, c
 
     try:
         outcome = run_job(settings, trials=trials, workers=workers, command=command, on_start=started,
-                          on_progress=lambda finished: bar.update(finished) if bar else None)
+                          on_progress=lambda finished: bar.update(finished) if bar else None, timeout_s=timeout_s)
     finally:
         if bar is not None:
             bar.close()
-    return summarize(outcome, settings)
+    return summarize(outcome, settings, timeout_s)
 
 
 def trial_line(trial: FrozenTrial, best: FrozenTrial | None) -> str:
@@ -213,8 +224,8 @@ def trial_line(trial: FrozenTrial, best: FrozenTrial | None) -> str:
     return f"trial {trial.number} finished: {outcome}; {best_text}"
 
 
-def summarize(outcome: JobOutcome, settings: TuneSettings) -> StudySummary:
-    """The StudySummary of a tuning job's outcome."""
+def summarize(outcome: JobOutcome, settings: TuneSettings, timeout_s: float | None = None) -> StudySummary:
+    """The StudySummary of a tuning job's outcome (`timeout_s`: the command's time budget)."""
     study = outcome.study
     all_trials = study.get_trials(deepcopy=False)
     counts = _state_counts(all_trials)
@@ -223,14 +234,16 @@ def summarize(outcome: JobOutcome, settings: TuneSettings) -> StudySummary:
     url = shlex.quote(public_url(settings.storage_url))
     dashboard = f"optuna-dashboard {url}"
     if settings.artifacts:
-        dashboard += f" --artifact-dir {shlex.quote(str(artifact_dir(settings.storage_url)))}"
+        directory = chosen_artifact_dir(settings.artifact_dir, records.stored_artifact_dir(study), settings.storage_url)
+        dashboard += f" --artifact-dir {shlex.quote(directory)}"
     return StudySummary(
         study_name=settings.study_name, storage_url=public_url(settings.storage_url),
         trials_before=outcome.trials_before, trials_run=outcome.finished, counts=counts, diverged=diverged,
         best_number=best.number if best else None, best_value=best.value if best else None,
         best_params=dict(best.params) if best else {}, wall_time_s=outcome.wall_time_s, dashboard_command=dashboard,
         retrain_command=f"dqn-tune retrain --study-name {shlex.quote(settings.study_name)} --storage {url}",
-        interrupted=outcome.interrupted, worker_error=outcome.worker_error)
+        interrupted=outcome.interrupted, worker_error=outcome.worker_error,
+        timeout_s=timeout_s if outcome.timed_out else None)
 
 
 def _create_or_load(storage: RDBStorage, settings: TuneSettings, command: str) -> tuple[optuna.Study, bool]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import time
 from collections.abc import Callable
 
 import optuna
@@ -37,15 +38,20 @@ TrialCallback = Callable[[FrozenTrial], None]
 class TrialQuota:
     """How many trials one command may still start, shared by its worker processes."""
 
-    def __init__(self, trials: int | None) -> None:
+    def __init__(self, trials: int | None, *, timeout_s: float | None = None) -> None:
         context = multiprocessing.get_context("spawn")
         self._left = context.Value("q", -1 if trials is None else trials)
         self._finished = context.Value("q", 0)
+        self._deadline = None if timeout_s is None else time.time() + timeout_s  # wall clock: shared by processes
+        self._timed_out = context.Value("b", 0)
 
     def take(self) -> bool:
-        """Claim one trial; False when the quota is spent (never, for an unlimited quota)."""
+        """Claim one trial; False when the quota is spent (never, for an unlimited quota) or the deadline passed."""
         with self._left.get_lock():
             if self._left.value == 0:
+                return False
+            if self._deadline is not None and time.time() >= self._deadline:
+                self._timed_out.value = 1
                 return False
             if self._left.value > 0:
                 self._left.value -= 1
@@ -61,6 +67,11 @@ class TrialQuota:
         """Count one finished trial."""
         with self._finished.get_lock():
             self._finished.value += 1
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether a trial was refused because the deadline had passed (running ones finished)."""
+        return bool(self._timed_out.value)
 
     @property
     def finished(self) -> int:

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.tuning import records
-from dqn_tune.tuning.artifacts import make_artifact_store
+from dqn_tune.tuning.artifacts import study_artifact_store
 from dqn_tune.tuning.objective import run_config
 from dqn_tune.tuning.optuna_internals import fail_stale_trials, queued_params
 from dqn_tune.tuning.recommendation import RULE, ConfigStats, Recommendation, recommend
@@ -90,6 +90,8 @@ class ValidationSettings:
     artifacts: bool = True
     seed: int = 0
     """Seeds the runner's samplers; unused, every cell is queued with fixed params."""
+    artifact_dir: str | None = None
+    """Where the runs' learning curves go; None: the tuning study's stored directory (else beside the storage)."""
 
     def __post_init__(self) -> None:
         for name, lowest in (("top_k", 1), ("seeds", 2)):
@@ -135,7 +137,7 @@ class ValidationSettings:
 
     def trial_objective(self) -> Objective:
         """Train the queued cell's config (as stored when queued) on its held-out seed."""
-        store = make_artifact_store(self.storage.url) if self.artifacts else None
+        store = study_artifact_store(self.storage, self.tuning_study, self.artifact_dir) if self.artifacts else None
 
         def objective(trial: optuna.Trial) -> float:
             trial.suggest_int(SOURCE_TRIAL, 0, MAX_TRIAL_NUMBER)

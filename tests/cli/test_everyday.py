@@ -116,3 +116,65 @@ def test_ablate_evaluates_about_ten_times_at_any_budget(timesteps: int) -> None:
                                       "--target-intervals", "10", "--learning-starts", "100"])
     config = build_spec(args).base
     assert config.total_timesteps // config.eval_freq == 10
+
+
+def test_artifact_dir_is_stored_on_the_study_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12 item 9: tune --artifact-dir puts the PNGs there and stores the absolute directory; a resume from
+    another directory without the flag, validate, the dashboard and the report all use the stored one."""
+    from dqn_tune.results.dashboard import dashboard_artifact_dir
+    from dqn_tune.tuning.storage import open_existing_storage
+
+    shared, elsewhere = tmp_path / "shared", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    storage = f"sqlite:///{tmp_path}/study.db"
+    flags = [flag for flag in TINY if flag != "--no-artifacts"]
+    monkeypatch.chdir(tmp_path)
+    assert main(["--trials", "1", "--storage", storage, *flags, "--artifact-dir", "shared"]) == 0
+    assert f"--artifact-dir {shared}" in capsys.readouterr().out
+    monkeypatch.chdir(elsewhere)  # another machine's working directory
+    assert main(["--trials", "1", "--storage", storage, "--validate-top", "0"]) == 0
+    assert main(["validate", "--storage", storage, "--top-k", "1", "--seeds", "2", "--workers", "1"]) == 0
+    study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
+    assert records.stored_artifact_dir(study) == str(shared)
+    assert len([p for p in shared.iterdir() if p.is_file()]) == 2 + 2  # two trials, two validation runs
+    assert not (elsewhere / "studies").exists() and not (tmp_path / "studies").exists()
+    assert dashboard_artifact_dir(open_existing_storage(storage), storage, None) == str(shared)
+    assert main(["report", "--storage", storage, "--out-dir", "report"]) == 0
+    assert f"`dqn-tune dashboard --artifact-dir {shared}`" in (elsewhere / "report" / "summary.md").read_text()
+
+    optuna.create_study(study_name="other", storage=storage).set_user_attr(records.ARTIFACT_DIR_ATTR, "/x")
+    capsys.readouterr()
+    assert main(["dashboard", storage, "--port", "0"]) == 2
+    assert "keep artifacts in 2 directories" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("timesteps", [600, 1_500])
+def test_train_evaluates_ten_times_at_any_budget(timesteps: int, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12 item 4: --timesteps without --eval-freq gives EVALS_PER_RUN curve points, as tune and ablate."""
+    assert main(["train", "--timesteps", str(timesteps), "--learning-starts", "100", "--hidden-sizes", "16",
+                 "--eval-curve-episodes", "1", "--eval-episodes", "1", "--out", str(tmp_path / "a.pt")]) == 0
+    assert capsys.readouterr().out.count(" eval return ") == 9  # the 10th curve point, the last weights', ends the run
+    assert main(["train", "--timesteps", str(timesteps), "--eval-freq", str(timesteps // 2), "--learning-starts", "100",
+                 "--hidden-sizes", "16", "--eval-curve-episodes", "1", "--eval-episodes", "1",
+                 "--out", str(tmp_path / "b.pt")]) == 0
+    assert capsys.readouterr().out.count(" eval return ") == 1  # a given --eval-freq wins
+
+
+def test_retrain_timesteps_follows_the_same_evaluation_rule() -> None:
+    from dqn_tune.dqn.config import DQNConfig
+    from dqn_tune.results.retrain import _with_budget
+
+    assert [_with_budget(DQNConfig(), steps, 0).eval_freq for steps in (4_000, 200_000)] == [400, 20_000]
+
+
+def test_timeout_starts_no_trial_after_the_deadline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12 item 5: --timeout 1 with trials of several seconds: the first trial runs to its end, no other starts."""
+    storage = f"sqlite:///{tmp_path}/study.db"
+    flags = [flag if flag != "600" else "3000" for flag in TINY]
+    assert main(["--trials", "5", "--storage", storage, *flags, "--workers", "1", "--timeout", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 trials run in " in out and "(--timeout 1s reached: no new trial started, running ones finished)" in out
+    study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
+    assert [t.state for t in study.trials] in ([optuna.trial.TrialState.COMPLETE], [optuna.trial.TrialState.PRUNED])

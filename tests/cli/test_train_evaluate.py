@@ -63,7 +63,7 @@ def test_evaluate_prints_mean_and_std_and_writes_a_gif(trained: Path, tmp_path: 
 @pytest.mark.parametrize(("flags", "named"), [
     (["--batch-size", "0"], "--batch-size = 0"),
     (["--buffer-size", "-5"], "--buffer-size = -5"),
-    (["--timesteps", "0"], "--total-timesteps = 0"),
+    (["--timesteps", "0"], "--timesteps = 0"),
     (["--target-update-interval", "0"], "--target-update-interval = 0"),
     (["--train-freq", "-1"], "--train-freq = -1"),
     (["--gradient-steps", "0"], "--gradient-steps = 0"),
@@ -156,7 +156,7 @@ def test_the_largest_seed_trains_and_evaluates(trained: Path, tmp_path: Path) ->
     (["--hidden-sizes", "100000,100000,100000"],
      "--hidden-sizes = [100000, 100000, 100000] is too large: this run needs 522.14 GiB"),
     (["--hidden-sizes", "1000000000"], "--hidden-sizes = [1000000000] is too large"),
-    (["--timesteps", str(10**30)], f"--total-timesteps = {10**30} is invalid: expected an integer from 1 to 2**63 - 1"),
+    (["--timesteps", str(10**30)], f"--timesteps = {10**30} is invalid: expected an integer from 1 to 2**63 - 1"),
 ])
 def test_train_refuses_a_config_that_cannot_fit_before_writing_anything(flags: list[str], named: str,
                                                                       tmp_path: Path,

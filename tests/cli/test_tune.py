@@ -73,7 +73,7 @@ BAD_INPUTS = [
     (["--trials", "2", "--env", "Pendulum-v1"], "env 'Pendulum-v1' has a Box action space"),
     (["--trials", "2", "--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
     (["--trials", "2", "--learning-starts", "1000"], "--learning-starts = 1000 is invalid: expected less than "
-                                                     "--total-timesteps (600)"),
+                                                     "--timesteps (600)"),
     (["--trials", "2", "--heartbeat-interval", "5", "--grace-period", "3"],
      "heartbeat interval 5s and grace period 3s are invalid"),
     (["--trials", "2", "--timesteps", "800"], "was run with total_timesteps = 600, this command asks for 800"),

@@ -253,7 +253,7 @@ def test_cli_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path:
         (["--buffer-sizes", "16,100"], r"--buffer-sizes \[16\] are below the batch size \(32\)"),
         (["--target-intervals", "5,5"], r"--target-intervals \[5, 5\] repeat \[5\]: expected each value once"),
         (["--seeds", "0"], r"argument --seeds: invalid value '0'; expected an integer >= 1"),
-        (["--learning-starts", "400"], r"--learning-starts = 400 is invalid: expected less than --total-timesteps"),
+        (["--learning-starts", "400"], r"--learning-starts = 400 is invalid: expected less than --timesteps"),
         (["--base-study", "nope"], r"study 'nope' not found in .*; studies there: taken, unfinished$"),
         (["--base-study", "unfinished"], r"study 'unfinished' has no complete trial"),
         (["--env", "Pendulum-v1"], r"env 'Pendulum-v1' has a Box action space"),
