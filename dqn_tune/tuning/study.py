@@ -158,15 +158,15 @@ def stored_settings(url: str, study_name: str) -> dict[str, Any] | None:
     """The settings attribute (TuneSettings.to_attr) of an existing tuning study, to resume it with the flags left
     out; None when the storage, the study or its settings do not exist yet. Only reads: a storage that cannot be
     read is reported by the run that opens it for writing."""
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        return None
     try:
+        path = sqlite_path(url)
+        if path is not None and not path.is_file():  # may raise: a directory this user cannot enter
+            return None
         storage = open_existing_storage(url)
         if study_name not in study_names(storage):
             return None
         return records.study_settings(optuna.load_study(study_name=study_name, storage=storage))
-    except StorageError:
+    except (StorageError, OSError):
         return None
 
 
