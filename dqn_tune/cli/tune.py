@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 import optuna
 
 from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
+    add_preset_flag,
     add_workers_flag,
     chosen_workers,
-    workers_line,
-    add_preset_flag,
     non_negative_int,
     positive_int,
     seconds,
@@ -22,6 +21,7 @@ from dqn_tune.cli.arguments import (
     seed_count,
     study_name,
     text,
+    workers_line,
 )
 from dqn_tune.cli.config_flags import (
     add_config_flags,
@@ -35,8 +35,14 @@ from dqn_tune.cli.validate import validate
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.algorithms import PRUNERS, SAMPLERS
-from dqn_tune.tuning.objective import DEVICES, OBJECTIVES, ObjectiveSettings, trial_base_config
+from dqn_tune.tuning.objective import (
+    DEVICES,
+    OBJECTIVES,
+    ObjectiveSettings,
+    trial_base_config,
+)
 from dqn_tune.tuning.presets import EVALS_PER_RUN, load_presets, preset_for
+from dqn_tune.tuning.resume import stored_settings
 from dqn_tune.tuning.search_space import DEFAULT_SPACE, SearchSpace, load_search_space
 from dqn_tune.tuning.storage import (
     DEFAULT_STORAGE,
@@ -46,7 +52,7 @@ from dqn_tune.tuning.storage import (
     prepare_url,
     public_url,
 )
-from dqn_tune.tuning.study import TuneSettings, default_study_name, run_study, stored_settings
+from dqn_tune.tuning.study import TuneSettings, default_study_name, run_study
 from dqn_tune.tuning.validation import DEFAULT_SEEDS as VALIDATION_SEEDS
 from dqn_tune.tuning.validation import DEFAULT_TOP_K, ValidationSettings, auto_top_k
 

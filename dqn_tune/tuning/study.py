@@ -7,40 +7,39 @@ direction and budget) runs before anything is written to the storage.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any
 
 import optuna
 import optuna_dashboard
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
 
-from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.algorithms import make_pruner, make_sampler
 from dqn_tune.tuning.artifacts import chosen_artifact_dir, study_artifact_store
 from dqn_tune.tuning.objective import ObjectiveSettings, make_objective
+from dqn_tune.tuning.progress import (
+    Progress,
+    best_trial,
+    counts_text,
+    isatty,
+    state_counts,
+    trial_line,
+)
+from dqn_tune.tuning.resume import check_compatible
 from dqn_tune.tuning.runner import JobOutcome, Plan, run_job
-from dqn_tune.tuning.search_space import SearchSpace
 from dqn_tune.tuning.storage import (
     StorageSettings,
-    open_existing_storage,
     public_url,
-    sqlite_path,
     study_names,
 )
 from dqn_tune.tuning.trial_loop import Objective
 from dqn_tune.versions import library_versions
-
-MUST_MATCH = ("env_id", "total_timesteps", "eval_episodes", "objective")
-"""Settings that define what a trial's value means: resuming with other values is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +100,7 @@ class TuneSettings:
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """With `trial_lines`: the finished trial's outcome and the study's best so far (read from storage)."""
-        return trial_line(trial, _best_trial(study)) if self.trial_lines else None
+        return trial_line(trial, best_trial(study)) if self.trial_lines else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +127,7 @@ class StudySummary:
 
     def lines(self) -> list[str]:
         """The summary as printed by `dqn-tune tune`."""
-        counts = _counts_text(self.counts)
+        counts = counts_text(self.counts)
         out = [f"study {self.study_name!r}: {self.trials_run} trials run in {self.wall_time_s:.0f}s"
                + (" (interrupted)" if self.interrupted else "")
                + (f" (--timeout {self.timeout_s:g}s reached: no new trial started, running ones finished)"
@@ -154,22 +153,6 @@ def default_study_name(env_id: str) -> str:
     return f"dqn-{env_id}"
 
 
-def stored_settings(url: str, study_name: str) -> dict[str, Any] | None:
-    """The settings attribute (TuneSettings.to_attr) of an existing tuning study, to resume it with the flags left
-    out; None when the storage, the study or its settings do not exist yet. Only reads: a storage that cannot be
-    read is reported by the run that opens it for writing."""
-    try:
-        path = sqlite_path(url)
-        if path is not None and not path.is_file():  # may raise: a directory this user cannot enter
-            return None
-        storage = open_existing_storage(url)
-        if study_name not in study_names(storage):
-            return None
-        return records.study_settings(optuna.load_study(study_name=study_name, storage=storage))
-    except (StorageError, OSError):
-        return None
-
-
 def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, command: str = "",
               echo: Callable[[str], None] = print, progress: bool | None = None,
               timeout_s: float | None = None) -> StudySummary:
@@ -185,19 +168,19 @@ def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, c
         raise ValueError("give trials, total_trials or both")
     settings.objective.space.check(settings.objective.base)
     make_sampler(settings.sampler, settings.objective.study_seed)
-    show_bar = _isatty(sys.stderr) if progress is None else progress
-    settings = dataclasses.replace(settings, trial_lines=not show_bar or not _isatty(sys.stdout))
-    bar: _Progress | None = None
+    show_bar = isatty(sys.stderr) if progress is None else progress
+    settings = dataclasses.replace(settings, trial_lines=not show_bar or not isatty(sys.stdout))
+    bar: Progress | None = None
 
     def started(plan: Plan, before: int) -> None:
         nonlocal bar
         echo(f"{'created' if plan.created else 'resuming'} study {settings.study_name!r} in "
              f"{public_url(settings.storage_url)}: {before} trials already"
-             + (f" ({_counts_text(_state_counts(plan.study.get_trials()))})" if before else ""))
+             + (f" ({counts_text(state_counts(plan.study.get_trials()))})" if before else ""))
         left = [n for n in (trials, None if settings.total_trials is None else max(0, settings.total_trials - before))
                 if n is not None]
         if show_bar:
-            bar = _Progress(plan.study, min(left), total_timesteps=settings.objective.base.total_timesteps)
+            bar = Progress(plan.study, min(left), total_timesteps=settings.objective.base.total_timesteps)
 
     try:
         outcome = run_job(settings, trials=trials, workers=workers, command=command, on_start=started,
@@ -208,29 +191,13 @@ def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, c
     return summarize(outcome, settings, timeout_s)
 
 
-def trial_line(trial: FrozenTrial, best: FrozenTrial | None) -> str:
-    """One line for a finished trial, as Optuna logs it: its outcome, then the study's best so far."""
-    if trial.state == TrialState.COMPLETE:
-        outcome = f"value {trial.value:.2f} (complete)"
-    elif trial.state == TrialState.PRUNED:
-        step = trial.last_step
-        outcome = ("pruned before its first evaluation" if step is None else
-                   f"pruned at step {step} (value {trial.intermediate_values[step]:.2f} there)")
-        if records.FAIL_REASON in trial.user_attrs:
-            outcome += f": {trial.user_attrs[records.FAIL_REASON]}"
-    else:
-        outcome = f"{trial.state.name.lower()}: {trial.user_attrs.get(records.FAIL_REASON, 'no reason stored')}"
-    best_text = "no complete trial yet" if best is None else f"best is trial {best.number} with {best.value:.2f}"
-    return f"trial {trial.number} finished: {outcome}; {best_text}"
-
-
 def summarize(outcome: JobOutcome, settings: TuneSettings, timeout_s: float | None = None) -> StudySummary:
     """The StudySummary of a tuning job's outcome (`timeout_s`: the command's time budget)."""
     study = outcome.study
     all_trials = study.get_trials(deepcopy=False)
-    counts = _state_counts(all_trials)
+    counts = state_counts(all_trials)
     diverged = sum(t.state == TrialState.PRUNED and records.FAIL_REASON in t.user_attrs for t in all_trials)
-    best = _best_trial(study)
+    best = best_trial(study)
     url = shlex.quote(public_url(settings.storage_url))
     dashboard = f"optuna-dashboard {url}"
     if settings.artifacts:
@@ -257,7 +224,7 @@ def _create_or_load(storage: RDBStorage, settings: TuneSettings, command: str) -
             created = False
     if not created:
         study = optuna.load_study(study_name=name, storage=storage)
-        _check_compatible(study, settings)
+        check_compatible(study, settings.to_attr(), f"study {name!r} in {public_url(settings.storage_url)}")
     if created or records.study_settings(study) is None:
         study.set_user_attr(records.SETTINGS_ATTR, settings.to_attr())
         study.set_user_attr(records.VERSIONS_ATTR, library_versions())
@@ -265,58 +232,6 @@ def _create_or_load(storage: RDBStorage, settings: TuneSettings, command: str) -
     if study.metric_names is None:  # also names the value of a study made before dqn-tune named it
         records.set_metric_name(study, records.study_objective(study))
     return study, created
-
-
-def _check_compatible(study: optuna.Study, settings: TuneSettings) -> None:
-    """Refuse to add trials whose values would not be comparable with the study's."""
-    where = f"study {settings.study_name!r} in {public_url(settings.storage_url)}"
-    if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
-        directions = ", ".join(d.name.lower() for d in study.directions)
-        raise StorageError(f"{where} has direction {directions}; dqn-tune maximizes the evaluation return: "
-                           "use another --study-name")
-    stored = records.study_settings(study)
-    if stored is None:
-        if study.get_trials(deepcopy=False):
-            raise StorageError(f"{where} was not made by dqn-tune (no {records.SETTINGS_ATTR!r} attribute); "
-                               "use another --study-name")
-        return
-    problem = settings_mismatch(stored, settings.to_attr())
-    if problem is not None:
-        raise StorageError(f"{where} {problem} or another --study-name")
-
-
-def settings_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str | None:
-    """Why trials made with the settings attribute `wanted` would not be comparable with a study's `stored` one
-    (a phrase that ends "use the same ..."), or None when they are."""
-    for key in MUST_MATCH:
-        if stored.get(key) != wanted[key]:
-            return (f"was run with {key} = {stored.get(key)!r}, this command asks for {wanted[key]!r}; "
-                    "use the same value")
-    if "search_space" in stored:
-        differences = space_differences(stored["search_space"], wanted["search_space"])
-        if differences:
-            return (f"was run with another search space ({'; '.join(differences)}); use the same --search-space "
-                    "file and hyperparameter flags")
-    return None
-
-
-def space_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """One phrase per parameter that two stored search spaces (SearchSpace.to_dict()) treat differently."""
-    stored, wanted = json.loads(json.dumps(stored)), json.loads(json.dumps(wanted))  # tuples as lists, like storage
-    out = []
-    for name in sorted(stored.keys() | wanted.keys()):
-        if stored.get(name) != wanted.get(name):
-            out.append(f"{name}: {_describe_param(name, stored)} in the study, {_describe_param(name, wanted)} here")
-    return out
-
-
-def _describe_param(name: str, space: dict[str, Any]) -> str:
-    if name not in space:
-        return "not tuned"
-    try:
-        return SearchSpace.from_mapping({name: space[name]}).params[name].describe()
-    except ConfigError:
-        return repr(space[name])
 
 
 def _note(settings: TuneSettings, command: str) -> str:
@@ -340,88 +255,3 @@ def _note(settings: TuneSettings, command: str) -> str:
             f"{settings.study_name} --storage {public_url(settings.storage_url)}`.\n")
 
 
-def _state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    return {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
-
-
-def _counts_text(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-
-
-def _best_trial(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:
-        return None
-
-
-def progress_text(trials: list[FrozenTrial], total_timesteps: int, *, shown: int = 4) -> str:
-    """The bar's status: trials by state, the running ones' last evaluated step, the best so far.
-
-    e.g. "2 running: #7 12k/20k steps, #8 3k/20k | 3 complete, 1 pruned, 0 failed | best 488.1 (#3)"
-    """
-    running = sorted((t for t in trials if t.state == TrialState.RUNNING), key=lambda t: t.number)
-    total = _steps(total_timesteps)
-    steps = [f"#{t.number} {_steps(t.last_step or 0)}/{total}" for t in running[:shown]]
-    steps += [f"+{len(running) - shown} more"] if len(running) > shown else []
-    counts = _state_counts(trials)
-    parts = [f"{len(running)} running" + (f": {', '.join(steps)} steps" if steps else ""),
-             f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed"]
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if complete:
-        best = max(complete, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
-        parts.append(f"best {best.value:.1f} (#{best.number})")
-    return " | ".join(parts)
-
-
-def _steps(steps: int) -> str:
-    return f"{steps / 1000:.0f}k" if steps >= 10_000 else (f"{steps / 1000:.1f}k" if steps >= 1000 else str(steps))
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):  # replaced or closed stream
-        return False
-
-
-class _Progress:
-    """A tqdm bar of this run's finished trials that ticks every `interval` seconds, finished trials or not:
-    elapsed time, counts by state, the running trials' progress (their last reported step, read from storage)."""
-
-    def __init__(self, study: optuna.Study, total: int, *, total_timesteps: int, interval: float = 1.0,
-                 file: TextIO | None = None) -> None:
-        self._study, self._total_timesteps = study, total_timesteps
-        self._bar = tqdm(total=total, unit="trial", dynamic_ncols=True, file=file, mininterval=0)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._tick, args=(interval,), name="dqn-tune progress", daemon=True)
-        self._thread.start()
-
-    def update(self, finished: int) -> None:
-        """Advance to `finished` trials of this run."""
-        with self._lock:
-            if finished != self._bar.n:
-                self._bar.update(finished - self._bar.n)
-
-    def refresh(self) -> None:
-        """Read the study's trials and redraw (also moves the elapsed time)."""
-        try:
-            text = progress_text(self._study.get_trials(deepcopy=False), self._total_timesteps)
-        except Exception:  # noqa: BLE001 - a busy or lost storage must not stop the study; the next tick retries
-            text = None
-        with self._lock:
-            if text is not None:
-                self._bar.set_postfix_str(text, refresh=False)
-            self._bar.refresh()
-
-    def _tick(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            self.refresh()
-
-    def close(self) -> None:
-        """Stop ticking, draw the last state and finish the bar."""
-        self._stop.set()
-        self._thread.join()
-        self.refresh()
-        self._bar.close()

@@ -9,7 +9,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from dqn_tune.tuning.study import TuneSettings, _Progress, progress_text, run_study, trial_line
+from dqn_tune.tuning.progress import Progress, progress_text, trial_line
+from dqn_tune.tuning.study import TuneSettings, run_study
 
 
 def test_without_a_terminal_each_finished_trial_prints_one_line(tune_settings: TuneSettings,
@@ -46,7 +47,7 @@ def test_bar_ticks_and_shows_running_trials_before_any_trial_ends(tmp_path: Path
     first.report(50.0, 12_000)
     second.report(20.0, 3_000)
     out = io.StringIO()
-    bar = _Progress(study, 6, total_timesteps=20_000, interval=0.05, file=out)
+    bar = Progress(study, 6, total_timesteps=20_000, interval=0.05, file=out)
     deadline = time.monotonic() + 10
     while "2 running" not in out.getvalue() and time.monotonic() < deadline:
         time.sleep(0.05)
