@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ import optuna
 import optuna.visualization as plotly_plots
 import optuna.visualization.matplotlib as matplotlib_plots
 import plotly.graph_objects as go
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
@@ -49,6 +52,8 @@ CURVE_TRIALS = 5
 SUMMARY = "summary.md"
 VALIDATION = "validation"
 """Stem of the validation figure's files (.png, .html), written when the study has a recommendation."""
+PARALLEL_AXIS_INCHES = 1.6
+"""Width per axis of the parallel-coordinates PNG: room for one axis's tick labels before the next axis."""
 
 
 @dataclass
@@ -68,6 +73,10 @@ class OptunaPlot:
     plotly: Callable[..., Any]
     matplotlib: Callable[..., Any]
     kwargs: dict[str, Any] = field(default_factory=dict)
+    fit_png: Callable[[Sequence[Axes]], None] | None = None
+    """Lays out the matplotlib figure (given its axes) where Optuna's own layout hides or cuts labels."""
+    fit_html: Callable[[go.Figure], None] | None = None
+    """The same for the plotly figure."""
 
 
 def default_out_dir(study_name: str) -> Path:
@@ -106,7 +115,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, artifact_dir: str 
                            "nothing to report until a trial completes")
     report = Report(_make_out_dir(Path(out_dir)))
     importances = _importances(study, trials, report)
-    for plot in _optuna_plots(study, trials, report, importances):
+    for plot in optuna_plots(study, trials, report, importances):
         _write_optuna_plot(study, plot, report)
     _write_learning_curves(trials[:CURVE_TRIALS], report)
     stored = records.recommendation(study)
@@ -167,43 +176,111 @@ def _importances(study: optuna.Study, trials: Sequence[FrozenTrial], report: Rep
     return importances
 
 
-def _optuna_plots(study: optuna.Study, trials: Sequence[FrozenTrial], report: Report,
-                  importances: dict[str, float]) -> list[OptunaPlot]:
+def optuna_plots(study: optuna.Study, trials: Sequence[FrozenTrial], report: Report,
+                 importances: dict[str, float]) -> list[OptunaPlot]:
+    """The Optuna plots the report draws of `trials` (the study's complete ones): importances of the
+    parameters in `importances` when it is not empty; a line in `report.skipped` for each left out."""
     plots = [OptunaPlot("optimization_history", plotly_plots.plot_optimization_history,
                         matplotlib_plots.plot_optimization_history)]
     if importances:
         plots.append(OptunaPlot("param_importances", plotly_plots.plot_param_importances,
                                 matplotlib_plots.plot_param_importances,
-                                {"evaluator": PedAnovaImportanceEvaluator(), "params": list(importances)}))
+                                {"evaluator": PedAnovaImportanceEvaluator(), "params": list(importances)},
+                                fit_png=_fit_importances_png))
     if not set.intersection(*(set(t.params) for t in trials)):
         report.skipped.append("parallel coordinates and slice plots: the complete trials share no parameter")
         return plots
+    names = sorted({name for trial in trials for name in trial.params})
     plots.append(OptunaPlot("parallel_coordinate", plotly_plots.plot_parallel_coordinate,
-                            matplotlib_plots.plot_parallel_coordinate))
+                            matplotlib_plots.plot_parallel_coordinate,
+                            fit_png=partial(_fit_parallel_coordinate_png, names=names),
+                            fit_html=partial(_fit_parallel_coordinate_html, names=names)))
     plots.append(OptunaPlot("slice", plotly_plots.plot_slice, matplotlib_plots.plot_slice))
     return plots
+
+
+def optuna_png_figure(study: optuna.Study, plot: OptunaPlot) -> Figure:
+    """The matplotlib figure of `plot` as the report saves it (sized, labels whole); the caller closes it
+    with `plt.close` (Optuna draws through pyplot)."""
+    with _optuna_plotting():
+        all_axes = np.asarray(plot.matplotlib(study, **plot.kwargs)).ravel()
+        figure = all_axes[0].figure
+        figure.set_size_inches(max(6.4, 3.2 * len(all_axes)), 4.8)
+        for axes in all_axes:  # log axes over less than a decade label their minor ticks on top of each other
+            axes.xaxis.set_minor_formatter(NullFormatter())
+        if plot.fit_png is not None:
+            plot.fit_png(list(all_axes))
+    return figure
 
 
 def _write_optuna_plot(study: optuna.Study, plot: OptunaPlot, report: Report) -> None:
     """<name>.html (plotly, sharing plotly.min.js) and <name>.png (matplotlib)."""
     html = report.out_dir / f"{plot.name}.html"
-    plot.plotly(study, **plot.kwargs).write_html(html, include_plotlyjs="directory")
+    plotly_figure = plot.plotly(study, **plot.kwargs)
+    if plot.fit_html is not None:
+        plot.fit_html(plotly_figure)
+    plotly_figure.write_html(html, include_plotlyjs="directory")
     report.files.append(html)
     plotly_js = report.out_dir / "plotly.min.js"
     if plotly_js not in report.files:
         report.files.append(plotly_js)
-    with _optuna_plotting():
-        axes = plot.matplotlib(study, **plot.kwargs)
-        all_axes = np.asarray(axes).ravel()
-        figure = all_axes[0].figure
-        try:
-            figure.set_size_inches(max(6.4, 3.2 * len(all_axes)), 4.8)
-            for axes_ in all_axes:  # log axes over less than a decade label their minor ticks on top of each other
-                axes_.xaxis.set_minor_formatter(NullFormatter())
+    figure = optuna_png_figure(study, plot)
+    try:
+        with _optuna_plotting():
             figure.savefig(report.out_dir / f"{plot.name}.png", dpi=100, bbox_inches="tight")
-        finally:
-            plt.close(figure)
+    finally:
+        plt.close(figure)
     report.files.append(report.out_dir / f"{plot.name}.png")
+
+
+def _fit_importances_png(all_axes: Sequence[Axes]) -> None:
+    """Optuna's legend has one entry, the objective's name, placed 'best', which still covers the shortest
+    bars: the name goes into the x label and the legend goes."""
+    (axes,) = all_axes
+    legend = axes.get_legend()
+    if legend is None:
+        return
+    (target,) = (text.get_text() for text in legend.get_texts())
+    legend.remove()
+    axes.set_xlabel(f"importance for {target}")
+    axes.figure.tight_layout()
+
+
+def _optuna_shortened(name: str) -> str:
+    """A parameter name as Optuna's parallel-coordinates plots label it (cut at 17 characters from 20)."""
+    return name if len(name) < 20 else f"{name[:17]}..."
+
+
+def _whole_names(labels: Sequence[str], names: Sequence[str]) -> list[str]:
+    """`labels` with each parameter name that Optuna shortened written out again; the plots list the
+    parameters sorted, so names sharing a shortened form are matched in that order."""
+    remaining = sorted(names)
+    whole = []
+    for label in labels:
+        match = next((name for name in remaining if _optuna_shortened(name) == label), None)
+        if match is not None:
+            remaining.remove(match)
+        whole.append(label if match is None else match)
+    return whole
+
+
+def _fit_parallel_coordinate_png(all_axes: Sequence[Axes], *, names: Sequence[str]) -> None:
+    """Whole parameter names hanging right from their axes, a figure wide enough that each axis's tick
+    labels end before the next axis, and margins that keep every label inside the figure."""
+    (axes,) = all_axes
+    labels = _whole_names([label.get_text() for label in axes.get_xticklabels()], names)
+    axes.set_xticks(axes.get_xticks(), labels, rotation=-30, ha="left", rotation_mode="anchor")
+    axes.figure.set_size_inches(max(6.4, PARALLEL_AXIS_INCHES * len(labels) + 1.5), 5.6)
+    axes.figure.tight_layout()
+
+
+def _fit_parallel_coordinate_html(figure: go.Figure, *, names: Sequence[str]) -> None:
+    """Whole parameter names under the axes and in the hover text."""
+    figure.update_xaxes(ticktext=_whole_names(list(figure.layout.xaxis.ticktext or ()), names))
+    for trace in figure.data:
+        if trace.customdata is not None:
+            whole = _whole_names([row[0] for row in trace.customdata], names)
+            trace.customdata = [[label, *row[1:]] for label, row in zip(whole, trace.customdata, strict=True)]
 
 
 def _write_learning_curves(top: Sequence[FrozenTrial], report: Report) -> None:
