@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check everything, run the missing cells, write the report; 130 if interrupted."""
+    """Check everything, run the missing cells, write the report; 130 if interrupted, 1 if a worker failed."""
     spec = build_spec(args)
     dims = env_dims(spec.base.env_id)
     try:
@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"ran {len(outcome.ran)} cells ({outcome.done_before} were done before); "
           + (f"{len(outcome.left)} not done yet: run the same command again" if outcome.left else "all cells done"))
     print(f"report: {files.table} (table), {files.csv}, {files.heatmap}, {files.curves}")
-    return 130 if outcome.interrupted else 0
+    if outcome.worker_error:
+        print(f"a worker failed: {outcome.worker_error}")
+    return 130 if outcome.interrupted else 1 if outcome.worker_error else 0
 
 
 def build_spec(args: argparse.Namespace) -> AblationSpec:

@@ -145,6 +145,8 @@ class AblationOutcome:
     left: tuple[Cell, ...]
     """Cells not done when this call returned (interrupted, failed again, or running elsewhere)."""
     interrupted: bool = False
+    worker_error: str | None = None
+    """How a worker process failed or died (its cells are retried), if one did."""
 
 
 def cell_of(trial: FrozenTrial) -> Cell | None:
@@ -294,7 +296,8 @@ def run_ablation(*, spec: AblationSpec, storage: str | None = None, study_name: 
     ran = [cell for t in trials if t.state.is_finished() and t.number not in finished_before
            and (cell := cell_of(t)) is not None]
     left = sorted(set(spec.cells) - done_cells(trials))
-    return AblationOutcome(job.study_name, tuple(ran), done_before, tuple(left), outcome.interrupted)
+    return AblationOutcome(job.study_name, tuple(ran), done_before, tuple(left), outcome.interrupted,
+                           outcome.worker_error)
 
 
 def _sorted_values(name: str, values: Iterable[int]) -> tuple[int, ...]:

@@ -154,7 +154,7 @@ run_ablation(spec=build_spec(args), storage=args.storage, study_name=args.study_
 def ablate_args(url: str, name: str, out_dir: Path) -> list[str]:
     """`dqn-tune ablate` of three slow cells into study `name`."""
     return ["ablate", "--storage", url, "--study-name", name, "--buffer-sizes", "100", "--target-intervals",
-            "1,50,200", "--seeds", "1", "--out-dir", str(out_dir), *SLOW_CELL_FLAGS]
+            "1,50,200", "--seeds", "1", "--workers", "1", "--out-dir", str(out_dir), *SLOW_CELL_FLAGS]
 
 
 def wait_for_a_running_cell(url: str, name: str, child: subprocess.Popen[str]) -> tuple[int, int, int]:
