@@ -27,6 +27,16 @@ class OneLineParser(argparse.ArgumentParser):
         sys.stderr.write(f"{PROG}: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse, but a flag whose value is '--' is refused: argparse drops a '--' value and stores an
+        empty list unchecked by the flag's type (e.g. `--out-dir=--` reached the library as [])."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            if action.option_strings and action.nargs is None and isinstance(getattr(parsed, action.dest, None), list):
+                self.error(f"argument {'/'.join(action.option_strings)}: invalid value '--'; expected one value")
+        return parsed, extras
+
 
 def command_module(name: str) -> ModuleType:
     """The module of subcommand `name` (torch, optuna and gymnasium load here, not when dqn_tune.cli does)."""

@@ -195,7 +195,8 @@ def test_a_password_in_the_storage_url_is_never_stored_or_printed(capsys: pytest
         assert code == 0, err
         assert password not in out + err and "***" in out
         study = optuna.load_study(study_name=name, storage=url)
-        stored = json.dumps([study.user_attrs, study.system_attrs], default=str)
+        system_attrs = study._storage.get_study_system_attrs(study._study_id)  # the dashboard note lives there
+        stored = json.dumps([study.user_attrs, system_attrs], default=str)
         assert "--storage" in stored and password not in stored  # commands attribute and dashboard note
         for args in (["report", "--study-name", "no-such-study"], ["retrain", "--study-name", "no-such-study"]):
             code, out, err = run_cli([*args, "--storage", url], capsys)

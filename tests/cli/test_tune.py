@@ -153,7 +153,8 @@ def test_installed_console_script_runs_a_study_with_two_workers(tmp_path: Path) 
                              "200", "--seeds", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "trials in the study: 4 (" in result.stdout
-    assert "browse:  optuna-dashboard sqlite:///studies/dqn_tune.db --artifact-dir studies/artifacts" in result.stdout
+    assert (f"browse:  optuna-dashboard sqlite:///studies/dqn_tune.db --artifact-dir "
+            f"{tmp_path.resolve() / 'studies' / 'artifacts'}") in result.stdout
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage=f"sqlite:///{tmp_path}/studies/dqn_tune.db")
     assert len(study.trials) == 4
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)

@@ -105,7 +105,7 @@ def test_cli_retrains_trial_zero_and_evaluate_reads_the_file(two_trials: tuple[s
     assert code == 0
     agent = load_agent(out)
     assert agent.metadata["trial_number"] == 0
-    assert agent.config == tiny_config.replace(learning_rate=3e-3, total_timesteps=400)
+    assert agent.config == tiny_config.replace(learning_rate=3e-3, total_timesteps=400, eval_freq=40)  # 10 evaluations
     figure = agent.metadata["retrain"]["seeds"][0]["mean_return"]
     capsys.readouterr()
     assert main(["evaluate", str(out), "--episodes", "2", "--seed", "5"]) == 0

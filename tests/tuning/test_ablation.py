@@ -163,7 +163,7 @@ def wait_for_a_running_cell(url: str, name: str, child: subprocess.Popen[str]) -
     assert child.stdout.readline().startswith(f"ablation {name!r}: 3 cells, 0 done, 3 to run")
     assert child.stdout.readline().startswith("  trial 0:")
     deadline = time.monotonic() + 60
-    while not (running := stored_cells(url, name, TrialState.RUNNING)):
+    while not (running := [cell for cell in stored_cells(url, name, TrialState.RUNNING) if cell is not None]):
         assert time.monotonic() < deadline and child.poll() is None
         time.sleep(0.05)
     return running[0]
