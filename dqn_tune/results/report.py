@@ -7,7 +7,6 @@ kaleido, which since 1.0 drives an installed Chrome.
 
 from __future__ import annotations
 
-import math
 import shlex
 import warnings
 from collections import Counter
@@ -35,14 +34,18 @@ from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import OutputPathError, StorageError
 from dqn_tune.output_paths import safe_name
 from dqn_tune.plots import (
-    ValidatedConfig,
     learning_curve_figure,
     mean_curves_figure,
     save_figure,
-    validation_figure,
 )
+from dqn_tune.results.plot_layout import (
+    fit_importances_png,
+    fit_parallel_coordinate_html,
+    fit_parallel_coordinate_png,
+)
+from dqn_tune.results.validation_report import VALIDATION, number_text, validation_markdown, write_validation_figures
 from dqn_tune.tuning import records
-from dqn_tune.tuning.recommendation import RULE, Recommendation
+from dqn_tune.tuning.recommendation import Recommendation
 
 REPORTS_DIR = Path("studies/reports")
 TOP_TRIALS = 10
@@ -50,12 +53,7 @@ TOP_TRIALS = 10
 CURVE_TRIALS = 5
 """Top trials whose learning curves are drawn."""
 SUMMARY = "summary.md"
-VALIDATION = "validation"
 """Stem of the validation figure's files (.png, .html), written when the study has a recommendation."""
-PARALLEL_AXIS_INCHES = 1.6
-"""Width per axis of the parallel-coordinates PNG: room for one axis's tick labels before the next axis."""
-
-
 @dataclass
 class Report:
     """What `write_report` wrote and what it left out (with the reason)."""
@@ -121,7 +119,9 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, artifact_dir: str 
     stored = records.recommendation(study)
     recommendation = Recommendation.from_dict(stored) if stored is not None else None
     if recommendation is not None:
-        _write_validation(study.study_name, recommendation, report)
+        for path in write_validation_figures(study.study_name, recommendation, report.out_dir):
+            if path not in report.files:
+                report.files.append(path)
     summary = report.out_dir / SUMMARY
     report.files.append(summary)
     text = _summary_markdown(study, trials, importances, report, recommendation)
@@ -186,15 +186,15 @@ def optuna_plots(study: optuna.Study, trials: Sequence[FrozenTrial], report: Rep
         plots.append(OptunaPlot("param_importances", plotly_plots.plot_param_importances,
                                 matplotlib_plots.plot_param_importances,
                                 {"evaluator": PedAnovaImportanceEvaluator(), "params": list(importances)},
-                                fit_png=_fit_importances_png))
+                                fit_png=fit_importances_png))
     if not set.intersection(*(set(t.params) for t in trials)):
         report.skipped.append("parallel coordinates and slice plots: the complete trials share no parameter")
         return plots
     names = sorted({name for trial in trials for name in trial.params})
     plots.append(OptunaPlot("parallel_coordinate", plotly_plots.plot_parallel_coordinate,
                             matplotlib_plots.plot_parallel_coordinate,
-                            fit_png=partial(_fit_parallel_coordinate_png, names=names),
-                            fit_html=partial(_fit_parallel_coordinate_html, names=names)))
+                            fit_png=partial(fit_parallel_coordinate_png, names=names),
+                            fit_html=partial(fit_parallel_coordinate_html, names=names)))
     plots.append(OptunaPlot("slice", plotly_plots.plot_slice, matplotlib_plots.plot_slice))
     return plots
 
@@ -233,56 +233,6 @@ def _write_optuna_plot(study: optuna.Study, plot: OptunaPlot, report: Report) ->
     report.files.append(report.out_dir / f"{plot.name}.png")
 
 
-def _fit_importances_png(all_axes: Sequence[Axes]) -> None:
-    """Optuna's legend has one entry, the objective's name, placed 'best', which still covers the shortest
-    bars: the name goes into the x label and the legend goes."""
-    (axes,) = all_axes
-    legend = axes.get_legend()
-    if legend is None:
-        return
-    (target,) = (text.get_text() for text in legend.get_texts())
-    legend.remove()
-    axes.set_xlabel(f"importance for {target}")
-    axes.figure.tight_layout()
-
-
-def _optuna_shortened(name: str) -> str:
-    """A parameter name as Optuna's parallel-coordinates plots label it (cut at 17 characters from 20)."""
-    return name if len(name) < 20 else f"{name[:17]}..."
-
-
-def _whole_names(labels: Sequence[str], names: Sequence[str]) -> list[str]:
-    """`labels` with each parameter name that Optuna shortened written out again; the plots list the
-    parameters sorted, so names sharing a shortened form are matched in that order."""
-    remaining = sorted(names)
-    whole = []
-    for label in labels:
-        match = next((name for name in remaining if _optuna_shortened(name) == label), None)
-        if match is not None:
-            remaining.remove(match)
-        whole.append(label if match is None else match)
-    return whole
-
-
-def _fit_parallel_coordinate_png(all_axes: Sequence[Axes], *, names: Sequence[str]) -> None:
-    """Whole parameter names hanging right from their axes, a figure wide enough that each axis's tick
-    labels end before the next axis, and margins that keep every label inside the figure."""
-    (axes,) = all_axes
-    labels = _whole_names([label.get_text() for label in axes.get_xticklabels()], names)
-    axes.set_xticks(axes.get_xticks(), labels, rotation=-30, ha="left", rotation_mode="anchor")
-    axes.figure.set_size_inches(max(6.4, PARALLEL_AXIS_INCHES * len(labels) + 1.5), 5.6)
-    axes.figure.tight_layout()
-
-
-def _fit_parallel_coordinate_html(figure: go.Figure, *, names: Sequence[str]) -> None:
-    """Whole parameter names under the axes and in the hover text."""
-    figure.update_xaxes(ticktext=_whole_names(list(figure.layout.xaxis.ticktext or ()), names))
-    for trace in figure.data:
-        if trace.customdata is not None:
-            whole = _whole_names([row[0] for row in trace.customdata], names)
-            trace.customdata = [[label, *row[1:]] for label, row in zip(whole, trace.customdata, strict=True)]
-
-
 def _write_learning_curves(top: Sequence[FrozenTrial], report: Report) -> None:
     """learning_curve_trial_<n>.png per top trial with stored runs, and learning_curves_top.png comparing them."""
     runs_by_label: dict[str, list[RunRecord]] = {}
@@ -299,59 +249,6 @@ def _write_learning_curves(top: Sequence[FrozenTrial], report: Report) -> None:
         report.files.append(save_figure(figure, report.out_dir / "learning_curves_top.png"))
 
 
-def _write_validation(study_name: str, recommendation: Recommendation, report: Report) -> None:
-    """validation.png (matplotlib) and validation.html (plotly): per validated config, its held-out seeds'
-    returns as points, its mean as a bar and the 95% CI as an error bar; the recommended config first."""
-    configs = [ValidatedConfig(f"trial {row.trial}" + (" (recommended)" if index == 0 else ""), row.returns,
-                               row.mean, row.interval.low, row.interval.high)
-               for index, row in enumerate(recommendation.table)]
-    title = f"{study_name}: validation on held-out seeds"
-    report.files.append(save_figure(validation_figure(configs, title=title), report.out_dir / f"{VALIDATION}.png"))
-    figure = go.Figure()
-    figure.add_bar(x=[c.label for c in configs], y=[c.mean for c in configs], name="mean and 95% CI",
-                   error_y={"type": "data", "symmetric": False,
-                            "array": [c.high - c.mean if math.isfinite(c.high) else 0.0 for c in configs],
-                            "arrayminus": [c.mean - c.low if math.isfinite(c.low) else 0.0 for c in configs]},
-                   opacity=0.5)
-    for config, row in zip(configs, recommendation.table, strict=True):
-        figure.add_scatter(x=[config.label] * len(row.returns), y=list(row.returns), mode="markers", showlegend=False,
-                           marker={"color": "black"}, text=[f"seed {seed}" for seed in row.seeds],
-                           name=config.label)
-    figure.update_layout(title=title, yaxis_title="final greedy return per held-out seed")
-    html = report.out_dir / f"{VALIDATION}.html"
-    figure.write_html(html, include_plotlyjs="directory")
-    report.files.append(html)
-    plotly_js = report.out_dir / "plotly.min.js"
-    if plotly_js not in report.files:
-        report.files.append(plotly_js)
-
-
-def _validation_markdown(recommendation: Recommendation, report: Report) -> list[str]:
-    """The validation section of the summary: table, recommendation, paired comparison, figure."""
-    lines = ["", "## Validation on held-out seeds", "",
-             (f"Each config trained on the same held-out seeds (never used by tuning or retrain). **Recommended: "
-              f"trial {recommendation.trial}**, by the {RULE}."), "",
-             "| trial | tuned value | mean [95% CI] | IQM | min | std | seeds | diverged |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in recommendation.table:
-        interval = row.interval
-        lines.append(f"| {row.trial} | {_number(row.tuned_value)} | {_number(row.mean)} [{_number(interval.low)}, "
-                     f"{_number(interval.high)}] | {_number(row.iqm)} | {_number(row.min)} | {_number(row.std)} | "
-                     f"{len(row.returns)} | {row.diverged} |")
-    comparison = recommendation.to_dict()["comparison"]
-    if comparison:
-        lines += ["", f"Paired: {comparison}."]
-    if report.out_dir / f"{VALIDATION}.png" in report.files:
-        lines += ["", f"![validation]({VALIDATION}.png)"]
-    return lines
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return str(value)
-
-
 def _artifacts_markdown(directory: str | None) -> str:
     if directory is None:
         return ""
@@ -366,22 +263,22 @@ def _summary_markdown(study: optuna.Study, trials: Sequence[FrozenTrial], import
     lines = [f"# Study `{study.study_name}`", "",
              f"Direction: {study.direction.name.lower()}. Trials: "
              + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + ".",
-             f"Best: trial {best.number}, value {_number(best.value)}.", "",
+             f"Best: trial {best.number}, value {number_text(best.value)}.", "",
              f"## Top {min(TOP_TRIALS, len(trials))} trials", "",
              "| rank | trial | value | seed returns | steps/s | params |", "|---|---|---|---|---|---|"]
     for rank, trial in enumerate(trials[:TOP_TRIALS], start=1):
         seed_returns = trial.user_attrs.get(records.SEED_RETURNS)
-        returns = ", ".join(_number(float(r)) for r in seed_returns) if seed_returns else "-"
+        returns = ", ".join(number_text(float(r)) for r in seed_returns) if seed_returns else "-"
         speed = trial.user_attrs.get(records.STEPS_PER_SECOND)
-        params = ", ".join(f"{name}={_number(value)}" for name, value in sorted(trial.params.items()))
-        lines.append(f"| {rank} | {trial.number} | {_number(trial.value)} | {returns} | "
+        params = ", ".join(f"{name}={number_text(value)}" for name, value in sorted(trial.params.items()))
+        lines.append(f"| {rank} | {trial.number} | {number_text(trial.value)} | {returns} | "
                      f"{f'{speed:.0f}' if speed is not None else '-'} | {params} |")
     if importances:
         lines += ["", "## Parameter importances (PED-ANOVA, as in optuna-dashboard)", "",
                   "| parameter | importance |", "|---|---|"]
         lines += [f"| {name} | {value:.3f} |" for name, value in importances.items()]
     if recommendation is not None:
-        lines += _validation_markdown(recommendation, report)
+        lines += validation_markdown(recommendation, figure=report.out_dir / f"{VALIDATION}.png" in report.files)
     top_curves = report.out_dir / "learning_curves_top.png"
     if top_curves in report.files:
         lines += ["", "## Learning curves of the top trials", "", f"![learning curves]({top_curves.name})"]
