@@ -9,11 +9,11 @@ import optuna
 
 from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
+    add_study_flags,
     add_workers_flag,
+    chosen_study,
     chosen_workers,
     positive_int,
-    study_name,
-    text,
 )
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.storage import (
@@ -22,7 +22,6 @@ from dqn_tune.tuning.storage import (
     prepare_url,
     public_url,
 )
-from dqn_tune.tuning.study import default_study_name
 from dqn_tune.tuning.validation import (
     DEFAULT_SEEDS,
     DEFAULT_TOP_K,
@@ -36,10 +35,7 @@ HELP = "retrain a study's top configs on held-out seeds and recommend one (mean,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune validate`."""
-    parser.add_argument("--study-name", type=study_name, default=None,
-                        help="the tuning study to validate (default: dqn-<ENV_ID>)")
-    parser.add_argument("--env", "--env-id", dest="env_id", type=text, default="CartPole-v1", metavar="ENV_ID",
-                        help="env of the default study name (default: CartPole-v1)")
+    add_study_flags(parser, "the tuning study to validate")
     parser.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, metavar="K",
                         help=f"how many of the best complete trials to validate (default: {DEFAULT_TOP_K})")
     parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="N",
@@ -53,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate, print the table and the recommendation; 130 if interrupted, 1 if a worker failed."""
-    study_name = args.study_name or default_study_name(args.env_id)
+    study_name = chosen_study(args)
     open_existing_storage(args.storage)  # never creates a database to validate
     try:
         settings = ValidationSettings(study_name, StorageSettings(prepare_url(args.storage)), args.top_k, args.seeds,
