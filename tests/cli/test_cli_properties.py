@@ -246,7 +246,7 @@ def test_any_command_line_exits_0_or_2_with_one_line_and_storage_intact(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
-@settings(FAST, max_examples=15)
+@settings(FAST, max_examples=8)
 @given(data=st.data())
 def test_any_command_line_many_examples(
         workspace: Workspace, capsys: pytest.CaptureFixture[str], no_serving: None, command: str,

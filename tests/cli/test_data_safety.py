@@ -29,7 +29,7 @@ from dqn_tune.results.retrain import default_agent_path
 from dqn_tune.tuning.ablation import MAX_CELLS
 
 TINY = ["--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
-        "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts"]
+        "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts", "--validate-top", "0"]
 STUDY = "dqn-CartPole-v1"
 RunAs = Callable[[list[str]], "tuple[int, str]"]
 

@@ -76,7 +76,9 @@ def interrupt(tmp_path: Path, signum: int, workers: int, *, group: bool) -> list
     else:
         process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    # 130, or death by SIGINT (-2): CPython exits by re-raising SIGINT when it saw a KeyboardInterrupt it
+    # counts as unhandled; either way a shell reports status 130, and the study stopped cleanly (below)
+    assert process.returncode in (130, -signal.SIGINT), stderr
     assert "(interrupted)" in stdout and "retrain: dqn-tune retrain" in stdout
     interrupted = [t for t in trials(tmp_path) if t.state == TrialState.FAIL]
     assert len(interrupted) == workers and running(tmp_path) == 0
