@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 
-from dqn_tune.cli.arguments import add_workers_flag, chosen_workers, positive_int, study_name, text
+from dqn_tune.cli.arguments import add_workers_flag, chosen_workers, flag_error, positive_int, study_name, text
 from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits_memory, env_dims
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
@@ -97,9 +97,7 @@ def build_spec(args: argparse.Namespace) -> AblationSpec:
     try:
         return AblationSpec(base, args.buffer_sizes, args.target_intervals, args.seeds, args.base_study)
     except ConfigError as exc:
-        if exc.field not in SPEC_FLAGS:
-            raise
-        raise ConfigError(re.sub(rf"^{exc.field}\b", SPEC_FLAGS[exc.field], str(exc)), field=exc.field) from None
+        raise flag_error(exc, SPEC_FLAGS) from None
 
 
 def base_config(args: argparse.Namespace) -> DQNConfig:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 
 from dqn_tune.dqn.config import INT_MAX, SEED_MAX
-from dqn_tune.errors import shown
+from dqn_tune.errors import ConfigError, shown
 from dqn_tune.tuning.storage import DEFAULT_STORAGE
 
 STUDY_NAME_MAX = 512
@@ -157,3 +158,11 @@ def add_artifact_dir_flag(parser: argparse.ArgumentParser, what: str) -> None:
                         help=f"{what}; a directory every machine sharing the study mounts at the same path "
                              "(default: the directory stored on the study, else studies/artifacts beside a SQLite "
                              "file or in the current directory)")
+
+
+def flag_error(exc: ConfigError, flags: Mapping[str, str]) -> ConfigError:
+    """`exc` with the field name it starts with written as the flag that sets it (`flags`: field -> flag), so
+    the message names what the user typed; `exc` itself when its field has no flag there."""
+    if exc.field not in flags:
+        return exc
+    return ConfigError(re.sub(rf"^{re.escape(exc.field)}\b", flags[exc.field], str(exc)), field=exc.field)

@@ -13,6 +13,7 @@ from dqn_tune.cli.arguments import (
     add_workers_flag,
     chosen_study,
     chosen_workers,
+    flag_error,
     positive_int,
 )
 from dqn_tune.errors import ConfigError
@@ -30,6 +31,8 @@ from dqn_tune.tuning.validation import (
 )
 
 USES_STORAGE = True
+FLAGS = {"top_k": "--top-k", "seeds": "--seeds"}
+"""ValidationSettings' fields as the flags that set them (error messages name the flag)."""
 HELP = "retrain a study's top configs on held-out seeds and recommend one (mean, IQM, min, 95% CI)"
 
 
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         settings = ValidationSettings(study_name, StorageSettings(prepare_url(args.storage)), args.top_k, args.seeds,
                                       args.artifacts, artifact_dir=args.artifact_dir)
     except ConfigError as exc:
-        raise ConfigError(str(exc).replace("top_k", "--top-k").replace("seeds", "--seeds"), field=exc.field) from None
+        raise flag_error(exc, FLAGS) from None
     return validate(settings, workers=chosen_workers(args.workers, args.top_k * args.seeds),
                     command=shlex.join(["dqn-tune", "validate", "--study-name", study_name, "--top-k",
                                         str(args.top_k), "--seeds", str(args.seeds)]
