@@ -79,11 +79,17 @@ def isatty(stream: TextIO) -> bool:
 
 class Progress:
     """A tqdm bar of this run's finished trials that ticks every `interval` seconds, finished trials or not:
-    elapsed time, counts by state, the running trials' progress (their last reported step, read from storage)."""
+    elapsed time, counts by state, the running trials' progress (their last reported step, read from storage).
+
+    A tick reads only the running trials; every trial (the counts and the best, which other commands change
+    too) is read after this run finishes a trial and every `full_every` ticks, so a study of thousands of
+    trials on a remote database is not read whole every second."""
 
     def __init__(self, study: optuna.Study, total: int, *, total_timesteps: int, interval: float = 1.0,
-                 file: TextIO | None = None) -> None:
-        self._study, self._total_timesteps = study, total_timesteps
+                 full_every: int = 30, file: TextIO | None = None) -> None:
+        self._study, self._total_timesteps, self._full_every = study, total_timesteps, full_every
+        self._settled: list[FrozenTrial] | None = None  # the trials not running at the last full read
+        self._changed = False
         self._bar = tqdm(total=total, unit="trial", dynamic_ncols=True, file=file, mininterval=0)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -95,11 +101,17 @@ class Progress:
         with self._lock:
             if finished != self._bar.n:
                 self._bar.update(finished - self._bar.n)
+                self._changed = True
 
-    def refresh(self) -> None:
-        """Read the study's trials and redraw (also moves the elapsed time)."""
+    def refresh(self, *, full: bool = True) -> None:
+        """Read the study's trials (only the running ones unless `full`) and redraw (also moves the elapsed time)."""
         try:
-            text = progress_text(self._study.get_trials(deepcopy=False), self._total_timesteps)
+            if full or self._settled is None:
+                trials = self._study.get_trials(deepcopy=False)
+                self._settled = [t for t in trials if t.state != TrialState.RUNNING]
+            else:
+                trials = self._settled + self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            text = progress_text(trials, self._total_timesteps)
         except Exception:  # noqa: BLE001 - a busy or lost storage must not stop the study; the next tick retries
             text = None
         with self._lock:
@@ -108,8 +120,12 @@ class Progress:
             self._bar.refresh()
 
     def _tick(self, interval: float) -> None:
+        ticks = 0
         while not self._stop.wait(interval):
-            self.refresh()
+            ticks += 1
+            with self._lock:
+                changed, self._changed = self._changed, False
+            self.refresh(full=changed or ticks % self._full_every == 0)
 
     def close(self) -> None:
         """Stop ticking, draw the last state and finish the bar."""

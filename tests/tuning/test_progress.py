@@ -76,3 +76,29 @@ def test_the_value_has_a_name_and_the_note_says_what_it_is(tune_settings: TuneSe
     assert "the mean over the trial's seeds of the greedy return" in note
     assert "step axis): the plain environment step" in note
     assert "- gamma = " not in note and "- hidden_sizes = [16]" in note  # one fixed hyperparameter per line
+
+
+def test_ticks_read_only_the_running_trials_until_one_of_this_run_finishes(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", direction="maximize")
+    for value in range(50):
+        study.add_trial(optuna.trial.create_trial(value=float(value)))
+    running = study.ask()
+    reads: list[object] = []
+    get_trials = study.get_trials
+    study.get_trials = lambda **kwargs: reads.append(kwargs.get("states")) or get_trials(**kwargs)  # type: ignore[method-assign]
+    out = io.StringIO()
+    bar = Progress(study, 2, total_timesteps=20_000, interval=0.02, full_every=10_000, file=out)
+    deadline = time.monotonic() + 10
+    while not reads and time.monotonic() < deadline:
+        time.sleep(0.02)
+    running.report(1.0, 5_000)  # after the first (full) read: only a running-trials read can show it
+    while "#50 5.0k/20k" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "#50 5.0k/20k" in out.getvalue() and "50 complete" in out.getvalue()  # counts kept from the first read
+    assert reads[0] is None and set(reads[1:]) == {(optuna.trial.TrialState.RUNNING,)}
+    study.tell(running, 99.0)
+    bar.update(1)  # this run finished a trial: the next tick reads every trial again
+    while "best 99.0" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    bar.close()
+    assert "51 complete, 0 pruned, 0 failed | best 99.0 (#50)" in out.getvalue()
