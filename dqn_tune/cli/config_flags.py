@@ -90,11 +90,11 @@ def env_dims(env_id: str) -> tuple[int, int]:
         return space_dims(env)
 
 
-def check_fits_memory(config: DQNConfig, dims: tuple[int, int], *, context: str = "") -> None:
-    """ConfigError (naming flags, after `context`) unless training `config` on an env of `dims` fits the
-    memory available; called before anything is written or allocated."""
+def check_fits_memory(config: DQNConfig, dims: tuple[int, int], *, members: int = 1, context: str = "") -> None:
+    """ConfigError (naming flags, after `context`) unless training `members` seeds of `config` together on an
+    env of `dims` fits the memory available; called before anything is written or allocated."""
     try:
-        check_memory(config, *dims)
+        check_memory(config, *dims, members=members)
     except ConfigError as exc:
         raise ConfigError(context + with_flag_names(str(exc)), field=exc.field) from None
 

@@ -31,6 +31,7 @@ from dqn_tune.dqn.batched_evaluation import run_member_episodes
 from dqn_tune.dqn.batched_replay import MemberReplayBuffer
 from dqn_tune.dqn.config import DQNConfig, check_seed
 from dqn_tune.dqn.envs import make_env, space_dims
+from dqn_tune.dqn.memory import check_memory
 from dqn_tune.dqn.evaluation import EvalStats
 from dqn_tune.dqn.network import QNetwork
 from dqn_tune.dqn.replay import Batch
@@ -108,7 +109,8 @@ def train_seeds(config: DQNConfig, seeds: Sequence[int], *, on_eval: GroupEvalCa
     for divergence. `on_eval` may stop the whole group (see GroupEvalCallback). `wall_time_s` is the
     group's; `steps_per_second` is the member's steps over it. `device` places networks and minibatches
     (e.g. "cuda"); envs and the replay buffer stay on the CPU. Deterministic on CPU. Raises ConfigError
-    for no seeds or a seed outside 0..2**32 - 1.
+    for no seeds, a seed outside 0..2**32 - 1, or members that together cannot fit in memory (checked
+    before anything is allocated).
     """
     if not seeds:
         raise ConfigError("seeds is empty: expected at least one seed", field="seeds")
@@ -123,6 +125,7 @@ def train_seeds(config: DQNConfig, seeds: Sequence[int], *, on_eval: GroupEvalCa
         envs = [stack.enter_context(make_env(config.env_id)) for _ in seeds]
         eval_envs = [stack.enter_context(make_env(config.env_id)) for _ in seeds]
         obs_dim, n_actions = space_dims(envs[0])
+        check_memory(config, obs_dim, n_actions, members=n_members)
         q_network = stacked_members(config, run_seeds, obs_dim, n_actions).to(device)
         target_network = stacked_members(config, run_seeds, obs_dim, n_actions).to(device)
         params = list(q_network.parameters())

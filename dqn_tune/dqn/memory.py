@@ -129,27 +129,31 @@ def cgroup_memory_left(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path
     return min(lefts, default=None)
 
 
-def check_memory(config: DQNConfig, obs_dim: int, n_actions: int, *, limit_bytes: int | None = None) -> int:
-    """Raise ConfigError if one run of `config` needs more than `limit_bytes`; return the bytes it needs.
+def check_memory(config: DQNConfig, obs_dim: int, n_actions: int, *, members: int = 1,
+                 limit_bytes: int | None = None) -> int:
+    """Raise ConfigError if `members` runs of `config` trained together (`train_seeds`) need more than
+    `limit_bytes`; return the bytes they need.
 
     `limit_bytes` defaults to `available_memory()` (the machine's MemAvailable, or its cgroup's limit);
     the check is skipped when that is unknown. The error names the size in GiB, the field to lower
     (buffer_size, hidden_sizes or batch_size) and the limit, on one line.
     """
     estimate = estimate_memory(config, obs_dim, n_actions)
+    needed = members * estimate.total
     if limit_bytes is None:
         available = available_memory()
         if available is None:
-            return estimate.total
+            return needed
         limit_bytes, source = available
     else:
         source = "the given limit"
-    if estimate.total > limit_bytes:
+    if needed > limit_bytes:
         field = field_to_lower(config, estimate)
         value = list(config.hidden_sizes) if field == "hidden_sizes" else getattr(config, field)
-        raise ConfigError(f"{field} = {value!r} is too large: this run needs {gib(estimate.total)} of memory "
+        runs = "this run needs" if members == 1 else f"these {members} runs trained together need"
+        raise ConfigError(f"{field} = {value!r} is too large: {runs} {gib(needed)} of memory "
                           f"but {gib(limit_bytes)} is available ({source}); lower {field}", field=field)
-    return estimate.total
+    return needed
 
 
 def gib(size: int) -> str:

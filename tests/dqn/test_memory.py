@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dqn_tune.dqn.batched_trainer import train_seeds
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.memory import (PARAMETER_COPIES, available_memory, cgroup_memory_left, check_memory,
                                  estimate_memory, gib, memory_needed)
@@ -74,6 +75,21 @@ def test_the_default_limit_is_this_machines_available_memory() -> None:
     assert check_memory(DQNConfig(), *CARTPOLE) == memory_needed(DQNConfig(), *CARTPOLE)
     with pytest.raises(ConfigError, match=rf"GiB is available \({source}\); lower buffer_size$"):
         check_memory(DQNConfig(buffer_size=limit // 40 + 1), *CARTPOLE)  # 48 bytes per CartPole transition
+
+
+def test_members_trained_together_need_their_sum_and_train_seeds_checks_before_allocating() -> None:
+    one = memory_needed(DQNConfig(), *CARTPOLE)
+    assert check_memory(DQNConfig(), *CARTPOLE, members=4, limit_bytes=4 * one) == 4 * one
+    with pytest.raises(ConfigError, match=r"these 4 runs trained together need .* lower buffer_size$"):
+        check_memory(DQNConfig(), *CARTPOLE, members=4, limit_bytes=4 * one - 1)
+    available = available_memory()
+    assert available is not None
+    third = DQNConfig(buffer_size=available[0] // 48 // 3)  # one run fits; four together need 4/3 of what is left
+    check_memory(third, *CARTPOLE)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"^buffer_size = \d+ is too large: these 4 runs trained together need"):
+        train_seeds(third, [0, 1, 2, 3])
+    assert time.perf_counter() - started < 5  # refused before filling gigabytes
 
 
 def test_gib_is_readable_from_small_to_absurd_sizes() -> None:
