@@ -137,7 +137,7 @@ def test_storage_in_a_read_only_directory_is_refused(shared_tmp: Path, as_nobody
 
 
 def test_cmaes_sampler_runs_and_samples_numeric_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(["--trials", "3", "--sampler", "cmaes", "--storage", f"sqlite:///{tmp_path}/s.db", *TINY],
+    code, _, err = run_cli(["--trials", "3", "--workers", "1", "--sampler", "cmaes", "--storage", f"sqlite:///{tmp_path}/s.db", *TINY],
                            capsys)
     assert code == 0, err
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage=f"sqlite:///{tmp_path}/s.db")

@@ -73,7 +73,7 @@ def start_together(commands: list[list[str]], cwd: Path, delay_s: float = 10.0) 
 
 def test_three_processes_fill_a_postgres_study_to_exactly_its_total(tmp_path: Path, study_name: str) -> None:
     command = [sys.executable, "-m", "dqn_tune", "--storage", POSTGRES_URL, "--study-name", study_name,
-               "--total-trials", "7", *TINY]
+               "--total-trials", "7", "--workers", "1", *TINY]  # three processes, one trial at a time each
     machines = [subprocess.Popen(command, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 for _ in range(3)]
     outputs = [machine.communicate(timeout=300) for machine in machines]
