@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-trials", dest="trials", type=positive_int, default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)  # Optuna's CLI and RL Zoo's name: errors name the flag typed
     parser.add_argument("--trials", type=positive_int, default=None, metavar="N",
-                        help="trials to run now, shared by the workers (required unless --total-trials is given)")
+                        help="trials to run now, shared by the workers (required unless --total-trials or --timeout is given)")
     parser.add_argument("--total-trials", type=positive_int, default=None, metavar="N",
                         help="stop when the study holds N trials, counting every machine's (for shared studies)")
     parser.add_argument("--env", "--env-id", dest="env_id", type=text, default=None, metavar="ENV_ID",
@@ -92,8 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where a trial's networks train: cpu, or cuda on a GPU machine (default: cpu)")
     add_workers_flag(parser)
     parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
-                        help="time budget of this command: no new trial starts after it, running ones finish "
-                             "(default: none)")
+                        help="time budget of this command: no new trial starts after it, running ones finish; "
+                             "alone, trials run until then, as Optuna's optimize(timeout=...) (default: none)")
     parser.add_argument("--sampler", choices=SAMPLERS, default=None, help="Optuna sampler (default: tpe)")
     parser.add_argument("--pruner", choices=PRUNERS, default=None, help="Optuna pruner (default: median)")
     parser.add_argument("--seed", type=seed, default=None, help="seed of the sampler and of every trial's runs (default: 0)")
@@ -121,8 +121,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the settings, run the study, print the summary; 130 if interrupted, 1 if a worker failed."""
-    if args.trials is None and args.total_trials is None:
-        raise ConfigError("give --trials N (trials to run now), --total-trials N (the study's total), or both")
+    if args.trials is None and args.total_trials is None and args.timeout is None:
+        raise ConfigError("give --trials N (trials to run now), --total-trials N (the study's total), "
+                          "--timeout SECONDS (trials until then), or several")
     command = command_line(args)  # as typed: the flags left out are filled in next
     stored = fill_from_study(args)
     preset = None if args.no_preset else preset_for(args.env_id)
@@ -218,7 +219,7 @@ def command_line(args: argparse.Namespace) -> str:
     """The command, every setting spelled out, as stored in the study and shown in its note."""
     words = ["dqn-tune", "tune"]
     for name in ("trials", "total_trials", "env_id", "study_name", "storage", "timesteps", "seeds", "objective",
-                 "workers", "sampler", "pruner", "seed", "search_space"):
+                 "workers", "sampler", "pruner", "seed", "search_space", "timeout"):
         value = getattr(args, name)
         if name == "storage" and value is not None:
             value = public_url(value)  # the command is stored in the study and shown by the dashboard

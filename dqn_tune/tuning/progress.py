@@ -78,14 +78,14 @@ def isatty(stream: TextIO) -> bool:
 
 
 class Progress:
-    """A tqdm bar of this run's finished trials that ticks every `interval` seconds, finished trials or not:
+    """A tqdm bar of this run's finished trials (out of `total`; None: a count, for a run bounded by time) that ticks every `interval` seconds, finished trials or not:
     elapsed time, counts by state, the running trials' progress (their last reported step, read from storage).
 
     A tick reads only the running trials; every trial (the counts and the best, which other commands change
     too) is read after this run finishes a trial and every `full_every` ticks, so a study of thousands of
     trials on a remote database is not read whole every second."""
 
-    def __init__(self, study: optuna.Study, total: int, *, total_timesteps: int, interval: float = 1.0,
+    def __init__(self, study: optuna.Study, total: int | None, *, total_timesteps: int, interval: float = 1.0,
                  full_every: int = 30, file: TextIO | None = None) -> None:
         self._study, self._total_timesteps, self._full_every = study, total_timesteps, full_every
         self._settled: list[FrozenTrial] | None = None  # the trials not running at the last full read

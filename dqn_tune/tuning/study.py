@@ -156,7 +156,8 @@ def default_study_name(env_id: str) -> str:
 def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, command: str = "",
               echo: Callable[[str], None] = print, progress: bool | None = None,
               timeout_s: float | None = None) -> StudySummary:
-    """Create or resume the study and run `trials` more trials (None: until `settings.total_trials`).
+    """Create or resume the study and run `trials` more trials (None: until `settings.total_trials`, or with
+    neither, until `timeout_s`).
 
     `workers` processes share the trials. `progress` shows a live bar on stderr (None: when stderr is a
     terminal); when stdout is not a terminal, or there is no bar, each finished trial prints one line
@@ -164,8 +165,8 @@ def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, c
     the summary says `interrupted`. After `timeout_s` seconds no new trial starts (running ones finish) and
     the summary says so.
     """
-    if trials is None and settings.total_trials is None:
-        raise ValueError("give trials, total_trials or both")
+    if trials is None and settings.total_trials is None and timeout_s is None:
+        raise ValueError("give trials, total_trials, timeout_s or several")
     settings.objective.space.check(settings.objective.base)
     make_sampler(settings.sampler, settings.objective.study_seed)
     show_bar = isatty(sys.stderr) if progress is None else progress
@@ -180,7 +181,7 @@ def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, c
         left = [n for n in (trials, None if settings.total_trials is None else max(0, settings.total_trials - before))
                 if n is not None]
         if show_bar:
-            bar = Progress(plan.study, min(left), total_timesteps=settings.objective.base.total_timesteps)
+            bar = Progress(plan.study, min(left, default=None), total_timesteps=settings.objective.base.total_timesteps)
 
     try:
         outcome = run_job(settings, trials=trials, workers=workers, command=command, on_start=started,

@@ -178,3 +178,16 @@ def test_timeout_starts_no_trial_after_the_deadline(tmp_path: Path, capsys: pyte
     assert "1 trials run in " in out and "(--timeout 1s reached: no new trial started, running ones finished)" in out
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
     assert [t.state for t in study.trials] in ([optuna.trial.TrialState.COMPLETE], [optuna.trial.TrialState.PRUNED])
+
+
+def test_timeout_alone_runs_trials_until_the_deadline_and_is_stored(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """As Optuna's optimize(timeout=...): no --trials, no --total-trials; trials start until the deadline."""
+    storage = f"sqlite:///{tmp_path}/study.db"
+    assert main(["--timeout", "3", "--storage", storage, *TINY, "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "(--timeout 3s reached: no new trial started, running ones finished)" in out
+    study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
+    assert len(study.trials) >= 2  # tiny trials take about a second: more than one starts in 3 s
+    assert all(t.state.is_finished() for t in study.trials)
+    assert "--timeout 3" in study.user_attrs[records.COMMANDS_ATTR][0]

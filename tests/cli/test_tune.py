@@ -69,7 +69,8 @@ BAD_INPUTS = [
     (["--trials", "2", "--sampler", "grid"], "argument --sampler: invalid choice: 'grid' (choose from 'tpe', 'random'"),
     (["--trials", "2", "--pruner", "sha"], "argument --pruner: invalid choice: 'sha' (choose from 'median', 'patient'"),
     (["--trials", "2", "--objective", "mean"], "argument --objective: invalid choice: 'mean'"),
-    ([], "give --trials N (trials to run now), --total-trials N (the study's total), or both"),
+    ([], "give --trials N (trials to run now), --total-trials N (the study's total), --timeout SECONDS (trials "
+         "until then), or several"),
     (["--trials", "2", "--env", "Pendulum-v1"], "env 'Pendulum-v1' has a Box action space"),
     (["--trials", "2", "--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
     (["--trials", "2", "--learning-starts", "1000"], "--learning-starts = 1000 is invalid: expected less than "
