@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from dqn_tune.dqn.config import DQNConfig
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # A non-interactive shell starts background jobs (`.ci/run &`) with SIGINT ignored, and every command
+    # these tests start would inherit that, so the tests of Ctrl-C would fail. exec resets a caught signal
+    # to its default: catching it here gives the commands Python's usual KeyboardInterrupt again.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -313,7 +313,9 @@ def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path, del
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert "Traceback" not in err, err
-    assert process.returncode == 130, (process.returncode, err)
+    # 130, or death by SIGINT (-2) after the same one line (a shell reports 130 for both), as in
+    # test_faults' SIGTERM test: under load CPython sometimes exits by re-raising SIGINT.
+    assert process.returncode in (130, -signal.SIGINT), (process.returncode, err)
     assert err.endswith("dqn-tune: interrupted\n"), err
 
 
