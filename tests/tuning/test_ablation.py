@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -193,11 +195,16 @@ def test_ctrl_c_fails_the_running_cell_reports_and_the_same_command_runs_what_is
 @pytest.mark.slow
 def test_the_cell_of_a_killed_worker_is_run_again_after_the_grace_period(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/sigkill.db"
-    args = ablate_args(url, "sigkill", tmp_path / "report")
+    args = [*ablate_args(url, "sigkill", tmp_path / "report"), "--timesteps", "6000"]  # cells of a few seconds
     child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, *args], stdout=subprocess.PIPE, text=True)
-    running = wait_for_a_running_cell(url, "sigkill", child)
+    wait_for_a_running_cell(url, "sigkill", child)
+    deadline = time.monotonic() + 60
+    while not running_with_heartbeat(tmp_path / "sigkill.db"):  # a trial killed before its first heartbeat
+        assert time.monotonic() < deadline and child.poll() is None  # is never stale (Optuna's rule)
+        time.sleep(0.05)
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
+    [running] = stored_cells(url, "sigkill", TrialState.RUNNING)  # the cell the kill interrupted
     done = set(stored_cells(url, "sigkill"))
     time.sleep(3)  # the grace period (2 s) passes without a heartbeat
 
@@ -207,6 +214,13 @@ def test_the_cell_of_a_killed_worker_is_run_again_after_the_grace_period(tmp_pat
     assert stored_cells(url, "sigkill", TrialState.FAIL) == [running]
     assert running in outcome.ran and sorted(outcome.ran) == sorted(set(spec.cells) - done)
     assert sorted(stored_cells(url, "sigkill")) == sorted(spec.cells)
+
+
+def running_with_heartbeat(path: Path) -> bool:
+    """Whether a running trial of the SQLite study file at `path` has sent a heartbeat."""
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return connection.execute("SELECT COUNT(*) FROM trial_heartbeats JOIN trials USING (trial_id) "
+                                  "WHERE trials.state = 'RUNNING'").fetchone()[0] > 0
 
 
 @pytest.mark.parametrize(("lists", "message"), [
