@@ -89,9 +89,9 @@ def test_ticks_read_only_the_running_trials_until_one_of_this_run_finishes(tmp_p
     out = io.StringIO()
     bar = Progress(study, 2, total_timesteps=20_000, interval=0.02, full_every=10_000, file=out)
     deadline = time.monotonic() + 10
-    while not reads and time.monotonic() < deadline:
+    while "#50 0/20k" not in out.getvalue() and time.monotonic() < deadline:
         time.sleep(0.02)
-    running.report(1.0, 5_000)  # after the first (full) read: only a running-trials read can show it
+    running.report(1.0, 5_000)  # after the first (full) read was drawn: only a running-trials read can show it
     while "#50 5.0k/20k" not in out.getvalue() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert "#50 5.0k/20k" in out.getvalue() and "50 complete" in out.getvalue()  # counts kept from the first read
