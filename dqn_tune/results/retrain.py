@@ -2,7 +2,8 @@
 
 The trial is validation's recommended one by default (the best when the study has no validation),
 and its config is read back as stored (records.trial_config), never re-derived from its param
-names. The fresh seeds come from seeds.RETRAIN, so no tuning or validation run trained on one.
+names. The fresh seeds come from seeds.RETRAIN, so no tuning or validation run trained on one;
+they train together as one batched run (`train_seeds`).
 The kept seed is chosen on a selection evaluation (SELECTION_EPISODES episodes from another eval
 seed); every seed is then reported on the EVAL_EPISODES held-out episodes, which had no say in the
 choice (choosing and reporting on the same episodes would be optimistic). Nothing is written to
@@ -11,7 +12,6 @@ the storage; every input is checked before training starts.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,14 +24,14 @@ from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 
 from dqn_tune.dqn.agent import Agent, save_agent
+from dqn_tune.dqn.batched_trainer import train_seeds
 from dqn_tune.dqn.config import SEED_MAX, DQNConfig
 from dqn_tune.dqn.run_record import RunRecord
-from dqn_tune.dqn.trainer import TrainResult, train
 from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable, safe_name
 from dqn_tune.plots import learning_curve_figure, save_figure
 from dqn_tune.tuning.presets import eval_freq_for
-from dqn_tune.tuning.recommendation import ConfigStats, Recommendation
+from dqn_tune.tuning.recommendation import ConfigStats, Recommendation, shortfall_p_value
 from dqn_tune.tuning.records import (
     recommendation,
     study_objective,
@@ -48,6 +48,9 @@ EVAL_SEED = 0
 """Seed of the held-out evaluation; the same default as `dqn-tune evaluate`, which so reprints the figure."""
 SELECTION_EPISODES = 20
 """Greedy episodes each retrained seed is chosen on, from `selection_seed(eval_seed)`: not the reported ones."""
+SIGNIFICANCE = 0.05
+"""With validation, the tuned result does not reproduce when the retrained seeds fall below the held-out seeds with a
+one-sided p-value under this."""
 REPRODUCE_TOLERANCE = 0.10
 """Without validation, the tuning result counts as reproduced when the retrained mean is at most this fraction
 below it."""
@@ -67,12 +70,14 @@ class SeedOutcome:
     wall_time_s: float
     selection_return: float
     """Mean over the selection episodes (what the kept seed was chosen by)."""
+    diverged_at: int | None = None
+    """Step at which the run's loss became NaN/inf (its last finite weights are evaluated); None if it did not."""
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | None]:
         """JSON primitives for the agent's metadata."""
         return {"seed": self.seed, "mean_return": self.mean_return, "std_return": self.std_return,
                 "train_final_return": self.train_final_return, "wall_time_s": self.wall_time_s,
-                "selection_return": self.selection_return}
+                "selection_return": self.selection_return, "diverged_at": self.diverged_at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,30 +117,37 @@ class RetrainOutcome:
         return float(np.mean([run.mean_return for run in self.tuning_runs])) if self.tuning_runs else self.trial_value
 
     @property
-    def validation_low(self) -> float | None:
-        """Lower bound of the trial's validation 95% CI (None without one: not validated, or < 2 finished seeds)."""
-        low = self.validation.interval.low if self.validation is not None else math.nan
-        return low if math.isfinite(low) else None
+    def shortfall_p(self) -> float | None:
+        """One-sided p-value that the retrained seeds' returns are below the validation seeds' (`shortfall_p_value`);
+        None without a validation of >= 2 finished seeds, or with a single retrained seed."""
+        if self.validation is None or len(self.validation.returns) < 2 or len(self.seeds) < 2:
+            return None
+        return shortfall_p_value([seed.mean_return for seed in self.seeds], self.validation.returns)
 
     @property
     def reproduces(self) -> bool:
-        """With a validation CI: the retrained mean lies inside or above it; else it is at most
-        REPRODUCE_TOLERANCE of |tuned final| below the tuned final return."""
-        low = self.validation_low
-        if low is not None:
-            return self.retrained_mean >= low
+        """With a validation: the retrained seeds are not significantly below the held-out seeds (p >= SIGNIFICANCE);
+        else the retrained mean is at most REPRODUCE_TOLERANCE of |tuned final| below the tuned final return."""
+        p = self.shortfall_p
+        if p is not None:
+            return p >= SIGNIFICANCE
         return self.retrained_mean >= self.tuned_final - REPRODUCE_TOLERANCE * abs(self.tuned_final)
 
     @property
     def rule(self) -> str:
         """The rule `reproduces` used, with its figures."""
-        low = self.validation_low
-        if low is not None and self.validation is not None:
-            high = self.validation.interval.high
-            return (f"validation interval: the retrained mean {self.retrained_mean:.2f} must lie inside or above the "
-                    f"95% CI [{low:.2f}, {high:.2f}] of trial {self.trial_number} on "
-                    f"{len(self.validation.returns)} held-out seeds")
-        why = "the trial was not validated" if self.validation is None else "its validation has no interval"
+        p = self.shortfall_p
+        if p is not None and self.validation is not None:
+            row, interval = self.validation, self.validation.interval
+            where = ("inside" if interval.low <= self.retrained_mean <= interval.high
+                     else "below" if self.retrained_mean < interval.low else "above")
+            return (f"validation seeds: the {len(self.seeds)} retrained seeds (mean {self.retrained_mean:.2f}, "
+                    f"{where} the 95% CI [{interval.low:.2f}, {interval.high:.2f}] of trial {self.trial_number}'s "
+                    f"{len(row.returns)} held-out seeds, mean {row.mean:.2f}) must not be significantly below them: "
+                    f"one-sided permutation test of the means, p = {p:.3f} (does not reproduce below {SIGNIFICANCE})")
+        why = ("the trial was not validated" if self.validation is None
+               else "its validation has fewer than 2 seeds" if len(self.validation.returns) < 2
+               else "a single retrained seed")
         return (f"tolerance ({why}): the retrained mean {self.retrained_mean:.2f} must be at most "
                 f"{REPRODUCE_TOLERANCE:.0%} of |{self.tuned_final:.2f}| below the tuning seeds' final return")
 
@@ -195,24 +207,26 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
     chooser = selection_seed(eval_seed)
 
     say(f"trial {chosen.number} of {study_name!r}: {why}")
-    results: list[TrainResult] = []
+    fresh = retrain_seeds(seeds)
+    say(f"retraining trial {chosen.number} of {study_name!r} with seeds {', '.join(map(str, fresh))} "
+        f"(one batched run) for {config.total_timesteps} steps each on {config.env_id}")
+    results = train_seeds(config, fresh)
     outcomes: list[SeedOutcome] = []
     agents: list[Agent] = []
-    for seed in retrain_seeds(seeds):
-        say(f"retraining trial {chosen.number} of {study_name!r} with seed {seed} "
-            f"for {config.total_timesteps} steps on {config.env_id}")
-        result = train(config, seed=seed)
+    for result in results:
         agent = Agent.from_result(result)
         picked_on = agent.evaluate(selection_episodes, seed=chooser)
         stats = agent.evaluate(eval_episodes, seed=eval_seed)
-        outcome = SeedOutcome(seed, stats.mean, stats.std, result.mean_return, result.wall_time_s, picked_on.mean)
-        say(f"  seed {seed}: held-out return {stats.mean:.1f} +- {stats.std:.1f} over {eval_episodes} episodes; "
-            f"selection return {picked_on.mean:.1f} ({result.wall_time_s:.1f}s)")
-        results.append(result)
-        outcomes.append(outcome)
+        diverged_at = None if result.diverged is None else result.diverged.step
+        outcomes.append(SeedOutcome(result.seed, stats.mean, stats.std, result.mean_return, result.wall_time_s,
+                                    picked_on.mean, diverged_at))
         agents.append(agent)
+        say(f"  seed {result.seed}: held-out return {stats.mean:.1f} +- {stats.std:.1f} over {eval_episodes} "
+            f"episodes; selection return {picked_on.mean:.1f}"
+            + ("" if diverged_at is None else f"; diverged at step {diverged_at}, its last finite weights"))
+    say(f"  trained in {results[0].wall_time_s:.1f}s")
 
-    best = int(np.argmax([o.selection_return for o in outcomes]))
+    best = max(range(len(outcomes)), key=lambda k: (outcomes[k].diverged_at is None, outcomes[k].selection_return))
     objective = study_objective(study)
     outcome = RetrainOutcome(study_name, chosen.number, why, float(chosen.value), objective, tuning_runs,
                              trial_budget.total_timesteps, config.total_timesteps, eval_episodes, eval_seed,
@@ -255,6 +269,7 @@ def summary_markdown(outcome: RetrainOutcome, params: dict[str, Any]) -> str:
                      f"final evaluations; 95% CI [{row.interval.low:.2f}, {row.interval.high:.2f}] |")
     for seed in outcome.seeds:
         kept = " (kept)" if seed.seed == outcome.best_seed else ""
+        kept += "" if seed.diverged_at is None else f" (diverged at step {seed.diverged_at})"
         lines.append(f"| retrained{kept} | {seed.seed} | {seed.mean_return:.2f} | {seed.std_return:.2f} | "
                      f"{outcome.eval_episodes} held-out episodes, eval seed {outcome.eval_seed} "
                      f"(selection return {seed.selection_return:.2f}) |")

@@ -168,6 +168,8 @@ class ValidationSummary:
     """Validation runs finished by this command."""
     wall_time_s: float
     recommendation: Recommendation | None
+    seeds: int
+    """Held-out seeds per config."""
     missing: int
     """(config, seed) pairs without a finished run (interrupted, failed, or running elsewhere)."""
     interrupted: bool = False
@@ -183,6 +185,9 @@ class ValidationSummary:
             comparison = self.recommendation.to_dict()["comparison"]
             if comparison:
                 out.append(f"paired: {comparison}")
+            warning = self.recommendation.no_spread_warning(self.seeds)
+            if warning:
+                out.append(f"note: {warning}")
         if self.missing:
             out.append(f"{self.missing} (config, seed) runs missing: run the same command again to finish them")
         if self.worker_error:
@@ -240,7 +245,7 @@ def run_validation(settings: ValidationSettings, *, workers: int = 1, command: s
     done = {(row.trial, seed) for row in table for seed in row.seeds}
     missing = len(settings.cells(top)) - len(done) - sum(row.diverged for row in table)
     return ValidationSummary(settings.study_name, settings.tuning_study, outcome.finished, outcome.wall_time_s,
-                             recommendation, missing, outcome.interrupted, outcome.worker_error)
+                             recommendation, settings.seeds, missing, outcome.interrupted, outcome.worker_error)
 
 
 def _note(settings: ValidationSettings, recommendation: Recommendation) -> str:
@@ -255,4 +260,5 @@ def _note(settings: ValidationSettings, recommendation: Recommendation) -> str:
             f"Top {settings.top_k} configs, each trained on the same {settings.seeds} held-out seeds "
             f"(never used by tuning or retrain), judged on their final greedy return.\n\n" + "\n".join(rows)
             + f"\n\n**Recommended: trial {recommendation.trial}** ({RULE}).\n\n"
-            + (f"Paired: {comparison}.\n" if comparison else ""))
+            + (f"Paired: {comparison}.\n" if comparison else "")
+            + (f"\nNote: {warning}.\n" if (warning := recommendation.no_spread_warning(settings.seeds)) else ""))

@@ -128,7 +128,7 @@ def test_retrain_takes_the_recommended_trial_says_so_and_judges_by_its_interval(
     assert seeds == retrain_seeds(2) and all(seed in RETRAIN for seed in seeds)
     tuning_seeds = {run.seed for trial in study.trials for run in records.trial_runs(trial)}
     assert not set(seeds) & (tuning_seeds | set(validation_seeds(2)))
-    assert meta["retrain"]["rule"].startswith("validation interval: the retrained mean ")
+    assert meta["retrain"]["rule"].startswith("validation seeds: the 2 retrained seeds (mean ")
     assert f"rule: {meta['retrain']['rule']}" in stdout
 
 
@@ -139,20 +139,36 @@ def outcome_with(retrained: tuple[float, ...], validation: ConfigStats | None, t
                           Path("a.png"), Path("a.md"), validation)
 
 
-def test_the_verdict_uses_the_validation_interval_when_there_is_one() -> None:
+def test_the_verdict_tests_the_retrained_seeds_against_the_validation_seeds() -> None:
     validated = ConfigStats(3, 100.0, (1, 2, 3, 4), (60.0, 70.0, 80.0, 90.0))
     low, high = validated.interval.low, validated.interval.high
     assert 60 < low < 75 < high < 90
-    inside, above, below = outcome_with((75.0,), validated), outcome_with((95.0,), validated), \
-        outcome_with((low - 1,), validated)
-    assert inside.reproduces and above.reproduces and not below.reproduces
-    assert below.rule == (f"validation interval: the retrained mean {low - 1:.2f} must lie inside or above the 95% CI "
-                          f"[{low:.2f}, {high:.2f}] of trial 3 on 4 held-out seeds")
-    # the old rule would have judged the same means against the tuning value instead
+    # every retrained seed below every held-out seed: 1 of the C(7, 3) = 35 splits is as low, p = 1/35
+    below = outcome_with((50.0, 55.0, 58.0), validated)
+    assert not below.reproduces and below.shortfall_p == pytest.approx(1 / 35)
+    assert below.rule == ("validation seeds: the 3 retrained seeds (mean 54.33, below the 95% CI "
+                          f"[{low:.2f}, {high:.2f}] of trial 3's 4 held-out seeds, mean 75.00) must not be "
+                          "significantly below them: one-sided permutation test of the means, p = 0.029 "
+                          "(does not reproduce below 0.05)")
+    assert outcome_with((65.0, 75.0, 85.0), validated).reproduces and outcome_with((95.0, 99.0), validated).reproduces
+    # without a validation (or a second retrained seed) the means are judged against the tuning value instead
     assert not outcome_with((75.0,), None).reproduces and outcome_with((95.0,), None).reproduces
     assert outcome_with((95.0,), None).rule.startswith("tolerance (the trial was not validated): ")
+    assert outcome_with((75.0,), validated).rule.startswith("tolerance (a single retrained seed): ")
     single = ConfigStats(3, 100.0, (1,), (60.0,), diverged=1)
-    assert outcome_with((95.0,), single).rule.startswith("tolerance (its validation has no interval): ")
+    assert outcome_with((95.0,), single).rule.startswith("tolerance (its validation has fewer than 2 seeds): ")
+
+
+def test_a_collapsed_seed_at_the_return_cap_is_judged_by_the_test_not_by_a_ci_of_no_width() -> None:
+    """Every held-out seed at CartPole's cap gives the CI [500, 500]; one fresh seed of five collapsing is what a
+    config failing one run in five shows, and the test says so (p = 5/10: half the splits hold the collapsed seed)."""
+    capped = ConfigStats(3, 500.0, (1, 2, 3, 4, 5), (500.0,) * 5)
+    assert (capped.interval.low, capped.interval.high) == (500.0, 500.0)
+    one_collapsed = outcome_with((500.0, 500.0, 135.5, 500.0, 500.0), capped)
+    assert one_collapsed.shortfall_p == pytest.approx(0.5) and one_collapsed.reproduces
+    assert "mean 427.10, below the 95% CI [500.00, 500.00]" in one_collapsed.rule
+    all_collapsed = outcome_with((120.0, 135.5, 90.0, 200.0, 150.0), capped)
+    assert all_collapsed.shortfall_p == pytest.approx(1 / 252) and not all_collapsed.reproduces
 
 
 def test_the_kept_seed_is_chosen_on_other_episodes_than_it_is_reported_on(

@@ -210,6 +210,17 @@ def test_the_rule_prefers_a_consistent_config_to_a_higher_mean_with_one_collapse
     assert recommend(list(reversed(table))).trial == 1  # the order of the input does not matter
 
 
+def test_a_config_whose_seeds_all_tie_is_flagged_as_measuring_no_spread() -> None:
+    seeds = tuple(validation_seeds(5))
+    capped = ConfigStats(4, 500.0, seeds, (500.0,) * 5)
+    spread = ConfigStats(9, 500.0, seeds, (500.0, 500.0, 480.0, 500.0, 500.0))
+    assert capped.no_spread and not spread.no_spread and not ConfigStats(2, 1.0, seeds[:1], (500.0,)).no_spread
+    assert recommend([spread]).no_spread_warning(5) is None
+    assert recommend([spread, capped]).no_spread_warning(5) == (
+        "trial 4: every held-out seed returned the same value, so the interval has no width (no spread measured, "
+        "not none); `--seeds 10` runs 5 more seeds per config")
+
+
 def test_a_diverged_seed_ranks_a_config_last() -> None:
     seeds = tuple(validation_seeds(4))
     steady = ConfigStats(0, 100.0, seeds, (100.0, 101.0, 99.0, 100.0))
