@@ -225,7 +225,8 @@ def command_line(args: argparse.Namespace) -> str:
         if name == "storage" and value is not None:
             value = public_url(value)  # the command is stored in the study and shown by the dashboard
         if value is not None:
-            words += ["--env" if name == "env_id" else flag_name(name), str(value)]
+            text_value = f"{value:g}" if isinstance(value, float) else str(value)  # --timeout 3, as typed
+            words += ["--env" if name == "env_id" else flag_name(name), text_value]
     if not args.artifacts:
         words.append("--no-artifacts")
     if args.artifact_dir is not None:

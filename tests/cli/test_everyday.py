@@ -190,4 +190,5 @@ def test_timeout_alone_runs_trials_until_the_deadline_and_is_stored(tmp_path: Pa
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
     assert len(study.trials) >= 2  # tiny trials take about a second: more than one starts in 3 s
     assert all(t.state.is_finished() for t in study.trials)
-    assert "--timeout 3" in study.user_attrs[records.COMMANDS_ATTR][0]
+    words = study.user_attrs[records.COMMANDS_ATTR][0].split()
+    assert words[words.index("--timeout") + 1] == "3"  # as typed, not "3.0"
