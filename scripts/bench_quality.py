@@ -7,7 +7,8 @@ per env: mean +- std over seeds, every seed's figure, the issue's floor, RL Zoo'
 
 Usage: python scripts/bench_quality.py [--envs CartPole-v1,Acrobot-v1] [--seeds 5] [--episodes 100]
 LunarLander-v3 needs `pip install -e ".[box2d]"`. Wall time on the 2-core development machine
-(one process): CartPole ~2 min, Acrobot ~10 min, LunarLander ~20-40 min, MountainCar ~20-40 min.
+(one process, 5 seeds): CartPole ~2 min, Acrobot 28 min (its preset makes 4 updates per step),
+LunarLander ~20-40 min, MountainCar ~20-40 min.
 """
 
 from __future__ import annotations
