@@ -93,12 +93,3 @@ def test_a_member_state_dict_loads_into_a_qnetwork_with_the_same_q_values() -> N
             loaded.load_state_dict(stacked.member_state_dict(k))
             assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), member.state_dict().values()))
             torch.testing.assert_close(q_values[k], loaded(obs[k]))
-
-
-@pytest.mark.slow
-def test_batched_members_learn_like_sequential_runs() -> None:
-    """A small version of the 8-seed comparison in README: every batched member clears the bar that sequential
-    `train` runs of these seeds cleared when this test trained both; `train` itself is held to its bar by the
-    default-config test in test_learning.py, so it is not rerun here."""
-    batched = [r.mean_return for r in train_seeds(DQNConfig(total_timesteps=30_000), [11, 12, 13])]
-    assert min(batched) >= 150, batched
