@@ -31,13 +31,20 @@ from dqn_tune.dqn.batched_evaluation import run_member_episodes
 from dqn_tune.dqn.batched_replay import MemberReplayBuffer
 from dqn_tune.dqn.config import DQNConfig, check_seed
 from dqn_tune.dqn.envs import make_env, space_dims
-from dqn_tune.dqn.memory import check_memory
 from dqn_tune.dqn.evaluation import EvalStats
+from dqn_tune.dqn.memory import check_memory
 from dqn_tune.dqn.network import QNetwork
 from dqn_tune.dqn.replay import Batch
 from dqn_tune.dqn.stacked import StackedQNetwork, stacked_greedy_policy
-from dqn_tune.dqn.trainer import (EvalPoint, RunSeeds, TrainResult, epsilon_at, gradient_step, td_target,
-                                  update_target)
+from dqn_tune.dqn.trainer import (
+    EvalPoint,
+    RunSeeds,
+    TrainResult,
+    epsilon_at,
+    gradient_step,
+    td_target,
+    update_target,
+)
 from dqn_tune.errors import ConfigError, DivergenceError
 
 GroupEvalCallback = Callable[[int, Sequence[float | None]], bool]
