@@ -119,6 +119,34 @@ def run_config(trial: optuna.Trial, config: DQNConfig, seeds: Sequence[int], *, 
     return float(np.mean([run_score(result, objective) for result in results]))
 
 
+def run_seed_trials(trials: Sequence[optuna.Trial], config: DQNConfig, seeds: Sequence[int], *,
+                    artifact_store: FileSystemArtifactStore | None = None) -> list[float | None]:
+    """Train `config` on `seeds` as one batched group (`train_seeds`) where each seed is a trial of its own (a
+    validation cell): trial k gets seed k's run, learning curve and final return, None (pruned, with
+    records.FAIL_REASON) if that run diverged. Nothing is pruned early; a stop signal stops the group."""
+    for trial in trials:
+        records.store_config(trial, config)
+    results = train_seeds(config, seeds, on_eval=_stop_on_signal)
+    values: list[float | None] = []
+    for trial, result in zip(trials, results, strict=True):
+        if result.diverged is not None:
+            trial.set_user_attr(records.FAIL_REASON, str(result.diverged))
+            values.append(None)
+            continue
+        _record(trial, [result], artifact_store)
+        for point in result.curve:
+            if point.step < config.total_timesteps:
+                trial.report(point.mean_return, point.step)
+        trial.report(result.mean_return, config.total_timesteps)
+        values.append(result.mean_return)
+    return values
+
+
+def _stop_on_signal(_step: int, _mean_returns: Sequence[float | None]) -> bool:
+    raise_if_interrupted()
+    return False
+
+
 def _train(config: DQNConfig, seeds: Sequence[int], on_eval: GroupEvalCallback, device: str) -> list[TrainResult]:
     """The runs of `seeds`: `train_seeds` for a group (a diverged run comes back marked); the single-run `train`
     for one seed on the CPU, 10-14% cheaper there (scripts/bench_trainer.py --seeds 1), which raises

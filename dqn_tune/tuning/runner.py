@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial
 from dqn_tune.errors import StorageError
 from dqn_tune.tuning.interrupts import deferred_interrupts, interrupts_stop_cleanly
 from dqn_tune.tuning.storage import StorageSettings, public_url, sqlite_path, study_lock
-from dqn_tune.tuning.trial_loop import Objective, TrialQuota, run_trials
+from dqn_tune.tuning.trial_loop import BatchObjective, Objective, TrialQuota, run_trials
 from dqn_tune.tuning.trial_queue import fail_trials_of, process_name, retry_state
 from dqn_tune.tuning.workers import WorkerError, run_in_processes
 
@@ -74,8 +74,8 @@ class StudyJob(Protocol):
         """The study as a worker opens it: with the job's sampler (seeded with `sampler_seed`) and pruner."""
         ...
 
-    def trial_objective(self) -> Objective:
-        """What a trial runs (called once per worker process)."""
+    def trial_objective(self) -> Objective | BatchObjective:
+        """What a trial (or a batch of queued trials) runs; called once per worker process."""
         ...
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:

@@ -1,9 +1,11 @@
 """A crash-safe replacement for `study.optimize`: ask (exclusively), run with a heartbeat, tell.
 
-Differences from `study.optimize`: trials come from `ask_trial` (no trial runs twice, even on
+Differences from `study.optimize`: trials come from `ask_trials` (no trial runs twice, even on
 SQLite with queued retries), `total_trials` caps the study across processes and machines, a quota
 is shared by the worker processes of one command, a DQNTuneError fails only its trial (reason
-stored), and an interrupt fails the running trial before it propagates.
+stored), and an interrupt fails the running trial before it propagates. A `BatchObjective` runs
+several queued trials at once (validation: one config's seeds as one batched training); each keeps
+its own heartbeat and is told on its own.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -26,13 +30,24 @@ from dqn_tune.tuning.optuna_internals import (
     optimize_loop,
     stop_requested,
 )
-from dqn_tune.tuning.trial_queue import ask_trial
+from dqn_tune.tuning.trial_queue import ask_trials
 
 LOGGER = logging.getLogger(__name__)
 INTERRUPTED = "interrupted by SIGINT or SIGTERM"
 
 Objective = Callable[[optuna.Trial], float]
 TrialCallback = Callable[[FrozenTrial], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchObjective:
+    """An objective over several trials at once: `run(trials)` returns one value per trial, None for a trial it
+    pruned. A batch is a queued trial and the queued trials right behind it with the same `key`, at most
+    `limit` (`ask_trials`); an exception fails every trial of the batch, as it fails one trial."""
+
+    run: Callable[[Sequence[optuna.Trial]], list[float | None]]
+    key: Callable[[FrozenTrial], Hashable]
+    limit: int
 
 
 class TrialQuota:
@@ -45,23 +60,27 @@ class TrialQuota:
         self._deadline = None if timeout_s is None else time.time() + timeout_s  # wall clock: shared by processes
         self._timed_out = context.Value("b", 0)
 
-    def take(self) -> bool:
-        """Claim one trial; False when the quota is spent (never, for an unlimited quota) or the deadline passed."""
+    def take(self, count: int = 1) -> int:
+        """Claim up to `count` trials; how many were granted (0 when the quota is spent or the deadline passed;
+        all of them for an unlimited quota)."""
         with self._left.get_lock():
             if self._left.value == 0:
-                return False
+                return 0
             if self._deadline is not None and time.time() >= self._deadline:
                 self._timed_out.value = 1
-                return False
-            if self._left.value > 0:
-                self._left.value -= 1
-            return True
+                return 0
+            if self._left.value < 0:
+                return count
+            granted = min(count, self._left.value)
+            self._left.value -= granted
+            return granted
 
-    def give_back(self) -> None:
-        """Return one claimed trial that did not finish (its worker died; its retry is queued) for another to run."""
+    def give_back(self, count: int = 1) -> None:
+        """Return claimed trials that did not run (a worker died and their retries are queued, or a batch came
+        out smaller than claimed) for others to run."""
         with self._left.get_lock():
             if self._left.value >= 0:
-                self._left.value += 1
+                self._left.value += count
 
     def finish(self) -> None:
         """Count one finished trial."""
@@ -79,46 +98,54 @@ class TrialQuota:
         return int(self._finished.value)
 
 
-def run_trials(study: optuna.Study, objective: Objective, quota: TrialQuota, *, total_trials: int | None = None,
-               on_trial: TrialCallback | None = None) -> None:
+def run_trials(study: optuna.Study, objective: Objective | BatchObjective, quota: TrialQuota, *,
+               total_trials: int | None = None, on_trial: TrialCallback | None = None) -> None:
     """Run trials of `study` until the quota is spent, the study holds `total_trials`, or the sampler stops it.
 
-    An exception other than DQNTuneError fails its trial and is re-raised; KeyboardInterrupt too.
+    An exception other than DQNTuneError fails its trial (its batch) and is re-raised; KeyboardInterrupt too.
     """
+    batch = objective if isinstance(objective, BatchObjective) else BatchObjective(
+        lambda trials: [objective(trials[0])], lambda _trial: None, 1)
     with optimize_loop(study):  # as in study.optimize: GridSampler may stop the study when its grid is done
-        while not stop_requested(study) and quota.take():
+        while not stop_requested(study) and (granted := quota.take(batch.limit)):
             raise_if_interrupted()
-            finished = _run_one(study, objective, total_trials)
-            if finished is None:
+            finished = _run_batch(study, batch, granted, total_trials)
+            quota.give_back(granted - len(finished))
+            if not finished:
                 break
-            quota.finish()
-            if on_trial is not None:
-                on_trial(finished)
+            for trial in finished:
+                quota.finish()
+                if on_trial is not None:
+                    on_trial(trial)
 
 
-def _run_one(study: optuna.Study, objective: Objective, total_trials: int | None) -> FrozenTrial | None:
-    trial = None
-    told = False
+def _run_batch(study: optuna.Study, batch: BatchObjective, limit: int,
+               total_trials: int | None) -> list[FrozenTrial]:
+    trials: list[optuna.Trial] = []
+    told = 0
     try:
         with deferred_interrupts():
-            trial = ask_trial(study, total_trials=total_trials)
-        if trial is None:
-            return None
-        with heartbeat(study, trial):
-            state, value, error = _call(objective, trial)
+            trials = ask_trials(study, total_trials=total_trials, limit=limit, key=batch.key)
+        if not trials:
+            return []
+        with ExitStack() as beats:
+            for trial in trials:
+                beats.enter_context(heartbeat(study, trial))
+            states, values, error = _call(batch.run, trials)
         with deferred_interrupts():
-            _tell(study, trial, value, state)
-            told = True
+            for trial, state, value in zip(trials, states, values, strict=True):
+                _tell(study, trial, value, state)
+                told += 1
     except KeyboardInterrupt:
-        if trial is not None and not told:
-            with deferred_interrupts():
+        with deferred_interrupts():
+            for trial in trials[told:]:
                 if not frozen(study, trial).state.is_finished():
                     trial.set_user_attr(records.FAIL_REASON, INTERRUPTED)
                 _tell(study, trial, None, TrialState.FAIL)
         raise
     if error is not None:
         raise error
-    return frozen(study, trial)
+    return [frozen(study, trial) for trial in trials]
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None) -> None:
@@ -129,18 +156,25 @@ def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: 
     study.tell(trial, value, state=state, skip_if_finished=True)
 
 
-def _call(objective: Objective, trial: optuna.Trial) -> tuple[TrialState | None, float | None, Exception | None]:
-    """(state for tell, value, exception to re-raise) of running the objective on `trial`."""
+def _call(run: Callable[[Sequence[optuna.Trial]], list[float | None]], trials: Sequence[optuna.Trial]
+          ) -> tuple[list[TrialState | None], list[float | None], Exception | None]:
+    """(states for tell, values, exception to re-raise) of running the objective on `trials`."""
+    def every(state: TrialState) -> list[TrialState | None]:
+        return [state] * len(trials)
+
     try:
-        return None, objective(trial), None
+        values = run(trials)
+        return [TrialState.PRUNED if value is None else None for value in values], values, None
     except optuna.TrialPruned:
-        return TrialState.PRUNED, None, None
+        return every(TrialState.PRUNED), [None] * len(trials), None
     except UpdateFinishedTrialError:  # failed by another process's stale-trial check; _tell says so
-        return TrialState.FAIL, None, None
+        return every(TrialState.FAIL), [None] * len(trials), None
     except DQNTuneError as exc:
-        LOGGER.warning("trial %d failed: %s", trial.number, exc)
-        trial.set_user_attr(records.FAIL_REASON, str(exc))
-        return TrialState.FAIL, None, None
+        for trial in trials:
+            LOGGER.warning("trial %d failed: %s", trial.number, exc)
+            trial.set_user_attr(records.FAIL_REASON, str(exc))
+        return every(TrialState.FAIL), [None] * len(trials), None
     except Exception as exc:
-        trial.set_user_attr(records.FAIL_REASON, f"{type(exc).__name__}: {exc}")
-        return TrialState.FAIL, None, exc
+        for trial in trials:
+            trial.set_user_attr(records.FAIL_REASON, f"{type(exc).__name__}: {exc}")
+        return every(TrialState.FAIL), [None] * len(trials), exc

@@ -18,9 +18,11 @@ from __future__ import annotations
 import copy
 import os
 import socket
+from collections.abc import Callable, Hashable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.tuning.optuna_internals import fail_stale_trials, rdb_storage, trial_id
@@ -45,17 +47,36 @@ def ask_trial(study: optuna.Study, *, total_trials: int | None = None) -> optuna
     queued trial or create one, record which process runs it and its first heartbeat (so that it
     cannot stay RUNNING forever if this process dies before its heartbeat thread starts).
     """
+    trials = ask_trials(study, total_trials=total_trials)
+    return trials[0] if trials else None
+
+
+def ask_trials(study: optuna.Study, *, total_trials: int | None = None, limit: int = 1,
+               key: Callable[[FrozenTrial], Hashable] | None = None) -> list[optuna.Trial]:
+    """`ask_trial`, then, under the same lock, the queued trials right behind it in the queue whose `key` equals
+    the first one's, up to `limit` trials in all (a batch its caller runs together). [] as `ask_trial`'s None."""
     storage = rdb_storage(study)
     with study_lock(storage, study.study_name):
         fail_stale_trials(study)
         if total_trials is not None and counted_trials(study) >= total_trials and not study.get_trials(
                 deepcopy=False, states=(TrialState.WAITING,)):
-            return None
-        trial = study.ask()
-        storage.set_trial_system_attr(trial_id(trial), WORKER, process_name())
-        if storage.get_heartbeat_interval() is not None:
-            storage.record_heartbeat(trial_id(trial))
-        return trial
+            return []
+        trials = [_take(study, storage)]
+        while key is not None and len(trials) < limit:
+            queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if not queued or key(queued[0]) != key(storage.get_trial(trial_id(trials[0]))):
+                break
+            trials.append(_take(study, storage))  # pops queued[0]: the oldest waiting trial, and the lock is ours
+        return trials
+
+
+def _take(study: optuna.Study, storage: RDBStorage) -> optuna.Trial:
+    """Pop a queued trial or create one; record this process as its worker, and its first heartbeat."""
+    trial = study.ask()
+    storage.set_trial_system_attr(trial_id(trial), WORKER, process_name())
+    if storage.get_heartbeat_interval() is not None:
+        storage.record_heartbeat(trial_id(trial))
+    return trial
 
 
 def fail_trials_of(study: optuna.Study, process: str, reason: str) -> list[tuple[int, int | None]]:

@@ -5,7 +5,9 @@ top K complete trials' configs (as stored) on the same N held-out seeds (tuning/
 tuning or retrain seed), at the study's budget, and recommends one by the rule of
 tuning/recommendation.py. Each (config, seed) run is a trial of a study of its own,
 `<tuning study>-validation`, beside the tuning study (whose trials feed its sampler and counts),
-run by the study runner: workers, heartbeats, SIGKILL -> retried, Ctrl-C -> resumable.
+run by the study runner: workers, heartbeats, SIGKILL -> retried, Ctrl-C -> resumable. A worker
+takes a config's queued cells together and trains their seeds as one batched group (`train_seeds`),
+each cell still told as its own trial.
 
 Its cells are queued as WAITING trials under the study lock, and the study may not grow past the
 queue, so workers only ever pop queued cells: a re-run queues only the missing or failed pairs,
@@ -28,13 +30,13 @@ from optuna.trial import FrozenTrial, TrialState
 from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import study_artifact_store
-from dqn_tune.tuning.objective import run_config
+from dqn_tune.tuning.objective import run_seed_trials
 from dqn_tune.tuning.optuna_internals import fail_stale_trials, queued_params
 from dqn_tune.tuning.recommendation import RULE, ConfigStats, Recommendation, recommend
 from dqn_tune.tuning.runner import Plan, run_job
 from dqn_tune.tuning.seeds import VALIDATION, validation_seeds
 from dqn_tune.tuning.storage import StorageSettings, load_study, study_names
-from dqn_tune.tuning.trial_loop import Objective
+from dqn_tune.tuning.trial_loop import BatchObjective
 from dqn_tune.tuning.trial_queue import counted_trials
 
 SUFFIX = "-validation"
@@ -69,6 +71,12 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
         raise StorageError(f"study {study.study_name!r} has no complete trial to validate "
                            f"({len(study.get_trials(deepcopy=False))} trial(s) in other states); run or resume it first")
     return sorted(complete, key=lambda t: (-float(t.value), t.number))[:k]  # type: ignore[arg-type]
+
+
+def _config_of(trial: FrozenTrial) -> int:
+    """The tuning trial whose config a validation trial trains (its own number if it is no cell: never batched)."""
+    cell = cell_of(trial)
+    return -1 - trial.number if cell is None else cell[0]
 
 
 def cell_of(trial: FrozenTrial) -> Cell | None:
@@ -135,17 +143,19 @@ class ValidationSettings:
         return optuna.load_study(study_name=self.study_name, storage=storage,
                                  sampler=RandomSampler(seed=sampler_seed), pruner=NopPruner())
 
-    def trial_objective(self) -> Objective:
-        """Train the queued cell's config (as stored when queued) on its held-out seed."""
+    def trial_objective(self) -> BatchObjective:
+        """Train queued cells of one config (as stored when queued) on their held-out seeds as one batched group,
+        each cell still a trial of its own."""
         store = study_artifact_store(self.storage, self.tuning_study, self.artifact_dir) if self.artifacts else None
 
-        def objective(trial: optuna.Trial) -> float:
-            trial.suggest_int(SOURCE_TRIAL, 0, MAX_TRIAL_NUMBER)
-            seed = trial.suggest_int(SEED, VALIDATION.start, VALIDATION.stop - 1)
-            config = records.stored_config(trial.user_attrs, f"validation trial {trial.number}")
-            return run_config(trial, config, [seed], artifact_store=store)
+        def run(trials: Sequence[optuna.Trial]) -> list[float | None]:
+            for trial in trials:
+                trial.suggest_int(SOURCE_TRIAL, 0, MAX_TRIAL_NUMBER)
+            seeds = [trial.suggest_int(SEED, VALIDATION.start, VALIDATION.stop - 1) for trial in trials]
+            config = records.stored_config(trials[0].user_attrs, f"validation trial {trials[0].number}")
+            return run_seed_trials(trials, config, seeds, artifact_store=store)
 
-        return objective
+        return BatchObjective(run, _config_of, self.seeds)
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """One line per finished run."""

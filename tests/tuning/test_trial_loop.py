@@ -10,8 +10,9 @@ from optuna.trial import TrialState
 
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning import records
+from dqn_tune.tuning.optuna_internals import queued_params
 from dqn_tune.tuning.storage import open_storage
-from dqn_tune.tuning.trial_loop import TrialQuota, run_trials
+from dqn_tune.tuning.trial_loop import BatchObjective, TrialQuota, run_trials
 
 
 def new_study(tmp_path: Path, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
@@ -61,3 +62,28 @@ def test_grid_sampler_stops_the_loop_when_the_grid_is_done(tmp_path: Path) -> No
     study = new_study(tmp_path, sampler=optuna.samplers.GridSampler({"x": [1, 2, 3]}, seed=0))
     run_trials(study, lambda trial: trial.suggest_categorical("x", [1, 2, 3]), TrialQuota(None))
     assert sorted(t.params["x"] for t in study.trials) == [1, 2, 3]
+
+
+def test_a_batch_objective_runs_neighbouring_queued_trials_of_one_key_together_within_the_quota(
+        tmp_path: Path) -> None:
+    study = new_study(tmp_path)
+    for key in ("a", "a", "a", "b", "a"):
+        study.enqueue_trial({"key": key, "x": 0.5})
+    batches: list[list[int]] = []
+
+    def run(trials: list[optuna.Trial]) -> list[float | None]:
+        batches.append([trial.number for trial in trials])
+        keys = {trial.suggest_categorical("key", ["a", "b"]) for trial in trials}
+        assert len(keys) == 1  # one key per batch
+        return [None if trial.number == 1 else trial.suggest_float("x", 0, 1) for trial in trials]
+
+    def key_of(trial: optuna.trial.FrozenTrial) -> object:
+        return queued_params(trial)["key"]
+
+    quota = TrialQuota(4)
+    run_trials(study, BatchObjective(run, key_of, limit=2), quota)
+    # limit 2 splits the first three "a"s; "b" breaks the run of "a"s; the quota of 4 stops before trial 4
+    assert batches == [[0, 1], [2], [3]]
+    assert [t.state for t in study.trials[:4]] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE,
+                                                   TrialState.COMPLETE]
+    assert study.trials[4].state == TrialState.WAITING and quota.finished == 4 and not quota.take()

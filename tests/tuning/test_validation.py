@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,21 @@ from optuna.trial import TrialState, create_trial
 from scipy import stats
 
 from dqn_tune.cli import main
+from dqn_tune.dqn.batched_trainer import train_seeds
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.recommendation import ConfigStats, mean_interval, recommend
-from dqn_tune.tuning.seeds import RETRAIN, TUNING, VALIDATION, retrain_seeds, trial_seeds, validation_seeds
+from dqn_tune.tuning.seeds import (
+    RETRAIN,
+    TUNING,
+    VALIDATION,
+    retrain_seeds,
+    trial_seeds,
+    validation_seeds,
+)
 from dqn_tune.tuning.storage import StorageSettings, sqlite_path
 from dqn_tune.tuning.study import TuneSettings, run_study
-from dqn_tune.tuning.trial_loop import TrialQuota, run_trials
+from dqn_tune.tuning.trial_loop import BatchObjective, TrialQuota, run_trials
 from dqn_tune.tuning.validation import (
     SEED,
     SOURCE_TRIAL,
@@ -63,6 +72,10 @@ def test_the_seed_sets_of_tuning_validation_and_retrain_are_disjoint() -> None:
     assert validation_seeds(3) == validation_seeds(5)[:3]  # more seeds keep the first ones
 
 
+def source_budget(trial: optuna.trial.FrozenTrial) -> int:
+    return records.trial_config(trial).total_timesteps
+
+
 def test_validation_trains_the_top_configs_on_the_same_held_out_seeds_and_recommends(tuned: TuneSettings) -> None:
     settings = validation(tuned)
     summary = run_validation(settings, echo=lambda _: None)
@@ -80,6 +93,12 @@ def test_validation_trains_the_top_configs_on_the_same_held_out_seeds_and_recomm
         assert [run.seed for run in records.trial_runs(trial)] == [trial.params[SEED]]
     tuning_seeds = {run.seed for t in tuning.trials for run in records.trial_runs(t)}
     assert tuning_seeds and not tuning_seeds & {t.params[SEED] for t in study.trials}
+    for source in top:  # each config's seeds trained as one batched group: one wall time, train_seeds' results
+        cells = sorted((t for t in study.trials if t.params[SOURCE_TRIAL] == source.number), key=lambda t: t.number)
+        assert len({records.trial_runs(t)[0].wall_time_s for t in cells}) == 1
+        group = train_seeds(records.trial_config(source), [t.params[SEED] for t in cells])
+        assert [t.value for t in cells] == [result.mean_return for result in group]
+        assert [t.intermediate_values[source_budget(source)] for t in cells] == [t.value for t in cells]
     stored = records.recommendation(tuning)
     assert stored is not None and stored["trial"] == summary.recommendation.trial
     assert {row["trial"] for row in stored["table"]} == {t.number for t in top}
@@ -106,13 +125,14 @@ def test_a_failed_run_is_run_again_and_only_it(tuned: TuneSettings) -> None:
     objective = settings.trial_objective()
     calls: list[int] = []
 
-    def crash_second(trial: optuna.Trial) -> float:
-        calls.append(trial.number)
+    def crash_second(trials: Sequence[optuna.Trial]) -> list[float | None]:
+        calls.append(trials[0].number)
         if len(calls) == 2:
             raise ConfigError("a run that crashed")
-        return objective(trial)
+        return objective.run(trials)
 
-    run_trials(settings.load(storage, 0), crash_second, TrialQuota(None), total_trials=plan.total_trials)
+    one_at_a_time = BatchObjective(crash_second, objective.key, 1)
+    run_trials(settings.load(storage, 0), one_at_a_time, TrialQuota(None), total_trials=plan.total_trials)
     [failed] = load(settings).get_trials(states=(TrialState.FAIL,))
 
     summary = run_validation(settings, echo=lambda _: None)
