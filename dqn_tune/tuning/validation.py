@@ -16,6 +16,7 @@ and a larger N or K queues only the new ones.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class ValidationSettings:
     """Seeds the runner's samplers; unused, every cell is queued with fixed params."""
     artifact_dir: str | None = None
     """Where the runs' learning curves go; None: the tuning study's stored directory (else beside the storage)."""
+    batch: int | None = None
+    """At most this many of a config's seeds train as one batched group (None: all of them); run_validation
+    splits them between its workers, so that a single config keeps every worker busy."""
 
     def __post_init__(self) -> None:
         for name, lowest in (("top_k", 1), ("seeds", 2)):
@@ -155,7 +159,7 @@ class ValidationSettings:
             config = records.stored_config(trials[0].user_attrs, f"validation trial {trials[0].number}")
             return run_seed_trials(trials, config, seeds, artifact_store=store)
 
-        return BatchObjective(run, _config_of, self.seeds)
+        return BatchObjective(run, _config_of, self.batch or self.seeds)
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """One line per finished run."""
@@ -244,7 +248,8 @@ def run_validation(settings: ValidationSettings, *, workers: int = 1, command: s
         echo(f"validating the top {settings.top_k} configs of {settings.tuning_study!r} on {settings.seeds} held-out "
              f"seeds: {queued} runs to do")
 
-    outcome = run_job(settings, trials=None, workers=workers, command=command, on_start=started)
+    split = dataclasses.replace(settings, batch=math.ceil(settings.seeds / max(1, workers)))
+    outcome = run_job(split, trials=None, workers=workers, command=command, on_start=started)
     tuning = load_study(settings.storage.open(), settings.tuning_study)
     top = top_trials(tuning, settings.top_k)
     table = validation_stats(outcome.study, top, validation_seeds(settings.seeds))

@@ -105,6 +105,15 @@ def test_validation_trains_the_top_configs_on_the_same_held_out_seeds_and_recomm
     assert "recommended: trial" in "\n".join(summary.lines())
 
 
+def test_two_workers_split_each_configs_seeds_between_them(tuned: TuneSettings) -> None:
+    summary = run_validation(validation(tuned, seeds=2), workers=2, echo=lambda _: None)
+    assert summary.runs == 4 and summary.missing == 0
+    study = load(validation(tuned))
+    for source in {t.params[SOURCE_TRIAL] for t in study.trials}:  # a group of one seed per worker, not one of two
+        walls = [records.trial_runs(t)[0].wall_time_s for t in study.trials if t.params[SOURCE_TRIAL] == source]
+        assert len(walls) == 2 and walls[0] != walls[1]
+
+
 def test_re_running_runs_nothing_and_more_seeds_run_only_the_new_ones(tuned: TuneSettings) -> None:
     run_validation(validation(tuned, seeds=2), echo=lambda _: None)
     again = run_validation(validation(tuned, seeds=2), echo=lambda _: None)
