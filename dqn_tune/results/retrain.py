@@ -68,6 +68,7 @@ class SeedOutcome:
     std_return: float
     train_final_return: float
     wall_time_s: float
+    """The batched run's wall time: the same for every seed trained in it."""
     selection_return: float
     """Mean over the selection episodes (what the kept seed was chosen by)."""
     diverged_at: int | None = None

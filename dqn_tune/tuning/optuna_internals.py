@@ -3,21 +3,24 @@ loudly when an Optuna upgrade changes any of it.
 
 The study runner needs what `study.optimize` does internally but does not expose: run trials
 inside an "optimize loop" (so GridSampler can stop the study when its grid is done), run a trial
-under a heartbeat thread, reach the RDBStorage under Optuna's cache layer, and read the grid
-cell GridSampler assigned to a trial, and the params a queued trial will take.
+under a heartbeat thread, fail trials whose heartbeat stopped (or never started), reach the
+RDBStorage under Optuna's cache layer, and read the grid cell GridSampler assigned to a trial,
+and the params a queued trial will take.
 """
 
 from __future__ import annotations
 
-import warnings
+import copy
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timedelta
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.storages._heartbeat import get_heartbeat_thread
-from optuna.trial import FrozenTrial
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
 
 GRID_ID = "grid_id"
 """System attribute in which GridSampler records the cell of a trial."""
@@ -67,10 +70,45 @@ def rdb_storage(study: optuna.Study) -> RDBStorage:
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
-    """Fail the study's trials whose heartbeat stopped (Optuna's stale-trial callback queues retries)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+    """Fail the study's RUNNING trials whose heartbeat went stale, and those that never sent one for a whole
+    grace period (their process died between popping the trial and recording its first heartbeat, which Optuna's
+    `fail_stale_trials` never fails); the storage's stale-trial callback queues their retries.
+
+    Optuna's loop, with the silent trials added: it has no hook for them."""
+    storage = study._storage
+    rdb = rdb_storage(study)
+    interval = rdb.get_heartbeat_interval()
+    if interval is None:
+        return
+    grace_s = rdb.grace_period if rdb.grace_period is not None else 2 * interval
+    failed = []
+    for stale_id in [*storage._get_stale_trial_ids(study._study_id), *_silent_trial_ids(study, rdb, grace_s)]:
+        try:
+            if storage.set_trial_state_values(stale_id, state=TrialState.FAIL):
+                failed.append(stale_id)
+        except UpdateFinishedTrialError:  # failed meanwhile by another process
+            pass
+    callback = rdb.get_heartbeat_stale_trial_callback()
+    if callback is not None:
+        for stale_id in failed:
+            callback(study, copy.deepcopy(storage.get_trial(stale_id)))
+
+
+def _silent_trial_ids(study: optuna.Study, storage: RDBStorage, grace_s: float) -> list[int]:
+    """RUNNING trials started more than `grace_s` ago (by Optuna's clock: the asking process's local time) that
+    have no heartbeat record."""
+    cutoff = datetime.now() - timedelta(seconds=grace_s)
+    old = {trial._trial_id for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+           if trial.datetime_start is not None and trial.datetime_start < cutoff}
+    if not old:
+        return []
+    session = storage.scoped_session()
+    try:
+        beating = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id)
+                   .filter(models.TrialHeartbeatModel.trial_id.in_(old))}
+    finally:
+        session.close()
+    return sorted(old - beating)
 
 
 def grid_id(trial: FrozenTrial) -> int | None:

@@ -60,6 +60,20 @@ def test_heartbeat_keeps_a_trial_alive_and_fail_stale_trials_fails_a_silent_one(
     assert internals.trial_id(alive) != internals.trial_id(silent)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_trial_that_never_sent_a_heartbeat_is_failed_and_retried_after_the_grace_period(tmp_path: Path) -> None:
+    study = new_study(tmp_path, heartbeat=True)
+    study.enqueue_trial({"x": 3})
+    orphan = study.ask()  # its process died before recording a first heartbeat
+    internals.fail_stale_trials(study)
+    assert internals.frozen(study, orphan).state == TrialState.RUNNING  # within the grace period: maybe alive
+    time.sleep(2.5)
+    internals.fail_stale_trials(study)
+    assert internals.frozen(study, orphan).state == TrialState.FAIL
+    retry = study.get_trials(states=(TrialState.WAITING,))
+    assert len(retry) == 1 and internals.queued_params(retry[0]) == {"x": 3}
+
+
 def test_queued_params_are_those_given_to_enqueue_trial(tmp_path: Path) -> None:
     study = new_study(tmp_path)
     study.enqueue_trial({"x": 3})
