@@ -150,7 +150,7 @@ def test_cmaes_sampler_runs_and_samples_numeric_params(tmp_path: Path, capsys: p
 def test_installed_console_script_runs_a_study_with_two_workers(tmp_path: Path) -> None:
     script = shutil.which("dqn-tune")
     assert script is not None, "dqn-tune is not installed (pip install -e .)"
-    result = subprocess.run([script, "--trials", "4", "--workers", "2", "--timesteps", "3000", "--learning-starts",
+    result = subprocess.run([script, "--trials", "4", "--workers", "2", "--timesteps", "1500", "--learning-starts",
                              "200", "--seeds", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "trials in the study: 4 (" in result.stdout
