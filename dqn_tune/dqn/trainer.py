@@ -106,7 +106,9 @@ def td_target(batch: Batch, q_network: nn.Module, target_network: nn.Module, gam
     with torch.no_grad():
         next_q = target_network(batch.next_obs)
         if double_dqn:
-            next_actions = q_network(batch.next_obs).argmax(dim=-1, keepdim=True)
+            # max's indices, not argmax: the same first-maximum indices, but argmax is ~15x slower on the stacked
+            # network's transposed (non-contiguous) output (110 us against 7 at K=8, batch 128)
+            next_actions = q_network(batch.next_obs).max(dim=-1, keepdim=True).indices
             next_value = next_q.gather(-1, next_actions).squeeze(-1)
         else:
             next_value = next_q.amax(dim=-1)
