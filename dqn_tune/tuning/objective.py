@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import torch
 from optuna.artifacts import FileSystemArtifactStore
 
 from dqn_tune.dqn.config import DQNConfig
@@ -51,6 +52,9 @@ class ObjectiveSettings:
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ConfigError(f"device = {self.device!r} is invalid: expected one of {', '.join(DEVICES)}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device = 'cuda' is invalid on this machine: torch sees no CUDA GPU (torch "
+                              f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); expected cpu")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {self.objective!r}; expected one of {', '.join(OBJECTIVES)}")
         if self.seeds < 1:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from dqn_tune.cli import main
@@ -83,6 +84,8 @@ BAD_INPUTS = [
      "cannot read search-space file '/nonexistent/space.toml': No such file or directory"),
     (["--trials", "2", "--search-space", "{bad_toml}"], "is not valid TOML"),
     (["--trials", "2", "--search-space", "{unknown_param}"], "unknown hyperparameter 'learning_rte'; tunable:"),
+    pytest.param(["--trials", "2", "--device", "cuda"], "device = 'cuda' is invalid on this machine: torch sees no "
+                 "CUDA GPU", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")),
 ]
 
 
