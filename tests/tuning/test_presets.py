@@ -90,9 +90,9 @@ def test_presets_command_lists_every_env(capsys: pytest.CaptureFixture[str]) -> 
 @pytest.mark.slow
 def test_the_acrobot_preset_learns_within_a_fifth_of_its_budget() -> None:
     """Keeps the preset honest as the trainer changes: one fresh seed, a loose bar (RL Zoo's DQN: -76.6 at
-    100k; a policy that never swings up scores -500). The preset makes 4 updates per step, so its whole 100k
-    budget is ~6 CPU-minutes; its first 20k steps (91 CPU-s) already swing up: -98.9 on this seed, and its
-    tuning seeds averaged -77.6 at 20k. scripts/bench_quality.py measures the full budget."""
+    100k; a policy that never swings up scores -500). The preset makes 4 updates of batch 256 per step, so its
+    whole 100k budget is ~10 CPU-minutes; its first 20k steps (~110 CPU-s) already swing up: -77.2 on this
+    seed (-112.4 after 15k). scripts/bench_quality.py measures the full budget."""
     preset = preset_for("Acrobot-v1")
     assert preset is not None
     result = train(preset.base_config(timesteps=20_000), seed=retrain_seeds(1)[0])
