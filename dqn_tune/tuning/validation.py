@@ -102,8 +102,8 @@ class ValidationSettings:
     artifact_dir: str | None = None
     """Where the runs' learning curves go; None: the tuning study's stored directory (else beside the storage)."""
     batch: int | None = None
-    """At most this many of a config's seeds train as one batched group (None: all of them); run_validation
-    splits them between its workers, so that a single config keeps every worker busy."""
+    """At most this many of a config's seeds train as one batched group. None: run_validation splits a config's
+    seeds between its workers (ceil(seeds / workers)), so that a single config keeps every worker busy."""
 
     def __post_init__(self) -> None:
         for name, lowest in (("top_k", 1), ("seeds", 2)):
@@ -248,7 +248,7 @@ def run_validation(settings: ValidationSettings, *, workers: int = 1, command: s
         echo(f"validating the top {settings.top_k} configs of {settings.tuning_study!r} on {settings.seeds} held-out "
              f"seeds: {queued} runs to do")
 
-    split = dataclasses.replace(settings, batch=math.ceil(settings.seeds / max(1, workers)))
+    split = dataclasses.replace(settings, batch=settings.batch or math.ceil(settings.seeds / max(1, workers)))
     outcome = run_job(split, trials=None, workers=workers, command=command, on_start=started)
     tuning = load_study(settings.storage.open(), settings.tuning_study)
     top = top_trials(tuning, settings.top_k)
