@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 
 from dqn_tune.dqn.config import INT_MAX, SEED_MAX
+from dqn_tune.dqn.device import DEVICES
 from dqn_tune.errors import ConfigError, shown
 from dqn_tune.tuning.storage import DEFAULT_STORAGE
 
@@ -89,6 +90,12 @@ def add_workers_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=workers, default=None, metavar="W",
                         help="worker processes on this machine, one torch thread each (default: the CPU cores this "
                              f"process may use, {cpu_count()} here, at most one per trial; --workers 1 for one)")
+
+
+def add_device_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--device cpu|cuda`, shared by the commands that train; `what` names the networks it places."""
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help=f"where {what} train: cpu, or cuda on a GPU machine (default: cpu)")
 
 
 def chosen_workers(given: int | None, trials: int | None = None) -> int:

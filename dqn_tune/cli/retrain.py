@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dqn_tune.cli.arguments import (
+    add_device_flag,
     add_study_flags,
     bounded_int,
     chosen_study,
@@ -38,13 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"held-out greedy episodes per seed (default: {EVAL_EPISODES})")
     parser.add_argument("--eval-seed", type=seed, default=EVAL_SEED,
                         help=f"seed of the held-out evaluation (default: {EVAL_SEED}, as `dqn-tune evaluate`)")
+    add_device_flag(parser, "the seeds' networks")
 
 
 def run(args: argparse.Namespace) -> int:
     """Retrain, print each seed's figures and the verdict, say where the files are."""
     outcome = retrain_best(study_name=chosen_study(args), storage=args.storage, trial=args.trial,
                            timesteps=args.timesteps, seeds=args.seeds, out=args.out,
-                           eval_episodes=args.eval_episodes, eval_seed=args.eval_seed,
+                           eval_episodes=args.eval_episodes, eval_seed=args.eval_seed, device=args.device,
                            log=lambda line: print(line, flush=True))
     print(f"trial {outcome.trial_number} ({outcome.selection}): value {outcome.trial_value:.2f} "
           f"({outcome.objective}), final return {outcome.tuned_final:.2f} when tuned; retrained mean "

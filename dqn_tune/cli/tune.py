@@ -11,6 +11,7 @@ import optuna
 
 from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
+    add_device_flag,
     add_preset_flag,
     add_workers_flag,
     chosen_workers,
@@ -36,7 +37,6 @@ from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.algorithms import PRUNERS, SAMPLERS
 from dqn_tune.tuning.objective import (
-    DEVICES,
     OBJECTIVES,
     ObjectiveSettings,
     trial_base_config,
@@ -89,8 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=OBJECTIVES, default=None,
                         help="what a run scores: its final evaluation, its best evaluation, or the area under "
                              "its evaluation curve divided by its length (default: final)")
-    parser.add_argument("--device", choices=DEVICES, default="cpu",
-                        help="where a trial's networks train: cpu, or cuda on a GPU machine (default: cpu)")
+    add_device_flag(parser, "the networks of trials and validation runs")
     add_workers_flag(parser)
     parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                         help="time budget of this command: no new trial starts after it, running ones finish; "
@@ -175,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     top_k = args.validate_top or auto_top_k(summary.counts.get("complete", 0))
     validation = ValidationSettings(settings.study_name, settings.storage, top_k, args.validation_seeds,
-                                    settings.artifacts, artifact_dir=args.artifact_dir)
+                                    settings.artifacts, artifact_dir=args.artifact_dir, device=args.device)
     return validate(validation, workers=args.workers, command=command)
 
 

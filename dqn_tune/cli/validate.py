@@ -9,6 +9,7 @@ import optuna
 
 from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
+    add_device_flag,
     add_study_flags,
     add_workers_flag,
     chosen_study,
@@ -45,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"held-out seeds per config, at least 2 (default: {DEFAULT_SEEDS}); raising it later "
                              "runs only the new seeds")
     add_workers_flag(parser)
+    add_device_flag(parser, "the runs' networks")
     parser.add_argument("--no-artifacts", dest="artifacts", action="store_false",
                         help="do not save each run's learning-curve PNG to the artifact store")
     add_artifact_dir_flag(parser, "where each run's learning-curve PNG is saved")
@@ -56,12 +58,13 @@ def run(args: argparse.Namespace) -> int:
     open_existing_storage(args.storage)  # never creates a database to validate
     try:
         settings = ValidationSettings(study_name, StorageSettings(prepare_url(args.storage)), args.top_k, args.seeds,
-                                      args.artifacts, artifact_dir=args.artifact_dir)
+                                      args.artifacts, artifact_dir=args.artifact_dir, device=args.device)
     except ConfigError as exc:
         raise flag_error(exc, FLAGS) from None
     return validate(settings, workers=chosen_workers(args.workers, args.top_k * args.seeds),
                     command=shlex.join(["dqn-tune", "validate", "--study-name", study_name, "--top-k",
                                         str(args.top_k), "--seeds", str(args.seeds)]
+                                       + (["--device", args.device] if args.device != "cpu" else [])
                                        + (["--storage", public_url(args.storage)] if args.storage else [])))
 
 

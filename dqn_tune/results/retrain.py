@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from dqn_tune.dqn.agent import Agent, save_agent
 from dqn_tune.dqn.batched_trainer import train_seeds
 from dqn_tune.dqn.config import SEED_MAX, DQNConfig
+from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable, safe_name
@@ -185,14 +186,16 @@ def validated_row(study: optuna.Study, trial_number: int) -> ConfigStats | None:
 def retrain_best(*, study_name: str, storage: str | None = None, trial: int | None = None,
                  timesteps: int | None = None, seeds: int = 3, out: str | os.PathLike[str] | None = None,
                  eval_episodes: int = EVAL_EPISODES, eval_seed: int = EVAL_SEED,
-                 selection_episodes: int = SELECTION_EPISODES, log: Log | None = None) -> RetrainOutcome:
+                 selection_episodes: int = SELECTION_EPISODES, device: str = "cpu",
+                 log: Log | None = None) -> RetrainOutcome:
     """Retrain the chosen trial's config (default: `default_trial`) with `seeds` fresh seeds and save the one
     best on the selection episodes as the final agent; every seed is reported on the held-out episodes.
 
     Writes the agent (default: `default_agent_path`), a learning-curve PNG and a markdown summary
-    next to it. Bad input raises a DQNTuneError before any training.
+    next to it. The networks train on `device`. Bad input raises a DQNTuneError before any training.
     """
     say = log or (lambda _message: None)
+    check_device(device)
     _check_count("seeds", seeds)
     _check_count("eval_episodes", eval_episodes)
     _check_count("selection_episodes", selection_episodes)
@@ -211,7 +214,7 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
     fresh = retrain_seeds(seeds)
     say(f"retraining trial {chosen.number} of {study_name!r} with seeds {', '.join(map(str, fresh))} "
         f"(one batched run) for {config.total_timesteps} steps each on {config.env_id}")
-    results = train_seeds(config, fresh)
+    results = train_seeds(config, fresh, device=device)
     outcomes: list[SeedOutcome] = []
     agents: list[Agent] = []
     for result in results:

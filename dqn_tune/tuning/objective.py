@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 import optuna
-import torch
 from optuna.artifacts import FileSystemArtifactStore
 
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import RunRecord, curve_auc
-from dqn_tune.dqn.batched_trainer import GroupEvalCallback, train_seeds
-from dqn_tune.dqn.trainer import TrainResult, train
+from dqn_tune.dqn.batched_trainer import GroupEvalCallback, train_runs, train_seeds
+from dqn_tune.dqn.trainer import TrainResult
 from dqn_tune.errors import ConfigError, DivergenceError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import upload_learning_curve
@@ -29,7 +29,6 @@ from dqn_tune.tuning.presets import base_config, preset_for
 from dqn_tune.tuning.search_space import SearchSpace, suggest_config
 from dqn_tune.tuning.seeds import trial_seeds
 
-DEVICES = ("cpu", "cuda")
 OBJECTIVES = ("final", "best", "auc")
 """What a training run scores: its final evaluation, its best evaluation, or the normalised area
 under its evaluation curve (the curve's mean return over training)."""
@@ -50,11 +49,7 @@ class ObjectiveSettings:
     """Where the networks of a trial's seeds train ("cuda" on a GPU machine); envs and replay stay on the CPU."""
 
     def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ConfigError(f"device = {self.device!r} is invalid: expected one of {', '.join(DEVICES)}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device = 'cuda' is invalid on this machine: torch sees no CUDA GPU (torch "
-                              f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); expected cpu")
+        check_device(self.device)
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {self.objective!r}; expected one of {', '.join(OBJECTIVES)}")
         if self.seeds < 1:
@@ -108,7 +103,7 @@ def run_config(trial: optuna.Trial, config: DQNConfig, seeds: Sequence[int], *, 
     results: list[TrainResult] = []
     diverged: DivergenceError | None = None
     try:
-        results = _train(config, seeds, _reporter(trial), device)
+        results = train_runs(config, seeds, on_eval=_reporter(trial), device=device)
         diverged = next((result.diverged for result in results if result.diverged is not None), None)
     except DivergenceError as exc:
         diverged = exc
@@ -124,13 +119,13 @@ def run_config(trial: optuna.Trial, config: DQNConfig, seeds: Sequence[int], *, 
 
 
 def run_seed_trials(trials: Sequence[optuna.Trial], config: DQNConfig, seeds: Sequence[int], *,
-                    artifact_store: FileSystemArtifactStore | None = None) -> list[float | None]:
+                    artifact_store: FileSystemArtifactStore | None = None, device: str = "cpu") -> list[float | None]:
     """Train `config` on `seeds` as one batched group (`train_seeds`) where each seed is a trial of its own (a
     validation cell): trial k gets seed k's run, learning curve and final return, None (pruned, with
     records.FAIL_REASON) if that run diverged. Nothing is pruned early; a stop signal stops the group."""
     for trial in trials:
         records.store_config(trial, config)
-    results = train_seeds(config, seeds, on_eval=_stop_on_signal)
+    results = train_seeds(config, seeds, on_eval=_stop_on_signal, device=device)
     values: list[float | None] = []
     for trial, result in zip(trials, results, strict=True):
         if result.diverged is not None:
@@ -149,15 +144,6 @@ def run_seed_trials(trials: Sequence[optuna.Trial], config: DQNConfig, seeds: Se
 def _stop_on_signal(_step: int, _mean_returns: Sequence[float | None]) -> bool:
     raise_if_interrupted()
     return False
-
-
-def _train(config: DQNConfig, seeds: Sequence[int], on_eval: GroupEvalCallback, device: str) -> list[TrainResult]:
-    """The runs of `seeds`: `train_seeds` for a group (a diverged run comes back marked); the single-run `train`
-    for one seed on the CPU, 10-14% cheaper there (scripts/bench_trainer.py --seeds 1), which raises
-    DivergenceError instead."""
-    if len(seeds) > 1 or device != "cpu":
-        return train_seeds(config, seeds, on_eval=on_eval, device=device)
-    return [train(config, seed=seeds[0], on_eval=lambda step, mean_return: on_eval(step, [mean_return]))]
 
 
 def _reporter(trial: optuna.Trial) -> GroupEvalCallback:

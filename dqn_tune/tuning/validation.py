@@ -28,6 +28,7 @@ from optuna.samplers import RandomSampler
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from dqn_tune.dqn.device import check_device
 from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import study_artifact_store
@@ -104,8 +105,11 @@ class ValidationSettings:
     batch: int | None = None
     """At most this many of a config's seeds train as one batched group. None: run_validation splits a config's
     seeds between its workers (ceil(seeds / workers)), so that a single config keeps every worker busy."""
+    device: str = "cpu"
+    """Where the runs' networks train (see dqn_tune.dqn.device)."""
 
     def __post_init__(self) -> None:
+        check_device(self.device)
         for name, lowest in (("top_k", 1), ("seeds", 2)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
@@ -157,7 +161,7 @@ class ValidationSettings:
                 trial.suggest_int(SOURCE_TRIAL, 0, MAX_TRIAL_NUMBER)
             seeds = [trial.suggest_int(SEED, VALIDATION.start, VALIDATION.stop - 1) for trial in trials]
             config = records.stored_config(trials[0].user_attrs, f"validation trial {trials[0].number}")
-            return run_seed_trials(trials, config, seeds, artifact_store=store)
+            return run_seed_trials(trials, config, seeds, artifact_store=store, device=self.device)
 
         return BatchObjective(run, _config_of, self.batch or self.seeds)
 

@@ -51,6 +51,15 @@ def test_train_prints_progress_and_the_final_return(tmp_path: Path, capsys: pyte
     assert load_agent(out).config.double_dqn is True and load_agent(out).config.gamma == 1.0
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_train_on_cuda_saves_an_agent_that_plays_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "agent.pt"
+    assert main(["train", "--device", "cuda", "--out", str(out), *TINY_FLAGS]) == 0
+    assert "step      150/300  eval return" in capsys.readouterr().out
+    assert all(tensor.device.type == "cpu" for tensor in load_agent(out).q_network.state_dict().values())
+    assert main(["evaluate", str(out), "--episodes", "2"]) == 0
+
+
 def test_evaluate_prints_mean_and_std_and_writes_a_gif(trained: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     video = tmp_path / "episode.gif"
@@ -83,6 +92,9 @@ def test_evaluate_prints_mean_and_std_and_writes_a_gif(trained: Path, tmp_path: 
     (["--env", "MountainCarContinuous-v0"], "env 'MountainCarContinuous-v0' has a Box action space"),
     (["--gamma", "abc"], "invalid float value: 'abc'"),
     (["--hidden-sizes", "wide"], "invalid layer widths 'wide'"),
+    (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    pytest.param(["--device", "cuda"], "device = 'cuda' is invalid on this machine: torch sees no CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")),
 ])
 def test_train_rejects_bad_input_with_one_line_naming_the_value(flags: list[str], named: str, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:

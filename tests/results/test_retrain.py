@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from dqn_tune.cli import main
 from dqn_tune.dqn.agent import Agent, load_agent
@@ -222,6 +223,10 @@ def bad_input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--study-name", "x" * 1000], r"argument --study-name: invalid study name 'xxx.*\(1000 characters\); expected "
                                        r"at most 512 characters"),
         (["--study-name", "cartpole", "--seeds", str(10**9)], r"argument --seeds: invalid value '1000000000'"),
+        (["--study-name", "cartpole", "--device", "tpu"], r"argument --device: invalid choice: 'tpu' \(choose from"),
+        *([] if torch.cuda.is_available() else
+          [(["--study-name", "cartpole", "--device", "cuda"], r"device = 'cuda' is invalid on this machine: torch sees "
+                                                             r"no CUDA GPU")]),
     ]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 from scipy import stats
@@ -262,6 +263,9 @@ def test_a_diverged_seed_ranks_a_config_last() -> None:
     (["--seeds", "1"], "--seeds = 1 is invalid: expected an integer >= 2"),
     (["--study-name", "typo"], "study 'typo' not found in"),
     (["--study-name", "empty"], "study 'empty' has no complete trial to validate"),
+    (["--device", "tpu"], "argument --device: invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
+    pytest.param(["--device", "cuda"], "device = 'cuda' is invalid on this machine: torch sees no CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")),
 ])
 def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(
         tuned: TuneSettings, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
