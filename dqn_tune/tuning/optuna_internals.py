@@ -11,7 +11,7 @@ and the params a queued trial will take.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 
@@ -21,6 +21,8 @@ from optuna.storages import RDBStorage
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
+
+from dqn_tune.tuning.records import FAIL_REASON
 
 GRID_ID = "grid_id"
 """System attribute in which GridSampler records the cell of a trial."""
@@ -72,26 +74,43 @@ def rdb_storage(study: optuna.Study) -> RDBStorage:
 def fail_stale_trials(study: optuna.Study) -> None:
     """Fail the study's RUNNING trials whose heartbeat went stale, and those that never sent one for a whole
     grace period (their process died between popping the trial and recording its first heartbeat, which Optuna's
-    `fail_stale_trials` never fails); the storage's stale-trial callback queues their retries.
+    `fail_stale_trials` never fails), each with its fail reason; the storage's stale-trial callback queues their
+    retries.
 
-    Optuna's loop, with the silent trials added: it has no hook for them."""
-    storage = study._storage
+    Optuna's loop, with the silent trials and the reasons added: it has no hook for them."""
     rdb = rdb_storage(study)
     interval = rdb.get_heartbeat_interval()
     if interval is None:
         return
     grace_s = rdb.grace_period if rdb.grace_period is not None else 2 * interval
+    reasons = {stale_id: f"no heartbeat for over {grace_s:g}s: its worker process died or hung"
+               for stale_id in study._storage._get_stale_trial_ids(study._study_id)}
+    reasons.update({silent_id: f"no heartbeat within {grace_s:g}s of starting: its worker process died first"
+                    for silent_id in _silent_trial_ids(study, rdb, grace_s)})
+    fail_and_retry(study, reasons)
+
+
+def fail_and_retry(study: optuna.Study, reasons: Mapping[int, str]) -> list[int]:
+    """Fail each RUNNING trial of `reasons` (storage id -> why) with its reason stored (records.FAIL_REASON), and
+    queue its retry through the storage's stale-trial callback, copied without that reason (a retry inherits the
+    user attributes, not why the original failed). Returns the ids failed here (one finished meanwhile, e.g.
+    failed by another process, is left alone)."""
+    storage = study._storage
     failed = []
-    for stale_id in [*storage._get_stale_trial_ids(study._study_id), *_silent_trial_ids(study, rdb, grace_s)]:
+    for stored_id, reason in reasons.items():
         try:
-            if storage.set_trial_state_values(stale_id, state=TrialState.FAIL):
-                failed.append(stale_id)
-        except UpdateFinishedTrialError:  # failed meanwhile by another process
+            storage.set_trial_user_attr(stored_id, FAIL_REASON, reason)
+            if storage.set_trial_state_values(stored_id, state=TrialState.FAIL):
+                failed.append(stored_id)
+        except UpdateFinishedTrialError:
             pass
-    callback = rdb.get_heartbeat_stale_trial_callback()
-    if callback is not None:
-        for stale_id in failed:
-            callback(study, copy.deepcopy(storage.get_trial(stale_id)))
+    retry = rdb_storage(study).get_heartbeat_stale_trial_callback()
+    if retry is not None:
+        for stored_id in failed:
+            trial = copy.deepcopy(storage.get_trial(stored_id))
+            trial.user_attrs = {name: value for name, value in trial.user_attrs.items() if name != FAIL_REASON}
+            retry(study, trial)
+    return failed
 
 
 def _silent_trial_ids(study: optuna.Study, storage: RDBStorage, grace_s: float) -> list[int]:

@@ -15,18 +15,16 @@ instead of leaving it RUNNING until the heartbeat grace period has passed.
 
 from __future__ import annotations
 
-import copy
 import os
 import socket
 from collections.abc import Callable, Hashable
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from dqn_tune.tuning.optuna_internals import fail_stale_trials, rdb_storage, trial_id
-from dqn_tune.tuning.records import FAIL_REASON, RETRY_HISTORY, RETRY_OF, WORKER
+from dqn_tune.tuning.optuna_internals import fail_and_retry, fail_stale_trials, rdb_storage, trial_id
+from dqn_tune.tuning.records import RETRY_HISTORY, RETRY_OF, WORKER
 from dqn_tune.tuning.storage import study_lock
 
 
@@ -84,35 +82,18 @@ def fail_trials_of(study: optuna.Study, process: str, reason: str) -> list[tuple
     and queue their retries as the heartbeat's stale-trial callback would (at most MAX_RETRY per trial; retries
     do not count towards a total). Returns (failed trial number, its retry's number or None if not retried)."""
     storage = rdb_storage(study)
-    retry = storage.get_heartbeat_stale_trial_callback()
-    failed = []
     with study_lock(storage, study.study_name):
         study_id = storage.get_study_id_from_name(study.study_name)
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial.system_attrs.get(WORKER) != process:
-                continue
-            stored_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            try:
-                storage.set_trial_user_attr(stored_id, FAIL_REASON, reason)
-                storage.set_trial_state_values(stored_id, state=TrialState.FAIL)
-            except UpdateFinishedTrialError:  # finished meanwhile: failed by a stale-trial check
-                continue
-            if retry is not None:
-                retry(study, _without_fail_reason(storage.get_trial(stored_id)))
-            failed.append((trial.number, _retry_number(study, trial.number)))
-    return failed
+        numbers = {storage.get_trial_id_from_study_id_trial_number(study_id, trial.number): trial.number
+                   for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if trial.system_attrs.get(WORKER) == process}
+        failed = fail_and_retry(study, dict.fromkeys(numbers, reason))
+        return [(numbers[stored_id], _retry_number(study, numbers[stored_id])) for stored_id in failed]
 
 
 def retry_state(study: optuna.Study, number: int) -> TrialState:
     """The state of trial `number` (e.g. a retry queued by `fail_trials_of`) as stored now."""
     return next(trial.state for trial in study.get_trials(deepcopy=False) if trial.number == number)
-
-
-def _without_fail_reason(trial: FrozenTrial) -> FrozenTrial:
-    """`trial` as its retry should copy it: the retry inherits user attributes, but not why the original failed."""
-    trial = copy.deepcopy(trial)
-    trial.user_attrs = {name: value for name, value in trial.user_attrs.items() if name != FAIL_REASON}
-    return trial
 
 
 def _retry_number(study: optuna.Study, number: int) -> int | None:

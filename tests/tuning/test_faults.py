@@ -159,6 +159,8 @@ def test_a_lost_machines_trial_is_failed_by_heartbeat_and_retried_by_the_next_co
                              cwd=tmp_path, text=True, capture_output=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     failed, retry = trials(tmp_path)
-    assert failed.state == TrialState.FAIL and records.FAIL_REASON not in failed.user_attrs  # failed by the heartbeat
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs[records.FAIL_REASON].startswith("no heartbeat ")  # failed by the heartbeat check
     assert retry.system_attrs[RETRY_OF] == failed.number and retry.params == failed.params
+    assert records.FAIL_REASON not in retry.user_attrs
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)

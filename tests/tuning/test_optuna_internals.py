@@ -12,6 +12,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from dqn_tune.tuning import optuna_internals as internals
+from dqn_tune.tuning.records import FAIL_REASON
 from dqn_tune.tuning.storage import open_storage
 
 
@@ -57,6 +58,8 @@ def test_heartbeat_keeps_a_trial_alive_and_fail_stale_trials_fails_a_silent_one(
         internals.fail_stale_trials(study)
     assert internals.frozen(study, alive).state == TrialState.RUNNING
     assert internals.frozen(study, silent).state == TrialState.FAIL
+    assert internals.frozen(study, silent).user_attrs[FAIL_REASON] == ("no heartbeat for over 2s: its worker process "
+                                                                      "died or hung")
     assert internals.trial_id(alive) != internals.trial_id(silent)
 
 
@@ -70,8 +73,11 @@ def test_a_trial_that_never_sent_a_heartbeat_is_failed_and_retried_after_the_gra
     time.sleep(2.5)
     internals.fail_stale_trials(study)
     assert internals.frozen(study, orphan).state == TrialState.FAIL
+    assert internals.frozen(study, orphan).user_attrs[FAIL_REASON] == ("no heartbeat within 2s of starting: its "
+                                                                      "worker process died first")
     retry = study.get_trials(states=(TrialState.WAITING,))
     assert len(retry) == 1 and internals.queued_params(retry[0]) == {"x": 3}
+    assert FAIL_REASON not in retry[0].user_attrs
 
 
 def test_queued_params_are_those_given_to_enqueue_trial(tmp_path: Path) -> None:
