@@ -52,6 +52,8 @@ seed = bounded_int(0, SEED_MAX, accepted=f"an integer from 0 to {SEED_MAX} (2**3
 """argparse type: a run or evaluation seed."""
 seed_count = bounded_int(1, MAX_SEEDS)
 """argparse type: how many seeds (training runs) to train."""
+validation_seed_count = bounded_int(2, MAX_SEEDS)
+"""argparse type: held-out seeds per validated config (a confidence interval needs two)."""
 seconds = bounded_int(1, MAX_SECONDS)
 """argparse type: a duration in seconds, up to a day."""
 

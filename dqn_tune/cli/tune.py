@@ -22,6 +22,7 @@ from dqn_tune.cli.arguments import (
     seed_count,
     study_name,
     text,
+    validation_seed_count,
     workers_line,
 )
 from dqn_tune.cli.config_flags import (
@@ -108,7 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     checks.add_argument("--validate-top", type=non_negative_int, default=None, metavar="K",
                         help=f"after tuning, retrain the K best complete trials on held-out seeds and recommend one "
                              f"(default: one per 10 complete trials, 1 to {DEFAULT_TOP_K}; 0 turns it off)")
-    checks.add_argument("--validation-seeds", type=positive_int, default=VALIDATION_SEEDS, metavar="N",
+    checks.add_argument("--validation-seeds", type=validation_seed_count, default=VALIDATION_SEEDS, metavar="N",
                         help=f"held-out seeds per validated config, at least 2 (default: {VALIDATION_SEEDS})")
     faults = parser.add_argument_group("fault tolerance")
     faults.add_argument("--heartbeat-interval", type=seconds, default=HEARTBEAT_INTERVAL_S, metavar="S",

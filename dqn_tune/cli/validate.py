@@ -16,6 +16,7 @@ from dqn_tune.cli.arguments import (
     chosen_workers,
     flag_error,
     positive_int,
+    validation_seed_count,
 )
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.storage import (
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_flags(parser, "the tuning study to validate")
     parser.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, metavar="K",
                         help=f"how many of the best complete trials to validate (default: {DEFAULT_TOP_K})")
-    parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="N",
+    parser.add_argument("--seeds", type=validation_seed_count, default=DEFAULT_SEEDS, metavar="N",
                         help=f"held-out seeds per config, at least 2 (default: {DEFAULT_SEEDS}); raising it later "
                              "runs only the new seeds")
     add_workers_flag(parser)

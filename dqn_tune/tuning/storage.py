@@ -60,7 +60,7 @@ def sqlite_path(url: str) -> Path | None:
 
 def prepare_url(url: str | None, *, write: bool = True) -> str:
     """Check `url` (None: DEFAULT_STORAGE) can be opened; with `write`, that it can hold new studies and
-    trials (then the default `studies/` folder is created).
+    trials (the default `studies/` folder may be missing if it can be made: `open_storage` makes it).
 
     A SQLite file is only read through when `write` is false: it must exist and be readable. Writing
     needs the file writable and its directory too (SQLite creates its journal beside the file).
@@ -82,8 +82,11 @@ def prepare_url(url: str | None, *, write: bool = True) -> str:
         return url
     where = f"cannot open storage {public_url(url)!r}"
     try:
-        if write and url == DEFAULT_STORAGE:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if write and url == DEFAULT_STORAGE and not path.parent.exists():
+            if not os.access(path.parent.parent, os.W_OK | os.X_OK):
+                raise StorageError(f"{where}: cannot create directory {str(path.parent)!r} in "
+                                   f"{str(path.parent.parent)!r} (not writable)")
+            return url
         if not path.parent.is_dir():
             raise StorageError(f"{where}: directory {str(path.parent)!r} does not exist")
         if not write:
@@ -112,10 +115,15 @@ def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_
     A database holding other tables than Optuna's, or Optuna's schema of another version, is refused
     before anything is written.
     """
-    url = prepare_url(url)
     if heartbeat and not 0 < heartbeat_interval_s < grace_period_s:
         raise StorageError(f"heartbeat interval {heartbeat_interval_s}s and grace period {grace_period_s}s are invalid; "
                            "expected 0 < interval < grace period")
+    url = prepare_url(url)
+    if url == DEFAULT_STORAGE:
+        try:
+            sqlite_path(url).parent.mkdir(exist_ok=True)  # type: ignore[union-attr]
+        except OSError as exc:
+            raise StorageError(f"cannot open storage {url!r}: {exc.strerror}: {exc.filename!r}") from None
     kwargs: dict[str, object] = {}
     if heartbeat:
         with warnings.catch_warnings():

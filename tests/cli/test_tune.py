@@ -102,6 +102,22 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert existing_db.read_bytes() == before
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--heartbeat-interval", "5", "--grace-period", "3"], "heartbeat interval 5s and grace period 3s are invalid"),
+    (["--validation-seeds", "1"], "argument --validation-seeds: invalid value '1'; expected an integer from 2 to 1000"),
+    (["--search-space", "/nonexistent/space.toml"], "cannot read search-space file"),
+    pytest.param(["--device", "cuda"], "device = 'cuda' is invalid on this machine",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")),
+])
+def test_bad_input_with_the_default_storage_creates_no_studies_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str],
+        message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["--trials", "1", *TINY, *args], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("storage", "message"), [
     ("not a url", "storage URL 'not a url' is not a valid SQLAlchemy URL"),
     ("sqlite://", "storage 'sqlite://' is in memory; a study needs a file or a server"),

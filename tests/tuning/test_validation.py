@@ -260,7 +260,8 @@ def test_a_diverged_seed_ranks_a_config_last() -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--top-k", "0"], "argument --top-k: invalid value '0'; expected an integer >= 1"),
-    (["--seeds", "1"], "--seeds = 1 is invalid: expected an integer >= 2"),
+    (["--seeds", "1"], "argument --seeds: invalid value '1'; expected an integer from 2 to 1000"),
+    (["--seeds", "1000000000"], "argument --seeds: invalid value '1000000000'; expected an integer from 2 to 1000"),
     (["--study-name", "typo"], "study 'typo' not found in"),
     (["--study-name", "empty"], "study 'empty' has no complete trial to validate"),
     (["--device", "tpu"], "argument --device: invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
