@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from dqn_tune.errors import DQNTuneError
+from dqn_tune.tuning.interrupts import interrupts_stop_cleanly, raise_if_interrupted
 
 COMMANDS: tuple[str, ...] = ("train", "evaluate", "retrain", "ablate", "dashboard", "report", "validate", "best", "presets", "tune")
 """Subcommands, each the module dqn_tune.cli.<name>; imported inside `main` (see `command_module`)."""
@@ -79,25 +80,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if DEFAULT_COMMAND in COMMANDS and args_list and args_list[0] not in (*COMMANDS, "-h", "--help", "--version"):
         args_list.insert(0, DEFAULT_COMMAND)
     debug = False
-    try:
-        parser = build_parser()
+    with interrupts_stop_cleanly():  # from the start: a Ctrl-C whose KeyboardInterrupt an import swallowed is kept
         try:
-            args = parser.parse_args(args_list)
-        except SystemExit as exc:
-            return int(exc.code or 0)
-        debug = getattr(args, "debug", False)  # a bare `dqn-tune` has no subcommand flags
-        if args.command is None:
-            parser.print_help()
+            parser = build_parser()
+            try:
+                args = parser.parse_args(args_list)
+            except SystemExit as exc:
+                return int(exc.code or 0)
+            debug = getattr(args, "debug", False)  # a bare `dqn-tune` has no subcommand flags
+            if args.command is None:
+                parser.print_help()
+                return 2
+            module = command_module(args.command)
+            raise_if_interrupted()  # the imports are done: one lost inside them stops the command here
+            return module.run(args)
+        except DQNTuneError as exc:
+            if debug:
+                raise
+            sys.stderr.write(f"{PROG}: error: {exc}\n")
             return 2
-        return command_module(args.command).run(args)
-    except DQNTuneError as exc:
-        if debug:
-            raise
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG}: interrupted\n")
-        return 130
+        except KeyboardInterrupt:
+            sys.stderr.write(f"{PROG}: interrupted\n")
+            return 130
 
 
 if __name__ == "__main__":
