@@ -8,7 +8,7 @@ per env: mean +- std over seeds, every seed's figure, the issue's floor, RL Zoo'
 Usage: python scripts/bench_quality.py [--envs CartPole-v1,Acrobot-v1] [--seeds 5] [--episodes 100]
 LunarLander-v3 needs `pip install -e ".[box2d]"`. Wall time on the 2-core development machine
 (one process, 5 seeds): CartPole ~3 min, Acrobot ~50 min (its preset makes 4 updates of batch 256 per step),
-LunarLander ~20-40 min, MountainCar ~20-40 min.
+LunarLander ~8 min, MountainCar ~4 min.
 """
 
 from __future__ import annotations
