@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from dqn_tune.errors import DQNTuneError
-from dqn_tune.tuning.interrupts import interrupts_stop_cleanly, raise_if_interrupted
+from dqn_tune.tuning.interrupts import deferred_interrupts, interrupts_stop_cleanly
 
 COMMANDS: tuple[str, ...] = ("train", "evaluate", "retrain", "ablate", "dashboard", "report", "validate", "best", "presets", "tune")
 """Subcommands, each the module dqn_tune.cli.<name>; imported inside `main` (see `command_module`)."""
@@ -80,19 +80,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if DEFAULT_COMMAND in COMMANDS and args_list and args_list[0] not in (*COMMANDS, "-h", "--help", "--version"):
         args_list.insert(0, DEFAULT_COMMAND)
     debug = False
-    with interrupts_stop_cleanly():  # from the start: a Ctrl-C whose KeyboardInterrupt an import swallowed is kept
+    with interrupts_stop_cleanly():
         try:
-            parser = build_parser()
-            try:
-                args = parser.parse_args(args_list)
-            except SystemExit as exc:
-                return int(exc.code or 0)
-            debug = getattr(args, "debug", False)  # a bare `dqn-tune` has no subcommand flags
-            if args.command is None:
-                parser.print_help()
-                return 2
-            module = command_module(args.command)
-            raise_if_interrupted()  # the imports are done: one lost inside them stops the command here
+            # A Ctrl-C while torch, optuna and gymnasium import is held until they are done: raised inside a C++
+            # extension's import, KeyboardInterrupt can abort the process (pybind11) or be swallowed.
+            with deferred_interrupts():
+                parser = build_parser()
+                try:
+                    args = parser.parse_args(args_list)
+                except SystemExit as exc:
+                    return int(exc.code or 0)
+                debug = getattr(args, "debug", False)  # a bare `dqn-tune` has no subcommand flags
+                if args.command is None:
+                    parser.print_help()
+                    return 2
+                module = command_module(args.command)
             return module.run(args)
         except DQNTuneError as exc:
             if debug:

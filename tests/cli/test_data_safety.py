@@ -304,7 +304,7 @@ def test_study_names_become_safe_file_names(
     assert safe_name("ALE/Pong-v5") != safe_name("ALE_Pong-v5")
 
 
-@pytest.mark.parametrize("delay_s", [0.2, 0.6, 1.2])
+@pytest.mark.parametrize("delay_s", [0.2, 0.4, 0.6, 0.9, 1.2])
 def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path, delay_s: float) -> None:
     """SIGINT to a fresh `python -m dqn_tune` while it imports torch, optuna and gymnasium."""
     process = subprocess.Popen([sys.executable, "-m", "dqn_tune", "--trials", "1", *TINY], cwd=tmp_path,
