@@ -85,6 +85,8 @@ class ConfigStats:
     """Final greedy return of each seed's run."""
     diverged: int = 0
     """Held-out seeds whose run diverged (no return)."""
+    curve_means: tuple[float, ...] = ()
+    """Mean return of each finished run's learning curve (`run_record.curve_auc`), in the order of `seeds`."""
 
     @property
     def mean(self) -> float:
@@ -118,10 +120,15 @@ class ConfigStats:
         run in five shows a third of the time)."""
         return len(self.returns) > 1 and min(self.returns) == max(self.returns)
 
+    @property
+    def curve_mean(self) -> float:
+        """Mean over seeds of the learning curves' mean returns (how soon the config learns); NaN without curves."""
+        return float(np.mean(self.curve_means)) if self.curve_means else math.nan
+
     def rank_key(self) -> tuple[float, ...]:
-        """Sort key of the rule (smaller is better): no divergence, highest CI lower bound, mean, trial number."""
-        low = self.interval.low
-        return (float(self.diverged > 0), -(low if math.isfinite(low) else -math.inf), -self.mean, float(self.trial))
+        """Sort key of the rule (smaller is better): no divergence, highest CI lower bound, mean, curve mean, trial."""
+        return (float(self.diverged > 0), -_or_lowest(self.interval.low), -self.mean, -_or_lowest(self.curve_mean),
+                float(self.trial))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON primitives, with the derived figures for readers (dashboard, report)."""
@@ -133,7 +140,13 @@ class ConfigStats:
     def from_dict(cls, data: dict[str, Any]) -> ConfigStats:
         """Inverse of to_dict (derived figures are recomputed)."""
         return cls(int(data["trial"]), float(data["tuned_value"]), tuple(int(s) for s in data["seeds"]),
-                   tuple(float(r) for r in data["returns"]), int(data.get("diverged", 0)))
+                   tuple(float(r) for r in data["returns"]), int(data.get("diverged", 0)),
+                   tuple(float(c) for c in data.get("curve_means", ())))
+
+
+def _or_lowest(value: float) -> float:
+    """`value`, or -inf for NaN (ranks last)."""
+    return value if math.isfinite(value) else -math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +214,9 @@ class Recommendation:
         if len(self.table) > 1:
             runner_up = self.table[1]
             why += f" vs {runner_up.interval.low:.1f} for trial {runner_up.trial}"
+            if best.rank_key()[:3] == runner_up.rank_key()[:3]:
+                why += (f"; tied on it and on the mean, so the higher mean learning curve on the held-out seeds (it "
+                        f"learns sooner): {best.curve_mean:.1f} vs {runner_up.curve_mean:.1f}")
         return why
 
     def to_dict(self) -> dict[str, Any]:

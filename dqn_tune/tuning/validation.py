@@ -29,6 +29,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.device import check_device
+from dqn_tune.dqn.run_record import curve_auc
 from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import study_artifact_store
@@ -235,11 +236,21 @@ def validation_stats(study: optuna.Study, top: Sequence[FrozenTrial], seeds: Seq
     table = []
     for source in top:
         runs = [(seed, finished[(source.number, seed)]) for seed in seeds if (source.number, seed) in finished]
-        complete = [(seed, t.value) for seed, t in runs if t.state == TrialState.COMPLETE and t.value is not None]
+        complete = [(seed, t) for seed, t in runs if t.state == TrialState.COMPLETE and t.value is not None]
         if runs:
             table.append(ConfigStats(source.number, float(source.value or math.nan), tuple(s for s, _ in complete),
-                                     tuple(float(v) for _, v in complete), len(runs) - len(complete)))
+                                     tuple(float(t.value) for _, t in complete),  # type: ignore[arg-type]
+                                     len(runs) - len(complete),
+                                     tuple(_curve_mean(t) for _, t in complete)))
     return table
+
+
+def _curve_mean(trial: FrozenTrial) -> float:
+    """The mean return of a validation run's learning curve (its final return when it stored none)."""
+    runs = records.trial_runs(trial)
+    if not runs or not runs[0].curve_steps:
+        return float(trial.value)  # type: ignore[arg-type]
+    return curve_auc(runs[0].curve_steps, runs[0].curve_returns)
 
 
 def run_validation(settings: ValidationSettings, *, workers: int = 1, command: str = "",

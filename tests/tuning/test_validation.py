@@ -20,6 +20,7 @@ from scipy import stats
 
 from dqn_tune.cli import main
 from dqn_tune.dqn.batched_trainer import train_seeds
+from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning import records
 from dqn_tune.tuning.recommendation import ConfigStats, mean_interval, recommend
@@ -210,13 +211,18 @@ def test_statistics_match_scipy_on_constructed_returns() -> None:
     assert mean_interval([500.0]).low != mean_interval([500.0]).low  # NaN: one seed has no interval
 
 
-def constructed_validation(study: optuna.Study, returns: dict[int, list[float]]) -> None:
-    """Validation trials with given returns per source trial, on the held-out seeds."""
+def constructed_validation(study: optuna.Study, returns: dict[int, list[float]],
+                           curves: dict[int, list[float]] | None = None) -> None:
+    """Validation trials with given returns per source trial, on the held-out seeds; with `curves`, each run
+    stores that learning curve (evaluations every 1,000 steps)."""
     seeds = validation_seeds(len(next(iter(returns.values()))))
     for source, values in returns.items():
         for seed, value in zip(seeds, values, strict=True):
+            runs = [] if curves is None else [RunRecord(seed, value, tuple(range(1000, 1000 * len(curves[source]) + 1,
+                                                                               1000)),
+                                                        tuple(curves[source]), 1.0, 1.0, None).to_dict()]
             study.add_trial(create_trial(
-                params={SOURCE_TRIAL: source, SEED: seed}, value=value,
+                params={SOURCE_TRIAL: source, SEED: seed}, value=value, user_attrs={records.RUNS: runs},
                 distributions={SOURCE_TRIAL: IntDistribution(0, 2**31 - 1),
                                SEED: IntDistribution(VALIDATION.start, VALIDATION.stop - 1)}))
 
@@ -238,6 +244,25 @@ def test_the_rule_prefers_a_consistent_config_to_a_higher_mean_with_one_collapse
     comparison = recommendation.comparison
     assert comparison is not None and (comparison.seeds, comparison.wins, comparison.losses) == (5, 1, 4)
     assert recommend(list(reversed(table))).trial == 1  # the order of the input does not matter
+
+
+def test_configs_tied_at_the_cap_go_to_the_one_whose_curves_learn_sooner(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/tie.db"
+    tuning = optuna.create_study(study_name="t", storage=url, direction="maximize")
+    for _ in range(3):
+        tuning.add_trial(create_trial(value=500.0, params={}, distributions={}))
+    validation_study = optuna.create_study(study_name="t-validation", storage=url, direction="maximize")
+    constructed_validation(validation_study, {0: [500.0] * 5, 1: [500.0] * 5, 2: [500.0] * 5},
+                           curves={0: [100.0, 300.0, 500.0, 500.0], 1: [300.0, 500.0, 500.0, 500.0],
+                                   2: [200.0, 300.0, 500.0, 500.0]})
+
+    recommendation = recommend(validation_stats(validation_study, top_trials(tuning, 3), validation_seeds(5)))
+
+    assert [row.trial for row in recommendation.table] == [1, 2, 0]  # not trial order
+    assert [row.curve_mean for row in recommendation.table] == [450.0, 375.0, 350.0]
+    assert recommendation.reason().endswith("tied on it and on the mean, so the higher mean learning curve on the "
+                                            "held-out seeds (it learns sooner): 450.0 vs 375.0")
+    assert recommend([ConfigStats.from_dict(row.to_dict()) for row in recommendation.table]) == recommendation
 
 
 def test_a_config_whose_seeds_all_tie_is_flagged_as_measuring_no_spread() -> None:
