@@ -93,3 +93,21 @@ def test_a_member_state_dict_loads_into_a_qnetwork_with_the_same_q_values() -> N
             loaded.load_state_dict(stacked.member_state_dict(k))
             assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), member.state_dict().values()))
             torch.testing.assert_close(q_values[k], loaded(obs[k]))
+
+
+def test_stacked_gradients_are_each_members_own_gradients() -> None:
+    # the stacked layouts (transposed output layer included) give each member exactly its QNetwork's gradients
+    torch.manual_seed(0)
+    members = [QNetwork(4, 3, (16, 8)) for _ in range(3)]
+    stacked = StackedQNetwork(members)
+    obs, weights = torch.randn(3, 5, 4), torch.randn(3, 5, 3)
+    (stacked(obs) * weights).sum().backward()
+    for k, member in enumerate(members):
+        (member(obs[k]) * weights[k]).sum().backward()
+        expected = [layer.grad for name, layer in member.named_parameters()]
+        got = [grad.T if grad.dim() == 2 else grad for grad in (
+            stacked.hidden_weights[0].grad[k], stacked.hidden_biases[0].grad[k, 0],
+            stacked.hidden_weights[1].grad[k], stacked.hidden_biases[1].grad[k, 0])]
+        got += [stacked.output_weight.grad[k], stacked.output_bias.grad[k, :, 0]]
+        for actual, wanted in zip(got, expected):
+            torch.testing.assert_close(actual, wanted)
