@@ -227,6 +227,13 @@ def command_line(args: argparse.Namespace) -> str:
         if value is not None:
             text_value = f"{value:g}" if isinstance(value, float) else str(value)  # --timeout 3, as typed
             words += ["--env" if name == "env_id" else flag_name(name), text_value]
+    if args.no_preset:
+        words.append("--no-preset")
+    words += ["--device", args.device]
+    if args.validate_top is not None:
+        words += ["--validate-top", str(args.validate_top)]
+    if args.validate_top != 0:
+        words += ["--validation-seeds", str(args.validation_seeds)]
     if not args.artifacts:
         words.append("--no-artifacts")
     if args.artifact_dir is not None:

@@ -51,7 +51,9 @@ def test_default_command_runs_trials_into_the_default_storage_and_resumes(
     # A flag fixes a sampled hyperparameter; the file narrows another.
     assert all("gamma" not in t.params and records.trial_config(t).gamma == 0.97 for t in study.trials)
     assert all(t.params["learning_rate"] <= 3e-3 for t in study.trials)
-    assert "--trials 2" in study.user_attrs[COMMANDS_ATTR][0] and "--gamma 0.97" in study.user_attrs[COMMANDS_ATTR][0]
+    command = study.user_attrs[COMMANDS_ATTR][0]
+    assert "--trials 2" in command and "--gamma 0.97" in command
+    assert "--device cpu --validate-top 0 --no-artifacts" in command and "--validation-seeds" not in command
 
     code, out, err = run_cli(["tune", "--trials", "1", "--gamma", "0.97", "--search-space", "space.toml", *TINY], capsys)
     assert code == 0, err
