@@ -101,8 +101,13 @@ def prepare_url(url: str | None, *, write: bool = True) -> str:
             raise StorageError(f"{where}: directory {str(path.parent)!r} is not writable (SQLite creates "
                                "its journal file beside the database)")
     except OSError as exc:  # e.g. a parent directory this user may not enter, a name too long
-        raise StorageError(f"{where}: {exc.strerror}: {exc.filename!r}") from None
+        raise _os_error(url, exc) from None
     return url
+
+
+def _os_error(url: str, exc: OSError) -> StorageError:
+    """The StorageError for an OSError met while checking or preparing the SQLite file of `url`."""
+    return StorageError(f"cannot open storage {public_url(url)!r}: {exc.strerror}: {exc.filename!r}")
 
 
 def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
@@ -123,7 +128,7 @@ def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_
         try:
             sqlite_path(url).parent.mkdir(exist_ok=True)  # type: ignore[union-attr]
         except OSError as exc:
-            raise StorageError(f"cannot open storage {url!r}: {exc.strerror}: {exc.filename!r}") from None
+            raise _os_error(url, exc) from None
     kwargs: dict[str, object] = {}
     if heartbeat:
         with warnings.catch_warnings():
