@@ -214,7 +214,10 @@ class Recommendation:
         if len(self.table) > 1:
             runner_up = self.table[1]
             why += f" vs {runner_up.interval.low:.1f} for trial {runner_up.trial}"
-            if best.rank_key()[:3] == runner_up.rank_key()[:3]:
+            best_key, runner_up_key = best.rank_key(), runner_up.rank_key()
+            if best_key[:4] == runner_up_key[:4]:
+                why += "; tied on it, on the mean and on the learning curve, so the lower trial number"
+            elif best_key[:3] == runner_up_key[:3]:
                 why += (f"; tied on it and on the mean, so the higher mean learning curve on the held-out seeds (it "
                         f"learns sooner): {best.curve_mean:.1f} vs {runner_up.curve_mean:.1f}")
         return why

@@ -246,11 +246,9 @@ def validation_stats(study: optuna.Study, top: Sequence[FrozenTrial], seeds: Seq
 
 
 def _curve_mean(trial: FrozenTrial) -> float:
-    """The mean return of a validation run's learning curve (its final return when it stored none)."""
+    """The mean return of a validation run's learning curve; NaN for a run stored without one."""
     runs = records.trial_runs(trial)
-    if not runs or not runs[0].curve_steps:
-        return float(trial.value)  # type: ignore[arg-type]
-    return curve_auc(runs[0].curve_steps, runs[0].curve_returns)
+    return curve_auc(runs[0].curve_steps, runs[0].curve_returns) if runs else math.nan
 
 
 def run_validation(settings: ValidationSettings, *, workers: int = 1, command: str = "",

@@ -104,7 +104,7 @@ def test_stacked_gradients_are_each_members_own_gradients() -> None:
     (stacked(obs) * weights).sum().backward()
     for k, member in enumerate(members):
         (member(obs[k]) * weights[k]).sum().backward()
-        expected = [layer.grad for name, layer in member.named_parameters()]
+        expected = [param.grad for param in member.parameters()]
         got = [grad.T if grad.dim() == 2 else grad for grad in (
             stacked.hidden_weights[0].grad[k], stacked.hidden_biases[0].grad[k, 0],
             stacked.hidden_weights[1].grad[k], stacked.hidden_biases[1].grad[k, 0])]

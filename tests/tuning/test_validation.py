@@ -263,6 +263,10 @@ def test_configs_tied_at_the_cap_go_to_the_one_whose_curves_learn_sooner(tmp_pat
     assert recommendation.reason().endswith("tied on it and on the mean, so the higher mean learning curve on the "
                                             "held-out seeds (it learns sooner): 450.0 vs 375.0")
     assert recommend([ConfigStats.from_dict(row.to_dict()) for row in recommendation.table]) == recommendation
+    seeds = tuple(validation_seeds(5))  # stored without curves (NaN): the trial number decides, and the reason says so
+    no_curves = recommend([ConfigStats(5, 500.0, seeds, (500.0,) * 5), ConfigStats(3, 500.0, seeds, (500.0,) * 5)])
+    assert no_curves.trial == 3 and no_curves.reason().endswith(
+        "tied on it, on the mean and on the learning curve, so the lower trial number")
 
 
 def test_a_config_whose_seeds_all_tie_is_flagged_as_measuring_no_spread() -> None:
