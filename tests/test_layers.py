@@ -1,4 +1,5 @@
-"""The package's layers import only downwards: utilities <- dqn <- plots <- tuning <- results <- cli."""
+"""The package's layers import only downwards: utilities <- dqn <- plots <- tuning <- results <- cli, and the
+generic study runner (runner/) sits below tuning beside the core, knowing nothing of DQN."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import dqn_tune
 
 PACKAGE = Path(dqn_tune.__file__).parent
-LAYERS = {"utilities": 0, "dqn": 1, "plots": 2, "tuning": 3, "results": 4, "cli": 5}
+LAYERS = {"utilities": 0, "dqn": 1, "runner": 1, "plots": 2, "tuning": 3, "results": 4, "cli": 5}
 UTILITIES = {"errors", "versions", "output_paths"}
 
 
@@ -51,3 +52,9 @@ def test_no_module_imports_a_layer_above_its_own(path: Path) -> None:
 def test_the_rl_core_never_imports_optuna() -> None:
     core = [p for p in SOURCES if p.parent.name == "dqn"]
     assert core and all(not any(name.split(".")[0] == "optuna" for name in imports(p)) for p in core)
+
+
+def test_the_runner_knows_nothing_of_dqn() -> None:
+    runner = [p for p in SOURCES if p.parent.name == "runner"]
+    assert runner and all(layer_of(name) in (None, LAYERS["utilities"]) or name.startswith("dqn_tune.runner")
+                          for p in runner for name in imports(p)), "runner/ imports DQN code"

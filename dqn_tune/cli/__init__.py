@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from dqn_tune.errors import DQNTuneError
-from dqn_tune.tuning.interrupts import deferred_interrupts, interrupts_stop_cleanly
+from dqn_tune.runner.interrupts import deferred_interrupts, interrupts_stop_cleanly
 
 COMMANDS: tuple[str, ...] = ("train", "evaluate", "retrain", "ablate", "dashboard", "report", "validate", "best", "presets", "tune")
 """Subcommands, each the module dqn_tune.cli.<name>; imported inside `main` (see `command_module`)."""

@@ -8,20 +8,32 @@ from pathlib import Path
 
 import optuna
 
-from dqn_tune.cli.arguments import add_workers_flag, chosen_workers, flag_error, positive_int, study_name, text
-from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits_memory, env_dims
+from dqn_tune.cli.arguments import (
+    add_workers_flag,
+    chosen_workers,
+    flag_error,
+    positive_int,
+    study_name,
+    text,
+)
+from dqn_tune.cli.config_flags import (
+    add_config_flags,
+    build_config,
+    check_fits_memory,
+    env_dims,
+)
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
-from dqn_tune.tuning.presets import eval_freq_for
 from dqn_tune.output_paths import check_writable
 from dqn_tune.results.ablation_report import (
     CSV_NAME,
     default_report_dir,
     write_ablation_report,
 )
+from dqn_tune.runner.storage import load_study, open_existing_storage
 from dqn_tune.tuning.ablation import AblationSpec, run_ablation
+from dqn_tune.tuning.presets import eval_freq_for
 from dqn_tune.tuning.selection import best_config
-from dqn_tune.tuning.storage import load_study, open_existing_storage
 
 USES_STORAGE = True
 HELP = "grid ablation of buffer size x target-update interval (an Optuna grid study), with a report"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dqn_tune.dqn.config import INT_MAX, SEED_MAX
 from dqn_tune.dqn.device import DEVICES
 from dqn_tune.errors import ConfigError, shown
-from dqn_tune.tuning.storage import DEFAULT_STORAGE
+from dqn_tune.runner.storage import DEFAULT_STORAGE
 
 STUDY_NAME_MAX = 512
 """Longest study name: Optuna's column for it (VARCHAR(512) on PostgreSQL and MySQL)."""
@@ -82,7 +82,9 @@ def add_study_flags(parser: argparse.ArgumentParser, what: str) -> None:
 
 def chosen_study(args: argparse.Namespace) -> str:
     """The study named by `add_study_flags`' flags."""
-    from dqn_tune.tuning.study import default_study_name  # optuna and torch load when a command runs
+    from dqn_tune.tuning.study import (
+        default_study_name,  # optuna and torch load when a command runs
+    )
 
     return args.study_name or default_study_name(args.env_id)
 

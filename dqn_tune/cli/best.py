@@ -8,7 +8,7 @@ from dqn_tune.cli.arguments import study_name, text
 from dqn_tune.errors import OutputPathError
 from dqn_tune.output_paths import check_writable
 from dqn_tune.results.export import FORMATS, export, pick
-from dqn_tune.tuning.storage import load_study, open_existing_storage
+from dqn_tune.runner.storage import load_study, open_existing_storage
 from dqn_tune.tuning.study import default_study_name
 
 USES_STORAGE = True

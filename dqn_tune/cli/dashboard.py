@@ -7,7 +7,7 @@ import argparse
 from dqn_tune.cli.arguments import add_artifact_dir_flag, text
 from dqn_tune.errors import StorageError
 from dqn_tune.results.dashboard import DEFAULT_HOST, DEFAULT_PORT, start_dashboard
-from dqn_tune.tuning.storage import DEFAULT_STORAGE, public_url
+from dqn_tune.runner.storage import DEFAULT_STORAGE, public_url
 
 USES_STORAGE = True
 HELP = "open optuna-dashboard on the study storage (trial curves, attributes, learning-curve PNGs)"

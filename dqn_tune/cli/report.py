@@ -11,7 +11,7 @@ from dqn_tune.cli.arguments import (
     text,
 )
 from dqn_tune.results.report import SUMMARY, TOP_TRIALS, default_out_dir, write_report
-from dqn_tune.tuning.storage import load_study, open_existing_storage
+from dqn_tune.runner.storage import load_study, open_existing_storage
 
 USES_STORAGE = True
 HELP = "write a study's Optuna plots (HTML, PNG), top learning curves and a markdown summary"

@@ -36,6 +36,14 @@ from dqn_tune.cli.config_flags import (
 from dqn_tune.cli.validate import validate
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
+from dqn_tune.runner.storage import (
+    DEFAULT_STORAGE,
+    GRACE_PERIOD_S,
+    HEARTBEAT_INTERVAL_S,
+    StorageSettings,
+    prepare_url,
+    public_url,
+)
 from dqn_tune.tuning.algorithms import PRUNERS, SAMPLERS
 from dqn_tune.tuning.objective import (
     OBJECTIVES,
@@ -45,14 +53,6 @@ from dqn_tune.tuning.objective import (
 from dqn_tune.tuning.presets import EVALS_PER_RUN, load_presets, preset_for
 from dqn_tune.tuning.resume import stored_settings
 from dqn_tune.tuning.search_space import DEFAULT_SPACE, SearchSpace, load_search_space
-from dqn_tune.tuning.storage import (
-    DEFAULT_STORAGE,
-    GRACE_PERIOD_S,
-    HEARTBEAT_INTERVAL_S,
-    StorageSettings,
-    prepare_url,
-    public_url,
-)
 from dqn_tune.tuning.study import TuneSettings, default_study_name, run_study
 from dqn_tune.tuning.validation import DEFAULT_SEEDS as VALIDATION_SEEDS
 from dqn_tune.tuning.validation import DEFAULT_TOP_K, ValidationSettings, auto_top_k

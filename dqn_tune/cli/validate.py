@@ -19,7 +19,7 @@ from dqn_tune.cli.arguments import (
     validation_seed_count,
 )
 from dqn_tune.errors import ConfigError
-from dqn_tune.tuning.storage import (
+from dqn_tune.runner.storage import (
     StorageSettings,
     open_existing_storage,
     prepare_url,

@@ -23,8 +23,9 @@ from dqn_tune.dqn.run_record import RunRecord, curve_auc
 from dqn_tune.errors import StorageError
 from dqn_tune.output_paths import safe_name
 from dqn_tune.plots import FIGSIZE, mean_curve, new_figure, save_figure
+from dqn_tune.runner.attributes import FAIL_REASON
 from dqn_tune.tuning.ablation import AblationSpec, Cell, cell_of
-from dqn_tune.tuning.records import FAIL_REASON, SPEC_ATTR, ablation_spec, trial_runs
+from dqn_tune.tuning.records import SPEC_ATTR, ablation_spec, trial_runs
 
 REPORT_ROOT = Path("studies") / "ablations"
 CSV_NAME = "runs.csv"

@@ -21,9 +21,9 @@ import optuna_dashboard
 from optuna.storages import BaseStorage
 
 from dqn_tune.errors import ConfigError, shown
+from dqn_tune.runner.storage import DEFAULT_STORAGE, open_existing_storage, public_url
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import chosen_artifact_dir, make_artifact_store
-from dqn_tune.tuning.storage import DEFAULT_STORAGE, open_existing_storage, public_url
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

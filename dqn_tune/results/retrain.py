@@ -31,8 +31,13 @@ from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable, safe_name
 from dqn_tune.plots import learning_curve_figure, save_figure
+from dqn_tune.runner.storage import load_study, open_existing_storage, prepare_url
 from dqn_tune.tuning.presets import eval_freq_for
-from dqn_tune.tuning.recommendation import ConfigStats, Recommendation, shortfall_p_value
+from dqn_tune.tuning.recommendation import (
+    ConfigStats,
+    Recommendation,
+    shortfall_p_value,
+)
 from dqn_tune.tuning.records import (
     recommendation,
     study_objective,
@@ -41,7 +46,6 @@ from dqn_tune.tuning.records import (
 )
 from dqn_tune.tuning.seeds import retrain_seeds
 from dqn_tune.tuning.selection import choose_trial, default_trial
-from dqn_tune.tuning.storage import load_study, open_existing_storage, prepare_url
 
 EVAL_EPISODES = 100
 """Held-out greedy episodes each retrained seed is reported on."""

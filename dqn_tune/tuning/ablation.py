@@ -29,19 +29,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError, StorageError
-from dqn_tune.tuning.objective import run_config
-from dqn_tune.tuning.optuna_internals import fail_stale_trials, grid_id
-from dqn_tune.tuning.records import FAIL_REASON, RETRY_OF, SPEC_ATTR, ablation_spec
-from dqn_tune.tuning.runner import Plan, run_job
-from dqn_tune.tuning.storage import (
+from dqn_tune.runner.attributes import FAIL_REASON, RETRY_OF
+from dqn_tune.runner.optuna_internals import fail_stale_trials, grid_id
+from dqn_tune.runner.run import Plan, run_job
+from dqn_tune.runner.storage import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
     StorageSettings,
     prepare_url,
     study_names,
 )
-from dqn_tune.tuning.trial_loop import Objective
-from dqn_tune.tuning.trial_queue import counted_trials
+from dqn_tune.runner.trial_loop import Objective
+from dqn_tune.runner.trial_queue import counted_trials
+from dqn_tune.tuning.objective import run_config
+from dqn_tune.tuning.records import SPEC_ATTR, ablation_spec
 
 BUFFER_SIZE = "buffer_size"
 TARGET_INTERVAL = "target_update_interval"

@@ -12,8 +12,8 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import StorageError
 from dqn_tune.plots import learning_curve_figure, save_figure
+from dqn_tune.runner.storage import StorageSettings, artifact_dir
 from dqn_tune.tuning import records
-from dqn_tune.tuning.storage import StorageSettings, artifact_dir
 
 LEARNING_CURVE_PNG = "learning_curve.png"
 """File name of a trial's learning-curve artifact."""

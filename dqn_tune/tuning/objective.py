@@ -16,15 +16,16 @@ import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
+from dqn_tune.dqn.batched_trainer import GroupEvalCallback, train_runs, train_seeds
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import RunRecord, curve_auc
-from dqn_tune.dqn.batched_trainer import GroupEvalCallback, train_runs, train_seeds
 from dqn_tune.dqn.trainer import TrainResult
 from dqn_tune.errors import ConfigError, DivergenceError
+from dqn_tune.runner import attributes
+from dqn_tune.runner.interrupts import raise_if_interrupted
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import upload_learning_curve
-from dqn_tune.tuning.interrupts import raise_if_interrupted
 from dqn_tune.tuning.presets import base_config, preset_for
 from dqn_tune.tuning.search_space import SearchSpace, suggest_config
 from dqn_tune.tuning.seeds import trial_seeds
@@ -96,7 +97,7 @@ def run_config(trial: optuna.Trial, config: DQNConfig, seeds: Sequence[int], *, 
 
     Each evaluation's mean over seeds is reported to the trial; when the pruner says so the trial
     stops (TrialPruned). A diverging run (NaN/inf loss) stops the group and prunes the trial with
-    records.FAIL_REASON set: a re-run would only diverge again. Config and runs are stored on every
+    attributes.FAIL_REASON set: a re-run would only diverge again. Config and runs are stored on every
     trial, pruned ones included; with `artifact_store`, the runs' learning curves are uploaded as a PNG.
     """
     records.store_config(trial, config)
@@ -110,7 +111,7 @@ def run_config(trial: optuna.Trial, config: DQNConfig, seeds: Sequence[int], *, 
     finally:  # a diverged run's figures describe weights it never finished training: not recorded
         _record(trial, [result for result in results if result.diverged is None], artifact_store)
     if diverged is not None:
-        trial.set_user_attr(records.FAIL_REASON, str(diverged))
+        trial.set_user_attr(attributes.FAIL_REASON, str(diverged))
         raise optuna.TrialPruned(str(diverged))
     if results[0].stopped_early:
         raise optuna.TrialPruned(f"pruned at step {results[0].steps}")
@@ -122,14 +123,14 @@ def run_seed_trials(trials: Sequence[optuna.Trial], config: DQNConfig, seeds: Se
                     artifact_store: FileSystemArtifactStore | None = None, device: str = "cpu") -> list[float | None]:
     """Train `config` on `seeds` as one batched group (`train_seeds`) where each seed is a trial of its own (a
     validation cell): trial k gets seed k's run, learning curve and final return, None (pruned, with
-    records.FAIL_REASON) if that run diverged. Nothing is pruned early; a stop signal stops the group."""
+    attributes.FAIL_REASON) if that run diverged. Nothing is pruned early; a stop signal stops the group."""
     for trial in trials:
         records.store_config(trial, config)
     results = train_seeds(config, seeds, on_eval=_stop_on_signal, device=device)
     values: list[float | None] = []
     for trial, result in zip(trials, results, strict=True):
         if result.diverged is not None:
-            trial.set_user_attr(records.FAIL_REASON, str(result.diverged))
+            trial.set_user_attr(attributes.FAIL_REASON, str(result.diverged))
             values.append(None)
             continue
         _record(trial, [result], artifact_store)

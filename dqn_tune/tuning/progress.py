@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from dqn_tune.tuning import records
+from dqn_tune.runner import attributes
 
 
 def trial_line(trial: FrozenTrial, best: FrozenTrial | None) -> str:
@@ -20,10 +20,10 @@ def trial_line(trial: FrozenTrial, best: FrozenTrial | None) -> str:
         step = trial.last_step
         outcome = ("pruned before its first evaluation" if step is None else
                    f"pruned at step {step} (value {trial.intermediate_values[step]:.2f} there)")
-        if records.FAIL_REASON in trial.user_attrs:
-            outcome += f": {trial.user_attrs[records.FAIL_REASON]}"
+        if attributes.FAIL_REASON in trial.user_attrs:
+            outcome += f": {trial.user_attrs[attributes.FAIL_REASON]}"
     else:
-        outcome = f"{trial.state.name.lower()}: {trial.user_attrs.get(records.FAIL_REASON, 'no reason stored')}"
+        outcome = f"{trial.state.name.lower()}: {trial.user_attrs.get(attributes.FAIL_REASON, 'no reason stored')}"
     best_text = "no complete trial yet" if best is None else f"best is trial {best.number} with {best.value:.2f}"
     return f"trial {trial.number} finished: {outcome}; {best_text}"
 

@@ -13,9 +13,9 @@ from typing import Any
 import optuna
 
 from dqn_tune.errors import ConfigError, StorageError
+from dqn_tune.runner.storage import open_existing_storage, sqlite_path, study_names
 from dqn_tune.tuning import records
 from dqn_tune.tuning.search_space import SearchSpace
-from dqn_tune.tuning.storage import open_existing_storage, sqlite_path, study_names
 
 MUST_MATCH = ("env_id", "total_timesteps", "eval_episodes", "objective")
 """Settings that define what a trial's value means: resuming with other values is refused."""

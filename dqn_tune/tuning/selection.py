@@ -7,9 +7,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import StorageError
+from dqn_tune.runner.storage import load_study, open_existing_storage
 from dqn_tune.tuning import records
 from dqn_tune.tuning.records import trial_config
-from dqn_tune.tuning.storage import load_study, open_existing_storage
 
 
 def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:

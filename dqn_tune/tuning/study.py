@@ -19,6 +19,14 @@ import optuna_dashboard
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from dqn_tune.runner import attributes
+from dqn_tune.runner.run import JobOutcome, Plan, run_job
+from dqn_tune.runner.storage import (
+    StorageSettings,
+    public_url,
+    study_names,
+)
+from dqn_tune.runner.trial_loop import Objective
 from dqn_tune.tuning import records
 from dqn_tune.tuning.algorithms import make_pruner, make_sampler
 from dqn_tune.tuning.artifacts import chosen_artifact_dir, study_artifact_store
@@ -32,13 +40,6 @@ from dqn_tune.tuning.progress import (
     trial_line,
 )
 from dqn_tune.tuning.resume import check_compatible
-from dqn_tune.tuning.runner import JobOutcome, Plan, run_job
-from dqn_tune.tuning.storage import (
-    StorageSettings,
-    public_url,
-    study_names,
-)
-from dqn_tune.tuning.trial_loop import Objective
 from dqn_tune.versions import library_versions
 
 
@@ -197,7 +198,7 @@ def summarize(outcome: JobOutcome, settings: TuneSettings, timeout_s: float | No
     study = outcome.study
     all_trials = study.get_trials(deepcopy=False)
     counts = state_counts(all_trials)
-    diverged = sum(t.state == TrialState.PRUNED and records.FAIL_REASON in t.user_attrs for t in all_trials)
+    diverged = sum(t.state == TrialState.PRUNED and attributes.FAIL_REASON in t.user_attrs for t in all_trials)
     best = best_trial(study)
     url = shlex.quote(public_url(settings.storage_url))
     dashboard = f"optuna-dashboard {url}"

@@ -31,16 +31,17 @@ from optuna.trial import FrozenTrial, TrialState
 from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import curve_auc
 from dqn_tune.errors import ConfigError, StorageError
+from dqn_tune.runner import attributes
+from dqn_tune.runner.optuna_internals import fail_stale_trials, queued_params
+from dqn_tune.runner.run import Plan, run_job
+from dqn_tune.runner.storage import StorageSettings, load_study, study_names
+from dqn_tune.runner.trial_loop import BatchObjective
+from dqn_tune.runner.trial_queue import counted_trials
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import study_artifact_store
 from dqn_tune.tuning.objective import run_seed_trials
-from dqn_tune.tuning.optuna_internals import fail_stale_trials, queued_params
 from dqn_tune.tuning.recommendation import RULE, ConfigStats, Recommendation, recommend
-from dqn_tune.tuning.runner import Plan, run_job
 from dqn_tune.tuning.seeds import VALIDATION, validation_seeds
-from dqn_tune.tuning.storage import StorageSettings, load_study, study_names
-from dqn_tune.tuning.trial_loop import BatchObjective
-from dqn_tune.tuning.trial_queue import counted_trials
 
 SUFFIX = "-validation"
 SOURCE_TRIAL = "source_trial"
@@ -172,7 +173,7 @@ class ValidationSettings:
         if cell is None:
             return None
         outcome = (f"return {trial.value:.1f}" if trial.state == TrialState.COMPLETE
-                   else f"{trial.state.name.lower()}: {trial.user_attrs.get(records.FAIL_REASON, '')}".rstrip(": "))
+                   else f"{trial.state.name.lower()}: {trial.user_attrs.get(attributes.FAIL_REASON, '')}".rstrip(": "))
         seed_index = cell[1] - VALIDATION.start
         return f"  validation: config of trial {cell[0]}, held-out seed #{seed_index}: {outcome}"
 

@@ -81,7 +81,7 @@ def test_tune_says_how_many_workers_it_uses(tmp_path: Path, capsys: pytest.Captu
     (["report", "--env-id", "Acrobot-v1"], "env_id", "Acrobot-v1"),
 ])
 def test_aliases_users_already_type(args: list[str], dest: str, value: object) -> None:
-    from dqn_tune.cli import DEFAULT_COMMAND, COMMANDS, build_parser
+    from dqn_tune.cli import COMMANDS, DEFAULT_COMMAND, build_parser
 
     argv = args if args[0] in COMMANDS else [DEFAULT_COMMAND, *args]
     assert getattr(build_parser().parse_args(argv), dest) == value
@@ -123,7 +123,7 @@ def test_artifact_dir_is_stored_on_the_study_and_read_back(tmp_path: Path, monke
     """Issue 12 item 9: tune --artifact-dir puts the PNGs there and stores the absolute directory; a resume from
     another directory without the flag, validate, the dashboard and the report all use the stored one."""
     from dqn_tune.results.dashboard import dashboard_artifact_dir
-    from dqn_tune.tuning.storage import open_existing_storage
+    from dqn_tune.runner.storage import open_existing_storage
 
     shared, elsewhere = tmp_path / "shared", tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-
 import optuna
 import pytest
 
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.trainer import train
-from dqn_tune.tuning.artifacts import make_artifact_store, upload_learning_curve
 from dqn_tune.dqn.run_record import RunRecord
+from dqn_tune.dqn.trainer import train
+from dqn_tune.runner.storage import open_storage
+from dqn_tune.tuning.artifacts import make_artifact_store, upload_learning_curve
 from dqn_tune.tuning.records import store_config, store_runs
-from dqn_tune.tuning.storage import open_storage
 
 TRIAL_VALUES = (12.0, 30.0, 21.0)
 """Values told for the complete trials 0-2 (distinct, so importances are defined); trial 3 is pruned."""
@@ -50,9 +49,9 @@ def curve_study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def validated_study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """URL of tuning study 'validated' (3 tiny trials, seed 1) whose top 2 configs were validated on 2 held-out
     seeds: the study stores a recommendation, and 'validated-validation' holds the runs."""
+    from dqn_tune.runner.storage import StorageSettings
     from dqn_tune.tuning.objective import ObjectiveSettings
     from dqn_tune.tuning.search_space import DEFAULT_SPACE
-    from dqn_tune.tuning.storage import StorageSettings
     from dqn_tune.tuning.study import TuneSettings, run_study
     from dqn_tune.tuning.validation import ValidationSettings, run_validation
 

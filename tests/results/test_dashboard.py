@@ -25,12 +25,23 @@ from optuna.trial import TrialState
 from dqn_tune.cli import main
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.results.dashboard import DashboardServer, start_dashboard
-from dqn_tune.tuning.artifacts import LEARNING_CURVE_PNG, artifact_dir, make_artifact_store
-from dqn_tune.tuning.records import (CONFIG, CONFIG_SUMMARY, RUNS, RUNS_SUMMARY, SEED_RETURNS, STEPS_PER_SECOND,
-                                     WALL_TIME_S)
+from dqn_tune.runner.storage import StorageSettings
+from dqn_tune.tuning.artifacts import (
+    LEARNING_CURVE_PNG,
+    artifact_dir,
+    make_artifact_store,
+)
 from dqn_tune.tuning.objective import ObjectiveSettings
+from dqn_tune.tuning.records import (
+    CONFIG,
+    CONFIG_SUMMARY,
+    RUNS,
+    RUNS_SUMMARY,
+    SEED_RETURNS,
+    STEPS_PER_SECOND,
+    WALL_TIME_S,
+)
 from dqn_tune.tuning.search_space import DEFAULT_SPACE
-from dqn_tune.tuning.storage import StorageSettings
 from dqn_tune.tuning.study import TuneSettings, run_study
 
 

@@ -26,9 +26,9 @@ from dqn_tune.results.export import (
     to_toml,
     to_yaml,
 )
+from dqn_tune.runner.storage import open_storage
 from dqn_tune.tuning import records
 from dqn_tune.tuning.records import store_config
-from dqn_tune.tuning.storage import open_storage
 
 if sys.version_info >= (3, 11):
     import tomllib

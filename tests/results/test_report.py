@@ -15,8 +15,13 @@ from matplotlib.text import Text
 from optuna.trial import TrialState
 
 from dqn_tune.cli import main
-from dqn_tune.results.report import Report, complete_trials, optuna_plots, optuna_png_figure
-from dqn_tune.tuning.storage import open_storage
+from dqn_tune.results.report import (
+    Report,
+    complete_trials,
+    optuna_plots,
+    optuna_png_figure,
+)
+from dqn_tune.runner.storage import open_storage
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -23,11 +23,11 @@ from dqn_tune.results.retrain import (
     retrain_best,
     selection_seed,
 )
+from dqn_tune.runner.storage import open_storage
 from dqn_tune.tuning import records
 from dqn_tune.tuning.recommendation import ConfigStats
 from dqn_tune.tuning.records import store_config, store_runs
 from dqn_tune.tuning.seeds import RETRAIN, retrain_seeds, validation_seeds
-from dqn_tune.tuning.storage import open_storage
 
 
 def add_trained_trial(study: optuna.Study, config: DQNConfig, seed: int, params: dict[str, float]) -> None:

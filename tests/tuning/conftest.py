@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.runner.storage import StorageSettings
 from dqn_tune.tuning.objective import ObjectiveSettings
 from dqn_tune.tuning.search_space import DEFAULT_SPACE
-from dqn_tune.tuning.storage import StorageSettings
 from dqn_tune.tuning.study import TuneSettings
 
 

@@ -24,11 +24,19 @@ from dqn_tune.cli import build_parser, main
 from dqn_tune.cli.ablate import build_spec
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
-from dqn_tune.tuning.ablation import (AblationSpec, cell_objective, cell_of, grid_sampler, open_ablation,
-                                      queue_failed_cells, run_ablation)
-from dqn_tune.tuning.records import RETRY_OF, SPEC_ATTR, store_config, trial_config
-from dqn_tune.tuning.storage import open_storage
-from dqn_tune.tuning.trial_loop import TrialQuota, run_trials
+from dqn_tune.runner.attributes import RETRY_OF
+from dqn_tune.runner.storage import open_storage
+from dqn_tune.runner.trial_loop import TrialQuota, run_trials
+from dqn_tune.tuning.ablation import (
+    AblationSpec,
+    cell_objective,
+    cell_of,
+    grid_sampler,
+    open_ablation,
+    queue_failed_cells,
+    run_ablation,
+)
+from dqn_tune.tuning.records import SPEC_ATTR, store_config, trial_config
 
 CELL = {"total_timesteps": 300, "eval_freq": 100, "eval_curve_episodes": 1, "eval_episodes": 1}
 """A cell budget of a fraction of a second."""

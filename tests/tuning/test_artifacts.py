@@ -8,10 +8,14 @@ import optuna
 import pytest
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 
-from dqn_tune.errors import StorageError
-from dqn_tune.tuning.artifacts import LEARNING_CURVE_PNG, make_artifact_store, upload_learning_curve
 from dqn_tune.dqn.run_record import RunRecord
-from dqn_tune.tuning.storage import open_storage
+from dqn_tune.errors import StorageError
+from dqn_tune.runner.storage import open_storage
+from dqn_tune.tuning.artifacts import (
+    LEARNING_CURVE_PNG,
+    make_artifact_store,
+    upload_learning_curve,
+)
 
 RECORDS = [RunRecord(0, 20.0, (100, 200), (10.0, 20.0), 900.0, 0.5),
            RunRecord(1, 30.0, (100, 200), (15.0, 30.0), 950.0, 0.4)]

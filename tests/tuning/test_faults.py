@@ -16,10 +16,11 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
+from dqn_tune.runner import attributes
+from dqn_tune.runner.attributes import RETRY_OF
+from dqn_tune.runner.storage import open_storage, study_names
+from dqn_tune.runner.trial_loop import INTERRUPTED
 from dqn_tune.tuning import records
-from dqn_tune.tuning.records import RETRY_OF
-from dqn_tune.tuning.storage import open_storage, study_names
-from dqn_tune.tuning.trial_loop import INTERRUPTED
 
 TINY = ["--learning-starts", "100", "--eval-curve-episodes", "2", "--eval-episodes", "2", "--hidden-sizes", "32,32",
         "--batch-size", "32", "--seeds", "1", "--no-artifacts", "--heartbeat-interval", "1", "--grace-period", "2",
@@ -82,7 +83,7 @@ def interrupt(tmp_path: Path, signum: int, workers: int, *, group: bool) -> list
     assert "(interrupted)" in stdout and "retrain: dqn-tune retrain" in stdout
     interrupted = [t for t in trials(tmp_path) if t.state == TrialState.FAIL]
     assert len(interrupted) == workers and running(tmp_path) == 0
-    assert all(t.user_attrs[records.FAIL_REASON] == INTERRUPTED for t in interrupted)
+    assert all(t.user_attrs[attributes.FAIL_REASON] == INTERRUPTED for t in interrupted)
     return [sys.executable, "-m", "dqn_tune", *args, *TINY]
 
 
@@ -123,9 +124,9 @@ def test_a_sigkilled_worker_trial_is_failed_and_retried_at_once(tmp_path: Path) 
     assert process.returncode == 1, stderr
     study_trials = trials(tmp_path)
     [failed] = [t for t in study_trials if t.state == TrialState.FAIL]
-    assert failed.user_attrs[records.FAIL_REASON] == f"its worker process (pid {victim}) was killed by SIGKILL"
+    assert failed.user_attrs[attributes.FAIL_REASON] == f"its worker process (pid {victim}) was killed by SIGKILL"
     [retry] = [t for t in study_trials if t.system_attrs.get(RETRY_OF) == failed.number]
-    assert retry.params == failed.params and records.FAIL_REASON not in retry.user_attrs
+    assert retry.params == failed.params and attributes.FAIL_REASON not in retry.user_attrs
     assert len(study_trials) == 3 and all(t.state == TrialState.COMPLETE for t in study_trials if t is not failed)
     assert re.search(rf"a worker failed: worker \d \(pid {victim}\) was killed by SIGKILL; its trial {failed.number} "
                      rf"was marked failed and retried as trial {retry.number} \(complete\)", stdout), stdout
@@ -144,7 +145,7 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
         time.sleep(0.2)
     study_trials = trials(tmp_path)
     assert len(study_trials) == 2 and all(t.state == TrialState.FAIL for t in study_trials)
-    assert all(t.user_attrs[records.FAIL_REASON] == INTERRUPTED for t in study_trials)
+    assert all(t.user_attrs[attributes.FAIL_REASON] == INTERRUPTED for t in study_trials)
 
 
 @pytest.mark.slow
@@ -160,7 +161,7 @@ def test_a_lost_machines_trial_is_failed_by_heartbeat_and_retried_by_the_next_co
     assert resumed.returncode == 0, resumed.stderr
     failed, retry = trials(tmp_path)
     assert failed.state == TrialState.FAIL
-    assert failed.user_attrs[records.FAIL_REASON].startswith("no heartbeat ")  # failed by the heartbeat check
+    assert failed.user_attrs[attributes.FAIL_REASON].startswith("no heartbeat ")  # failed by the heartbeat check
     assert retry.system_attrs[RETRY_OF] == failed.number and retry.params == failed.params
-    assert records.FAIL_REASON not in retry.user_attrs
+    assert attributes.FAIL_REASON not in retry.user_attrs
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)

@@ -13,11 +13,17 @@ from optuna.trial import TrialState
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.trainer import EvalPoint, train
 from dqn_tune.errors import ConfigError
+from dqn_tune.runner import attributes
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import make_artifact_store
-from dqn_tune.tuning.objective import ObjectiveSettings, make_objective, run_score, trial_base_config
-from dqn_tune.tuning.seeds import trial_seeds
+from dqn_tune.tuning.objective import (
+    ObjectiveSettings,
+    make_objective,
+    run_score,
+    trial_base_config,
+)
 from dqn_tune.tuning.search_space import DEFAULT_SPACE, Fixed, SearchSpace
+from dqn_tune.tuning.seeds import trial_seeds
 
 
 def test_run_score_final_best_and_area(tiny_config: DQNConfig) -> None:
@@ -78,7 +84,7 @@ def test_pruned_trial_keeps_its_config_and_partial_run(tmp_path: Path, tiny_conf
     assert trial.state == TrialState.PRUNED
     assert list(trial.intermediate_values) == [200]
     assert [run.curve_steps[-1] for run in records.trial_runs(trial)] == [200, 200]  # both seeds stopped together
-    assert records.CONFIG in trial.user_attrs and records.FAIL_REASON not in trial.user_attrs
+    assert records.CONFIG in trial.user_attrs and attributes.FAIL_REASON not in trial.user_attrs
 
 
 def test_diverging_trial_is_pruned_with_a_reason_and_the_study_goes_on(tmp_path: Path, tiny_config: DQNConfig) -> None:
@@ -89,7 +95,7 @@ def test_diverging_trial_is_pruned_with_a_reason_and_the_study_goes_on(tmp_path:
     study.optimize(make_objective(ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE)), n_trials=1)
     diverged, healthy = study.trials
     assert diverged.state == TrialState.PRUNED
-    assert diverged.user_attrs[records.FAIL_REASON].startswith("training diverged at step")
+    assert diverged.user_attrs[attributes.FAIL_REASON].startswith("training diverged at step")
     assert records.trial_runs(diverged) == []
     assert healthy.state == TrialState.COMPLETE
 

@@ -19,11 +19,12 @@ import sqlalchemy
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from dqn_tune.runner.attributes import FAIL_REASON, RETRY_OF
+from dqn_tune.runner.storage import open_storage
+from dqn_tune.runner.trial_queue import ask_trial, fail_trials_of, process_name
+from dqn_tune.runner.workers import run_in_processes
 from dqn_tune.tuning import records
-from dqn_tune.tuning.records import COMMANDS_ATTR, FAIL_REASON, RETRY_OF
-from dqn_tune.tuning.storage import open_storage
-from dqn_tune.tuning.trial_queue import ask_trial, fail_trials_of, process_name
-from dqn_tune.tuning.workers import run_in_processes
+from dqn_tune.tuning.records import COMMANDS_ATTR
 
 POSTGRES_URL = os.environ.get("DQN_TUNE_TEST_POSTGRES_URL")
 

@@ -12,9 +12,9 @@ from optuna_dashboard._note import get_note_from_system_attrs
 
 from dqn_tune.cli import main
 from dqn_tune.errors import StorageError
+from dqn_tune.runner.storage import StorageSettings, sqlite_path
 from dqn_tune.tuning.records import COMMANDS_ATTR, SETTINGS_ATTR, VERSIONS_ATTR
 from dqn_tune.tuning.search_space import SearchSpace
-from dqn_tune.tuning.storage import StorageSettings, sqlite_path
 from dqn_tune.tuning.study import TuneSettings, run_study
 
 

@@ -22,6 +22,8 @@ from dqn_tune.cli import main
 from dqn_tune.dqn.batched_trainer import train_seeds
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import ConfigError
+from dqn_tune.runner.storage import StorageSettings, sqlite_path
+from dqn_tune.runner.trial_loop import BatchObjective, TrialQuota, run_trials
 from dqn_tune.tuning import records
 from dqn_tune.tuning.recommendation import ConfigStats, mean_interval, recommend
 from dqn_tune.tuning.seeds import (
@@ -32,9 +34,7 @@ from dqn_tune.tuning.seeds import (
     trial_seeds,
     validation_seeds,
 )
-from dqn_tune.tuning.storage import StorageSettings, sqlite_path
 from dqn_tune.tuning.study import TuneSettings, run_study
-from dqn_tune.tuning.trial_loop import BatchObjective, TrialQuota, run_trials
 from dqn_tune.tuning.validation import (
     SEED,
     SOURCE_TRIAL,
@@ -155,7 +155,7 @@ def test_a_failed_run_is_run_again_and_only_it(tuned: TuneSettings) -> None:
 
 KILLED_CHILD = """
 import sys
-from dqn_tune.tuning.storage import StorageSettings
+from dqn_tune.runner.storage import StorageSettings
 from dqn_tune.tuning.validation import ValidationSettings, run_validation
 settings = ValidationSettings("s", StorageSettings(sys.argv[1], 1, 2), 2, 2, artifacts=False)
 run_validation(settings, workers=2)

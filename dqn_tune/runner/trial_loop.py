@@ -22,15 +22,15 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.errors import DQNTuneError
-from dqn_tune.tuning import records
-from dqn_tune.tuning.interrupts import deferred_interrupts, raise_if_interrupted
-from dqn_tune.tuning.optuna_internals import (
+from dqn_tune.runner import attributes
+from dqn_tune.runner.interrupts import deferred_interrupts, raise_if_interrupted
+from dqn_tune.runner.optuna_internals import (
     frozen,
     heartbeat,
     optimize_loop,
     stop_requested,
 )
-from dqn_tune.tuning.trial_queue import ask_trials
+from dqn_tune.runner.trial_queue import ask_trials
 
 LOGGER = logging.getLogger(__name__)
 INTERRUPTED = "interrupted by SIGINT or SIGTERM"
@@ -140,7 +140,7 @@ def _run_batch(study: optuna.Study, batch: BatchObjective, limit: int,
         with deferred_interrupts():
             for trial in trials[told:]:
                 if not frozen(study, trial).state.is_finished():
-                    trial.set_user_attr(records.FAIL_REASON, INTERRUPTED)
+                    trial.set_user_attr(attributes.FAIL_REASON, INTERRUPTED)
                 _tell(study, trial, None, TrialState.FAIL)
         raise
     if error is not None:
@@ -172,9 +172,9 @@ def _call(run: Callable[[Sequence[optuna.Trial]], list[float | None]], trials: S
     except DQNTuneError as exc:
         for trial in trials:
             LOGGER.warning("trial %d failed: %s", trial.number, exc)
-            trial.set_user_attr(records.FAIL_REASON, str(exc))
+            trial.set_user_attr(attributes.FAIL_REASON, str(exc))
         return every(TrialState.FAIL), [None] * len(trials), None
     except Exception as exc:
         for trial in trials:
-            trial.set_user_attr(records.FAIL_REASON, f"{type(exc).__name__}: {exc}")
+            trial.set_user_attr(attributes.FAIL_REASON, f"{type(exc).__name__}: {exc}")
         return every(TrialState.FAIL), [None] * len(trials), exc

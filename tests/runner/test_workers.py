@@ -12,9 +12,9 @@ import pytest
 from optuna.trial import TrialState
 
 from dqn_tune.errors import ConfigError
-from dqn_tune.tuning.storage import open_storage
-from dqn_tune.tuning.trial_loop import TrialQuota, run_trials
-from dqn_tune.tuning.workers import WorkerError, run_in_processes
+from dqn_tune.runner.storage import open_storage
+from dqn_tune.runner.trial_loop import TrialQuota, run_trials
+from dqn_tune.runner.workers import WorkerError, run_in_processes
 
 QUEUED = 40
 

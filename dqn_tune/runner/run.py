@@ -27,11 +27,11 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from dqn_tune.errors import StorageError
-from dqn_tune.tuning.interrupts import deferred_interrupts, interrupts_stop_cleanly
-from dqn_tune.tuning.storage import StorageSettings, public_url, sqlite_path, study_lock
-from dqn_tune.tuning.trial_loop import BatchObjective, Objective, TrialQuota, run_trials
-from dqn_tune.tuning.trial_queue import fail_trials_of, process_name, retry_state
-from dqn_tune.tuning.workers import WorkerError, run_in_processes
+from dqn_tune.runner.interrupts import deferred_interrupts, interrupts_stop_cleanly
+from dqn_tune.runner.storage import StorageSettings, public_url, sqlite_path, study_lock
+from dqn_tune.runner.trial_loop import BatchObjective, Objective, TrialQuota, run_trials
+from dqn_tune.runner.trial_queue import fail_trials_of, process_name, retry_state
+from dqn_tune.runner.workers import WorkerError, run_in_processes
 
 
 class Plan(NamedTuple):

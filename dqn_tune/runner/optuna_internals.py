@@ -22,7 +22,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
-from dqn_tune.tuning.records import FAIL_REASON
+from dqn_tune.runner.attributes import FAIL_REASON
 
 GRID_ID = "grid_id"
 """System attribute in which GridSampler records the cell of a trial."""
@@ -91,7 +91,7 @@ def fail_stale_trials(study: optuna.Study) -> None:
 
 
 def fail_and_retry(study: optuna.Study, reasons: Mapping[int, str]) -> list[int]:
-    """Fail each RUNNING trial of `reasons` (storage id -> why) with its reason stored (records.FAIL_REASON), and
+    """Fail each RUNNING trial of `reasons` (storage id -> why) with its reason stored (attributes.FAIL_REASON), and
     queue its retry through the storage's stale-trial callback, copied without that reason (a retry inherits the
     user attributes, not why the original failed). Returns the ids failed here (one finished meanwhile, e.g.
     failed by another process, is left alone)."""

@@ -11,9 +11,9 @@ from optuna.samplers import GridSampler
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from dqn_tune.tuning import optuna_internals as internals
-from dqn_tune.tuning.records import FAIL_REASON
-from dqn_tune.tuning.storage import open_storage
+from dqn_tune.runner import optuna_internals as internals
+from dqn_tune.runner.attributes import FAIL_REASON
+from dqn_tune.runner.storage import open_storage
 
 
 def new_study(tmp_path: Path, *, heartbeat: bool = False, **kwargs: object) -> optuna.Study:

@@ -9,10 +9,10 @@ import pytest
 from optuna.trial import TrialState
 
 from dqn_tune.errors import ConfigError
-from dqn_tune.tuning import records
-from dqn_tune.tuning.optuna_internals import queued_params
-from dqn_tune.tuning.storage import open_storage
-from dqn_tune.tuning.trial_loop import BatchObjective, TrialQuota, run_trials
+from dqn_tune.runner import attributes
+from dqn_tune.runner.optuna_internals import queued_params
+from dqn_tune.runner.storage import open_storage
+from dqn_tune.runner.trial_loop import BatchObjective, TrialQuota, run_trials
 
 
 def new_study(tmp_path: Path, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
@@ -42,8 +42,8 @@ def test_project_errors_fail_one_trial_and_bugs_stop_the_loop(tmp_path: Path) ->
     with pytest.raises(ZeroDivisionError):
         run_trials(study, objective, TrialQuota(5))
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL]
-    assert study.trials[0].user_attrs[records.FAIL_REASON] == "gamma = 2 is invalid"
-    assert study.trials[2].user_attrs[records.FAIL_REASON] == "ZeroDivisionError: a bug"
+    assert study.trials[0].user_attrs[attributes.FAIL_REASON] == "gamma = 2 is invalid"
+    assert study.trials[2].user_attrs[attributes.FAIL_REASON] == "ZeroDivisionError: a bug"
 
 
 def test_a_trial_failed_by_another_process_is_dropped_and_the_loop_goes_on(tmp_path: Path) -> None:

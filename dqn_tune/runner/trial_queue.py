@@ -8,7 +8,7 @@ pop or create a trial, pick its grid cell" step with a lock shared by every proc
 a file lock beside the SQLite file, or a PostgreSQL advisory lock (which also makes
 `total_trials` exact across machines). Other backends rely on their own row locks.
 
-Each trial asked records the process that runs it (records.WORKER), so that a parent which sees
+Each trial asked records the process that runs it (attributes.WORKER), so that a parent which sees
 its worker die can fail that worker's trial and queue its retry at once (`fail_trials_of`)
 instead of leaving it RUNNING until the heartbeat grace period has passed.
 """
@@ -23,13 +23,18 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from dqn_tune.tuning.optuna_internals import fail_and_retry, fail_stale_trials, rdb_storage, trial_id
-from dqn_tune.tuning.records import RETRY_HISTORY, RETRY_OF, WORKER
-from dqn_tune.tuning.storage import study_lock
+from dqn_tune.runner.attributes import RETRY_HISTORY, RETRY_OF, WORKER
+from dqn_tune.runner.optuna_internals import (
+    fail_and_retry,
+    fail_stale_trials,
+    rdb_storage,
+    trial_id,
+)
+from dqn_tune.runner.storage import study_lock
 
 
 def process_name(pid: int | None = None) -> str:
-    """How records.WORKER names the process `pid` of this machine (default: this process)."""
+    """How attributes.WORKER names the process `pid` of this machine (default: this process)."""
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 

@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 
 from dqn_tune.errors import DQNTuneError
-from dqn_tune.tuning.interrupts import interrupts_stop_cleanly
+from dqn_tune.runner.interrupts import interrupts_stop_cleanly
 
 R = TypeVar("R")
 PR_SET_PDEATHSIG = 1
