@@ -5,11 +5,13 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from dqn_tune.dqn.registration import register_namespace
 from dqn_tune.errors import EnvError, shown
 
 
 def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
     """Make `env_id`, checking it has a Discrete action space and a flat Box observation space."""
+    register_namespace(env_id)
     try:
         env = gym.make(env_id, render_mode=render_mode)
     except gym.error.DependencyNotInstalled as exc:
