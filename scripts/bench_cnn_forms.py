@@ -21,6 +21,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +119,17 @@ def build(network: str, members: int) -> tuple[tuple[int, int, int], list[Conv],
     return NETWORKS[network][0], convs, linears
 
 
+def update_once(x: torch.Tensor, *args: object) -> None:
+    """Forward and backward of the online network (what an update does with it)."""
+    forward(x, *args).square().sum().backward()
+
+
+def act_once(x: torch.Tensor, *args: object) -> None:
+    """The greedy actions for one observation per member."""
+    with torch.inference_mode():
+        forward(x, *args).argmax(dim=2)
+
+
 def cpu_us(fn: Callable[[], object], calls: int) -> float:
     """Process CPU microseconds per call of `fn` over `calls` calls (after one warm-up call)."""
     fn()
@@ -146,17 +158,11 @@ def main() -> None:
             for repeat in range(args.repeats):
                 order = variants[repeat % len(variants):] + variants[:repeat % len(variants)]
                 for name, channels_last in order:
-                    form = FORMS[name]
-
-                    def update() -> None:
-                        forward(train_x, convs, linears, form, channels_last).square().sum().backward()
-
-                    def act() -> None:
-                        with torch.inference_mode():
-                            forward(act_x, convs, linears, form, channels_last).argmax(dim=2)
-
-                    times.setdefault((name, channels_last, "update"), []).append(cpu_us(update, calls))
-                    times.setdefault((name, channels_last, "act"), []).append(cpu_us(act, calls * 10))
+                    network_args = (convs, linears, FORMS[name], channels_last)
+                    times.setdefault((name, channels_last, "update"), []).append(
+                        cpu_us(partial(update_once, train_x, *network_args), calls))
+                    times.setdefault((name, channels_last, "act"), []).append(
+                        cpu_us(partial(act_once, act_x, *network_args), calls * 10))
             print(f"{network} K={members}: median CPU us over {args.repeats} repeats (update = fwd+bwd batch {BATCH})")
             for name, channels_last in variants:
                 update_us = statistics.median(times[(name, channels_last, "update")])

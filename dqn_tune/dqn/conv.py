@@ -71,7 +71,10 @@ def init_conv(in_channels: int, layer: ConvLayer, generator: torch.Generator | N
 
 
 class StackedConvs(nn.Module):
-    """K members' convolution stacks with ReLUs; weight i is [K * out, in, k, k], member k's filters at rows k * out.
+    """K members' convolution stacks with ReLUs; layer i's weight is [K, out, in, k, k], its bias [K, out].
+
+    The member axis comes first, as in every stacked parameter (per-member clipping and copies slice it);
+    forward views them as one grouped convolution's [K * out, in, k, k] filters, without a copy.
 
     `layers` give each layer's kernel and stride; `channels` the output channels of each (the stack's
     own widths, or others of the same count).
@@ -85,8 +88,8 @@ class StackedConvs(nn.Module):
         widths = (in_channels, *(layer.channels for layer in layers))
         for fan_in, layer in zip(widths, layers):
             drawn = [init_conv(fan_in, layer, generator) for generator in generators]
-            weights.append(nn.Parameter(torch.cat([weight for weight, _ in drawn])))
-            biases.append(nn.Parameter(torch.cat([bias for _, bias in drawn])))
+            weights.append(nn.Parameter(torch.stack([weight for weight, _ in drawn])))
+            biases.append(nn.Parameter(torch.stack([bias for _, bias in drawn])))
         self.weights = nn.ParameterList(weights)
         self.biases = nn.ParameterList(biases)
 
@@ -95,5 +98,5 @@ class StackedConvs(nn.Module):
         members, batch = images.shape[:2]
         x = images.transpose(0, 1).reshape(batch, -1, *images.shape[3:])  # member k's channels are group k
         for weight, bias, stride in zip(self.weights, self.biases, self.strides):
-            x = torch.relu_(F.conv2d(x, weight, bias, stride, groups=members))  # in place: conv's backward needs its input only
-        return x.view(batch, members, -1).transpose(0, 1)
+            x = torch.relu_(F.conv2d(x, weight.flatten(0, 1), bias.flatten(), stride, groups=members))  # in place: conv's backward needs its input only
+        return x.reshape(batch, members, -1).transpose(0, 1)

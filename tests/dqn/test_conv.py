@@ -7,7 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from dqn_tune.dqn.conv import CNN_LAYERS, ConvLayer, StackedConvs, feature_count, min_side, output_side
+from dqn_tune.dqn.conv import (
+    CNN_LAYERS,
+    ConvLayer,
+    StackedConvs,
+    feature_count,
+    min_side,
+    output_side,
+)
 
 
 def plain_member(stacked: StackedConvs, member: int, in_channels: int, layers: tuple[ConvLayer, ...]) -> nn.Sequential:
@@ -15,10 +22,9 @@ def plain_member(stacked: StackedConvs, member: int, in_channels: int, layers: t
     modules: list[nn.Module] = []
     for weight, bias, layer in zip(stacked.weights, stacked.biases, layers):
         conv = nn.Conv2d(in_channels, layer.channels, layer.kernel, layer.stride)
-        rows = slice(member * layer.channels, (member + 1) * layer.channels)
         with torch.no_grad():
-            conv.weight.copy_(weight[rows])
-            conv.bias.copy_(bias[rows])
+            conv.weight.copy_(weight[member])
+            conv.bias.copy_(bias[member])
         modules += [conv, nn.ReLU()]
         in_channels = layer.channels
     return nn.Sequential(*modules, nn.Flatten())
@@ -41,19 +47,18 @@ def test_member_k_equals_a_separately_built_network_in_values_and_gradients(
         torch.testing.assert_close(features[k], expected, rtol=1e-6, atol=1e-6)  # grouped kernels may round differently
         ((k + 1) * expected).square().sum().backward()
         convs = [module for module in plain if isinstance(module, nn.Conv2d)]
-        for conv, weight, bias, layer in zip(convs, stacked.weights, stacked.biases, layers):
-            rows = slice(k * layer.channels, (k + 1) * layer.channels)
-            torch.testing.assert_close(weight.grad[rows], conv.weight.grad, rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(bias.grad[rows], conv.bias.grad, rtol=1e-5, atol=1e-6)
+        for conv, weight, bias in zip(convs, stacked.weights, stacked.biases):
+            torch.testing.assert_close(weight.grad[k], conv.weight.grad, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(bias.grad[k], conv.bias.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_a_member_is_initialised_from_its_own_generator_alone() -> None:
     layers = CNN_LAYERS["nature"]
     alone = StackedConvs(4, layers, [torch.Generator().manual_seed(7)])
     grouped = StackedConvs(4, layers, [torch.Generator().manual_seed(s) for s in (3, 7, 9)])
-    for single, stacked, layer in zip(alone.weights, grouped.weights, layers):
-        assert torch.equal(single, stacked[layer.channels:2 * layer.channels])
-    assert not torch.equal(grouped.weights[0][:32], grouped.weights[0][32:64])
+    for single, stacked in zip(alone.weights, grouped.weights):
+        assert torch.equal(single[0], stacked[1])
+    assert not torch.equal(grouped.weights[0][0], grouped.weights[0][1])
 
 
 def test_initial_weights_follow_nn_conv2d() -> None:
