@@ -180,8 +180,7 @@ def summary_table(study_name: str, spec: AblationSpec, runs: Sequence[AblationRu
     lines = [
         f"# Ablation `{study_name}`: {' x '.join(spec.grid)}",
         "",
-        (f"{base.env_id}, {base.total_timesteps} steps per run, {spec.seeds} seed(s) per setting; other "
-         f"hyperparameters from {spec.base_source}."),
+        f"{spec.seeds} seed(s) per setting. Base config: {spec.base_description}.",
         (f"Final return: each run's last weights, as its learning curve last evaluated them "
          f"({base.eval_curve_episodes} episode(s)). Best checkpoint: the weights the run returned (with keep_best, "
          f"its best evaluated ones) on {base.eval_episodes} fresh episode(s), and the step they come from. AUC: the "

@@ -116,6 +116,13 @@ class AblationSpec:
         return f"trial {self.base_trial} of study {self.base_study!r}, {self.base_reason}"
 
     @property
+    def base_description(self) -> str:
+        """Where the base config came from and what it holds, e.g. "the defaults: CartPole-v1, 30000 steps;
+        eval_freq=3000 (others default); each cell sets double_dqn, target_update_interval and its seed"."""
+        return (f"{self.base_source}: {config_summary(self.base)}; each cell sets {', '.join(self.grid)} "
+                "and its seed")
+
+    @property
     def settings(self) -> list[tuple[Value, ...]]:
         """Every combination of the axes' values (a cell without its seed), in grid order."""
         return list(itertools.product(*self.grid.values()))
@@ -146,7 +153,7 @@ class AblationSpec:
 
     def cell_of(self, trial: FrozenTrial) -> Cell | None:
         """The cell a trial ran, or None if it has not suggested its params yet."""
-        if not all(name in trial.params for name in self.search_space):
+        if not all(name in trial.params for name in (*self.grid, SEED)):
             return None
         values = {name: {choice_label(v): v for v in values} for name, values in self.grid.items()}
         return (*(values[name][trial.params[name]] for name in self.grid), int(trial.params[SEED]))
@@ -378,8 +385,7 @@ def run_ablation(*, spec: AblationSpec, storage: str | None = None, study_name: 
         if verbose:
             print(f"ablation {job.study_name!r}: {len(spec.cells)} cells, {done_before} done, "
                   f"{len(spec.cells) - done_before} to run", flush=True)
-            print(f"base config: {spec.base_source}: {config_summary(spec.base)}; each cell sets "
-                  f"{', '.join(spec.grid)} and its seed", flush=True)
+            print(f"base config: {spec.base_description}", flush=True)
 
     outcome = run_job(job, trials=None, workers=workers, on_start=started)
     trials = outcome.study.get_trials(deepcopy=False)

@@ -119,7 +119,7 @@ def test_the_report_of_a_real_ablation_matches_its_trials(tmp_path: Path, monkey
             "steps; batch_size=32, buffer_size=1000") in out
     assert f"report: studies/ablations/{name}/summary.md, studies/ablations/{name}/runs.csv, " in out
     table = (out_dir / "summary.md").read_text()
-    assert table in out and "other hyperparameters from trial 1 of study 'tuned', recommended by validation" in table
+    assert table in out and "Base config: trial 1 of study 'tuned', recommended by validation on held-out" in table
 
     with (out_dir / "runs.csv").open() as handle:
         rows = list(csv.DictReader(handle))
