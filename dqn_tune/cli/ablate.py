@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,16 @@ DEFAULT_TARGET_INTERVALS = "1,10,100,1000"
 DEFAULT_SEEDS = 3
 LEGACY_FLAGS = {"buffer_size": "--buffer-sizes", "target_update_interval": "--target-intervals"}
 """The default grid's axes and the flags that set their values when --grid is not given."""
-GRID_SYNTAX = {"int": "an integer", "float": "a number", "float | None": "a number", "bool": "true or false",
-               "str": "a word such as huber", "tuple[int, ...]": "layer widths such as 64x64 (one layer: 64)"}
-"""How a --grid value of each DQNConfig field type is written."""
+GRID_VALUES: dict[str, tuple[Callable[[str], Value], str]] = {
+    "int": (int, "an integer"),
+    "float": (float, "a number"),
+    "float | None": (float, "a number"),
+    "bool": (lambda word: {"true": True, "false": False}[word.lower()], "true or false"),
+    "str": (text, "a word such as huber"),
+    "tuple[int, ...]": (lambda word: tuple(int(width) for width in word.split("x")),
+                        "layer widths such as 64x64 (one layer: 64)"),
+}
+"""How a --grid value of each DQNConfig field type is read, and how it is written (for errors)."""
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -184,16 +191,13 @@ def chosen_grid(args: argparse.Namespace) -> dict[str, tuple[Any, ...]]:
 def grid_value(name: str, word: str) -> Value:
     """One --grid value as its field's type (FIELD_TYPES); DQNConfig checks its range."""
     kind = FIELD_TYPES[name]
-    readers: dict[str, Any] = {"int": int, "float": float, "float | None": float, "str": text,
-                               "bool": {"true": True, "false": False}.__getitem__,
-                               "tuple[int, ...]": lambda w: tuple(int(width) for width in w.split("x"))}
-    if kind not in GRID_SYNTAX:
+    if kind not in GRID_VALUES:
         raise ConfigError(f"--grid {name}: a field of type {kind} cannot be an axis", field=name)
+    read, written = GRID_VALUES[kind]
     try:
-        return readers[kind](word.lower() if kind == "bool" else word)
+        return read(word)
     except (KeyError, ValueError, argparse.ArgumentTypeError):
-        raise ConfigError(f"--grid {name}: invalid value {shown(word)}; expected {GRID_SYNTAX[kind]}",
-                          field=name) from None
+        raise ConfigError(f"--grid {name}: invalid value {shown(word)}; expected {written}", field=name) from None
 
 
 def axis_flags(args: argparse.Namespace, grid: Mapping[str, object]) -> dict[str, str]:
