@@ -1,4 +1,5 @@
-"""Grid ablation of replay-buffer size x target-update interval: the same as `dqn-tune ablate`."""
+"""Grid ablation over any hyperparameters (default: replay-buffer size x target-update interval): the same as
+`dqn-tune ablate`, e.g. `python scripts/grid_ablation.py --grid n_steps=1,3,5 --grid dueling=false,true`."""
 
 import sys
 

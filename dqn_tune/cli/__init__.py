@@ -31,10 +31,12 @@ class OneLineParser(argparse.ArgumentParser):
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
         """As argparse, but a flag whose value is '--' is refused: argparse drops a '--' value and stores an
-        empty list unchecked by the flag's type (e.g. `--out-dir=--` reached the library as [])."""
+        empty list unchecked by the flag's type (e.g. `--out-dir=--` reached the library as []; an appending
+        flag such as `--grid` gets [] among its values)."""
         parsed, extras = super().parse_known_args(args, namespace)
         for action in self._actions:
-            if action.option_strings and action.nargs is None and isinstance(getattr(parsed, action.dest, None), list):
+            value = getattr(parsed, action.dest, None)
+            if action.option_strings and action.nargs is None and isinstance(value, list) and (not value or [] in value):
                 self.error(f"argument {'/'.join(action.option_strings)}: invalid value '--'; expected one value")
         return parsed, extras
 

@@ -1,9 +1,9 @@
-"""run_ablation: a grid study over replay-buffer size x target-update interval x seed.
+"""run_ablation: a grid study over any DQNConfig fields x seed.
 
 The grid is an Optuna study with a GridSampler in the same storage as the tuning studies, one trial
-per (buffer_size, target_update_interval, seed) cell. Re-running resumes: COMPLETE cells and PRUNED
-ones (runs that diverged, which a re-run would only repeat) are kept; FAIL cells (crashed or
-interrupted runs, and stale trials of killed workers) are run again.
+per cell: one value of every axis (a DQNConfig field and its values) and a seed. Re-running resumes:
+COMPLETE cells and PRUNED ones (runs that diverged, which a re-run would only repeat) are kept; FAIL
+cells (crashed or interrupted runs, and stale trials of killed workers) are run again.
 
 GridSampler alone would skip FAIL cells (it counts them as visited) and, across processes, hands a
 running cell out again once the grid runs low. So: trials are asked with the study runner's
@@ -13,13 +13,15 @@ their grid id, and the study may only grow by one trial per never-tried grid id.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
+import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.pruners import NopPruner
@@ -36,74 +38,125 @@ from dqn_tune.runner.storage import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
     StorageSettings,
+    open_existing_storage,
     prepare_url,
     study_names,
 )
 from dqn_tune.runner.trial_loop import Objective
 from dqn_tune.runner.trial_queue import counted_trials
 from dqn_tune.tuning.objective import run_config
-from dqn_tune.tuning.records import SPEC_ATTR, ablation_spec
+from dqn_tune.tuning.records import SPEC_ATTR, ablation_spec, config_summary, trial_runs
+from dqn_tune.tuning.search_space import Choice, SearchSpace, Value, choice_label, suggest_config
 
-BUFFER_SIZE = "buffer_size"
-TARGET_INTERVAL = "target_update_interval"
 SEED = "seed"
-PARAMS = (BUFFER_SIZE, TARGET_INTERVAL, SEED)
+"""The grid parameter of a cell's training seed (0 to seeds - 1), beside the axes."""
 KEPT_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 """States whose cell is done; a cell with only FAIL trials is run again."""
+LEGACY_AXES = {"buffer_size": "buffer_sizes", "target_update_interval": "target_intervals"}
+"""The one grid of ablation studies stored before any field could be an axis, and the keys of its value lists."""
 
-Cell = tuple[int, int, int]
-"""(buffer_size, target_update_interval, seed)."""
+Cell = tuple[Any, ...]
+"""One value per axis, in the grid's order, then the seed."""
 MAX_CELLS = 10_000
-"""Largest grid (buffer sizes x target intervals x seeds): each cell is a training run and a trial."""
+"""Largest grid (product of the axes' lengths x seeds): each cell is a training run and a trial."""
 
 
 @dataclass(frozen=True, slots=True)
 class AblationSpec:
-    """What an ablation trains: the base config and the grid of buffer sizes, target intervals and seeds."""
+    """What an ablation trains: the base config, the grid (DQNConfig field -> values) and the seeds per setting.
+
+    Each axis's values are checked against the field's type and sorted; every setting of the grid must
+    give a valid config. Axis order is the report's (rows, then columns of a heatmap).
+    """
 
     base: DQNConfig
-    buffer_sizes: tuple[int, ...]
-    target_intervals: tuple[int, ...]
+    grid: Mapping[str, tuple[Value, ...]]
     seeds: int
     base_study: str | None = None
-    """The study the base config came from (its best trial), if any."""
+    """The study the base config came from, if any."""
+    base_trial: int | None = None
+    """Its trial whose config is the base."""
+    base_reason: str | None = None
+    """Why that trial (validation's recommendation, or the best tuning value)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise ConfigError(f"seeds = {self.seeds!r} is invalid: expected an integer >= 1", field="seeds")
-        object.__setattr__(self, "buffer_sizes", tuple(self.buffer_sizes))
-        object.__setattr__(self, "target_intervals", tuple(self.target_intervals))
-        size = len(self.buffer_sizes) * len(self.target_intervals) * self.seeds
+        if not self.grid:
+            raise ConfigError("grid is empty: expected one or more axes (a DQNConfig field and its values)")
+        lists = {name: _json_values(values) for name, values in self.grid.items()}
+        empty = [name for name, values in lists.items() if not values]
+        if empty:
+            raise ConfigError(f"grid {empty[0]} has no values: expected one or more", field=empty[0])
+        space = SearchSpace.from_mapping({name: {"choices": values} for name, values in lists.items()},
+                                         source="grid")
+        object.__setattr__(self, "grid", {name: _sorted_values(name, cast(Choice, param).choices)
+                                          for name, param in space.params.items()})
+        size = self.seeds
+        for values in self.grid.values():
+            size *= len(values)
         if size > MAX_CELLS:
-            lists = {"buffer_sizes": len(self.buffer_sizes), "target_intervals": len(self.target_intervals)}
-            field = "seeds" if size // self.seeds <= MAX_CELLS else max(lists, key=lambda name: lists[name])
-            raise ConfigError(f"{field}: the grid of {len(self.buffer_sizes)} buffer sizes x {len(self.target_intervals)} "
-                              f"target intervals x {self.seeds} seeds has {size} cells; expected at most {MAX_CELLS} "
-                              "(each cell is a training run)", field=field)
-        object.__setattr__(self, "buffer_sizes", _sorted_values("buffer_sizes", self.buffer_sizes))
-        object.__setattr__(self, "target_intervals", _sorted_values("target_intervals", self.target_intervals))
-        small = [size for size in self.buffer_sizes if size < self.base.batch_size]
-        if small:
-            raise ConfigError(f"buffer_sizes {small} are below the batch size ({self.base.batch_size}): "
-                              f"expected sizes >= {self.base.batch_size}", field="buffer_sizes")
-        for buffer_size, interval in itertools.product(self.buffer_sizes, self.target_intervals):
-            self.config_for(buffer_size, interval)
+            shape = " x ".join(f"{len(values)} {name}" for name, values in self.grid.items())
+            raise ConfigError(f"grid: {shape} x {self.seeds} seeds make {size} cells; expected at most {MAX_CELLS} "
+                              "(each cell is a training run)")
+        for setting in self.settings:
+            try:
+                self.config_for(setting)
+            except ConfigError as exc:
+                raise ConfigError(f"grid setting {assignments(self.grid, setting)} gives an invalid config: {exc}",
+                                  field=exc.field) from None
 
     @property
-    def search_space(self) -> dict[str, list[int]]:
-        """The GridSampler search space; the seed is a grid parameter like the others."""
-        return {BUFFER_SIZE: list(self.buffer_sizes), TARGET_INTERVAL: list(self.target_intervals),
-                SEED: list(range(self.seeds))}
+    def base_source(self) -> str:
+        """Where the base config came from, e.g. "trial 7 of study 'tuned', recommended by validation ..."."""
+        if self.base_study is None:
+            return "the defaults"
+        if self.base_trial is None:  # stored before the trial was recorded
+            return f"the best trial of study {self.base_study!r}"
+        return f"trial {self.base_trial} of study {self.base_study!r}, {self.base_reason}"
 
     @property
-    def largest_config(self) -> DQNConfig:
-        """The cell config that needs the most memory: the largest buffer size."""
-        return self.config_for(self.buffer_sizes[-1], self.target_intervals[0])
+    def base_description(self) -> str:
+        """Where the base config came from and what it holds, e.g. "the defaults: CartPole-v1, 30000 steps;
+        eval_freq=3000 (others default); each cell sets double_dqn, target_update_interval and its seed"."""
+        return (f"{self.base_source}: {config_summary(self.base)}; each cell sets {', '.join(self.grid)} "
+                "and its seed")
+
+    @property
+    def settings(self) -> list[tuple[Value, ...]]:
+        """Every combination of the axes' values (a cell without its seed), in grid order."""
+        return list(itertools.product(*self.grid.values()))
 
     @property
     def cells(self) -> list[Cell]:
-        """Every (buffer_size, target_update_interval, seed) of the grid."""
-        return list(itertools.product(self.buffer_sizes, self.target_intervals, range(self.seeds)))
+        """Every cell of the grid: each setting with each seed."""
+        return list(itertools.product(*self.grid.values(), range(self.seeds)))
+
+    @property
+    def space(self) -> SearchSpace:
+        """The axes as a search space of choices (what a cell suggests; what the memory check reads)."""
+        return SearchSpace({name: Choice(values) for name, values in self.grid.items()})
+
+    @property
+    def search_space(self) -> dict[str, list[Any]]:
+        """The GridSampler search space: the axes' choice labels, and the seed as a parameter like them."""
+        return {**{name: [choice_label(v) for v in values] for name, values in self.grid.items()},
+                SEED: list(range(self.seeds))}
+
+    def largest_config(self, obs_dim: int, n_actions: int) -> DQNConfig:
+        """The setting's config that needs the most memory to train."""
+        return self.space.largest_config(self.base, obs_dim, n_actions)
+
+    def config_for(self, setting: Iterable[Value]) -> DQNConfig:
+        """The base config with one setting's values (one per axis, in grid order)."""
+        return self.base.replace(**dict(zip(self.grid, setting, strict=True)))
+
+    def cell_of(self, trial: FrozenTrial) -> Cell | None:
+        """The cell a trial ran, or None if it has not suggested its params yet."""
+        if not all(name in trial.params for name in (*self.grid, SEED)):
+            return None
+        values = {name: {choice_label(v): v for v in values} for name, values in self.grid.items()}
+        return (*(values[name][trial.params[name]] for name in self.grid), int(trial.params[SEED]))
 
     @property
     def default_study_name(self) -> str:
@@ -112,26 +165,46 @@ class AblationSpec:
         return f"ablation-{self.base.env_id}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
     def definition(self) -> dict[str, Any]:
-        """What makes two ablations the same: to_dict() without the base study's name and the base's
-        buffer_size and target_update_interval (every cell sets its own)."""
-        data = {key: value for key, value in self.to_dict().items() if key != "base_study"}
-        data["base"] = {k: v for k, v in data["base"].items() if k not in (BUFFER_SIZE, TARGET_INTERVAL)}
-        return data
+        """What makes two ablations the same: the grid, the seeds and the base's fields outside the grid that
+        differ from the defaults (a DQNConfig field added later, at its default, keeps the name)."""
+        defaults = DQNConfig().to_dict()
+        base = {name: value for name, value in self.base.to_dict().items()
+                if name not in self.grid and (name == "env_id" or value != defaults[name])}
+        return {"base": base, "grid": self.to_dict()["grid"], "seeds": self.seeds}
 
-    def config_for(self, buffer_size: int, target_interval: int) -> DQNConfig:
-        """The base config with one cell's buffer size and target-update interval."""
-        return self.base.replace(buffer_size=buffer_size, target_update_interval=target_interval)
+    def differences(self, other: AblationSpec) -> list[str]:
+        """What `other` changes: 'grid', 'seeds', and the base's fields outside both grids."""
+        axes = {*self.grid, *other.grid}
+        return ([name for name in ("grid", "seeds") if getattr(self, name) != getattr(other, name)]
+                + [f.name for f in dataclasses.fields(DQNConfig)
+                   if f.name not in axes and getattr(self.base, f.name) != getattr(other.base, f.name)])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON primitives, stored as the study's SPEC_ATTR user attribute."""
-        return {"base": self.base.to_dict(), "buffer_sizes": list(self.buffer_sizes),
-                "target_intervals": list(self.target_intervals), "seeds": self.seeds, "base_study": self.base_study}
+        grid = {name: _json_values(values) for name, values in self.grid.items()}
+        return {"base": self.base.to_dict(), "grid": grid, "seeds": self.seeds, "base_study": self.base_study,
+                "base_trial": self.base_trial, "base_reason": self.base_reason}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AblationSpec:
-        """Inverse of to_dict."""
-        return cls(DQNConfig.from_dict(data["base"]), tuple(data["buffer_sizes"]), tuple(data["target_intervals"]),
-                   int(data["seeds"]), data.get("base_study"))
+    def from_dict(cls, data: Mapping[str, Any]) -> AblationSpec:
+        """Inverse of to_dict; also reads the form stored before any field could be an axis (LEGACY_AXES)."""
+        grid = data["grid"] if "grid" in data else {name: data[key] for name, key in LEGACY_AXES.items()}
+        return cls(DQNConfig.from_dict(data["base"]), grid, int(data["seeds"]), data.get("base_study"),
+                   data.get("base_trial"), data.get("base_reason"))
+
+
+def assignments(names: Iterable[str], values: Iterable[Value]) -> str:
+    """e.g. 'n_steps=3, hidden_sizes=64x64': the values of `names`, as --grid takes them."""
+    return ", ".join(f"{name}={value_text(value)}" for name, value in zip(names, values))
+
+
+def value_text(value: Value) -> str:
+    """A grid value as --grid takes it: 64x64, true, 0.99."""
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,16 +223,32 @@ class AblationOutcome:
     """How a worker process failed or died (its cells are retried), if one did."""
 
 
-def cell_of(trial: FrozenTrial) -> Cell | None:
-    """The grid cell a trial ran, or None if it has not suggested its params yet."""
-    if not all(name in trial.params for name in PARAMS):
-        return None
-    return (int(trial.params[BUFFER_SIZE]), int(trial.params[TARGET_INTERVAL]), int(trial.params[SEED]))
-
-
-def done_cells(trials: Iterable[FrozenTrial]) -> set[Cell]:
+def done_cells(spec: AblationSpec, trials: Iterable[FrozenTrial]) -> set[Cell]:
     """Cells with a COMPLETE or PRUNED (diverged) trial."""
-    return {cell for trial in trials if trial.state in KEPT_STATES and (cell := cell_of(trial)) is not None}
+    return {cell for trial in trials if trial.state in KEPT_STATES and (cell := spec.cell_of(trial)) is not None}
+
+
+def ablation_study_name(spec: AblationSpec, storage: str | None) -> str:
+    """The study `spec` resumes when no name is given: its default name, or a study of that form holding the
+    same ablation whose name an earlier version hashed from another stored form."""
+    try:
+        rdb = open_existing_storage(storage)
+    except StorageError:  # no study there yet (or no usable storage: running says why)
+        return spec.default_study_name
+    default = re.compile(rf"ablation-{re.escape(spec.base.env_id)}-[0-9a-f]{{10}}")
+    for name in sorted(study_names(rdb), key=lambda name: name != spec.default_study_name):
+        stored = ablation_spec(optuna.load_study(study_name=name, storage=rdb)) if default.fullmatch(name) else None
+        if stored is not None and not _differences(stored, spec):
+            return name
+    return spec.default_study_name
+
+
+def _differences(stored: Mapping[str, Any], spec: AblationSpec) -> list[str]:
+    """How a stored ablation differs from `spec`; ['unreadable'] for one this version cannot read."""
+    try:
+        return AblationSpec.from_dict(stored).differences(spec)
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return ["unreadable"]
 
 
 def open_ablation(spec: AblationSpec, storage: RDBStorage, study_name: str | None = None) -> optuna.Study:
@@ -187,9 +276,7 @@ def _check_same_ablation(study: optuna.Study, spec: AblationSpec) -> None:
             raise StorageError(f"{where} is not an ablation study (no {SPEC_ATTR!r} attribute); "
                                "use another --study-name")
         return
-    have, wanted = AblationSpec.from_dict(stored).definition(), spec.definition()
-    differ = [key for key in ("buffer_sizes", "target_intervals", "seeds") if have[key] != wanted[key]]
-    differ += [field for field, value in wanted["base"].items() if have["base"][field] != value]
+    differ = _differences(stored, spec)
     if differ:
         raise StorageError(f"{where} holds an ablation with other {', '.join(differ)}; "
                            "run it with the same settings, or use another --study-name")
@@ -225,11 +312,22 @@ def cell_objective(spec: AblationSpec) -> Objective:
     """Train the trial's cell (one seed); a diverging run prunes it with a reason (see `run_config`)."""
 
     def objective(trial: optuna.Trial) -> float:
-        buffer_size, target_interval, seed = (trial.suggest_categorical(name, values)
-                                              for name, values in spec.search_space.items())
-        return run_config(trial, spec.config_for(int(buffer_size), int(target_interval)), [int(seed)])
+        config = suggest_config(trial, spec.base, spec.space)
+        return run_config(trial, config, [int(trial.suggest_categorical(SEED, list(range(spec.seeds))))])
 
     return objective
+
+
+def finished_cell_line(spec: AblationSpec, trial: FrozenTrial) -> str:
+    """e.g. 'trial 4: n_steps=3, seed 1: final weights 212.0, best checkpoint 500.0 (step 30000)'."""
+    cell = spec.cell_of(trial)
+    where = f"trial {trial.number}" + ("" if cell is None else f": {assignments(spec.grid, cell[:-1])}, seed {cell[-1]}")
+    records = trial_runs(trial)
+    if trial.state != TrialState.COMPLETE or not records:
+        return f"{where}: {trial.state.name}: {trial.user_attrs.get(FAIL_REASON, '')}"
+    record = records[0]
+    return (f"{where}: final weights {record.curve_returns[-1]:.1f}, best checkpoint {record.mean_return:.1f}"
+            + ("" if record.selected_step is None else f" (step {record.selected_step})"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,12 +358,7 @@ class AblationJob:
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """One line per finished cell when verbose."""
-        if not self.verbose:
-            return None
-        outcome = (f"final return {trial.value:.1f}" if trial.state == TrialState.COMPLETE
-                   else f"{trial.state.name}: {trial.user_attrs.get(FAIL_REASON, '')}")
-        return (f"  trial {trial.number}: buffer {trial.params.get(BUFFER_SIZE)}, target interval "
-                f"{trial.params.get(TARGET_INTERVAL)}, seed {trial.params.get(SEED)}: {outcome}")
+        return f"  {finished_cell_line(self.spec, trial)}" if self.verbose else None
 
 
 def run_ablation(*, spec: AblationSpec, storage: str | None = None, study_name: str | None = None, workers: int = 1,
@@ -273,13 +366,14 @@ def run_ablation(*, spec: AblationSpec, storage: str | None = None, study_name: 
                  grace_period_s: int = GRACE_PERIOD_S) -> AblationOutcome:
     """Run every cell of the grid that is not done yet, in `workers` processes; report what ran and what is left.
 
-    SIGINT/SIGTERM stop cleanly: running cells are failed (and run again next time), and the
-    outcome says `interrupted`.
+    Without `study_name`, the study is `ablation_study_name(spec, storage)`. SIGINT/SIGTERM stop cleanly:
+    running cells are failed (and run again next time), and the outcome says `interrupted`.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers = {workers!r} is invalid: expected an integer >= 1", field="workers")
-    job = AblationJob(spec, study_name or spec.default_study_name,
-                      StorageSettings(prepare_url(storage), heartbeat_interval_s, grace_period_s), verbose)
+    url = prepare_url(storage)
+    job = AblationJob(spec, study_name or ablation_study_name(spec, url),
+                      StorageSettings(url, heartbeat_interval_s, grace_period_s), verbose)
     finished_before: set[int] = set()
     done_before = 0
 
@@ -287,28 +381,31 @@ def run_ablation(*, spec: AblationSpec, storage: str | None = None, study_name: 
         nonlocal done_before
         trials = plan.study.get_trials(deepcopy=False)
         finished_before.update(t.number for t in trials if t.state.is_finished())
-        done_before = len(done_cells(trials))
+        done_before = len(done_cells(spec, trials))
         if verbose:
             print(f"ablation {job.study_name!r}: {len(spec.cells)} cells, {done_before} done, "
                   f"{len(spec.cells) - done_before} to run", flush=True)
+            print(f"base config: {spec.base_description}", flush=True)
 
     outcome = run_job(job, trials=None, workers=workers, on_start=started)
     trials = outcome.study.get_trials(deepcopy=False)
     ran = [cell for t in trials if t.state.is_finished() and t.number not in finished_before
-           and (cell := cell_of(t)) is not None]
-    left = sorted(set(spec.cells) - done_cells(trials))
+           and (cell := spec.cell_of(t)) is not None]
+    done = done_cells(spec, trials)
+    left = [cell for cell in spec.cells if cell not in done]
     return AblationOutcome(job.study_name, tuple(ran), done_before, tuple(left), outcome.interrupted,
                            outcome.worker_error)
 
 
-def _sorted_values(name: str, values: Iterable[int]) -> tuple[int, ...]:
+def _json_values(values: Iterable[Value]) -> list[Any]:
+    """An axis's values as JSON and TOML have them (layer widths as lists)."""
+    return [list(value) if isinstance(value, tuple) else value for value in values]
+
+
+def _sorted_values(name: str, values: Iterable[Value]) -> tuple[Value, ...]:
+    """One axis's values, each once, in order."""
     values = tuple(values)
-    if not values:
-        raise ConfigError(f"{name} is empty: expected one or more integers >= 1", field=name)
-    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
-    if bad:
-        raise ConfigError(f"{name} {list(values)} are invalid: {bad[0]!r} is not an integer >= 1", field=name)
-    duplicates = sorted(value for value, count in Counter(values).items() if count > 1)
-    if duplicates:
-        raise ConfigError(f"{name} {list(values)} repeat {duplicates}: expected each value once", field=name)
+    repeated = [value for value, count in Counter(values).items() if count > 1]
+    if repeated:
+        raise ConfigError(f"grid {name} repeats {value_text(repeated[0])}: expected each value once", field=name)
     return tuple(sorted(values))

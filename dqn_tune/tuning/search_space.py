@@ -73,7 +73,7 @@ class Choice:
 
     def suggest(self, trial: optuna.Trial, name: str) -> Value:
         """Sample one of the choices (layer-width tuples are offered to Optuna as "64,64" strings)."""
-        options = {_label(choice): choice for choice in self.choices}
+        options = {choice_label(choice): choice for choice in self.choices}
         return options[trial.suggest_categorical(name, list(options))]
 
     def extremes(self) -> tuple[Value, ...]:
@@ -82,7 +82,7 @@ class Choice:
 
     def describe(self) -> str:
         """One line for humans."""
-        return "one of " + ", ".join(str(_label(choice)) for choice in self.choices)
+        return "one of " + ", ".join(str(choice_label(choice)) for choice in self.choices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ class Fixed:
 
     def describe(self) -> str:
         """One line for humans."""
-        return f"fixed at {_label(self.value)}"
+        return f"fixed at {choice_label(self.value)}"
 
 
 Param = Union[Range, Choice, Fixed]
@@ -257,7 +257,7 @@ def _convert(name: str, value: Any, where: str) -> Value:
     raise ConfigError(f"{where}: expected {expected}, got {value!r}", field=name)
 
 
-def _label(value: Value) -> int | float | str | bool:
+def choice_label(value: Value) -> int | float | str | bool:
     """The Optuna-compatible form of a choice (tuples become "64,64")."""
     return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
 

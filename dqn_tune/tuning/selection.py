@@ -45,6 +45,7 @@ def default_trial(study: optuna.Study) -> tuple[FrozenTrial, str]:
         raise StorageError(f"study {study.study_name!r} has no complete trial; run or resume the study first") from None
 
 
-def best_config(storage_url: str | None, study_name: str) -> DQNConfig:
-    """The config of the trial an existing study recommends (see `default_trial`)."""
-    return trial_config(choose_trial(load_study(open_existing_storage(storage_url), study_name), None))
+def recommended_config(storage_url: str | None, study_name: str) -> tuple[DQNConfig, int, str]:
+    """The config of the trial an existing study recommends (see `default_trial`), that trial's number and why."""
+    trial, why = default_trial(load_study(open_existing_storage(storage_url), study_name))
+    return trial_config(trial), trial.number, why

@@ -217,12 +217,17 @@ def test_a_password_in_the_storage_url_is_never_stored_or_printed(capsys: pytest
     (["tune", "--trials", "1", *TINY, "--hidden-sizes", "1000000,1000000"],
      "the largest config of the search space does not fit in memory: --hidden-sizes = [1000000, 1000000] is too large"),
     (["ablate", "--buffer-sizes", "1000,999999999999", "--seeds", "1"],
-     "the grid's largest cell does not fit in memory: --buffer-sizes = 999999999999 is too large"),
+     "the grid's largest setting does not fit in memory: --buffer-sizes = 999999999999 is too large"),
+    (["ablate", "--grid", "hidden_sizes=16,1000000x1000000", "--seeds", "1"],
+     "the grid's largest setting does not fit in memory: --grid hidden_sizes = [1000000, 1000000] is too large"),
     (["ablate", "--seeds", "100000000"],
-     f"--seeds: the grid of 3 buffer sizes x 4 target intervals x 100000000 seeds has 1200000000 cells; "
-     f"expected at most {MAX_CELLS}"),
+     f"--buffer-sizes/--target-intervals: 3 buffer_size x 4 target_update_interval x 100000000 seeds make "
+     f"1200000000 cells; expected at most {MAX_CELLS}"),
     (["ablate", "--buffer-sizes", ",".join(str(200 + i) for i in range(20_000)), "--seeds", "1"],
-     "--buffer-sizes: the grid of 20000 buffer sizes x 4 target intervals x 1 seeds has 80000 cells"),
+     "--buffer-sizes/--target-intervals: 20000 buffer_size x 4 target_update_interval x 1 seeds make 80000 cells"),
+    (["ablate", "--grid", "learning_rate=" + ",".join(f"{i + 1}e-6" for i in range(5_001)), "--grid",
+      "double_dqn=false,true", "--seeds", "1"],
+     "--grid: 5001 learning_rate x 2 double_dqn x 1 seeds make 10002 cells"),
     (["tune", "--trials", "1", "--seeds", "100000000"], "argument --seeds: invalid value '100000000'; expected an "
                                                         "integer from 1 to 1000"),
     (["tune", "--trials", "1", "--workers", "1000000"], "argument --workers: invalid value '1000000'; expected an "
