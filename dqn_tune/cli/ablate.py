@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-
-import optuna
+from typing import TYPE_CHECKING
 
 from dqn_tune.cli.arguments import (
+    add_hidden_alias,
     add_workers_flag,
     chosen_workers,
     flag_error,
@@ -25,22 +25,17 @@ from dqn_tune.cli.config_flags import (
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable
-from dqn_tune.results.ablation_report import (
-    CSV_NAME,
-    default_report_dir,
-    write_ablation_report,
-)
-from dqn_tune.runner.storage import load_study, open_existing_storage
-from dqn_tune.tuning.ablation import AblationSpec, run_ablation
 from dqn_tune.tuning.presets import eval_freq_for
-from dqn_tune.tuning.selection import best_config
+
+if TYPE_CHECKING:  # torch and optuna load when the command runs, not for --help
+    from dqn_tune.tuning.ablation import AblationSpec
 
 USES_STORAGE = True
 HELP = "grid ablation of buffer size x target-update interval (an Optuna grid study), with a report"
 DEFAULT_BUFFER_SIZES = "1000,10000,100000"
 DEFAULT_TARGET_INTERVALS = "1,10,100,1000"
 DEFAULT_SEEDS = 3
-SPEC_FLAGS = {"buffer_sizes": "--buffer-sizes", "target_intervals": "--target-intervals", "seeds": "--seeds"}
+SPEC_FLAGS = {"buffer_sizes": "--buffer-sizes", "target_intervals": "--target-intervals", "seeds": "--cell-seeds"}
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -61,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-intervals", type=int_list, default=int_list(DEFAULT_TARGET_INTERVALS),
                         metavar="C,C,...",
                         help=f"target-network update intervals in steps (default: {DEFAULT_TARGET_INTERVALS})")
-    parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="K",
-                        help=f"seeds per cell, each its own trial (default: {DEFAULT_SEEDS})")
+    parser.add_argument("--cell-seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="K",
+                        help=f"training seeds per cell, each its own trial (default: {DEFAULT_SEEDS})")
+    add_hidden_alias(parser, "--seeds", "cell_seeds", positive_int)
     parser.add_argument("--timesteps", "--total-timesteps", dest="total_timesteps", type=positive_int, default=None,
                         metavar="N", help="environment steps per run (default: the base study's budget, else 50000)")
     parser.add_argument("--base-study", type=study_name, default=None, metavar="STUDY",
@@ -78,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check everything, run the missing cells, write the report; 130 if interrupted, 1 if a worker failed."""
+    import optuna
+
+    from dqn_tune.results.ablation_report import CSV_NAME, default_report_dir, write_ablation_report
+    from dqn_tune.runner.storage import load_study, open_existing_storage
+    from dqn_tune.tuning.ablation import run_ablation
+
     spec = build_spec(args)
     dims = env_dims(spec.base.env_id)
     try:
@@ -103,17 +105,21 @@ def run(args: argparse.Namespace) -> int:
 
 def build_spec(args: argparse.Namespace) -> AblationSpec:
     """The ablation's spec from the flags and the base study; errors name the flags."""
+    from dqn_tune.tuning.ablation import AblationSpec
+
     base = base_config(args)
     total = args.total_timesteps or base.total_timesteps  # tune's rule: EVALS_PER_RUN evaluations at any budget
     base = build_config(args, base, total_timesteps=total, eval_freq=eval_freq_for(total))
     try:
-        return AblationSpec(base, args.buffer_sizes, args.target_intervals, args.seeds, args.base_study)
+        return AblationSpec(base, args.buffer_sizes, args.target_intervals, args.cell_seeds, args.base_study)
     except ConfigError as exc:
         raise flag_error(exc, SPEC_FLAGS) from None
 
 
 def base_config(args: argparse.Namespace) -> DQNConfig:
     """The best trial's config of --base-study, else the defaults; --env must agree with the base study."""
+    from dqn_tune.tuning.selection import best_config
+
     if args.base_study is None:
         return DQNConfig(env_id=args.env_id or DQNConfig().env_id)
     config = best_config(args.storage, args.base_study)

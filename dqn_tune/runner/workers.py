@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from dqn_tune.errors import DQNTuneError
 from dqn_tune.runner.interrupts import interrupts_stop_cleanly
@@ -91,7 +91,7 @@ def _collect(workers: list[tuple[Any, Connection]], outcomes: dict[int, tuple[st
         for receiver in wait(list(open_receivers), timeout=poll_interval_s):
             index = open_receivers.pop(receiver)  # type: ignore[call-overload]
             try:
-                outcomes[index] = receiver.recv()  # type: ignore[union-attr]
+                outcomes[index] = cast(Connection, receiver).recv()
             except EOFError:  # it died without a word
                 process = workers[index][0]
                 process.join(timeout=10)

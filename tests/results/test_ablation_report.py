@@ -66,7 +66,7 @@ def test_the_report_of_a_real_ablation_matches_its_trials(tmp_path: Path, monkey
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path}/ablation.db"
-    code = main(["ablate", "--storage", url, "--buffer-sizes", "100,200", "--target-intervals", "1", "--seeds", "2",
+    code = main(["ablate", "--storage", url, "--buffer-sizes", "100,200", "--target-intervals", "1", "--cell-seeds", "2",
                  "--timesteps", "300", "--learning-starts", "100", "--batch-size", "32", "--hidden-sizes", "16",
                  "--eval-freq", "100", "--eval-curve-episodes", "1", "--eval-episodes", "2"])
     assert code == 0

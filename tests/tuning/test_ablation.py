@@ -164,7 +164,7 @@ run_ablation(spec=build_spec(args), storage=args.storage, study_name=args.study_
 def ablate_args(url: str, name: str, out_dir: Path) -> list[str]:
     """`dqn-tune ablate` of three slow cells into study `name`."""
     return ["ablate", "--storage", url, "--study-name", name, "--buffer-sizes", "100", "--target-intervals",
-            "1,50,200", "--seeds", "1", "--workers", "1", "--out-dir", str(out_dir), *SLOW_CELL_FLAGS]
+            "1,50,200", "--cell-seeds", "1", "--workers", "1", "--out-dir", str(out_dir), *SLOW_CELL_FLAGS]
 
 
 def wait_for_a_running_cell(url: str, name: str, child: subprocess.Popen[str]) -> tuple[int, int, int]:
@@ -274,7 +274,7 @@ def test_cli_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path:
         (["--buffer-sizes", "100,0"], r"--buffer-sizes \[100, 0\] are invalid: 0 is not an integer >= 1"),
         (["--buffer-sizes", "16,100"], r"--buffer-sizes \[16\] are below the batch size \(32\)"),
         (["--target-intervals", "5,5"], r"--target-intervals \[5, 5\] repeat \[5\]: expected each value once"),
-        (["--seeds", "0"], r"argument --seeds: invalid value '0'; expected an integer >= 1"),
+        (["--cell-seeds", "0"], r"argument --cell-seeds: invalid value '0'; expected an integer >= 1"),
         (["--learning-starts", "400"], r"--learning-starts = 400 is invalid: expected less than --timesteps"),
         (["--base-study", "nope"], r"study 'nope' not found in .*; studies there: taken, unfinished$"),
         (["--base-study", "unfinished"], r"study 'unfinished' has no complete trial"),
