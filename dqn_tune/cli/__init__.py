@@ -42,9 +42,9 @@ class OneLineParser(argparse.ArgumentParser):
         sys.stderr.write(f"{PROG}: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
-    def parse_known_args(
+    def parse_known_args(  # type: ignore[override]
         self,
-        args: Sequence[str] | None = None,  # type: ignore[override]
+        args: Sequence[str] | None = None,
         namespace: argparse.Namespace | None = None,
     ) -> tuple[argparse.Namespace, list[str]]:
         """As argparse, but a flag whose value is '--' is refused: argparse drops a '--' value and stores an
@@ -55,9 +55,9 @@ class OneLineParser(argparse.ArgumentParser):
                 self.error(f"argument {'/'.join(action.option_strings)}: invalid value '--'; expected one value")
         return parsed, extras
 
-    def parse_args(
+    def parse_args(  # type: ignore[override]
         self,
-        args: Sequence[str] | None = None,  # type: ignore[override]
+        args: Sequence[str] | None = None,
         namespace: argparse.Namespace | None = None,
     ) -> argparse.Namespace:
         """As argparse, but an unknown flag gets a did-you-mean from the flags of the command it was given to."""
@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=module.HELP.replace("%", "%%"),  # argparse %-formats help
             description=module.HELP,
-            parents=parents,
-        )  # type: ignore[arg-type]
+            parents=parents,  # type: ignore[arg-type]
+        )
         module.add_arguments(sub)
     parser.epilog = default_command_help(subparsers.choices[DEFAULT_COMMAND])
     return parser

@@ -170,19 +170,15 @@ class TuneRequest:
         if stored is not None and not {"base_config", "search_space"} <= stored.keys():
             stored = None  # made by an older dqn-tune: the request decides, and the study's check refuses a mismatch
         request = self.merged(stored)
-        preset = preset_for(request.env_id) if request.preset else None  # type: ignore[arg-type]
+        env_id, seeds = str(request.env_id), int(request.trial_seeds or 0)  # set by `merged`
+        preset = preset_for(env_id) if request.preset else None
         fixed = dict(request.hyperparameters)
         if stored is not None:
             base = DQNConfig.from_dict(stored["base_config"]).replace(
                 env_id=request.env_id, total_timesteps=request.timesteps, **fixed
             )
         else:
-            base = trial_base_config(
-                request.env_id,
-                timesteps=request.timesteps,  # type: ignore[arg-type]
-                preset=preset is not None,
-                **fixed,
-            )
+            base = trial_base_config(env_id, timesteps=request.timesteps, preset=preset is not None, **fixed)
         if stored is not None and request.search_space is None:
             space = SearchSpace.from_mapping(stored["search_space"], source="the study's stored search space")
         else:
@@ -192,7 +188,7 @@ class TuneRequest:
         with make_env(base.env_id) as env:
             dims = space_dims(env)
         try:
-            check_memory(space.largest_config(base, *dims), *dims, members=request.trial_seeds)  # type: ignore[arg-type]
+            check_memory(space.largest_config(base, *dims), *dims, members=seeds)
         except ConfigError as exc:
             raise ConfigError(
                 f"the largest config of the search space does not fit in memory: {exc}", field=exc.field
@@ -205,13 +201,13 @@ class TuneRequest:
             objective=ObjectiveSettings(
                 base=base,
                 space=space,
-                seeds=request.trial_seeds,  # type: ignore[arg-type]
-                objective=request.objective,
-                study_seed=request.seed,  # type: ignore[arg-type]
+                seeds=seeds,
+                objective=str(request.objective),
+                study_seed=int(request.seed or 0),
                 device=request.device,
             ),
-            sampler=request.sampler,
-            pruner=request.pruner,  # type: ignore[arg-type]
+            sampler=str(request.sampler),
+            pruner=str(request.pruner),
             artifacts=request.artifacts,
             artifact_dir=request.artifact_dir,
             total_trials=request.total_trials,
