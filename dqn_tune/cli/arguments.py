@@ -81,14 +81,13 @@ def workers(text: str) -> int:
 def add_study_flags(parser: argparse.ArgumentParser, what: str) -> None:
     """`--study-name` and `--env`, as `tune` has them: left out, the study is `dqn-<ENV_ID>` (see `chosen_study`)."""
     parser.add_argument("--study-name", type=study_name, default=None, help=f"{what} (default: dqn-<ENV_ID>)")
+    add_env_flag(parser, f"env of the default study name (default: {ENV_ID})", default=ENV_ID)
+
+
+def add_env_flag(parser: argparse.ArgumentParser, help_text: str, *, default: str | None = None) -> None:
+    """`--env ENV_ID` (also `--env-id`, Gymnasium's and RL Zoo's name), one declaration for every command."""
     parser.add_argument(
-        "--env",
-        "--env-id",
-        dest="env_id",
-        type=text,
-        default=ENV_ID,
-        metavar="ENV_ID",
-        help=f"env of the default study name (default: {ENV_ID})",
+        "--env", "--env-id", dest="env_id", type=text, default=default, metavar="ENV_ID", help=help_text
     )
 
 

@@ -17,7 +17,8 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128") from None
 
 
 class _NoneGiven:

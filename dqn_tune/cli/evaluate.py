@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dqn_tune.cli.arguments import positive_int, seed, text
+from dqn_tune.cli.arguments import add_env_flag, positive_int, seed, text
 
 HELP = "evaluate a saved agent's greedy policy (mean and std of the return)"
 
@@ -18,14 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
     parser.add_argument("--episodes", type=positive_int, default=100, help="evaluation episodes (default: 100)")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the evaluation env (default: 0)")
-    parser.add_argument(
-        "--env",
-        dest="env_id",
-        type=text,
-        default=None,
-        metavar="ENV_ID",
-        help="evaluate on this env id instead of the one the agent was trained on",
-    )
+    add_env_flag(parser, "evaluate on this env id instead of the one the agent was trained on")
     parser.add_argument(
         "--video", type=text, default=None, metavar="PATH", help="also write one episode as a .gif or .mp4"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from dqn_tune.cli.arguments import text
+from dqn_tune.cli.arguments import add_env_flag
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.tuning.presets import load_presets
 
@@ -16,14 +16,9 @@ HELP = "list the per-env presets (budget, tuned config, search space) that train
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune presets`."""
-    parser.add_argument(
-        "--env",
-        "--env-id",
-        dest="env_id",
-        type=text,
-        default=None,
-        metavar="ENV_ID",
-        help="show one env's preset in full (default: a line per env)",
+    add_env_flag(
+        parser,
+        "show one env's preset in full (default: a line per env)",
     )
 
 

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dqn_tune.cli.arguments import add_device_flag, add_preset_flag, seed, text
+from dqn_tune.cli.arguments import add_device_flag, add_env_flag, add_preset_flag, seed, text
 from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits_memory, env_dims
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.device import check_device
@@ -21,14 +21,9 @@ HELP = "train one DQN agent with the given hyperparameters and save it"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune train`."""
-    parser.add_argument(
-        "--env",
-        "--env-id",
-        dest="env_id",
-        type=text,
-        default=None,
-        metavar="ENV_ID",
-        help="gymnasium env id with Discrete actions (default: CartPole-v1)",
+    add_env_flag(
+        parser,
+        "gymnasium env id with Discrete actions (default: CartPole-v1)",
     )
     parser.add_argument(
         "--timesteps",

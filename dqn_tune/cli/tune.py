@@ -7,6 +7,7 @@ import argparse
 from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
     add_device_flag,
+    add_env_flag,
     add_hidden_alias,
     add_preset_flag,
     add_workers_flag,
@@ -50,14 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="stop when the study holds N trials, counting every machine's (for shared studies)",
     )
-    parser.add_argument(
-        "--env",
-        "--env-id",
-        dest="env_id",
-        type=text,
-        default=None,
-        metavar="ENV_ID",
-        help=f"gymnasium env id with Discrete actions (default: {defaults.ENV_ID}, or the study's when "
+    add_env_flag(
+        parser,
+        f"gymnasium env id with Discrete actions (default: {defaults.ENV_ID}, or the study's when "
         "resuming: every setting left out is read from the study)",
     )
     parser.add_argument("--study-name", type=study_name, default=None, help="study name (default: dqn-<ENV_ID>)")
