@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
             )
             print(row + textwrap.shorten(entry.source, WIDTH - len(row), placeholder="..."))
         print("tuned: hyperparameters that differ from the global defaults; searched: hyperparameters tune samples")
-        print("'dqn-tune presets --env ENV_ID' shows one in full; other envs use the global defaults (as --no-preset)")
+        print("'dqn-tune presets --env ENV_ID' shows one in full; other envs use the global defaults (--no-preset)")
         return 0
     preset = presets.get(args.env_id)
     if preset is None:

@@ -71,7 +71,7 @@ def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple
 
     assert digest(db) == before
     agent = load_agent(out)
-    assert agent.config == DQNConfig.from_dict(best.user_attrs["config"])  # as stored, not from the params
+    assert agent.config == records.trial_config(best)  # as stored, not from the params
     meta = agent.metadata
     assert (meta["study_name"], meta["trial_number"], meta["storage"]) == ("cartpole", best.number, url)
     assert meta["params"] == best.params and meta["trial_value"] == best.value
@@ -91,7 +91,7 @@ def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple
     text = summary.read_text()
     assert f"trial {best.number}" in text and f"{best.value:.2f}" in text
     assert all(f"{s['mean_return']:.2f}" in text for s in seeds)
-    assert "trial value (value)" in text and outcome.tuned_final == best.user_attrs["runs"][0]["mean_return"]
+    assert "trial value (value)" in text and outcome.tuned_final == records.trial_runs(best)[0].mean_return
     assert f"final return {outcome.tuned_final:.2f}" in text
     assert ("reproduces**" in text) == outcome.reproduces and outcome.rule in text
 
@@ -275,7 +275,7 @@ def test_a_tuned_and_retrained_agent_plays_as_its_file_says(tmp_path: Path, caps
 
     agent = load_agent(out)
     assert agent.env_id == "CartPole-v1" and agent.metadata["trial_number"] == study.best_trial.number
-    assert agent.config == DQNConfig.from_dict(study.best_trial.user_attrs["config"])
+    assert agent.config == records.trial_config(study.best_trial)
     kept = next(s for s in agent.metadata["retrain"]["seeds"] if s["seed"] == agent.metadata["retrain"]["best_seed"])
     stats = agent.evaluate(100, seed=0)
     assert stats.mean == kept["mean_return"] and stats.std == kept["std_return"]
