@@ -56,7 +56,7 @@ def running(tmp_path: Path) -> int:
 
 def training(tmp_path: Path) -> int:
     """Running trials that sampled their config and train it."""
-    return sum(t.state == TrialState.RUNNING and records.CONFIG in t.user_attrs for t in trials(tmp_path))
+    return sum(t.state == TrialState.RUNNING and records.CONFIG in t.system_attrs for t in trials(tmp_path))
 
 
 def worker_pids(parent: int) -> list[int]:
