@@ -1,12 +1,15 @@
 """dqn-tune: parse the command line, call one library function, return an exit code.
 
 Each subcommand lives in its own module with `HELP`, `add_arguments(parser)` and `run(args) -> int`.
-`dqn-tune --trials N` (no subcommand) means `dqn-tune tune --trials N`.
+`dqn-tune --trials N` (no subcommand) means `dqn-tune tune --trials N`. The parser is built from light
+modules only: torch, optuna and gymnasium load inside a command's `run`, so `--help`, `--version` and
+`presets` start at once (tests/cli/test_startup.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -15,7 +18,18 @@ from types import ModuleType
 from dqn_tune.errors import DQNTuneError
 from dqn_tune.runner.interrupts import deferred_interrupts, interrupts_stop_cleanly
 
-COMMANDS: tuple[str, ...] = ("train", "evaluate", "retrain", "ablate", "dashboard", "report", "validate", "best", "presets", "tune")
+COMMANDS: tuple[str, ...] = (
+    "train",
+    "evaluate",
+    "retrain",
+    "ablate",
+    "dashboard",
+    "report",
+    "validate",
+    "best",
+    "presets",
+    "tune",
+)
 """Subcommands, each the module dqn_tune.cli.<name>; imported inside `main` (see `command_module`)."""
 DEFAULT_COMMAND = "tune"
 PROG = "dqn-tune"
@@ -28,8 +42,11 @@ class OneLineParser(argparse.ArgumentParser):
         sys.stderr.write(f"{PROG}: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+    def parse_known_args(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
         """As argparse, but a flag whose value is '--' is refused: argparse drops a '--' value and stores an
         empty list unchecked by the flag's type (e.g. `--out-dir=--` reached the library as []; an appending
         flag such as `--grid` gets [] among its values)."""
@@ -40,27 +57,78 @@ class OneLineParser(argparse.ArgumentParser):
                 self.error(f"argument {'/'.join(action.option_strings)}: invalid value '--'; expected one value")
         return parsed, extras
 
+    def parse_args(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        namespace: argparse.Namespace | None = None,
+    ) -> argparse.Namespace:
+        """As argparse, but an unknown flag gets a did-you-mean from the flags of the command it was given to."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self.command_parser(getattr(parsed, "command", None))
+            unknown = next((extra.split("=", 1)[0] for extra in extras if extra.startswith("-")), None)
+            close = difflib.get_close_matches(unknown, parser.visible_flags(), n=1) if unknown else []
+            parser.error(
+                f"unrecognized arguments: {' '.join(extras)}" + (f"; did you mean {close[0]}?" if close else "")
+            )
+        return parsed
+
+    def command_parser(self, command: str | None) -> OneLineParser:
+        """The subparser of `command` (this parser when there is none)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                return action.choices[command]  # type: ignore[no-any-return]
+        return self
+
+    def visible_flags(self) -> list[str]:
+        """The option strings --help shows (hidden aliases left out)."""
+        return [flag for action in self._actions if action.help != argparse.SUPPRESS for flag in action.option_strings]
+
 
 def command_module(name: str) -> ModuleType:
-    """The module of subcommand `name` (torch, optuna and gymnasium load here, not when dqn_tune.cli does)."""
+    """The module of subcommand `name` (light: its `run` imports torch, optuna and gymnasium)."""
     return importlib.import_module(f"dqn_tune.cli.{name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full dqn-tune parser with one subparser per command."""
+    """The full dqn-tune parser with one subparser per command; its help ends with the default command's flags."""
     from dqn_tune.cli.arguments import common_flags, storage_flags
 
-    parser = OneLineParser(prog=PROG, description="Tune DQN hyperparameters with Optuna and train the best agent.")
+    parser = OneLineParser(
+        prog=PROG,
+        description="Tune DQN hyperparameters with Optuna and train the best agent.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     common, storage = common_flags(), storage_flags()
     for name in COMMANDS:
         module = command_module(name)
         parents = [common, storage] if getattr(module, "USES_STORAGE", False) else [common]
-        sub = subparsers.add_parser(name, help=module.HELP.replace("%", "%%"),  # argparse %-formats help
-                                    description=module.HELP, parents=parents)
+        sub = subparsers.add_parser(
+            name,
+            help=module.HELP.replace("%", "%%"),  # argparse %-formats help
+            description=module.HELP,
+            parents=parents,  # type: ignore[arg-type]
+        )
         module.add_arguments(sub)
+    parser.epilog = default_command_help(subparsers.choices[DEFAULT_COMMAND])
     return parser
+
+
+def default_command_help(sub: argparse.ArgumentParser) -> str:
+    """What `dqn-tune` without a command does, and the default command's flags other than the hyperparameters."""
+    formatter = sub._get_formatter()
+    for group in sub._action_groups:
+        if not group.title or not group.title.startswith("hyperparameters"):
+            formatter.start_section(f"{DEFAULT_COMMAND} {group.title}")
+            formatter.add_arguments([a for a in group._group_actions if not isinstance(a, argparse._HelpAction)])
+            formatter.end_section()
+    return (
+        f"Without a command, `{PROG} --trials N ...` means `{PROG} {DEFAULT_COMMAND} --trials N ...`. Its flags "
+        f"(every hyperparameter has one too, e.g. --gamma 0.99: see '{PROG} {DEFAULT_COMMAND} --help'):\n"
+        + formatter.format_help()
+    )
 
 
 def _version() -> str:
@@ -97,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     parser.print_help()
                     return 2
                 module = command_module(args.command)
-            return module.run(args)
+            status: int = module.run(args)
+            return status
         except DQNTuneError as exc:
             if debug:
                 raise

@@ -6,11 +6,10 @@ import argparse
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import optuna
+from typing import TYPE_CHECKING, Any
 
 from dqn_tune.cli.arguments import (
+    add_hidden_alias,
     add_workers_flag,
     chosen_workers,
     positive_int,
@@ -28,16 +27,11 @@ from dqn_tune.cli.config_flags import (
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError, shown
 from dqn_tune.output_paths import check_writable
-from dqn_tune.results.ablation_report import (
-    CSV_NAME,
-    default_report_dir,
-    write_ablation_report,
-)
-from dqn_tune.runner.storage import load_study, open_existing_storage
-from dqn_tune.tuning.ablation import AblationSpec, ablation_study_name, run_ablation, value_text
 from dqn_tune.tuning.presets import eval_freq_for
 from dqn_tune.tuning.search_space import FIELD_TYPES, Value
-from dqn_tune.tuning.selection import recommended_config
+
+if TYPE_CHECKING:  # torch and optuna load when the command runs, not for --help
+    from dqn_tune.tuning.ablation import AblationSpec
 
 USES_STORAGE = True
 HELP = ("grid ablation over any hyperparameters (default: replay-buffer size x target-update interval), "
@@ -92,8 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-intervals", type=int_list, default=None, metavar="C,C,...",
                         help="without --grid: target-network update intervals in steps (default: "
                              f"{DEFAULT_TARGET_INTERVALS}); the same as --grid target_update_interval=...")
-    parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="K",
-                        help=f"seeds per setting of the grid, each its own trial (default: {DEFAULT_SEEDS})")
+    parser.add_argument("--cell-seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="K",
+                        help=f"training seeds per setting of the grid, each its own trial (default: {DEFAULT_SEEDS})")
+    add_hidden_alias(parser, "--seeds", "cell_seeds", positive_int)
     parser.add_argument("--timesteps", "--total-timesteps", dest="total_timesteps", type=positive_int, default=None,
                         metavar="N", help="environment steps per run (default: the base study's budget, else 50000)")
     parser.add_argument("--base-study", type=study_name, default=None, metavar="STUDY",
@@ -111,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check everything, run the missing cells, write and print the report; 130 if interrupted, 1 if a worker
     failed."""
+    import optuna
+
+    from dqn_tune.results.ablation_report import CSV_NAME, default_report_dir, write_ablation_report
+    from dqn_tune.runner.storage import load_study, open_existing_storage
+    from dqn_tune.tuning.ablation import ablation_study_name, run_ablation
+
     spec = build_spec(args)
     dims = env_dims(spec.base.env_id)
     try:
@@ -141,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
 def build_spec(args: argparse.Namespace) -> AblationSpec:
     """The ablation's spec from the flags and the base study; errors name the flags."""
+    from dqn_tune.tuning.ablation import AblationSpec, value_text
+
     base, base_study, base_trial, base_reason = base_config(args)
     grid = chosen_grid(args)
     flags = axis_flags(args, grid)
@@ -162,7 +165,7 @@ def build_spec(args: argparse.Namespace) -> AblationSpec:
             raise ConfigError(f"{flags[again.field]}={value_text(first[again.field])} gives an invalid config: "
                               f"{again}", field=again.field) from None
     try:
-        return AblationSpec(base, grid, args.seeds, base_study, base_trial, base_reason)
+        return AblationSpec(base, grid, args.cell_seeds, base_study, base_trial, base_reason)
     except ConfigError as error:
         message = str(error)
         for name, flag in flags.items():
@@ -208,6 +211,8 @@ def axis_flags(args: argparse.Namespace, grid: Mapping[str, object]) -> dict[str
 def base_config(args: argparse.Namespace) -> tuple[DQNConfig, str | None, int | None, str | None]:
     """The base config, and the study, trial and reason it came from: --base-study's recommended trial (see
     `recommended_config`), else the defaults; --env must agree with the base study."""
+    from dqn_tune.tuning.selection import recommended_config
+
     if args.base_study is None:
         return DQNConfig(env_id=args.env_id or DQNConfig().env_id), None, None, None
     config, trial, why = recommended_config(args.storage, args.base_study)

@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from dqn_tune.dqn.config import INT_MAX, SEED_MAX
 from dqn_tune.dqn.device import DEVICES
 from dqn_tune.errors import ConfigError, shown
-from dqn_tune.runner.storage import DEFAULT_STORAGE
+from dqn_tune.runner.defaults import DEFAULT_STORAGE
+from dqn_tune.tuning.defaults import ENV_ID, default_study_name
 
 STUDY_NAME_MAX = 512
 """Longest study name: Optuna's column for it (VARCHAR(512) on PostgreSQL and MySQL)."""
@@ -69,37 +70,58 @@ def cpu_count() -> int:
 def workers(text: str) -> int:
     """argparse type: worker processes, from 1 to MAX_WORKERS_PER_CPU per CPU core of this machine."""
     cores = cpu_count()
-    return bounded_int(1, MAX_WORKERS_PER_CPU * cores, accepted=f"an integer from 1 to {MAX_WORKERS_PER_CPU * cores} "
-                       f"({MAX_WORKERS_PER_CPU} per CPU core; this machine has {cores})")(text)
+    return bounded_int(
+        1,
+        MAX_WORKERS_PER_CPU * cores,
+        accepted=f"an integer from 1 to {MAX_WORKERS_PER_CPU * cores} "
+        f"({MAX_WORKERS_PER_CPU} per CPU core; this machine has {cores})",
+    )(text)
 
 
 def add_study_flags(parser: argparse.ArgumentParser, what: str) -> None:
     """`--study-name` and `--env`, as `tune` has them: left out, the study is `dqn-<ENV_ID>` (see `chosen_study`)."""
     parser.add_argument("--study-name", type=study_name, default=None, help=f"{what} (default: dqn-<ENV_ID>)")
-    parser.add_argument("--env", "--env-id", dest="env_id", type=text, default="CartPole-v1", metavar="ENV_ID",
-                        help="env of the default study name (default: CartPole-v1)")
+    add_env_flag(parser, f"env of the default study name (default: {ENV_ID})", default=ENV_ID)
+
+
+def add_env_flag(parser: argparse.ArgumentParser, help_text: str, *, default: str | None = None) -> None:
+    """`--env ENV_ID` (also `--env-id`, Gymnasium's and RL Zoo's name), one declaration for every command."""
+    parser.add_argument(
+        "--env", "--env-id", dest="env_id", type=text, default=default, metavar="ENV_ID", help=help_text
+    )
 
 
 def chosen_study(args: argparse.Namespace) -> str:
     """The study named by `add_study_flags`' flags."""
-    from dqn_tune.tuning.study import (
-        default_study_name,  # optuna and torch load when a command runs
-    )
-
     return args.study_name or default_study_name(args.env_id)
+
+
+def add_hidden_alias(parser: argparse.ArgumentParser, alias: str, dest: str, kind: Callable[[str], object]) -> None:
+    """`alias` as another spelling of the flag of `dest`, left out of --help: an older or another tool's name that users
+    may have in scripts. Errors name the spelling typed."""
+    parser.add_argument(alias, dest=dest, type=kind, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def add_workers_flag(parser: argparse.ArgumentParser) -> None:
     """`--workers W`, shared by the commands that run trials; left out, `chosen_workers` picks the usable cores."""
-    parser.add_argument("--workers", type=workers, default=None, metavar="W",
-                        help="worker processes on this machine, one torch thread each (default: the CPU cores this "
-                             f"process may use, {cpu_count()} here, at most one per trial; --workers 1 for one)")
+    parser.add_argument(
+        "--workers",
+        type=workers,
+        default=None,
+        metavar="W",
+        help="worker processes on this machine, one torch thread each (default: the CPU cores this "
+        "process may use, at most one per trial; --workers 1 for one)",
+    )
 
 
 def add_device_flag(parser: argparse.ArgumentParser, what: str) -> None:
     """`--device cpu|cuda`, shared by the commands that train; `what` names the networks it places."""
-    parser.add_argument("--device", choices=DEVICES, default="cpu",
-                        help=f"where {what} train: cpu, or cuda on a GPU machine (default: cpu)")
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help=f"where {what} train: cpu, or cuda on a GPU machine (default: cpu)",
+    )
 
 
 def chosen_workers(given: int | None, trials: int | None = None) -> int:
@@ -111,8 +133,10 @@ def workers_line(given: int | None, count: int) -> str | None:
     """What to print about a worker count the user did not give (None when given)."""
     if given is not None:
         return None
-    return (f"{count} worker process{'es' if count > 1 else ''} (the usable CPU cores"
-            f"{', one per trial' if count < cpu_count() else ''}; --workers W to change)")
+    return (
+        f"{count} worker process{'es' if count > 1 else ''} (the usable CPU cores"
+        f"{', one per trial' if count < cpu_count() else ''}; --workers W to change)"
+    )
 
 
 def text(value: str) -> str:
@@ -121,8 +145,10 @@ def text(value: str) -> str:
     An empty value (often an unset shell variable) is refused rather than read as "the default".
     """
     if not value.strip():
-        raise argparse.ArgumentTypeError(f"invalid value {value!r}: it is empty (an unset shell variable?); "
-                                         "give a value or leave the flag out for its default")
+        raise argparse.ArgumentTypeError(
+            f"invalid value {value!r}: it is empty (an unset shell variable?); "
+            "give a value or leave the flag out for its default"
+        )
     if "\0" in value:
         raise argparse.ArgumentTypeError(f"invalid value {shown(value)}: it contains a NUL character")
     try:
@@ -136,8 +162,9 @@ def study_name(value: str) -> str:
     """argparse type: a study name, `text` of at most STUDY_NAME_MAX characters (Optuna's limit)."""
     value = text(value)
     if len(value) > STUDY_NAME_MAX:
-        raise argparse.ArgumentTypeError(f"invalid study name {shown(value)} ({len(value)} characters); expected "
-                                         f"at most {STUDY_NAME_MAX} characters")
+        raise argparse.ArgumentTypeError(
+            f"invalid study name {shown(value)} ({len(value)} characters); expected at most {STUDY_NAME_MAX} characters"
+        )
     return value
 
 
@@ -151,29 +178,42 @@ def common_flags() -> argparse.ArgumentParser:
 def storage_flags() -> argparse.ArgumentParser:
     """Flags of the subcommands that use a study storage: one name, one default, one help text."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--storage", type=text, default=None, metavar="URL",
-                        help=f"SQLAlchemy URL of the Optuna storage (default: {DEFAULT_STORAGE}, relative to the "
-                             "current directory; postgresql+psycopg2://user@host/db to share studies between machines)")
+    parent.add_argument(
+        "--storage",
+        type=text,
+        default=None,
+        metavar="URL",
+        help=f"SQLAlchemy URL of the Optuna storage (default: {DEFAULT_STORAGE}, relative to the "
+        "current directory; postgresql+psycopg2://user@host/db to share studies between machines)",
+    )
     return parent
 
 
 def add_preset_flag(parser: argparse.ArgumentParser) -> None:
     """`--no-preset`: start from the global defaults instead of the env's preset (`dqn-tune presets`)."""
-    parser.add_argument("--no-preset", action="store_true",
-                        help="start from the global defaults instead of the env's preset (see 'dqn-tune presets')")
+    parser.add_argument(
+        "--no-preset",
+        action="store_true",
+        help="start from the global defaults instead of the env's preset (see 'dqn-tune presets')",
+    )
 
 
 def add_artifact_dir_flag(parser: argparse.ArgumentParser, what: str) -> None:
     """--artifact-dir: where trial artifacts (learning-curve PNGs) are; `what` says what the command does with it."""
-    parser.add_argument("--artifact-dir", type=text, default=None, metavar="DIR",
-                        help=f"{what}; a directory every machine sharing the study mounts at the same path "
-                             "(default: the directory stored on the study, else studies/artifacts beside a SQLite "
-                             "file or in the current directory)")
+    parser.add_argument(
+        "--artifact-dir",
+        type=text,
+        default=None,
+        metavar="DIR",
+        help=f"{what}; a directory every machine sharing the study mounts at the same path "
+        "(default: the directory stored on the study, else studies/artifacts beside a SQLite "
+        "file or in the current directory)",
+    )
 
 
 def flag_error(exc: ConfigError, flags: Mapping[str, str]) -> ConfigError:
     """`exc` with the field name it starts with written as the flag that sets it (`flags`: field -> flag), so
     the message names what the user typed; `exc` itself when its field has no flag there."""
-    if exc.field not in flags:
+    if exc.field is None or exc.field not in flags:
         return exc
     return ConfigError(re.sub(rf"^{re.escape(exc.field)}\b", flags[exc.field], str(exc)), field=exc.field)

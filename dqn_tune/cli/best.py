@@ -4,33 +4,38 @@ from __future__ import annotations
 
 import argparse
 
-from dqn_tune.cli.arguments import study_name, text
+from dqn_tune.cli.arguments import add_study_flags, chosen_study, text
 from dqn_tune.errors import OutputPathError
 from dqn_tune.output_paths import check_writable
-from dqn_tune.results.export import FORMATS, export, pick
-from dqn_tune.runner.storage import load_study, open_existing_storage
-from dqn_tune.tuning.study import default_study_name
+from dqn_tune.results.defaults import FORMATS
 
 USES_STORAGE = True
-HELP = ("print a study's recommended config (validated on held-out seeds, else the best trial's): toml for "
-        "'train --config', json with the validation table, yaml for RL Zoo / SB3, or a train command line")
+HELP = (
+    "print a study's recommended config (validated on held-out seeds, else the best trial's): toml for "
+    "'train --config', json with the validation table, yaml for RL Zoo / SB3, or a train command line"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune best`."""
-    parser.add_argument("--study-name", type=study_name, default=None, help="the study (default: dqn-<ENV_ID>)")
-    parser.add_argument("--env", "--env-id", dest="env_id", type=text, default="CartPole-v1", metavar="ENV_ID",
-                        help="env of the default study name (default: CartPole-v1)")
-    parser.add_argument("--format", choices=FORMATS, default="toml",
-                        help="toml (default; read by 'dqn-tune train --config'), json (with the validation table), "
-                             "yaml (RL Baselines3 Zoo's hyperparams/dqn.yml format) or args (a dqn-tune train "
-                             "command line)")
+    add_study_flags(parser, "the study")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="toml",
+        help="toml (default; read by 'dqn-tune train --config'), json (with the validation table), "
+        "yaml (RL Baselines3 Zoo's hyperparams/dqn.yml format) or args (a dqn-tune train "
+        "command line)",
+    )
     parser.add_argument("--out", type=text, default=None, metavar="FILE", help="write to FILE instead of stdout")
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the study, export its recommended trial's config, print it or write it to --out."""
-    name = args.study_name or default_study_name(args.env_id)
+    from dqn_tune.results.export import export, pick  # optuna loads when a command runs, not for --help
+    from dqn_tune.runner.storage import load_study, open_existing_storage
+
+    name = chosen_study(args)
     study = load_study(open_existing_storage(args.storage), name)
     out = check_writable(args.out) if args.out is not None else None
     chosen = pick(study)
@@ -41,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         out.write_text(content, encoding="utf-8")
     except OSError as exc:
-        raise OutputPathError(f"cannot write output path {str(out)!r}: {exc.strerror or exc}; choose another --out") from None
+        raise OutputPathError(
+            f"cannot write output path {str(out)!r}: {exc.strerror or exc}; choose another --out"
+        ) from None
     print(f"wrote the {args.format} config of trial {chosen.trial} of study {name!r} ({chosen.why}) to {out}")
     return 0

@@ -8,26 +8,17 @@ import re
 from typing import Any
 
 from dqn_tune.cli.arguments import text
-from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.envs import make_env, space_dims
+from dqn_tune.dqn.config import DQNConfig, flag_name
 from dqn_tune.dqn.memory import check_memory
 from dqn_tune.errors import ConfigError
-
-
-SHORT_FLAGS = {"total_timesteps": "--timesteps"}
-"""Fields whose flag is not their name ('--total-timesteps' stays an alias): messages name the flag users type."""
-
-
-def flag_name(field_name: str) -> str:
-    """The CLI flag of a config field."""
-    return SHORT_FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
 
 
 def _hidden_sizes(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128") from None
 
 
 class _NoneGiven:
@@ -86,8 +77,11 @@ def build_config(args: argparse.Namespace, base: DQNConfig | None = None, **impl
 
 def env_dims(env_id: str) -> tuple[int, int]:
     """(observation size, number of actions) of `env_id`; EnvError if DQN cannot use it."""
+    from dqn_tune.dqn.envs import make_env, space_dims  # gymnasium loads when a command runs, not for --help
+
     with make_env(env_id) as env:
-        return space_dims(env)
+        dims = space_dims(env)
+    return dims
 
 
 def check_fits_memory(config: DQNConfig, dims: tuple[int, int], *, members: int = 1, context: str = "") -> None:
@@ -102,7 +96,7 @@ def check_fits_memory(config: DQNConfig, dims: tuple[int, int], *, members: int 
 def with_flag_names(message: str) -> str:
     """Rewrite a config error message so each field name reads as its flag."""
     names = "|".join(f.name for f in dataclasses.fields(DQNConfig))
-    return re.sub(rf"\b({names})\b", lambda match: flag_name(match.group(1)), message)
+    return re.sub(rf"(?<![-\w])({names})\b", lambda match: flag_name(match.group(1)), message)  # not a flag already
 
 
 def _default_text(value: object) -> str:

@@ -6,8 +6,8 @@ import argparse
 
 from dqn_tune.cli.arguments import add_artifact_dir_flag, text
 from dqn_tune.errors import StorageError
-from dqn_tune.results.dashboard import DEFAULT_HOST, DEFAULT_PORT, start_dashboard
-from dqn_tune.runner.storage import DEFAULT_STORAGE, public_url
+from dqn_tune.results.defaults import DASHBOARD_HOST, DASHBOARD_PORT
+from dqn_tune.runner.defaults import DEFAULT_STORAGE
 
 USES_STORAGE = True
 HELP = "open optuna-dashboard on the study storage (trial curves, attributes, learning-curve PNGs)"
@@ -15,28 +15,54 @@ HELP = "open optuna-dashboard on the study storage (trial curves, attributes, le
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune dashboard`."""
-    parser.add_argument("storage_url", nargs="?", type=text, default=None, metavar="URL",
-                        help="the storage, as optuna-dashboard takes it (the same as --storage URL)")
-    parser.add_argument("--host", type=text, default=DEFAULT_HOST,
-                        help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"port to listen on, 0 for any free port (default: {DEFAULT_PORT})")
-    parser.add_argument("--allow-writes", action="store_true",
-                        help="let the dashboard create, rename and delete studies, edit notes, tell trials and "
-                             "upload or delete artifacts (default: read-only, every other request gets 403)")
+    parser.add_argument(
+        "storage_url",
+        nargs="?",
+        type=text,
+        default=None,
+        metavar="URL",
+        help="the storage, as optuna-dashboard takes it (the same as --storage URL)",
+    )
+    parser.add_argument(
+        "--host",
+        type=text,
+        default=DASHBOARD_HOST,
+        help=f"address to listen on (default: {DASHBOARD_HOST}, this machine only)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DASHBOARD_PORT,
+        help=f"port to listen on, 0 for any free port (default: {DASHBOARD_PORT})",
+    )
+    parser.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="let the dashboard create, rename and delete studies, edit notes, tell trials and "
+        "upload or delete artifacts (default: read-only, every other request gets 403)",
+    )
     add_artifact_dir_flag(parser, "the trials' learning-curve PNGs to serve")
 
 
 def run(args: argparse.Namespace) -> int:
     """Start the server, print its URL, serve until Ctrl-C."""
+    from dqn_tune.results.dashboard import start_dashboard  # optuna loads when a command runs, not for --help
+    from dqn_tune.runner.storage import public_url
+
     if args.storage_url is not None:
         if args.storage is not None and args.storage != args.storage_url:
-            raise StorageError(f"two storages given, {public_url(args.storage_url)!r} and --storage "
-                               f"{public_url(args.storage)!r}; give one")
+            raise StorageError(
+                f"two storages given, {public_url(args.storage_url)!r} and --storage "
+                f"{public_url(args.storage)!r}; give one"
+            )
         args.storage = args.storage_url
-    server = start_dashboard(args.storage, host=args.host, port=args.port, allow_writes=args.allow_writes,
-                             artifact_dir=args.artifact_dir)
-    print(f"optuna-dashboard for {public_url(args.storage or DEFAULT_STORAGE)} at {server.url} (Ctrl-C to stop)", flush=True)
+    server = start_dashboard(
+        args.storage, host=args.host, port=args.port, allow_writes=args.allow_writes, artifact_dir=args.artifact_dir
+    )
+    print(
+        f"optuna-dashboard for {public_url(args.storage or DEFAULT_STORAGE)} at {server.url} (Ctrl-C to stop)",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -10,8 +10,6 @@ from dqn_tune.cli.arguments import (
     chosen_study,
     text,
 )
-from dqn_tune.results.report import SUMMARY, TOP_TRIALS, default_out_dir, write_report
-from dqn_tune.runner.storage import load_study, open_existing_storage
 
 USES_STORAGE = True
 HELP = "write a study's Optuna plots (HTML, PNG), top learning curves and a markdown summary"
@@ -20,19 +18,29 @@ HELP = "write a study's Optuna plots (HTML, PNG), top learning curves and a mark
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune report`."""
     add_study_flags(parser, "study to report on")
-    parser.add_argument("--out-dir", type=text, default=None, metavar="DIR",
-                        help="folder for the report (default: studies/reports/<study-name>/)")
+    parser.add_argument(
+        "--out-dir",
+        type=text,
+        default=None,
+        metavar="DIR",
+        help="folder for the report (default: studies/reports/<study-name>/)",
+    )
     add_artifact_dir_flag(parser, "the trials' learning-curve PNGs, named in summary.md")
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the study, write the report, list what was written and what was left out."""
+    from dqn_tune.results.report import SUMMARY, TOP_TRIALS, default_out_dir, write_report  # loads optuna, plotly
+    from dqn_tune.runner.storage import load_study, open_existing_storage
+
     name = chosen_study(args)
     study = load_study(open_existing_storage(args.storage), name)
-    report = write_report(study, default_out_dir(name) if args.out_dir is None else args.out_dir,
-                          artifact_dir=args.artifact_dir)
-    print(f"report of study {name!r} ({len(report.files)} files, top {TOP_TRIALS} trials "
-          f"in {report.out_dir / SUMMARY}):")
+    report = write_report(
+        study, default_out_dir(name) if args.out_dir is None else args.out_dir, artifact_dir=args.artifact_dir
+    )
+    print(
+        f"report of study {name!r} ({len(report.files)} files, top {TOP_TRIALS} trials in {report.out_dir / SUMMARY}):"
+    )
     for path in report.files:
         print(f"  {path}")
     for reason in report.skipped:

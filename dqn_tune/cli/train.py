@@ -4,32 +4,47 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from dqn_tune.cli.arguments import add_device_flag, add_preset_flag, seed, text
+from dqn_tune.cli.arguments import add_device_flag, add_env_flag, add_preset_flag, seed, text
 from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits_memory, env_dims
-from dqn_tune.dqn.agent import Agent, save_agent
-from dqn_tune.dqn.batched_trainer import train_runs
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.device import check_device
-from dqn_tune.dqn.trainer import TrainResult
 from dqn_tune.output_paths import check_writable
-from dqn_tune.results.export import read_config_file
 from dqn_tune.tuning.presets import eval_freq_for, preset_for
+
+if TYPE_CHECKING:  # torch loads when the command runs, not for --help
+    from dqn_tune.dqn.trainer import TrainResult
 
 HELP = "train one DQN agent with the given hyperparameters and save it"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune train`."""
-    parser.add_argument("--env", "--env-id", dest="env_id", type=text, default=None, metavar="ENV_ID",
-                        help="gymnasium env id with Discrete actions (default: CartPole-v1)")
-    parser.add_argument("--timesteps", "--total-timesteps", dest="total_timesteps", type=int, default=None, metavar="N",
-                        help="environment steps to train for (default: the env preset's budget, else 50000)")
+    add_env_flag(
+        parser,
+        "gymnasium env id with Discrete actions (default: CartPole-v1)",
+    )
+    parser.add_argument(
+        "--timesteps",
+        "--total-timesteps",
+        dest="total_timesteps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="environment steps to train for (default: the env preset's budget, else 50000)",
+    )
     parser.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
-    parser.add_argument("--out", type=text, default="models/agent.pt", help="where to save the agent (default: models/agent.pt)")
-    parser.add_argument("--config", type=text, default=None, metavar="FILE",
-                        help="TOML file of hyperparameters, as 'dqn-tune best --format toml' writes; "
-                             "flags given here override it")
+    parser.add_argument(
+        "--out", type=text, default="models/agent.pt", help="where to save the agent (default: models/agent.pt)"
+    )
+    parser.add_argument(
+        "--config",
+        type=text,
+        default=None,
+        metavar="FILE",
+        help="TOML file of hyperparameters, as 'dqn-tune best --format toml' writes; flags given here override it",
+    )
     add_preset_flag(parser)
     add_device_flag(parser, "the agent's networks")
     add_config_flags(parser, skip=("env_id", "total_timesteps"))
@@ -37,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check everything (device, flags, seed, env, memory, out path), then train, print progress and save the agent."""
+    from dqn_tune.dqn.agent import Agent, save_agent
+
     check_device(args.device)
     start, origin = starting_config(args)
     implied = {} if args.total_timesteps is None else {"eval_freq": eval_freq_for(args.total_timesteps)}
@@ -48,12 +65,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"step {step:>8}/{config.total_timesteps}  eval return {mean_return:8.1f}", flush=True)
         return False
 
-    print(f"training DQN on {config.env_id} for {config.total_timesteps} steps (seed {args.seed}), starting from "
-          f"{origin}", flush=True)
+    print(
+        f"training DQN on {config.env_id} for {config.total_timesteps} steps (seed {args.seed}), starting from "
+        f"{origin}",
+        flush=True,
+    )
     result = train_on(args.device, config, args.seed, report)
     print(f"done in {result.wall_time_s:.1f}s ({result.steps_per_second:.0f} steps/s, {result.updates} updates)")
-    print(f"mean evaluation return over {len(result.final_eval.returns)} episodes: "
-          f"{result.final_eval.mean:.1f} +- {result.final_eval.std:.1f}")
+    print(
+        f"mean evaluation return over {len(result.final_eval.returns)} episodes: "
+        f"{result.final_eval.mean:.1f} +- {result.final_eval.std:.1f}"
+    )
     save_agent(Agent.from_result(result), out)
     print(f"saved agent to {out}")
     return 0
@@ -61,8 +83,11 @@ def run(args: argparse.Namespace) -> int:
 
 def train_on(device: str, config: DQNConfig, seed: int, report: Callable[[int, float], bool]) -> TrainResult:
     """One run of `config` on `device` (see `train_runs`); a run that diverged raises its DivergenceError."""
-    result = train_runs(config, [seed], device=device,
-                        on_eval=lambda step, returns: returns[0] is None or report(step, returns[0]))[0]
+    from dqn_tune.dqn.batched_trainer import train_runs
+
+    result = train_runs(
+        config, [seed], device=device, on_eval=lambda step, returns: returns[0] is None or report(step, returns[0])
+    )[0]
     if result.diverged is not None:
         raise result.diverged
     return result
@@ -71,6 +96,8 @@ def train_on(device: str, config: DQNConfig, seed: int, report: Callable[[int, f
 def starting_config(args: argparse.Namespace) -> tuple[DQNConfig, str]:
     """The config the flags are applied to, and where it comes from: --config, the env's preset, or the defaults."""
     if args.config is not None:
+        from dqn_tune.results.export import read_config_file
+
         return read_config_file(args.config), args.config
     env_id = args.env_id or DQNConfig().env_id
     preset = None if args.no_preset else preset_for(env_id)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import shlex
 
-import optuna
-
 from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
     add_device_flag,
+    add_hidden_alias,
     add_study_flags,
     add_workers_flag,
     chosen_study,
@@ -18,61 +17,71 @@ from dqn_tune.cli.arguments import (
     positive_int,
     validation_seed_count,
 )
+from dqn_tune.cli.tune import add_validation_flags
 from dqn_tune.errors import ConfigError
-from dqn_tune.runner.storage import (
-    StorageSettings,
-    open_existing_storage,
-    prepare_url,
-    public_url,
-)
-from dqn_tune.tuning.validation import (
-    DEFAULT_SEEDS,
-    DEFAULT_TOP_K,
-    ValidationSettings,
-    run_validation,
-)
 
 USES_STORAGE = True
-FLAGS = {"top_k": "--top-k", "seeds": "--seeds"}
+FLAGS = {"top_k": "--validate-top", "seeds": "--validation-seeds"}
 """ValidationSettings' fields as the flags that set them (error messages name the flag)."""
 HELP = "retrain a study's top configs on held-out seeds and recommend one (mean, IQM, min, 95% CI)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `dqn-tune validate`."""
+    """Flags of `dqn-tune validate`: `tune`'s validation flags, named as in `tune`."""
     add_study_flags(parser, "the tuning study to validate")
-    parser.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, metavar="K",
-                        help=f"how many of the best complete trials to validate (default: {DEFAULT_TOP_K})")
-    parser.add_argument("--seeds", type=validation_seed_count, default=DEFAULT_SEEDS, metavar="N",
-                        help=f"held-out seeds per config, at least 2 (default: {DEFAULT_SEEDS}); raising it later "
-                             "runs only the new seeds")
+    add_validation_flags(parser, tune=False)
+    add_hidden_alias(parser, "--top-k", "validate_top", positive_int)  # the names before `tune`'s were shared
+    add_hidden_alias(parser, "--seeds", "validation_seeds", validation_seed_count)
     add_workers_flag(parser)
     add_device_flag(parser, "the runs' networks")
-    parser.add_argument("--no-artifacts", dest="artifacts", action="store_false",
-                        help="do not save each run's learning-curve PNG to the artifact store")
+    parser.add_argument(
+        "--no-artifacts",
+        dest="artifacts",
+        action="store_false",
+        help="do not save each run's learning-curve PNG to the artifact store",
+    )
     add_artifact_dir_flag(parser, "where each run's learning-curve PNG is saved")
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate, print the table and the recommendation; 130 if interrupted, 1 if a worker failed."""
+    import optuna  # torch and optuna load when a command runs, not for --help
+
+    from dqn_tune.runner.storage import StorageSettings, open_existing_storage, prepare_url, public_url
+    from dqn_tune.tuning.validation import ValidationSettings, run_validation
+
     study_name = chosen_study(args)
     open_existing_storage(args.storage)  # never creates a database to validate
     try:
-        settings = ValidationSettings(study_name, StorageSettings(prepare_url(args.storage)), args.top_k, args.seeds,
-                                      args.artifacts, artifact_dir=args.artifact_dir, device=args.device)
+        settings = ValidationSettings(
+            study_name,
+            StorageSettings(prepare_url(args.storage)),
+            args.validate_top,
+            args.validation_seeds,
+            args.artifacts,
+            artifact_dir=args.artifact_dir,
+            device=args.device,
+        )
     except ConfigError as exc:
         raise flag_error(exc, FLAGS) from None
-    return validate(settings, workers=chosen_workers(args.workers, args.top_k * args.seeds),
-                    command=shlex.join(["dqn-tune", "validate", "--study-name", study_name, "--top-k",
-                                        str(args.top_k), "--seeds", str(args.seeds)]
-                                       + (["--device", args.device] if args.device != "cpu" else [])
-                                       + (["--storage", public_url(args.storage)] if args.storage else [])))
-
-
-def validate(settings: ValidationSettings, *, workers: int, command: str) -> int:
-    """Run a validation and print its summary; the exit status."""
+    command = shlex.join(
+        [
+            "dqn-tune",
+            "validate",
+            "--study-name",
+            study_name,
+            "--validate-top",
+            str(args.validate_top),
+            "--validation-seeds",
+            str(args.validation_seeds),
+        ]
+        + (["--device", args.device] if args.device != "cpu" else [])
+        + (["--storage", public_url(args.storage)] if args.storage else [])
+    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    summary = run_validation(settings, workers=workers, command=command)
+    summary = run_validation(
+        settings, workers=chosen_workers(args.workers, args.validate_top * args.validation_seeds), command=command
+    )
     print("\n".join(summary.lines()), flush=True)
     if summary.interrupted:
         return 130

@@ -115,6 +115,15 @@ def check_seed(seed: object, *, name: str = "seed") -> int:
     return seed
 
 
+SHORT_FLAGS = {"total_timesteps": "--timesteps"}
+"""Fields whose command-line flag is not their name ('--total-timesteps' stays an alias)."""
+
+
+def flag_name(field_name: str) -> str:
+    """The command-line flag of a config field (`learning_rate` -> `--learning-rate`): one name everywhere."""
+    return SHORT_FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
+
+
 def field_names() -> tuple[str, ...]:
     """Names of all DQNConfig fields, in declaration order."""
     return tuple(f.name for f in dataclasses.fields(DQNConfig))

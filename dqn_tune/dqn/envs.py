@@ -12,8 +12,11 @@ from dqn_tune.errors import EnvError, shown
 def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
     """Make `env_id`, checking it has a Discrete action space and a flat Box observation space."""
     register_namespace(env_id)
-    try:
-        env = gym.make(env_id, render_mode=render_mode)
+    try:  # render_mode only when asked: gymnasium does not require an env's constructor to take it
+        env = gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
+    except TypeError as exc:  # the env's constructor refused its arguments, e.g. a render_mode it does not take
+        raise EnvError(f"env {shown(env_id)} could not be made: {_reason(exc)}"
+                       + (f"; it cannot render {render_mode!r} frames" if render_mode is not None else "")) from exc
     except gym.error.DependencyNotInstalled as exc:
         raise EnvError(f"env {shown(env_id)} needs an extra package: {_reason(exc)}. For Box2D envs: "
                        "pip install 'dqn-tune[box2d]'") from exc

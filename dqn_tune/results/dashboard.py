@@ -21,6 +21,7 @@ import optuna_dashboard
 from optuna.storages import BaseStorage
 
 from dqn_tune.errors import ConfigError, shown
+from dqn_tune.results.defaults import DASHBOARD_HOST, DASHBOARD_PORT
 from dqn_tune.runner.storage import DEFAULT_STORAGE, open_existing_storage, public_url
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import chosen_artifact_dir, make_artifact_store
@@ -28,8 +29,6 @@ from dqn_tune.tuning.artifacts import chosen_artifact_dir, make_artifact_store
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 READ_METHODS = frozenset({"GET", "HEAD"})
 """The only methods a read-only dashboard passes on (OPTIONS too is refused: the dashboard's page never sends it)."""
 READ_ONLY_REASON = ("this dashboard is read-only: it answers GET and HEAD only, so studies, trials, notes and "
@@ -87,7 +86,7 @@ def dashboard_artifact_dir(storage: BaseStorage, storage_url: str | None, given:
     return chosen_artifact_dir(given, None, storage_url)
 
 
-def start_dashboard(storage_url: str | None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+def start_dashboard(storage_url: str | None, *, host: str = DASHBOARD_HOST, port: int = DASHBOARD_PORT,
                     allow_writes: bool = False, artifact_dir: str | None = None) -> DashboardServer:
     """Open the storage and bind the dashboard to host:port; call `serve_forever()` on the result.
 
@@ -101,7 +100,7 @@ def start_dashboard(storage_url: str | None, *, host: str = DEFAULT_HOST, port: 
         host.encode("idna")  # what socket does with a host name; '.', '\x80' or a 64-character label cannot be
     except UnicodeError:
         raise ConfigError(f"--host = {shown(host)} is invalid: expected a host name or IP address such as "
-                          f"{DEFAULT_HOST} or localhost", field="host") from None
+                          f"{DASHBOARD_HOST} or localhost", field="host") from None
     storage = open_existing_storage(storage_url)
     app = optuna_dashboard.wsgi(storage, artifact_store=make_artifact_store(
         storage_url, dashboard_artifact_dir(storage, storage_url, artifact_dir)))

@@ -25,6 +25,7 @@ import optuna
 
 from dqn_tune.dqn.config import DQNConfig, field_names
 from dqn_tune.errors import ConfigError
+from dqn_tune.results.defaults import FORMATS
 from dqn_tune.tuning import records
 from dqn_tune.tuning.selection import default_trial
 
@@ -33,7 +34,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-FORMATS = ("toml", "json", "yaml", "args")
 NO_CLIPPING = "none"
 """How TOML (which has no null) and the command line write max_grad_norm = None."""
 TRAIN_FLAGS = {"env_id": "--env", "total_timesteps": "--timesteps"}

@@ -45,12 +45,9 @@ from dqn_tune.tuning.records import (
     trial_runs,
 )
 from dqn_tune.tuning.seeds import retrain_seeds
+from dqn_tune.results.defaults import EVAL_EPISODES, EVAL_SEED, RETRAIN_SEEDS
 from dqn_tune.tuning.selection import choose_trial, default_trial
 
-EVAL_EPISODES = 100
-"""Held-out greedy episodes each retrained seed is reported on."""
-EVAL_SEED = 0
-"""Seed of the held-out evaluation; the same default as `dqn-tune evaluate`, which so reprints the figure."""
 SELECTION_EPISODES = 20
 """Greedy episodes each retrained seed is chosen on, from `selection_seed(eval_seed)`: not the reported ones."""
 SIGNIFICANCE = 0.05
@@ -150,7 +147,9 @@ class RetrainOutcome:
             return (f"validation seeds: the {len(self.seeds)} retrained seeds (mean {self.retrained_mean:.2f}, "
                     f"{where} the 95% CI [{interval.low:.2f}, {interval.high:.2f}] of trial {self.trial_number}'s "
                     f"{len(row.returns)} held-out seeds, mean {row.mean:.2f}) must not be significantly below them: "
-                    f"one-sided permutation test of the means, p = {p:.3f} (does not reproduce below {SIGNIFICANCE})")
+                    f"one-sided permutation test of the means, p = {p:.3f} ("
+                    + (f"below {SIGNIFICANCE}: a significant shortfall" if p < SIGNIFICANCE
+                       else f"not below {SIGNIFICANCE}: no significant shortfall") + ")")
         why = ("the trial was not validated" if self.validation is None
                else "its validation has fewer than 2 seeds" if len(self.validation.returns) < 2
                else "a single retrained seed")
@@ -188,7 +187,7 @@ def validated_row(study: optuna.Study, trial_number: int) -> ConfigStats | None:
 
 
 def retrain_best(*, study_name: str, storage: str | None = None, trial: int | None = None,
-                 timesteps: int | None = None, seeds: int = 3, out: str | os.PathLike[str] | None = None,
+                 timesteps: int | None = None, seeds: int = RETRAIN_SEEDS, out: str | os.PathLike[str] | None = None,
                  eval_episodes: int = EVAL_EPISODES, eval_seed: int = EVAL_SEED,
                  selection_episodes: int = SELECTION_EPISODES, device: str = "cpu",
                  log: Log | None = None) -> RetrainOutcome:

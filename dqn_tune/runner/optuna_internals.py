@@ -4,8 +4,8 @@ loudly when an Optuna upgrade changes any of it.
 The study runner needs what `study.optimize` does internally but does not expose: run trials
 inside an "optimize loop" (so GridSampler can stop the study when its grid is done), run a trial
 under a heartbeat thread, fail trials whose heartbeat stopped (or never started), reach the
-RDBStorage under Optuna's cache layer, and read the grid cell GridSampler assigned to a trial,
-and the params a queued trial will take.
+RDBStorage under Optuna's cache layer, read the grid cell GridSampler assigned to a trial and
+the params a queued trial will take, store a system attribute, and get a handle on a finished trial.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import copy
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -61,6 +62,17 @@ def frozen(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
 def trial_id(trial: optuna.Trial) -> int:
     """The storage's id of a trial (unique across studies, unlike its number)."""
     return trial._trial_id
+
+
+def set_trial_system_attr(trial: optuna.Trial, key: str, value: Any) -> None:
+    """Store `value` on a running trial as a system attribute (Optuna 4 dropped the public setter); unlike a user
+    attribute, optuna-dashboard does not print it on the trial's page."""
+    trial.storage.set_trial_system_attr(trial._trial_id, key, value)
+
+
+def trial_handle(study: optuna.Study, trial: FrozenTrial) -> optuna.Trial:
+    """An `optuna.Trial` for a stored trial, finished ones included (what optuna-dashboard's `save_note` takes)."""
+    return optuna.Trial(study, trial._trial_id)
 
 
 def rdb_storage(study: optuna.Study) -> RDBStorage:

@@ -28,12 +28,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from dqn_tune.errors import StorageError
+from dqn_tune.runner.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 
-DEFAULT_STORAGE = "sqlite:///studies/dqn_tune.db"
-HEARTBEAT_INTERVAL_S = 5
-"""Seconds between a running trial's heartbeats."""
-GRACE_PERIOD_S = 20
-"""Seconds without a heartbeat after which a RUNNING trial counts as dead (its worker was killed)."""
 MAX_RETRY = 2
 """How many times a trial whose worker died is re-run."""
 SCHEMA_LOCK = "dqn-tune: create Optuna's tables"
@@ -75,8 +71,10 @@ def prepare_url(url: str | None, *, write: bool = True) -> str:
         make_url(url)
     except (ArgumentError, ValueError) as exc:
         reason = f" ({exc})" if isinstance(exc, ValueError) else ""
+        example = (f"sqlite:///{url}" if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3"))
+                   else f"{DEFAULT_STORAGE} or postgresql+psycopg2://user@host/db")
         raise StorageError(f"storage URL {public_url(url)!r} is not a valid SQLAlchemy URL{reason}; expected e.g. "
-                           f"{DEFAULT_STORAGE} or postgresql+psycopg2://user@host/db") from None
+                           f"{example}") from None
     path = sqlite_path(url)
     if path is None:
         return url
@@ -87,6 +85,13 @@ def prepare_url(url: str | None, *, write: bool = True) -> str:
                 raise StorageError(f"{where}: cannot create directory {str(path.parent)!r} in "
                                    f"{str(path.parent.parent)!r} (not writable)")
             return url
+        if path.is_dir():
+            raise StorageError(f"{where}: {str(path)!r} is a directory; expected the database file in it, e.g. "
+                               f"sqlite:///{path / Path(DEFAULT_STORAGE).name}")
+        if not write and url == DEFAULT_STORAGE and not path.is_file():
+            raise StorageError(f"no study storage in this directory ({str(path)!r} relative to {os.getcwd()!r} does "
+                               "not exist): run the command where you ran 'dqn-tune tune', or give --storage with an "
+                               f"absolute path, e.g. sqlite:///{path.absolute()}")
         if not path.parent.is_dir():
             raise StorageError(f"{where}: directory {str(path.parent)!r} does not exist")
         if not write:
@@ -181,7 +186,7 @@ def _has_optuna_schema(url: str) -> bool:
                 engine.dispose()
         except (TypeError, ValueError) as exc:  # options the driver does not take, e.g. sqlite:///s.db?x=1
             raise StorageError(f"cannot open storage {public_url(url)!r}: {exc}") from None
-    if OPTUNA_CORE_TABLES <= tables:
+    if tables >= OPTUNA_CORE_TABLES:
         return True
     if tables <= OPTUNA_TABLES:
         return False

@@ -16,10 +16,12 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from dqn_tune.errors import DQNTuneError
 from dqn_tune.runner.interrupts import interrupts_stop_cleanly
@@ -55,7 +57,8 @@ def run_in_processes(target: Callable[..., R], arguments: Sequence[tuple[Any, ..
         receiver, sender = context.Pipe(duplex=False)
         process = context.Process(target=_child, args=(target, args, sender, os.getpid()),
                                   name=f"dqn-tune-worker-{len(workers)}")
-        process.start()
+        with _children_ignore_sigint():
+            process.start()
         sender.close()
         workers.append((process, receiver))
         return receiver
@@ -69,7 +72,7 @@ def run_in_processes(target: Callable[..., R], arguments: Sequence[tuple[Any, ..
         for process, _ in workers:
             if process.is_alive():
                 process.terminate()
-        _collect(workers, outcomes, None, poll_interval_s, on_death, None)
+        _collect(workers, outcomes, None, poll_interval_s, on_death, None, stopping=True)
         raise
     for process, _ in workers:
         process.join()
@@ -78,21 +81,26 @@ def run_in_processes(target: Callable[..., R], arguments: Sequence[tuple[Any, ..
 
 def _collect(workers: list[tuple[Any, Connection]], outcomes: dict[int, tuple[str, Any]],
              poll: Callable[[], None] | None, poll_interval_s: float, on_death: OnDeath | None,
-             start: Callable[[tuple[Any, ...]], Connection] | None) -> None:
+             start: Callable[[tuple[Any, ...]], Connection] | None, *, stopping: bool = False) -> None:
     """Read each worker's outcome message (or EOF when it died without one) until all are in; a death
-    goes to `on_death` at once, and its replacement (if any) is started with `start` (None: never)."""
+    goes to `on_death` at once, and its replacement (if any) is started with `start` (None: never).
+    `stopping`: the parent sent SIGTERM to every worker, so one that died of it before it could stop cleanly
+    (still importing: it held no trial) was stopped, not lost."""
     open_receivers = {receiver: index for index, (_, receiver) in enumerate(workers) if index not in outcomes}
     while open_receivers:
         for receiver in wait(list(open_receivers), timeout=poll_interval_s):
             index = open_receivers.pop(receiver)  # type: ignore[call-overload]
             try:
-                outcomes[index] = receiver.recv()  # type: ignore[union-attr]
+                outcomes[index] = cast(Connection, receiver).recv()
             except EOFError:  # it died without a word
+                process = workers[index][0]
+                process.join(timeout=10)
+                if stopping and process.exitcode == -signal.SIGTERM:
+                    outcomes[index] = ("interrupted", None)
+                    continue
                 outcomes[index] = ("died" if on_death is None else "handled", None)
                 if on_death is None:
                     continue
-                process = workers[index][0]
-                process.join(timeout=10)
                 replacement = on_death(index, process.pid, _how_it_ended(process))
                 if replacement is not None and start is not None:
                     new_receiver = start(replacement)
@@ -141,6 +149,25 @@ def _child(target: Callable[..., Any], args: tuple[Any, ...], sender: Connection
         except OSError:  # the parent is gone: nobody to report to
             pass
     sender.close()
+
+
+@contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Processes started within the block begin with SIGINT ignored, until `_child` installs the clean-stop handler.
+
+    A terminal's Ctrl-C reaches every process of the group: a worker still importing (seconds, under spawn) would die
+    with a KeyboardInterrupt traceback. Ignoring it there loses nothing, since the parent gets the same Ctrl-C and
+    sends SIGTERM to every worker (`run_in_processes`). The disposition is inherited across exec, a handler is not;
+    a Ctrl-C that arrives in the instant this process ignores it is lost (the next one stops the command).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stop_with_parent(parent: int) -> None:

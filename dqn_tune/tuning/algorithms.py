@@ -13,9 +13,8 @@ from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner,
 from optuna.samplers import BaseSampler, CmaEsSampler, QMCSampler, RandomSampler, TPESampler
 
 from dqn_tune.errors import ConfigError
+from dqn_tune.tuning.defaults import PRUNERS, SAMPLERS
 
-SAMPLERS = ("tpe", "random", "qmc", "cmaes")
-PRUNERS = ("median", "patient", "hyperband", "none")
 STARTUP_TRIALS = 5
 """Trials before TPE / CMA-ES model the results and before the median pruner prunes."""
 PATIENCE = 2

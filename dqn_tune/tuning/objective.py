@@ -26,13 +26,11 @@ from dqn_tune.runner import attributes
 from dqn_tune.runner.interrupts import raise_if_interrupted
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import upload_learning_curve
+from dqn_tune.tuning.defaults import OBJECTIVE, OBJECTIVES, STUDY_SEED, TRIAL_SEEDS
 from dqn_tune.tuning.presets import base_config, preset_for
 from dqn_tune.tuning.search_space import SearchSpace, suggest_config
 from dqn_tune.tuning.seeds import trial_seeds
 
-OBJECTIVES = ("final", "best", "auc")
-"""What a training run scores: its final evaluation, its best evaluation, or the normalised area
-under its evaluation curve (the curve's mean return over training)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +40,10 @@ class ObjectiveSettings:
     base: DQNConfig
     """Budget and every hyperparameter the space does not sample."""
     space: SearchSpace
-    seeds: int = 1
+    seeds: int = TRIAL_SEEDS
     """Training runs per trial; the trial's value is the mean of their scores."""
-    objective: str = "final"
-    study_seed: int = 0
+    objective: str = OBJECTIVE
+    study_seed: int = STUDY_SEED
     device: str = "cpu"
     """Where the networks of a trial's seeds train ("cuda" on a GPU machine); envs and replay stay on the CPU."""
 

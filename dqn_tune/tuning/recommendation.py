@@ -203,7 +203,7 @@ class Recommendation:
             return None
         which = ", ".join(map(str, flat))
         return (f"trial{'s' if len(flat) > 1 else ''} {which}: every held-out seed returned the same value, so the "
-                f"interval has no width (no spread measured, not none); `--seeds {2 * seeds}` runs {seeds} more "
+                f"interval has no width (no spread measured, not none); `--validation-seeds {2 * seeds}` runs {seeds} more "
                 f"seeds per config")
 
     def reason(self) -> str:

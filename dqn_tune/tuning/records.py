@@ -7,8 +7,9 @@ of indexing attribute dicts.
 
 from __future__ import annotations
 
+import textwrap
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,16 +20,19 @@ from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.dqn.trainer import TrainResult
 from dqn_tune.errors import StorageError
+from dqn_tune.runner.optuna_internals import set_trial_system_attr
 
 CONFIG = "config"
-"""DQNConfig.to_dict() of the trial: retraining reads this back instead of re-deriving it."""
+"""DQNConfig.to_dict() of the trial: retraining reads this back instead of re-deriving it. A system attribute."""
 RUNS = "runs"
-"""One RunRecord dict per training seed."""
+"""One RunRecord dict per training seed. A system attribute."""
 CONFIG_SUMMARY = "config_summary"
 """The config in one short line for the dashboard: env, budget and the fields that differ from the defaults.
 
-optuna-dashboard 0.21 shows each attribute as one unwrapped line (JSON cut at 1,024 characters) in a box that
-scrolls sideways, so the full `config` and `runs` stay machine-readable and these short lines are for reading."""
+optuna-dashboard 0.21 prints each user attribute of a trial on one unwrapped line, and a line longer than the
+window widens the whole trial page. So the long machine-readable `config` and `runs` are system attributes
+(which the page does not print; studies made before keep them as user attributes, read alike) and the user
+attributes are these short lines."""
 RUNS_SUMMARY = "runs_summary"
 """Each seed's scored return and the step its kept weights come from, in one short line."""
 SEED_RETURNS = "seed_returns"
@@ -44,6 +48,9 @@ VERSIONS_ATTR = "versions"
 """Study attribute: library versions of the machine that created the study."""
 VALIDATION_OF = "validation_of"
 """Study attribute of a validation study: the name of the tuning study it validates."""
+RECOMMENDED_TRIAL = "recommended_trial"
+"""Study attribute of a tuning study: validation's pick in one short line (written first, so that it heads the
+dashboard's table of study attributes; tuning/notes.py)."""
 RECOMMENDATION = "recommendation"
 """Study attribute of a tuning study: validation's Recommendation.to_dict() (rule, trial, table)."""
 ARTIFACT_DIR_ATTR = "artifact_dir"
@@ -55,29 +62,37 @@ SPEC_ATTR = "ablation"
 
 def store_config(trial: optuna.Trial, config: DQNConfig) -> None:
     """Record the trial's full config, and its short readable line."""
-    trial.set_user_attr(CONFIG, config.to_dict())
+    set_trial_system_attr(trial, CONFIG, config.to_dict())
     trial.set_user_attr(CONFIG_SUMMARY, config_summary(config))
 
 
+SUMMARY_WIDTH = 120
+"""Longest readable attribute line: it fits the dashboard's trial page beside its 200-pixel label column."""
+
+
 def config_summary(config: DQNConfig) -> str:
-    """e.g. 'CartPole-v1, 20000 steps; learning_rate=0.00123, batch_size=64 (others default)'."""
+    """e.g. 'CartPole-v1, 20000 steps; learning_rate=0.00123, batch_size=64 (others default)', shortened to
+    SUMMARY_WIDTH (the full config is the CONFIG attribute; the study's note lists its fixed values)."""
     defaults = DQNConfig().to_dict()
     changed = [f"{name}={value}" for name, value in config.to_dict().items()
                if name not in ("env_id", "total_timesteps") and value != defaults[name]]
-    return f"{config.env_id}, {config.total_timesteps} steps; " + (f"{', '.join(changed)} (others default)"
-                                                                  if changed else "all defaults")
+    return textwrap.shorten(f"{config.env_id}, {config.total_timesteps} steps; "
+                            + (f"{', '.join(changed)} (others default)" if changed else "all defaults"),
+                            SUMMARY_WIDTH, placeholder=" ... (all in the trial's config)")
 
 
 def runs_summary(records: Sequence[RunRecord]) -> str:
-    """e.g. 'seed 12: 325.0 (weights of step 6000); seed 13: 310.0 (weights of step 8000)'."""
-    return "; ".join(f"seed {r.seed}: {r.mean_return:.1f}"
-                     + ("" if r.selected_step is None else f" (weights of step {r.selected_step})") for r in records)
+    """e.g. 'seed 12: 325.0 (weights of step 6000); seed 13: 310.0 (weights of step 8000)', shortened to
+    SUMMARY_WIDTH (every seed is in the RUNS attribute)."""
+    return textwrap.shorten("; ".join(f"seed {r.seed}: {r.mean_return:.1f}"
+                                      + ("" if r.selected_step is None else f" (weights of step {r.selected_step})")
+                                      for r in records), SUMMARY_WIDTH, placeholder=" ... (all in its runs)")
 
 
 def store_runs(trial: optuna.Trial, results: Sequence[TrainResult]) -> None:
     """Record the finished runs of a trial: per-seed summaries, returns, speed and time."""
     records = [RunRecord.from_result(result) for result in results]
-    trial.set_user_attr(RUNS, [record.to_dict() for record in records])
+    set_trial_system_attr(trial, RUNS, [record.to_dict() for record in records])
     trial.set_user_attr(RUNS_SUMMARY, runs_summary(records))
     trial.set_user_attr(SEED_RETURNS, [record.mean_return for record in records])
     trial.set_user_attr(STEPS_PER_SECOND, float(np.mean([r.steps_per_second for r in records])) if records else 0.0)
@@ -86,19 +101,20 @@ def store_runs(trial: optuna.Trial, results: Sequence[TrainResult]) -> None:
 
 def trial_config(trial: FrozenTrial) -> DQNConfig:
     """The config a trial trained with, as stored (StorageError if the trial has none)."""
-    return stored_config(trial.user_attrs, f"trial {trial.number}")
-
-
-def stored_config(user_attrs: dict[str, Any], what: str) -> DQNConfig:
-    """The DQNConfig stored in a trial's user attributes; StorageError naming `what` if there is none."""
-    if CONFIG not in user_attrs:
-        raise StorageError(f"{what} has no stored '{CONFIG}' attribute; was it made by dqn-tune?")
-    return DQNConfig.from_dict(user_attrs[CONFIG])
+    config = _stored(trial, CONFIG)
+    if config is None:
+        raise StorageError(f"trial {trial.number} has no stored '{CONFIG}' attribute; was it made by dqn-tune?")
+    return DQNConfig.from_dict(config)
 
 
 def trial_runs(trial: FrozenTrial) -> list[RunRecord]:
     """The per-seed run records of a trial (empty if it stored none)."""
-    return [RunRecord.from_dict(data) for data in trial.user_attrs.get(RUNS, [])]
+    return [RunRecord.from_dict(data) for data in _stored(trial, RUNS) or []]
+
+
+def _stored(trial: FrozenTrial, key: str) -> Any:
+    """A system attribute of the trial, or the user attribute of that name (how studies made before stored it)."""
+    return trial.system_attrs.get(key, trial.user_attrs.get(key))
 
 
 def study_settings(study: optuna.Study) -> dict[str, Any] | None:
@@ -137,24 +153,42 @@ def ablation_spec(study: optuna.Study) -> dict[str, Any] | None:
     return study.user_attrs.get(SPEC_ATTR)
 
 
-OBJECTIVE_MEANINGS = {
-    "final": "the greedy return of the run's returned weights over the final evaluation's episodes",
-    "best": "the best evaluation of the run's learning curve",
-    "auc": "the area under the run's evaluation curve divided by its length (the curve's mean return)",
-}
-"""What one training run's score is under each objective (a trial's value is the mean over its seeds)."""
+def kept_weights(keep_best: bool) -> str:
+    """Which weights a run returns, scores and saves: with keep_best the best evaluated checkpoint (when it beats the
+    last evaluation), else the last ones."""
+    return ("its kept weights (keep_best: the best learning-curve checkpoint when it beats the last evaluation; "
+            "runs_summary names its step)" if keep_best else "its last weights (keep_best off)")
 
 
-def metric_name(objective: str) -> str:
+def value_meaning(settings: Mapping[str, Any]) -> str:
+    """What a tuning trial's value is, in words, from a study's settings attribute (TuneSettings.to_attr)."""
+    base, objective = settings.get("base_config", {}), settings.get("objective")
+    if objective == "final":
+        what = (f"greedy return on {base.get('eval_episodes', '?')} fresh episodes of "
+                + kept_weights(bool(base.get("keep_best", True))))
+    elif objective == "best":
+        what = "best learning-curve evaluation"
+    elif objective == "auc":
+        what = "learning-curve mean return (the area under the curve divided by its length)"
+    else:
+        return "the study's objective"
+    return f"mean over {settings.get('seeds', '?')} seed(s) of each run's {what}"
+
+
+def metric_name(objective: str, *, keep_best: bool = True) -> str:
     """The name of a tuning study's value, as the dashboard and plots show it (`study.set_metric_names`)."""
-    return f"{'mean ' if objective == 'final' else ''}{objective} return, mean over seeds"
+    names = {"final": f"final return of {'best-checkpoint' if keep_best else 'last'} weights",
+             "best": "best learning-curve evaluation", "auc": "learning-curve mean return (AUC)"}
+    return f"{names.get(objective, objective)}, mean over seeds"
 
 
-def set_metric_name(study: optuna.Study, objective: str) -> None:
-    """Name the study's value after its objective (Optuna marks set_metric_names experimental)."""
+def set_metric_name(study: optuna.Study) -> None:
+    """Name the study's value after its objective and kept weights (Optuna marks set_metric_names experimental)."""
+    settings = study_settings(study) or {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([metric_name(objective)])
+        study.set_metric_names([metric_name(str(settings.get("objective", "value")),
+                                            keep_best=bool(settings.get("base_config", {}).get("keep_best", True)))])
 
 
 def record_command(study: optuna.Study, command: str) -> int:

@@ -18,13 +18,14 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
-
-import optuna
+from typing import TYPE_CHECKING, Any, Union
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.memory import memory_needed
 from dqn_tune.errors import ConfigError
+
+if TYPE_CHECKING:  # a space is read by `dqn-tune presets`, which must start without loading optuna
+    import optuna
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,7 +11,6 @@ import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import optuna
@@ -26,10 +25,11 @@ from dqn_tune.runner.storage import (
     public_url,
     study_names,
 )
-from dqn_tune.runner.trial_loop import Objective
+from dqn_tune.runner.trial_loop import INTERRUPTED, Objective
 from dqn_tune.tuning import records
 from dqn_tune.tuning.algorithms import make_pruner, make_sampler
 from dqn_tune.tuning.artifacts import chosen_artifact_dir, study_artifact_store
+from dqn_tune.tuning.notes import NOT_VALIDATED, tuning_note
 from dqn_tune.tuning.objective import ObjectiveSettings, make_objective
 from dqn_tune.tuning.progress import (
     Progress,
@@ -81,11 +81,14 @@ class TuneSettings:
 
     def prepare(self, storage: RDBStorage, command: str) -> Plan:
         """Create the study, or load it and refuse to mix incomparable trials; record the command."""
-        study, created = _create_or_load(storage, self, command)
+        study, created = _create_or_load(storage, self)
         if self.artifacts:
             records.store_artifact_dir(study, chosen_artifact_dir(self.artifact_dir, records.stored_artifact_dir(study),
                                                                   self.storage_url))
-        return Plan(study, created, self.total_trials, records.record_command(study, command))
+        run_index = records.record_command(study, command)
+        if run_index == 0:
+            optuna_dashboard.save_note(study, tuning_note(study, self.storage_url))
+        return Plan(study, created, self.total_trials, run_index)
 
     def load(self, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
         """The study with this worker's sampler and the pruner."""
@@ -119,6 +122,10 @@ class StudySummary:
     best_value: float | None
     best_params: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    value_meaning: str = "the objective"
+    """What a trial's value is (records.value_meaning)."""
+    interrupted_trials: int = 0
+    """FAIL trials of the study whose run was stopped by Ctrl-C or SIGTERM (this or an earlier command)."""
     dashboard_command: str = ""
     retrain_command: str = ""
     interrupted: bool = False
@@ -127,31 +134,26 @@ class StudySummary:
     """Set when the command's --timeout ended it: no trial started after this many seconds."""
 
     def lines(self) -> list[str]:
-        """The summary as printed by `dqn-tune tune`."""
+        """What the command did and where the study stands, as `tune` prints it before validating."""
         counts = counts_text(self.counts)
         out = [f"study {self.study_name!r}: {self.trials_run} trials run in {self.wall_time_s:.0f}s"
                + (" (interrupted)" if self.interrupted else "")
                + (f" (--timeout {self.timeout_s:g}s reached: no new trial started, running ones finished)"
                   if self.timeout_s is not None else ""),
                f"trials in the study: {sum(self.counts.values())} ({counts or 'none'})"
-               + (f"; {self.diverged} pruned because training diverged" if self.diverged else "")]
+               + (f"; {self.diverged} pruned because training diverged" if self.diverged else "")
+               + (f"; {self.interrupted_trials} failed because a command was interrupted (Ctrl-C or SIGTERM): they "
+                  "stay in the study and count towards --total-trials" if self.interrupted_trials else "")]
         if self.best_value is None:
             out.append("best: no complete trial yet")
         else:
-            out.append(f"best: trial {self.best_number}, value {self.best_value:.2f}")
-            out += [f"  {name} = {value}" for name, value in self.best_params.items()]
-        out += [f"storage: {self.storage_url}", f"browse:  {self.dashboard_command}",
-                f"retrain: {self.retrain_command}"]
+            out.append(f"best on its tuning seeds: trial {self.best_number}, value {self.best_value:.2f} "
+                       f"({self.value_meaning})")
         if self.worker_error:
             out.append(f"a worker failed: {self.worker_error}")
         if self.interrupted or self.worker_error:
             out.append("run the same command again to resume the study")
         return out
-
-
-def default_study_name(env_id: str) -> str:
-    """The study name used when none is given."""
-    return f"dqn-{env_id}"
 
 
 def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, command: str = "",
@@ -178,7 +180,9 @@ def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, c
         nonlocal bar
         echo(f"{'created' if plan.created else 'resuming'} study {settings.study_name!r} in "
              f"{public_url(settings.storage_url)}: {before} trials already"
-             + (f" ({counts_text(state_counts(plan.study.get_trials()))})" if before else ""))
+             + (f" ({counts_text(state_counts(plan.study.get_trials()))})" if before else "")
+             + (f"; --trials {trials} runs {trials} more (--total-trials N stops the study at N trials in all)"
+                if before and trials is not None and settings.total_trials is None else ""))
         left = [n for n in (trials, None if settings.total_trials is None else max(0, settings.total_trials - before))
                 if n is not None]
         if show_bar:
@@ -201,21 +205,21 @@ def summarize(outcome: JobOutcome, settings: TuneSettings, timeout_s: float | No
     diverged = sum(t.state == TrialState.PRUNED and attributes.FAIL_REASON in t.user_attrs for t in all_trials)
     best = best_trial(study)
     url = shlex.quote(public_url(settings.storage_url))
-    dashboard = f"optuna-dashboard {url}"
-    if settings.artifacts:
-        directory = chosen_artifact_dir(settings.artifact_dir, records.stored_artifact_dir(study), settings.storage_url)
-        dashboard += f" --artifact-dir {shlex.quote(directory)}"
     return StudySummary(
         study_name=settings.study_name, storage_url=public_url(settings.storage_url),
         trials_before=outcome.trials_before, trials_run=outcome.finished, counts=counts, diverged=diverged,
         best_number=best.number if best else None, best_value=best.value if best else None,
-        best_params=dict(best.params) if best else {}, wall_time_s=outcome.wall_time_s, dashboard_command=dashboard,
+        best_params=dict(best.params) if best else {}, wall_time_s=outcome.wall_time_s,
+        value_meaning=records.value_meaning(settings.to_attr()),
+        interrupted_trials=sum(t.state == TrialState.FAIL and t.user_attrs.get(attributes.FAIL_REASON) == INTERRUPTED
+                               for t in all_trials),
+        dashboard_command=f"dqn-tune dashboard {url}",
         retrain_command=f"dqn-tune retrain --study-name {shlex.quote(settings.study_name)} --storage {url}",
         interrupted=outcome.interrupted, worker_error=outcome.worker_error,
         timeout_s=timeout_s if outcome.timed_out else None)
 
 
-def _create_or_load(storage: RDBStorage, settings: TuneSettings, command: str) -> tuple[optuna.Study, bool]:
+def _create_or_load(storage: RDBStorage, settings: TuneSettings) -> tuple[optuna.Study, bool]:
     """The study, checked against `settings` before anything is written; True if it was created now."""
     name = settings.study_name
     created = name not in study_names(storage)
@@ -228,32 +232,9 @@ def _create_or_load(storage: RDBStorage, settings: TuneSettings, command: str) -
         study = optuna.load_study(study_name=name, storage=storage)
         check_compatible(study, settings.to_attr(), f"study {name!r} in {public_url(settings.storage_url)}")
     if created or records.study_settings(study) is None:
+        study.set_user_attr(records.RECOMMENDED_TRIAL, NOT_VALIDATED)
         study.set_user_attr(records.SETTINGS_ATTR, settings.to_attr())
         study.set_user_attr(records.VERSIONS_ATTR, library_versions())
-        optuna_dashboard.save_note(study, _note(settings, command))
     if study.metric_names is None:  # also names the value of a study made before dqn-tune named it
-        records.set_metric_name(study, records.study_objective(study))
+        records.set_metric_name(study)
     return study, created
-
-
-def _note(settings: TuneSettings, command: str) -> str:
-    """The study's optuna-dashboard note: how it was made, resumed and retrained."""
-    attr = settings.to_attr()
-    space = "\n".join(f"- {line}" for line in settings.objective.space.describe())
-    fixed = "\n".join(f"- {k} = {v}" for k, v in attr["base_config"].items() if k not in attr["search_space"])
-    return (f"## dqn-tune study `{settings.study_name}`\n\n"
-            f"Created {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by:\n\n```\n{command}\n```\n\n"
-            f"- env {attr['env_id']}, {attr['total_timesteps']} steps per training run, {attr['seeds']} seed(s) "
-            f"per trial\n"
-            f"- **value** ({records.metric_name(attr['objective'])}): the mean over the trial's seeds of "
-            f"{records.OBJECTIVE_MEANINGS[attr['objective']]} ({attr['eval_episodes']} greedy episodes per final "
-            "evaluation)\n"
-            "- **intermediate values** (the history's step axis): the plain environment step; a trial's seeds train "
-            "together and the mean over seeds of each learning-curve evaluation is reported at its step\n"
-            f"- sampler {attr['sampler']}, pruner {attr['pruner']}, seed {attr['seed']}\n\n"
-            f"### Search space\n\n{space}\n\n### Fixed hyperparameters\n\n{fixed}\n\n"
-            "Run the same command again (on this or other machines sharing the storage) to add trials. "
-            "Retrain the best trial with `dqn-tune retrain --study-name "
-            f"{settings.study_name} --storage {public_url(settings.storage_url)}`.\n")
-
-

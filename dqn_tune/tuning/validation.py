@@ -39,6 +39,8 @@ from dqn_tune.runner.trial_loop import BatchObjective
 from dqn_tune.runner.trial_queue import counted_trials
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import study_artifact_store
+from dqn_tune.tuning.defaults import VALIDATE_TOP_MAX, VALIDATION_SEEDS
+from dqn_tune.tuning.notes import mark_recommendation
 from dqn_tune.tuning.objective import run_seed_trials
 from dqn_tune.tuning.recommendation import RULE, ConfigStats, Recommendation, recommend
 from dqn_tune.tuning.seeds import VALIDATION, validation_seeds
@@ -48,8 +50,6 @@ SOURCE_TRIAL = "source_trial"
 """Param of a validation trial: the number of the tuning trial whose config it trains."""
 SEED = "seed"
 """Param of a validation trial: its held-out training seed."""
-DEFAULT_TOP_K = 5
-DEFAULT_SEEDS = 5
 MAX_TRIAL_NUMBER = 2**31 - 1
 KEPT_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 """States of a finished cell (PRUNED: its run diverged); a cell with only FAIL trials is queued again."""
@@ -61,11 +61,6 @@ Cell = tuple[int, int]
 def validation_study_name(tuning_study: str) -> str:
     """The name of a tuning study's validation study."""
     return f"{tuning_study}{SUFFIX}"
-
-
-def auto_top_k(complete_trials: int) -> int:
-    """`tune`'s default K: one config per 10 complete trials, 1 to DEFAULT_TOP_K (keeps small studies cheap)."""
-    return max(1, min(DEFAULT_TOP_K, complete_trials // 10))
 
 
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
@@ -88,7 +83,7 @@ def cell_of(trial: FrozenTrial) -> Cell | None:
     params = {**queued_params(trial), **trial.params}
     if SOURCE_TRIAL not in params or SEED not in params:
         return None
-    return int(params[SOURCE_TRIAL]), int(params[SEED])  # type: ignore[call-overload]
+    return int(params[SOURCE_TRIAL]), int(params[SEED])
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +92,8 @@ class ValidationSettings:
 
     tuning_study: str
     storage: StorageSettings
-    top_k: int = DEFAULT_TOP_K
-    seeds: int = DEFAULT_SEEDS
+    top_k: int = VALIDATE_TOP_MAX
+    seeds: int = VALIDATION_SEEDS
     artifacts: bool = True
     seed: int = 0
     """Seeds the runner's samplers; unused, every cell is queued with fixed params."""
@@ -141,11 +136,11 @@ class ValidationSettings:
         fail_stale_trials(study)
         held = {cell for t in study.get_trials(deepcopy=False)
                 if t.state in (*KEPT_STATES, TrialState.WAITING, TrialState.RUNNING) and (cell := cell_of(t))}
-        configs = {trial.number: records.trial_config(trial) for trial in top}
+        for trial in top:
+            records.trial_config(trial)  # a trial without its config is refused before anything is queued
         for number, seed in self.cells(top):
             if (number, seed) not in held:
-                study.enqueue_trial({SOURCE_TRIAL: number, SEED: seed},
-                                    user_attrs={records.CONFIG: configs[number].to_dict()})
+                study.enqueue_trial({SOURCE_TRIAL: number, SEED: seed})
         return Plan(study, created, counted_trials(study), records.record_command(study, command))
 
     def load(self, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
@@ -154,15 +149,15 @@ class ValidationSettings:
                                  sampler=RandomSampler(seed=sampler_seed), pruner=NopPruner())
 
     def trial_objective(self) -> BatchObjective:
-        """Train queued cells of one config (as stored when queued) on their held-out seeds as one batched group,
-        each cell still a trial of its own."""
+        """Train queued cells of one config (as stored on its tuning trial) on their held-out seeds as one batched
+        group, each cell still a trial of its own."""
         store = study_artifact_store(self.storage, self.tuning_study, self.artifact_dir) if self.artifacts else None
 
         def run(trials: Sequence[optuna.Trial]) -> list[float | None]:
-            for trial in trials:
-                trial.suggest_int(SOURCE_TRIAL, 0, MAX_TRIAL_NUMBER)
+            source = next(iter({trial.suggest_int(SOURCE_TRIAL, 0, MAX_TRIAL_NUMBER) for trial in trials}))
             seeds = [trial.suggest_int(SEED, VALIDATION.start, VALIDATION.stop - 1) for trial in trials]
-            config = records.stored_config(trials[0].user_attrs, f"validation trial {trials[0].number}")
+            tuning = optuna.load_study(study_name=self.tuning_study, storage=trials[0].storage)
+            config = records.trial_config(tuning.get_trials(deepcopy=False)[source])
             return run_seed_trials(trials, config, seeds, artifact_store=store, device=self.device)
 
         return BatchObjective(run, _config_of, self.batch or self.seeds)
@@ -259,8 +254,9 @@ def run_validation(settings: ValidationSettings, *, workers: int = 1, command: s
 
     def started(plan: Plan, _before: int) -> None:
         queued = len(plan.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        echo(f"validating the top {settings.top_k} configs of {settings.tuning_study!r} on {settings.seeds} held-out "
-             f"seeds: {queued} runs to do")
+        configs = "the best config" if settings.top_k == 1 else f"the top {settings.top_k} configs"
+        echo(f"validating {configs} of {settings.tuning_study!r} on {settings.seeds} held-out seeds each: {queued} "
+             "runs to do")
 
     split = dataclasses.replace(settings, batch=settings.batch or math.ceil(settings.seeds / max(1, workers)))
     outcome = run_job(split, trials=None, workers=workers, command=command, on_start=started)
@@ -269,7 +265,7 @@ def run_validation(settings: ValidationSettings, *, workers: int = 1, command: s
     table = validation_stats(outcome.study, top, validation_seeds(settings.seeds))
     recommendation = recommend(table) if any(row.returns for row in table) else None
     if recommendation is not None:
-        tuning.set_user_attr(records.RECOMMENDATION, recommendation.to_dict())
+        mark_recommendation(tuning, recommendation, settings.storage.url)
         optuna_dashboard.save_note(outcome.study, _note(settings, recommendation))
     done = {(row.trial, seed) for row in table for seed in row.seeds}
     missing = len(settings.cells(top)) - len(done) - sum(row.diverged for row in table)
@@ -286,7 +282,7 @@ def _note(settings: ValidationSettings, recommendation: Recommendation) -> str:
                     f"{interval.high:.1f}] | {row.iqm:.1f} | {row.min:.1f} | {row.std:.1f} | {len(row.returns)} |")
     comparison = recommendation.to_dict()["comparison"]
     return (f"## Validation of `{settings.tuning_study}`\n\n"
-            f"Top {settings.top_k} configs, each trained on the same {settings.seeds} held-out seeds "
+            f"The top {settings.top_k} config(s), each trained on the same {settings.seeds} held-out seeds "
             f"(never used by tuning or retrain), judged on their final greedy return.\n\n" + "\n".join(rows)
             + f"\n\n**Recommended: trial {recommendation.trial}** ({RULE}).\n\n"
             + (f"Paired: {comparison}.\n" if comparison else "")

@@ -44,17 +44,18 @@ STORAGE = f"sqlite:///{DB}"
 AGENT = "agent.pt"
 CONFIG = "config.toml"
 TINY = {"--timesteps": "300", "--learning-starts": "100", "--batch-size": "32", "--hidden-sizes": "16",
-        "--eval-freq": "100", "--eval-curve-episodes": "1", "--eval-episodes": "1", "--trials": "1", "--seeds": "1",
-        "--validate-top": "0", "--no-artifacts": None, "--workers": "1", "--episodes": "1", "--top-k": "1",
+        "--eval-freq": "100", "--eval-curve-episodes": "1", "--eval-episodes": "1", "--trials": "1", "--trial-seeds": "1",
+        "--retrain-seeds": "1", "--cell-seeds": "1", "--validate-top": "0", "--no-artifacts": None, "--workers": "1",
+        "--episodes": "1",
         "--storage": STORAGE, "--port": "0"}
 """The budget flags prepended to every command that accepts them (None: a flag without a value)."""
-REQUIRED = {"retrain": ["--study-name", STUDY], "report": ["--study-name", STUDY], "validate": ["--seeds", "2"],
+REQUIRED = {"retrain": ["--study-name", STUDY], "report": ["--study-name", STUDY], "validate": ["--validate-top", "1", "--validation-seeds", "2"],
             "ablate": ["--buffer-sizes", "1000", "--target-intervals", "10"]}
-"""Per command: what makes the plain command valid and cheap (validate needs 2 seeds at least)."""
+"""Per command: what makes the plain command valid and cheap (validate needs 1 config and 2 seeds at least)."""
 POSITIONAL = {"path": AGENT}
 """The value of each required positional argument when the draw leaves it out (optional ones are only drawn)."""
-CAPS = {"total_timesteps": 300, "timesteps": 300, "trials": 1, "total_trials": 3, "seeds": 2, "eval_episodes": 2,
-        "eval_curve_episodes": 2, "episodes": 2, "top_k": 1, "validate_top": 1, "validation_seeds": 2, "workers": 1,
+CAPS = {"total_timesteps": 300, "timesteps": 300, "trials": 1, "total_trials": 3, "trial_seeds": 2, "retrain_seeds": 2,
+        "cell_seeds": 2, "eval_episodes": 2, "eval_curve_episodes": 2, "episodes": 2, "validate_top": 1, "validation_seeds": 2, "workers": 1,
         "gradient_steps": 4}
 """Largest value of each count (by argparse dest) a drawn valid integer is lowered to: a valid draw stays cheap."""
 FLOORS = {"eval_freq": 50}
@@ -172,7 +173,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     root = tmp_path_factory.mktemp("workspace")
     tiny = ["--timesteps", "300", "--learning-starts", "100", "--batch-size", "32", "--hidden-sizes", "16",
             "--eval-freq", "100", "--eval-curve-episodes", "1", "--eval-episodes", "1"]
-    commands = [["tune", "--trials", "2", "--storage", STORAGE, *tiny, "--validate-top", "0", "--seeds", "1",
+    commands = [["tune", "--trials", "2", "--storage", STORAGE, *tiny, "--validate-top", "0", "--trial-seeds", "1",
                  "--no-artifacts", "--workers", "1"],
                 ["train", *tiny, "--out", AGENT],
                 ["best", "--storage", STORAGE, "--study-name", STUDY, "--out", CONFIG]]

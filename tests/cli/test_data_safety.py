@@ -29,7 +29,7 @@ from dqn_tune.results.retrain import default_agent_path
 from dqn_tune.tuning.ablation import MAX_CELLS
 
 TINY = ["--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
-        "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts", "--validate-top", "0"]
+        "--eval-episodes", "2", "--hidden-sizes", "16", "--trial-seeds", "1", "--no-artifacts", "--validate-top", "0"]
 STUDY = "dqn-CartPole-v1"
 RunAs = Callable[[list[str]], "tuple[int, str]"]
 
@@ -73,7 +73,7 @@ FOREIGN_COMMANDS = {
     "retrain": ["retrain", "--study-name", "typo"],
     "dashboard": ["dashboard", "--port", "0"],
     "tune": ["tune", "--trials", "1", *TINY],
-    "ablate": ["ablate", "--buffer-sizes", "100", "--target-intervals", "10", "--seeds", "1", "--timesteps", "300",
+    "ablate": ["ablate", "--buffer-sizes", "100", "--target-intervals", "10", "--cell-seeds", "1", "--timesteps", "300",
                "--learning-starts", "100", "--batch-size", "32"],
 }
 
@@ -216,19 +216,19 @@ def test_a_password_in_the_storage_url_is_never_stored_or_printed(capsys: pytest
      "the largest config of the search space does not fit in memory: --buffer-size = 999999999999 is too large"),
     (["tune", "--trials", "1", *TINY, "--hidden-sizes", "1000000,1000000"],
      "the largest config of the search space does not fit in memory: --hidden-sizes = [1000000, 1000000] is too large"),
-    (["ablate", "--buffer-sizes", "1000,999999999999", "--seeds", "1"],
+    (["ablate", "--buffer-sizes", "1000,999999999999", "--cell-seeds", "1"],
      "the grid's largest setting does not fit in memory: --buffer-sizes = 999999999999 is too large"),
-    (["ablate", "--grid", "hidden_sizes=16,1000000x1000000", "--seeds", "1"],
+    (["ablate", "--grid", "hidden_sizes=16,1000000x1000000", "--cell-seeds", "1"],
      "the grid's largest setting does not fit in memory: --grid hidden_sizes = [1000000, 1000000] is too large"),
-    (["ablate", "--seeds", "100000000"],
+    (["ablate", "--cell-seeds", "100000000"],
      f"--buffer-sizes/--target-intervals: 3 buffer_size x 4 target_update_interval x 100000000 seeds make "
      f"1200000000 cells; expected at most {MAX_CELLS}"),
-    (["ablate", "--buffer-sizes", ",".join(str(200 + i) for i in range(20_000)), "--seeds", "1"],
+    (["ablate", "--buffer-sizes", ",".join(str(200 + i) for i in range(20_000)), "--cell-seeds", "1"],
      "--buffer-sizes/--target-intervals: 20000 buffer_size x 4 target_update_interval x 1 seeds make 80000 cells"),
     (["ablate", "--grid", "learning_rate=" + ",".join(f"{i + 1}e-6" for i in range(5_001)), "--grid",
-      "double_dqn=false,true", "--seeds", "1"],
+      "double_dqn=false,true", "--cell-seeds", "1"],
      "--grid: 5001 learning_rate x 2 double_dqn x 1 seeds make 10002 cells"),
-    (["tune", "--trials", "1", "--seeds", "100000000"], "argument --seeds: invalid value '100000000'; expected an "
+    (["tune", "--trials", "1", "--trial-seeds", "100000000"], "argument --trial-seeds: invalid value '100000000'; expected an "
                                                         "integer from 1 to 1000"),
     (["tune", "--trials", "1", "--workers", "1000000"], "argument --workers: invalid value '1000000'; expected an "
                                                         "integer from 1 to"),

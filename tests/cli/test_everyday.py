@@ -12,7 +12,7 @@ from dqn_tune.cli import main
 from dqn_tune.tuning import records
 
 TINY = ["--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
-        "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts", "--validate-top", "0"]
+        "--eval-episodes", "2", "--hidden-sizes", "16", "--trial-seeds", "1", "--no-artifacts", "--validate-top", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,11 @@ def test_tune_says_how_many_workers_it_uses(tmp_path: Path, capsys: pytest.Captu
     (["evaluate", "agent.pt", "--n-eval-episodes", "5"], "episodes", 5),  # SB3
     (["dashboard", "sqlite:///s.db"], "storage_url", "sqlite:///s.db"),  # as optuna-dashboard URL
     (["retrain", "--env", "Acrobot-v1"], "env_id", "Acrobot-v1"),
+    (["tune", "--seeds", "3"], "trial_seeds", 3),  # the names before one name per meaning (issue 24)
+    (["validate", "--top-k", "2"], "validate_top", 2),
+    (["validate", "--seeds", "7"], "validation_seeds", 7),
+    (["retrain", "--seeds", "2"], "retrain_seeds", 2),
+    (["ablate", "--seeds", "2"], "cell_seeds", 2),
     (["report", "--env-id", "Acrobot-v1"], "env_id", "Acrobot-v1"),
 ])
 def test_aliases_users_already_type(args: list[str], dest: str, value: object) -> None:
@@ -131,10 +136,10 @@ def test_artifact_dir_is_stored_on_the_study_and_read_back(tmp_path: Path, monke
     flags = [flag for flag in TINY if flag != "--no-artifacts"]
     monkeypatch.chdir(tmp_path)
     assert main(["--trials", "1", "--storage", storage, *flags, "--artifact-dir", "shared"]) == 0
-    assert f"--artifact-dir {shared}" in capsys.readouterr().out
+    assert "      dqn-tune dashboard sqlite:///" in capsys.readouterr().out  # which reads the stored directory
     monkeypatch.chdir(elsewhere)  # another machine's working directory
     assert main(["--trials", "1", "--storage", storage, "--validate-top", "0"]) == 0
-    assert main(["validate", "--storage", storage, "--top-k", "1", "--seeds", "2", "--workers", "1"]) == 0
+    assert main(["validate", "--storage", storage, "--validate-top", "1", "--validation-seeds", "2", "--workers", "1"]) == 0
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
     assert records.stored_artifact_dir(study) == str(shared)
     assert len([p for p in shared.iterdir() if p.is_file()]) == 2 + 2  # two trials, two validation runs
@@ -192,3 +197,34 @@ def test_timeout_alone_runs_trials_until_the_deadline_and_is_stored(tmp_path: Pa
     assert all(t.state.is_finished() for t in study.trials)
     words = study.user_attrs[records.COMMANDS_ATTR][0].split()
     assert words[words.index("--timeout") + 1] == "3"  # as typed, not "3.0"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["retrain"], "no study storage in this directory ('studies/dqn_tune.db' relative to '{cwd}' does not exist): run "
+                  "the command where you ran 'dqn-tune tune', or give --storage with an absolute path, e.g. "
+                  "sqlite:///{cwd}/studies/dqn_tune.db"),
+    (["tune", "--trials", "1", "--storage", "sqlite:///studies"], "'studies' is a directory; expected the database file "
+                                                                   "in it, e.g. sqlite:///studies/dqn_tune.db"),
+    (["report", "--storage", "sqlite:///studies"], "'studies' is a directory"),
+    (["best", "--storage", "/abs/path.db"], "storage URL '/abs/path.db' is not a valid SQLAlchemy URL; expected e.g. "
+                                            "sqlite:////abs/path.db"),
+    (["--trails", "5"], "unrecognized arguments: --trails 5; did you mean --trials? (see 'dqn-tune tune --help')"),
+    (["validate", "--validaton-seeds=3"], "unrecognized arguments: --validaton-seeds=3; did you mean --validation-seeds?"),
+])
+def test_storage_and_flag_mistakes_say_what_to_type(args: list[str], message: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    if "sqlite:///studies" in args:
+        (tmp_path / "studies").mkdir()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.format(cwd=tmp_path) in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["studies"] if "sqlite:///studies" in args else [])
+
+
+def test_bare_help_says_what_no_command_means_and_lists_tune_s_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Without a command, `dqn-tune --trials N ...` means `dqn-tune tune --trials N ...`" in out
+    assert all(flag in out for flag in ("--trials N", "--total-trials N", "--trial-seeds K", "--validate-top K"))

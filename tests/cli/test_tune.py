@@ -17,7 +17,7 @@ from dqn_tune.tuning import records
 from dqn_tune.tuning.records import COMMANDS_ATTR
 
 TINY = ["--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
-        "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts", "--validate-top", "0"]
+        "--eval-episodes", "2", "--hidden-sizes", "16", "--trial-seeds", "1", "--no-artifacts", "--validate-top", "0"]
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -44,7 +44,7 @@ def test_default_command_runs_trials_into_the_default_storage_and_resumes(
     first, second = out.splitlines()[:2]
     assert first.startswith("starting from the CartPole-v1 preset (")
     assert second == "created study 'dqn-CartPole-v1' in sqlite:///studies/dqn_tune.db: 0 trials already"
-    assert "best: trial " in out and "retrain: dqn-tune retrain --study-name dqn-CartPole-v1" in out
+    assert "best on its tuning seeds: trial " in out and "next: dqn-tune retrain --study-name dqn-CartPole-v1" in out
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage="sqlite:///studies/dqn_tune.db")
     assert len(study.trials) == 2
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
@@ -67,7 +67,7 @@ BAD_INPUTS = [
     (["--trials", "-3"], "argument --trials: invalid value '-3'; expected an integer >= 1"),
     (["--trials", "abc"], "argument --trials: invalid value 'abc'; expected an integer >= 1"),
     (["--trials", "2", "--workers", "0"], "argument --workers: invalid value '0'"),
-    (["--trials", "2", "--seeds", "1.5"], "argument --seeds: invalid value '1.5'"),
+    (["--trials", "2", "--trial-seeds", "1.5"], "argument --trial-seeds: invalid value '1.5'"),
     (["--total-trials", "0"], "argument --total-trials: invalid value '0'"),
     (["--trials", "2", "--sampler", "grid"], "argument --sampler: invalid choice: 'grid' (choose from 'tpe', 'random'"),
     (["--trials", "2", "--pruner", "sha"], "argument --pruner: invalid choice: 'sha' (choose from 'median', 'patient'"),
@@ -167,16 +167,37 @@ def test_cmaes_sampler_runs_and_samples_numeric_params(tmp_path: Path, capsys: p
     assert len({t.params["learning_rate"] for t in study.trials}) == 3
 
 
+def test_the_run_ends_on_the_validated_pick_its_config_and_the_next_commands(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["--trials", "2", "--workers", "1", *TINY, "--validate-top", "1", "--validation-seeds", "2",
+                              "--sampler", "random", "--pruner", "none"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    best = next(i for i, line in enumerate(lines) if line.startswith("best on its tuning seeds: trial "))
+    assert "mean over 1 seed(s) of each run's greedy return on 2 fresh episodes of its kept weights" in lines[best]
+    recommended = next(i for i, line in enumerate(lines) if line.startswith("recommended: trial "))
+    number = int(lines[recommended].split()[2])
+    study = optuna.load_study(study_name="dqn-CartPole-v1", storage="sqlite:///studies/dqn_tune.db")
+    forward = lines.index(f"take forward: trial {number} (recommended by validation on held-out seeds), value "
+                          f"{study.trials[number].value:.2f} on its tuning seeds")
+    assert best < recommended < forward
+    assert "validating the best config of 'dqn-CartPole-v1' on 2 held-out seeds each: 2 runs to do" in lines
+    assert lines[forward + 1:forward + 1 + len(study.trials[number].params)] == [
+        f"  {name} = {value}" for name, value in study.trials[number].params.items()]
+    assert lines[-3].startswith("next: dqn-tune retrain --study-name dqn-CartPole-v1 --storage sqlite:///studies/")
+    assert lines[-1].startswith("      dqn-tune dashboard sqlite:///studies/dqn_tune.db")
+
+
 @pytest.mark.slow
 def test_installed_console_script_runs_a_study_with_two_workers(tmp_path: Path) -> None:
     script = shutil.which("dqn-tune")
     assert script is not None, "dqn-tune is not installed (pip install -e .)"
     result = subprocess.run([script, "--trials", "4", "--workers", "2", "--timesteps", "1500", "--learning-starts",
-                             "200", "--seeds", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                             "200", "--trial-seeds", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "trials in the study: 4 (" in result.stdout
-    assert (f"browse:  optuna-dashboard sqlite:///studies/dqn_tune.db --artifact-dir "
-            f"{tmp_path.resolve() / 'studies' / 'artifacts'}") in result.stdout
+    assert "dqn-tune dashboard sqlite:///studies/dqn_tune.db   # browse" in result.stdout
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage=f"sqlite:///{tmp_path}/studies/dqn_tune.db")
     assert len(study.trials) == 4
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)

@@ -108,7 +108,7 @@ def test_the_report_of_a_real_ablation_matches_its_trials(tmp_path: Path, monkey
         tuned.tell(trial, value)
     tuned.set_user_attr(RECOMMENDATION, {"trial": 1})
     code = main(["ablate", "--storage", url, "--base-study", "tuned", "--grid", "loss=mse,huber", "--grid",
-                 "double_dqn=false", "--grid", "hidden_sizes=16", "--seeds", "2", "--workers", "1", "--timesteps",
+                 "double_dqn=false", "--grid", "hidden_sizes=16", "--cell-seeds", "2", "--workers", "1", "--timesteps",
                  "300", "--eval-freq", "100", "--eval-curve-episodes", "1", "--eval-episodes", "2"])
     assert code == 0
     name = next(name for name in optuna.get_all_study_names(url) if name != "tuned")

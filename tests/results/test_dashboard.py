@@ -32,10 +32,9 @@ from dqn_tune.tuning.artifacts import (
     make_artifact_store,
 )
 from dqn_tune.tuning.objective import ObjectiveSettings
+from dqn_tune.tuning import records
 from dqn_tune.tuning.records import (
-    CONFIG,
     CONFIG_SUMMARY,
-    RUNS,
     RUNS_SUMMARY,
     SEED_RETURNS,
     STEPS_PER_SECOND,
@@ -91,11 +90,14 @@ def test_api_lists_the_study_its_trials_values_attributes_and_artifacts(curve_st
         assert [t["state"] for t in trials] == ["Complete", "Complete", "Complete", "Pruned"]
         first = trials[0]
         attrs = {a["key"]: a["value"] for a in first["user_attrs"]}
-        assert set(attrs) == {CONFIG, CONFIG_SUMMARY, RUNS, RUNS_SUMMARY, SEED_RETURNS, STEPS_PER_SECOND, WALL_TIME_S}
-        # The page shows each attribute on one unwrapped line: the readable ones are short, the JSON ones long.
-        assert all(len(attrs[key]) < 200 and "\n" not in attrs[key] for key in (CONFIG_SUMMARY, RUNS_SUMMARY))
+        assert set(attrs) == {CONFIG_SUMMARY, RUNS_SUMMARY, SEED_RETURNS, STEPS_PER_SECOND, WALL_TIME_S}
+        # The page prints each user attribute on one unwrapped line, and a long one widens the whole page: every
+        # one is short; the machine-readable config and runs are system attributes, which the page leaves out.
+        assert all(len(value) < 160 and "\n" not in value for value in attrs.values()), attrs
         assert attrs[RUNS_SUMMARY].startswith("seed ") and " (weights of step " in attrs[RUNS_SUMMARY]
-        curve_steps = json.loads(attrs[RUNS])[0]["curve_steps"]
+        stored = optuna.load_study(study_name="curves", storage=curve_study_url).trials[0]
+        assert records.trial_config(stored).total_timesteps == 400
+        curve_steps = list(records.trial_runs(stored)[0].curve_steps)
         assert curve_steps == [200, 400]
         for trial in trials:
             assert [v["step"] for v in trial["intermediate_values"]] == curve_steps
@@ -108,6 +110,23 @@ def test_api_lists_the_study_its_trials_values_attributes_and_artifacts(curve_st
             assert response.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{base}/api/meta", timeout=5)
+
+
+def test_the_validated_pick_is_marked_where_the_dashboard_shows_it(validated_study_url: str) -> None:
+    """The "Best Trial" badge marks the best tuning value; validation's pick heads the study's note and attributes,
+    and each validated trial's own note (shown at the top of its page) gives its rank and figures."""
+    study = optuna.load_study(study_name="validated", storage=validated_study_url)
+    picked = records.recommendation(study)["trial"]  # type: ignore[index]
+    with serving(validated_study_url) as server:
+        base = base_url(server)
+        detail = get_json(f"{base}/api/studies/{study_id(base, 'validated')}?after=0")
+    first = detail["user_attrs"][0]
+    assert first["key"] == records.RECOMMENDED_TRIAL and first["value"].startswith(f"trial {picked}: validation mean ")
+    assert detail["note"]["body"].startswith(f"## dqn-tune study `validated`\n\n**Recommended: trial {picked}** (")
+    notes = {trial["number"]: trial["note"]["body"] for trial in detail["trials"]}
+    assert notes[picked].startswith("**Recommended by validation**: mean ")
+    runner_up = next(number for number, body in notes.items() if body.startswith("Validated: rank 2 of 2"))
+    assert runner_up != picked and sum(bool(body) for body in notes.values()) == 2
 
 
 def test_cli_prints_the_url_serves_and_stops_on_ctrl_c(curve_study_url: str) -> None:

@@ -71,7 +71,7 @@ def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple
 
     assert digest(db) == before
     agent = load_agent(out)
-    assert agent.config == DQNConfig.from_dict(best.user_attrs["config"])  # as stored, not from the params
+    assert agent.config == records.trial_config(best)  # as stored, not from the params
     meta = agent.metadata
     assert (meta["study_name"], meta["trial_number"], meta["storage"]) == ("cartpole", best.number, url)
     assert meta["params"] == best.params and meta["trial_value"] == best.value
@@ -91,7 +91,7 @@ def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple
     text = summary.read_text()
     assert f"trial {best.number}" in text and f"{best.value:.2f}" in text
     assert all(f"{s['mean_return']:.2f}" in text for s in seeds)
-    assert "trial value (value)" in text and outcome.tuned_final == best.user_attrs["runs"][0]["mean_return"]
+    assert "trial value (value)" in text and outcome.tuned_final == records.trial_runs(best)[0].mean_return
     assert f"final return {outcome.tuned_final:.2f}" in text
     assert ("reproduces**" in text) == outcome.reproduces and outcome.rule in text
 
@@ -101,7 +101,7 @@ def test_cli_retrains_trial_zero_and_evaluate_reads_the_file(two_trials: tuple[s
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     url, _ = two_trials
     out = tmp_path / "trial0.pt"
-    code = main(["retrain", "--study-name", "cartpole", "--storage", url, "--trial", "0", "--seeds", "1",
+    code = main(["retrain", "--study-name", "cartpole", "--storage", url, "--trial", "0", "--retrain-seeds", "1",
                  "--timesteps", "400", "--eval-episodes", "2", "--eval-seed", "5", "--out", str(out)])
     assert code == 0
     agent = load_agent(out)
@@ -118,7 +118,7 @@ def test_retrain_takes_the_recommended_trial_says_so_and_judges_by_its_interval(
     study = optuna.load_study(study_name="validated", storage=validated_study_url)
     recommended = records.recommendation(study)["trial"]  # type: ignore[index]
     out = tmp_path / "validated.pt"
-    assert main(["retrain", "--study-name", "validated", "--storage", validated_study_url, "--seeds", "2",
+    assert main(["retrain", "--study-name", "validated", "--storage", validated_study_url, "--retrain-seeds", "2",
                  "--eval-episodes", "3", "--out", str(out)]) == 0
     stdout = capsys.readouterr().out
     assert f"trial {recommended} of 'validated': recommended by validation on held-out seeds\n" in stdout
@@ -150,7 +150,8 @@ def test_the_verdict_tests_the_retrained_seeds_against_the_validation_seeds() ->
     assert below.rule == ("validation seeds: the 3 retrained seeds (mean 54.33, below the 95% CI "
                           f"[{low:.2f}, {high:.2f}] of trial 3's 4 held-out seeds, mean 75.00) must not be "
                           "significantly below them: one-sided permutation test of the means, p = 0.029 "
-                          "(does not reproduce below 0.05)")
+                          "(below 0.05: a significant shortfall)")
+    assert outcome_with((65.0, 75.0, 85.0), validated).rule.endswith("(not below 0.05: no significant shortfall)")
     assert outcome_with((65.0, 75.0, 85.0), validated).reproduces and outcome_with((95.0, 99.0), validated).reproduces
     # without a validation (or a second retrained seed) the means are judged against the tuning value instead
     assert not outcome_with((75.0,), None).reproduces and outcome_with((95.0,), None).reproduces
@@ -208,7 +209,7 @@ def bad_input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--study-name", "cartpole", "--trial", "2"], r"trial 2 of study 'cartpole' is FAIL; only COMPLETE"),
         (["--study-name", "cartpole", "--out", str(blocker / "x.pt")], r"cannot write output path .*a-file/x\.pt"),
         (["--study-name", "cartpole", "--out", str(tmp_path / "dir.pt")], r"output path .*dir\.pt' is a directory"),
-        (["--study-name", "cartpole", "--seeds", "0"], r"argument --seeds: invalid value '0'; expected an integer from 1 to 1000"),
+        (["--study-name", "cartpole", "--retrain-seeds", "0"], r"argument --retrain-seeds: invalid value '0'; expected an integer from 1 to 1000"),
         (["--study-name", "cartpole", "--timesteps", "50"],
          r"timesteps = 50 is invalid for trial 1 .*expected an integer > its learning_starts \(100\)"),
         (["--study-name", "cartpole", "--trial", "x"],
@@ -222,7 +223,7 @@ def bad_input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--study-name", ""], r"argument --study-name: invalid value '': it is empty \(an unset shell variable\?\)"),
         (["--study-name", "x" * 1000], r"argument --study-name: invalid study name 'xxx.*\(1000 characters\); expected "
                                        r"at most 512 characters"),
-        (["--study-name", "cartpole", "--seeds", str(10**9)], r"argument --seeds: invalid value '1000000000'"),
+        (["--study-name", "cartpole", "--retrain-seeds", str(10**9)], r"argument --retrain-seeds: invalid value '1000000000'"),
         (["--study-name", "cartpole", "--device", "tpu"], r"argument --device: invalid choice: 'tpu' \(choose from"),
         *([] if torch.cuda.is_available() else
           [(["--study-name", "cartpole", "--device", "cuda"], r"device = 'cuda' is invalid on this machine: torch sees "
@@ -265,16 +266,16 @@ def test_a_tuned_and_retrained_agent_plays_as_its_file_says(tmp_path: Path, caps
     url = f"sqlite:///{tmp_path / 'study.db'}"
     budget = ["--timesteps", "3000", "--learning-starts", "200", "--hidden-sizes", "32,32", "--eval-freq", "1000",
               "--eval-curve-episodes", "2", "--eval-episodes", "5"]
-    assert main(["tune", "--study-name", "tiny", "--storage", url, "--trials", "2", "--seeds", "1", "--no-artifacts",
+    assert main(["tune", "--study-name", "tiny", "--storage", url, "--trials", "2", "--trial-seeds", "1", "--no-artifacts",
                  *budget]) == 0
     study = optuna.load_study(study_name="tiny", storage=url)
     out = tmp_path / "models" / "tiny.pt"
 
-    assert main(["retrain", "--study-name", "tiny", "--storage", url, "--seeds", "2", "--out", str(out)]) == 0
+    assert main(["retrain", "--study-name", "tiny", "--storage", url, "--retrain-seeds", "2", "--out", str(out)]) == 0
 
     agent = load_agent(out)
     assert agent.env_id == "CartPole-v1" and agent.metadata["trial_number"] == study.best_trial.number
-    assert agent.config == DQNConfig.from_dict(study.best_trial.user_attrs["config"])
+    assert agent.config == records.trial_config(study.best_trial)
     kept = next(s for s in agent.metadata["retrain"]["seeds"] if s["seed"] == agent.metadata["retrain"]["best_seed"])
     stats = agent.evaluate(100, seed=0)
     assert stats.mean == kept["mean_return"] and stats.std == kept["std_return"]

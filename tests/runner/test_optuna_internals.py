@@ -87,3 +87,18 @@ def test_queued_params_are_those_given_to_enqueue_trial(tmp_path: Path) -> None:
     assert internals.queued_params(study.trials[0]) == {"x": 3} and study.trials[0].params == {}
     study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
     assert internals.queued_params(study.trials[1]) == {}
+
+
+def test_a_system_attribute_is_stored_and_a_finished_trial_gets_a_handle(tmp_path: Path) -> None:
+    import optuna_dashboard
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    study = new_study(tmp_path)
+    trial = study.ask()
+    internals.set_trial_system_attr(trial, "runs", [{"seed": 1}])
+    study.tell(trial, 1.0)
+    [stored] = study.get_trials()
+    assert stored.system_attrs["runs"] == [{"seed": 1}] and "runs" not in stored.user_attrs
+    optuna_dashboard.save_note(internals.trial_handle(study, stored), "a note on a finished trial")
+    system = study._storage.get_study_system_attrs(study._study_id)
+    assert get_note_from_system_attrs(system, stored._trial_id)["body"] == "a note on a finished trial"

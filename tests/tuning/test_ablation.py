@@ -173,7 +173,7 @@ run_ablation(spec=build_spec(args), storage=args.storage, study_name=args.study_
 def ablate_args(url: str, name: str, out_dir: Path) -> list[str]:
     """`dqn-tune ablate` of three slow cells into study `name`."""
     return ["ablate", "--storage", url, "--study-name", name, "--buffer-sizes", "100", "--target-intervals",
-            "1,50,200", "--seeds", "1", "--workers", "1", "--out-dir", str(out_dir), *SLOW_CELL_FLAGS]
+            "1,50,200", "--cell-seeds", "1", "--workers", "1", "--out-dir", str(out_dir), *SLOW_CELL_FLAGS]
 
 
 def wait_for_a_running_cell(url: str, spec: AblationSpec, name: str, child: subprocess.Popen[str]) -> Cell:
@@ -357,7 +357,7 @@ BAD_INPUT = [
                                                   r"config: batch_size = 32 is invalid: expected at most buffer_size")),
     ([*LEGACY_FLAGS, "--target-intervals", "5,5"], r"--target-intervals repeats 5: expected each value once$"),
     ([*LEGACY_FLAGS, "--buffer-size", "500"], r"--buffer-size fixes buffer_size, which --buffer-sizes varies; drop"),
-    ([*LEGACY_FLAGS, "--seeds", "0"], r"argument --seeds: invalid value '0'; expected an integer >= 1"),
+    ([*LEGACY_FLAGS, "--cell-seeds", "0"], r"argument --cell-seeds: invalid value '0'; expected an integer >= 1"),
     ([*LEGACY_FLAGS, "--learning-starts", "400"], r"--learning-starts = 400 is invalid: expected less than --timesteps"),
     (["--grid", "foo=1,2"], r"--grid: unknown hyperparameter 'foo'; tunable: learning_rate, gamma, batch_size"),
     (["--grid", "total_timesteps=100,200"], r"--grid: 'total_timesteps' is part of the trial budget, not a hyper"),

@@ -23,7 +23,7 @@ from dqn_tune.runner.trial_loop import INTERRUPTED
 from dqn_tune.tuning import records
 
 TINY = ["--learning-starts", "100", "--eval-curve-episodes", "2", "--eval-episodes", "2", "--hidden-sizes", "32,32",
-        "--batch-size", "32", "--seeds", "1", "--no-artifacts", "--heartbeat-interval", "1", "--grace-period", "2",
+        "--batch-size", "32", "--trial-seeds", "1", "--no-artifacts", "--heartbeat-interval", "1", "--grace-period", "2",
         "--validate-top", "0"]
 
 
@@ -56,7 +56,7 @@ def running(tmp_path: Path) -> int:
 
 def training(tmp_path: Path) -> int:
     """Running trials that sampled their config and train it."""
-    return sum(t.state == TrialState.RUNNING and records.CONFIG in t.user_attrs for t in trials(tmp_path))
+    return sum(t.state == TrialState.RUNNING and records.CONFIG in t.system_attrs for t in trials(tmp_path))
 
 
 def worker_pids(parent: int) -> list[int]:
@@ -80,7 +80,9 @@ def interrupt(tmp_path: Path, signum: int, workers: int, *, group: bool) -> list
     # 130, or death by SIGINT (-2): CPython exits by re-raising SIGINT when it saw a KeyboardInterrupt it
     # counts as unhandled; either way a shell reports status 130, and the study stopped cleanly (below)
     assert process.returncode in (130, -signal.SIGINT), stderr
-    assert "(interrupted)" in stdout and "retrain: dqn-tune retrain" in stdout
+    assert "(interrupted)" in stdout and "run the same command again to resume the study" in stdout
+    assert (f"; {workers} failed because a command was interrupted (Ctrl-C or SIGTERM): they stay in the study and "
+            "count towards --total-trials") in stdout
     interrupted = [t for t in trials(tmp_path) if t.state == TrialState.FAIL]
     assert len(interrupted) == workers and running(tmp_path) == 0
     assert all(t.user_attrs[attributes.FAIL_REASON] == INTERRUPTED for t in interrupted)
@@ -93,6 +95,7 @@ def test_sigterm_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
     resumed = subprocess.run([*command, "--trials", "1"], cwd=tmp_path, text=True, capture_output=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert f": {before} trials already" in resumed.stdout and len(trials(tmp_path)) == before + 1
+    assert "; --trials 1 runs 1 more (--total-trials N stops the study at N trials in all)" in resumed.stdout
 
 
 @pytest.mark.slow

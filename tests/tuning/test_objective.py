@@ -84,7 +84,7 @@ def test_pruned_trial_keeps_its_config_and_partial_run(tmp_path: Path, tiny_conf
     assert trial.state == TrialState.PRUNED
     assert list(trial.intermediate_values) == [200]
     assert [run.curve_steps[-1] for run in records.trial_runs(trial)] == [200, 200]  # both seeds stopped together
-    assert records.CONFIG in trial.user_attrs and attributes.FAIL_REASON not in trial.user_attrs
+    assert records.CONFIG in trial.system_attrs and attributes.FAIL_REASON not in trial.user_attrs
 
 
 def test_diverging_trial_is_pruned_with_a_reason_and_the_study_goes_on(tmp_path: Path, tiny_config: DQNConfig) -> None:

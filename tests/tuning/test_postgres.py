@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.slow,
                                  "(.ci/run starts a PostgreSQL server and sets it)")]
 
 TINY = ["--timesteps", "800", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
-        "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts", "--validate-top", "0"]
+        "--eval-episodes", "2", "--hidden-sizes", "16", "--trial-seeds", "1", "--no-artifacts", "--validate-top", "0"]
 LAUNCH = ("import runpy, sys, time; import dqn_tune.cli, dqn_tune.tuning.study; "
           "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); sys.argv = ['dqn_tune', *sys.argv[2:]]; "
           "runpy.run_module('dqn_tune', run_name='__main__', alter_sys=True)")

@@ -67,7 +67,7 @@ def test_train_says_which_start_it_used(tmp_path: Path, capsys: pytest.CaptureFi
 def test_tune_samples_the_env_preset_space_and_no_preset_the_default_space(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path}/p.db"
-    common = ["--trials", "1", "--storage", url, "--seeds", "1", "--validate-top", "0", "--no-artifacts",
+    common = ["--trials", "1", "--storage", url, "--trial-seeds", "1", "--validate-top", "0", "--no-artifacts",
               "--timesteps", "300", "--learning-starts", "100", "--eval-episodes", "1", "--eval-curve-episodes", "1",
               "--hidden-sizes", "16", "--learning-rate", "1e-3", "--gradient-steps", "1", "--train-freq", "4"]
     assert main(["tune", "--env", "Acrobot-v1", "--study-name", "preset", *common]) == 0
@@ -83,8 +83,10 @@ def test_presets_command_lists_every_env(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert all(env in out for env in ENVS)
+    assert max(map(len, out.splitlines())) <= 100  # a terminal's line, not a 400-character source
     assert main(["presets", "--env", "MountainCar-v0"]) == 0
-    assert "train_freq: one of 4, 8, 16" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "train_freq: one of 4, 8, 16" in out and max(map(len, out.splitlines())) <= 100
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ def test_study_is_created_recorded_and_resumed(tune_settings: TuneSettings) -> N
     assert (summary.trials_before, summary.trials_run, sum(summary.counts.values())) == (0, 3, 3)
     assert summary.best_value == study.best_value and summary.best_params == study.best_params
     assert summary.retrain_command == f"dqn-tune retrain --study-name s --storage {tune_settings.storage_url}"
-    assert summary.dashboard_command == f"optuna-dashboard {tune_settings.storage_url}"
+    assert summary.dashboard_command == f"dqn-tune dashboard {tune_settings.storage_url}"
     assert study.user_attrs[SETTINGS_ATTR] == tune_settings.to_attr()
     assert study.user_attrs[VERSIONS_ATTR]["optuna"] == optuna.__version__
     note = get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), None)["body"]
@@ -45,9 +45,10 @@ def test_study_is_created_recorded_and_resumed(tune_settings: TuneSettings) -> N
     summary = run_study(tune_settings, trials=2, command="dqn-tune --trials 2", echo=messages.append)
     study = load(tune_settings)
     assert messages[1].startswith("resuming study 's'") and ": 3 trials already (" in messages[1]
+    assert messages[1].endswith("; --trials 2 runs 2 more (--total-trials N stops the study at N trials in all)")
     assert len(study.trials) == 5 and (summary.trials_before, summary.trials_run) == (3, 2)
     assert study.user_attrs[COMMANDS_ATTR] == ["dqn-tune --trials 3", "dqn-tune --trials 2"]
-    assert any(line.startswith("best: trial ") for line in summary.lines())
+    assert any(line.startswith("best on its tuning seeds: trial ") for line in summary.lines())
 
 
 def test_same_seed_gives_the_same_study(tmp_path: Path, tune_settings: TuneSettings) -> None:
@@ -74,7 +75,6 @@ def test_two_workers_share_the_trials(tune_settings: TuneSettings) -> None:
     study = load(tune_settings)
     assert len(study.trials) == 4 and finished_ok(study) and summary.trials_run == 4
     assert summary.worker_error is None
-    assert "--artifact-dir" in summary.dashboard_command
     assert len(list((sqlite_path(tune_settings.storage_url).parent / "artifacts").iterdir())) == 4  # type: ignore[union-attr]
 
 
@@ -122,7 +122,7 @@ def test_cli_refuses_a_changed_search_space_in_one_line(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     Path("space.toml").write_text("batch_size = { choices = [64, 128] }\n")
     Path("other.toml").write_text("batch_size = { choices = [32, 256] }\n")
-    tiny = ["--trials", "1", "--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--seeds", "1",
+    tiny = ["--trials", "1", "--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--trial-seeds", "1",
             "--eval-curve-episodes", "2", "--eval-episodes", "2", "--hidden-sizes", "16", "--no-artifacts",
             "--validate-top", "0"]
     assert main([*tiny, "--search-space", "space.toml"]) == 0

@@ -277,7 +277,7 @@ def test_a_config_whose_seeds_all_tie_is_flagged_as_measuring_no_spread() -> Non
     assert recommend([spread]).no_spread_warning(5) is None
     assert recommend([spread, capped]).no_spread_warning(5) == (
         "trial 4: every held-out seed returned the same value, so the interval has no width (no spread measured, "
-        "not none); `--seeds 10` runs 5 more seeds per config")
+        "not none); `--validation-seeds 10` runs 5 more seeds per config")
 
 
 def test_a_diverged_seed_ranks_a_config_last() -> None:
@@ -288,9 +288,10 @@ def test_a_diverged_seed_ranks_a_config_last() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
+    (["--validate-top", "0"], "argument --validate-top: invalid value '0'; expected an integer >= 1"),
     (["--top-k", "0"], "argument --top-k: invalid value '0'; expected an integer >= 1"),
-    (["--seeds", "1"], "argument --seeds: invalid value '1'; expected an integer from 2 to 1000"),
-    (["--seeds", "1000000000"], "argument --seeds: invalid value '1000000000'; expected an integer from 2 to 1000"),
+    (["--validation-seeds", "1"], "argument --validation-seeds: invalid value '1'; expected an integer from 2 to 1000"),
+    (["--validation-seeds", "1000000000"], "argument --validation-seeds: invalid value '1000000000'; expected an integer from 2 to 1000"),
     (["--study-name", "typo"], "study 'typo' not found in"),
     (["--study-name", "empty"], "study 'empty' has no complete trial to validate"),
     (["--device", "tpu"], "argument --device: invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
@@ -311,7 +312,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(
 
 def test_validate_command_prints_the_table_and_the_recommendation(
         tuned: TuneSettings, capfd: pytest.CaptureFixture[str]) -> None:
-    code = main(["validate", "--storage", tuned.storage_url, "--study-name", "s", "--top-k", "2", "--seeds", "2",
+    code = main(["validate", "--storage", tuned.storage_url, "--study-name", "s", "--validate-top", "2", "--validation-seeds", "2",
                  "--no-artifacts"])
     out = capfd.readouterr().out  # the per-run lines come from the worker processes
     assert code == 0
