@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from dqn_tune.dqn.evaluation import EvalStats, greedy_policy, run_episodes
 from dqn_tune.dqn.network import QNetwork
 from dqn_tune.dqn.trainer import TrainResult
 from dqn_tune.errors import AgentFileError, ConfigError
-from dqn_tune.output_paths import check_writable
+from dqn_tune.output_paths import check_writable, replacing
 from dqn_tune.versions import library_versions
 
 FORMAT = "dqn-tune-agent"
@@ -100,17 +99,8 @@ def save_agent(agent: Agent, path: str | os.PathLike[str]) -> Path:
         "state_dict": agent.q_network.state_dict(),
         "metadata": {**agent.metadata, "versions": library_versions()},
     }
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with replacing(target) as temporary:
+        torch.save(payload, temporary)
     return target
 
 
