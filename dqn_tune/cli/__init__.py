@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _storage_fault(exc: Exception, storage: str | None) -> DQNTuneError | None:
+    """The one-line error of a storage fault `exc` met by a command on `storage` (its --storage), or None for any
+    other exception."""
+    # imported here, not with the module: `dqn-tune --version` and `--help` need no SQLAlchemy
+    from dqn_tune.runner.storage import DEFAULT_STORAGE
+    from dqn_tune.runner.storage_errors import storage_error
+
+    return storage_error(exc, url=storage or DEFAULT_STORAGE)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -79,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if DEFAULT_COMMAND in COMMANDS and args_list and args_list[0] not in (*COMMANDS, "-h", "--help", "--version"):
         args_list.insert(0, DEFAULT_COMMAND)
-    debug = False
+    debug, storage = False, None
     with interrupts_stop_cleanly():
         try:
             # A Ctrl-C while torch, optuna and gymnasium import is held until they are done: raised inside a C++
@@ -91,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except SystemExit as exc:
                     return int(exc.code or 0)
                 debug = getattr(args, "debug", False)  # a bare `dqn-tune` has no subcommand flags
+                storage = getattr(args, "storage", None)
                 if args.command is None:
                     parser.print_help()
                     return 2
@@ -104,6 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             sys.stderr.write(f"{PROG}: interrupted\n")
             return 130
+        except Exception as exc:  # a storage fault met after the storage opened: a full disk, a damaged database
+            fault = None if debug else _storage_fault(exc, storage)
+            if fault is None:
+                raise
+            sys.stderr.write(f"{PROG}: error: {fault}\n")
+            return 2
 
 
 if __name__ == "__main__":
