@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from dqn_tune.errors import DQNTuneError
 from dqn_tune.runner.interrupts import deferred_interrupts, interrupts_stop_cleanly
@@ -80,17 +81,24 @@ def _version() -> str:
         return "(not installed)"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `dqn-tune` console script; returns the exit status.
+def program() -> NoReturn:
+    """The `dqn-tune` console script and `python -m dqn_tune`: run the command line and exit with its status; a
+    Ctrl-C or SIGTERM after the command has finished (its summary printed) is ignored while the process exits."""
+    raise SystemExit(main(exiting=True))
+
+
+def main(argv: Sequence[str] | None = None, *, exiting: bool = False) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]); returns the exit status.
 
     Everything heavy (the subcommands' imports of torch and optuna included) runs inside the try, so
-    Ctrl-C at any moment exits with status 130 and one line, never a traceback.
+    Ctrl-C at any moment exits with status 130 and one line, never a traceback. `exiting`: the process
+    exits right after, and ignores stop signals from then on (see `program`).
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if DEFAULT_COMMAND in COMMANDS and args_list and args_list[0] not in (*COMMANDS, "-h", "--help", "--version"):
         args_list.insert(0, DEFAULT_COMMAND)
     debug, storage = False, None
-    with interrupts_stop_cleanly():
+    with interrupts_stop_cleanly(until_exit=exiting):
         try:
             # A Ctrl-C while torch, optuna and gymnasium import is held until they are done: raised inside a C++
             # extension's import, KeyboardInterrupt can abort the process (pybind11) or be swallowed.
@@ -124,4 +132,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    program()
