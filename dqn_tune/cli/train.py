@@ -12,6 +12,7 @@ from dqn_tune.dqn.batched_trainer import train_runs
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.trainer import TrainResult
+from dqn_tune.dqn.untrusted import check_env_id_imports_nothing
 from dqn_tune.output_paths import check_writable
 from dqn_tune.results.export import read_config_file
 from dqn_tune.tuning.presets import eval_freq_for, preset_for
@@ -71,7 +72,10 @@ def train_on(device: str, config: DQNConfig, seed: int, report: Callable[[int, f
 def starting_config(args: argparse.Namespace) -> tuple[DQNConfig, str]:
     """The config the flags are applied to, and where it comes from: --config, the env's preset, or the defaults."""
     if args.config is not None:
-        return read_config_file(args.config), args.config
+        config = read_config_file(args.config)
+        if args.env_id is None:
+            check_env_id_imports_nothing(config.env_id, source=f"config file {args.config!r}")
+        return config, args.config
     env_id = args.env_id or DQNConfig().env_id
     preset = None if args.no_preset else preset_for(env_id)
     if preset is None:
