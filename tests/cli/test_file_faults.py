@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import signal
 import sys
 import uuid
 from collections.abc import Callable
@@ -116,3 +117,49 @@ def test_a_file_never_decides_which_module_is_imported(
 
     assert main([*args, "--env", env_id]) == 0, capsys.readouterr().err  # the user named the module: imported
     assert imported.exists() and module in sys.modules
+
+
+def nested_brackets(path: Path) -> Path:
+    path.write_text("x = " + "[" * 100_000)  # 200 kB on which tomllib recurses past Python's limit
+    return path
+
+
+def fifo(path: Path) -> Path:
+    os.mkfifo(path)  # reading it would wait for a writer forever
+    return path
+
+
+def large(path: Path) -> Path:
+    path.write_text("# padding\n" * 200_000)
+    return path
+
+
+HOSTILE_TOML: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "100,000 nested brackets": (nested_brackets, "{what} is not valid TOML: its arrays or tables nest too deeply"),
+    "a device that never ends": (lambda _: Path("/dev/zero"),
+                                 "cannot read {what}: it is a device, pipe or socket, not a regular file"),
+    "a FIFO": (fifo, "cannot read {what}: it is a device, pipe or socket, not a regular file"),
+    "2 MB of comments": (large, "{what} is larger than 1000000 bytes; expected a TOML file of a few kB"),
+}
+READERS = {"config file": ["train", "--config", "{file}", "--out", "{dir}/agent.pt"],
+           "search-space file": ["tune", "--search-space", "{file}", "--trials", "1", "--storage", "sqlite:///{dir}/study.db"]}
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("case", HOSTILE_TOML)
+def test_hostile_toml_files_are_one_line_errors_within_bounds(
+        reader: str, case: str, tmp_path: Path, in_child: RunInChild) -> None:
+    """Each command runs in a child under an address-space limit of 1 GiB more than it uses, and an alarm that kills
+    it after 60 s: reading /dev/zero or a FIFO without bounds fails the test instead of exhausting the machine."""
+    make, message = HOSTILE_TOML[case]
+    path = make(tmp_path / "hostile.toml")
+    in_use = int(re.search(r"VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
+
+    def bounded() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (in_use + 2**30, resource.RLIM_INFINITY))
+        signal.alarm(60)
+
+    code, out, err = in_child([arg.format(file=path, dir=tmp_path) for arg in READERS[reader]], bounded)
+    assert code == 2 and err.count("\n") == 1, (code, out, err)
+    assert message.format(what=f"{reader} '{path}'") in err, err
+    assert sorted(os.listdir(tmp_path)) == (["hostile.toml"] if path.parent == tmp_path else [])
