@@ -43,10 +43,10 @@ class SmallDisk:
 
     def fill(self, *, leave: int) -> Callable[[], None]:
         """Fill the disk but for `leave` bytes; returns what a child process must call before it runs (a no-op on a
-        mounted disk; else a file size limit of the largest file's size plus `leave`)."""
+        mounted disk; else a file size limit of `leave` bytes, which also stops writes to the database's pages
+        beyond it)."""
         if not self.mounted:
-            limit = max(path.stat().st_size for path in self.folder.rglob("*") if path.is_file()) + leave
-            return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+            return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (leave, resource.RLIM_INFINITY))
         free = shutil.disk_usage(self.folder).free
         with (self.folder / "filler").open("wb") as handle:
             handle.write(b"\0" * max(free - leave, 0))
