@@ -81,6 +81,7 @@ def states(url: str) -> list[TrialState]:
     return [trial.state for trial in optuna.load_study(study_name=STUDY, storage=open_existing_storage(url)).trials]
 
 
+@pytest.mark.slow
 def test_a_disk_full_mid_study_is_one_line_fails_the_trial_and_the_study_resumes(
         small_disk: SmallDisk, in_child: RunInChild, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{small_disk.folder}/study.db"
