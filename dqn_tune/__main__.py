@@ -1,5 +1,5 @@
 """`python -m dqn_tune`: the same as the `dqn-tune` console script."""
 
-from dqn_tune.cli import main
+from dqn_tune.cli import program
 
-raise SystemExit(main())
+program()

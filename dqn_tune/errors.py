@@ -36,13 +36,14 @@ class StorageError(DQNTuneError):
 
 
 class DivergenceError(DQNTuneError, ArithmeticError):
-    """Training produced a NaN or infinite loss."""
+    """Training produced a NaN or infinite loss; `from_env`: the env gave the NaN or inf (in a reward or an observation
+    of the batch), so no hyperparameter can help."""
 
-    def __init__(self, step: int, loss: float) -> None:
-        super().__init__(
-            f"training diverged at step {step}: loss is {loss}; "
-            "lower --learning-rate or enable gradient clipping (--max-grad-norm)"
-        )
+    def __init__(self, step: int, loss: float, *, from_env: bool = False) -> None:
+        advice = ("the env returned a NaN or infinite reward or observation, which the batch replayed: fix the env "
+                  "(a lower --learning-rate cannot help)" if from_env
+                  else "lower --learning-rate or enable gradient clipping (--max-grad-norm)")
+        super().__init__(f"training diverged at step {step}: loss is {loss}; {advice}")
         self.step = step
         self.loss = loss
 

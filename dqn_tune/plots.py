@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dqn_tune.dqn.run_record import RunRecord
+from dqn_tune.output_paths import replacing
 
 FIGSIZE = (6.4, 4.0)
 DPI = 100
@@ -28,11 +29,12 @@ def new_figure() -> Figure:
     return figure
 
 
-def save_figure(figure: Figure, path: str | Path) -> Path:
-    """Write `figure` to `path` (format from the suffix, e.g. .png) and return the path."""
-    path = Path(path)
-    figure.savefig(path)
-    return path
+def save_figure(figure: Figure, path: str | Path, **savefig_options: Any) -> Path:
+    """Write `figure` to `path` atomically (format from the suffix, e.g. .png; `savefig_options` go to
+    `Figure.savefig`) and return the path."""
+    with replacing(path) as temporary:
+        figure.savefig(temporary, **savefig_options)
+    return Path(path)
 
 
 def _label_axes(axes: Axes, title: str) -> None:

@@ -12,7 +12,7 @@ import dqn_tune
 
 PACKAGE = Path(dqn_tune.__file__).parent
 LAYERS = {"utilities": 0, "dqn": 1, "runner": 1, "plots": 2, "tuning": 3, "results": 4, "cli": 5}
-UTILITIES = {"errors", "versions", "output_paths"}
+UTILITIES = {"errors", "versions", "output_paths", "toml_files"}
 
 
 def layer_of(module: str) -> int | None:

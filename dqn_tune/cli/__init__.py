@@ -14,6 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from dqn_tune.errors import DQNTuneError
 from dqn_tune.runner.interrupts import deferred_interrupts, interrupts_stop_cleanly
@@ -131,6 +132,16 @@ def default_command_help(sub: argparse.ArgumentParser) -> str:
     )
 
 
+def _storage_fault(exc: Exception, storage: str | None) -> DQNTuneError | None:
+    """The one-line error of a storage fault `exc` met by a command on `storage` (its --storage), or None for any
+    other exception."""
+    # imported here, not with the module: `dqn-tune --version` and `--help` need no SQLAlchemy
+    from dqn_tune.runner.storage import DEFAULT_STORAGE
+    from dqn_tune.runner.storage_errors import storage_error
+
+    return storage_error(exc, url=storage or DEFAULT_STORAGE)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -140,17 +151,24 @@ def _version() -> str:
         return "(not installed)"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `dqn-tune` console script; returns the exit status.
+def program() -> NoReturn:
+    """The `dqn-tune` console script and `python -m dqn_tune`: run the command line and exit with its status; a
+    Ctrl-C or SIGTERM after the command has finished (its summary printed) is ignored while the process exits."""
+    raise SystemExit(main(exiting=True))
+
+
+def main(argv: Sequence[str] | None = None, *, exiting: bool = False) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]); returns the exit status.
 
     Everything heavy (the subcommands' imports of torch and optuna included) runs inside the try, so
-    Ctrl-C at any moment exits with status 130 and one line, never a traceback.
+    Ctrl-C at any moment exits with status 130 and one line, never a traceback. `exiting`: the process
+    exits right after, and ignores stop signals from then on (see `program`).
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if DEFAULT_COMMAND in COMMANDS and args_list and args_list[0] not in (*COMMANDS, "-h", "--help", "--version"):
         args_list.insert(0, DEFAULT_COMMAND)
-    debug = False
-    with interrupts_stop_cleanly():
+    debug, storage = False, None
+    with interrupts_stop_cleanly(until_exit=exiting):
         try:
             # A Ctrl-C while torch, optuna and gymnasium import is held until they are done: raised inside a C++
             # extension's import, KeyboardInterrupt can abort the process (pybind11) or be swallowed.
@@ -161,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except SystemExit as exc:
                     return int(exc.code or 0)
                 debug = getattr(args, "debug", False)  # a bare `dqn-tune` has no subcommand flags
+                storage = getattr(args, "storage", None)
                 if args.command is None:
                     parser.print_help()
                     return 2
@@ -175,7 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             sys.stderr.write(f"{PROG}: interrupted\n")
             return 130
+        except Exception as exc:  # a storage fault met after the storage opened: a full disk, a damaged database
+            fault = None if debug else _storage_fault(exc, storage)
+            if fault is None:
+                raise
+            sys.stderr.write(f"{PROG}: error: {fault}\n")
+            return 2
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    program()

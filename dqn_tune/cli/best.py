@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dqn_tune.cli.arguments import add_study_flags, chosen_study, text
-from dqn_tune.errors import OutputPathError
-from dqn_tune.output_paths import check_writable
+from dqn_tune.output_paths import check_writable, write_text
 from dqn_tune.results.defaults import FORMATS
 
 USES_STORAGE = True
@@ -43,11 +42,6 @@ def run(args: argparse.Namespace) -> int:
     if out is None:
         print(content, end="")
         return 0
-    try:
-        out.write_text(content, encoding="utf-8")
-    except OSError as exc:
-        raise OutputPathError(
-            f"cannot write output path {str(out)!r}: {exc.strerror or exc}; choose another --out"
-        ) from None
+    write_text(out, content)
     print(f"wrote the {args.format} config of trial {chosen.trial} of study {name!r} ({chosen.why}) to {out}")
     return 0

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
     parser.add_argument("--episodes", type=positive_int, default=100, help="evaluation episodes (default: 100)")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the evaluation env (default: 0)")
-    add_env_flag(parser, "evaluate on this env id instead of the one the agent was trained on")
+    add_env_flag(parser, "evaluate on this env id instead of the one the agent was trained on (needed for an id "
+                         "'module:Env', which imports that module: the agent file alone never decides that)")
     parser.add_argument(
         "--video", type=text, default=None, metavar="PATH", help="also write one episode as a .gif or .mp4"
     )
@@ -29,9 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from dqn_tune.dqn.agent import load_agent  # torch loads when the command runs, not for --help
     from dqn_tune.results.video import record_episode
 
-    agent = load_agent(args.path)
-    if args.env_id is not None:
-        agent.config = agent.config.replace(env_id=args.env_id)
+    agent = load_agent(args.path, env_id=args.env_id)
     stats = agent.evaluate(args.episodes, seed=args.seed)
     print(
         f"{agent.env_id}: mean return {stats.mean:.2f} +- {stats.std:.2f} over {args.episodes} episodes "

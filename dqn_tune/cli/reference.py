@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from dqn_tune.cli import DEFAULT_COMMAND, PROG, build_parser
+from dqn_tune.output_paths import write_text
 
 HEADER = f"""# CLI reference
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     page = render()
     if args:
-        Path(args[0]).write_text(page, encoding="utf-8")
+        write_text(Path(args[0]), page)
     else:
         sys.stdout.write(page)
     return 0

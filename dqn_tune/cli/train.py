@@ -96,9 +96,13 @@ def train_on(device: str, config: DQNConfig, seed: int, report: Callable[[int, f
 def starting_config(args: argparse.Namespace) -> tuple[DQNConfig, str]:
     """The config the flags are applied to, and where it comes from: --config, the env's preset, or the defaults."""
     if args.config is not None:
+        from dqn_tune.dqn.untrusted import check_env_id_imports_nothing
         from dqn_tune.results.export import read_config_file
 
-        return read_config_file(args.config), args.config
+        config = read_config_file(args.config)
+        if args.env_id is None:
+            check_env_id_imports_nothing(config.env_id, source=f"config file {args.config!r}")
+        return config, args.config
     env_id = args.env_id or DQNConfig().env_id
     preset = None if args.no_preset else preset_for(env_id)
     if preset is None:

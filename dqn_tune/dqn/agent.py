@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -24,8 +23,9 @@ from dqn_tune.dqn.envs import make_env, space_dims
 from dqn_tune.dqn.evaluation import EvalStats, greedy_policy, run_episodes
 from dqn_tune.dqn.network import QNetwork
 from dqn_tune.dqn.trainer import TrainResult
+from dqn_tune.dqn.untrusted import check_env_id_imports_nothing, check_tensors_stored
 from dqn_tune.errors import AgentFileError, ConfigError
-from dqn_tune.output_paths import check_writable
+from dqn_tune.output_paths import check_writable, replacing
 from dqn_tune.versions import library_versions
 
 FORMAT = "dqn-tune-agent"
@@ -100,26 +100,19 @@ def save_agent(agent: Agent, path: str | os.PathLike[str]) -> Path:
         "state_dict": agent.q_network.state_dict(),
         "metadata": {**agent.metadata, "versions": library_versions()},
     }
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with replacing(target) as temporary:
+        torch.save(payload, temporary)
     return target
 
 
-def load_agent(path: str | os.PathLike[str]) -> Agent:
+def load_agent(path: str | os.PathLike[str], *, env_id: str | None = None) -> Agent:
     """Load an agent saved by `save_agent`, without running any code from the file.
 
     Any bad file (missing, a directory, empty, truncated, not a torch archive, a pickle, compressed,
-    inconsistent or absurd dimensions) is a one-line AgentFileError; nothing larger than the file's own
-    tensors is allocated.
+    inconsistent or absurd dimensions, tensors larger than the bytes stored for them) is a one-line
+    AgentFileError; nothing larger than the file's own tensors is allocated. `env_id` replaces the env the
+    agent was trained on; it is needed when the stored id names a module to import ('module:Env'), which
+    the file alone never decides (EnvError).
     """
     source = Path(path)
     payload = _read_payload(source)
@@ -146,6 +139,11 @@ def load_agent(path: str | os.PathLike[str]) -> Agent:
         config = DQNConfig.from_dict(entries["config"])
     except (TypeError, ConfigError) as exc:
         raise AgentFileError(f"{damaged}: {exc}".splitlines()[0]) from exc
+    if env_id is None:
+        check_env_id_imports_nothing(config.env_id, source=f"agent file {str(source)!r}")
+    else:
+        config = config.replace(env_id=env_id)
+    check_tensors_stored(entries["state_dict"], source=damaged)
     network = _network_for(entries["state_dict"], entries["obs_dim"], entries["n_actions"], config.hidden_sizes)
     if network is None:
         raise AgentFileError(f"{damaged}: its weights do not fit a network with {entries['obs_dim']} observation "

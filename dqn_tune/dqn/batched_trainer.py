@@ -182,10 +182,12 @@ def train_seeds(config: DQNConfig, seeds: Sequence[int], *, on_eval: GroupEvalCa
 
             if step > config.learning_starts and step % config.train_freq == 0:
                 for _ in range(config.gradient_steps):
-                    losses = member_losses(buffer.sample(config.batch_size, device), q_network, target_network, config)
+                    batch = buffer.sample(config.batch_size, device)
+                    losses = member_losses(batch, q_network, target_network, config)
                     loss_values = losses.tolist()  # a NaN/inf loss stops its member before it reaches the weights
                     for k in [member for member in running if not math.isfinite(loss_values[member])]:
-                        logs[k].diverged = DivergenceError(step, loss_values[k])
+                        logs[k].diverged = DivergenceError(step, loss_values[k],
+                                                           from_env=not batch.member(k).env_values_finite())
                         _stop(logs[k], step, updates, target_updates)
                         if not (config.keep_best and logs[k].best.step >= 0):
                             copy_member(kept, params, k)

@@ -17,6 +17,15 @@ class Batch(NamedTuple):
     next_obs: torch.Tensor
     terminated: torch.Tensor
 
+    def member(self, k: int) -> Batch:
+        """Member k's minibatch of a batch with a leading member axis."""
+        return Batch(*(tensor[k] for tensor in self))
+
+    def env_values_finite(self) -> bool:
+        """Whether what the env returned (observations, rewards) is finite: called on a NaN loss, to tell the env's
+        NaN from training's own divergence."""
+        return all(bool(torch.isfinite(tensor).all()) for tensor in (self.obs, self.rewards, self.next_obs))
+
 
 class ReplayBuffer:
     """Ring buffer of capacity N; the oldest transition is overwritten once it is full.

@@ -209,7 +209,7 @@ def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, 
                     loss = loss_fn(q_taken, target)
                     loss_value = loss.item()  # ~1 us on CPU; a NaN/inf loss never reaches the weights
                     if not math.isfinite(loss_value):
-                        raise DivergenceError(step, loss_value)
+                        raise DivergenceError(step, loss_value, from_env=not batch.env_values_finite())
                     gradient_step(loss, params, optimizer, config.max_grad_norm)
                     updates += 1
             if step % config.target_update_interval == 0:

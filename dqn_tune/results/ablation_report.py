@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from dqn_tune.dqn.run_record import RunRecord, curve_auc
 from dqn_tune.errors import StorageError
-from dqn_tune.output_paths import safe_name
+from dqn_tune.output_paths import replacing, safe_name, write_text
 from dqn_tune.plots import FIGSIZE, mean_curve, new_figure, save_figure
 from dqn_tune.runner.attributes import FAIL_REASON
 from dqn_tune.tuning.ablation import AblationSpec, Cell, assignments, value_text
@@ -145,7 +145,7 @@ def write_ablation_report(study: optuna.Study, out_dir: str | Path) -> ReportFil
     files = ReportFiles(directory / CSV_NAME, directory / TABLE_NAME,
                         None if figure_name is None else directory / figure_name, directory / CURVES_NAME)
     write_csv(spec, runs, diverged, files.csv)
-    files.table.write_text(summary_table(study.study_name, spec, runs, diverged), encoding="utf-8")
+    write_text(files.table, summary_table(study.study_name, spec, runs, diverged))
     if files.figure is not None:
         save_figure((heatmap_figure if len(spec.grid) == 2 else bars_figure)(spec, runs), files.figure)
     save_figure(curves_figure(spec, runs), files.curves)
@@ -154,7 +154,7 @@ def write_ablation_report(study: optuna.Study, out_dir: str | Path) -> ReportFil
 
 def write_csv(spec: AblationSpec, runs: Sequence[AblationRun], diverged: Mapping[Cell, int], path: Path) -> None:
     """One row per run, diverged ones last with empty figures; empty steps: not reached, or not stored."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with replacing(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(("trial", *spec.grid, *RUN_COLUMNS))
         for run in runs:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,9 @@ import optuna
 from dqn_tune.dqn.config import DQNConfig, field_names
 from dqn_tune.errors import ConfigError
 from dqn_tune.results.defaults import FORMATS
+from dqn_tune.toml_files import read_toml
 from dqn_tune.tuning import records
 from dqn_tune.tuning.selection import default_trial
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 NO_CLIPPING = "none"
 """How TOML (which has no null) and the command line write max_grad_norm = None."""
@@ -159,17 +154,7 @@ def read_config_file(path: str | Path) -> DQNConfig:
     """The DQNConfig of a TOML file of DQNConfig fields (missing ones keep their defaults), as `to_toml` writes;
     ConfigError naming the file and the key for an unreadable file, an unknown key or a bad value."""
     where = f"config file {str(path)!r}"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"cannot read {where}: {reason}; expected a TOML file such as "
-                          "'dqn-tune best --format toml' writes") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
-    return config_from_mapping(data, where=where)
+    return config_from_mapping(read_toml(path, what=where), where=where)
 
 
 def config_from_mapping(data: dict[str, Any], *, where: str) -> DQNConfig:

@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import OutputPathError, StorageError
-from dqn_tune.output_paths import safe_name
+from dqn_tune.output_paths import safe_name, write_text
 from dqn_tune.plots import (
     learning_curve_figure,
     mean_curves_figure,
@@ -43,6 +43,7 @@ from dqn_tune.results.plot_layout import (
     fit_parallel_coordinate_html,
     fit_parallel_coordinate_png,
 )
+from dqn_tune.results.plotly_files import PLOTLY_JS, write_html
 from dqn_tune.results.validation_report import VALIDATION, number_text, validation_markdown, write_validation_figures
 from dqn_tune.tuning import records
 from dqn_tune.tuning.recommendation import Recommendation
@@ -125,7 +126,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, artifact_dir: str 
     summary = report.out_dir / SUMMARY
     report.files.append(summary)
     text = _summary_markdown(study, trials, importances, report, recommendation)
-    summary.write_text(text + _artifacts_markdown(artifact_dir or records.stored_artifact_dir(study)), encoding="utf-8")
+    write_text(summary, text + _artifacts_markdown(artifact_dir or records.stored_artifact_dir(study)))
     return report
 
 
@@ -219,18 +220,14 @@ def _write_optuna_plot(study: optuna.Study, plot: OptunaPlot, report: Report) ->
     plotly_figure = plot.plotly(study, **plot.kwargs)
     if plot.fit_html is not None:
         plot.fit_html(plotly_figure)
-    plotly_figure.write_html(html, include_plotlyjs="directory")
-    report.files.append(html)
-    plotly_js = report.out_dir / "plotly.min.js"
-    if plotly_js not in report.files:
-        report.files.append(plotly_js)
+    report.files.extend(path for path in write_html(plotly_figure, html) if path not in report.files)
     figure = optuna_png_figure(study, plot)
     try:
         with _optuna_plotting():
-            figure.savefig(report.out_dir / f"{plot.name}.png", dpi=100, bbox_inches="tight")
+            report.files.append(save_figure(figure, report.out_dir / f"{plot.name}.png", dpi=100,
+                                            bbox_inches="tight"))
     finally:
         plt.close(figure)
-    report.files.append(report.out_dir / f"{plot.name}.png")
 
 
 def _write_learning_curves(top: Sequence[FrozenTrial], report: Report) -> None:
@@ -283,7 +280,7 @@ def _summary_markdown(study: optuna.Study, trials: Sequence[FrozenTrial], import
     if top_curves in report.files:
         lines += ["", "## Learning curves of the top trials", "", f"![learning curves]({top_curves.name})"]
     lines += ["", "## Files", ""]
-    lines += [f"- [{path.name}]({path.name})" for path in report.files if path.name not in ("plotly.min.js", SUMMARY)]
+    lines += [f"- [{path.name}]({path.name})" for path in report.files if path.name not in (PLOTLY_JS, SUMMARY)]
     if report.skipped:
         lines += ["", "## Not drawn", ""] + [f"- {reason}" for reason in report.skipped]
     return "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ from dqn_tune.dqn.config import SEED_MAX, DQNConfig
 from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import ConfigError
-from dqn_tune.output_paths import check_writable, safe_name
+from dqn_tune.output_paths import check_writable, safe_name, write_text
 from dqn_tune.plots import learning_curve_figure, save_figure
 from dqn_tune.runner.storage import load_study, open_existing_storage, prepare_url
 from dqn_tune.tuning.presets import eval_freq_for
@@ -244,7 +244,7 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
     figure = learning_curve_figure([RunRecord.from_result(r) for r in results],
                                    title=f"{study_name} trial {chosen.number}: retrained seeds")
     save_figure(figure, outcome.curve_path)
-    outcome.summary_path.write_text(summary_markdown(outcome, chosen.params), encoding="utf-8")
+    write_text(outcome.summary_path, summary_markdown(outcome, chosen.params))
     return outcome
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from dqn_tune.plots import ValidatedConfig, save_figure, validation_figure
+from dqn_tune.results.plotly_files import write_html
 from dqn_tune.tuning.recommendation import RULE, Recommendation
 
 VALIDATION = "validation"
@@ -42,9 +43,7 @@ def write_validation_figures(study_name: str, recommendation: Recommendation, ou
                            marker={"color": "black"}, text=[f"seed {seed}" for seed in row.seeds],
                            name=config.label)
     figure.update_layout(title=title, yaxis_title="final greedy return per held-out seed")
-    html = out_dir / f"{VALIDATION}.html"
-    figure.write_html(html, include_plotlyjs="directory")
-    return [*files, html, out_dir / "plotly.min.js"]
+    return [*files, *write_html(figure, out_dir / f"{VALIDATION}.html")]
 
 
 def validation_markdown(recommendation: Recommendation, *, figure: bool) -> list[str]:

@@ -11,7 +11,7 @@ import numpy as np
 from dqn_tune.dqn.agent import Agent
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.errors import OutputPathError
-from dqn_tune.output_paths import check_writable
+from dqn_tune.output_paths import check_writable, replacing
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 FPS = 30
@@ -38,8 +38,9 @@ def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> 
             done = terminated or truncated
     finally:
         env.close()
-    if target.suffix.lower() == ".gif":
-        imageio.mimsave(target, frames, duration=1000 / FPS, loop=0)
-    else:
-        imageio.mimsave(target, frames, fps=FPS, macro_block_size=1)
+    with replacing(target) as temporary:
+        if target.suffix.lower() == ".gif":
+            imageio.mimsave(temporary, frames, duration=1000 / FPS, loop=0)
+        else:
+            imageio.mimsave(temporary, frames, fps=FPS, macro_block_size=1)
     return target, total

@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial
 from dqn_tune.errors import StorageError
 from dqn_tune.runner.interrupts import deferred_interrupts, interrupts_stop_cleanly
 from dqn_tune.runner.storage import StorageSettings, public_url, sqlite_path, study_lock
+from dqn_tune.runner.storage_errors import storage_faults
 from dqn_tune.runner.trial_loop import BatchObjective, Objective, TrialQuota, run_trials
 from dqn_tune.runner.trial_queue import fail_trials_of, process_name, retry_state
 from dqn_tune.runner.workers import WorkerError, run_in_processes
@@ -198,14 +199,16 @@ class _LostWorkers:
 
 def _work(job: StudyJob, total_trials: int | None, quota: TrialQuota, seed: int,
           on_trial: Callable[[FrozenTrial], None] | None = None) -> None:
-    """One worker: open the study the job's way and run its trials until the quota or the cap is reached."""
-    study = job.load(job.storage.open(), seed)
+    """One worker: open the study the job's way and run its trials until the quota or the cap is reached; a storage
+    fault is a one-line StorageError (a worker process's is re-raised as it is by its parent)."""
+    with storage_faults(job.storage.url):
+        study = job.load(job.storage.open(), seed)
 
-    def finished(trial: FrozenTrial) -> None:
-        line = job.describe(study, trial)
-        if line is not None:
-            print(line, flush=True)
-        if on_trial is not None:
-            on_trial(trial)
+        def finished(trial: FrozenTrial) -> None:
+            line = job.describe(study, trial)
+            if line is not None:
+                print(line, flush=True)
+            if on_trial is not None:
+                on_trial(trial)
 
-    run_trials(study, job.trial_objective(), quota, total_trials=total_trials, on_trial=finished)
+        run_trials(study, job.trial_objective(), quota, total_trials=total_trials, on_trial=finished)

@@ -24,11 +24,13 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
 from dqn_tune.errors import StorageError
 from dqn_tune.runner.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
+from dqn_tune.runner.storage_errors import storage_faults
+from dqn_tune.runner.urls import public_url, sqlite_path
 
 MAX_RETRY = 2
 """How many times a trial whose worker died is re-run."""
@@ -41,17 +43,6 @@ OPTUNA_TABLES = frozenset({
 """The tables of Optuna's RDB schema."""
 OPTUNA_CORE_TABLES = frozenset({"studies", "trials", "version_info", "alembic_version"})
 """Tables whose presence means a database holds Optuna's schema (of some version)."""
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a sqlite URL (None for other backends or in-memory SQLite)."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return None
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return Path(parsed.database)
 
 
 def prepare_url(url: str | None, *, write: bool = True) -> str:
@@ -218,12 +209,13 @@ def _connect_args(url: str) -> dict[str, object]:
 
 @contextmanager
 def _guarded(url: str) -> Iterator[None]:
-    """Turn a database error raised inside the block into a one-line StorageError naming `url`."""
+    """Turn a database error (see `storage_faults`) or a missing driver raised inside the block into a one-line
+    StorageError naming `url`."""
     try:
-        yield
-    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, ImportError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise StorageError(f"cannot open storage {public_url(url)!r}: {reason}") from None
+        with storage_faults(url, opening=True):
+            yield
+    except ImportError as exc:
+        raise StorageError(f"cannot open storage {public_url(url)!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,14 +230,6 @@ class StorageSettings:
         """The storage, with heartbeats: a trial whose worker died is failed after the grace period and retried."""
         return open_storage(self.url, heartbeat_interval_s=self.heartbeat_interval_s,
                             grace_period_s=self.grace_period_s)
-
-
-def public_url(url: str) -> str:
-    """`url` with its password hidden, for everything the tool prints or stores."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):  # not a URL SQLAlchemy can parse (e.g. a port that is not a number)
-        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
 
 
 @contextmanager

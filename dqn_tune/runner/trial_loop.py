@@ -3,7 +3,9 @@
 Differences from `study.optimize`: trials come from `ask_trials` (no trial runs twice, even on
 SQLite with queued retries), `total_trials` caps the study across processes and machines, a quota
 is shared by the worker processes of one command, a DQNTuneError fails only its trial (reason
-stored), and an interrupt fails the running trial before it propagates. A `BatchObjective` runs
+stored), an interrupt fails the running trial before it propagates, and a storage fault (disk full,
+a damaged database) fails the running trials as far as the storage still takes writes and stops
+the worker with a one-line StorageError. A `BatchObjective` runs
 several queued trials at once (validation: one config's seeds as one batched training); each keeps
 its own heartbeat and is told on its own.
 """
@@ -21,15 +23,17 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from dqn_tune.errors import DQNTuneError
+from dqn_tune.errors import DQNTuneError, StorageError
 from dqn_tune.runner import attributes
 from dqn_tune.runner.interrupts import deferred_interrupts, raise_if_interrupted
 from dqn_tune.runner.optuna_internals import (
     frozen,
     heartbeat,
     optimize_loop,
+    rdb_storage,
     stop_requested,
 )
+from dqn_tune.runner.storage_errors import is_storage_fault, storage_error
 from dqn_tune.runner.trial_queue import ask_trials
 
 LOGGER = logging.getLogger(__name__)
@@ -143,9 +147,51 @@ def _run_batch(study: optuna.Study, batch: BatchObjective, limit: int,
                     trial.set_user_attr(attributes.FAIL_REASON, INTERRUPTED)
                 _tell(study, trial, None, TrialState.FAIL)
         raise
+    except Exception as exc:
+        fault = storage_error(exc, url=rdb_storage(study).url)
+        if fault is None:
+            raise
+        with deferred_interrupts():
+            raise _stop_for_fault(study, trials[told:], fault) from exc
     if error is not None:
         raise error
     return [frozen(study, trial) for trial in trials]
+
+
+def _stop_for_fault(study: optuna.Study, trials: Sequence[optuna.Trial], error: StorageError) -> StorageError:
+    """The StorageError that stops this worker after a storage fault (disk full, a damaged database), once `trials`
+    are failed as far as the storage still takes writes (this process is alive: none should stay RUNNING), saying
+    what became of them."""
+    failed = {trial.number: _fail_if_possible(study, trial, str(error)) for trial in trials}
+    fates = [str(error)]
+    if done := [number for number, ok in failed.items() if ok]:
+        fates.append(f"trial {_numbers(done)} marked failed")
+    if left := [number for number, ok in failed.items() if not ok]:
+        fates.append(f"trial {_numbers(left)} left RUNNING (the storage took no more writes): a later command fails "
+                     "and retries it once its heartbeat is older than the grace period")
+    return StorageError("; ".join(fates))
+
+
+def _fail_if_possible(study: optuna.Study, trial: optuna.Trial, reason: str) -> bool:
+    """Fail `trial` with `reason` if the storage still takes the writes; whether it took the failed state."""
+    try:  # the reason on its own: a new row, which on a full disk may not fit where the state changed in place does
+        trial.set_user_attr(attributes.FAIL_REASON, reason)
+    except UpdateFinishedTrialError:  # failed meanwhile by another process's stale-trial check
+        return True
+    except Exception as exc:
+        if not is_storage_fault(exc):
+            raise
+    try:
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    except Exception as exc:
+        if not is_storage_fault(exc):
+            raise
+        return False
+    return True
+
+
+def _numbers(numbers: Sequence[int]) -> str:
+    return ", ".join(map(str, numbers))
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None) -> None:
@@ -169,12 +215,14 @@ def _call(run: Callable[[Sequence[optuna.Trial]], list[float | None]], trials: S
         return every(TrialState.PRUNED), [None] * len(trials), None
     except UpdateFinishedTrialError:  # failed by another process's stale-trial check; _tell says so
         return every(TrialState.FAIL), [None] * len(trials), None
-    except DQNTuneError as exc:
+    except Exception as exc:
+        if is_storage_fault(exc):
+            raise  # the storage itself failed (disk full...): `_run_batch` fails the trials if it can, and stops
+        if not isinstance(exc, DQNTuneError):
+            for trial in trials:
+                trial.set_user_attr(attributes.FAIL_REASON, f"{type(exc).__name__}: {exc}")
+            return every(TrialState.FAIL), [None] * len(trials), exc
         for trial in trials:
             LOGGER.warning("trial %d failed: %s", trial.number, exc)
             trial.set_user_attr(attributes.FAIL_REASON, str(exc))
         return every(TrialState.FAIL), [None] * len(trials), None
-    except Exception as exc:
-        for trial in trials:
-            trial.set_user_attr(attributes.FAIL_REASON, f"{type(exc).__name__}: {exc}")
-        return every(TrialState.FAIL), [None] * len(trials), exc

@@ -136,7 +136,7 @@ def _child(target: Callable[..., Any], args: tuple[Any, ...], sender: Connection
 
     The worker stops cleanly when `parent` dies: already dead (the worker was adopted) or later (SIGTERM).
     """
-    with interrupts_stop_cleanly():
+    with interrupts_stop_cleanly(until_exit=True):
         try:
             _stop_with_parent(parent)
             outcome: tuple[str, Any] = ("ok", target(*args))
@@ -148,7 +148,7 @@ def _child(target: Callable[..., Any], args: tuple[Any, ...], sender: Connection
             sender.send(outcome)
         except OSError:  # the parent is gone: nobody to report to
             pass
-    sender.close()
+        sender.close()
 
 
 @contextmanager

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import StorageError
+from dqn_tune.output_paths import replacing
 from dqn_tune.plots import learning_curve_figure, save_figure
 from dqn_tune.runner.storage import StorageSettings, artifact_dir
 from dqn_tune.tuning import records
@@ -25,6 +28,22 @@ def chosen_artifact_dir(given: str | None, stored: str | None, storage_url: str 
     return str(Path(given or stored or artifact_dir(storage_url)).expanduser().absolute())
 
 
+class AtomicArtifactStore(FileSystemArtifactStore):
+    """Optuna's file-system artifact store, writing each file atomically: an artifact cut short (disk full) leaves
+    no partial file behind, and its space is free again at once for the trial's failed state."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self._directory = directory
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        """Write the artifact `artifact_id` (a file name in the store's directory) from `content_body`."""
+        if Path(artifact_id).name != artifact_id:
+            raise ValueError(f"invalid artifact id {artifact_id!r}: expected a file name")
+        with replacing(self._directory / artifact_id) as temporary, temporary.open("wb") as handle:
+            shutil.copyfileobj(content_body, handle)
+
+
 def make_artifact_store(storage_url: str | None, directory: str | Path | None = None) -> FileSystemArtifactStore:
     """The artifact store in `directory` (default: beside the storage), creating the directory; StorageError
     if it cannot be made."""
@@ -33,7 +52,7 @@ def make_artifact_store(storage_url: str | None, directory: str | Path | None = 
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(f"cannot create artifact directory {str(directory)!r}: {exc.strerror}") from None
-    return FileSystemArtifactStore(str(directory))
+    return AtomicArtifactStore(directory)
 
 
 def study_artifact_store(storage: StorageSettings, study_name: str, given: str | None) -> FileSystemArtifactStore:

@@ -14,7 +14,6 @@ ranges, fix them, or add other fields of DQNConfig:
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +22,10 @@ from typing import TYPE_CHECKING, Any, Union
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.memory import memory_needed
 from dqn_tune.errors import ConfigError
+from dqn_tune.toml_files import read_toml
 
 if TYPE_CHECKING:  # a space is read by `dqn-tune presets`, which must start without loading optuna
     import optuna
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 BUDGET_FIELDS = ("env_id", "total_timesteps", "eval_freq", "eval_curve_episodes", "eval_episodes")
 """DQNConfig fields that set the budget and the measurement of a trial, never sampled."""
@@ -189,16 +184,7 @@ def load_search_space(path: str | Path | None, *, base: SearchSpace = DEFAULT_SP
     if path is None:
         return base
     source = f"search-space file {str(path)!r}"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"cannot read {source}: {reason}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
-    return base.merged(SearchSpace.from_mapping(data, source=source))
+    return base.merged(SearchSpace.from_mapping(read_toml(path, what=source), source=source))
 
 
 def suggest_config(trial: optuna.Trial, base: DQNConfig, space: SearchSpace) -> DQNConfig:

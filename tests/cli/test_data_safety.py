@@ -49,14 +49,6 @@ def assert_one_line(err: str, message: str) -> None:
     assert message in err, err
 
 
-@pytest.fixture(scope="module")
-def study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file holding the tiny one-trial study STUDY."""
-    path = tmp_path_factory.mktemp("study") / "study.db"
-    assert main(["--trials", "1", "--storage", f"sqlite:///{path}", *TINY]) == 0
-    return path
-
-
 def foreign_db(path: Path) -> Path:
     """Another application's SQLite database, with an `alembic_version` table of its own."""
     with sqlite3.connect(path) as connection:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dqn_tune.dqn.agent import Agent
+from dqn_tune.dqn.batched_trainer import train_seeds
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.dqn.evaluation import run_episodes
@@ -57,6 +58,18 @@ CYCLE_TERMINATED = "dqn_tune_test/CycleTerminated-v0"
 """One step per episode, which terminates it."""
 gym.register(CYCLE_TRUNCATED, entry_point=CycleEnv, kwargs={"terminate": False}, max_episode_steps=1)
 gym.register(CYCLE_TERMINATED, entry_point=CycleEnv, kwargs={"terminate": True})
+
+
+class NanRewardEnv(CycleEnv):
+    """CycleEnv whose every reward is NaN, as a broken env's."""
+
+    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, float("nan"), terminated, truncated, info
+
+
+NAN_REWARD = "dqn_tune_test/NanReward-v0"
+gym.register(NAN_REWARD, entry_point=NanRewardEnv, kwargs={"terminate": False}, max_episode_steps=5)
 
 
 def q_values(result: TrainResult, observations: np.ndarray) -> np.ndarray:
@@ -165,6 +178,18 @@ def test_a_diverging_run_raises_with_the_step(tiny_config: DQNConfig) -> None:
         train(config, seed=0)
     assert config.learning_starts < info.value.step <= config.total_timesteps
     assert not np.isfinite(info.value.loss)
+    assert str(info.value).endswith("; lower --learning-rate or enable gradient clipping (--max-grad-norm)")
+
+
+def test_a_nan_reward_from_the_env_is_named_as_the_cause_not_the_learning_rate(tiny_config: DQNConfig) -> None:
+    config = tiny_config.replace(env_id=NAN_REWARD, eval_freq=0)
+    cause = ("; the env returned a NaN or infinite reward or observation, which the batch replayed: fix the env (a "
+             "lower --learning-rate cannot help)")
+    with pytest.raises(DivergenceError) as info:
+        train(config, seed=0)
+    (member,) = train_seeds(config, [0])
+    assert str(info.value) == f"training diverged at step {config.learning_starts + 2}: loss is nan{cause}"
+    assert str(member.diverged) == str(info.value)
 
 
 def test_on_eval_sees_each_evaluation_and_can_stop_the_run(tiny_config: DQNConfig) -> None:
