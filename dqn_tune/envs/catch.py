@@ -2,8 +2,8 @@
 
 A ball starts in a random column of the top row and falls one row per step; the agent moves a paddle
 along the bottom row (left, stay, right). When the ball reaches the bottom row the episode ends with
-reward +1 if the paddle is under it, else -1. Every episode lasts `rows - 1` steps; a random policy
-scores about -0.6, the best policy +1.
+reward +1 if the paddle is under it, else -1. Every episode lasts `rows - 1` steps; the best policy
+scores +1, a random one mostly misses.
 
 The observation is the grid as an RGB image, one pixel per cell: the ball red, the paddle green,
 uint8 in [0, 255] (or bool or float32 in [0, 1]), H x W x C or, with `channels_first`, C x H x W.

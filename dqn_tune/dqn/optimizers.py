@@ -1,0 +1,24 @@
+"""The optimizer of a run, by `config.optimizer`: Adam (fused), or the centered RMSprop of DQN's papers.
+
+Both are elementwise with one learning rate for all parameters, so one optimizer over the stacked
+parameters of K members is K independent optimizers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from dqn_tune.dqn.config import DQNConfig
+
+RMSPROP_SETTINGS = {"alpha": 0.95, "eps": 0.01, "centered": True, "momentum": 0.95}
+"""torch.optim.RMSprop's settings in MinAtar's reference DQN (examples/dqn.py: squared- and plain-gradient
+momentum 0.95, minimum squared gradient 0.01), after the Nature DQN's RMSProp."""
+
+
+def make_optimizer(config: DQNConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimizer `config.optimizer` names, at `config.learning_rate`."""
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=config.learning_rate, **RMSPROP_SETTINGS)
+    return torch.optim.Adam(params, lr=config.learning_rate, fused=True)
