@@ -9,8 +9,9 @@ from typing import Any
 
 from dqn_tune.cli.arguments import text
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.envs import make_env, space_dims
+from dqn_tune.dqn.envs import env_spaces, make_env
 from dqn_tune.dqn.memory import check_memory
+from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.errors import ConfigError
 
 
@@ -84,13 +85,14 @@ def build_config(args: argparse.Namespace, base: DQNConfig | None = None, **impl
         raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
 
 
-def env_dims(env_id: str) -> tuple[int, int]:
-    """(observation size, number of actions) of `env_id`; EnvError if DQN cannot use it."""
+def env_dims(env_id: str) -> tuple[ObservationSpec, int]:
+    """(observation spec, number of actions) of `env_id`; EnvError if DQN cannot use it."""
     with make_env(env_id) as env:
-        return space_dims(env)
+        return env_spaces(env)
 
 
-def check_fits_memory(config: DQNConfig, dims: tuple[int, int], *, members: int = 1, context: str = "") -> None:
+def check_fits_memory(config: DQNConfig, dims: tuple[ObservationSpec, int], *, members: int = 1,
+                      context: str = "") -> None:
     """ConfigError (naming flags, after `context`) unless training `members` seeds of `config` together on an
     env of `dims` fits the memory available; called before anything is written or allocated."""
     try:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 from dqn_tune.cli.arguments import add_device_flag, add_preset_flag, seed, text
 from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits_memory, env_dims
 from dqn_tune.dqn.agent import Agent, save_agent
-from dqn_tune.dqn.batched_trainer import train_runs
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.device import check_device
-from dqn_tune.dqn.trainer import TrainResult
+from dqn_tune.dqn.trainer import train
 from dqn_tune.output_paths import check_writable
 from dqn_tune.results.export import read_config_file
 from dqn_tune.tuning.presets import eval_freq_for, preset_for
@@ -50,22 +48,13 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"training DQN on {config.env_id} for {config.total_timesteps} steps (seed {args.seed}), starting from "
           f"{origin}", flush=True)
-    result = train_on(args.device, config, args.seed, report)
+    result = train(config, seed=args.seed, on_eval=report, device=args.device)  # DivergenceError: exit 2
     print(f"done in {result.wall_time_s:.1f}s ({result.steps_per_second:.0f} steps/s, {result.updates} updates)")
     print(f"mean evaluation return over {len(result.final_eval.returns)} episodes: "
           f"{result.final_eval.mean:.1f} +- {result.final_eval.std:.1f}")
     save_agent(Agent.from_result(result), out)
     print(f"saved agent to {out}")
     return 0
-
-
-def train_on(device: str, config: DQNConfig, seed: int, report: Callable[[int, float], bool]) -> TrainResult:
-    """One run of `config` on `device` (see `train_runs`); a run that diverged raises its DivergenceError."""
-    result = train_runs(config, [seed], device=device,
-                        on_eval=lambda step, returns: returns[0] is None or report(step, returns[0]))[0]
-    if result.diverged is not None:
-        raise result.diverged
-    return result
 
 
 def starting_config(args: argparse.Namespace) -> tuple[DQNConfig, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dqn_tune.dqn.batched_trainer import train_seeds
+from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.dqn.config import DQNConfig
 
 SEEDS = [0, 1, 2]
