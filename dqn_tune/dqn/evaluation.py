@@ -40,11 +40,12 @@ def greedy_policy(q_network: QNetwork) -> Policy:
     obs_array = np.zeros((q_network.members, 1, *observation.shape), dtype=observation.dtype)
     obs_tensor = torch.from_numpy(obs_array)  # shares memory: writing obs_array fills it without allocating
     obs_array = obs_array[:, 0]
+    on_cpu = device.type == "cpu"
 
     def act(obs: np.ndarray) -> list[int]:
         obs_array[:] = obs
         with torch.inference_mode():
-            return q_network(obs_tensor.to(device)).argmax(dim=2)[:, 0].tolist()
+            return q_network(obs_tensor if on_cpu else obs_tensor.to(device)).argmax(dim=2).view(-1).tolist()
 
     return act
 

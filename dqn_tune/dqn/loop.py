@@ -70,13 +70,12 @@ def collect(state: RunState) -> None:
     ended = []
     for k, explores in zip(state.running, explore):
         action = int(state.action_rngs[k].integers(state.n_actions)) if explores else greedy[k]
-        state.next_obs[k], reward, state.terminated[k], truncated, _ = state.envs[k].step(action)
-        state.actions[k] = action
-        state.rewards[k] = reward
-        state.ended[k] = state.terminated[k] or truncated
+        state.next_obs[k], reward, terminated, truncated, _ = state.envs[k].step(action)
+        state.actions[k], state.rewards[k], state.terminated[k] = action, reward, terminated
         log = state.logs[k]
         log.episode_return += float(reward)
-        if state.ended[k]:
+        state.ended[k] = done = terminated or truncated
+        if done:
             log.episode_returns.append(log.episode_return)
             log.episode_end_steps.append(state.step)
             log.episode_return = 0.0
@@ -107,14 +106,17 @@ def update(state: RunState) -> None:
     batch = state.replay.sample(config.batch_size, state.device, beta=per_beta_at(state.step, config))
     target = td_target(batch, q_network, state.target_network, config.double_dqn)
 
-    # loss: each member's mean TD loss (importance-weighted with prioritized replay), summed over members
+    # loss: the sum over members of each member's mean TD loss (importance-weighted with prioritized replay),
+    # as the mean over all members' minibatches times K: member k's gradient is exactly its own loss's
     q_taken = q_network(batch.obs).gather(-1, batch.actions).squeeze(-1)
-    losses = state.loss_fn(q_taken, target, reduction="none")
-    if batch.weights is not None:
-        losses = losses * batch.weights
-    loss = losses.sum() / config.batch_size
+    if batch.weights is None:
+        loss = state.loss_fn(q_taken, target)
+    else:
+        loss = (state.loss_fn(q_taken, target, reduction="none") * batch.weights).mean()
+    if len(state.seeds) > 1:
+        loss = loss * len(state.seeds)
     if not math.isfinite(loss.item()):  # a NaN/inf loss stops its member before it reaches the weights
-        stop_diverged(state, (losses.detach().sum(dim=1) / config.batch_size).tolist())
+        stop_diverged(state, state.loss_fn(q_taken.detach(), target, reduction="none").mean(dim=1).tolist())
         if not state.running:
             return
 

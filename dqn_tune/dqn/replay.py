@@ -74,10 +74,11 @@ class UniformSampler:
 class ReplayBuffer:
     """Ring buffers of capacity N for K members; the oldest transition is overwritten once full.
 
-    `terminated` marks true terminal states only; `ended` marks every episode end (terminated or cut
-    by a time limit). An n-step return sums rewards up to the first episode end and bootstraps unless
-    that end is a termination, exactly as a one-step target does, and never reads past the newest
-    transition (the write head): a window cut there bootstraps from the last stored step.
+    `discounts` holds each transition's one-step bootstrap factor, gamma, or 0 for a true terminal state
+    (a time-limit truncation keeps gamma); `ended` marks every episode end (terminated or truncated).
+    An n-step return sums rewards up to the first episode end and bootstraps unless that end is a
+    termination, exactly as a one-step target does, and never reads past the newest transition (the
+    write head): a window cut there bootstraps from the last stored step.
     """
 
     def __init__(self, capacity: int, observation: ObservationSpec, sampler: Sampler, *, members: int,
@@ -87,14 +88,19 @@ class ReplayBuffer:
         self.next_obs = np.zeros_like(self.obs)
         self.actions = np.zeros((members, capacity, 1), dtype=np.int64)
         self.rewards = np.zeros((members, capacity), dtype=np.float32)
-        self.terminated = np.zeros((members, capacity), dtype=bool)
+        self.discounts = np.zeros((members, capacity), dtype=np.float32)
         self.ended = np.zeros((members, capacity), dtype=bool)
         self.position = 0
         self.size = 0
         self.sampler = sampler
         self.n_steps = n_steps
-        self._powers = (gamma ** np.arange(n_steps + 1)).astype(np.float32)  # gamma^0 .. gamma^n
+        self.gamma = np.float32(gamma)
+        self._powers = (gamma ** np.arange(n_steps)).astype(np.float32)  # gamma^0 .. gamma^(n-1)
         self._rows = (np.arange(members) * capacity)[:, None]  # member k's rows in the flattened arrays
+        # the arrays viewed as [K * N, ...], so that one fancy index gathers every member's rows
+        self._flat = {name: array.reshape(-1, *array.shape[2:]) for name, array in (
+            ("obs", self.obs), ("next_obs", self.next_obs), ("actions", self.actions), ("rewards", self.rewards),
+            ("discounts", self.discounts), ("ended", self.ended))}
 
     def __len__(self) -> int:
         return self.size
@@ -102,8 +108,7 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes of the stored arrays."""
-        return sum(array.nbytes for array in (self.obs, self.next_obs, self.actions, self.rewards, self.terminated,
-                                              self.ended))
+        return sum(array.nbytes for array in self._flat.values())
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
             terminated: np.ndarray, ended: np.ndarray) -> None:
@@ -113,7 +118,7 @@ class ReplayBuffer:
         self.actions[:, i, 0] = actions
         self.rewards[:, i] = rewards
         self.next_obs[:, i] = next_obs
-        self.terminated[:, i] = terminated
+        self.discounts[:, i] = np.where(terminated, 0, self.gamma)
         self.ended[:, i] = ended
         self.sampler.added(i)
         self.position = (i + 1) % self.capacity
@@ -122,36 +127,38 @@ class ReplayBuffer:
     def sample(self, batch_size: int, device: torch.device, *, beta: float = 1.0) -> Batch:
         """`batch_size` transitions per member as n-step returns, on `device` (beta: prioritized replay's)."""
         slots, weights = self.sampler.draw(self.size, batch_size, beta)
-        first = slots + self._rows
-        last, rewards, m = self._returns(slots, first)
-        discounts = np.where(_rows(self.terminated)[last], np.float32(0), self._powers[m])
-        arrays = (_rows(self.obs)[first], _rows(self.actions)[first], rewards, _rows(self.next_obs)[last], discounts)
-        tensors = [torch.from_numpy(array).to(device) for array in arrays]
-        return Batch(*tensors, None if weights is None else torch.from_numpy(weights).to(device), slots)
+        flat, first = self._flat, slots + self._rows
+        if self.n_steps == 1:
+            last, rewards, discounts = first, flat["rewards"][first], flat["discounts"][first]
+        else:
+            last, rewards, discounts = self._n_step_returns(slots, first)
+        arrays = (flat["obs"][first], flat["actions"][first], rewards, flat["next_obs"][last], discounts, weights)
+        tensors = [None if array is None else _tensor(array, device) for array in arrays]
+        return Batch(*tensors, slots)
 
     def update_priorities(self, slots: np.ndarray, td_errors: np.ndarray) -> None:
         """Tell the sampler the TD errors [K, batch] of a sampled minibatch (prioritized replay's new priorities)."""
         self.sampler.update(slots, td_errors)
 
-    def _returns(self, slots: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | int]:
-        """(flat index of each return's last step, discounted reward sums, steps m summed) for [K, batch] starts."""
-        if self.n_steps == 1:
-            return first, _rows(self.rewards)[first], 1
+    def _n_step_returns(self, slots: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flat index of each return's last step, discounted reward sums, bootstrap discounts) for [K, batch]
+        starts; a return of m <= n steps bootstraps with gamma^(m-1) times its last step's one-step discount."""
         offsets = np.arange(self.n_steps)
         window = (slots[..., None] + offsets) % self.capacity + self._rows[..., None]  # [K, batch, n]
         stored = (self.position - 1 - slots) % self.capacity + 1  # steps from the start to the write head
-        ended = _rows(self.ended)[window]
+        ended = self._flat["ended"][window]
         # step j counts while no episode ended before it and it is stored
         counted = (np.cumsum(ended, axis=-1) - ended == 0) & (offsets < stored[..., None])
         m = counted.sum(axis=-1)
-        rewards = (_rows(self.rewards)[window] * self._powers[:-1] * counted).sum(axis=-1, dtype=np.float32)
+        rewards = (self._flat["rewards"][window] * self._powers * counted).sum(axis=-1, dtype=np.float32)
         last = np.take_along_axis(window, (m - 1)[..., None], axis=-1)[..., 0]
-        return last, rewards, m
+        return last, rewards, self._powers[m - 1] * self._flat["discounts"][last]
 
 
-def _rows(array: np.ndarray) -> np.ndarray:
-    """`array` [K, N, ...] viewed as [K * N, ...]."""
-    return array.reshape(-1, *array.shape[2:])
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """`array` as a tensor on `device` (sharing its memory on the CPU)."""
+    tensor = torch.from_numpy(array)
+    return tensor if device.type == "cpu" else tensor.to(device)
 
 
 def make_replay_buffer(config: DQNConfig, observation: ObservationSpec,

@@ -164,7 +164,7 @@ def test_the_largest_seed_trains_and_evaluates(trained: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("flags", "named"), [
-    (["--buffer-size", "99999999999999"], "--buffer-size = 99999999999999 is too large: this run needs 4.28e+06 GiB"),
+    (["--buffer-size", "99999999999999"], "--buffer-size = 99999999999999 is too large: this run needs 4.56e+06 GiB"),
     (["--hidden-sizes", "100000,100000,100000"],
      "--hidden-sizes = [100000, 100000, 100000] is too large: this run needs 522.14 GiB"),
     (["--hidden-sizes", "1000000000"], "--hidden-sizes = [1000000000] is too large"),
