@@ -21,7 +21,7 @@ FLOAT_BYTES = 4
 INDEX_BYTES = 8
 """int64: stored actions and sampled indices."""
 FLAG_BYTES = 1
-"""bool: the episode-end flag."""
+"""bool: the terminated and episode-end flags."""
 TREE_BYTES = 16
 """Prioritized replay's sum tree per slot: float64 nodes, twice the leaves (a power of two >= buffer_size)."""
 PARAMETER_COPIES = 7
@@ -73,8 +73,8 @@ def estimate_memory(config: DQNConfig, observation: ObservationSpec, n_actions: 
     """
     network = family(config.network)
     network.check(config, observation)
-    # obs, next_obs, action, reward, discount, episode end
-    transition = 2 * observation.nbytes + INDEX_BYTES + 2 * FLOAT_BYTES + FLAG_BYTES
+    # obs, next_obs, action, reward, terminated, episode end
+    transition = 2 * observation.nbytes + INDEX_BYTES + FLOAT_BYTES + 2 * FLAG_BYTES
     slots = 1 << max(config.buffer_size - 1, 0).bit_length()
     tree = TREE_BYTES * slots if config.prioritized_replay else 0
     # a sampled transition: its n-step window of rewards and flags, the gathered observations, target and weight

@@ -74,8 +74,8 @@ class UniformSampler:
 class ReplayBuffer:
     """Ring buffers of capacity N for K members; the oldest transition is overwritten once full.
 
-    `discounts` holds each transition's one-step bootstrap factor, gamma, or 0 for a true terminal state
-    (a time-limit truncation keeps gamma); `ended` marks every episode end (terminated or truncated).
+    `terminated` marks true terminal states only (a time-limit truncation is not one, so it bootstraps);
+    `ended` marks every episode end (terminated or truncated).
     An n-step return sums rewards up to the first episode end and bootstraps unless that end is a
     termination, exactly as a one-step target does, and never reads past the newest transition (the
     write head): a window cut there bootstraps from the last stored step.
@@ -88,19 +88,19 @@ class ReplayBuffer:
         self.next_obs = np.zeros_like(self.obs)
         self.actions = np.zeros((members, capacity, 1), dtype=np.int64)
         self.rewards = np.zeros((members, capacity), dtype=np.float32)
-        self.discounts = np.zeros((members, capacity), dtype=np.float32)
+        self.terminated = np.zeros((members, capacity), dtype=bool)
         self.ended = np.zeros((members, capacity), dtype=bool)
         self.position = 0
         self.size = 0
         self.sampler = sampler
         self.n_steps = n_steps
         self.gamma = np.float32(gamma)
-        self._powers = (gamma ** np.arange(n_steps)).astype(np.float32)  # gamma^0 .. gamma^(n-1)
+        self._powers = (gamma ** np.arange(n_steps + 1)).astype(np.float32)  # gamma^0 .. gamma^n
         self._rows = (np.arange(members) * capacity)[:, None]  # member k's rows in the flattened arrays
         # the arrays viewed as [K * N, ...], so that one fancy index gathers every member's rows
         self._flat = {name: array.reshape(-1, *array.shape[2:]) for name, array in (
             ("obs", self.obs), ("next_obs", self.next_obs), ("actions", self.actions), ("rewards", self.rewards),
-            ("discounts", self.discounts), ("ended", self.ended))}
+            ("terminated", self.terminated), ("ended", self.ended))}
 
     def __len__(self) -> int:
         return self.size
@@ -118,7 +118,7 @@ class ReplayBuffer:
         self.actions[:, i, 0] = actions
         self.rewards[:, i] = rewards
         self.next_obs[:, i] = next_obs
-        self.discounts[:, i] = np.where(terminated, 0, self.gamma)
+        self.terminated[:, i] = terminated
         self.ended[:, i] = ended
         self.sampler.added(i)
         self.position = (i + 1) % self.capacity
@@ -129,11 +129,14 @@ class ReplayBuffer:
         slots, weights = self.sampler.draw(self.size, batch_size, beta)
         flat, first = self._flat, slots + self._rows
         if self.n_steps == 1:
-            last, rewards, discounts = first, flat["rewards"][first], flat["discounts"][first]
+            last, rewards, m = first, flat["rewards"][first], 1
         else:
-            last, rewards, discounts = self._n_step_returns(slots, first)
+            last, rewards, m = self._n_step_returns(slots, first)
+        discounts = np.where(flat["terminated"][last], np.float32(0), self._powers[m])
         arrays = (flat["obs"][first], flat["actions"][first], rewards, flat["next_obs"][last], discounts, weights)
-        tensors = [None if array is None else _tensor(array, device) for array in arrays]
+        tensors = [None if array is None else torch.from_numpy(array) for array in arrays]
+        if device.type != "cpu":  # the buffer stays on the CPU; minibatches go to the networks' device
+            tensors = [None if tensor is None else tensor.to(device) for tensor in tensors]
         return Batch(*tensors, slots)
 
     def update_priorities(self, slots: np.ndarray, td_errors: np.ndarray) -> None:
@@ -141,8 +144,7 @@ class ReplayBuffer:
         self.sampler.update(slots, td_errors)
 
     def _n_step_returns(self, slots: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(flat index of each return's last step, discounted reward sums, bootstrap discounts) for [K, batch]
-        starts; a return of m <= n steps bootstraps with gamma^(m-1) times its last step's one-step discount."""
+        """(flat index of each return's last step, discounted reward sums, steps m summed) for [K, batch] starts."""
         offsets = np.arange(self.n_steps)
         window = (slots[..., None] + offsets) % self.capacity + self._rows[..., None]  # [K, batch, n]
         stored = (self.position - 1 - slots) % self.capacity + 1  # steps from the start to the write head
@@ -150,15 +152,9 @@ class ReplayBuffer:
         # step j counts while no episode ended before it and it is stored
         counted = (np.cumsum(ended, axis=-1) - ended == 0) & (offsets < stored[..., None])
         m = counted.sum(axis=-1)
-        rewards = (self._flat["rewards"][window] * self._powers * counted).sum(axis=-1, dtype=np.float32)
+        rewards = (self._flat["rewards"][window] * self._powers[:-1] * counted).sum(axis=-1, dtype=np.float32)
         last = np.take_along_axis(window, (m - 1)[..., None], axis=-1)[..., 0]
-        return last, rewards, self._powers[m - 1] * self._flat["discounts"][last]
-
-
-def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """`array` as a tensor on `device` (sharing its memory on the CPU)."""
-    tensor = torch.from_numpy(array)
-    return tensor if device.type == "cpu" else tensor.to(device)
+        return last, rewards, m
 
 
 def make_replay_buffer(config: DQNConfig, observation: ObservationSpec,

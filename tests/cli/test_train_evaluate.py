@@ -51,6 +51,16 @@ def test_train_prints_progress_and_the_final_return(tmp_path: Path, capsys: pyte
     assert load_agent(out).config.double_dqn is True and load_agent(out).config.gamma == 1.0
 
 
+def test_train_takes_the_new_options_as_flags_and_the_agent_keeps_them(tmp_path: Path) -> None:
+    out = tmp_path / "agent.pt"
+    assert main(["train", "--out", str(out), "--n-steps", "3", "--dueling", "--prioritized-replay", "--per-alpha",
+                 "0.5", "--per-beta", "0.2", "--per-eps", "0.001", *TINY_FLAGS]) == 0
+    config = load_agent(out).config
+    assert (config.n_steps, config.dueling, config.prioritized_replay) == (3, True, True)
+    assert (config.per_alpha, config.per_beta, config.per_eps, config.network) == (0.5, 0.2, 0.001, "mlp")
+    assert main(["evaluate", str(out), "--episodes", "1"]) == 0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_train_on_cuda_saves_an_agent_that_plays_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "agent.pt"
@@ -164,11 +174,16 @@ def test_the_largest_seed_trains_and_evaluates(trained: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("flags", "named"), [
-    (["--buffer-size", "99999999999999"], "--buffer-size = 99999999999999 is too large: this run needs 4.56e+06 GiB"),
+    (["--buffer-size", "99999999999999"], "--buffer-size = 99999999999999 is too large: this run needs 4.28e+06 GiB"),
     (["--hidden-sizes", "100000,100000,100000"],
      "--hidden-sizes = [100000, 100000, 100000] is too large: this run needs 522.14 GiB"),
     (["--hidden-sizes", "1000000000"], "--hidden-sizes = [1000000000] is too large"),
     (["--timesteps", str(10**30)], f"--timesteps = {10**30} is invalid: expected an integer from 1 to 2**63 - 1"),
+    (["--n-steps", "0"], "--n-steps = 0 is invalid: expected an integer from 1 to 2**63 - 1"),
+    (["--n-steps", "200", "--buffer-size", "100", "--batch-size", "32"], "--n-steps = 200 is invalid: expected at most --buffer-size (100)"),
+    (["--per-alpha", "1.5"], "--per-alpha = 1.5 is invalid: expected a number in [0, 1]"),
+    (["--per-eps", "0"], "--per-eps = 0.0 is invalid: expected a finite number > 0"),
+    (["--network", "cnn"], "--network = 'cnn' is invalid: expected one of mlp"),
 ])
 def test_train_refuses_a_config_that_cannot_fit_before_writing_anything(flags: list[str], named: str,
                                                                       tmp_path: Path,

@@ -77,7 +77,7 @@ def test_the_default_limit_is_this_machines_available_memory() -> None:
     assert 0 < limit and ("MemAvailable" in source or "cgroup" in source)
     assert check_memory(DQNConfig(), *CARTPOLE) == memory_needed(DQNConfig(), *CARTPOLE)
     with pytest.raises(ConfigError, match=rf"GiB is available \({source}\); lower buffer_size$"):
-        check_memory(DQNConfig(buffer_size=limit // 40 + 1), *CARTPOLE)  # 49 bytes per CartPole transition
+        check_memory(DQNConfig(buffer_size=limit // 40 + 1), *CARTPOLE)  # 46 bytes per CartPole transition
 
 
 def test_members_trained_together_need_their_sum_and_train_seeds_checks_before_allocating() -> None:
@@ -87,7 +87,7 @@ def test_members_trained_together_need_their_sum_and_train_seeds_checks_before_a
         check_memory(DQNConfig(), *CARTPOLE, members=4, limit_bytes=4 * one - 1)
     available = available_memory()
     assert available is not None
-    third = DQNConfig(buffer_size=available[0] // 49 // 3)  # one run fits; four together need 4/3 of what is left
+    third = DQNConfig(buffer_size=available[0] // 46 // 3)  # one run fits; four together need 4/3 of what is left
     check_memory(third, *CARTPOLE)
     started = time.perf_counter()
     with pytest.raises(ConfigError, match=r"^buffer_size = \d+ is too large: these 4 runs trained together need"):

@@ -36,7 +36,7 @@ def test_wraparound_overwrites_the_oldest_transitions() -> None:
     np.testing.assert_array_equal(buffer.obs[0, :, 0], [4, 5, 2, 3])
     np.testing.assert_array_equal(buffer.next_obs[0, :, 1], [-5, -6, -3, -4])
     np.testing.assert_array_equal(buffer.actions[0, :, 0], [1, 2, 2, 0])
-    np.testing.assert_array_equal(buffer.discounts[0], np.float32([0.99, 0.99, 0.99, 0]))
+    np.testing.assert_array_equal(buffer.terminated[0], [False, False, False, True])
 
 
 def test_size_grows_to_capacity_then_stays() -> None:
