@@ -18,7 +18,7 @@ import statistics
 import time
 
 from dqn_tune.dqn.agent import Agent
-from dqn_tune.dqn.batched_trainer import train_seeds
+from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.tuning.presets import load_presets
 from dqn_tune.tuning.seeds import retrain_seeds
 
