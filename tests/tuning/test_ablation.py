@@ -181,7 +181,7 @@ def wait_for_a_running_cell(url: str, spec: AblationSpec, name: str, child: subp
     """Block until the child has finished one cell and is training another; return that cell."""
     assert child.stdout is not None
     assert child.stdout.readline().startswith(f"ablation {name!r}: 3 cells, 0 done, 3 to run")
-    assert child.stdout.readline().startswith("base config: the defaults: CartPole-v1, ")
+    assert child.stdout.readline().startswith("base config: the CartPole-v1 preset: CartPole-v1, ")
     assert child.stdout.readline().startswith("  trial 0: buffer_size=100, target_update_interval=")
     deadline = time.monotonic() + 60
     while not (running := [cell for cell in stored_cells(url, name, spec, TrialState.RUNNING) if cell is not None]):
