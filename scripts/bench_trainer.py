@@ -14,25 +14,48 @@ Needs the `bench` extra (stable-baselines3). Usage: python scripts/bench_trainer
 
 With `--seeds 1,2,4,8,16` it instead compares, for each K, K sequential `train` runs against one
 `train_seeds` of K seeds (the package's default config, evaluations included), alternating which goes
-first, and prints the CPU-time ratio batched / sequential and per-member env steps per CPU-second
-(no SB3 needed): python scripts/bench_trainer.py --seeds 1,2,4,8,16 [--repeats 3] [--steps 20000]
+first, and prints the CPU-time ratio batched / sequential and env steps per CPU-second of all members
+together (K x steps / CPU time; no SB3 needed): python scripts/bench_trainer.py --seeds 1,2,4,8,16
+[--repeats 3] [--steps 20000] [--options '{"n_steps": 3}']
+
+With `--baseline DIR` it compares `train` of this checkout against `train` of another checkout of
+dqn-tune at DIR (its own virtualenv DIR/.venv), each run in a subprocess of its own venv's Python,
+alternating which goes first; each child times only `train` (process CPU time, after a warm-up run):
+python scripts/bench_trainer.py --baseline /path/to/old/checkout [--repeats 5] [--steps 50000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from dqn_tune import DQNConfig, train, train_seeds
-from dqn_tune.dqn.network import QNetwork
+from dqn_tune.dqn.networks import make_q_network
+from dqn_tune.dqn.observations import ObservationSpec
 
 ENV_ID = "CartPole-v1"
 OBS_DIM, N_ACTIONS = 4, 2
+CHILD = """
+import sys, time, torch
+from dqn_tune import DQNConfig, train
+torch.set_num_threads(1)
+steps, seed = int(sys.argv[1]), int(sys.argv[2])
+config = DQNConfig(total_timesteps=steps)
+train(config.replace(total_timesteps=2_000, eval_freq=1_000), seed=0)  # lazy imports, kernel initialisation
+start = time.process_time()
+train(config, seed=seed)
+print(time.process_time() - start)
+"""
+"""A child process's benchmark: CPU seconds of `train` on the default config, public API only (any checkout)."""
 
 
 def bench_config(steps: int) -> DQNConfig:
@@ -94,19 +117,19 @@ def update_flops(config: DQNConfig) -> float:
 
 def bare_update_seconds(config: DQNConfig, updates: int) -> float:
     """CPU seconds per update of a textbook PyTorch DQN update on one fixed batch (no env, no replay)."""
-    torch.manual_seed(0)
-    q_network = QNetwork(OBS_DIM, N_ACTIONS, config.hidden_sizes)
-    target_network = QNetwork(OBS_DIM, N_ACTIONS, config.hidden_sizes)
+    spec = ObservationSpec.flat(OBS_DIM)
+    q_network = make_q_network(config, spec, N_ACTIONS, seeds=[0])
+    target_network = make_q_network(config, spec, N_ACTIONS, seeds=[0])
     optimizer = torch.optim.Adam(q_network.parameters(), lr=config.learning_rate, fused=True)
     n = config.batch_size
-    obs, next_obs = torch.randn(n, OBS_DIM), torch.randn(n, OBS_DIM)
-    actions, rewards, terminated = torch.randint(N_ACTIONS, (n, 1)), torch.ones(n), torch.zeros(n)
+    obs, next_obs = torch.randn(1, n, OBS_DIM), torch.randn(1, n, OBS_DIM)
+    actions, rewards, terminated = torch.randint(N_ACTIONS, (1, n, 1)), torch.ones(1, n), torch.zeros(1, n)
 
     def loop() -> None:
         for _ in range(updates):
             with torch.no_grad():
-                target = rewards + config.gamma * (1.0 - terminated) * target_network(next_obs).max(dim=1).values
-            loss = F.smooth_l1_loss(q_network(obs).gather(1, actions).squeeze(1), target)
+                target = rewards + config.gamma * (1.0 - terminated) * target_network(next_obs).max(dim=2).values
+            loss = F.smooth_l1_loss(q_network(obs).gather(2, actions).squeeze(2), target)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(q_network.parameters(), config.max_grad_norm)
@@ -133,10 +156,17 @@ def main() -> None:
                         help="comma-separated group sizes K: compare K sequential runs with train_seeds of K instead")
     parser.add_argument("--learning", type=int, default=0, metavar="N",
                         help="instead: final returns of N seeds batched vs N sequential runs, with tests of equality")
+    parser.add_argument("--options", type=json.loads, default={},
+                        help="with --seeds: DQNConfig fields as JSON, e.g. '{\"n_steps\": 3, \"dueling\": true}'")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="instead: train's CPU time here against the dqn-tune checkout at DIR (DIR/.venv)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.baseline:
+        bench_baseline(args.baseline, args.steps, args.repeats)
+        return
     if args.seeds:
-        bench_seeds(args.seeds, args.steps, args.repeats)
+        bench_seeds(args.seeds, args.steps, args.repeats, args.options)
         return
     if args.learning:
         compare_learning(args.learning, args.steps)
@@ -182,15 +212,37 @@ def main() -> None:
           f"({flops / 1e6:.1f} MFLOP per update)")
 
 
-def bench_seeds(group_sizes: list[int], steps: int, repeats: int) -> None:
-    """K sequential `train` runs against one `train_seeds` of K, per K: CPU-time ratio, per-member steps/CPU-s."""
-    config = DQNConfig(total_timesteps=steps)
+def bench_baseline(baseline: Path, steps: int, repeats: int) -> None:
+    """`train` here against `train` of the checkout at `baseline`, alternating; CPU seconds and their ratio."""
+    pythons = {"here": sys.executable, "baseline": str(baseline / ".venv" / "bin" / "python")}
+    roots = {"here": str(Path(__file__).resolve().parents[1]), "baseline": str(baseline)}
+    print(f"{ENV_ID}, default config, {steps} steps, 1 torch thread, process CPU time of train in each child")
+    print(f"here: {roots['here']}  baseline: {roots['baseline']}")
+    print(f"{'repeat':>6} {'here s':>8} {'baseline s':>11} {'ratio':>6}")
+    times: dict[str, list[float]] = {"here": [], "baseline": []}
+    for repeat in range(repeats):
+        order = ("here", "baseline") if repeat % 2 == 0 else ("baseline", "here")
+        for name in order:
+            output = subprocess.run([pythons[name], "-c", CHILD, str(steps), str(repeat)], cwd=roots[name],
+                                    check=True, capture_output=True, text=True).stdout
+            times[name].append(float(output.split()[-1]))
+        print(f"{repeat:6d} {times['here'][-1]:8.1f} {times['baseline'][-1]:11.1f} "
+              f"{times['here'][-1] / times['baseline'][-1]:6.3f}", flush=True)
+    here, base = statistics.median(times["here"]), statistics.median(times["baseline"])
+    print(f"{'median':>6} {here:8.1f} {base:11.1f} {here / base:6.3f}   (median of per-repeat ratios "
+          f"{statistics.median(h / b for h, b in zip(times['here'], times['baseline'])):.3f})")
+
+
+def bench_seeds(group_sizes: list[int], steps: int, repeats: int, options: dict[str, object]) -> None:
+    """K sequential `train` runs against one `train_seeds` of K, per K: CPU-time ratio, steps/CPU-s of all members."""
+    config = DQNConfig(total_timesteps=steps).replace(**options)
     warmup = config.replace(total_timesteps=2_000, eval_freq=1_000)
     train(warmup, seed=0)
     train_seeds(warmup, [0, 1])
-    print(f"{ENV_ID}, default config, {steps} steps per member, 1 torch thread, process CPU time")
+    print(f"{ENV_ID}, default config{' with ' + json.dumps(options) if options else ''}, {steps} steps per member, "
+          "1 torch thread, process CPU time")
     print(f"{'K':>3} {'repeat':>6} {'sequential s':>13} {'batched s':>10} {'ratio':>6} "
-          f"{'seq st/CPU-s':>13} {'batched st/CPU-s per member':>28}")
+          f"{'seq st/CPU-s':>13} {'batched st/CPU-s, all members':>30}")
     for k in group_sizes:
         ratios, sequential_rates, batched_rates = [], [], []
         for repeat in range(repeats):
@@ -204,10 +256,10 @@ def bench_seeds(group_sizes: list[int], steps: int, repeats: int) -> None:
             ratios.append(batched_s / sequential_s)
             sequential_rates.append(k * steps / sequential_s)
             batched_rates.append(k * steps / batched_s)
-            print(f"{k:3d} {repeat:6d} {sequential_s:13.1f} {batched_s:10.1f} {ratios[-1]:6.2f} "
-                  f"{sequential_rates[-1]:13.0f} {batched_rates[-1]:28.0f}", flush=True)
-        print(f"{k:3d} {'median':>6} {'':>13} {'':>10} {statistics.median(ratios):6.2f} "
-              f"{statistics.median(sequential_rates):13.0f} {statistics.median(batched_rates):28.0f}", flush=True)
+            print(f"{k:3d} {repeat:6d} {sequential_s:13.1f} {batched_s:10.1f} {ratios[-1]:6.3f} "
+                  f"{sequential_rates[-1]:13.0f} {batched_rates[-1]:30.0f}", flush=True)
+        print(f"{k:3d} {'median':>6} {'':>13} {'':>10} {statistics.median(ratios):6.3f} "
+              f"{statistics.median(sequential_rates):13.0f} {statistics.median(batched_rates):30.0f}", flush=True)
 
 
 def compare_learning(n_seeds: int, steps: int) -> None:

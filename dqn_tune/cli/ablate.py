@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from dqn_tune.cli.arguments import (
     add_hidden_alias,
+    add_preset_flag,
     add_workers_flag,
     chosen_workers,
     positive_int,
@@ -27,7 +28,7 @@ from dqn_tune.cli.config_flags import (
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError, shown
 from dqn_tune.output_paths import check_writable
-from dqn_tune.tuning.presets import eval_freq_for
+from dqn_tune.tuning.presets import eval_freq_for, preset_for
 from dqn_tune.tuning.search_space import FIELD_TYPES, Value
 
 if TYPE_CHECKING:  # torch and optuna load when the command runs, not for --help
@@ -90,13 +91,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"training seeds per setting of the grid, each its own trial (default: {DEFAULT_SEEDS})")
     add_hidden_alias(parser, "--seeds", "cell_seeds", positive_int)
     parser.add_argument("--timesteps", "--total-timesteps", dest="total_timesteps", type=positive_int, default=None,
-                        metavar="N", help="environment steps per run (default: the base study's budget, else 50000)")
+                        metavar="N",
+                        help="environment steps per run (default: the base study's budget, else the preset's, else 50000)")
     parser.add_argument("--base-study", type=study_name, default=None, metavar="STUDY",
                         help="take every other hyperparameter from this study's recommended trial (validation's "
-                             "pick, else the best; default: the defaults)")
+                             "pick, else the best; default: the env's preset, see 'dqn-tune presets')")
     parser.add_argument("--study-name", type=study_name, default=None,
                         help="name of the ablation study (default: ablation-<ENV_ID>-<hash of the settings>, "
                              "so the same command resumes the same study)")
+    add_preset_flag(parser)
     add_workers_flag(parser)
     parser.add_argument("--out-dir", type=text, default=None, metavar="DIR",
                         help="where the report goes (default: studies/ablations/<ablation study name>/)")
@@ -210,11 +213,16 @@ def axis_flags(args: argparse.Namespace, grid: Mapping[str, object]) -> dict[str
 
 def base_config(args: argparse.Namespace) -> tuple[DQNConfig, str | None, int | None, str | None]:
     """The base config, and the study, trial and reason it came from: --base-study's recommended trial (see
-    `recommended_config`), else the defaults; --env must agree with the base study."""
+    `recommended_config`), else the env's preset at its training budget (as `train` starts), else the defaults;
+    --env must agree with the base study."""
     from dqn_tune.tuning.selection import recommended_config
 
     if args.base_study is None:
-        return DQNConfig(env_id=args.env_id or DQNConfig().env_id), None, None, None
+        env_id = args.env_id or DQNConfig().env_id
+        preset = None if args.no_preset else preset_for(env_id)
+        if preset is None:
+            return DQNConfig(env_id=env_id), None, None, None
+        return preset.base_config(), None, None, f"the {env_id} preset"
     config, trial, why = recommended_config(args.storage, args.base_study)
     if args.env_id is not None and args.env_id != config.env_id:
         raise ConfigError(f"--env {args.env_id} differs from the env of --base-study {args.base_study!r} "

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dqn_tune.cli.arguments import text
 from dqn_tune.dqn.config import DQNConfig, flag_name
-from dqn_tune.dqn.memory import check_memory
 from dqn_tune.errors import ConfigError
+
+if TYPE_CHECKING:  # numpy and gymnasium load when a command runs, not for --help
+    from dqn_tune.dqn.observations import ObservationSpec
 
 
 def _hidden_sizes(text: str) -> tuple[int, ...]:
@@ -75,18 +77,20 @@ def build_config(args: argparse.Namespace, base: DQNConfig | None = None, **impl
         raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
 
 
-def env_dims(env_id: str) -> tuple[int, int]:
-    """(observation size, number of actions) of `env_id`; EnvError if DQN cannot use it."""
-    from dqn_tune.dqn.envs import make_env, space_dims  # gymnasium loads when a command runs, not for --help
+def env_dims(env_id: str) -> tuple[ObservationSpec, int]:
+    """(observation spec, number of actions) of `env_id`; EnvError if DQN cannot use it."""
+    from dqn_tune.dqn.envs import env_spaces, make_env  # gymnasium loads when a command runs, not for --help
 
     with make_env(env_id) as env:
-        dims = space_dims(env)
-    return dims
+        return env_spaces(env)
 
 
-def check_fits_memory(config: DQNConfig, dims: tuple[int, int], *, members: int = 1, context: str = "") -> None:
+def check_fits_memory(config: DQNConfig, dims: tuple[ObservationSpec, int], *, members: int = 1,
+                      context: str = "") -> None:
     """ConfigError (naming flags, after `context`) unless training `members` seeds of `config` together on an
     env of `dims` fits the memory available; called before anything is written or allocated."""
+    from dqn_tune.dqn.memory import check_memory
+
     try:
         check_memory(config, *dims, members=members)
     except ConfigError as exc:

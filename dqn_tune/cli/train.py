@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from dqn_tune.cli.arguments import add_device_flag, add_env_flag, add_preset_flag, seed, text
 from dqn_tune.cli.config_flags import add_config_flags, build_config, check_fits_memory, env_dims
@@ -12,9 +10,6 @@ from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.device import check_device
 from dqn_tune.output_paths import check_writable
 from dqn_tune.tuning.presets import eval_freq_for, preset_for
-
-if TYPE_CHECKING:  # torch loads when the command runs, not for --help
-    from dqn_tune.dqn.trainer import TrainResult
 
 HELP = "train one DQN agent with the given hyperparameters and save it"
 
@@ -53,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check everything (device, flags, seed, env, memory, out path), then train, print progress and save the agent."""
     from dqn_tune.dqn.agent import Agent, save_agent
+    from dqn_tune.dqn.trainer import train
 
     check_device(args.device)
     start, origin = starting_config(args)
@@ -70,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         f"{origin}",
         flush=True,
     )
-    result = train_on(args.device, config, args.seed, report)
+    result = train(config, seed=args.seed, on_eval=report, device=args.device)  # DivergenceError: exit 2
     print(f"done in {result.wall_time_s:.1f}s ({result.steps_per_second:.0f} steps/s, {result.updates} updates)")
     print(
         f"mean evaluation return over {len(result.final_eval.returns)} episodes: "
@@ -79,18 +75,6 @@ def run(args: argparse.Namespace) -> int:
     save_agent(Agent.from_result(result), out)
     print(f"saved agent to {out}")
     return 0
-
-
-def train_on(device: str, config: DQNConfig, seed: int, report: Callable[[int, float], bool]) -> TrainResult:
-    """One run of `config` on `device` (see `train_runs`); a run that diverged raises its DivergenceError."""
-    from dqn_tune.dqn.batched_trainer import train_runs
-
-    result = train_runs(
-        config, [seed], device=device, on_eval=lambda step, returns: returns[0] is None or report(step, returns[0])
-    )[0]
-    if result.diverged is not None:
-        raise result.diverged
-    return result
 
 
 def starting_config(args: argparse.Namespace) -> tuple[DQNConfig, str]:

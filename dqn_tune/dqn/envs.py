@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 
+from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.dqn.registration import register_namespace
 from dqn_tune.errors import EnvError, shown
 
 
 def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
-    """Make `env_id`, checking it has a Discrete action space and a flat Box observation space."""
+    """Make `env_id`, checking it has a Discrete action space and a Box observation space."""
     register_namespace(env_id)
     try:  # render_mode only when asked: gymnasium does not require an env's constructor to take it
         env = gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
@@ -38,15 +38,15 @@ def _reason(exc: Exception) -> str:
 
 
 def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> None:
-    """Raise EnvError unless the spaces are a flat Box and a Discrete space."""
+    """Raise EnvError unless the spaces are a Box and a Discrete space (the network family checks the shape)."""
     if not isinstance(action_space, gym.spaces.Discrete):
         raise EnvError(f"env {env_id!r} has a {type(action_space).__name__} action space; "
                        "DQN needs a Discrete action space")
-    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+    if not isinstance(observation_space, gym.spaces.Box):
         raise EnvError(f"env {env_id!r} has observation space {observation_space}; "
-                       "DQN here needs a flat (1-D) Box observation space")
+                       "DQN here needs a Box observation space")
 
 
-def space_dims(env: gym.Env) -> tuple[int, int]:
-    """(observation size, number of actions) of a checked env."""
-    return int(np.prod(env.observation_space.shape)), int(env.action_space.n)
+def env_spaces(env: gym.Env) -> tuple[ObservationSpec, int]:
+    """(observation spec, number of actions) of a checked env."""
+    return ObservationSpec.of(env.observation_space), int(env.action_space.n)

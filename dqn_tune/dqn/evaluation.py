@@ -1,8 +1,8 @@
-"""Greedy evaluation: run a policy for whole episodes and collect their returns."""
+"""Greedy evaluation: K members each play whole episodes on their own env, one forward pass per step for all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from dqn_tune.dqn.config import check_seed
-from dqn_tune.dqn.network import QNetwork
+from dqn_tune.dqn.networks.base import QNetwork
 
-Policy = Callable[[np.ndarray], int]
+Policy = Callable[[np.ndarray], list[int]]
+"""act(observations [K, *obs_shape]) -> one action per member."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,29 +34,51 @@ class EvalStats:
 
 
 def greedy_policy(q_network: QNetwork) -> Policy:
-    """The policy that takes the argmax-Q action, computed without autograd."""
-    obs_tensor = torch.zeros(1, q_network.obs_dim)
-    obs_array = obs_tensor.numpy()  # shares memory: writing it fills the tensor without allocating
+    """The policy taking each member's argmax-Q action for its own observation, without autograd."""
+    device = next(q_network.parameters()).device
+    observation = q_network.observation
+    obs_array = np.zeros((q_network.members, 1, *observation.shape), dtype=observation.dtype)
+    obs_tensor = torch.from_numpy(obs_array)  # shares memory: writing obs_array fills it without allocating
+    obs_array = obs_array[:, 0]
+    on_cpu = device.type == "cpu"
 
-    def act(obs: np.ndarray) -> int:
-        obs_array[0] = obs
+    def act(obs: np.ndarray) -> list[int]:
+        obs_array[:] = obs
         with torch.inference_mode():
-            return int(q_network(obs_tensor).argmax())
+            return q_network(obs_tensor if on_cpu else obs_tensor.to(device)).argmax(dim=2).view(-1).tolist()
 
     return act
 
 
-def run_episodes(policy: Policy, env: gym.Env, episodes: int, *, seed: int | None = None) -> EvalStats:
-    """Play `episodes` full episodes with `policy`; the first reset uses `seed` (0 to 2**32 - 1, or None)."""
+def run_episodes(policy: Policy, envs: Sequence[gym.Env], episodes: int, *, members: Sequence[int] | None = None,
+                 seed: int | None = None) -> dict[int, EvalStats]:
+    """Play `episodes` whole episodes on `envs[k]` for each k in `members` (default: all); returns by member.
+
+    The first reset of each env uses `seed` (0 to 2**32 - 1, or None: the env's own sequence goes on).
+    Member k's episodes do not depend on which other members play: batching changes only the cost.
+    """
     if seed is not None:
         check_seed(seed)
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed if episode == 0 else None)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return EvalStats(tuple(returns))
+    members = range(len(envs)) if members is None else members
+    obs = np.zeros((len(envs), *envs[0].observation_space.shape), dtype=envs[0].observation_space.dtype)
+    totals = dict.fromkeys(members, 0.0)
+    returns: dict[int, list[float]] = {k: [] for k in members}
+    for k in members:
+        obs[k], _ = envs[k].reset(seed=seed)
+    playing = list(members)
+    while playing:
+        actions = policy(obs)
+        still_playing = []
+        for k in playing:
+            next_obs, reward, terminated, truncated, _ = envs[k].step(actions[k])
+            totals[k] += float(reward)
+            if terminated or truncated:
+                returns[k].append(totals[k])
+                totals[k] = 0.0
+                if len(returns[k]) == episodes:
+                    continue
+                next_obs, _ = envs[k].reset()
+            obs[k] = next_obs
+            still_playing.append(k)
+        playing = still_playing
+    return {k: EvalStats(tuple(member_returns)) for k, member_returns in returns.items()}

@@ -1,6 +1,6 @@
 """What one training run will allocate, checked against the memory left BEFORE anything is allocated.
 
-`train` calls `check_memory` as soon as the env's dimensions are known, so a `buffer_size` or
+`train` calls `check_memory` as soon as the env's spaces are known, so a `buffer_size` or
 `hidden_sizes` that cannot fit ends in a one-line ConfigError instead of a MemoryError or the
 kernel's OOM killer. Callers that plan several runs (a study, an ablation grid) can call
 `memory_needed` / `check_memory` themselves before writing anything.
@@ -8,17 +8,22 @@ kernel's OOM killer. Callers that plan several runs (a study, an ablation grid) 
 
 from __future__ import annotations
 
-from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.networks import family
+from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.errors import ConfigError
 
 FLOAT_BYTES = 4
-"""float32: observations, rewards, terminal flags, weights, activations."""
+"""float32: rewards, bootstrap discounts, importance weights, activations."""
 INDEX_BYTES = 8
 """int64: stored actions and sampled indices."""
+FLAG_BYTES = 1
+"""bool: the terminated and episode-end flags."""
+TREE_BYTES = 16
+"""Prioritized replay's sum tree per slot: float64 nodes, twice the leaves (a power of two >= buffer_size)."""
 PARAMETER_COPIES = 7
 """float32 copies of the Q-network's parameters a run holds: the weights, their gradients, Adam's two
 moments, the target network, the keep_best copy and the returned state dict."""
@@ -37,7 +42,7 @@ class MemoryEstimate(NamedTuple):
     """Bytes one run allocates, by the config field that drives each part."""
 
     replay: int
-    """ReplayBuffer's arrays at full capacity (buffer_size)."""
+    """ReplayBuffer's arrays at full capacity (buffer_size), with prioritized replay's sum tree."""
     networks: int
     """Parameter copies of the Q-network (hidden_sizes)."""
     batch: int
@@ -61,20 +66,29 @@ def field_to_lower(config: DQNConfig, estimate: MemoryEstimate) -> str:
     return field
 
 
-def estimate_memory(config: DQNConfig, obs_dim: int, n_actions: int) -> MemoryEstimate:
-    """The bytes `train(config)` allocates on an env with `obs_dim` observation values and `n_actions` actions."""
-    transition = 2 * obs_dim * FLOAT_BYTES + INDEX_BYTES + 2 * FLOAT_BYTES  # obs, next_obs, action, reward, terminated
-    widths = (obs_dim, *config.hidden_sizes, n_actions)
-    parameters = sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(widths))
-    activations = ACTIVATION_PASSES * sum(widths[1:]) * FLOAT_BYTES
-    return MemoryEstimate(replay=config.buffer_size * transition,
-                          networks=PARAMETER_COPIES * parameters * FLOAT_BYTES,
-                          batch=config.batch_size * (transition + INDEX_BYTES + activations))
+def estimate_memory(config: DQNConfig, observation: ObservationSpec, n_actions: int) -> MemoryEstimate:
+    """The bytes `train(config)` allocates on an env with these observations and `n_actions` actions.
+
+    EnvError if config.network cannot take these observations.
+    """
+    network = family(config.network)
+    network.check(config, observation)
+    # obs, next_obs, action, reward, terminated, episode end
+    transition = 2 * observation.nbytes + INDEX_BYTES + FLOAT_BYTES + 2 * FLAG_BYTES
+    slots = 1 << max(config.buffer_size - 1, 0).bit_length()
+    tree = TREE_BYTES * slots if config.prioritized_replay else 0
+    # a sampled transition: its n-step window of rewards and flags, the gathered observations, target and weight
+    sampled = transition + config.n_steps * (INDEX_BYTES + FLOAT_BYTES + 2 * FLAG_BYTES) + 3 * FLOAT_BYTES
+    activations = ACTIVATION_PASSES * network.activation_count(config, observation, n_actions) * FLOAT_BYTES
+    return MemoryEstimate(replay=config.buffer_size * transition + tree,
+                          networks=PARAMETER_COPIES * network.parameter_count(config, observation, n_actions)
+                          * FLOAT_BYTES,
+                          batch=config.batch_size * (sampled + INDEX_BYTES + activations))
 
 
-def memory_needed(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
+def memory_needed(config: DQNConfig, observation: ObservationSpec, n_actions: int) -> int:
     """Bytes one training run of `config` allocates: replay buffer, networks with optimizer state, one batch."""
-    return estimate_memory(config, obs_dim, n_actions).total
+    return estimate_memory(config, observation, n_actions).total
 
 
 def available_memory() -> tuple[int, str] | None:
@@ -129,7 +143,7 @@ def cgroup_memory_left(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path
     return min(lefts, default=None)
 
 
-def check_memory(config: DQNConfig, obs_dim: int, n_actions: int, *, members: int = 1,
+def check_memory(config: DQNConfig, observation: ObservationSpec, n_actions: int, *, members: int = 1,
                  limit_bytes: int | None = None) -> int:
     """Raise ConfigError if `members` runs of `config` trained together (`train_seeds`) need more than
     `limit_bytes`; return the bytes they need.
@@ -138,7 +152,7 @@ def check_memory(config: DQNConfig, obs_dim: int, n_actions: int, *, members: in
     the check is skipped when that is unknown. The error names the size in GiB, the field to lower
     (buffer_size, hidden_sizes or batch_size) and the limit, on one line.
     """
-    estimate = estimate_memory(config, obs_dim, n_actions)
+    estimate = estimate_memory(config, observation, n_actions)
     needed = members * estimate.total
     if limit_bytes is None:
         available = available_memory()

@@ -1,40 +1,31 @@
-"""train(config, seed): one DQN run from a config, returning its weights and learning curve.
+"""train(config, seed) and train_seeds(config, seeds): DQN runs from a config, with weights and curves.
 
-The run's whole state lives in the locals of `train`; the helpers below are small and pure, so the
-batched trainer (`batched_trainer.train_seeds`, many seeds per step) reuses them.
+Both run the one loop (loop.py) over a member axis: `train` is its one-member case, `train_seeds`
+trains K seeds of one config side by side as one batched computation (one forward pass acts for all
+members, each gradient step is one stacked update). Member k's results are those of `train(config,
+seed=seeds[k])` step for step (the weights differ only by the rounding of batched matmuls), and do not
+depend on which other seeds are in the group. The same seeds give the same results on CPU.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from dqn_tune.dqn.config import DQNConfig, check_seed
-from dqn_tune.dqn.envs import make_env, space_dims
-from dqn_tune.dqn.evaluation import EvalStats, greedy_policy, run_episodes
-from dqn_tune.dqn.memory import check_memory
-from dqn_tune.dqn.network import QNetwork
-from dqn_tune.dqn.replay import Batch, ReplayBuffer
-from dqn_tune.errors import DivergenceError
+from dqn_tune.dqn.evaluation import EvalStats, run_episodes
+from dqn_tune.dqn.loop import GroupEvalCallback, advance, copy_member, record_curve, stop_member
+from dqn_tune.dqn.observations import ObservationSpec
+from dqn_tune.dqn.state import EvalPoint, MemberLog, RunState, open_run
+from dqn_tune.errors import ConfigError, DivergenceError
+
+__all__ = ["EvalCallback", "EvalPoint", "GroupEvalCallback", "TrainResult", "train", "train_seeds"]
 
 EvalCallback = Callable[[int, float], bool]
 """on_eval(step, mean_return) -> True to stop training now (e.g. an Optuna pruner said so)."""
-
-
-@dataclass(frozen=True, slots=True)
-class EvalPoint:
-    """One learning-curve evaluation."""
-
-    step: int
-    mean_return: float
-    std_return: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +51,17 @@ class TrainResult:
     target_updates: int
     """Target-network updates (one every config.target_update_interval steps)."""
     wall_time_s: float
+    """The loop's wall time (the whole group's for `train_seeds`), final evaluation excluded."""
     steps_per_second: float
+    observation: ObservationSpec
+    """The env's observations, which the network takes."""
+    n_actions: int
     q_network_state: dict[str, torch.Tensor]
+    """The weights as the state dict of a one-member network of config.network (`make_q_network`)."""
     stopped_early: bool
     diverged: DivergenceError | None = None
-    """Set by `train_seeds` for a member whose loss became NaN/inf: it stopped at `diverged.step` and its
-    result holds what it had by then (`train` raises the error instead)."""
+    """Set for a run whose loss became NaN/inf: it stopped at `diverged.step` and its result holds what it had
+    by then, its weights the last finite ones (or its best evaluated ones with keep_best)."""
 
     @property
     def mean_return(self) -> float:
@@ -73,183 +69,86 @@ class TrainResult:
         return self.final_eval.mean
 
 
-@dataclass(frozen=True, slots=True)
-class RunSeeds:
-    """Independent seeds for each random stream of one run, derived from its integer seed."""
-
-    torch: int
-    actions: int
-    replay: int
-    env: int
-    eval_env: int
-
-    @classmethod
-    def derive(cls, seed: int) -> RunSeeds:
-        """Spawn one seed per stream from `seed` (different streams never share a sequence)."""
-        children = np.random.SeedSequence(seed).spawn(5)
-        return cls(*(int(child.generate_state(1)[0]) for child in children))
-
-
-def epsilon_at(step: int, config: DQNConfig) -> float:
-    """Linearly decayed exploration rate at environment step `step`."""
-    decay_steps = config.exploration_fraction * config.total_timesteps
-    progress = min(1.0, step / decay_steps)
-    return config.exploration_initial_eps + progress * (config.exploration_final_eps - config.exploration_initial_eps)
-
-
-def td_target(batch: Batch, q_network: nn.Module, target_network: nn.Module, gamma: float,
-              double_dqn: bool) -> torch.Tensor:
-    """r + gamma * max_a' Q_target(s', a'), cut only where the episode terminated (not truncated).
-
-    Actions are the last dimension: Q-values [batch, actions] (QNetwork) or [K, batch, actions] (stacked).
-    """
-    with torch.no_grad():
-        next_q = target_network(batch.next_obs)
-        if double_dqn:
-            # max's indices, not argmax: the same first-maximum indices, but argmax is ~15x slower on the stacked
-            # network's transposed (non-contiguous) output (110 us against 7 at K=8, batch 128)
-            next_actions = q_network(batch.next_obs).max(dim=-1, keepdim=True).indices
-            next_value = next_q.gather(-1, next_actions).squeeze(-1)
-        else:
-            next_value = next_q.amax(dim=-1)
-        return batch.rewards + gamma * (1.0 - batch.terminated) * next_value
-
-
-def update_target(q_network: nn.Module, target_network: nn.Module, tau: float) -> None:
-    """Copy (tau == 1) or Polyak-average (tau < 1) the online weights into the target network."""
-    with torch.no_grad():
-        online, target = list(q_network.parameters()), list(target_network.parameters())
-        if tau >= 1.0:
-            torch._foreach_copy_(target, online)
-        else:
-            torch._foreach_lerp_(target, online, tau)
-
-
-def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
-    """Scale the gradients of `params` (all set) in place to a total L2 norm of at most `max_norm`.
-
-    The ops of `torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)`, so the results are
-    identical, without its per-call grouping of tensors by device and dtype (half its CPU cost).
-    """
-    grads = [param.grad for param in params]
-    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
-
-
-def gradient_step(loss: torch.Tensor, params: list[torch.Tensor], optimizer: torch.optim.Optimizer,
-                  max_grad_norm: float | None,
-                  clip: Callable[[list[torch.Tensor], float], None] = clip_grad_norm) -> None:
-    """Backpropagate `loss` into fresh gradients of `params`, clip them with `clip`, take one optimizer step."""
-    for param in params:  # optimizer.zero_grad(set_to_none=True) without its profiler hook
-        param.grad = None
-    loss.backward()
-    if max_grad_norm is not None:
-        clip(params, max_grad_norm)
-    optimizer.step()
-
-
-def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, torch_threads: int = 1) -> TrainResult:
+def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, device: str | torch.device = "cpu",
+          torch_threads: int = 1) -> TrainResult:
     """Train one DQN agent on `config.env_id`; return its weights, learning curve and final evaluation.
 
-    The same (config, seed) gives the same result on CPU. Raises DivergenceError on a NaN/inf loss, and
-    ConfigError before allocating anything for a seed outside 0..2**32 - 1 or a config that cannot fit in memory.
+    `train_seeds(config, [seed])`, raising the run's DivergenceError if its loss became NaN/inf. ConfigError
+    before allocating anything for a seed outside 0..2**32 - 1 or a config that cannot fit in memory.
     """
-    check_seed(seed)
+    group_eval = None if on_eval is None else (lambda step, returns: on_eval(step, returns[0]))
+    result, = train_seeds(config, [check_seed(seed)], on_eval=group_eval, device=device, torch_threads=torch_threads)
+    if result.diverged is not None:
+        raise result.diverged
+    return result
+
+
+def train_seeds(config: DQNConfig, seeds: Sequence[int], *, on_eval: GroupEvalCallback | None = None,
+                device: str | torch.device = "cpu", torch_threads: int = 1) -> list[TrainResult]:
+    """Train one DQN agent per seed on `config`, all in one loop; one TrainResult per seed, in order.
+
+    A member whose loss becomes NaN/inf stops and is returned with `diverged` set; the others go on.
+    `on_eval` may stop the whole group (see GroupEvalCallback). `device` places networks and minibatches
+    (e.g. "cuda"); envs and the replay buffer stay on the CPU. ConfigError for no seeds, a seed outside
+    0..2**32 - 1, or members that together cannot fit in memory (checked before anything is allocated).
+    """
+    if not seeds:
+        raise ConfigError("seeds is empty: expected at least one seed", field="seeds")
+    for i, seed in enumerate(seeds):
+        check_seed(seed, name=f"seeds[{i}]")
     torch.set_num_threads(torch_threads)
-    seeds = RunSeeds.derive(seed)
-    torch.manual_seed(seeds.torch)
-    action_rng = np.random.default_rng(seeds.actions)
-    with make_env(config.env_id) as env, make_env(config.env_id) as eval_env:  # closed on any exit
-        obs_dim, n_actions = space_dims(env)
-        check_memory(config, obs_dim, n_actions)
-        q_network = QNetwork(obs_dim, n_actions, config.hidden_sizes)
-        target_network = QNetwork(obs_dim, n_actions, config.hidden_sizes)
-        target_network.load_state_dict(q_network.state_dict())
-        params = list(q_network.parameters())
-        optimizer = torch.optim.Adam(params, lr=config.learning_rate, fused=True)
-        loss_fn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
-        buffer = ReplayBuffer(config.buffer_size, obs_dim, np.random.default_rng(seeds.replay))
-        act_greedy = greedy_policy(q_network)
-
-        curve: list[EvalPoint] = []
-        episode_returns: list[float] = []
-        episode_end_steps: list[int] = []
-        episode_return = 0.0
-        updates = target_updates = 0
-        stopped_early = False
-        best_weights: list[torch.Tensor] = [torch.empty_like(param) for param in params]
-        best = EvalPoint(-1, -math.inf, 0.0)
-        obs, _ = env.reset(seed=seeds.env)
-        eval_env.reset(seed=seeds.eval_env)
+    with open_run(config, seeds, torch.device(device)) as state:
         start = time.perf_counter()
-
-        step = 0
-        while step < config.total_timesteps:
-            if action_rng.random() < epsilon_at(step, config):
-                action = int(action_rng.integers(n_actions))
-            else:
-                action = act_greedy(obs)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            buffer.add(obs, action, float(reward), next_obs, terminated)
-            episode_return += float(reward)
-            step += 1
-            if terminated or truncated:
-                episode_returns.append(episode_return)
-                episode_end_steps.append(step)
-                episode_return = 0.0
-                obs, _ = env.reset()
-            else:
-                obs = next_obs
-
-            if step > config.learning_starts and step % config.train_freq == 0:
-                for _ in range(config.gradient_steps):
-                    batch = buffer.sample(config.batch_size)
-                    target = td_target(batch, q_network, target_network, config.gamma, config.double_dqn)
-                    q_taken = q_network(batch.obs).gather(1, batch.actions).squeeze(1)
-                    loss = loss_fn(q_taken, target)
-                    loss_value = loss.item()  # ~1 us on CPU; a NaN/inf loss never reaches the weights
-                    if not math.isfinite(loss_value):
-                        raise DivergenceError(step, loss_value, from_env=not batch.env_values_finite())
-                    gradient_step(loss, params, optimizer, config.max_grad_norm)
-                    updates += 1
-            if step % config.target_update_interval == 0:
-                update_target(q_network, target_network, config.tau)
-                target_updates += 1
-
-            if config.eval_freq and step % config.eval_freq == 0 and step < config.total_timesteps:
-                stats = run_episodes(act_greedy, eval_env, config.eval_curve_episodes)
-                curve.append(EvalPoint(step, stats.mean, stats.std))
-                if config.keep_best and stats.mean >= best.mean_return:
-                    best = curve[-1]
-                    with torch.no_grad():
-                        torch._foreach_copy_(best_weights, params)
-                if on_eval is not None and on_eval(step, stats.mean):
-                    stopped_early = True
-                    break
-
+        while state.step < config.total_timesteps and state.running:
+            if advance(state, on_eval):
+                break
         wall_time = time.perf_counter() - start
-        if not curve or curve[-1].step != step:
-            stats = run_episodes(act_greedy, eval_env, config.eval_curve_episodes)
-            curve.append(EvalPoint(step, stats.mean, stats.std))
-        selected_step = step
-        if best.mean_return > curve[-1].mean_return:
-            selected_step = best.step
-            with torch.no_grad():
-                torch._foreach_copy_(params, best_weights)
-        final_eval = run_episodes(act_greedy, eval_env, config.eval_episodes)
+        return finish(state, wall_time)
+
+
+def finish(state: RunState, wall_time: float) -> list[TrainResult]:
+    """Close the runs: evaluate the last weights, select each member's weights, take the final evaluations."""
+    config = state.config
+    last = [k for k in state.running if not state.logs[k].curve or state.logs[k].curve[-1].step != state.step]
+    stats = run_episodes(state.act, state.eval_envs, config.eval_curve_episodes, members=last)
+    record_curve(state, {k: EvalPoint(state.step, s.mean, s.std) for k, s in stats.items()}, keep_best=False)
+    selected_steps = []
+    for k, log in enumerate(state.logs):
+        if log.diverged is None:
+            stop_member(state, k)
+        use_kept, selected_step = _selection(log)
+        if use_kept:
+            copy_member(state.params, state.kept, k)
+        selected_steps.append(selected_step)
+    final_evals = run_episodes(state.act, state.eval_envs, config.eval_episodes)
+    return [_result(state, k, final_evals[k], selected_steps[k], wall_time) for k in range(len(state.seeds))]
+
+
+def _selection(log: MemberLog) -> tuple[bool, int]:
+    """(whether the member's result is its kept weights rather than its last, the step they are from)."""
+    if log.best.step >= 0 and (log.diverged is not None or log.best.mean_return > log.curve[-1].mean_return):
+        return True, log.best.step
+    return log.diverged is not None, log.stop_step  # a diverged member's kept weights: its last finite ones
+
+
+def _result(state: RunState, member: int, final_eval: EvalStats, selected_step: int, wall_time: float) -> TrainResult:
+    log = state.logs[member]
     return TrainResult(
-        config=config,
-        seed=seed,
+        config=state.config,
+        seed=state.seeds[member],
         final_eval=final_eval,
-        curve=tuple(curve),
+        curve=tuple(log.curve),
         selected_step=selected_step,
-        episode_returns=tuple(episode_returns),
-        episode_end_steps=tuple(episode_end_steps),
-        steps=step,
-        updates=updates,
-        target_updates=target_updates,
+        episode_returns=tuple(log.episode_returns),
+        episode_end_steps=tuple(log.episode_end_steps),
+        steps=log.stop_step,
+        updates=log.updates,
+        target_updates=log.target_updates,
         wall_time_s=wall_time,
-        steps_per_second=step / wall_time if wall_time > 0 else float("inf"),
-        q_network_state={k: v.detach().clone() for k, v in q_network.state_dict().items()},
-        stopped_early=stopped_early,
+        steps_per_second=log.stop_step / wall_time if wall_time > 0 else float("inf"),
+        observation=state.observation,
+        n_actions=state.n_actions,
+        q_network_state=state.q_network.member_state_dict(member),
+        stopped_early=state.stopped_early and log.diverged is None,
+        diverged=log.diverged,
     )

@@ -35,8 +35,11 @@ TRAIN_FLAGS = {"env_id": "--env", "total_timesteps": "--timesteps"}
 """`dqn-tune train` flags whose name is not the field's (`--env-id` and `--total-timesteps` also work)."""
 ZOO_KEYS = ("learning_rate", "batch_size", "buffer_size", "learning_starts", "gamma", "target_update_interval",
             "tau", "train_freq", "gradient_steps", "exploration_fraction", "exploration_initial_eps",
-            "exploration_final_eps", "max_grad_norm")
-"""DQNConfig fields that are SB3 DQN arguments of the same name and meaning (env steps, not updates)."""
+            "exploration_final_eps", "max_grad_norm", "n_steps")
+"""DQNConfig fields that are SB3 DQN arguments of the same name and meaning (env steps, not updates; n_steps
+since SB3 2.7, whose n-step returns also stop at an episode's end and bootstrap at a time limit)."""
+ZOO_POLICIES = {"mlp": "MlpPolicy"}
+"""SB3's policy for each network family."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,7 @@ def to_json(chosen: Pick) -> str:
 
 def to_yaml(config: DQNConfig, *, comments: list[str] | tuple[str, ...] = ()) -> str:
     """`config` as an entry of RL Zoo's hyperparams/dqn.yml (`python -m rl_zoo3.train --algo dqn --env ENV -conf FILE`)."""
-    values: dict[str, str] = {"n_timesteps": str(config.total_timesteps), "policy": "'MlpPolicy'"}
+    values: dict[str, str] = {"n_timesteps": str(config.total_timesteps), "policy": f"'{ZOO_POLICIES[config.network]}'"}
     for name in ZOO_KEYS:
         value = getattr(config, name)
         values[name] = ".inf" if value is None else _yaml_number(value)
@@ -123,6 +126,11 @@ def to_yaml(config: DQNConfig, *, comments: list[str] | tuple[str, ...] = ()) ->
            else " (as SB3: the last weights)"),
         f"  loss = {config.loss}" + (" (SB3 uses the Huber loss, smooth_l1)" if config.loss != "huber"
                                      else " (SB3 uses the same Huber loss, smooth_l1)"),
+        f"  dueling = {str(config.dueling).lower()}"
+        + (" (SB3's DQN has no dueling heads)" if config.dueling else " (as SB3's DQN)"),
+        f"  prioritized_replay = {str(config.prioritized_replay).lower()}"
+        + (f", per_alpha = {config.per_alpha}, per_beta = {config.per_beta}, per_eps = {config.per_eps} (SB3's DQN "
+           "samples uniformly)" if config.prioritized_replay else " (as SB3's DQN: uniform sampling)"),
         f"  eval_freq = {config.eval_freq}, eval_curve_episodes = {config.eval_curve_episodes}, "
         f"eval_episodes = {config.eval_episodes} (RL Zoo's --eval-freq and --eval-episodes flags)",
     ]

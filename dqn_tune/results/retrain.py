@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 
 from dqn_tune.dqn.agent import Agent, save_agent
-from dqn_tune.dqn.batched_trainer import train_seeds
+from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.dqn.config import SEED_MAX, DQNConfig
 from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import RunRecord

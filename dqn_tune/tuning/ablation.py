@@ -110,7 +110,7 @@ class AblationSpec:
     def base_source(self) -> str:
         """Where the base config came from, e.g. "trial 7 of study 'tuned', recommended by validation ..."."""
         if self.base_study is None:
-            return "the defaults"
+            return self.base_reason or "the defaults"
         if self.base_trial is None:  # stored before the trial was recorded
             return f"the best trial of study {self.base_study!r}"
         return f"trial {self.base_trial} of study {self.base_study!r}, {self.base_reason}"

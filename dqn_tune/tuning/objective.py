@@ -16,12 +16,11 @@ import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
-from dqn_tune.dqn.batched_trainer import GroupEvalCallback, train_runs, train_seeds
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import RunRecord, curve_auc
-from dqn_tune.dqn.trainer import TrainResult
-from dqn_tune.errors import ConfigError, DivergenceError
+from dqn_tune.dqn.trainer import GroupEvalCallback, TrainResult, train_seeds
+from dqn_tune.errors import ConfigError
 from dqn_tune.runner import attributes
 from dqn_tune.runner.interrupts import raise_if_interrupted
 from dqn_tune.tuning import records
@@ -99,15 +98,10 @@ def run_config(trial: optuna.Trial, config: DQNConfig, seeds: Sequence[int], *, 
     trial, pruned ones included; with `artifact_store`, the runs' learning curves are uploaded as a PNG.
     """
     records.store_config(trial, config)
-    results: list[TrainResult] = []
-    diverged: DivergenceError | None = None
-    try:
-        results = train_runs(config, seeds, on_eval=_reporter(trial), device=device)
-        diverged = next((result.diverged for result in results if result.diverged is not None), None)
-    except DivergenceError as exc:
-        diverged = exc
-    finally:  # a diverged run's figures describe weights it never finished training: not recorded
-        _record(trial, [result for result in results if result.diverged is None], artifact_store)
+    results = train_seeds(config, seeds, on_eval=_reporter(trial), device=device)
+    # a diverged run's figures describe weights it never finished training: not recorded
+    _record(trial, [result for result in results if result.diverged is None], artifact_store)
+    diverged = next((result.diverged for result in results if result.diverged is not None), None)
     if diverged is not None:
         trial.set_user_attr(attributes.FAIL_REASON, str(diverged))
         raise optuna.TrialPruned(str(diverged))

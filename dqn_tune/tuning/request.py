@@ -17,7 +17,7 @@ from typing import Any
 from optuna.trial import FrozenTrial
 
 from dqn_tune.dqn.config import DQNConfig, flag_name
-from dqn_tune.dqn.envs import make_env, space_dims
+from dqn_tune.dqn.envs import env_spaces, make_env
 from dqn_tune.dqn.memory import check_memory
 from dqn_tune.errors import ConfigError
 from dqn_tune.runner.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
@@ -186,7 +186,7 @@ class TuneRequest:
         space = space.without(fixed)
         space.check(base)
         with make_env(base.env_id) as env:
-            dims = space_dims(env)
+            dims = env_spaces(env)
         try:
             check_memory(space.largest_config(base, *dims), *dims, members=seeds)
         except ConfigError as exc:

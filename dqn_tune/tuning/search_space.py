@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.memory import memory_needed
 from dqn_tune.errors import ConfigError
 from dqn_tune.toml_files import read_toml
 
-if TYPE_CHECKING:  # a space is read by `dqn-tune presets`, which must start without loading optuna
+if TYPE_CHECKING:  # a space is read by `dqn-tune presets`, which must start without loading optuna or numpy
     import optuna
+
+    from dqn_tune.dqn.observations import ObservationSpec
 
 BUDGET_FIELDS = ("env_id", "total_timesteps", "eval_freq", "eval_curve_episodes", "eval_episodes")
 """DQNConfig fields that set the budget and the measurement of a trial, never sampled."""
@@ -133,13 +134,19 @@ class SearchSpace:
             raise ConfigError(f"search space: batch_size can reach {batch_max} but buffer_size can be as small as "
                               f"{buffer_min}; every batch_size must be <= every buffer_size", field="batch_size")
 
-    def largest_config(self, base: DQNConfig, obs_dim: int, n_actions: int) -> DQNConfig:
+    def largest_config(self, base: DQNConfig, observation: ObservationSpec, n_actions: int) -> DQNConfig:
         """The config from `base` that needs the most memory to train among those the space can give (call
-        `check` first): the largest buffer and batch sizes with the costliest hidden sizes."""
+        `check` first): the largest buffer, batch and n-step sizes with the costliest network choices."""
+        from dqn_tune.dqn.memory import memory_needed  # numpy loads when a space is sized, not for --help
+
         largest = base.replace(buffer_size=max(self._extremes("buffer_size", base)),
-                               batch_size=max(self._extremes("batch_size", base)))
-        return max((largest.replace(hidden_sizes=sizes) for sizes in self._extremes("hidden_sizes", base)),
-                   key=lambda config: memory_needed(config, obs_dim, n_actions))
+                               batch_size=max(self._extremes("batch_size", base)),
+                               n_steps=max(self._extremes("n_steps", base)))
+        candidates = [largest.replace(hidden_sizes=sizes, dueling=dueling, prioritized_replay=prioritized)
+                      for sizes in self._extremes("hidden_sizes", base)
+                      for dueling in self._extremes("dueling", base)
+                      for prioritized in self._extremes("prioritized_replay", base)]
+        return max(candidates, key=lambda config: memory_needed(config, observation, n_actions))
 
     def describe(self) -> list[str]:
         """One line per parameter, for notes and summaries."""

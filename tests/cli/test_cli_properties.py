@@ -56,7 +56,7 @@ POSITIONAL = {"path": AGENT}
 """The value of each required positional argument when the draw leaves it out (optional ones are only drawn)."""
 CAPS = {"total_timesteps": 300, "timesteps": 300, "trials": 1, "total_trials": 3, "trial_seeds": 2, "retrain_seeds": 2,
         "cell_seeds": 2, "eval_episodes": 2, "eval_curve_episodes": 2, "episodes": 2, "validate_top": 1, "validation_seeds": 2, "workers": 1,
-        "gradient_steps": 4}
+        "gradient_steps": 4, "n_steps": 5}
 """Largest value of each count (by argparse dest) a drawn valid integer is lowered to: a valid draw stays cheap."""
 FLOORS = {"eval_freq": 50}
 """Smallest positive value of each interval a drawn valid integer is raised to (fewer evaluations)."""

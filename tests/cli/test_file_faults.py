@@ -19,7 +19,8 @@ import torch
 from dqn_tune.cli import main
 from dqn_tune.dqn.agent import Agent, save_agent
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.network import QNetwork
+from dqn_tune.dqn.networks import make_q_network
+from dqn_tune.dqn.observations import ObservationSpec
 
 RunInChild = Callable[[list[str], Callable[[], None]], tuple[int, str, str]]
 SIZE_LIMIT = 512
@@ -91,7 +92,8 @@ def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]
 
 def files_naming(env_id: str, tmp_path: Path) -> dict[str, Path]:
     """An agent file and a config file (as `best --format toml` writes) whose env id is `env_id`."""
-    agent = Agent(QNetwork(4, 2, (16,)), DQNConfig(env_id=env_id, hidden_sizes=(16,)))
+    config = DQNConfig(env_id=env_id, hidden_sizes=(16,))
+    agent = Agent(make_q_network(config, ObservationSpec.flat(4), 2, seeds=[0]), config)
     config = tmp_path / "best.toml"
     config.write_text(f'env_id = "{env_id}"\ntotal_timesteps = 300\nlearning_starts = 50\nbatch_size = 16\n'
                       "hidden_sizes = [16]\neval_freq = 150\neval_curve_episodes = 1\neval_episodes = 1\n")

@@ -51,6 +51,16 @@ def test_train_prints_progress_and_the_final_return(tmp_path: Path, capsys: pyte
     assert load_agent(out).config.double_dqn is True and load_agent(out).config.gamma == 1.0
 
 
+def test_train_takes_the_new_options_as_flags_and_the_agent_keeps_them(tmp_path: Path) -> None:
+    out = tmp_path / "agent.pt"
+    assert main(["train", "--out", str(out), "--n-steps", "3", "--dueling", "--prioritized-replay", "--per-alpha",
+                 "0.5", "--per-beta", "0.2", "--per-eps", "0.001", *TINY_FLAGS]) == 0
+    config = load_agent(out).config
+    assert (config.n_steps, config.dueling, config.prioritized_replay) == (3, True, True)
+    assert (config.per_alpha, config.per_beta, config.per_eps, config.network) == (0.5, 0.2, 0.001, "mlp")
+    assert main(["evaluate", str(out), "--episodes", "1"]) == 0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_train_on_cuda_saves_an_agent_that_plays_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "agent.pt"
@@ -131,7 +141,7 @@ def test_evaluate_rejects_bad_input_with_one_line(trained: Path, tmp_path: Path,
         ([str(tmp_path / "missing.pt")], "does not exist"),
         ([str(garbage)], "is not a readable dqn-tune agent file"),
         ([str(trained), "--episodes", "0"], "argument --episodes: invalid value '0'; expected an integer >= 1"),
-        ([str(trained), "--env", "Acrobot-v1"], "agent expects 4 observation values and 2 actions"),
+        ([str(trained), "--env", "Acrobot-v1"], "agent expects observations of shape (4,) float32 and 2 actions"),
         ([str(trained), "--env", "Pendulum-v1"], "has a Box action space"),
         ([str(trained), "--video", str(tmp_path / "episode.avi")], "expected .gif or .mp4"),
     ]
@@ -164,11 +174,16 @@ def test_the_largest_seed_trains_and_evaluates(trained: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("flags", "named"), [
-    (["--buffer-size", "99999999999999"], "--buffer-size = 99999999999999 is too large: this run needs 4.47e+06 GiB"),
+    (["--buffer-size", "99999999999999"], "--buffer-size = 99999999999999 is too large: this run needs 4.28e+06 GiB"),
     (["--hidden-sizes", "100000,100000,100000"],
      "--hidden-sizes = [100000, 100000, 100000] is too large: this run needs 522.14 GiB"),
     (["--hidden-sizes", "1000000000"], "--hidden-sizes = [1000000000] is too large"),
     (["--timesteps", str(10**30)], f"--timesteps = {10**30} is invalid: expected an integer from 1 to 2**63 - 1"),
+    (["--n-steps", "0"], "--n-steps = 0 is invalid: expected an integer from 1 to 2**63 - 1"),
+    (["--n-steps", "200", "--buffer-size", "100", "--batch-size", "32"], "--n-steps = 200 is invalid: expected at most --buffer-size (100)"),
+    (["--per-alpha", "1.5"], "--per-alpha = 1.5 is invalid: expected a number in [0, 1]"),
+    (["--per-eps", "0"], "--per-eps = 0.0 is invalid: expected a finite number > 0"),
+    (["--network", "cnn"], "--network = 'cnn' is invalid: expected one of mlp"),
 ])
 def test_train_refuses_a_config_that_cannot_fit_before_writing_anything(flags: list[str], named: str,
                                                                       tmp_path: Path,
@@ -229,20 +244,25 @@ BAD_AGENT_FILES: dict[str, tuple[Callable[[Path, dict[str, Any]], None], str]] =
         lambda path, _: torch_archive_with_pickle(path, pickle.dumps({"pad": b"\0" * 10**6}, protocol=2),
                                                   zipfile.ZIP_DEFLATED),
         "it has compressed members; torch.save writes none"),
-    "negative obs_dim": (edited(obs_dim=-4), "obs_dim = -4 is invalid: expected an integer >= 1"),
+    "a negative observation size": (edited(observation=lambda o: {**o, "shape": [-4]}),
+                                    "observation = {'shape': [-4], 'dtype': 'float32', 'low': tensor"),
     "negative n_actions": (edited(n_actions=-2), "n_actions = -2 is invalid: expected an integer >= 1"),
-    "obs_dim as text": (edited(obs_dim="4"), "obs_dim = '4' is invalid: expected an integer >= 1"),
+    "an observation spec as text": (edited(observation="4"), "observation = '4' is invalid: expected a dict of shape, "
+                                                             "dtype, low and high as save_agent writes it"),
+    "an observation dtype that is not one": (edited(observation=lambda o: {**o, "dtype": "object"}),
+                                             "observation = {'shape': [4], 'dtype': 'object'"),
     "n_actions as a float": (edited(n_actions=2.0), "n_actions = 2.0 is invalid"),
     "n_actions as a bool": (edited(n_actions=True), "n_actions = True is invalid"),
-    "a huge obs_dim": (edited(obs_dim=10**12), "its weights do not fit a network with 1000000000000 observation"),
+    "a huge observation size": (edited(observation=lambda o: {**o, "shape": [10**12]}),
+                                "observation = {'shape': [1000000000000], 'dtype': 'float32'"),
     "huge hidden sizes": (edited(config=lambda c: {**c, "hidden_sizes": [10**9, 10**9]}),
-                          ("its weights do not fit a network with 4 observation values, 2 actions and hidden sizes "
-                           "[1000000000, 1000000000]")),
+                          ("its weights do not fit a network with observations of shape (4,) float32, 2 actions, "
+                           "network = 'mlp', hidden sizes [1000000000, 1000000000] and dueling = false")),
     "negative hidden sizes": (edited(config=lambda c: {**c, "hidden_sizes": [-16]}), "hidden_sizes = [-16] is invalid"),
     "hidden sizes as text": (edited(config=lambda c: {**c, "hidden_sizes": "16"}), "hidden_sizes = ['1', '6']"),
     "a config that is a list": (edited(config=[1, 2]), "config = [1, 2] is invalid: expected a dict of hyperparameters"),
     "weights that are text": (edited(state_dict="w" * 500), "state_dict = 'wwww"),
-    "a weight that is not a tensor": (edited(state_dict=lambda s: {**s, "layers.0.bias": [0.0] * 16}),
+    "a weight that is not a tensor": (edited(state_dict=lambda s: {**s, "hidden_biases.0": [0.0] * 16}),
                                       "its weights do not fit a network"),
     "float64 weights": (edited(state_dict=lambda s: {k: v.double() for k, v in s.items()}),
                         "its weights do not fit a network"),

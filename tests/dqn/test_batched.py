@@ -1,4 +1,4 @@
-"""train_seeds() on real gymnasium envs: the members are independent runs of `train`'s algorithm."""
+"""train_seeds() on real gymnasium envs: the members are independent runs, each following `train` step for step."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from dqn_tune import DQNConfig, train, train_seeds
-from dqn_tune.dqn.network import QNetwork
-from dqn_tune.dqn.stacked import StackedQNetwork
 from dqn_tune.dqn.trainer import TrainResult
 from dqn_tune.errors import ConfigError
+
+OPTIONS = [{}, {"n_steps": 3}, {"dueling": True}, {"prioritized_replay": True},
+           {"n_steps": 3, "dueling": True, "prioritized_replay": True}]
+"""Each new option on its own, and all together."""
 
 
 def assert_same_member(a: TrainResult, b: TrainResult) -> None:
@@ -27,20 +29,25 @@ def test_same_seeds_give_identical_groups_and_members_differ(tiny_config: DQNCon
     for a, b in zip(first, second):
         assert_same_member(a, b)
     assert first[0].episode_returns != first[1].episode_returns
-    assert not torch.equal(first[0].q_network_state["layers.0.weight"], first[1].q_network_state["layers.0.weight"])
+    assert not torch.equal(first[0].q_network_state["hidden_weights.0"],
+                           first[1].q_network_state["hidden_weights.0"])
 
 
-def test_a_member_does_not_depend_on_the_other_members(tiny_config: DQNConfig) -> None:
-    # summed (not averaged) losses, per-member clipping and per-member streams: member 3 sees nothing of 4 or 5
-    config = tiny_config.replace(max_grad_norm=0.5)  # small enough that clipping acts on every update
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda options: ",".join(options) or "plain")
+def test_a_member_does_not_depend_on_the_other_members(tiny_config: DQNConfig, options: dict[str, object]) -> None:
+    # summed (not averaged) losses, per-member clipping, per-member streams and priorities: member 3 sees nothing
+    # of 4 or 5
+    config = tiny_config.replace(max_grad_norm=0.5, **options)  # small enough that clipping acts on every update
     assert_same_member(train_seeds(config, [3, 4])[0], train_seeds(config, [3, 5])[0])
 
 
-def test_members_follow_train_step_for_step(tiny_config: DQNConfig) -> None:
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda options: ",".join(options) or "plain")
+def test_members_follow_train_step_for_step(tiny_config: DQNConfig, options: dict[str, object]) -> None:
     # Same seeds, schedules and streams: on this run the trajectories and evaluations are identical to
-    # train's; the weights differ only by float rounding (batched matmuls round differently).
-    for batched in train_seeds(tiny_config, [0, 1]):
-        single = train(tiny_config, seed=batched.seed)
+    # train's; the weights differ at most by float rounding (batched matmuls may round differently).
+    config = tiny_config.replace(**options)
+    for batched in train_seeds(config, [0, 1]):
+        single = train(config, seed=batched.seed)
         assert batched.episode_returns == single.episode_returns and batched.curve == single.curve
         assert (batched.steps, batched.updates, batched.target_updates, batched.selected_step) == (
             single.steps, single.updates, single.target_updates, single.selected_step)
@@ -80,34 +87,3 @@ def test_no_seeds_or_a_bad_seed_is_an_error(tiny_config: DQNConfig, seeds: list[
     with pytest.raises(ConfigError, match=message):
         train_seeds(tiny_config, seeds)
 
-
-def test_a_member_state_dict_loads_into_a_qnetwork_with_the_same_q_values() -> None:
-    torch.manual_seed(0)
-    members = [QNetwork(4, 3, (16, 8)) for _ in range(3)]
-    stacked = StackedQNetwork(members)
-    obs = torch.randn(3, 5, 4)
-    with torch.no_grad():
-        q_values = stacked(obs)
-        for k, member in enumerate(members):
-            loaded = QNetwork(4, 3, (16, 8))
-            loaded.load_state_dict(stacked.member_state_dict(k))
-            assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), member.state_dict().values()))
-            torch.testing.assert_close(q_values[k], loaded(obs[k]))
-
-
-def test_stacked_gradients_are_each_members_own_gradients() -> None:
-    # the stacked layouts (transposed output layer included) give each member exactly its QNetwork's gradients
-    torch.manual_seed(0)
-    members = [QNetwork(4, 3, (16, 8)) for _ in range(3)]
-    stacked = StackedQNetwork(members)
-    obs, weights = torch.randn(3, 5, 4), torch.randn(3, 5, 3)
-    (stacked(obs) * weights).sum().backward()
-    for k, member in enumerate(members):
-        (member(obs[k]) * weights[k]).sum().backward()
-        expected = [param.grad for param in member.parameters()]
-        got = [grad.T if grad.dim() == 2 else grad for grad in (
-            stacked.hidden_weights[0].grad[k], stacked.hidden_biases[0].grad[k, 0],
-            stacked.hidden_weights[1].grad[k], stacked.hidden_biases[1].grad[k, 0])]
-        got += [stacked.output_weight.grad[k], stacked.output_bias.grad[k, :, 0]]
-        for actual, wanted in zip(got, expected):
-            torch.testing.assert_close(actual, wanted)

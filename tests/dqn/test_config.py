@@ -29,6 +29,13 @@ INVALID = [
     *[("max_grad_norm", value) for value in (0, -1.0, math.inf, math.nan)],
     *[("hidden_sizes", value) for value in ((), (0,), (128, -4), (64.0,), (2**63,))],
     ("double_dqn", "yes"),
+    *[("n_steps", value) for value in (0, -1, 2.5, True, 2**63)],
+    ("network", "cnn"),
+    ("network", ""),
+    ("dueling", "yes"),
+    ("prioritized_replay", 1),
+    *[(name, value) for name in ("per_alpha", "per_beta") for value in (-0.1, 1.5, math.nan, "0.5", True)],
+    *[("per_eps", value) for value in (0, -1e-6, math.inf, math.nan)],
 ]
 
 
@@ -46,6 +53,11 @@ def test_batch_larger_than_buffer_names_both_values() -> None:
         DQNConfig(batch_size=256, buffer_size=100)
 
 
+def test_n_steps_larger_than_the_buffer_names_both_values() -> None:
+    with pytest.raises(ConfigError, match=r"^n_steps = 200 is invalid: expected at most buffer_size \(100\)$"):
+        DQNConfig(n_steps=200, buffer_size=100, batch_size=32)
+
+
 def test_learning_starts_must_leave_steps_to_learn() -> None:
     with pytest.raises(ConfigError, match=r"^learning_starts = 5000 .* less than total_timesteps \(5000\)$") as info:
         DQNConfig(total_timesteps=5_000, learning_starts=5_000)
@@ -56,6 +68,8 @@ def test_learning_starts_must_leave_steps_to_learn() -> None:
     {"gamma": 1.0}, {"tau": 1.0}, {"tau": 0.005}, {"exploration_final_eps": 0.0}, {"exploration_initial_eps": 1.0},
     {"exploration_fraction": 1.0}, {"max_grad_norm": None}, {"learning_starts": 0}, {"eval_freq": 0},
     {"loss": "mse"}, {"hidden_sizes": [32]}, {"batch_size": 1_000, "buffer_size": 1_000},
+    {"n_steps": 1_000, "buffer_size": 1_000}, {"per_alpha": 0.0}, {"per_alpha": 1.0}, {"per_beta": 0.0},
+    {"per_beta": 1.0}, {"per_eps": 1e-12}, {"dueling": True, "prioritized_replay": True},
 ])
 def test_boundary_values_are_accepted(changes: dict[str, object]) -> None:
     DQNConfig(**changes)

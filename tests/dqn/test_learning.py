@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dqn_tune.dqn.batched_trainer import train_seeds
+from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.dqn.config import DQNConfig
 
 SEEDS = [0, 1, 2]
@@ -13,9 +13,9 @@ SOLVED = 475.0
 
 @pytest.mark.slow
 def test_default_config_solves_cartpole_for_at_least_two_of_three_seeds() -> None:
-    """Trained as one batched group (`train_seeds`, what tuning, validation and retrain run): each member is
-    `train(config, seed)`'s algorithm step for step (test_batched.py), so this holds both to the bar, in one
-    process and ~0.7x the CPU of three `train` runs. Measured: 500.0, 494.8, 500.0."""
+    """Trained as one batched group (`train_seeds`, what tuning, validation and retrain run): `train(config, seed)`
+    is the same loop with one member, and each member follows it step for step (test_batched.py), so this holds
+    both to the bar, in one process and less CPU than three `train` runs. Measured: 500.0, 500.0, 500.0."""
     config = DQNConfig()
     assert (config.env_id, config.total_timesteps, config.eval_episodes) == ("CartPole-v1", 50_000, 20)
     results = train_seeds(config, SEEDS)

@@ -8,29 +8,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dqn_tune.dqn.batched_trainer import train_seeds
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.memory import (PARAMETER_COPIES, available_memory, cgroup_memory_left, check_memory,
                                  estimate_memory, gib, memory_needed)
-from dqn_tune.dqn.network import QNetwork
-from dqn_tune.dqn.replay import ReplayBuffer
-from dqn_tune.dqn.trainer import train
+from dqn_tune.dqn.networks import make_q_network
+from dqn_tune.dqn.observations import ObservationSpec
+from dqn_tune.dqn.replay import make_replay_buffer
+from dqn_tune.dqn.trainer import train, train_seeds
 from dqn_tune.errors import ConfigError
 
-CARTPOLE = (4, 2)
-"""CartPole-v1's (observation values, actions)."""
+CARTPOLE = (ObservationSpec.flat(4), 2)
+"""CartPole-v1's (observations, actions)."""
 
 
-def test_the_replay_part_is_exactly_the_buffer_arrays() -> None:
-    config = DQNConfig(buffer_size=12_345)
-    buffer = ReplayBuffer(config.buffer_size, 4, np.random.default_rng(0))
-    arrays = (buffer.obs, buffer.next_obs, buffer.actions, buffer.rewards, buffer.terminated)
-    assert estimate_memory(config, *CARTPOLE).replay == sum(array.nbytes for array in arrays)
+@pytest.mark.parametrize("prioritized_replay", [False, True])
+def test_the_replay_part_is_exactly_the_buffer_arrays(prioritized_replay: bool) -> None:
+    config = DQNConfig(buffer_size=12_345, prioritized_replay=prioritized_replay)
+    buffer = make_replay_buffer(config, CARTPOLE[0], [np.random.default_rng(0)])
+    tree = buffer.sampler.tree.nodes.nbytes if prioritized_replay else 0
+    assert estimate_memory(config, *CARTPOLE).replay == buffer.nbytes + tree
 
 
-def test_the_network_part_is_every_parameter_copy_of_the_q_network() -> None:
-    config = DQNConfig(hidden_sizes=(64, 32, 16))
-    network = QNetwork(4, 2, config.hidden_sizes)
+@pytest.mark.parametrize("dueling", [False, True])
+def test_the_network_part_is_every_parameter_copy_of_the_q_network(dueling: bool) -> None:
+    config = DQNConfig(hidden_sizes=(64, 32, 16), dueling=dueling)
+    network = make_q_network(config, *CARTPOLE)
     weights = sum(p.numel() * p.element_size() for p in network.parameters())
     assert estimate_memory(config, *CARTPOLE).networks == PARAMETER_COPIES * weights
 
@@ -39,7 +41,8 @@ def test_memory_needed_is_the_sum_of_the_parts_and_grows_with_each_field() -> No
     base = DQNConfig()
     parts = estimate_memory(base, *CARTPOLE)
     assert memory_needed(base, *CARTPOLE) == parts.replay + parts.networks + parts.batch
-    for change in ({"buffer_size": 100_000}, {"hidden_sizes": (256, 256)}, {"batch_size": 256}):
+    for change in ({"buffer_size": 100_000}, {"hidden_sizes": (256, 256)}, {"batch_size": 256}, {"n_steps": 5},
+                   {"dueling": True}, {"prioritized_replay": True}):
         assert memory_needed(base.replace(**change), *CARTPOLE) > memory_needed(base, *CARTPOLE), change
 
 
@@ -74,7 +77,7 @@ def test_the_default_limit_is_this_machines_available_memory() -> None:
     assert 0 < limit and ("MemAvailable" in source or "cgroup" in source)
     assert check_memory(DQNConfig(), *CARTPOLE) == memory_needed(DQNConfig(), *CARTPOLE)
     with pytest.raises(ConfigError, match=rf"GiB is available \({source}\); lower buffer_size$"):
-        check_memory(DQNConfig(buffer_size=limit // 40 + 1), *CARTPOLE)  # 48 bytes per CartPole transition
+        check_memory(DQNConfig(buffer_size=limit // 40 + 1), *CARTPOLE)  # 46 bytes per CartPole transition
 
 
 def test_members_trained_together_need_their_sum_and_train_seeds_checks_before_allocating() -> None:
@@ -84,7 +87,7 @@ def test_members_trained_together_need_their_sum_and_train_seeds_checks_before_a
         check_memory(DQNConfig(), *CARTPOLE, members=4, limit_bytes=4 * one - 1)
     available = available_memory()
     assert available is not None
-    third = DQNConfig(buffer_size=available[0] // 48 // 3)  # one run fits; four together need 4/3 of what is left
+    third = DQNConfig(buffer_size=available[0] // 46 // 3)  # one run fits; four together need 4/3 of what is left
     check_memory(third, *CARTPOLE)
     started = time.perf_counter()
     with pytest.raises(ConfigError, match=r"^buffer_size = \d+ is too large: these 4 runs trained together need"):

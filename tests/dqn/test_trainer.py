@@ -11,13 +11,15 @@ import pytest
 import torch
 
 from dqn_tune.dqn.agent import Agent
-from dqn_tune.dqn.batched_trainer import train_seeds
+
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.dqn.evaluation import run_episodes
-from dqn_tune.dqn.network import QNetwork
+from dqn_tune.dqn.loop import epsilon_at, per_beta_at, update_target
+from dqn_tune.dqn.networks import make_q_network
+from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.dqn.run_record import RunRecord
-from dqn_tune.dqn.trainer import TrainResult, epsilon_at, train, update_target
+from dqn_tune.dqn.trainer import TrainResult, train, train_seeds
 from dqn_tune.errors import ConfigError, DivergenceError
 
 
@@ -108,8 +110,8 @@ def test_target_network_updates_every_target_update_interval_steps(tiny_config: 
 
 
 def test_update_target_copies_with_tau_one_and_averages_below() -> None:
-    torch.manual_seed(0)
-    online, target = QNetwork(3, 2, (8,)), QNetwork(3, 2, (8,))
+    config = DQNConfig(hidden_sizes=(8,))
+    online, target = (make_q_network(config, ObservationSpec.flat(3), 2, 2, seeds=seeds) for seeds in ([0, 1], [2, 3]))
     before = [p.detach().clone() for p in target.parameters()]
     update_target(online, target, tau=0.25)
     for old, new, src in zip(before, target.parameters(), online.parameters()):
@@ -122,6 +124,11 @@ def test_epsilon_decays_linearly_then_stays() -> None:
     config = DQNConfig(total_timesteps=1_000, exploration_fraction=0.5, exploration_initial_eps=1.0,
                        exploration_final_eps=0.1, learning_starts=0)
     assert [round(epsilon_at(step, config), 6) for step in (0, 250, 500, 750, 1_000)] == [1.0, 0.55, 0.1, 0.1, 0.1]
+
+
+def test_per_beta_anneals_linearly_to_one_over_the_run() -> None:
+    config = DQNConfig(total_timesteps=1_000, per_beta=0.4, learning_starts=0)
+    assert [round(per_beta_at(step, config), 6) for step in (0, 500, 1_000)] == [0.4, 0.7, 1.0]
 
 
 def cycle_config(env_id: str) -> DQNConfig:
@@ -151,16 +158,19 @@ def assert_same_run(a: TrainResult, b: TrainResult) -> None:
     assert all(torch.equal(a.q_network_state[k], b.q_network_state[k]) for k in a.q_network_state)
 
 
-@pytest.mark.parametrize("changes", [{}, {"double_dqn": True, "tau": 0.1, "target_update_interval": 4, "loss": "mse"}])
+@pytest.mark.parametrize("changes", [{}, {"double_dqn": True, "tau": 0.1, "target_update_interval": 4, "loss": "mse"},
+                                     {"n_steps": 3, "dueling": True, "prioritized_replay": True}])
 def test_same_seed_gives_an_identical_run(tiny_config: DQNConfig, changes: dict[str, object]) -> None:
     config = tiny_config.replace(**changes)
     assert_same_run(train(config, seed=3), train(config, seed=3))
 
 
-def test_different_seeds_give_different_runs(tiny_config: DQNConfig) -> None:
-    results = [train(tiny_config, seed=seed) for seed in (0, 1)]
+@pytest.mark.parametrize("changes", [{}, {"n_steps": 3, "dueling": True, "prioritized_replay": True}])
+def test_different_seeds_give_different_runs(tiny_config: DQNConfig, changes: dict[str, object]) -> None:
+    results = [train(tiny_config.replace(**changes), seed=seed) for seed in (0, 1)]
     assert results[0].episode_returns != results[1].episode_returns
-    assert not torch.equal(results[0].q_network_state["layers.0.weight"], results[1].q_network_state["layers.0.weight"])
+    assert not torch.equal(results[0].q_network_state["hidden_weights.0"],
+                           results[1].q_network_state["hidden_weights.0"])
 
 
 def test_the_global_random_state_does_not_change_a_run(tiny_config: DQNConfig) -> None:
@@ -179,6 +189,8 @@ def test_a_diverging_run_raises_with_the_step(tiny_config: DQNConfig) -> None:
     assert config.learning_starts < info.value.step <= config.total_timesteps
     assert not np.isfinite(info.value.loss)
     assert str(info.value).endswith("; lower --learning-rate or enable gradient clipping (--max-grad-norm)")
+    marked = train_seeds(config, [0])[0].diverged  # train raises the one-member group's marked result
+    assert marked is not None and (marked.step, str(marked)) == (info.value.step, str(info.value))
 
 
 def test_a_nan_reward_from_the_env_is_named_as_the_cause_not_the_learning_rate(tiny_config: DQNConfig) -> None:
@@ -209,7 +221,7 @@ def test_a_seed_outside_0_to_2_32_minus_1_is_a_config_error(tiny_config: DQNConf
     with pytest.raises(ConfigError, match=r"^seed = .* expected an integer from 0 to 4294967295 \(2\*\*32 - 1\)$"):
         train(tiny_config, seed=seed)
     with make_env("CartPole-v1") as env, pytest.raises(ConfigError, match="^seed = "):
-        run_episodes(lambda obs: 0, env, 1, seed=seed)
+        run_episodes(lambda obs: [0], [env], 1, seed=seed)
 
 
 def test_the_largest_seed_trains(tiny_config: DQNConfig) -> None:

@@ -38,8 +38,9 @@ else:  # pragma: no cover
 UNUSUAL = DQNConfig(env_id="Acrobot-v1", total_timesteps=1_234, learning_rate=1e-5, gamma=0.95, batch_size=16,
                     buffer_size=500, tau=0.5, learning_starts=10, train_freq=3, gradient_steps=2, loss="mse",
                     max_grad_norm=None, hidden_sizes=(32, 16), double_dqn=False, keep_best=False, eval_freq=0,
-                    exploration_initial_eps=0.5, exploration_final_eps=0.0)
-"""Every field away from its default, max_grad_norm None and both booleans false included."""
+                    exploration_initial_eps=0.5, exploration_final_eps=0.0, dueling=True, n_steps=3,
+                    prioritized_replay=True, per_alpha=0.5, per_beta=0.3, per_eps=1e-5)
+"""Every field away from its default (network has one choice so far), max_grad_norm None and booleans flipped."""
 
 
 def digest(path: Path) -> str:
@@ -138,7 +139,10 @@ def test_yaml_has_rl_zoos_keys_and_values() -> None:
         assert entry[name] == (math.inf if value is None else value), name
         assert type(entry[name]) is type(math.inf if value is None else value), name  # 1e-05 read as a float
     comments = "\n".join(line for line in text.splitlines() if line.startswith("#"))
-    for setting in ("double_dqn = false", "keep_best = false", "loss = mse", "max_grad_norm = none"):
+    for setting in ("double_dqn = false", "keep_best = false", "loss = mse", "max_grad_norm = none",
+                    "dueling = true (SB3's DQN has no dueling heads)",
+                    "prioritized_replay = true, per_alpha = 0.5, per_beta = 0.3, per_eps = 1e-05 (SB3's DQN samples "
+                    "uniformly)"):
         assert setting in comments
 
 

@@ -38,6 +38,7 @@ from dqn_tune.tuning.ablation import (
     value_text,
 )
 from dqn_tune.tuning.objective import run_config
+from dqn_tune.tuning.presets import preset_for
 from dqn_tune.tuning.records import RECOMMENDATION, SPEC_ATTR, store_config, trial_config
 
 CELL = {"total_timesteps": 300, "eval_freq": 100, "eval_curve_episodes": 1, "eval_episodes": 1}
@@ -180,7 +181,7 @@ def wait_for_a_running_cell(url: str, spec: AblationSpec, name: str, child: subp
     """Block until the child has finished one cell and is training another; return that cell."""
     assert child.stdout is not None
     assert child.stdout.readline().startswith(f"ablation {name!r}: 3 cells, 0 done, 3 to run")
-    assert child.stdout.readline().startswith("base config: the defaults: CartPole-v1, ")
+    assert child.stdout.readline().startswith("base config: the CartPole-v1 preset: CartPole-v1, ")
     assert child.stdout.readline().startswith("  trial 0: buffer_size=100, target_update_interval=")
     deadline = time.monotonic() + 60
     while not (running := [cell for cell in stored_cells(url, name, spec, TrialState.RUNNING) if cell is not None]):
@@ -431,6 +432,16 @@ def test_base_study_supplies_every_other_hyperparameter_from_its_recommended_tri
     assert main(["ablate", "--storage", url, "--base-study", "tuned", "--env", "Acrobot-v1"]) == 2
     assert capsys.readouterr().err == ("dqn-tune: error: --env Acrobot-v1 differs from the env of --base-study "
                                        "'tuned' (CartPole-v1); drop --env or choose a study of that env\n")
+
+
+def test_without_a_base_study_the_env_s_preset_is_the_base_as_for_train() -> None:
+    spec = build_spec(build_parser().parse_args(["ablate", "--env", "MountainCar-v0", "--grid", "n_steps=1,3"]))
+    preset = preset_for("MountainCar-v0")
+    assert preset is not None and spec.base == preset.base_config().replace(n_steps=1)
+    assert spec.base_source == "the MountainCar-v0 preset" and spec.base.total_timesteps == preset.timesteps
+    plain = build_spec(build_parser().parse_args(["ablate", "--env", "MountainCar-v0", "--no-preset",
+                                                  "--grid", "n_steps=1,3"]))
+    assert plain.base == DQNConfig(env_id="MountainCar-v0", n_steps=1) and plain.base_source == "the defaults"
 
 
 def test_a_base_the_grid_makes_valid_is_accepted() -> None:

@@ -19,7 +19,7 @@ from optuna.trial import TrialState, create_trial
 from scipy import stats
 
 from dqn_tune.cli import main
-from dqn_tune.dqn.batched_trainer import train_seeds
+from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import ConfigError
 from dqn_tune.runner.storage import StorageSettings, sqlite_path
