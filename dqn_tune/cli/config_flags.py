@@ -15,12 +15,19 @@ if TYPE_CHECKING:  # numpy and gymnasium load when a command runs, not for --hel
     from dqn_tune.dqn.observations import ObservationSpec
 
 
-def _hidden_sizes(text: str) -> tuple[int, ...]:
+def _widths(text: str) -> tuple[int, ...]:
+    if text.lower() == AUTO:
+        return ()
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128") from None
+            f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128, or auto where "
+            "the default is auto") from None
+
+
+AUTO = "auto"
+"""The word for an empty tuple of widths: the network's own."""
 
 
 class _NoneGiven:
@@ -43,7 +50,7 @@ def _optional_float(text: str) -> float | _NoneGiven:
 
 
 _PARSERS: dict[str, Any] = {"int": int, "float": float, "str": text, "float | None": _optional_float,
-                            "tuple[int, ...]": _hidden_sizes}
+                            "tuple[int, ...]": _widths}
 
 
 def add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
@@ -104,6 +111,8 @@ def with_flag_names(message: str) -> str:
 
 
 def _default_text(value: object) -> str:
+    if value == ():
+        return AUTO
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     return "none" if value is None else str(value)

@@ -12,6 +12,9 @@ import torch
 
 from dqn_tune.dqn.config import DQNConfig
 
+STATE_COPIES = {"adam": 2, "rmsprop": 3}
+"""Per-parameter tensors each optimizer keeps: Adam's two moments; centered RMSprop's squared and plain
+gradient averages and its momentum buffer."""
 RMSPROP_SETTINGS = {"alpha": 0.95, "eps": 0.01, "centered": True, "momentum": 0.95}
 """torch.optim.RMSprop's settings in MinAtar's reference DQN (examples/dqn.py: squared- and plain-gradient
 momentum 0.95, minimum squared gradient 0.01), after the Nature DQN's RMSProp."""

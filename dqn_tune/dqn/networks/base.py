@@ -39,12 +39,18 @@ class QNetwork(nn.Module):
 class NetworkFamily(Protocol):
     """A kind of Q-network, registered by name in `dqn_tune.dqn.networks.FAMILIES`."""
 
+    width_field: str
+    """The config field of its layer widths: what to lower when its parameters do not fit in memory."""
+
     def check(self, config: DQNConfig, observation: ObservationSpec) -> None:
         """Raise EnvError if this family cannot take `observation` (e.g. an MLP given images)."""
 
     def build(self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int,
               seeds: Sequence[int] | None) -> QNetwork:
         """`members` networks; member k initialised from `seeds[k]` only (uninitialised without seeds)."""
+
+    def describe(self, config: DQNConfig) -> str:
+        """Its width settings in `config`, e.g. "hidden sizes [64, 64]", for messages."""
 
     def parameter_count(self, config: DQNConfig, observation: ObservationSpec, n_actions: int) -> int:
         """Parameters of one member."""
@@ -56,8 +62,8 @@ class NetworkFamily(Protocol):
 def network_input(obs: torch.Tensor) -> torch.Tensor:
     """Stored observations as network input: the one conversion, done per minibatch and per acting step.
 
-    Float observations pass through (no copy); integer and bool ones become float32. A family for image
-    observations scales them by the spec's range here.
+    Float observations pass through (no copy); integer and bool ones become float32. The CNN family
+    scales images by their space's range instead (cnn.py).
     """
     return obs if obs.dtype == torch.float32 else obs.to(torch.float32)
 

@@ -19,16 +19,18 @@ from torch import nn
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.conv import CNN_HIDDEN, CNN_LAYERS, ConvLayer, StackedConvs, min_side, output_side
 from dqn_tune.dqn.images import ImageFormat, image_format
-from dqn_tune.dqn.networks.base import QHead, QNetwork, init_linear, member_generators, stacked, stacked_relu_layer
+from dqn_tune.dqn.networks.base import (QNetwork, head_parameters, init_linear, member_generators, q_head, stacked,
+                                        stacked_relu_layer)
 from dqn_tune.dqn.observations import ObservationSpec
-from dqn_tune.errors import EnvError
+from dqn_tune.errors import ConfigError, EnvError
 
 NATURE_MIN_SIDE = 64
 """Frames at least this many rows and columns get the Nature stack when config.cnn is 'auto'."""
 
 
 class CNN(QNetwork):
-    """K CNNs; the convolutions are `convs` (conv.py), the fully connected layers stacked like the MLP family's."""
+    """K CNNs; the convolutions are `convs` (conv.py), the fully connected layers and head stacked as the MLP
+    family's are."""
 
     def __init__(self, observation: ObservationSpec, image: ImageFormat, n_actions: int, layers: Sequence[ConvLayer],
                  hidden_sizes: Sequence[int], dueling: bool, generators: Sequence[torch.Generator | None]) -> None:
@@ -39,7 +41,7 @@ class CNN(QNetwork):
         self.register_buffer("pixel_scale", torch.as_tensor(image.scale), persistent=False)
         self.register_buffer("pixel_shift", torch.as_tensor(-image.low * image.scale), persistent=False)
         self.convs = StackedConvs(image.channels, layers, generators)  # each member's first draws
-        features = layers[-1].channels * output_side(image.height, layers) * output_side(image.width, layers)
+        features = _features(image, layers)
         outputs = n_actions + 1 if dueling else n_actions
         widths = (features, *hidden_sizes, outputs)
         members = [[init_linear(fan_in, fan_out, generator) for fan_in, fan_out in pairwise(widths)]
@@ -47,7 +49,10 @@ class CNN(QNetwork):
         *hidden, output = zip(*members)
         self.hidden_weights = nn.ParameterList(stacked([weight.T for weight, _ in layer]) for layer in hidden)
         self.hidden_biases = nn.ParameterList(stacked([bias[None] for _, bias in layer]) for layer in hidden)
-        self.head = QHead(output, n_actions, dueling)
+        self.head_weight, self.head_bias = head_parameters(output)
+        self.dueling = dueling
+        # the same Parameter objects, as a tuple: iterating a ParameterList costs ~1 us per item, on every forward
+        self._hidden = tuple(zip(self.hidden_weights, self.hidden_biases))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values [K, batch, n_actions] for stored observations [K, batch, *obs_shape] (member k sees obs[k])."""
@@ -56,17 +61,19 @@ class CNN(QNetwork):
             images = images.permute(0, 1, 4, 2, 3)
         x = torch.addcmul(self.pixel_shift, images, self.pixel_scale)  # casts uint8 and bool to float32 on the way
         x = self.convs(x)
-        for weight, bias in zip(self.hidden_weights, self.hidden_biases):
+        for weight, bias in self._hidden:
             x = stacked_relu_layer(x, weight, bias)
-        return self.head(x)
+        return q_head(x, self.head_weight, self.head_bias, self.dueling)
 
 
 class CNNFamily:
     """Builds CNNs; takes image observations (images.py) large enough for the chosen convolutions."""
 
+    width_field = "cnn_hidden_sizes"
+
     def check(self, config: DQNConfig, observation: ObservationSpec) -> None:
-        """EnvError unless observations are images that the chosen convolution stack fits; ConfigError for widths
-        that do not match it."""
+        """EnvError unless observations are images that the chosen convolution stack fits; ConfigError for
+        cnn_channels of another length than the stack's."""
         self._architecture(config, observation)
 
     def build(self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int,
@@ -75,6 +82,11 @@ class CNNFamily:
         image, layers, hidden_sizes = self._architecture(config, observation)
         return CNN(observation, image, n_actions, layers, hidden_sizes, config.dueling,
                    member_generators(members, seeds))
+
+    def describe(self, config: DQNConfig) -> str:
+        """E.g. "cnn = 'minatar', cnn_channels auto, cnn_hidden_sizes [256]"."""
+        return (f"cnn = {config.cnn!r}, cnn_channels {_widths(config.cnn_channels)}, "
+                f"cnn_hidden_sizes {_widths(config.cnn_hidden_sizes)}")
 
     def parameter_count(self, config: DQNConfig, observation: ObservationSpec, n_actions: int) -> int:
         """Filters and biases of the convolutions, weights and biases of the fully connected layers and head."""
@@ -103,17 +115,17 @@ class CNNFamily:
         layers = CNN_LAYERS[name]
         if config.cnn_channels:
             if len(config.cnn_channels) != len(layers):
-                raise EnvError(f"cnn_channels = {list(config.cnn_channels)} gives {len(config.cnn_channels)} widths "
-                               f"for the {len(layers)} convolution(s) of cnn {name!r} (chosen for "
-                               f"{image.height} x {image.width} frames); give {len(layers)}, or choose --cnn")
+                raise ConfigError(f"cnn_channels = {list(config.cnn_channels)} is invalid: cnn = {name!r} (for "
+                                  f"{image.height} x {image.width} frames) has {len(layers)} convolution(s); give "
+                                  f"{len(layers)} widths, or set cnn", field="cnn_channels")
             layers = tuple(layer._replace(channels=channels) for layer, channels in zip(layers, config.cnn_channels))
         smallest = min_side(layers)
         if min(image.height, image.width) < smallest:
             described = ", ".join(f"{layer.kernel}x{layer.kernel}/{layer.stride}" for layer in layers)
-            raise EnvError(f"env {config.env_id!r} has {image.height} x {image.width} frames; cnn {name!r} "
-                           f"({described}) needs frames of at least {smallest} x {smallest}; choose "
-                           f"--cnn minatar (at least {min_side(CNN_LAYERS['minatar'])} x "
-                           f"{min_side(CNN_LAYERS['minatar'])}) or --network mlp")
+            fits = min_side(CNN_LAYERS["minatar"])
+            raise EnvError(f"env {config.env_id!r} has {image.height} x {image.width} frames; cnn = {name!r} "
+                           f"({described}) needs frames of at least {smallest} x {smallest}; set cnn = 'minatar' "
+                           f"(frames of at least {fits} x {fits}) or 'auto'")
         return image, layers, config.cnn_hidden_sizes or (CNN_HIDDEN[name],)
 
 
@@ -122,6 +134,10 @@ def cnn_stack(config: DQNConfig, image: ImageFormat) -> str:
     if config.cnn != "auto":
         return config.cnn
     return "nature" if min(image.height, image.width) >= NATURE_MIN_SIDE else "minatar"
+
+
+def _widths(widths: tuple[int, ...]) -> str:
+    return str(list(widths)) if widths else "auto"
 
 
 def _features(image: ImageFormat, layers: Sequence[ConvLayer]) -> int:

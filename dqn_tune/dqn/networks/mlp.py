@@ -46,6 +46,8 @@ class MLP(QNetwork):
 class MLPFamily:
     """Builds MLPs; takes flat (1-D) observations."""
 
+    width_field = "hidden_sizes"
+
     def check(self, config: DQNConfig, observation: ObservationSpec) -> None:
         """EnvError unless observations are flat vectors."""
         if len(observation.shape) != 1:
@@ -56,6 +58,10 @@ class MLPFamily:
               seeds: Sequence[int] | None) -> MLP:
         """`members` MLPs, member k initialised from `seeds[k]`."""
         return MLP(observation, n_actions, config.hidden_sizes, config.dueling, member_generators(members, seeds))
+
+    def describe(self, config: DQNConfig) -> str:
+        """E.g. "hidden sizes [64, 64]"."""
+        return f"hidden sizes {list(config.hidden_sizes)}"
 
     def parameter_count(self, config: DQNConfig, observation: ObservationSpec, n_actions: int) -> int:
         """Weights and biases of one member."""
