@@ -8,7 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from dqn_tune.cli.arguments import text
-from dqn_tune.dqn.config import DQNConfig, flag_name
+from dqn_tune.dqn.config import AUTO_WIDTHS, DQNConfig, flag_name
 from dqn_tune.errors import ConfigError
 
 if TYPE_CHECKING:  # numpy and gymnasium load when a command runs, not for --help
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # numpy and gymnasium load when a command runs, not for --hel
 
 
 def _widths(text: str) -> tuple[int, ...]:
-    if text.lower() == AUTO:
+    if text.lower() == AUTO_WIDTHS:
         return ()
     try:
         return tuple(int(part) for part in text.split(","))
@@ -24,10 +24,6 @@ def _widths(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128, or auto where "
             "the default is auto") from None
-
-
-AUTO = "auto"
-"""The word for an empty tuple of widths: the network's own."""
 
 
 class _NoneGiven:
@@ -112,7 +108,7 @@ def with_flag_names(message: str) -> str:
 
 def _default_text(value: object) -> str:
     if value == ():
-        return AUTO
+        return AUTO_WIDTHS
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     return "none" if value is None else str(value)

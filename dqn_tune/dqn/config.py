@@ -18,6 +18,8 @@ CNN_STACKS = ("auto", "minatar", "nature")
 """config.cnn: a convolution stack of the CNN family (dqn/conv.py), or 'auto' (chosen from the frame size)."""
 WIDTH_FIELDS = ("hidden_sizes", "cnn_channels", "cnn_hidden_sizes")
 """The layer-width fields (tuples of integers)."""
+AUTO_WIDTHS = "auto"
+"""How the command line writes an empty tuple of widths: the network's own."""
 INT_MAX = 2**63 - 1
 """Largest value of an integer field: every count fits a 64-bit integer (numpy, torch, SQLite)."""
 SEED_MAX = 2**32 - 1
