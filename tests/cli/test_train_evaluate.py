@@ -57,7 +57,7 @@ def test_train_takes_the_new_options_as_flags_and_the_agent_keeps_them(tmp_path:
                  "0.5", "--per-beta", "0.2", "--per-eps", "0.001", *TINY_FLAGS]) == 0
     config = load_agent(out).config
     assert (config.n_steps, config.dueling, config.prioritized_replay) == (3, True, True)
-    assert (config.per_alpha, config.per_beta, config.per_eps, config.network) == (0.5, 0.2, 0.001, "mlp")
+    assert (config.per_alpha, config.per_beta, config.per_eps, config.network) == (0.5, 0.2, 0.001, "auto")
     assert main(["evaluate", str(out), "--episodes", "1"]) == 0
 
 

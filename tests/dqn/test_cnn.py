@@ -121,9 +121,9 @@ def test_a_million_atari_frames_is_one_line_naming_the_gib() -> None:
     (DQNConfig(cnn="nature"), spec((10, 5, 3)), EnvError,
      r"^env 'CartPole-v1' has 10 x 5 frames; cnn = 'nature' \(8x8/4, 4x4/2, 3x3/1\) needs frames of at least "
      r"36 x 36; set cnn = 'minatar' \(frames of at least 3 x 3\) or 'auto'$"),
-    (DQNConfig(cnn_channels=(8, 8)), spec((10, 5, 3)), ConfigError,
-     r"^cnn_channels = \[8, 8\] is invalid: cnn = 'minatar' \(for 10 x 5 frames\) has 1 convolution\(s\); give 1 "
-     r"widths, or set cnn$"),
+    (DQNConfig(cnn_channels=(8, 8)), spec((10, 5, 3)), EnvError,
+     r"^cnn_channels = \[8, 8\] gives 2 widths but cnn = 'minatar' has 1 convolution\(s\) \(on the 10 x 5 frames "
+     r"of env 'CartPole-v1'\); give 1, or set cnn$"),
     (DQNConfig(), ObservationSpec.of(gym.spaces.Box(-np.inf, np.inf, (8, 8, 3), np.float32)), EnvError,
      r"^env 'CartPole-v1' has image observations of shape \(8, 8, 3\) float32 with unknown range"),
     (DQNConfig(network="cnn"), spec((4,)), EnvError, r"^env 'CartPole-v1' has observations of shape \(4,\) uint8; "

@@ -22,7 +22,7 @@ from dqn_tune.dqn.images import ImageFormat, image_format
 from dqn_tune.dqn.networks.base import (QNetwork, head_parameters, init_linear, member_generators, q_head, stacked,
                                         stacked_relu_layer)
 from dqn_tune.dqn.observations import ObservationSpec
-from dqn_tune.errors import ConfigError, EnvError
+from dqn_tune.errors import EnvError
 
 NATURE_MIN_SIDE = 64
 """Frames at least this many rows and columns get the Nature stack when config.cnn is 'auto'."""
@@ -72,8 +72,8 @@ class CNNFamily:
     width_field = "cnn_hidden_sizes"
 
     def check(self, config: DQNConfig, observation: ObservationSpec) -> None:
-        """EnvError unless observations are images that the chosen convolution stack fits; ConfigError for
-        cnn_channels of another length than the stack's."""
+        """EnvError unless observations are images that the chosen convolution stack fits, with as many
+        cnn_channels as it has convolutions."""
         self._architecture(config, observation)
 
     def build(self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int,
@@ -115,9 +115,9 @@ class CNNFamily:
         layers = CNN_LAYERS[name]
         if config.cnn_channels:
             if len(config.cnn_channels) != len(layers):
-                raise ConfigError(f"cnn_channels = {list(config.cnn_channels)} is invalid: cnn = {name!r} (for "
-                                  f"{image.height} x {image.width} frames) has {len(layers)} convolution(s); give "
-                                  f"{len(layers)} widths, or set cnn", field="cnn_channels")
+                raise EnvError(f"cnn_channels = {list(config.cnn_channels)} gives {len(config.cnn_channels)} widths but "
+                               f"cnn = {name!r} has {len(layers)} convolution(s) (on the {image.height} x "
+                               f"{image.width} frames of env {config.env_id!r}); give {len(layers)}, or set cnn")
             layers = tuple(layer._replace(channels=channels) for layer, channels in zip(layers, config.cnn_channels))
         smallest = min_side(layers)
         if min(image.height, image.width) < smallest:
