@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 from functools import partial
 
 import gymnasium as gym
 import torch
 from torch import nn
 
+from bench_trainer import cpu_seconds, sb3_arguments  # scripts/ is the script's own directory on sys.path
 from dqn_tune import DQNConfig, train, train_seeds
+from dqn_tune.dqn.optimizers import RMSPROP_SETTINGS
 from dqn_tune.dqn.registration import register_namespace
 from dqn_tune.tuning.reference import REFERENCE_LEARNING_STARTS, minatar_reference
 
@@ -39,13 +39,6 @@ ENV_ID = "MinAtar/Breakout-v1"
 def reference_config(steps: int) -> DQNConfig:
     """MinAtar's reference configuration at `steps`, without evaluations (a benchmark of training alone)."""
     return minatar_reference(ENV_ID, steps).replace(eval_freq=0, eval_episodes=1, keep_best=False)
-
-
-def cpu_seconds(fn: Callable[[], object]) -> float:
-    """Process CPU seconds taken by `fn()`."""
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
 
 
 def sb3_extractor() -> type:
@@ -94,31 +87,14 @@ def run_sb3(config: DQNConfig, seed: int) -> float:
     except ImportError:
         raise SystemExit("bench_images.py compares against Stable-Baselines3: pip install -e '.[bench]'") from None
     register_namespace(ENV_ID)
-    policy_kwargs = {
-        "features_extractor_class": sb3_extractor(), "net_arch": [128], "normalize_images": False,
-        "optimizer_class": torch.optim.RMSprop, "optimizer_kwargs": rmsprop_kwargs(),
-    }
+    policy_kwargs = {"features_extractor_class": sb3_extractor(), "net_arch": [128], "normalize_images": False,
+                     "optimizer_class": torch.optim.RMSprop, "optimizer_kwargs": dict(RMSPROP_SETTINGS)}
 
     def run() -> None:
-        model = DQN(
-            "MlpPolicy", ENV_ID, learning_rate=config.learning_rate, buffer_size=config.buffer_size,
-            learning_starts=config.learning_starts, batch_size=config.batch_size, tau=config.tau,
-            gamma=config.gamma, train_freq=config.train_freq, gradient_steps=config.gradient_steps,
-            target_update_interval=config.target_update_interval, exploration_fraction=config.exploration_fraction,
-            exploration_initial_eps=config.exploration_initial_eps, exploration_final_eps=config.exploration_final_eps,
-            max_grad_norm=float("inf"),  # SB3 always clips; an infinite norm leaves the gradients as they are
-            policy_kwargs=policy_kwargs, device="cpu", seed=seed, verbose=0,
-        )
+        model = DQN("MlpPolicy", ENV_ID, policy_kwargs=policy_kwargs, seed=seed, **sb3_arguments(config))
         model.learn(total_timesteps=config.total_timesteps)
 
     return cpu_seconds(run)
-
-
-def rmsprop_kwargs() -> dict[str, object]:
-    """The reference's RMSprop settings, as torch.optim.RMSprop keywords (learning rate apart)."""
-    from dqn_tune.dqn.optimizers import RMSPROP_SETTINGS
-
-    return dict(RMSPROP_SETTINGS)
 
 
 def bench_sb3(steps: int, repeats: int) -> None:

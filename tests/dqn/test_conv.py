@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from dqn_tune.dqn.conv import (
+from dqn_tune.dqn.networks.conv import (
     CNN_LAYERS,
     ConvLayer,
     StackedConvs,
@@ -38,7 +38,7 @@ def test_member_k_equals_a_separately_built_network_in_values_and_gradients(
     stacked = StackedConvs(shape[0], layers, [torch.Generator().manual_seed(10 + k) for k in range(members)])
     images = torch.rand(members, 5, *shape, generator=torch.Generator().manual_seed(0))
     features = stacked(images)
-    assert features.shape == (members, 5, feature_count([layer.channels for layer in layers], *shape[1:], layers))
+    assert features.shape == (members, 5, feature_count(*shape[1:], layers))
     # a different loss weight per member: member k's gradient must come from its own term only
     (features * torch.arange(1, members + 1).view(-1, 1, 1)).square().sum().backward()
     for k in range(members):

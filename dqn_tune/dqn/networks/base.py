@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -34,6 +35,36 @@ class QNetwork(nn.Module):
     def member_state_dict(self, member: int) -> dict[str, torch.Tensor]:
         """Member `member`'s weights as the state dict of a one-member network (fresh contiguous CPU tensors)."""
         return {name: tensor[member:member + 1].detach().cpu().clone() for name, tensor in self.state_dict().items()}
+
+
+class DenseQNetwork(QNetwork):
+    """A QNetwork ending in fully connected ReLU layers and a Q head, over features its subclass computes.
+
+    Hidden layer i of member k is `hidden_weights[i][k]` ([in, out]) and `hidden_biases[i][k]` ([1, out]), the
+    output layer `head_weight[k]` and `head_bias[k]` (see `head_parameters`).
+    """
+
+    def __init__(self, observation: ObservationSpec, n_actions: int, features: int, hidden_sizes: Sequence[int],
+                 dueling: bool, generators: Sequence[torch.Generator | None]) -> None:
+        super().__init__(observation, n_actions, len(generators))
+        outputs = n_actions + 1 if dueling else n_actions
+        widths = (features, *hidden_sizes, outputs)
+        # member by member, layer by layer, weight then bias: the draws of nn.Linear layers built in order
+        members = [[init_linear(fan_in, fan_out, generator) for fan_in, fan_out in pairwise(widths)]
+                   for generator in generators]
+        *hidden, output = zip(*members)  # per layer: that layer of every member
+        self.hidden_weights = nn.ParameterList(stacked([weight.T for weight, _ in layer]) for layer in hidden)
+        self.hidden_biases = nn.ParameterList(stacked([bias[None] for _, bias in layer]) for layer in hidden)
+        self.head_weight, self.head_bias = head_parameters(output)
+        self.dueling = dueling
+        # the same Parameter objects, as a tuple: iterating a ParameterList costs ~1 us per item, on every forward
+        self._hidden = tuple(zip(self.hidden_weights, self.hidden_biases))
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """Q-values [K, batch, n_actions] of features x [K, batch, features]."""
+        for weight, bias in self._hidden:
+            x = stacked_relu_layer(x, weight, bias)
+        return q_head(x, self.head_weight, self.head_bias, self.dueling)
 
 
 class NetworkFamily(Protocol):

@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 import torch
-from torch import nn
 
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.conv import CNN_HIDDEN, CNN_LAYERS, ConvLayer, StackedConvs, min_side, output_side
+from dqn_tune.dqn.networks.conv import (CNN_HIDDEN, CNN_LAYERS, ConvLayer, StackedConvs, feature_count, min_side,
+                                        output_side)
 from dqn_tune.dqn.images import ImageFormat, image_format
-from dqn_tune.dqn.networks.base import (QNetwork, head_parameters, init_linear, member_generators, q_head, stacked,
-                                        stacked_relu_layer)
+from dqn_tune.dqn.networks.base import DenseQNetwork, member_generators
 from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.errors import EnvError
 
@@ -28,31 +27,19 @@ NATURE_MIN_SIDE = 64
 """Frames at least this many rows and columns get the Nature stack when config.cnn is 'auto'."""
 
 
-class CNN(QNetwork):
-    """K CNNs; the convolutions are `convs` (conv.py), the fully connected layers and head stacked as the MLP
-    family's are."""
+class CNN(DenseQNetwork):
+    """K CNNs: the convolutions `convs` (conv.py), then the fully connected layers of `DenseQNetwork`."""
 
     def __init__(self, observation: ObservationSpec, image: ImageFormat, n_actions: int, layers: Sequence[ConvLayer],
                  hidden_sizes: Sequence[int], dueling: bool, generators: Sequence[torch.Generator | None]) -> None:
-        super().__init__(observation, n_actions, len(generators))
+        features = feature_count(image.height, image.width, layers)
+        super().__init__(observation, n_actions, features, hidden_sizes, dueling, generators)
         self.channels_first = image.channels_first
         self.image_shape = image.shape
         # (x - low) * scale as one multiply-add: x * scale + shift; buffers (not in the state dict) follow .to(device)
         self.register_buffer("pixel_scale", torch.as_tensor(image.scale), persistent=False)
         self.register_buffer("pixel_shift", torch.as_tensor(-image.low * image.scale), persistent=False)
-        self.convs = StackedConvs(image.channels, layers, generators)  # each member's first draws
-        features = _features(image, layers)
-        outputs = n_actions + 1 if dueling else n_actions
-        widths = (features, *hidden_sizes, outputs)
-        members = [[init_linear(fan_in, fan_out, generator) for fan_in, fan_out in pairwise(widths)]
-                   for generator in generators]
-        *hidden, output = zip(*members)
-        self.hidden_weights = nn.ParameterList(stacked([weight.T for weight, _ in layer]) for layer in hidden)
-        self.hidden_biases = nn.ParameterList(stacked([bias[None] for _, bias in layer]) for layer in hidden)
-        self.head_weight, self.head_bias = head_parameters(output)
-        self.dueling = dueling
-        # the same Parameter objects, as a tuple: iterating a ParameterList costs ~1 us per item, on every forward
-        self._hidden = tuple(zip(self.hidden_weights, self.hidden_biases))
+        self.convs = StackedConvs(image.channels, layers, generators)  # drawn after the fully connected layers
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values [K, batch, n_actions] for stored observations [K, batch, *obs_shape] (member k sees obs[k])."""
@@ -60,10 +47,7 @@ class CNN(QNetwork):
         if not self.channels_first and obs.dim() == 5:
             images = images.permute(0, 1, 4, 2, 3)
         x = torch.addcmul(self.pixel_shift, images, self.pixel_scale)  # casts uint8 and bool to float32 on the way
-        x = self.convs(x)
-        for weight, bias in self._hidden:
-            x = stacked_relu_layer(x, weight, bias)
-        return q_head(x, self.head_weight, self.head_bias, self.dueling)
+        return self.dense(self.convs(x))
 
 
 class CNNFamily:
@@ -93,7 +77,7 @@ class CNNFamily:
         image, layers, hidden_sizes = self._architecture(config, observation)
         channels = (image.channels, *(layer.channels for layer in layers))
         convs = sum((fan_in * layer.kernel ** 2 + 1) * layer.channels for fan_in, layer in zip(channels, layers))
-        widths = (_features(image, layers), *hidden_sizes, n_actions + config.dueling)
+        widths = (feature_count(image.height, image.width, layers), *hidden_sizes, n_actions + config.dueling)
         return convs + sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(widths))
 
     def activation_count(self, config: DQNConfig, observation: ObservationSpec, n_actions: int) -> int:
@@ -138,10 +122,6 @@ def cnn_stack(config: DQNConfig, image: ImageFormat) -> str:
 
 def _widths(widths: tuple[int, ...]) -> str:
     return str(list(widths)) if widths else "auto"
-
-
-def _features(image: ImageFormat, layers: Sequence[ConvLayer]) -> int:
-    return layers[-1].channels * output_side(image.height, layers) * output_side(image.width, layers)
 
 
 FAMILY = CNNFamily()

@@ -53,9 +53,9 @@ def min_side(layers: Sequence[ConvLayer]) -> int:
     return side
 
 
-def feature_count(channels: Sequence[int], height: int, width: int, layers: Sequence[ConvLayer]) -> int:
+def feature_count(height: int, width: int, layers: Sequence[ConvLayer]) -> int:
     """Values per sample after the last layer (its channels times its output's rows and columns)."""
-    return channels[-1] * output_side(height, layers) * output_side(width, layers)
+    return layers[-1].channels * output_side(height, layers) * output_side(width, layers)
 
 
 def init_conv(in_channels: int, layer: ConvLayer, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
