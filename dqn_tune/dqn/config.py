@@ -43,7 +43,7 @@ class DQNConfig:
     per run; tests/dqn/test_learning.py checks them.
     """
 
-    env_id: str = _field("CartPole-v1", "Gymnasium environment id (Discrete actions, flat Box observations).")
+    env_id: str = _field("CartPole-v1", "Gymnasium environment id (Discrete actions; Box observations, flat or images).")
     total_timesteps: int = _field(50_000, "Environment steps to train for.")
     learning_rate: float = _field(1e-3, "The optimizer's step size.")
     gamma: float = _field(0.99, "Discount factor, in (0, 1].")
