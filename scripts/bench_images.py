@@ -110,7 +110,8 @@ def bench_sb3(steps: int, repeats: int) -> None:
         runs = {"ours": partial(run_ours, config, repeat), "sb3": partial(run_sb3, config, repeat)}
         seconds = {name: runs[name]() for name in alternate(list(runs), repeat)}
         rates.append((steps / seconds["ours"], steps / seconds["sb3"]))
-        print(f"{repeat:>6} {rates[-1][0]:>14.0f} {rates[-1][1]:>13.0f} {rates[-1][0] / rates[-1][1]:>6.2f}", flush=True)
+        ours, sb3 = rates[-1]
+        print(f"{repeat:>6} {ours:>14.0f} {sb3:>13.0f} {ours / sb3:>6.2f}", flush=True)
     ours, sb3 = (statistics.median(rate[i] for rate in rates) for i in (0, 1))
     ratio = statistics.median(o / s for o, s in rates)
     print(f"medians: ours {ours:.0f} vs SB3 {sb3:.0f} env steps per CPU-second; median ratio {ratio:.2f}x (floor 1.5x)")

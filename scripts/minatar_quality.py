@@ -1,19 +1,21 @@
 """MinAtar presets against MinAtar's reference DQN configuration, on the same fresh seeds: the README Quality figures.
 
 For one game and one config (`reference`: MinAtar's published DQN configuration, dqn_tune/tuning/reference.py;
-`preset`: the game's dqn-tune preset, presets.toml), trains each of N fresh seeds (the retrain range,
-never used by a tuning trial or a validation run) at the budget, one run at a time, saves each agent,
-and judges it on 100 greedy episodes of an evaluation env no run trained on. A seed whose agent file
-exists is not trained again (so an interrupted command resumes where it stopped). `--compare` prints
-both configs' returns side by side with the floor (preset mean above the reference's, higher on at
-least 4 of 5 seeds) and the goal (1.5x the reference's mean).
+`preset`: the game's dqn-tune preset, presets.toml; or a TOML config file, e.g. a study's pick from
+`dqn-tune best --out FILE.toml`), trains each of N fresh seeds (the retrain range, never used by a
+tuning trial or a validation run) at the budget, one run at a time, saves each agent, and judges it on
+100 greedy episodes of an evaluation env no run trained on. A seed whose results are recorded is
+skipped and a saved agent is judged without training again (so an interrupted command resumes where it
+stopped). `--compare A B` prints two configs' returns side by side with the floor (B's mean above A's,
+higher on at least 4 of 5 seeds) and the goal (1.5x A's mean).
 
 Usage:
   python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --config reference [--timesteps 1000000]
-  python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --config preset
-  python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --compare
-Agents and results go to --out-dir (default studies/minatar/): <game>-<config>-<seed>.pt and
-<game>-<config>.jsonl (one line per seed: seed, mean and std of the 100 returns, CPU and wall seconds).
+  python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --config best.toml
+  python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --compare reference best
+Agents and results go to --out-dir (default studies/minatar/): <game>-<name>-<seed>.pt and
+<game>-<name>.jsonl (<name>: reference, preset or the file's stem; one line per seed: seed, mean and
+std of the 100 returns, CPU and wall seconds of training).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from dqn_tune import train
 from dqn_tune.dqn.agent import Agent, load_agent, save_agent
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.results.export import read_config_file
 from dqn_tune.tuning.presets import preset_for
 from dqn_tune.tuning.reference import minatar_reference
 from dqn_tune.tuning.seeds import retrain_seeds
@@ -40,23 +43,26 @@ BUDGET = 1_000_000
 (docs/images.md)."""
 
 
-def config_for(env_id: str, name: str, timesteps: int) -> DQNConfig:
-    """The reference configuration or the env's preset at `timesteps`."""
-    if name == "reference":
+def config_for(env_id: str, source: str, timesteps: int) -> DQNConfig:
+    """The reference configuration, the env's preset or the config of a TOML file, at `timesteps`."""
+    if source == "reference":
         return minatar_reference(env_id, timesteps)
-    preset = preset_for(env_id)
-    if preset is None:
-        raise SystemExit(f"{env_id} has no preset in presets.toml yet")
-    return preset.base_config(timesteps=timesteps)
+    if source == "preset":
+        preset = preset_for(env_id)
+        if preset is None:
+            raise SystemExit(f"{env_id} has no preset in presets.toml yet")
+        return preset.base_config(timesteps=timesteps)
+    config = read_config_file(source)
+    return config.replace(env_id=env_id, total_timesteps=timesteps, eval_freq=max(1, timesteps // 10))
 
 
 def results_path(out_dir: Path, env_id: str, name: str) -> Path:
     return out_dir / f"{env_id.split('/')[-1]}-{name}.jsonl"
 
 
-def run(env_id: str, name: str, seeds: list[int], timesteps: int, episodes: int, out_dir: Path) -> None:
+def run(env_id: str, source: str, seeds: list[int], timesteps: int, episodes: int, out_dir: Path) -> None:
     """Train and judge each seed not yet done; one JSON line per seed."""
-    config = config_for(env_id, name, timesteps)
+    config, name = config_for(env_id, source, timesteps), Path(source).stem
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = results_path(out_dir, env_id, name)
     done = {json.loads(line)["seed"] for line in lines.read_text().splitlines()} if lines.exists() else set()
@@ -80,31 +86,33 @@ def run(env_id: str, name: str, seeds: list[int], timesteps: int, episodes: int,
         print(json.dumps(record), flush=True)
 
 
-def compare(env_id: str, out_dir: Path) -> None:
-    """Both configs' returns per seed, their means, the floor and the goal."""
-    rows = {}
-    for name in ("reference", "preset"):
+def compare(env_id: str, names: list[str], out_dir: Path) -> None:
+    """Two configs' returns per seed, their means, the floor and the goal (the second against the first)."""
+    rows = []
+    for name in names:
         path = results_path(out_dir, env_id, name)
-        rows[name] = {r["seed"]: r["mean"] for r in map(json.loads, path.read_text().splitlines())} if path.exists() else {}
-    seeds = sorted(set(rows["reference"]) & set(rows["preset"]))
+        lines = path.read_text().splitlines() if path.exists() else []
+        rows.append({record["seed"]: record["mean"] for record in map(json.loads, lines)})
+    base, other = rows
+    seeds = sorted(set(base) & set(other))
     if not seeds:
-        raise SystemExit(f"no seed of {env_id} has both a reference and a preset result in {out_dir}")
-    print("| seed | reference | preset |\n|---|---|---|")
+        raise SystemExit(f"no seed of {env_id} has results of both {names[0]} and {names[1]} in {out_dir}")
+    print(f"| seed | {names[0]} | {names[1]} |\n|---|---|---|")
     for seed in seeds:
-        print(f"| {seed} | {rows['reference'][seed]:.2f} | {rows['preset'][seed]:.2f} |")
-    reference = statistics.mean(rows["reference"][s] for s in seeds)
-    preset = statistics.mean(rows["preset"][s] for s in seeds)
-    higher = sum(rows["preset"][s] > rows["reference"][s] for s in seeds)
-    print(f"| mean | {reference:.2f} | {preset:.2f} |")
-    print(f"preset / reference = {preset / reference:.2f}x (goal 1.5x); preset higher on {higher} of {len(seeds)} seeds; "
-          f"floor (mean above and >= 4 of 5 higher): {'met' if preset > reference and higher >= 4 else 'NOT met'}")
+        print(f"| {seed} | {base[seed]:.2f} | {other[seed]:.2f} |")
+    base_mean, other_mean = statistics.mean(base[s] for s in seeds), statistics.mean(other[s] for s in seeds)
+    higher = sum(other[s] > base[s] for s in seeds)
+    met = other_mean > base_mean and higher >= 4
+    print(f"| mean | {base_mean:.2f} | {other_mean:.2f} |")
+    print(f"{names[1]} / {names[0]} = {other_mean / base_mean:.2f}x (goal 1.5x); higher on {higher} of {len(seeds)} "
+          f"seeds; floor (mean above and >= 4 of 5 higher): {'met' if met else 'NOT met'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="a MinAtar id, e.g. MinAtar/Breakout-v1")
-    parser.add_argument("--config", choices=["reference", "preset"], help="which config to train and judge")
-    parser.add_argument("--compare", action="store_true", help="print both configs' results side by side")
+    parser.add_argument("--config", help="which config to train and judge: reference, preset or a TOML file")
+    parser.add_argument("--compare", nargs=2, metavar="NAME", help="print two configs' results side by side")
     parser.add_argument("--seeds", type=int, default=5, help="fresh seeds (default: 5)")
     parser.add_argument("--timesteps", type=int, default=BUDGET, help=f"env steps per run (default: {BUDGET})")
     parser.add_argument("--episodes", type=int, default=100, help="greedy episodes per seed (default: 100)")
@@ -112,11 +120,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.compare:
-        compare(args.env, args.out_dir)
+        compare(args.env, args.compare, args.out_dir)
     elif args.config:
         run(args.env, args.config, retrain_seeds(args.seeds), args.timesteps, args.episodes, args.out_dir)
     else:
-        parser.error("give --config reference|preset or --compare")
+        parser.error("give --config reference|preset|FILE.toml or --compare NAME NAME")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ class DQNConfig:
     per run; tests/dqn/test_learning.py checks them.
     """
 
-    env_id: str = _field("CartPole-v1", "Gymnasium environment id (Discrete actions; Box observations, flat or images).")
+    env_id: str = _field("CartPole-v1", "Gymnasium environment id (Discrete actions; Box observations, flat or "
+                                        "images).")
     total_timesteps: int = _field(50_000, "Environment steps to train for.")
     learning_rate: float = _field(1e-3, "The optimizer's step size.")
     gamma: float = _field(0.99, "Discount factor, in (0, 1].")
@@ -65,7 +66,8 @@ class DQNConfig:
     cnn: str = _field("auto", "CNN convolutions: 'minatar' (one 3x3 conv of 16, then 128 units), 'nature' (32 8x8/4, "
                               "64 4x4/2, 64 3x3/1, then 512 units), or 'auto': 'nature' for frames of 64 x 64 and "
                               "larger, 'minatar' below.")
-    cnn_channels: tuple[int, ...] = _field((), "CNN: output channels of each convolution; empty (auto): the stack's own.")
+    cnn_channels: tuple[int, ...] = _field((), "CNN: output channels of each convolution; empty (auto): the "
+                                               "stack's own.")
     cnn_hidden_sizes: tuple[int, ...] = _field((), "CNN: widths of the fully connected layers after the convolutions; "
                                                    "empty (auto): the stack's own (128 or 512).")
     optimizer: str = _field("adam", "'adam', or 'rmsprop': the centered RMSprop of the DQN papers (MinAtar's).")

@@ -1,9 +1,10 @@
 """What one training run will allocate, checked against the memory left BEFORE anything is allocated.
 
 `train` calls `check_memory` as soon as the env's spaces are known, so a `buffer_size` or layer
-widths that cannot fit (observations counted in their stored dtype: one byte per uint8 pixel) ends in a one-line ConfigError instead of a MemoryError or the
-kernel's OOM killer. Callers that plan several runs (a study, an ablation grid) can call
-`memory_needed` / `check_memory` themselves before writing anything.
+widths that cannot fit (observations counted in their stored dtype: one byte per uint8 pixel) end in a
+one-line ConfigError instead of a MemoryError or the kernel's OOM killer. Callers that plan several
+runs (a study, an ablation grid) can call `memory_needed` / `check_memory` themselves before writing
+anything.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ def test_ablate_over_cnn_widths_and_optimizers(tmp_path: Path, capsys: pytest.Ca
                           "3x3/1) needs frames of at least 36 x 36; set cnn = 'minatar' (frames of at least 3 x 3) or "
                           "'auto'\n"),
     (["--cnn-channels", "8,8"], "dqn-tune: error: cnn_channels = [8, 8] gives 2 widths but cnn = 'minatar' has 1 "
-                                "convolution(s) (on the 10 x 5 frames of env 'dqn-tune/Catch-v0'); give 1, or set cnn\n"),
+                                "convolution(s) (on the 10 x 5 frames of env 'dqn-tune/Catch-v0'); give 1, or set "
+                                "cnn\n"),
     (["--network", "mlp"], "dqn-tune: error: env 'dqn-tune/Catch-v0' has observations of shape (10, 5, 3) uint8; "
                            "network = 'mlp' needs flat (1-D) observations\n"),
     (["--buffer-size", "10000000000"], "--buffer-size = 10000000000 is too large: "),

@@ -29,8 +29,9 @@ def spec(shape: tuple[int, ...], dtype: type = np.uint8, high: float = 255) -> O
 
 def catch_config(**changes: object) -> DQNConfig:
     """A Catch config that trains in about a second."""
-    return DQNConfig(env_id=CATCH, total_timesteps=600, learning_starts=100, batch_size=16, buffer_size=1_000,
-                     target_update_interval=50, eval_freq=200, eval_curve_episodes=2, eval_episodes=3).replace(**changes)
+    base = DQNConfig(env_id=CATCH, total_timesteps=600, learning_starts=100, batch_size=16, buffer_size=1_000,
+                     target_update_interval=50, eval_freq=200, eval_curve_episodes=2, eval_episodes=3)
+    return base.replace(**changes)
 
 
 def catch_observations(env_id: str = CATCH, count: int = 8) -> np.ndarray:
@@ -74,7 +75,8 @@ def test_a_member_is_the_plain_torch_cnn_on_pixels_scaled_to_one() -> None:
         conv.weight.data, conv.bias.data = weight[1].detach(), bias[1].detach()
         layers += [conv, nn.ReLU()]
     hidden, head = nn.Linear(1, 1), nn.Linear(1, 1)
-    hidden.weight.data, hidden.bias.data = network.hidden_weights[0][1].detach().T, network.hidden_biases[0][1, 0].detach()
+    hidden.weight.data = network.hidden_weights[0][1].detach().T
+    hidden.bias.data = network.hidden_biases[0][1, 0].detach()
     head.weight.data, head.bias.data = network.head_weight[1].detach(), network.head_bias[1, :, 0].detach()
     plain = nn.Sequential(*layers, nn.Flatten(), hidden, nn.ReLU(), head)
     frames = np.random.default_rng(0).integers(0, 256, (2, 6, 40, 36, 3), dtype=np.uint8)

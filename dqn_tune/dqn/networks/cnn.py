@@ -99,9 +99,9 @@ class CNNFamily:
         layers = CNN_LAYERS[name]
         if config.cnn_channels:
             if len(config.cnn_channels) != len(layers):
-                raise EnvError(f"cnn_channels = {list(config.cnn_channels)} gives {len(config.cnn_channels)} widths but "
-                               f"cnn = {name!r} has {len(layers)} convolution(s) (on the {image.height} x "
-                               f"{image.width} frames of env {config.env_id!r}); give {len(layers)}, or set cnn")
+                widths = list(config.cnn_channels)
+                raise EnvError(f"cnn_channels = {widths} gives {len(widths)} widths but cnn = {name!r} has "
+                               f"{len(layers)} convolution(s) (on the {image.height} x {image.width} frames of env {config.env_id!r}); give {len(layers)}, or set cnn")
             layers = tuple(layer._replace(channels=channels) for layer, channels in zip(layers, config.cnn_channels))
         smallest = min_side(layers)
         if min(image.height, image.width) < smallest:

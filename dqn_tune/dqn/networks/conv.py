@@ -58,7 +58,8 @@ def feature_count(height: int, width: int, layers: Sequence[ConvLayer]) -> int:
     return layers[-1].channels * output_side(height, layers) * output_side(width, layers)
 
 
-def init_conv(in_channels: int, layer: ConvLayer, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def init_conv(in_channels: int, layer: ConvLayer,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight [out, in, k, k], bias [out]) drawn as nn.Conv2d draws them, from `generator` only (uninitialised
     when it is None)."""
     fan_in = in_channels * layer.kernel * layer.kernel
@@ -80,7 +81,8 @@ class StackedConvs(nn.Module):
     own widths, or others of the same count).
     """
 
-    def __init__(self, in_channels: int, layers: Sequence[ConvLayer], generators: Sequence[torch.Generator | None]) -> None:
+    def __init__(self, in_channels: int, layers: Sequence[ConvLayer],
+                 generators: Sequence[torch.Generator | None]) -> None:
         super().__init__()
         self.members = len(generators)
         self.strides = tuple(layer.stride for layer in layers)
@@ -94,9 +96,11 @@ class StackedConvs(nn.Module):
         self.biases = nn.ParameterList(biases)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Features [K, batch, out * h * w] (per member in (channel, row, column) order) of images [K, batch, C, H, W]."""
+        """Features [K, batch, out * h * w] (per member in (channel, row, column) order) of images
+        [K, batch, C, H, W]."""
         members, batch = images.shape[:2]
         x = images.transpose(0, 1).reshape(batch, -1, *images.shape[3:])  # member k's channels are group k
         for weight, bias, stride in zip(self.weights, self.biases, self.strides):
-            x = torch.relu_(F.conv2d(x, weight.flatten(0, 1), bias.flatten(), stride, groups=members))  # in place: conv's backward needs its input only
+            # in place: conv's backward needs its input only
+            x = torch.relu_(F.conv2d(x, weight.flatten(0, 1), bias.flatten(), stride, groups=members))
         return x.reshape(batch, members, -1).transpose(0, 1)
