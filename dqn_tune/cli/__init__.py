@@ -15,8 +15,9 @@ from types import ModuleType
 from dqn_tune.errors import DQNTuneError
 from dqn_tune.runner.interrupts import deferred_interrupts, interrupts_stop_cleanly
 
-COMMANDS: tuple[str, ...] = ("train", "evaluate", "retrain", "ablate", "dashboard", "report", "validate", "best", "presets", "tune")
-"""Subcommands, each the module dqn_tune.cli.<name>; imported inside `main` (see `command_module`)."""
+COMMANDS: tuple[str, ...] = ("train", "evaluate", "retrain", "ablate", "dashboard", "report", "validate", "best", "presets",
+                             "storage-proxy", "tune")
+"""Subcommands, each the module dqn_tune.cli.<name> ('-' as '_'); imported inside `main` (see `command_module`)."""
 DEFAULT_COMMAND = "tune"
 PROG = "dqn-tune"
 
@@ -41,7 +42,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def command_module(name: str) -> ModuleType:
     """The module of subcommand `name` (torch, optuna and gymnasium load here, not when dqn_tune.cli does)."""
-    return importlib.import_module(f"dqn_tune.cli.{name}")
+    return importlib.import_module(f"dqn_tune.cli.{name.replace('-', '_')}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import optuna
@@ -13,6 +14,7 @@ from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
     add_device_flag,
     add_preset_flag,
+    add_storage_retry_flag,
     add_workers_flag,
     chosen_workers,
     non_negative_int,
@@ -33,6 +35,7 @@ from dqn_tune.cli.config_flags import (
     flag_name,
     with_flag_names,
 )
+from dqn_tune.cli.executor_flags import add_executor_flags, chosen_executor
 from dqn_tune.cli.validate import validate
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
@@ -91,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what a run scores: its final evaluation, its best evaluation, or the area under "
                              "its evaluation curve divided by its length (default: final)")
     add_device_flag(parser, "the networks of trials and validation runs")
-    add_workers_flag(parser)
+    add_workers_flag(parser, remote=True)
     parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                         help="time budget of this command: no new trial starts after it, running ones finish; "
                              "alone, trials run until then, as Optuna's optimize(timeout=...) (default: none)")
@@ -117,6 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--grace-period", type=seconds, default=GRACE_PERIOD_S, metavar="S",
                         help="seconds without a heartbeat after which a trial counts as dead and is retried "
                              f"(default: {GRACE_PERIOD_S})")
+    add_storage_retry_flag(faults)
+    add_executor_flags(parser)
     add_config_flags(parser, skip=("env_id", "total_timesteps", "eval_episodes", "eval_freq"))
 
 
@@ -150,13 +155,15 @@ def run(args: argparse.Namespace) -> int:
         check_fixed(stored, args)
     settings = TuneSettings(
         study_name=default_study_name(base.env_id) if args.study_name is None else args.study_name,
-        storage=StorageSettings(prepare_url(args.storage), args.heartbeat_interval, args.grace_period),
+        storage=StorageSettings(prepare_url(args.storage), args.heartbeat_interval, args.grace_period,
+                                args.storage_retry_timeout),
         objective=ObjectiveSettings(base=base, space=space, seeds=args.seeds, objective=args.objective,
                                     study_seed=args.seed, device=args.device),
         sampler=args.sampler, pruner=args.pruner, artifacts=args.artifacts, artifact_dir=args.artifact_dir,
         total_trials=args.total_trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     given, args.workers = args.workers, chosen_workers(args.workers, args.trials)
+    executor = chosen_executor(args)
     announce, pending = after_first(origin), [line for line in [workers_line(given, args.workers)] if line]
 
     def echo(message: str) -> None:  # the origin, the study's line, then the worker count
@@ -164,19 +171,20 @@ def run(args: argparse.Namespace) -> int:
         while pending:
             print(pending.pop(), flush=True)
 
-    summary = run_study(settings, trials=args.trials, workers=args.workers, command=command, echo=echo,
-                        timeout_s=args.timeout)
-    print("\n".join(summary.lines()), flush=True)
-    if summary.interrupted:
-        return 130
-    if summary.worker_error:
-        return 1
-    if args.validate_top == 0 or summary.best_value is None:
-        return 0
-    top_k = args.validate_top or auto_top_k(summary.counts.get("complete", 0))
-    validation = ValidationSettings(settings.study_name, settings.storage, top_k, args.validation_seeds,
-                                    settings.artifacts, artifact_dir=args.artifact_dir, device=args.device)
-    return validate(validation, workers=args.workers, command=command)
+    with executor or nullcontext():  # one Ray connection for tuning and validation
+        summary = run_study(settings, trials=args.trials, workers=args.workers, command=command, echo=echo,
+                            timeout_s=args.timeout, executor=executor)
+        print("\n".join(summary.lines()), flush=True)
+        if summary.interrupted:
+            return 130
+        if summary.worker_error:
+            return 1
+        if args.validate_top == 0 or summary.best_value is None:
+            return 0
+        top_k = args.validate_top or auto_top_k(summary.counts.get("complete", 0))
+        validation = ValidationSettings(settings.study_name, settings.storage, top_k, args.validation_seeds,
+                                        settings.artifacts, artifact_dir=args.artifact_dir, device=args.device)
+        return validate(validation, workers=args.workers, command=command, executor=executor)
 
 
 RESUMED = {"env_id": "env_id", "timesteps": "total_timesteps", "eval_episodes": "eval_episodes", "seeds": "seeds",
@@ -220,7 +228,7 @@ def command_line(args: argparse.Namespace) -> str:
     """The command, every setting spelled out, as stored in the study and shown in its note."""
     words = ["dqn-tune", "tune"]
     for name in ("trials", "total_trials", "env_id", "study_name", "storage", "timesteps", "seeds", "objective",
-                 "workers", "sampler", "pruner", "seed", "search_space", "timeout"):
+                 "workers", "sampler", "pruner", "seed", "search_space", "timeout", "ray_address", "worker_gpus"):
         value = getattr(args, name)
         if name == "storage" and value is not None:
             value = public_url(value)  # the command is stored in the study and shown by the dashboard
@@ -229,6 +237,8 @@ def command_line(args: argparse.Namespace) -> str:
             words += ["--env" if name == "env_id" else flag_name(name), text_value]
     if args.no_preset:
         words.append("--no-preset")
+    if args.executor != "local":
+        words += ["--executor", args.executor]
     words += ["--device", args.device]
     if args.validate_top is not None:
         words += ["--validate-top", str(args.validate_top)]

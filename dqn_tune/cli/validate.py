@@ -10,6 +10,7 @@ import optuna
 from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
     add_device_flag,
+    add_storage_retry_flag,
     add_study_flags,
     add_workers_flag,
     chosen_study,
@@ -19,6 +20,8 @@ from dqn_tune.cli.arguments import (
     validation_seed_count,
 )
 from dqn_tune.errors import ConfigError
+from dqn_tune.runner.executor import Executor
+from dqn_tune.runner.retry import RetryPolicy
 from dqn_tune.runner.storage import (
     StorageSettings,
     open_existing_storage,
@@ -48,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "runs only the new seeds")
     add_workers_flag(parser)
     add_device_flag(parser, "the runs' networks")
+    add_storage_retry_flag(parser)
     parser.add_argument("--no-artifacts", dest="artifacts", action="store_false",
                         help="do not save each run's learning-curve PNG to the artifact store")
     add_artifact_dir_flag(parser, "where each run's learning-curve PNG is saved")
@@ -56,9 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate, print the table and the recommendation; 130 if interrupted, 1 if a worker failed."""
     study_name = chosen_study(args)
-    open_existing_storage(args.storage)  # never creates a database to validate
+    open_existing_storage(args.storage, retry=RetryPolicy(args.storage_retry_timeout))  # never creates a database to validate
     try:
-        settings = ValidationSettings(study_name, StorageSettings(prepare_url(args.storage)), args.top_k, args.seeds,
+        storage = StorageSettings(prepare_url(args.storage), retry_timeout_s=args.storage_retry_timeout)
+        settings = ValidationSettings(study_name, storage, args.top_k, args.seeds,
                                       args.artifacts, artifact_dir=args.artifact_dir, device=args.device)
     except ConfigError as exc:
         raise flag_error(exc, FLAGS) from None
@@ -69,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
                                        + (["--storage", public_url(args.storage)] if args.storage else [])))
 
 
-def validate(settings: ValidationSettings, *, workers: int, command: str) -> int:
-    """Run a validation and print its summary; the exit status."""
+def validate(settings: ValidationSettings, *, workers: int, command: str, executor: Executor | None = None) -> int:
+    """Run a validation (on `executor`'s workers; None: local processes) and print its summary; the exit status."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    summary = run_validation(settings, workers=workers, command=command)
+    summary = run_validation(settings, workers=workers, command=command, executor=executor)
     print("\n".join(summary.lines()), flush=True)
     if summary.interrupted:
         return 130
