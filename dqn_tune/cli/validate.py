@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate, print the table and the recommendation; 130 if interrupted, 1 if a worker failed."""
     study_name = chosen_study(args)
-    open_existing_storage(args.storage, retry=RetryPolicy(args.storage_retry_timeout))  # never creates a database to validate
+    open_existing_storage(args.storage, retry=RetryPolicy(args.storage_retry_timeout)).close()  # never creates a database
     try:
         storage = StorageSettings(prepare_url(args.storage), retry_timeout_s=args.storage_retry_timeout)
         settings = ValidationSettings(study_name, storage, args.top_k, args.seeds,

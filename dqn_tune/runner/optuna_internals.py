@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 import sqlalchemy
+import sqlalchemy.orm
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, GrpcStorageProxy, RDBStorage
 from optuna.storages._heartbeat import get_heartbeat_thread
@@ -136,6 +137,14 @@ def running_trial_heartbeats(rdb: RDBStorage, study_id: int
     finally:
         session.close()
     return now, trials
+
+
+def use_engine(rdb: RDBStorage, engine: sqlalchemy.engine.Engine) -> None:
+    """Run the storage's sessions on `engine` from now on (RDBStorage builds its engine from engine_kwargs, and its
+    version check at construction needs two connections at once, where a worker wants a pool of one afterwards)."""
+    rdb.engine.dispose()
+    rdb.engine = engine
+    rdb.scoped_session = sqlalchemy.orm.scoped_session(sqlalchemy.orm.sessionmaker(bind=engine))
 
 
 def grid_id(trial: FrozenTrial) -> int | None:

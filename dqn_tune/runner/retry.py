@@ -124,18 +124,17 @@ def retried(call: Callable[[], T], *, policy: RetryPolicy, where: str) -> T:
     first_failure: float | None = None
     delay = FIRST_DELAY_S
     while True:
+        attempt = time.monotonic()
         try:
             result = call()
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            now = time.monotonic()
-            first_failure = now if first_failure is None else first_failure
-            lasted = now - first_failure
+            first_failure = attempt if first_failure is None else first_failure  # it failed since it was tried
+            lasted = time.monotonic() - first_failure
             if lasted + delay > policy.timeout_s:
-                retried_for = f"retried for {lasted:.0f}s" if lasted else "not retried"
-                raise StorageError(f"storage {where}: {cause(exc)} ({retried_for}; --storage-retry-timeout "
-                                   f"{policy.timeout_s:g} sets how long)") from exc
+                raise StorageError(f"storage {where}: {cause(exc)} (failing for {lasted:.0f}s; --storage-retry-timeout "
+                                   f"{policy.timeout_s:g} sets how long it is retried)") from exc
             LOGGER.warning("storage %s: %s; retrying in %.1fs (gives up after %gs)", where, cause(exc), delay,
                            policy.timeout_s)
             pause(delay)

@@ -33,6 +33,7 @@ from sqlalchemy.pool import NullPool
 
 from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.runner.coordination import DatabaseCoordinator, advisory_lock, sqlite_lock
+from dqn_tune.runner.optuna_internals import use_engine
 from dqn_tune.runner.retry import DEFAULT_RETRY, RETRY_TIMEOUT_S, RetryPolicy, retried
 from dqn_tune.runner.shared_storage import SharedStorage
 from dqn_tune.runner.trial_queue import process_name
@@ -229,15 +230,19 @@ def _rdb_storage(url: str, *, create_tables: bool, pool_size: int) -> RDBStorage
     """RDBStorage(url) keeping at most `pool_size` connections open (a server database), creating its tables only if
     asked; errors become one-line StorageErrors (their cause kept as context, for `retried`)."""
     engine_kwargs: dict[str, Any] = _connect_args(url)
-    if make_url(url).get_backend_name() != "sqlite":
-        engine_kwargs.update(pool_pre_ping=True, pool_size=pool_size, max_overflow=0)
+    server = make_url(url).get_backend_name() != "sqlite"
+    if server:  # Optuna's version check at construction holds two connections at once: one more, for it only
+        engine_kwargs.update(pool_pre_ping=True, pool_size=pool_size, max_overflow=1)
     with _guarded(url):
         try:
-            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_tables)
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_tables)
         except RuntimeError as exc:  # Optuna's schema version check
             if "table schema" not in str(exc):
                 raise
             raise StorageError(_schema_version_message(url, str(exc))) from None
+        if server:
+            use_engine(storage, sqlalchemy.create_engine(url, **{**engine_kwargs, "max_overflow": 0}))
+        return storage
 
 
 def _has_optuna_schema(url: str) -> bool:

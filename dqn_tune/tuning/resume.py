@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from dqn_tune.errors import ConfigError, StorageError
+from dqn_tune.runner.retry import RetryPolicy
 from dqn_tune.runner.storage import open_existing_storage, sqlite_path, study_names
 from dqn_tune.tuning import records
 from dqn_tune.tuning.search_space import SearchSpace
@@ -29,10 +30,13 @@ def stored_settings(url: str, study_name: str) -> dict[str, Any] | None:
         path = sqlite_path(url)
         if path is not None and not path.is_file():  # may raise: a directory this user cannot enter
             return None
-        storage = open_existing_storage(url)
-        if study_name not in study_names(storage):
-            return None
-        return records.study_settings(optuna.load_study(study_name=study_name, storage=storage))
+        storage = open_existing_storage(url, retry=RetryPolicy(timeout_s=0))  # the run that opens it retries
+        try:
+            if study_name not in study_names(storage):
+                return None
+            return records.study_settings(optuna.load_study(study_name=study_name, storage=storage))
+        finally:
+            storage.close()
     except (StorageError, OSError):
         return None
 
