@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import socket
+from typing import Any
 
 from dqn_tune.cli.arguments import add_storage_retry_flag, bounded_int, text
-from dqn_tune.errors import ConfigError
+from dqn_tune.errors import ConfigError, shown
 from dqn_tune.runner.retry import RetryPolicy
 from dqn_tune.runner.storage import (
     DEFAULT_STORAGE,
@@ -49,21 +51,32 @@ def exposure(host: str) -> str | None:
             "it over SSH")
 
 
+def serve_until_stopped(server: Any) -> None:
+    """Wait while the gRPC server serves, waking every second so that Ctrl-C and SIGTERM (KeyboardInterrupt) end it."""
+    while server.wait_for_termination(timeout=1.0):  # True: still running after the timeout
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the database, serve it until Ctrl-C or SIGTERM."""
+    try:
+        args.host.encode("idna")  # what a resolver does with a host name: '.', '\x80' or a 64-character label cannot be
+    except UnicodeError:
+        raise ConfigError(f"--host = {shown(args.host)} is invalid: expected a host name or IP address such as "
+                          f"{DEFAULT_HOST} or 0.0.0.0", field="host") from None
     if args.storage is not None and proxy_address(args.storage) is not None:
         raise ConfigError(f"--storage {public_url(args.storage)!r} is a storage proxy; give the database URL it "
                           "should serve (e.g. postgresql+psycopg2://user@host/db)", field="storage")
     storage = open_storage(args.storage, retry=RetryPolicy(args.storage_retry_timeout), pool_size=PROXY_POOL_SIZE)
-    server, port, locks = proxy_module().serve(storage, host=args.host, port=args.port)
-    host = f"[{args.host}]" if ":" in args.host else args.host
+    proxy = proxy_module()
+    server, port, locks = proxy.serve(storage, host=args.host, port=args.port)
     if (warning := exposure(args.host)) is not None:
         print(warning, flush=True)
-    print(f"storage proxy for {public_url(args.storage or DEFAULT_STORAGE)} at grpc://{host}:{port}: workers use "
-          f"--storage grpc://{host}:{port} (Ctrl-C to stop)", flush=True)
+    reachable = socket.getfqdn() if args.host in ("0.0.0.0", "::") else args.host  # what other machines dial
+    print(f"storage proxy for {public_url(args.storage or DEFAULT_STORAGE)} at grpc://{proxy.target(args.host, port)}: "
+          f"workers use --storage grpc://{proxy.target(reachable, port)} (Ctrl-C to stop)", flush=True)
     try:
-        while server.wait_for_termination(timeout=1.0):  # True while it runs: wakes for signals
-            pass
+        serve_until_stopped(server)
     except KeyboardInterrupt:
         print("storage proxy stopped", flush=True)
     finally:

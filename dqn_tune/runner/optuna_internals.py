@@ -169,8 +169,9 @@ def add_storage_service(server: grpc.Server, storage: BaseStorage) -> None:
     add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
 
 
-def grpc_client(host: str, port: int, options: list[tuple[str, object]]) -> GrpcStorageProxy:
-    """Optuna's proxy client on a channel with `options` (GrpcStorageProxy takes none)."""
+def grpc_client(host: str, port: int, target: str, options: list[tuple[str, object]]) -> GrpcStorageProxy:
+    """Optuna's proxy client of host:port on a channel to `target` (the same address as gRPC writes it) with
+    `options` (GrpcStorageProxy takes none)."""
     import grpc
     from optuna.storages._grpc.auto_generated.api_pb2_grpc import StorageServiceStub
     from optuna.storages._grpc.client import GrpcClientCache
@@ -179,7 +180,7 @@ def grpc_client(host: str, port: int, options: list[tuple[str, object]]) -> Grpc
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         client = GrpcStorageProxy(host=host, port=port)
     client._channel.close()
-    client._channel = grpc.insecure_channel(f"{host}:{port}", options=options)
+    client._channel = grpc.insecure_channel(target, options=options)
     client._stub = StorageServiceStub(client._channel)
     client._cache = GrpcClientCache(client._stub)
     return client

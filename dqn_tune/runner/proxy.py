@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -28,9 +30,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
+# gRPC's core logs its errors (e.g. a port it cannot bind) to stderr itself; this module reports them in its own
+# one-line messages. Read when grpc is first imported; a value set by the user is kept.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+import grpc  # noqa: E402
 
-from dqn_tune.errors import ConfigError
+from dqn_tune.errors import ConfigError, shown
 from dqn_tune.runner.coordination import Coordinator, DatabaseCoordinator
 from dqn_tune.runner.optuna_internals import add_storage_service, grpc_client
 from dqn_tune.runner.retry import (
@@ -184,16 +189,34 @@ def serve(storage: SharedStorage, *, host: str, port: int) -> tuple[grpc.Server,
             coordinator._stale_trials(study_id, grace_s).items())),
     })])
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError as exc:
-        locks.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc}; choose another --port or --host",
-                          field="port") from None
+        bound = server.add_insecure_port(target(host, port))
+    except RuntimeError:  # gRPC says "Failed to bind", not why
+        bound = 0
     if not bound:
         locks.close()
-        raise ConfigError(f"cannot listen on {host}:{port}; choose another --port or --host", field="port")
+        where = target(host, port) if host.isprintable() else f"{shown(host)}:{port}"  # one line, whatever the host
+        raise ConfigError(f"cannot listen on {where}: {_bind_error(host, port)}; choose another --port or --host",
+                          field="port")
     server.start()
     return server, bound, locks
+
+
+def target(host: str, port: int) -> str:
+    """host:port as gRPC takes it ([host]:port for an IPv6 address)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind_error(host: str, port: int) -> str:
+    """Why host:port cannot be listened on, as the operating system says it (gRPC does not)."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.bind(address)
+    except socket.gaierror as exc:
+        return f"unknown host ({exc.strerror})"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return "gRPC could not bind it"
 
 
 # ----------------------------------------------------------------------------------------------------- the client
@@ -204,7 +227,7 @@ class ProxyCoordinator(Coordinator):
     def __init__(self, host: str, port: int, *, retry: RetryPolicy, heartbeat_interval_s: int | None,
                  grace_period_s: int, where: str) -> None:
         super().__init__(heartbeat_interval_s=heartbeat_interval_s, grace_period_s=grace_period_s, where=where)
-        self._channel = grpc.insecure_channel(f"{host}:{port}", options=CHANNEL_OPTIONS)
+        self._channel = grpc.insecure_channel(target(host, port), options=CHANNEL_OPTIONS)
         self._retry = retry
 
     def _call(self, method: str, **request: Any) -> Any:
@@ -260,7 +283,7 @@ class ProxyCoordinator(Coordinator):
 def open_proxy(host: str, port: int, *, url: str, where: str, retry: RetryPolicy, heartbeat_interval_s: int | None,
                grace_period_s: int) -> SharedStorage:
     """The storage behind the proxy at host:port, once it answers (transient failures retried under `retry`)."""
-    client = grpc_client(host, port, CHANNEL_OPTIONS)
+    client = grpc_client(host, port, target(host, port), CHANNEL_OPTIONS)
 
     def ready() -> None:
         try:

@@ -4,36 +4,16 @@ holds the study lock; measured from pg_stat_activity, where each connection name
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy
-from sqlalchemy.engine import make_url
 
 from tests.runner.conftest import tune
 
-POSTGRES_URL = os.environ.get("DQN_TUNE_TEST_POSTGRES_URL")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(POSTGRES_URL is None, reason="DQN_TUNE_TEST_POSTGRES_URL is not set "
-                                                   "(.ci/run starts a PostgreSQL server and sets it)")]
-
-
-@pytest.fixture
-def empty_database() -> Iterator[str]:
-    name = f"dqn_tune_test_{uuid.uuid4().hex}"
-    server = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.NullPool)
-    with server.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield name
-    finally:
-        with server.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
+pytestmark = pytest.mark.slow
 
 
 TRAINING = sqlalchemy.text(
@@ -64,7 +44,7 @@ def sample(url: str, stop: threading.Event, samples: list[tuple[set[str], dict[s
 def test_a_training_process_holds_one_connection(tmp_path: Path, empty_database: str) -> None:
     """Issue 22 item 1, measured: while its trial trains, a process holds its pool's one connection (the study lock
     takes a second one only while a process asks for a trial)."""
-    url = make_url(POSTGRES_URL).set(database=empty_database).render_as_string(hide_password=False)
+    url = empty_database
     samples: list[tuple[set[str], dict[str, int]]] = []
     stop = threading.Event()
     sampler = threading.Thread(target=sample, args=(url, stop, samples))

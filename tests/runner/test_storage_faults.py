@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +22,14 @@ from dqn_tune.runner import attributes
 from dqn_tune.runner.retry import RetryPolicy, cause, is_transient, retried
 from dqn_tune.runner.shared_storage import SharedStorage
 from dqn_tune.runner.storage import CONNECT_TIMEOUT_S, open_storage
-from tests.runner.conftest import PrivateServer, free_port, tune
+from tests.runner.conftest import (
+    PrivateServer,
+    SilentHost,
+    free_port,
+    stored_trials,
+    tune,
+    wait_until_training,
+)
 
 
 def refused() -> sqlalchemy.exc.OperationalError:
@@ -102,25 +112,6 @@ def test_a_tell_whose_answer_was_lost_is_retried_and_counts_as_told_once(tmp_pat
         study.tell(trial, 2.0)
 
 
-def stored_trials(url: str, study_name: str) -> list[optuna.trial.FrozenTrial]:
-    """The study's trials, read over one connection closed afterwards (the server has few)."""
-    storage = RDBStorage(url, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
-    try:
-        if study_name not in optuna.get_all_study_names(storage):
-            return []
-        return optuna.load_study(study_name=study_name, storage=storage).get_trials()
-    finally:
-        storage.engine.dispose()
-
-
-def wait_until_training(url: str, study_name: str, process: object, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not any(t.state == TrialState.RUNNING and t.intermediate_values for t in stored_trials(url, study_name)):
-        assert process.poll() is None, process.communicate()  # type: ignore[attr-defined]
-        assert time.monotonic() < deadline, "no trial started training"
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 def test_postgres_down_for_5s_mid_trial_is_waited_for_and_the_study_completes(
         tmp_path: Path, private_postgres: PrivateServer) -> None:
@@ -141,47 +132,50 @@ def test_postgres_down_for_5s_mid_trial_is_waited_for_and_the_study_completes(
         (t.state, t.user_attrs.get(attributes.FAIL_REASON)) for t in trials]
 
 
-@pytest.mark.slow
-def test_too_many_clients_for_a_while_is_waited_for(tmp_path: Path, private_postgres: PrivateServer) -> None:
+def test_too_many_clients_for_a_while_is_waited_for(private_postgres: PrivateServer,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     engine = sqlalchemy.create_engine(private_postgres.url, poolclass=sqlalchemy.NullPool)
-    hogs = []
+    crowd = []
     try:
         while True:  # every slot of the server, as a crowd of other clients would
-            hogs.append(engine.connect())
+            crowd.append(engine.connect())
     except sqlalchemy.exc.OperationalError as full:
         assert "too many clients" in str(full)
-    process = tune(tmp_path, "--storage", private_postgres.url, "--study-name", "crowd", "--trials", "1",
-                   "--timesteps", "600")
-    time.sleep(12)  # past the start: the command waits for a free connection
-    for hog in hogs:
-        hog.close()
+    leave = threading.Timer(2.0, lambda: [connection.close() for connection in crowd])
+    leave.start()
+    with caplog.at_level(logging.WARNING):
+        storage = open_storage(private_postgres.url)
+    leave.join()
     engine.dispose()
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 0, err
-    assert "too many clients already; retrying in" in err and "Traceback" not in err, err
-    assert [t.state for t in stored_trials(private_postgres.url, "crowd")] == [TrialState.COMPLETE]
+    assert optuna.get_all_study_names(storage) is not None
+    storage.close()
+    assert "FATAL:  sorry, too many clients already; retrying in 0.5s" in caplog.records[0].getMessage()
+    assert caplog.records[-1].getMessage().startswith(f"storage {private_postgres.url!r}: answering again after ")
 
 
 @pytest.mark.slow
-def test_a_host_that_never_answers_is_given_up_with_one_line(tmp_path: Path, silent_host: int) -> None:
-    """Issue 25 item 4: each connection attempt ends after the connect timeout; the retries after the bound."""
+def test_a_host_that_never_answers_is_given_up_naming_the_timeout(silent_host: SilentHost) -> None:
+    """Issue 25 item 4: each connection attempt ends after the connect timeout; the retries after their bound."""
+    url = f"postgresql+psycopg2://u@127.0.0.1:{silent_host.port}/db"
     started = time.monotonic()
-    process = tune(tmp_path, "--storage", f"postgresql+psycopg2://u@127.0.0.1:{silent_host}/db", "--trials", "1",
-                   "--storage-retry-timeout", "6")
-    out, err = process.communicate(timeout=120)
-    *waits, error = err.splitlines()
-    assert process.returncode == 2 and waits and all("timeout expired; retrying in" in line for line in waits), err
-    assert error.startswith(f"dqn-tune: error: storage 'postgresql+psycopg2://u@127.0.0.1:{silent_host}/db': "
-                            f"connection to server at \"127.0.0.1\", port {silent_host} failed: timeout expired "
-                            "(failing for 1"), error  # two tries of 5 s
-    assert error.endswith("s; --storage-retry-timeout 6 sets how long it is retried)")
-    assert time.monotonic() - started < 60
+    with pytest.raises(StorageError) as caught:
+        open_storage(url, retry=RetryPolicy(timeout_s=6))
+    assert str(caught.value).startswith(f"storage {url!r}: connection to server at \"127.0.0.1\", port {silent_host.port} "
+                                        "failed: timeout expired (failing for 1")  # two tries of 5 s
+    assert str(caught.value).endswith("s; --storage-retry-timeout 6 sets how long it is retried)")
+    assert 2 * CONNECT_TIMEOUT_S <= time.monotonic() - started < 2 * CONNECT_TIMEOUT_S + 5
 
 
 @pytest.mark.slow
-def test_sigterm_is_honoured_while_the_host_never_answers(tmp_path: Path, silent_host: int) -> None:
-    process = tune(tmp_path, "--storage", f"postgresql+psycopg2://u@127.0.0.1:{silent_host}/db", "--trials", "1")
-    time.sleep(8)  # the command is connecting by now (the first attempt ends after 5 s, then it retries)
+def test_sigterm_is_honoured_while_the_host_never_answers(tmp_path: Path, silent_host: SilentHost) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "dqn_tune", "report", "--storage",
+                                f"postgresql+psycopg2://u@127.0.0.1:{silent_host.port}/db"], cwd=tmp_path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not silent_host.accepted:  # until it waits for the host's answer
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    time.sleep(1)
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
