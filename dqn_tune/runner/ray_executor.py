@@ -12,6 +12,7 @@ once. Ctrl-C cancels the tasks (Ray raises KeyboardInterrupt in each: its runnin
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -28,6 +29,9 @@ from dqn_tune.runner.trial_queue import process_name
 from dqn_tune.runner.workers import WorkerError
 
 POLL_INTERVAL_S = 1.0
+LOG_SETTINGS = {"RAY_DEDUP_LOGS": "0", "RAY_COLOR_PREFIX": "0"}
+"""How the workers' lines reach this terminal: each trial's line (Ray folds similar lines into "repeated Nx" by
+default), without colour codes in logs; a value set by the user is kept."""
 STOP_WAIT_S = 60.0
 """How long Ctrl-C waits for cancelled tasks to fail their running trials."""
 
@@ -83,8 +87,9 @@ class RayQuota:
         return int(ray.get(self.actor.state.remote())[0])
 
 
-def _task(quota: RayQuota, index: int, work: Callable[..., None], args: tuple[Any, ...]) -> None:
-    """A worker's body on a Ray node: say which process runs it, then run `work` with clean stops."""
+def dqn_tune_worker(quota: RayQuota, index: int, work: Callable[..., None], args: tuple[Any, ...]) -> None:
+    """A worker's body on a Ray node (Ray prefixes its output with this name): say which process runs it, then run
+    `work` with clean stops."""
     ray.get(quota.actor.register.remote(index, process_name()))
     with interrupts_stop_cleanly():
         work(*args)
@@ -107,6 +112,8 @@ class RayExecutor:
         """Connect to the cluster (or start the local one) unless this process is connected already; re-entrant, so
         that one command (tuning, then validation) connects once."""
         if self._depth == 0 and not ray.is_initialized():
+            for name, value in LOG_SETTINGS.items():
+                os.environ.setdefault(name, value)
             ray.init(address=self.address, num_cpus=None if self.address else self.local_cpus,
                      include_dashboard=False, logging_level=logging.WARNING)
             self._started = True
@@ -127,7 +134,7 @@ class RayExecutor:
     def run(self, work: Callable[..., None], arguments: Sequence[tuple[Any, ...]], *, poll: Callable[[], None],
             on_death: OnDeath) -> None:
         quota = self._quota or self.quota(None, timeout_s=None)
-        remote = ray.remote(_task).options(num_cpus=1, num_gpus=self.worker_gpus, max_retries=0)
+        remote = ray.remote(dqn_tune_worker).options(num_cpus=1, num_gpus=self.worker_gpus, max_retries=0)
         running: dict[Any, int] = {}
         errors: list[BaseException] = []
 

@@ -1,6 +1,6 @@
-"""The storage proxy: workers share a study through it, its study lock holds against direct clients too and ends with
-its holder's lease, heartbeats through it fail a lost worker's trial, the first start of several commands through it
-is serialised, and a restarted proxy is waited for."""
+"""The storage proxy: its study lock holds against direct clients too and ends with its holder's lease, heartbeats
+through it fail a lost worker's trial, the first start of several commands through it is serialised, and workers
+sharing a study through it wait for it to restart."""
 
 from __future__ import annotations
 
@@ -126,18 +126,6 @@ def test_heartbeats_through_the_proxy_fail_a_lost_workers_trial_and_queue_its_re
 
 
 @pytest.mark.slow
-def test_workers_share_a_study_through_the_proxy(tmp_path: Path, proxy: Proxy) -> None:
-    address = proxy(f"sqlite:///{tmp_path}/s.db")
-    process = tune(tmp_path, "--storage", address, "--study-name", "s", "--trials", "4", "--workers", "2",
-                   "--timesteps", "600")
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 0, err
-    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db").get_trials()
-    assert len(trials) == 4 and all(t.state.is_finished() and t.state != TrialState.FAIL for t in trials)
-    assert len({t.system_attrs[attributes.WORKER] for t in trials}) == 2
-
-
-@pytest.mark.slow
 def test_the_first_start_of_three_commands_through_the_proxy_is_one_at_a_time(
         tmp_path: Path, proxy: Proxy, empty_database: str) -> None:
     """Two budgets started at once on an empty database through the proxy: the study is created once, and the
@@ -161,12 +149,12 @@ def test_the_first_start_of_three_commands_through_the_proxy_is_one_at_a_time(
 
 
 @pytest.mark.slow
-def test_a_restarted_proxy_is_waited_for(tmp_path: Path, proxy: Proxy) -> None:
+def test_workers_share_a_study_through_the_proxy_and_wait_for_it_to_restart(tmp_path: Path, proxy: Proxy) -> None:
     database = f"sqlite:///{tmp_path}/s.db"
     port = free_port()
     address = proxy(database, port)
-    process = tune(tmp_path, "--storage", address, "--study-name", "s", "--trials", "2", "--workers", "1",
-                   "--timesteps", "6000", "--eval-freq", "500")
+    process = tune(tmp_path, "--storage", address, "--study-name", "s", "--trials", "3", "--workers", "2",
+                   "--timesteps", "3000", "--eval-freq", "500")
     wait_until_training(database, "s", process)
     stop(address)
     time.sleep(3)
@@ -175,4 +163,5 @@ def test_a_restarted_proxy_is_waited_for(tmp_path: Path, proxy: Proxy) -> None:
     assert process.returncode == 0, err
     assert "retrying in" in err and "answering again after" in err and "Traceback" not in err, err
     trials = optuna.load_study(study_name="s", storage=database).get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert len({t.system_attrs[attributes.WORKER] for t in trials}) == 2
