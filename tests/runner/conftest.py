@@ -1,22 +1,15 @@
-"""A PostgreSQL server of a test's own (stopped, restarted or filled by the test without disturbing the shared one),
-a socket that accepts connections and never answers, and a tiny tune command."""
+"""A PostgreSQL server of a module's own (stopped, restarted or filled by its tests without disturbing the shared
+one), a database of the shared server, a socket that accepts connections and never answers, the trials of a study."""
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
-import shutil
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
 import pytest
@@ -25,63 +18,19 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-PGBIN = (sorted(glob.glob("/usr/lib/postgresql/*/bin")) or [None])[-1]
+from scripts.fleet import PostgresServer, can_run_postgres, postgres_server
+
 POSTGRES_URL = os.environ.get("DQN_TUNE_TEST_POSTGRES_URL")
 """The test suite's shared server (.ci/run starts it); tests that need it skip without it."""
-TINY = ["--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2", "--eval-episodes", "2",
-        "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts", "--validate-top", "0"]
-"""Flags of a tune command whose trials take about a second per 1,000 steps."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class PrivateServer:
-    """A PostgreSQL server in a temporary directory, run as the postgres user."""
-
-    directory: Path
-    port: int
-    max_connections: int
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/optuna"
-
-    def _pg(self, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=60)
-
-    def start(self) -> None:
-        self._pg(f"{PGBIN}/pg_ctl", "-D", str(self.directory / "data"), "-l", str(self.directory / "log"), "-w", "-o",
-                 f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} "
-                 f"-c max_connections={self.max_connections}", "start")
-
-    def stop(self) -> None:
-        self._pg(f"{PGBIN}/pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
 
 
 @pytest.fixture(scope="module")
-def private_postgres() -> Iterator[PrivateServer]:
+def private_postgres() -> Iterator[PostgresServer]:
     """A fresh server with database `optuna` and max_connections 15 (its superuser may use all of them)."""
-    if PGBIN is None or os.geteuid() != 0:
+    if not can_run_postgres():
         pytest.skip("needs Debian's postgresql package and root (as .ci/run has)")
-    directory = Path(tempfile.mkdtemp(prefix="dqn-tune-pg."))  # not under pytest's root-only folders
-    os.chown(directory, pwd.getpwnam("postgres").pw_uid, -1)
-    server = PrivateServer(directory, free_port(), max_connections=15)
-    server._pg(f"{PGBIN}/initdb", "-D", str(directory / "data"), "-U", "postgres", "--auth=trust")
-    server.start()
-    try:
-        engine = sqlalchemy.create_engine(server.url.replace("/optuna", "/postgres"), isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("CREATE DATABASE optuna"))
-        engine.dispose()
+    with postgres_server(max_connections=15) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory)
 
 
 @pytest.fixture
@@ -134,12 +83,6 @@ def silent_host() -> Iterator[SilentHost]:
     for connection in held:
         connection.close()
     listener.close()
-
-
-def tune(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    """`python -m dqn_tune tune ARGS` with the tiny flags, its output piped."""
-    return subprocess.Popen([sys.executable, "-m", "dqn_tune", "tune", *TINY, *args], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def stored_trials(url: str, study_name: str) -> list[optuna.trial.FrozenTrial]:

@@ -8,9 +8,9 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import optuna
@@ -26,7 +26,8 @@ from dqn_tune.runner.storage import open_storage
 from dqn_tune.runner.trial_queue import ask_trial, process_name
 from dqn_tune.runner.workers import run_in_processes
 from dqn_tune.tuning import records
-from tests.runner.conftest import TINY, free_port, tune, wait_until_training
+from scripts.fleet import TINY, free_port, storage_proxy, tune
+from tests.runner.conftest import wait_until_training
 from tests.tuning.test_postgres import start_together
 
 Proxy = Callable[..., str]
@@ -34,24 +35,19 @@ Proxy = Callable[..., str]
 
 @pytest.fixture
 def proxy() -> Iterator[Proxy]:
-    """`start(database_url, port=0) -> "grpc://127.0.0.1:PORT"`: a `dqn-tune storage-proxy` process; stopped after."""
-    started: list[subprocess.Popen[str]] = []
+    """`start(database_url, port=0) -> "grpc://127.0.0.1:PORT"`: a `dqn-tune storage-proxy` process; stopped after,
+    when it must exit 0 without a traceback."""
+    with ExitStack() as stack:
+        started: list[subprocess.Popen[str]] = []
 
-    def start(url: str, port: int = 0) -> str:
-        process = subprocess.Popen([sys.executable, "-m", "dqn_tune", "storage-proxy", "--storage", url, "--port",
-                                    str(port)], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        started.append(process)
-        line = process.stdout.readline()  # type: ignore[union-attr]
-        found = re.search(r"workers use --storage (grpc://\S+)", line)
-        assert found, (line, process.communicate())
-        return found.group(1)
+        def start(url: str, port: int = 0) -> str:
+            address, process = stack.enter_context(storage_proxy(url, port=port))
+            started.append(process)
+            return address
 
-    yield start
+        yield start
     for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
-        assert process.returncode == 0 and "Traceback" not in err, err
+        assert process.returncode == 0 and "Traceback" not in process.stderr.read(), process.args  # type: ignore[union-attr]
 
 
 def stop(proxy_process_address: str) -> None:

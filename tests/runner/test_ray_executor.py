@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 
 from dqn_tune.cli import main
 from dqn_tune.runner import attributes
-from tests.runner.conftest import stored_trials, tune
+from scripts.fleet import tune
+from tests.runner.conftest import stored_trials
 
 BAD = [(["--worker-gpus", "0.5"], "--worker-gpus 0.5 needs --device cuda (workers training on cpu claim no GPU)"),
        (["--executor", "local", "--ray-address", "auto"], "--ray-address 'auto' is for --executor ray"),

@@ -22,14 +22,8 @@ from dqn_tune.runner import attributes
 from dqn_tune.runner.retry import RetryPolicy, cause, is_transient, retried
 from dqn_tune.runner.shared_storage import SharedStorage
 from dqn_tune.runner.storage import CONNECT_TIMEOUT_S, open_storage
-from tests.runner.conftest import (
-    PrivateServer,
-    SilentHost,
-    free_port,
-    stored_trials,
-    tune,
-    wait_until_training,
-)
+from scripts.fleet import PostgresServer, free_port, tune
+from tests.runner.conftest import SilentHost, stored_trials, wait_until_training
 
 
 def refused() -> sqlalchemy.exc.OperationalError:
@@ -114,7 +108,7 @@ def test_a_tell_whose_answer_was_lost_is_retried_and_counts_as_told_once(tmp_pat
 
 @pytest.mark.slow
 def test_postgres_down_for_5s_mid_trial_is_waited_for_and_the_study_completes(
-        tmp_path: Path, private_postgres: PrivateServer) -> None:
+        tmp_path: Path, private_postgres: PostgresServer) -> None:
     """Issue 25 item 3: `pg_ctl -m fast stop; sleep 5; pg_ctl start` while a trial trains."""
     url, name = private_postgres.url, "restart"
     process = tune(tmp_path, "--storage", url, "--study-name", name, "--trials", "2", "--workers", "1",
@@ -132,7 +126,7 @@ def test_postgres_down_for_5s_mid_trial_is_waited_for_and_the_study_completes(
         (t.state, t.user_attrs.get(attributes.FAIL_REASON)) for t in trials]
 
 
-def test_too_many_clients_for_a_while_is_waited_for(private_postgres: PrivateServer,
+def test_too_many_clients_for_a_while_is_waited_for(private_postgres: PostgresServer,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     engine = sqlalchemy.create_engine(private_postgres.url, poolclass=sqlalchemy.NullPool)
     crowd = []
