@@ -113,9 +113,10 @@ def storage_proxy(url: str, *, port: int = 0) -> Iterator[tuple[str, subprocess.
         process.communicate(timeout=60)
 
 
-def tune(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    """`python -m dqn_tune tune` with the TINY flags and `args`, its output piped."""
-    return subprocess.Popen([sys.executable, "-m", "dqn_tune", "tune", *TINY, *args], cwd=cwd, text=True,
+def tune(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`python -m dqn_tune tune` with the TINY flags and `args` (in environment `env`: default this one's), its output
+    piped."""
+    return subprocess.Popen([sys.executable, "-m", "dqn_tune", "tune", *TINY, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -180,5 +181,5 @@ def sampling_connections(url: str, every_s: float = 0.02) -> Iterator[Connection
 def wait_all(processes: Sequence[subprocess.Popen[str]], timeout_s: float) -> list[tuple[int, str, str]]:
     """(exit status, stdout, stderr) of each process, once all have ended."""
     deadline = time.monotonic() + timeout_s
-    return [(process.returncode, *process.communicate(timeout=max(1.0, deadline - time.monotonic())))
-            for process in processes]
+    outputs = [process.communicate(timeout=max(1.0, deadline - time.monotonic())) for process in processes]
+    return [(process.returncode, out, err) for process, (out, err) in zip(processes, outputs)]

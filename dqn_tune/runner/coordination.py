@@ -8,9 +8,11 @@ A `Coordinator` gives the study runner
 A heartbeat that cannot be recorded is reported in one line and tried again at the next beat: the
 heartbeat thread never dies of a database restart.
 
-`DatabaseCoordinator` does this on the database itself: a file lock beside a SQLite file or a
+``DatabaseCoordinator` does this on the database itself: a file lock beside a SQLite file or a
 PostgreSQL advisory lock (other backends are not locked), and Optuna's heartbeat table. The storage
-proxy (proxy.py) serves one to its clients.
+proxy (proxy.py) serves one to its clients. A process whose pool holds one connection takes the
+advisory lock on that connection (the lock belongs to the database session, which outlives each
+checkout), so that waiting for the lock costs no second connection: a fleet of N processes needs N.
 """
 
 from __future__ import annotations
@@ -125,19 +127,41 @@ class DatabaseCoordinator(Coordinator):
     """Locks and heartbeats in the database of an RDBStorage."""
 
     def __init__(self, storage: RDBStorage, *, sqlite_file: Path | None, engine_kwargs: dict[str, Any],
-                 retry: RetryPolicy, heartbeat_interval_s: int | None, grace_period_s: int, where: str) -> None:
+                 retry: RetryPolicy, heartbeat_interval_s: int | None, grace_period_s: int, where: str,
+                 one_connection: bool = False) -> None:
         super().__init__(heartbeat_interval_s=heartbeat_interval_s, grace_period_s=grace_period_s, where=where)
         self._storage = storage
         self._sqlite_file = sqlite_file
         self._engine_kwargs = engine_kwargs
         self._retry = retry
+        self._one_connection = one_connection and storage.engine.dialect.name == "postgresql"
+        """The storage's pool holds one connection: the advisory lock is taken on it (see the module's doc)."""
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
+        if self._one_connection:
+            retried(lambda: self._on_pooled_connection("pg_advisory_lock", name), policy=self._retry,
+                    where=self.where)
+            try:
+                yield
+            finally:
+                self._on_pooled_connection("pg_advisory_unlock", name)
+            return
         held = retried(lambda: self.try_lock(name, wait=True), policy=self._retry, where=self.where)
         assert held is not None  # waiting always ends holding the lock
         with held:
             yield
+
+    def _on_pooled_connection(self, function: str, name: str) -> None:
+        """`SELECT function(key of name)` on the pool's one connection (an unlock on a connection replaced since the
+        lock, after the server restarted, finds nothing to unlock: the lock ended with the old session)."""
+        try:
+            with self._storage.engine.connect() as connection:
+                connection.execute(text(f"SELECT {function}(:key)"), {"key": lock_key(name)})
+                connection.commit()
+        except DBAPIError as exc:
+            if function == "pg_advisory_lock" or not is_transient(exc):
+                raise
 
     def try_lock(self, name: str, *, wait: bool = False) -> ExitStack | None:
         """The lock `name`, held until the returned stack is closed; None if another process holds it (only
@@ -169,12 +193,17 @@ class DatabaseCoordinator(Coordinator):
         self._storage.engine.dispose()
 
 
+def lock_key(name: str) -> int:
+    """The 64-bit PostgreSQL advisory lock key of lock `name`."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 @contextmanager
 def advisory_lock(connection: Connection, name: str, *, wait: bool = True) -> Iterator[bool]:
     """A PostgreSQL session-level advisory lock keyed by `name`; yields whether it is held (always, with `wait`).
 
     A connection lost meanwhile took the lock with it: its unlock error is ignored."""
-    key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+    key = lock_key(name)
     if wait:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
     elif not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():

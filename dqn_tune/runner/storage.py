@@ -8,8 +8,8 @@ Messages show URLs through `public_url` (passwords hidden).
 
 A storage opens as a SharedStorage: every call retried on transient errors (retry.py), with the
 coordinator of the same storage (study lock, heartbeats: coordination.py, or the proxy's: proxy.py).
-A worker process keeps at most one database connection open (its pool holds one, shared by its
-heartbeat thread); the study lock takes a second one only while it is held.
+A process keeps one database connection open (its pool holds one, shared by its heartbeat thread
+and, on PostgreSQL, by the study lock: coordination.py).
 """
 
 from __future__ import annotations
@@ -176,7 +176,8 @@ def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_
         with _guarded(url), _named_lock(url, SCHEMA_LOCK):
             return _rdb_storage(url, create_tables=not _has_optuna_schema(url), pool_size=pool_size)
 
-    return _shared(url, retried(connect, policy=retry, where=repr(public_url(url))), retry, interval, grace_period_s)
+    return _shared(url, retried(connect, policy=retry, where=repr(public_url(url))), retry, interval, grace_period_s,
+                   pool_size)
 
 
 def open_existing_storage(url: str | None, *, retry: RetryPolicy = DEFAULT_RETRY) -> SharedStorage:
@@ -192,15 +193,16 @@ def open_existing_storage(url: str | None, *, retry: RetryPolicy = DEFAULT_RETRY
                                "tables); check --storage, or create a study first with 'dqn-tune tune'")
         return _rdb_storage(url, create_tables=False, pool_size=POOL_SIZE)
 
-    return _shared(url, retried(connect, policy=retry, where=repr(public_url(url))), retry, None, GRACE_PERIOD_S)
+    return _shared(url, retried(connect, policy=retry, where=repr(public_url(url))), retry, None, GRACE_PERIOD_S,
+                   POOL_SIZE)
 
 
 def _shared(url: str, rdb: RDBStorage, retry: RetryPolicy, heartbeat_interval_s: int | None,
-            grace_period_s: int) -> SharedStorage:
+            grace_period_s: int, pool_size: int) -> SharedStorage:
     """The SharedStorage of an opened database: Optuna's cache layer over it, and its coordinator."""
     coordinator = DatabaseCoordinator(rdb, sqlite_file=sqlite_path(url), engine_kwargs=_connect_args(url), retry=retry,
                                       heartbeat_interval_s=heartbeat_interval_s, grace_period_s=grace_period_s,
-                                      where=repr(public_url(url)))
+                                      where=repr(public_url(url)), one_connection=pool_size == 1)
     return SharedStorage(get_storage(rdb), coordinator, url=url, retry=retry)
 
 
