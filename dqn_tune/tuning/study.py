@@ -24,6 +24,7 @@ from dqn_tune.runner.run import JobOutcome, Plan, run_job
 from dqn_tune.runner.shared_storage import SharedStorage
 from dqn_tune.runner.storage import (
     StorageSettings,
+    proxy_address,
     public_url,
     study_names,
 )
@@ -202,7 +203,8 @@ def summarize(outcome: JobOutcome, settings: TuneSettings, timeout_s: float | No
     diverged = sum(t.state == TrialState.PRUNED and attributes.FAIL_REASON in t.user_attrs for t in all_trials)
     best = best_trial(study)
     url = shlex.quote(public_url(settings.storage_url))
-    dashboard = f"optuna-dashboard {url}"
+    # optuna-dashboard opens database URLs only; dqn-tune's dashboard opens a storage proxy too
+    dashboard = f"dqn-tune dashboard --storage {url}" if proxy_address(settings.storage_url) else f"optuna-dashboard {url}"
     if settings.artifacts:
         directory = chosen_artifact_dir(settings.artifact_dir, records.stored_artifact_dir(study), settings.storage_url)
         dashboard += f" --artifact-dir {shlex.quote(directory)}"
