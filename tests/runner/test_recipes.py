@@ -1,6 +1,6 @@
-"""The Slurm and Kubernetes recipes of docs/scale-out.md (docs/recipes/): their commands parse with dqn-tune's own
-parser, and run here: the proxy's command serves a SQLite file, and the workers' commands of both recipes (with the
-tiny budget flags appended, which win as argparse takes the last occurrence) fill one study through it."""
+"""The Slurm and Kubernetes recipes of docs/scale-out.md: their commands parse with dqn-tune's own parser, and run
+here: the proxy's command serves a SQLite file, and the workers' commands of both recipes (with the tiny budget flags
+appended, which win as argparse takes the last occurrence) fill one study through it."""
 
 from __future__ import annotations
 
@@ -19,12 +19,19 @@ from dqn_tune.cli import build_parser
 from scripts.fleet import TINY
 
 pytestmark = pytest.mark.slow
-RECIPES = Path(__file__).resolve().parents[2] / "docs" / "recipes"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "scale-out.md"
+
+
+def recipe(language: str, first_line: str) -> str:
+    """The code block of docs/scale-out.md in `language` that starts with `first_line`."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```$", PAGE.read_text(), re.MULTILINE | re.DOTALL)
+    [found] = [block for block in blocks if block.startswith(first_line)]
+    return found
 
 
 def slurm_command() -> list[str]:
     """The `srun dqn-tune ...` command of the sbatch script, continuation lines joined (still with its $VARIABLES)."""
-    script = (RECIPES / "slurm.sbatch").read_text()
+    script = recipe("bash", "#!/bin/bash")
     assert re.search(r"^#SBATCH --array=\d+-\d+$", script, re.MULTILINE) and "--requeue" in script
     line = re.search(r"^srun (dqn-tune .*?)(?<!\\)$", script.replace("\\\n", " "), re.MULTILINE)
     assert line is not None
@@ -33,7 +40,7 @@ def slurm_command() -> list[str]:
 
 def kubernetes() -> tuple[list[str], list[str]]:
     """The proxy Deployment's command and the worker Job's command."""
-    documents = {document["kind"]: document for document in yaml.safe_load_all((RECIPES / "kubernetes.yaml").read_text())}
+    documents = {document["kind"]: document for document in yaml.safe_load_all(recipe("yaml", "# dqn-tune on Kubernetes"))}
     job = documents["Job"]["spec"]
     assert job["completionMode"] == "Indexed" and job["template"]["spec"]["restartPolicy"] == "OnFailure"
     assert documents["Service"]["spec"]["ports"][0]["port"] == 13000
