@@ -3,7 +3,7 @@
 `fleet`: a PostgreSQL server of its own (default max_connections 100) and `dqn-tune storage-proxy` in front of it;
 K commands of W workers each start at once on one study of tiny trials (1,500 steps, one seed) capped with
 --total-trials. Reports each command's exit status, whether the study holds exactly the total, the most database
-connections the server saw, and the memory of the fleet (summed RSS of every dqn-tune process).
+connections the server saw, and the memory of the fleet (summed PSS of every dqn-tune process).
 
 `latency`: W processes ask for and tell trials as fast as they can (the runner's own ask: study lock, stale-trial
 check, ask, worker and first heartbeat recorded; then tell) on the same study, directly on PostgreSQL and through
@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,54 +34,11 @@ from dqn_tune.runner.workers import run_in_processes  # noqa: E402
 from scripts.fleet import (  # noqa: E402
     postgres_server,
     sampling_connections,
+    sampling_memory,
     storage_proxy,
     tune,
     wait_all,
 )
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (Linux /proc)."""
-    found: list[int] = []
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return found
-    for child in map(int, children):
-        found += [child, *descendants(child)]
-    return found
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-@contextmanager
-def sampling_memory(every_s: float = 0.5) -> Iterator[dict[str, float]]:
-    """The peak summed RSS (MiB) of this process's descendants while the block runs, and how many there were then."""
-    peak = {"rss_mib": 0.0, "processes": 0}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(every_s):
-            pids = descendants(os.getpid())
-            total = sum(rss_mib(pid) for pid in pids)
-            if total > peak["rss_mib"]:
-                peak.update(rss_mib=round(total), processes=len(pids))
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield peak
-    finally:
-        stop.set()
-        thread.join()
 
 
 def fleet(args: argparse.Namespace) -> dict[str, object]:

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,32 +150,80 @@ class ConnectionSamples:
 
 
 @contextmanager
-def sampling_connections(url: str, every_s: float = 0.02) -> Iterator[ConnectionSamples]:
-    """Sample the connections to the database of `url` (and which processes train) in a thread while the block runs;
-    each sample in a transaction of its own (PostgreSQL shows one snapshot of its statistics per transaction)."""
-    found = ConnectionSamples()
+def repeating(step: Callable[[], None], every_s: float) -> Iterator[None]:
+    """Call `step()` every `every_s` seconds in a thread while the block runs."""
     stop = threading.Event()
 
-    def sample() -> None:
-        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool, isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            while not stop.is_set():
-                try:
-                    training = {json.loads(row[0]) for row in connection.execute(TRAINING)}
-                except sqlalchemy.exc.ProgrammingError:  # no Optuna tables yet
-                    training = set()
-                found.samples.append((training, {name or "(other)": count for name, count
-                                                 in connection.execute(CONNECTIONS).all()}))
-                time.sleep(every_s)
-        engine.dispose()
+    def loop() -> None:
+        while not stop.wait(every_s):
+            step()
 
-    thread = threading.Thread(target=sample, daemon=True)
+    thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        yield found
+        yield
     finally:
         stop.set()
         thread.join()
+
+
+@contextmanager
+def sampling_connections(url: str, every_s: float = 0.02) -> Iterator[ConnectionSamples]:
+    """Sample the connections to the database of `url` (and which processes train) while the block runs; each sample
+    in a transaction of its own (PostgreSQL shows one snapshot of its statistics per transaction)."""
+    found = ConnectionSamples()
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+
+        def sample() -> None:
+            try:
+                training = {json.loads(row[0]) for row in connection.execute(TRAINING)}
+            except sqlalchemy.exc.ProgrammingError:  # no Optuna tables yet
+                training = set()
+            found.samples.append((training, {name or "(other)": count for name, count
+                                             in connection.execute(CONNECTIONS).all()}))
+
+        with repeating(sample, every_s):
+            yield found
+    engine.dispose()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc)."""
+    found: list[int] = []
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return found
+    for child in map(int, children):
+        found += [child, *descendants(child)]
+    return found
+
+
+def pss_mib(pid: int) -> float:
+    """The proportional set size of a process (its share of pages it shares with others), MiB; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+@contextmanager
+def sampling_memory(every_s: float = 1.0) -> Iterator[dict[str, float]]:
+    """The peak summed PSS (MiB) of this process's descendants while the block runs, and how many there were then."""
+    peak = {"pss_mib": 0.0, "processes": 0}
+
+    def sample() -> None:
+        pids = descendants(os.getpid())
+        total = sum(pss_mib(pid) for pid in pids)
+        if total > peak["pss_mib"]:
+            peak.update(pss_mib=round(total), processes=len(pids))
+
+    with repeating(sample, every_s):
+        yield peak
 
 
 def wait_all(processes: Sequence[subprocess.Popen[str]], timeout_s: float) -> list[tuple[int, str, str]]:

@@ -1,13 +1,11 @@
 """A PostgreSQL server of a module's own (stopped, restarted or filled by its tests without disturbing the shared
-one), a database of the shared server, a socket that accepts connections and never answers, the trials of a study."""
+one), a socket that accepts connections and never answers, the trials of a study."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,12 +14,8 @@ import pytest
 import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
-from sqlalchemy.engine import make_url
 
 from scripts.fleet import PostgresServer, can_run_postgres, postgres_server
-
-POSTGRES_URL = os.environ.get("DQN_TUNE_TEST_POSTGRES_URL")
-"""The test suite's shared server (.ci/run starts it); tests that need it skip without it."""
 
 
 @pytest.fixture(scope="module")
@@ -31,23 +25,6 @@ def private_postgres() -> Iterator[PostgresServer]:
         pytest.skip("needs Debian's postgresql package and root (as .ci/run has)")
     with postgres_server(max_connections=15) as server:
         yield server
-
-
-@pytest.fixture
-def empty_database() -> Iterator[str]:
-    """The URL of a new, empty database on the shared test server, dropped afterwards."""
-    if POSTGRES_URL is None:
-        pytest.skip("DQN_TUNE_TEST_POSTGRES_URL is not set (.ci/run starts a PostgreSQL server and sets it)")
-    name = f"dqn_tune_test_{uuid.uuid4().hex}"
-    server = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.NullPool)
-    with server.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 @dataclass
