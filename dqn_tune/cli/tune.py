@@ -39,6 +39,7 @@ from dqn_tune.cli.executor_flags import add_executor_flags, chosen_executor
 from dqn_tune.cli.validate import validate
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
+from dqn_tune.runner.retry import RetryPolicy
 from dqn_tune.runner.storage import (
     DEFAULT_STORAGE,
     GRACE_PERIOD_S,
@@ -199,7 +200,7 @@ def fill_from_study(args: argparse.Namespace) -> dict[str, Any] | None:
     """Set every RESUMED flag left out (None) from the stored settings of the study this command resumes, or to its
     default for a new study; return the stored settings (None for a new study). Only reads the storage."""
     name = args.study_name or default_study_name(args.env_id or DEFAULTS["env_id"])
-    stored = stored_settings(args.storage or DEFAULT_STORAGE, name)
+    stored = stored_settings(args.storage or DEFAULT_STORAGE, name, retry=RetryPolicy(args.storage_retry_timeout))
     if stored is not None and not {"base_config", "search_space"} <= stored.keys():
         stored = None  # made by an older dqn-tune: the flags decide, and the study's check refuses a mismatch
     for flag, key in RESUMED.items():

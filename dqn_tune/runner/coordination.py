@@ -165,7 +165,8 @@ class DatabaseCoordinator(Coordinator):
 
     def try_lock(self, name: str, *, wait: bool = False) -> ExitStack | None:
         """The lock `name`, held until the returned stack is closed; None if another process holds it (only
-        without `wait`). Its own connection, outside the storage's pool: a worker's pool holds one."""
+        without `wait`). On PostgreSQL over a connection of its own, outside the storage's pool (the proxy holds a
+        lease's lock across many calls of other clients)."""
         with ExitStack() as stack:
             if self._sqlite_file is not None:
                 acquired = stack.enter_context(sqlite_lock(self._sqlite_file, wait=wait))
