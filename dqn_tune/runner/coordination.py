@@ -64,21 +64,21 @@ class Coordinator(BaseHeartbeat, ABC):
         """Hold the lock `name` (a study name) in this storage, shared by every process and machine using it."""
 
     @abstractmethod
-    def _beat(self, trial_id: int) -> None:
+    def beat(self, trial_id: int) -> None:
         """Record a heartbeat of the trial (its storage id), by the database's clock; may raise."""
 
     @abstractmethod
-    def _stale_trials(self, study_id: int, grace_s: float) -> dict[int, str]:
+    def stale_trials_within(self, study_id: int, grace_s: float) -> dict[int, str]:
         """RUNNING trials of the study (storage ids) silent for `grace_s`, each with why it counts as dead."""
 
     def stale_trials(self, study_id: int) -> dict[int, str]:
         """RUNNING trials whose heartbeat stopped, or never came, for a grace period, with why; {} without heartbeats."""
-        return {} if self.heartbeat_interval_s is None else self._stale_trials(study_id, self.grace_period_s)
+        return {} if self.heartbeat_interval_s is None else self.stale_trials_within(study_id, self.grace_period_s)
 
     def record_heartbeat(self, trial_id: int) -> None:
         """Record a heartbeat; a failure is reported once (and the recovery) and the next beat tries again."""
         try:
-            self._beat(trial_id)
+            self.beat(trial_id)
         except Exception as exc:  # noqa: BLE001 - the thread must live: the next beat retries
             if not self._beats_failing:
                 LOGGER.warning("storage %s: a heartbeat was not recorded (%s); trying again every %ss", self.where,
@@ -182,10 +182,10 @@ class DatabaseCoordinator(Coordinator):
                 acquired = True
             return stack.pop_all() if acquired else None
 
-    def _beat(self, trial_id: int) -> None:
+    def beat(self, trial_id: int) -> None:
         self._storage.record_heartbeat(trial_id)
 
-    def _stale_trials(self, study_id: int, grace_s: float) -> dict[int, str]:
+    def stale_trials_within(self, study_id: int, grace_s: float) -> dict[int, str]:
         now_db, trials = retried(lambda: running_trial_heartbeats(self._storage, study_id), policy=self._retry,
                                  where=self.where)
         return stale_reasons(now_db, trials, grace_s)

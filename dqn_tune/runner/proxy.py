@@ -184,9 +184,9 @@ def serve(storage: SharedStorage, *, host: str, port: int) -> tuple[grpc.Server,
         "Acquire": _json_method(locks.acquire),
         "Renew": _json_method(locks.renew),
         "Release": _json_method(locks.release),
-        "Heartbeat": _json_method(coordinator._beat),
+        "Heartbeat": _json_method(coordinator.beat),
         "StaleTrials": _json_method(lambda study_id, grace_s: sorted(
-            coordinator._stale_trials(study_id, grace_s).items())),
+            coordinator.stale_trials_within(study_id, grace_s).items())),
     })])
     try:
         bound = server.add_insecure_port(target(host, port))
@@ -269,10 +269,10 @@ class ProxyCoordinator(Coordinator):
             except grpc.RpcError as exc:
                 LOGGER.warning("storage %s: the lease of lock %r was not renewed (%s)", self.where, name, cause(exc))
 
-    def _beat(self, trial_id: int) -> None:
+    def beat(self, trial_id: int) -> None:
         self._call("Heartbeat", trial_id=trial_id)
 
-    def _stale_trials(self, study_id: int, grace_s: float) -> dict[int, str]:
+    def stale_trials_within(self, study_id: int, grace_s: float) -> dict[int, str]:
         return {trial_id: reason for trial_id, reason in
                 self._retried("StaleTrials", study_id=study_id, grace_s=grace_s)}
 
