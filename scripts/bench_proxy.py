@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -90,7 +91,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def latency(args: argparse.Namespace) -> dict[str, object]:
     result: dict[str, object] = {"workers": args.workers, "trials_per_worker": args.trials, "pause_s": args.pause_s}
-    with postgres_server() as server, storage_proxy(server.url) as (address, _):
+    with postgres_server() as server, storage_proxy(server.url) as (address, proxy):
         for name, url in (("direct", server.url), ("proxy", address))[0 if args.direct else 1:]:
             optuna.create_study(study_name="latency", storage=open_storage(server.url), direction="maximize")
             started = time.perf_counter()
@@ -102,7 +103,10 @@ def latency(args: argparse.Namespace) -> dict[str, object]:
                             "ask_and_tell": percentiles([a + t for a, t in times]),
                             "mean_ask_and_tell_ms": round(1000 * statistics.fmean(a + t for a, t in times), 1),
                             "trials_per_s": round(len(times) / wall, 1),
-                            "peak_database_connections": found.peak_total}
+                            "peak_database_connections": {
+                                "all": found.peak_total,
+                                "workers": found.peak_of({proxy.pid, os.getpid()}, others=True),
+                                "proxy": found.peak_of({proxy.pid})}}
             optuna.delete_study(study_name="latency", storage=open_storage(server.url))
     return result
 

@@ -141,6 +141,15 @@ class ConnectionSamples:
     def peak_total(self) -> int:
         return max((sum(held.values()) for _, held in self.samples), default=0)
 
+    def peak_of(self, pids: set[int], *, others: bool = False) -> int:
+        """The most connections held at once by the dqn-tune processes `pids` (with `others`: by every other)."""
+        def chosen(name: str) -> bool:
+            of_pids = name.startswith("dqn-tune ") and int(name.split(":")[-1].split()[0]) in pids
+            return of_pids != others
+
+        return max((sum(count for name, count in held.items() if chosen(name)) for _, held in self.samples),
+                   default=0)
+
     def peak_by_name(self) -> dict[str, int]:
         peaks: dict[str, int] = defaultdict(int)
         for _, held in self.samples:
