@@ -6,8 +6,8 @@ heartbeats, which the study runner needs (one trial per worker, exact totals, de
 retried). `serve` runs Optuna's service and a small one of its own on the same port:
 - Acquire / Renew / Release: the study lock as a lease. The server takes the database's own lock (advisory lock
   or SQLite file lock) for the holder, so processes using the database directly are excluded too; a holder that
-  dies stops renewing and its lease ends after LEASE_S. Clients poll for it: nothing waits inside the server,
-  so no number of waiting clients can use up its threads.
+  dies stops renewing and its lease ends after LEASE_S. Clients poll for it, first come first served: nothing
+  waits inside the server, so no number of waiting clients can use up its threads.
 - Heartbeat / StaleTrials: Optuna's heartbeat table, read and written by the server (one clock for all).
 Requests and answers are JSON (gRPC's generic handlers): no generated code for four small messages.
 
@@ -58,6 +58,8 @@ LEASE_S = 10.0
 RENEW_EVERY_S = LEASE_S / 4
 POLL_S = (0.01, 0.2)
 """First and longest wait between two tries of a client waiting for a study lock."""
+FORGET_S = 5.0
+"""A client waiting for a lock that has not asked again for this long has left the queue (it died)."""
 READY_TIMEOUT_S = 5.0
 """Seconds a client waits for the proxy to answer a new connection before trying again."""
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_reconnect_backoff_ms", 2000)]
@@ -80,24 +82,33 @@ class LeaseLocks:
     def __init__(self, coordinator: DatabaseCoordinator) -> None:
         self._coordinator = coordinator
         self._leases: dict[str, _Lease] = {}
+        self._waiting: dict[str, dict[str, float]] = {}
+        """Per lock, its waiting holders in order of arrival, with when each last asked."""
         self._mutex = threading.Lock()
         self._stopped = threading.Event()
         threading.Thread(target=self._expire_forever, name="dqn-tune-lease-expiry", daemon=True).start()
 
     def acquire(self, name: str, holder: str, lease_s: float) -> bool:
-        """Lend lock `name` to `holder` for `lease_s` (or extend its lease); False while another holds it."""
+        """Lend lock `name` to `holder` for `lease_s` (or extend its lease); False while another holds it or waited
+        longer (`holder` keeps its place in the queue as long as it keeps asking)."""
         with self._mutex:
             self._expire()
+            now = time.monotonic()
             lease = self._leases.get(name)
-            if lease is not None:
-                if lease.holder != holder:
-                    return False
-                lease.expires = time.monotonic() + lease_s
+            if lease is not None and lease.holder == holder:
+                lease.expires = now + lease_s
                 return True
+            queue = self._waiting.setdefault(name, {})
+            queue[holder] = now  # a holder asking again keeps its place
+            for gone in [waiter for waiter, asked in queue.items() if now - asked > FORGET_S]:
+                del queue[gone]
+            if lease is not None or next(iter(queue)) != holder:
+                return False
             held = self._coordinator.try_lock(name)
             if held is None:  # a process using the database directly holds it
                 return False
-            self._leases[name] = _Lease(holder, time.monotonic() + lease_s, held)
+            del queue[holder]
+            self._leases[name] = _Lease(holder, now + lease_s, held)
             return True
 
     def renew(self, name: str, holder: str, lease_s: float) -> bool:

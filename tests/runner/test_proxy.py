@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from dqn_tune.cli.storage_proxy import exposure
 from dqn_tune.runner import attributes
 from dqn_tune.runner.optuna_internals import fail_stale_trials
-from dqn_tune.runner.proxy import LEASE_S, ProxyCoordinator, serve
+from dqn_tune.runner.proxy import LEASE_S, LeaseLocks, ProxyCoordinator, serve
 from dqn_tune.runner.retry import RetryPolicy
 from dqn_tune.runner.storage import open_storage
 from dqn_tune.runner.trial_queue import ask_trial, process_name
@@ -84,6 +84,18 @@ def test_the_study_lock_through_the_proxy_holds_against_direct_clients_and_ends_
         assert LEASE_S >= 4 * 2.5  # a live holder renews every LEASE_S / 4
     finally:
         server.stop(grace=None)
+        locks.close()
+
+
+def test_a_lock_through_the_proxy_goes_to_the_longest_waiting_client(tmp_path: Path) -> None:
+    locks = LeaseLocks(open_storage(f"sqlite:///{tmp_path}/s.db").coordinator)  # type: ignore[arg-type]
+    try:
+        assert locks.acquire("study", "a", 10) and not locks.acquire("study", "b", 10)
+        assert not locks.acquire("study", "c", 10)
+        locks.release("study", "a")
+        assert not locks.acquire("study", "c", 10)  # b asked first
+        assert locks.acquire("study", "b", 10) and not locks.acquire("study", "a", 10)
+    finally:
         locks.close()
 
 
