@@ -35,7 +35,8 @@ from optuna.trial import TrialState
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # scripts.fleet, run as `python scripts/...`
 from scripts.fleet import free_port, postgres_server, tune  # noqa: E402
 
-RAY = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]
+"""`ray` of this Python: the nodes' workers then run this Python too, which imports this checkout's dqn_tune."""
 
 
 def ours(directory: str) -> list[int]:
@@ -74,13 +75,13 @@ def ray_cluster(cpus_per_node: int = 2) -> Iterator[tuple[str, int, dict[str, fl
     timings = {}
     try:
         started = time.perf_counter()
-        subprocess.run([RAY, "start", "--head", "--port", str(port), "--num-cpus", str(cpus_per_node), "--temp-dir",
+        subprocess.run([*RAY, "start", "--head", "--port", str(port), "--num-cpus", str(cpus_per_node), "--temp-dir",
                         directory, "--include-dashboard", "false", "--disable-usage-stats"], env=env, check=True,
                        capture_output=True, timeout=300)
         timings["head_start_s"] = round(time.perf_counter() - started, 1)
         head = raylets(directory)
         started = time.perf_counter()
-        subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", str(cpus_per_node),
+        subprocess.run([*RAY, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", str(cpus_per_node),
                         "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=300)
         timings["second_node_start_s"] = round(time.perf_counter() - started, 1)
         [second] = raylets(directory) - head
@@ -153,7 +154,8 @@ def kill_one_on(raylet: int, url: str, process: subprocess.Popen[str]) -> dict[s
                 os.kill(pid, signal.SIGKILL)
                 return {"trial": trial.number, "pid": pid, "at_step": max(trial.intermediate_values)}
         time.sleep(0.2)
-    raise RuntimeError("no trial trained on the second node")
+    out, err = process.communicate()
+    raise RuntimeError(f"no trial trained on the second node:\n{out}\n{err}")
 
 
 def outcome(code: int, out: str, err: str, wall: float, trials: list[optuna.trial.FrozenTrial]) -> dict[str, object]:

@@ -19,7 +19,14 @@ from types import TracebackType
 from typing import Any
 
 import ray
-from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+from ray.exceptions import (
+    LocalRayletDiedError,
+    NodeDiedError,
+    OutOfMemoryError,
+    RayTaskError,
+    TaskCancelledError,
+    WorkerCrashedError,
+)
 
 from dqn_tune.errors import DQNTuneError
 from dqn_tune.runner.executor import Death, OnDeath
@@ -29,6 +36,9 @@ from dqn_tune.runner.trial_queue import process_name
 from dqn_tune.runner.workers import WorkerError
 
 POLL_INTERVAL_S = 1.0
+LOST = (WorkerCrashedError, NodeDiedError, LocalRayletDiedError, OutOfMemoryError)
+"""What Ray raises for a task whose worker process or node is gone (OutOfMemoryError: Ray's memory monitor killed
+it); any other error of Ray's is the task's failure (e.g. a node without dqn-tune cannot load the task)."""
 LOG_SETTINGS = {"RAY_DEDUP_LOGS": "0", "RAY_COLOR_PREFIX": "0"}
 """How the workers' lines reach this terminal: each trial's line (Ray folds similar lines into "repeated Nx" by
 default), without colour codes in logs; a value set by the user is kept."""
@@ -180,10 +190,13 @@ class RayExecutor:
             else:
                 errors.append(WorkerError(f"Ray worker {index} failed:\n{exc}"))
             return None
-        except RayError as exc:  # its worker process or its node is gone
+        except LOST as exc:
             process = ray.get(quota.actor.process.remote(index))
             if process is None:  # lost before it asked for a trial
                 process = f"{socket.gethostname()}:unknown"
             host, _, pid = process.rpartition(":")
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return Death(index, process, f"pid {pid} on {host}", f"was lost ({type(exc).__name__}: {reason})")
+        except ray.exceptions.RayError as exc:
+            errors.append(WorkerError(f"Ray worker {index} failed: {type(exc).__name__}: {exc}"))
+            return None
