@@ -6,8 +6,10 @@ heartbeats, which the study runner needs (one trial per worker, exact totals, de
 retried). `serve` runs Optuna's service and a small one of its own on the same port:
 - Acquire / Renew / Release: the study lock as a lease. The server takes the database's own lock (advisory lock
   or SQLite file lock) for the holder, so processes using the database directly are excluded too; a holder that
-  dies stops renewing and its lease ends after LEASE_S. Clients poll for it, first come first served: nothing
-  waits inside the server, so no number of waiting clients can use up its threads.
+  dies stops renewing and its lease ends after LEASE_S. Clients poll for it, first come first served, each as
+  often as its place in the queue deserves (the next in line every POLL_S, the tenth ten times less often): nothing
+  waits inside the server, so no number of waiting clients can use up its threads, and the lock passes to the
+  next in line within about POLL_S.
 - Heartbeat / StaleTrials: Optuna's heartbeat table, read and written by the server (one clock for all).
 Requests and answers are JSON (gRPC's generic handlers): no generated code for four small messages.
 
@@ -56,8 +58,10 @@ THREADS = 16
 LEASE_S = 10.0
 """A study lock held through the proxy is lost this long after its holder stopped renewing it (died or hung)."""
 RENEW_EVERY_S = LEASE_S / 4
-POLL_S = (0.01, 0.2)
-"""First and longest wait between two tries of a client waiting for a study lock."""
+POLL_S = 0.02
+"""How often the next in line for a study lock asks for it; the k-th waiting asks every (k + 1) * POLL_S ..."""
+POLL_MAX_S = 0.5
+"""... and at least this often."""
 FORGET_S = 5.0
 """A client waiting for a lock that has not asked again for this long has left the queue (it died)."""
 READY_TIMEOUT_S = 5.0
@@ -88,28 +92,29 @@ class LeaseLocks:
         self._stopped = threading.Event()
         threading.Thread(target=self._expire_forever, name="dqn-tune-lease-expiry", daemon=True).start()
 
-    def acquire(self, name: str, holder: str, lease_s: float) -> bool:
-        """Lend lock `name` to `holder` for `lease_s` (or extend its lease); False while another holds it or waited
-        longer (`holder` keeps its place in the queue as long as it keeps asking)."""
+    def acquire(self, name: str, holder: str, lease_s: float) -> int:
+        """Lend lock `name` to `holder` for `lease_s` (or extend its lease): -1; else how many wait before `holder`
+        (0: it is next), which keeps its place in the queue as long as it keeps asking."""
         with self._mutex:
             self._expire()
             now = time.monotonic()
             lease = self._leases.get(name)
             if lease is not None and lease.holder == holder:
                 lease.expires = now + lease_s
-                return True
+                return -1
             queue = self._waiting.setdefault(name, {})
             queue[holder] = now  # a holder asking again keeps its place
             for gone in [waiter for waiter, asked in queue.items() if now - asked > FORGET_S]:
                 del queue[gone]
-            if lease is not None or next(iter(queue)) != holder:
-                return False
+            ahead = list(queue).index(holder)
+            if lease is not None or ahead:
+                return ahead
             held = self._coordinator.try_lock(name)
             if held is None:  # a process using the database directly holds it
-                return False
+                return 0
             del queue[holder]
             self._leases[name] = _Lease(holder, now + lease_s, held)
-            return True
+            return -1
 
     def renew(self, name: str, holder: str, lease_s: float) -> bool:
         """Extend `holder`'s lease of `name`; False if it has lost it."""
@@ -252,10 +257,8 @@ class ProxyCoordinator(Coordinator):
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         holder = uuid.uuid4().hex
-        wait = POLL_S[0]
-        while not self._retried("Acquire", name=name, holder=holder, lease_s=LEASE_S):
-            pause(wait)
-            wait = min(2 * wait, POLL_S[1])
+        while (ahead := self._retried("Acquire", name=name, holder=holder, lease_s=LEASE_S)) >= 0:
+            pause(min((ahead + 1) * POLL_S, POLL_MAX_S))
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(name, holder, stop), name="dqn-tune-lease", daemon=True)
         renewer.start()

@@ -76,7 +76,7 @@ def test_the_study_lock_through_the_proxy_holds_against_direct_clients_and_ends_
         held.close()
         silent = ProxyCoordinator("127.0.0.1", port, retry=RetryPolicy(), heartbeat_interval_s=None, grace_period_s=2,
                                   where="proxy")
-        assert silent._call("Acquire", name="study", holder="a process that dies now", lease_s=1.0)
+        assert silent._call("Acquire", name="study", holder="a process that dies now", lease_s=1.0) == -1
         started = time.monotonic()
         with client.coordinator.lock("study"):  # waits for the dead holder's lease to end
             waited = time.monotonic() - started
@@ -90,11 +90,10 @@ def test_the_study_lock_through_the_proxy_holds_against_direct_clients_and_ends_
 def test_a_lock_through_the_proxy_goes_to_the_longest_waiting_client(tmp_path: Path) -> None:
     locks = LeaseLocks(open_storage(f"sqlite:///{tmp_path}/s.db").coordinator)  # type: ignore[arg-type]
     try:
-        assert locks.acquire("study", "a", 10) and not locks.acquire("study", "b", 10)
-        assert not locks.acquire("study", "c", 10)
+        assert [locks.acquire("study", holder, 10) for holder in "abc"] == [-1, 0, 1]  # a holds it; b, c wait
         locks.release("study", "a")
-        assert not locks.acquire("study", "c", 10)  # b asked first
-        assert locks.acquire("study", "b", 10) and not locks.acquire("study", "a", 10)
+        assert locks.acquire("study", "c", 10) == 1  # b asked first
+        assert locks.acquire("study", "b", 10) == -1 and locks.acquire("study", "a", 10) == 1
     finally:
         locks.close()
 
