@@ -197,8 +197,8 @@ def test_a_password_in_the_storage_url_is_never_stored_or_printed(capsys: pytest
         if name in optuna.get_all_study_names(POSTGRES):
             optuna.delete_study(study_name=name, storage=POSTGRES)
     unreachable = f"postgresql+psycopg2://user:{password}@127.0.0.1:1/none"
-    code, out, err = run_cli(["report", "--study-name", "x", "--storage", unreachable], capsys)
-    assert code == 2 and password not in out + err and "user:***@127.0.0.1:1" in err
+    code, out, err = run_cli(["--trials", "1", "--storage", unreachable, "--storage-retry-timeout", "1", *TINY], capsys)
+    assert code == 2 and password not in out + err and "user:***@127.0.0.1:1" in err, err
 
 
 @pytest.mark.parametrize(("args", "message"), [
