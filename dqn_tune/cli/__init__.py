@@ -29,9 +29,10 @@ COMMANDS: tuple[str, ...] = (
     "validate",
     "best",
     "presets",
+    "storage-proxy",
     "tune",
 )
-"""Subcommands, each the module dqn_tune.cli.<name>; imported inside `main` (see `command_module`)."""
+"""Subcommands, each the module dqn_tune.cli.<name> ('-' as '_'); imported inside `main` (see `command_module`)."""
 DEFAULT_COMMAND = "tune"
 PROG = "dqn-tune"
 
@@ -87,8 +88,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def command_module(name: str) -> ModuleType:
-    """The module of subcommand `name` (light: its `run` imports torch, optuna and gymnasium)."""
-    return importlib.import_module(f"dqn_tune.cli.{name}")
+    """The module of subcommand `name` (torch, optuna and gymnasium load here, not when dqn_tune.cli does)."""
+    return importlib.import_module(f"dqn_tune.cli.{name.replace('-', '_')}")
 
 
 def build_parser() -> argparse.ArgumentParser:

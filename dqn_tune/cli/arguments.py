@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dqn_tune.dqn.config import INT_MAX, SEED_MAX
 from dqn_tune.dqn.device import DEVICES
 from dqn_tune.errors import ConfigError, shown
-from dqn_tune.runner.defaults import DEFAULT_STORAGE
+from dqn_tune.runner.defaults import DEFAULT_STORAGE, RETRY_TIMEOUT_S
 from dqn_tune.tuning.defaults import ENV_ID, default_study_name
 
 STUDY_NAME_MAX = 512
@@ -25,6 +25,8 @@ MAX_WORKERS_PER_CPU = 4
 """Worker processes allowed per CPU core (each is a training process with its own torch)."""
 MAX_SECONDS = 86_400
 """Longest heartbeat interval or grace period: a day."""
+MAX_REMOTE_WORKERS = 10_000
+"""Most workers a command may start on a cluster (--executor ray), where this machine's cores do not bound them."""
 
 
 def bounded_int(low: int, high: int, *, accepted: str | None = None) -> Callable[[str], int]:
@@ -102,15 +104,39 @@ def add_hidden_alias(parser: argparse.ArgumentParser, alias: str, dest: str, kin
     parser.add_argument(alias, dest=dest, type=kind, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
-def add_workers_flag(parser: argparse.ArgumentParser) -> None:
-    """`--workers W`, shared by the commands that run trials; left out, `chosen_workers` picks the usable cores."""
+def add_workers_flag(parser: argparse.ArgumentParser, *, remote: bool = False) -> None:
+    """`--workers W`, shared by the commands that run trials; left out, `chosen_workers` picks the usable cores.
+    With `remote` (a command with --executor), the bound of this machine's cores is checked by `check_local_workers`
+    once the executor is known."""
     parser.add_argument(
         "--workers",
-        type=workers,
+        type=bounded_int(1, MAX_REMOTE_WORKERS) if remote else workers,
         default=None,
         metavar="W",
-        help="worker processes on this machine, one torch thread each (default: the CPU cores this "
-        "process may use, at most one per trial; --workers 1 for one)",
+        help="worker processes, one torch thread each (default: the CPU cores this process may use, at most one per "
+        "trial; --workers 1 for one)"
+        + (f"; on this machine at most 4 per core, on a cluster (--executor ray) up to {MAX_REMOTE_WORKERS}" if remote else ""),
+    )
+
+
+def check_local_workers(given: int | None) -> None:
+    """The bound `workers` puts on --workers, checked after parsing (ConfigError naming the flag)."""
+    if given is not None:
+        try:
+            workers(str(given))
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"argument --workers: {exc} on this machine (--executor local)", field="workers") from None
+
+
+def add_storage_retry_flag(parser: argparse.ArgumentParser) -> None:
+    """`--storage-retry-timeout S`: how long transient storage errors are retried (retry.RetryPolicy)."""
+    parser.add_argument(
+        "--storage-retry-timeout",
+        type=bounded_int(0, MAX_SECONDS),
+        default=RETRY_TIMEOUT_S,
+        metavar="S",
+        help="seconds to keep retrying a storage that is down, restarting or full of clients before giving up; each "
+        f"wait prints a line (default: {RETRY_TIMEOUT_S}, 0: never retry)",
     )
 
 

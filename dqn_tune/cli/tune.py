@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 
 from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
@@ -10,6 +11,7 @@ from dqn_tune.cli.arguments import (
     add_env_flag,
     add_hidden_alias,
     add_preset_flag,
+    add_storage_retry_flag,
     add_workers_flag,
     chosen_workers,
     non_negative_int,
@@ -23,6 +25,7 @@ from dqn_tune.cli.arguments import (
     workers_line,
 )
 from dqn_tune.cli.config_flags import add_config_flags, config_overrides, with_flag_names
+from dqn_tune.cli.executor_flags import add_executor_flags, chosen_executor
 from dqn_tune.errors import ConfigError
 from dqn_tune.runner.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 from dqn_tune.tuning import defaults
@@ -99,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default: {defaults.OBJECTIVE})",
     )
     add_device_flag(parser, "the networks of trials and validation runs")
-    add_workers_flag(parser)
+    add_workers_flag(parser, remote=True)
     parser.add_argument(
         "--timeout",
         type=seconds,
@@ -153,6 +156,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds without a heartbeat after which a trial counts as dead and is retried "
         f"(default: {GRACE_PERIOD_S})",
     )
+    add_storage_retry_flag(faults)
+    add_executor_flags(parser)
     add_config_flags(parser, skip=("env_id", "total_timesteps", "eval_episodes", "eval_freq"))
 
 
@@ -212,12 +217,17 @@ def run(args: argparse.Namespace) -> int:
             validation_seeds=args.validation_seeds,
             heartbeat_interval_s=args.heartbeat_interval,
             grace_period_s=args.grace_period,
+            storage_retry_timeout_s=args.storage_retry_timeout,
+            executor=args.executor,
+            ray_address=args.ray_address,
+            worker_gpus=args.worker_gpus,
         ).plan()
     except ConfigError as exc:
         raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    workers = chosen_workers(args.workers, args.trials)
-    pending = [plan.origin, *[line for line in [workers_line(args.workers, workers)] if line]]
+    given, args.workers = args.workers, chosen_workers(args.workers, args.trials)
+    executor = chosen_executor(args)
+    pending = [plan.origin, *[line for line in [workers_line(given, args.workers)] if line]]
 
     def echo(message: str) -> None:  # the origin, the study's line, then the worker count: once every check passed
         if pending:
@@ -228,4 +238,5 @@ def run(args: argparse.Namespace) -> int:
             return
         print(message, flush=True)
 
-    return run_tune(plan, workers=workers, echo=echo).exit_status
+    with executor or nullcontext():  # one Ray connection for tuning and validation
+        return run_tune(plan, workers=args.workers, echo=echo, executor=executor).exit_status

@@ -9,6 +9,7 @@ from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
     add_device_flag,
     add_hidden_alias,
+    add_storage_retry_flag,
     add_study_flags,
     add_workers_flag,
     chosen_study,
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_hidden_alias(parser, "--seeds", "validation_seeds", validation_seed_count)
     add_workers_flag(parser)
     add_device_flag(parser, "the runs' networks")
+    add_storage_retry_flag(parser)
     parser.add_argument(
         "--no-artifacts",
         dest="artifacts",
@@ -47,15 +49,16 @@ def run(args: argparse.Namespace) -> int:
     """Validate, print the table and the recommendation; 130 if interrupted, 1 if a worker failed."""
     import optuna  # torch and optuna load when a command runs, not for --help
 
+    from dqn_tune.runner.retry import RetryPolicy
     from dqn_tune.runner.storage import StorageSettings, open_existing_storage, prepare_url, public_url
     from dqn_tune.tuning.validation import ValidationSettings, run_validation
 
     study_name = chosen_study(args)
-    open_existing_storage(args.storage)  # never creates a database to validate
+    open_existing_storage(args.storage, retry=RetryPolicy(args.storage_retry_timeout)).close()  # never creates a database
     try:
         settings = ValidationSettings(
             study_name,
-            StorageSettings(prepare_url(args.storage)),
+            StorageSettings(prepare_url(args.storage), retry_timeout_s=args.storage_retry_timeout),
             args.validate_top,
             args.validation_seeds,
             args.artifacts,

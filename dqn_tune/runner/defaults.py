@@ -8,3 +8,5 @@ HEARTBEAT_INTERVAL_S = 5
 """Seconds between a running trial's heartbeats."""
 GRACE_PERIOD_S = 20
 """Seconds without a heartbeat after which a RUNNING trial counts as dead (its worker was killed)."""
+RETRY_TIMEOUT_S = 120
+"""How long a transient storage error may last before a command gives up (--storage-retry-timeout)."""

@@ -3,15 +3,16 @@
 A job says three things: how to create or load its study (checked, and its settings recorded,
 under the study lock before any trial starts), how a worker process opens the study (sampler,
 pruner), and which objective a trial runs. The runner does the rest the same way for every job:
-open the storage with heartbeats, share a trial quota between `workers` processes (or run in
-this one), stop cleanly on SIGINT/SIGTERM (running trials failed, `interrupted` set), and report
-a worker's failure instead of hiding it. Each trial goes through `trial_loop.run_trials`: asked
-exclusively, run under a heartbeat, told.
+open the storage with heartbeats, share a trial quota between `workers` workers started by an
+executor (executor.py: local processes by default, or Ray; one local worker runs in this process),
+stop cleanly on SIGINT/SIGTERM (running trials failed, `interrupted` set), and report a worker's
+failure instead of hiding it. Each trial goes through `trial_loop.run_trials`: asked exclusively,
+run under a heartbeat, told.
 
-A worker process that dies (SIGKILL, OOM killer) is handled at once, without waiting for its
-heartbeat to go stale: its running trial is failed and its retry queued (`fail_trials_of`), its
-quota slot is given back, and a replacement worker (with a sampler seed of its own) runs the retry.
-The command still reports the death (`worker_error`), with what became of the trial.
+A worker that dies (SIGKILL, OOM killer, a lost Ray node) is handled as soon as its executor notices,
+without waiting for its heartbeat to go stale: its running trial is failed and its retry queued
+(`fail_trials_of`), its quota slot is given back, and a replacement worker (with a sampler seed of its
+own) runs the retry. The command still reports the death (`worker_error`), with what became of the trial.
 """
 
 from __future__ import annotations
@@ -23,16 +24,23 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 import optuna
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from dqn_tune.errors import StorageError
+from dqn_tune.runner.executor import Death, Executor
 from dqn_tune.runner.interrupts import deferred_interrupts, interrupts_stop_cleanly
-from dqn_tune.runner.storage import StorageSettings, public_url, sqlite_path, study_lock
+from dqn_tune.runner.shared_storage import SharedStorage
+from dqn_tune.runner.storage import StorageSettings, in_memory, public_url
 from dqn_tune.runner.storage_errors import storage_faults
-from dqn_tune.runner.trial_loop import BatchObjective, Objective, TrialQuota, run_trials
-from dqn_tune.runner.trial_queue import fail_trials_of, process_name, retry_state
-from dqn_tune.runner.workers import WorkerError, run_in_processes
+from dqn_tune.runner.trial_loop import (
+    BatchObjective,
+    Objective,
+    Quota,
+    TrialQuota,
+    run_trials,
+)
+from dqn_tune.runner.trial_queue import fail_trials_of, retry_state
+from dqn_tune.runner.workers import LocalProcesses, WorkerError
 
 
 class Plan(NamedTuple):
@@ -66,12 +74,12 @@ class StudyJob(Protocol):
         """The seed its workers' samplers are derived from."""
         ...
 
-    def prepare(self, storage: RDBStorage, command: str) -> Plan:
+    def prepare(self, storage: SharedStorage, command: str) -> Plan:
         """Create or load the study, refuse an incompatible one before writing anything, record the
         settings and `command`. Called once per command, under the study lock."""
         ...
 
-    def load(self, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
+    def load(self, storage: SharedStorage, sampler_seed: int) -> optuna.Study:
         """The study as a worker opens it: with the job's sampler (seeded with `sampler_seed`) and pruner."""
         ...
 
@@ -107,55 +115,58 @@ def sampler_seed(seed: int, run_index: int, worker_index: int) -> int:
     return int(np.random.SeedSequence([seed, run_index, worker_index]).generate_state(1)[0])
 
 
-def open_for_job(job: StudyJob) -> RDBStorage:
+def open_for_job(job: StudyJob) -> SharedStorage:
     """The job's storage; an in-memory SQLite database is refused (a study must outlive the command)."""
-    storage = job.storage.open()
-    if storage.engine.dialect.name == "sqlite" and sqlite_path(storage.url) is None:
+    if in_memory(job.storage.url):
         raise StorageError(f"storage {public_url(job.storage.url)!r} is in memory; a study needs a file or a "
                            "server, e.g. sqlite:///studies/dqn_tune.db")
-    return storage
+    return job.storage.open()
 
 
-def run_job(job: StudyJob, *, trials: int | None, workers: int = 1, command: str = "",
-            on_progress: Callable[[int], None] | None = None, on_start: Callable[[Plan, int], None] | None = None,
-            timeout_s: float | None = None) -> JobOutcome:
-    """Prepare the job's study, then run up to `trials` trials (None: until the plan's cap) in `workers` processes.
+def run_job(job: StudyJob, *, trials: int | None, workers: int = 1, executor: Executor | None = None,
+            command: str = "", on_progress: Callable[[int], None] | None = None,
+            on_start: Callable[[Plan, int], None] | None = None, timeout_s: float | None = None) -> JobOutcome:
+    """Prepare the job's study, then run up to `trials` trials (None: until the plan's cap) in `workers` workers of
+    `executor` (None: local processes; one local worker runs in this process).
 
     `on_start(plan, trials_before)` is called once the study is ready; `on_progress(finished)` after each
-    trial in this process, and about every second while worker processes run.
+    trial in this process, and about every second while workers run elsewhere.
     """
     storage = open_for_job(job)
-    with study_lock(storage, job.study_name):
+    with storage.coordinator.lock(job.study_name):
         plan = job.prepare(storage, command)
     before = len(plan.study.get_trials(deepcopy=False))
     if on_start is not None:
         on_start(plan, before)
-    quota = TrialQuota(trials, timeout_s=timeout_s)  # the deadline counts from here: no trial starts after it
     progress = on_progress or (lambda _finished: None)
     start = time.perf_counter()
     interrupted, errors = False, []
-    lost = _LostWorkers(job, plan, quota, workers)
-    with interrupts_stop_cleanly():
+    with interrupts_stop_cleanly(), executor or LocalProcesses() as running:
+        # the deadline counts from here: no trial starts after it
+        quota = TrialQuota(trials, timeout_s=timeout_s) if executor is None else running.quota(trials,
+                                                                                              timeout_s=timeout_s)
+        lost = _LostWorkers(job, plan, quota, workers)
         try:
-            if workers == 1:
+            if workers == 1 and executor is None:
                 _work(job, plan.total_trials, quota, sampler_seed(job.seed, plan.run_index, 0),
-                      lambda _trial: progress(quota.finished))
+                      lambda _trial: progress(quota.finished), storage)
             else:
-                run_in_processes(_work, [lost.worker_arguments(index) for index in range(workers)],
-                                 poll=lambda: progress(quota.finished), on_death=lost.replace)
+                running.run(_work, [lost.worker_arguments(index) for index in range(workers)],
+                            poll=lambda: progress(quota.finished), on_death=lost.replace)
         except KeyboardInterrupt:
             interrupted = True
         except WorkerError as exc:
             errors.append(str(exc))
-    errors = lost.reports() + errors
-    return JobOutcome(plan.study, plan.created, before, quota.finished, time.perf_counter() - start,
-                      interrupted, "; ".join(errors) or None, quota.timed_out)
+        errors = lost.reports() + errors
+        finished, timed_out = quota.finished, quota.timed_out
+    return JobOutcome(plan.study, plan.created, before, finished, time.perf_counter() - start,
+                      interrupted, "; ".join(errors) or None, timed_out)
 
 
 class _LostWorkers:
-    """What the parent does when a worker process dies: fail its trial now, queue the retry, replace the worker."""
+    """What the parent does when a worker dies: fail its trial now, queue the retry, replace the worker."""
 
-    def __init__(self, job: StudyJob, plan: Plan, quota: TrialQuota, workers: int) -> None:
+    def __init__(self, job: StudyJob, plan: Plan, quota: Quota, workers: int) -> None:
         self._job, self._plan, self._quota = job, plan, quota
         self._next_index = workers
         self._deaths: list[tuple[str, list[tuple[int, int | None]]]] = []
@@ -165,12 +176,13 @@ class _LostWorkers:
         return (self._job, self._plan.total_trials, self._quota,
                 sampler_seed(self._job.seed, self._plan.run_index, index))
 
-    def replace(self, index: int, pid: int, how: str) -> tuple[object, ...] | None:
-        """`run_in_processes`'s on_death: fail the dead worker's trials, give their quota slots back, and return
+    def replace(self, death: Death) -> tuple[object, ...] | None:
+        """The executor's on_death: fail the dead worker's trials, give their quota slots back, and return
         a replacement's arguments when a retry was queued (never more replacements than retries: bounded)."""
         with deferred_interrupts():  # a Ctrl-C now must not leave the trial half-failed
-            failed = fail_trials_of(self._plan.study, process_name(pid), f"its worker process (pid {pid}) {how}")
-        self._deaths.append((f"worker {index} (pid {pid}) {how}", failed))
+            failed = fail_trials_of(self._plan.study, death.worker,
+                                    f"its worker process ({death.process}) {death.how}")
+        self._deaths.append((f"worker {death.index} ({death.process}) {death.how}", failed))
         retries = [retry for _, retry in failed if retry is not None]
         for _ in retries:
             self._quota.give_back()
@@ -197,12 +209,14 @@ class _LostWorkers:
         return out
 
 
-def _work(job: StudyJob, total_trials: int | None, quota: TrialQuota, seed: int,
-          on_trial: Callable[[FrozenTrial], None] | None = None) -> None:
-    """One worker: open the study the job's way and run its trials until the quota or the cap is reached; a storage
-    fault is a one-line StorageError (a worker process's is re-raised as it is by its parent)."""
+def _work(job: StudyJob, total_trials: int | None, quota: Quota, seed: int,
+          on_trial: Callable[[FrozenTrial], None] | None = None, opened: SharedStorage | None = None) -> None:
+    """One worker: open the study the job's way and run its trials until the quota or the cap is reached (in the
+    command's own process, on its `opened` storage: one connection per process); a storage fault is a one-line
+    StorageError (a worker process's is re-raised as it is by its parent)."""
     with storage_faults(job.storage.url):
-        study = job.load(job.storage.open(), seed)
+        storage = opened or job.storage.open()
+        study = job.load(storage, seed)
 
         def finished(trial: FrozenTrial) -> None:
             line = job.describe(study, trial)
@@ -211,4 +225,8 @@ def _work(job: StudyJob, total_trials: int | None, quota: TrialQuota, seed: int,
             if on_trial is not None:
                 on_trial(trial)
 
-        run_trials(study, job.trial_objective(), quota, total_trials=total_trials, on_trial=finished)
+        try:
+            run_trials(study, job.trial_objective(), quota, total_trials=total_trials, on_trial=finished)
+        finally:
+            if opened is None:
+                storage.close()

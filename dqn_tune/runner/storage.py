@@ -1,39 +1,55 @@
-"""Optuna storages: the default SQLite file, any SQLAlchemy URL, validation and heartbeats.
+"""Optuna storages: the default SQLite file, any SQLAlchemy URL, a storage proxy (grpc://host:port), validation.
 
 Every way a storage can be unusable (missing or read-only directory, a file that is not a
 database, an unreachable server, another application's database, an Optuna schema of another
 version) becomes a StorageError before anything is written. Only commands that create studies
 create Optuna's tables, and only in an empty database; commands that read need only read access.
 Messages show URLs through `public_url` (passwords hidden).
+
+A storage opens as a SharedStorage: every call retried on transient errors (retry.py), with the
+coordinator of the same storage (study lock, heartbeats: coordination.py, or the proxy's: proxy.py).
+A process keeps one database connection open (its pool holds one, shared by its heartbeat thread
+and, on PostgreSQL, by the study lock: coordination.py).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
+import importlib
 import os
 import re
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from sqlalchemy import text
-from sqlalchemy.engine import Connection, make_url
+from optuna.storages import RDBStorage, get_storage
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
-from dqn_tune.errors import StorageError
-from dqn_tune.runner.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
+from dqn_tune.errors import ConfigError, StorageError
+from dqn_tune.runner.coordination import DatabaseCoordinator, advisory_lock, sqlite_lock
+from dqn_tune.runner.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, RETRY_TIMEOUT_S
+from dqn_tune.runner.optuna_internals import use_engine
+from dqn_tune.runner.retry import DEFAULT_RETRY, RetryPolicy, retried
+from dqn_tune.runner.shared_storage import SharedStorage
 from dqn_tune.runner.storage_errors import storage_faults
+from dqn_tune.runner.trial_queue import process_name
 from dqn_tune.runner.urls import public_url, sqlite_path
 
-MAX_RETRY = 2
-"""How many times a trial whose worker died is re-run."""
+CONNECT_TIMEOUT_S = 5
+"""Seconds a database server has to answer a new connection: a host that never answers is retried and then
+reported, and a stop signal (which Python handles only once the driver returns) waits at most this long."""
+POOL_SIZE = 1
+"""Database connections a process keeps open (its heartbeat thread shares it): a fleet costs one per worker."""
+PROXY_POOL_SIZE = 8
+"""Database connections a proxy keeps open for its threads (proxy.THREADS), whatever the number of workers."""
+PROXY_SCHEME = "grpc"
+"""URL scheme of a storage proxy: grpc://host:port (`dqn-tune storage-proxy`)."""
 SCHEMA_LOCK = "dqn-tune: create Optuna's tables"
 """Name of the lock under which a process creates Optuna's tables in a new database."""
 OPTUNA_TABLES = frozenset({
@@ -58,6 +74,9 @@ def prepare_url(url: str | None, *, write: bool = True) -> str:
     if not url.strip():
         raise StorageError(f"storage URL {url!r} is empty; expected e.g. {DEFAULT_STORAGE} or "
                            "postgresql+psycopg2://user@host/db (leave out --storage for the default)")
+    if url.startswith(f"{PROXY_SCHEME}://"):
+        proxy_address(url)
+        return url
     try:
         make_url(url)
     except (ArgumentError, ValueError) as exc:
@@ -106,59 +125,122 @@ def _os_error(url: str, exc: OSError) -> StorageError:
     return StorageError(f"cannot open storage {public_url(url)!r}: {exc.strerror}: {exc.filename!r}")
 
 
+def proxy_address(url: str) -> tuple[str, int] | None:
+    """(host, port) of a storage proxy URL grpc://host:port; None for other URLs; StorageError for a bad one."""
+    if not url.startswith(f"{PROXY_SCHEME}://"):
+        return None
+    address = url.removeprefix(f"{PROXY_SCHEME}://").rstrip("/")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host or "@" in host:
+        raise StorageError(f"storage URL {public_url(url)!r} is not a storage proxy address; expected "
+                           f"{PROXY_SCHEME}://HOST:PORT as 'dqn-tune storage-proxy' prints it")
+    return host.strip("[]"), int(port)
+
+
+def in_memory(url: str) -> bool:
+    """Whether `url` is an in-memory SQLite database (gone when the process ends)."""
+    return proxy_address(url) is None and make_url(url).get_backend_name() == "sqlite" and sqlite_path(url) is None
+
+
 def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
-                 grace_period_s: int = GRACE_PERIOD_S) -> RDBStorage:
-    """Open the RDB storage at `url`, creating Optuna's tables if the database is empty.
+                 grace_period_s: int = GRACE_PERIOD_S, retry: RetryPolicy = DEFAULT_RETRY,
+                 pool_size: int = POOL_SIZE) -> SharedStorage:
+    """Open the storage at `url` (a database, created with Optuna's tables if empty, or a storage proxy).
 
     With `heartbeat`, running trials send a heartbeat every `heartbeat_interval_s`, and a trial whose
     worker died (SIGKILL, power loss) is marked FAIL after `grace_period_s` without one and retried
     up to MAX_RETRY times. Processes opening a new database at once create its tables one at a time.
     A database holding other tables than Optuna's, or Optuna's schema of another version, is refused
-    before anything is written.
+    before anything is written. A server that is down or full is retried under `retry`.
     """
     if heartbeat and not 0 < heartbeat_interval_s < grace_period_s:
         raise StorageError(f"heartbeat interval {heartbeat_interval_s}s and grace period {grace_period_s}s are invalid; "
                            "expected 0 < interval < grace period")
     url = prepare_url(url)
+    interval = heartbeat_interval_s if heartbeat else None
+    if (address := proxy_address(url)) is not None:
+        return _open_proxy(url, address, retry, interval, grace_period_s)
     if url == DEFAULT_STORAGE:
         try:
             sqlite_path(url).parent.mkdir(exist_ok=True)  # type: ignore[union-attr]
         except OSError as exc:
             raise _os_error(url, exc) from None
-    kwargs: dict[str, object] = {}
-    if heartbeat:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            kwargs = {"heartbeat_interval": heartbeat_interval_s, "grace_period": grace_period_s,
-                      "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
-    if _has_optuna_schema(url):
-        return _rdb_storage(url, create_tables=False, **kwargs)
-    with _guarded(url), _named_lock(url, SCHEMA_LOCK):
-        return _rdb_storage(url, create_tables=not _has_optuna_schema(url), **kwargs)
+
+    def connect() -> RDBStorage:
+        if _has_optuna_schema(url):
+            return _rdb_storage(url, create_tables=False, pool_size=pool_size)
+        with _guarded(url), _named_lock(url, SCHEMA_LOCK):
+            return _rdb_storage(url, create_tables=not _has_optuna_schema(url), pool_size=pool_size)
+
+    return _shared(url, retried(connect, policy=retry, where=repr(public_url(url))), retry, interval, grace_period_s,
+                   pool_size)
 
 
-def open_existing_storage(url: str | None) -> RDBStorage:
+def open_existing_storage(url: str | None, *, retry: RetryPolicy = DEFAULT_RETRY) -> SharedStorage:
     """Open `url` without heartbeats, for commands that only look at studies (report, dashboard, retrain):
     it needs read access only, and never gets a schema (a database without Optuna's is a StorageError)."""
     url = prepare_url(url, write=False)
-    if not _has_optuna_schema(url):
-        raise StorageError(f"storage {public_url(url)!r} holds no Optuna studies (its database has no Optuna "
-                           "tables); check --storage, or create a study first with 'dqn-tune tune'")
-    return _rdb_storage(url, create_tables=False)
+    if (address := proxy_address(url)) is not None:
+        return _open_proxy(url, address, retry, None, GRACE_PERIOD_S)
+
+    def connect() -> RDBStorage:
+        if not _has_optuna_schema(url):
+            raise StorageError(f"storage {public_url(url)!r} holds no Optuna studies (its database has no Optuna "
+                               "tables); check --storage, or create a study first with 'dqn-tune tune'")
+        return _rdb_storage(url, create_tables=False, pool_size=POOL_SIZE)
+
+    return _shared(url, retried(connect, policy=retry, where=repr(public_url(url))), retry, None, GRACE_PERIOD_S,
+                   POOL_SIZE)
 
 
-def _rdb_storage(url: str, *, create_tables: bool, **kwargs: object) -> RDBStorage:
-    """RDBStorage(url), creating its tables only if asked; errors become one-line StorageErrors."""
-    engine_kwargs = {**_connect_args(url), **({} if sqlite_path(url) else {"pool_pre_ping": True})}
-    with _guarded(url), warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat options
+def _shared(url: str, rdb: RDBStorage, retry: RetryPolicy, heartbeat_interval_s: int | None,
+            grace_period_s: int, pool_size: int) -> SharedStorage:
+    """The SharedStorage of an opened database: Optuna's cache layer over it, and its coordinator."""
+    coordinator = DatabaseCoordinator(rdb, sqlite_file=sqlite_path(url), engine_kwargs=_connect_args(url), retry=retry,
+                                      heartbeat_interval_s=heartbeat_interval_s, grace_period_s=grace_period_s,
+                                      where=repr(public_url(url)), one_connection=pool_size == 1)
+    return SharedStorage(get_storage(rdb), coordinator, url=url, retry=retry)
+
+
+def proxy_module() -> ModuleType:
+    """dqn_tune.runner.proxy, imported on first use: grpc is an extra (pip install 'dqn-tune[proxy]'), and slow to
+    import for every command; ConfigError when it is missing."""
+    try:
+        return importlib.import_module("dqn_tune.runner.proxy")
+    except ImportError as exc:
+        if exc.name is None or exc.name.startswith("dqn_tune"):
+            raise
+        raise ConfigError(f"the storage proxy needs {exc.name}, which is not installed: pip install "
+                          "'dqn-tune[proxy]'", field="storage") from None
+
+
+def _open_proxy(url: str, address: tuple[str, int], retry: RetryPolicy, heartbeat_interval_s: int | None,
+                grace_period_s: int) -> SharedStorage:
+    """The storage behind the storage proxy at `address`."""
+    host, port = address
+    opened: SharedStorage = proxy_module().open_proxy(
+        host, port, url=url, where=repr(public_url(url)), retry=retry, heartbeat_interval_s=heartbeat_interval_s,
+        grace_period_s=grace_period_s)
+    return opened
+
+
+def _rdb_storage(url: str, *, create_tables: bool, pool_size: int) -> RDBStorage:
+    """RDBStorage(url) keeping at most `pool_size` connections open (a server database), creating its tables only if
+    asked; errors become one-line StorageErrors (their cause kept as context, for `retried`)."""
+    engine_kwargs: dict[str, Any] = _connect_args(url)
+    server = make_url(url).get_backend_name() != "sqlite"
+    if server:  # Optuna's version check at construction holds two connections at once: one more, for it only
+        engine_kwargs.update(pool_pre_ping=True, pool_size=pool_size, max_overflow=1)
+    with _guarded(url):
         try:
-            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_tables,
-                              **kwargs)  # type: ignore[arg-type]
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_tables)
         except RuntimeError as exc:  # Optuna's schema version check
             if "table schema" not in str(exc):
                 raise
             raise StorageError(_schema_version_message(url, str(exc))) from None
+        if server:
+            use_engine(storage, sqlalchemy.create_engine(url, **{**engine_kwargs, "max_overflow": 0}))
+        return storage
 
 
 def _has_optuna_schema(url: str) -> bool:
@@ -202,9 +284,18 @@ def _schema_version_message(url: str, optuna_message: str) -> str:
             f"cannot use; {advice}")
 
 
-def _connect_args(url: str) -> dict[str, object]:
-    """Engine arguments: SQLite waits up to 60 s for another process's write lock."""
-    return {"connect_args": {"timeout": 60}} if sqlite_path(url) else {}
+def _connect_args(url: str) -> dict[str, Any]:
+    """Engine arguments: SQLite waits up to 60 s for another process's write lock; a PostgreSQL or MySQL server
+    has CONNECT_TIMEOUT_S to answer a new connection; PostgreSQL shows each connection's process as its
+    application_name ("dqn-tune host:pid", in pg_stat_activity)."""
+    if sqlite_path(url):
+        return {"connect_args": {"timeout": 60}}
+    backend = make_url(url).get_backend_name()
+    if backend == "postgresql":
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": f"dqn-tune {process_name()}"}}
+    if backend == "mysql":
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    return {}
 
 
 @contextmanager
@@ -225,37 +316,27 @@ class StorageSettings:
     url: str
     heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S
     grace_period_s: int = GRACE_PERIOD_S
+    retry_timeout_s: float = RETRY_TIMEOUT_S
+    """How long a transient storage error is retried before the command gives up."""
 
-    def open(self) -> RDBStorage:
+    def open(self) -> SharedStorage:
         """The storage, with heartbeats: a trial whose worker died is failed after the grace period and retried."""
         return open_storage(self.url, heartbeat_interval_s=self.heartbeat_interval_s,
-                            grace_period_s=self.grace_period_s)
-
-
-@contextmanager
-def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
-    """Hold the lock of `study_name` in `storage`, shared by every process using that study: a file lock
-    beside a SQLite file, a PostgreSQL advisory lock (across machines); other backends are not locked."""
-    if storage.engine.dialect.name == "postgresql":
-        with storage.engine.connect() as connection, _advisory_lock(connection, study_name):
-            yield
-    else:
-        with _named_lock(storage.url, study_name):
-            yield
+                            grace_period_s=self.grace_period_s, retry=RetryPolicy(self.retry_timeout_s))
 
 
 @contextmanager
 def _named_lock(url: str, name: str) -> Iterator[None]:
-    """A lock shared by the processes using the database at `url`: on SQLite one file lock per database
-    (whatever `name`), on PostgreSQL an advisory lock per name over its own connection."""
+    """A lock shared by the processes using the database at `url`, before its storage is open: on SQLite one file lock
+    per database (whatever `name`), on PostgreSQL an advisory lock per name over its own connection."""
     path = sqlite_path(url)
     if path is not None:
         with sqlite_lock(path):
             yield
     elif make_url(url).get_backend_name() == "postgresql":
-        engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+        engine = sqlalchemy.create_engine(url, poolclass=NullPool, **_connect_args(url))
         try:
-            with engine.connect() as connection, _advisory_lock(connection, name):
+            with engine.connect() as connection, advisory_lock(connection, name):
                 yield
         finally:
             engine.dispose()
@@ -263,41 +344,12 @@ def _named_lock(url: str, name: str) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def _advisory_lock(connection: Connection, name: str) -> Iterator[None]:
-    key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
-    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-    try:
-        yield
-    finally:
-        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-
-
-@contextmanager
-def sqlite_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock shared by the processes of this machine using the SQLite file `path`.
-
-    It is a `flock` on `<path>.lock`; where that file cannot be created, the block runs unlocked.
-    """
-    try:
-        handle = open(f"{path}.lock", "a+b")  # noqa: SIM115 - closed below
-    except OSError:
-        yield
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def study_names(storage: RDBStorage) -> list[str]:
+def study_names(storage: SharedStorage) -> list[str]:
     """Names of the studies in `storage`, sorted."""
     return sorted(optuna.get_all_study_names(storage))
 
 
-def load_study(storage: RDBStorage, study_name: str) -> optuna.Study:
+def load_study(storage: SharedStorage, study_name: str) -> optuna.Study:
     """Load an existing study; a missing one is a StorageError that lists those that exist."""
     names = study_names(storage)
     if study_name not in names:

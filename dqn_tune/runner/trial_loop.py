@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Protocol
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -30,7 +31,7 @@ from dqn_tune.runner.optuna_internals import (
     frozen,
     heartbeat,
     optimize_loop,
-    rdb_storage,
+    storage_url,
     stop_requested,
 )
 from dqn_tune.runner.storage_errors import is_storage_fault, storage_error
@@ -54,8 +55,34 @@ class BatchObjective:
     limit: int
 
 
+class Quota(Protocol):
+    """How many trials one command may still start, shared by its workers (an executor provides it)."""
+
+    def take(self, count: int = 1) -> int:
+        """Claim up to `count` trials; how many were granted (0 when the quota is spent or the deadline passed)."""
+        ...
+
+    def give_back(self, count: int = 1) -> None:
+        """Return claimed trials that did not run."""
+        ...
+
+    def finish(self) -> None:
+        """Count one finished trial."""
+        ...
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether a trial was refused because the deadline had passed."""
+        ...
+
+    @property
+    def finished(self) -> int:
+        """Trials finished so far by all the workers sharing this quota."""
+        ...
+
+
 class TrialQuota:
-    """How many trials one command may still start, shared by its worker processes."""
+    """A Quota shared by the processes of this machine (shared memory; passed to processes as they start)."""
 
     def __init__(self, trials: int | None, *, timeout_s: float | None = None) -> None:
         context = multiprocessing.get_context("spawn")
@@ -102,7 +129,7 @@ class TrialQuota:
         return int(self._finished.value)
 
 
-def run_trials(study: optuna.Study, objective: Objective | BatchObjective, quota: TrialQuota, *,
+def run_trials(study: optuna.Study, objective: Objective | BatchObjective, quota: Quota, *,
                total_trials: int | None = None, on_trial: TrialCallback | None = None) -> None:
     """Run trials of `study` until the quota is spent, the study holds `total_trials`, or the sampler stops it.
 
@@ -148,7 +175,7 @@ def _run_batch(study: optuna.Study, batch: BatchObjective, limit: int,
                 _tell(study, trial, None, TrialState.FAIL)
         raise
     except Exception as exc:
-        fault = storage_error(exc, url=rdb_storage(study).url)
+        fault = storage_error(exc, url=storage_url(study))
         if fault is None:
             raise
         with deferred_interrupts():

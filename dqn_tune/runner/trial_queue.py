@@ -4,9 +4,10 @@ Optuna 5.0 on SQLite can hand one queued (WAITING) trial to two processes: SQLit
 `SELECT ... FOR UPDATE`, so two workers both see it WAITING and both run it; the second then
 crashes with "Cannot tell a COMPLETE trial" (optuna issues 4621, 4002). Retries of dead trials and
 GridSampler cells are exactly such trials. `ask_trial` serialises the whole "fail stale trials,
-pop or create a trial, pick its grid cell" step with a lock shared by every process of the study:
-a file lock beside the SQLite file, or a PostgreSQL advisory lock (which also makes
-`total_trials` exact across machines). Other backends rely on their own row locks.
+pop or create a trial, pick its grid cell" step with the study lock of the storage's coordinator,
+shared by every process of the study: a file lock beside the SQLite file, a PostgreSQL advisory lock
+(which also makes `total_trials` exact across machines), or the storage proxy's lease of it. Other
+backends rely on their own row locks.
 
 Each trial asked records the process that runs it (attributes.WORKER), so that a parent which sees
 its worker die can fail that worker's trial and queue its retry at once (`fail_trials_of`)
@@ -20,17 +21,16 @@ import socket
 from collections.abc import Callable, Hashable
 
 import optuna
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.runner.attributes import RETRY_HISTORY, RETRY_OF, WORKER
 from dqn_tune.runner.optuna_internals import (
+    coordinator,
     fail_and_retry,
     fail_stale_trials,
-    rdb_storage,
+    storage,
     trial_id,
 )
-from dqn_tune.runner.storage import study_lock
 
 
 def process_name(pid: int | None = None) -> str:
@@ -58,27 +58,27 @@ def ask_trials(study: optuna.Study, *, total_trials: int | None = None, limit: i
                key: Callable[[FrozenTrial], Hashable] | None = None) -> list[optuna.Trial]:
     """`ask_trial`, then, under the same lock, the queued trials right behind it in the queue whose `key` equals
     the first one's, up to `limit` trials in all (a batch its caller runs together). [] as `ask_trial`'s None."""
-    storage = rdb_storage(study)
-    with study_lock(storage, study.study_name):
+    with coordinator(study).lock(study.study_name):
         fail_stale_trials(study)
         if total_trials is not None and counted_trials(study) >= total_trials and not study.get_trials(
                 deepcopy=False, states=(TrialState.WAITING,)):
             return []
-        trials = [_take(study, storage)]
+        trials = [_take(study)]
         while key is not None and len(trials) < limit:
             queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            if not queued or key(queued[0]) != key(storage.get_trial(trial_id(trials[0]))):
+            if not queued or key(queued[0]) != key(storage(study).get_trial(trial_id(trials[0]))):
                 break
-            trials.append(_take(study, storage))  # pops queued[0]: the oldest waiting trial, and the lock is ours
+            trials.append(_take(study))  # pops queued[0]: the oldest waiting trial, and the lock is ours
         return trials
 
 
-def _take(study: optuna.Study, storage: RDBStorage) -> optuna.Trial:
+def _take(study: optuna.Study) -> optuna.Trial:
     """Pop a queued trial or create one; record this process as its worker, and its first heartbeat."""
     trial = study.ask()
-    storage.set_trial_system_attr(trial_id(trial), WORKER, process_name())
-    if storage.get_heartbeat_interval() is not None:
-        storage.record_heartbeat(trial_id(trial))
+    storage(study).set_trial_system_attr(trial_id(trial), WORKER, process_name())
+    beats = coordinator(study)
+    if beats.get_heartbeat_interval() is not None:
+        beats.record_heartbeat(trial_id(trial))
     return trial
 
 
@@ -86,10 +86,10 @@ def fail_trials_of(study: optuna.Study, process: str, reason: str) -> list[tuple
     """Fail the RUNNING trials of the dead `process` (a `process_name`) now, with `reason` as their fail reason,
     and queue their retries as the heartbeat's stale-trial callback would (at most MAX_RETRY per trial; retries
     do not count towards a total). Returns (failed trial number, its retry's number or None if not retried)."""
-    storage = rdb_storage(study)
-    with study_lock(storage, study.study_name):
-        study_id = storage.get_study_id_from_name(study.study_name)
-        numbers = {storage.get_trial_id_from_study_id_trial_number(study_id, trial.number): trial.number
+    stored = storage(study)
+    with coordinator(study).lock(study.study_name):
+        study_id = stored.get_study_id_from_name(study.study_name)
+        numbers = {stored.get_trial_id_from_study_id_trial_number(study_id, trial.number): trial.number
                    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                    if trial.system_attrs.get(WORKER) == process}
         failed = fail_and_retry(study, dict.fromkeys(numbers, reason))

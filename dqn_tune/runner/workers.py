@@ -7,6 +7,8 @@ in the parent once every worker has ended: a DQNTuneError as itself, anything el
 with the worker's traceback; a worker killed by a signal is a WorkerError naming the signal, unless
 the caller handles deaths itself (`on_death`: e.g. fail the dead worker's trial and start a
 replacement). A worker stops (SIGTERM, a clean stop) when its parent dies, even by SIGKILL.
+
+`LocalProcesses` is the study runner's default executor (executor.py) on top of it.
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
+from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from dqn_tune.errors import DQNTuneError
+from dqn_tune.runner.executor import Death
+from dqn_tune.runner.executor import OnDeath as DeathHandler
 from dqn_tune.runner.interrupts import interrupts_stop_cleanly
+from dqn_tune.runner.trial_loop import TrialQuota
+from dqn_tune.runner.trial_queue import process_name
 
 R = TypeVar("R")
 PR_SET_PDEATHSIG = 1
@@ -191,3 +198,24 @@ def _picklable(exc: Exception) -> Exception | None:
     except Exception:  # noqa: BLE001 - any failure means "send the traceback only"
         return None
     return exc
+
+
+class LocalProcesses:
+    """The executor of worker processes on this machine (`run_in_processes`), sharing a TrialQuota."""
+
+    def __enter__(self) -> LocalProcesses:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        pass
+
+    def quota(self, trials: int | None, *, timeout_s: float | None) -> TrialQuota:
+        return TrialQuota(trials, timeout_s=timeout_s)
+
+    def run(self, work: Callable[..., None], arguments: Sequence[tuple[Any, ...]], *, poll: Callable[[], None],
+            on_death: DeathHandler) -> None:
+        def died(index: int, pid: int, how: str) -> tuple[Any, ...] | None:
+            return on_death(Death(index, process_name(pid), f"pid {pid}", how))
+
+        run_in_processes(work, arguments, poll=poll, on_death=died)

@@ -26,7 +26,6 @@ from typing import Any, cast
 import optuna
 from optuna.pruners import NopPruner
 from optuna.samplers import GridSampler
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.config import DQNConfig
@@ -34,6 +33,7 @@ from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.runner.attributes import FAIL_REASON, RETRY_OF
 from dqn_tune.runner.optuna_internals import fail_stale_trials, grid_id
 from dqn_tune.runner.run import Plan, run_job
+from dqn_tune.runner.shared_storage import SharedStorage
 from dqn_tune.runner.storage import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
@@ -251,7 +251,7 @@ def _differences(stored: Mapping[str, Any], spec: AblationSpec) -> list[str]:
         return ["unreadable"]
 
 
-def open_ablation(spec: AblationSpec, storage: RDBStorage, study_name: str | None = None) -> optuna.Study:
+def open_ablation(spec: AblationSpec, storage: SharedStorage, study_name: str | None = None) -> optuna.Study:
     """Create or load the ablation's study (default name: spec.default_study_name) with its GridSampler.
 
     An existing study must hold the same ablation (StorageError otherwise, before anything is written).
@@ -341,13 +341,13 @@ class AblationJob:
     seed: int = 0
     """Unused: GridSampler has the same seed in every process, so a grid id means the same cell everywhere."""
 
-    def prepare(self, storage: RDBStorage, command: str) -> Plan:
+    def prepare(self, storage: SharedStorage, command: str) -> Plan:
         """Create or load the grid study, queue its failed cells again; the cap lets each untried cell start once."""
         created = self.study_name not in study_names(storage)
         study = open_ablation(self.spec, storage, self.study_name)
         return Plan(study, created, queue_failed_cells(study, self.spec))
 
-    def load(self, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
+    def load(self, storage: SharedStorage, sampler_seed: int) -> optuna.Study:
         """The study with the grid's sampler; no pruner (every cell runs to the end)."""
         return optuna.load_study(study_name=self.study_name, storage=storage, sampler=grid_sampler(self.spec),
                                  pruner=NopPruner())

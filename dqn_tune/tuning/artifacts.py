@@ -57,8 +57,12 @@ def make_artifact_store(storage_url: str | None, directory: str | Path | None = 
 
 def study_artifact_store(storage: StorageSettings, study_name: str, given: str | None) -> FileSystemArtifactStore:
     """The artifact store of a study that exists: `given`, else the directory stored on the study (or the default)."""
-    study = optuna.load_study(study_name=study_name, storage=storage.open())
-    return make_artifact_store(storage.url, chosen_artifact_dir(given, records.stored_artifact_dir(study), storage.url))
+    opened = storage.open()
+    try:
+        stored = records.stored_artifact_dir(optuna.load_study(study_name=study_name, storage=opened))
+    finally:
+        opened.close()  # a worker keeps one connection: its study's
+    return make_artifact_store(storage.url, chosen_artifact_dir(given, stored, storage.url))
 
 
 def upload_learning_curve(trial: optuna.Trial, records: Sequence[RunRecord],

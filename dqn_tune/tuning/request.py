@@ -20,7 +20,9 @@ from dqn_tune.dqn.config import DQNConfig, flag_name
 from dqn_tune.dqn.envs import env_spaces, make_env
 from dqn_tune.dqn.memory import check_memory
 from dqn_tune.errors import ConfigError
-from dqn_tune.runner.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
+from dqn_tune.runner.defaults import DEFAULT_STORAGE, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, RETRY_TIMEOUT_S
+from dqn_tune.runner.executor import Executor
+from dqn_tune.runner.retry import RetryPolicy
 from dqn_tune.runner.storage import StorageSettings, load_study, prepare_url, public_url
 from dqn_tune.tuning.defaults import (
     ENV_ID,
@@ -102,6 +104,12 @@ class TuneRequest:
     validation_seeds: int = VALIDATION_SEEDS
     heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S
     grace_period_s: int = GRACE_PERIOD_S
+    storage_retry_timeout_s: int = RETRY_TIMEOUT_S
+    """How long transient storage errors are retried before the command gives up."""
+    executor: str = "local"
+    """Where the workers run (runner/executor.py EXECUTORS); the CLI builds it, the request records it."""
+    ray_address: str | None = None
+    worker_gpus: float | None = None
 
     def __post_init__(self) -> None:
         if self.trials is None and self.total_trials is None and self.timeout_s is None:
@@ -141,12 +149,16 @@ class TuneRequest:
             "seed",
             "search_space",
             "timeout_s",
+            "ray_address",
+            "worker_gpus",
         ):
             value = getattr(self, name)
             if value is not None:
                 words += [FLAGS.get(name, flag_name(name)), public_url(value) if name == "storage" else str(value)]
         if not self.preset:
             words.append("--no-preset")
+        if self.executor != "local":
+            words += ["--executor", self.executor]
         words += ["--device", self.device]
         if self.validate_top is not None:
             words += ["--validate-top", str(self.validate_top)]
@@ -166,7 +178,9 @@ class TuneRequest:
     def plan(self) -> TunePlan:
         """Merge the request with the study it resumes (only reads the storage) and check everything that can be
         checked before the study is opened for writing: the base config, the search space, memory, fixed values."""
-        stored = stored_settings(self.storage or DEFAULT_STORAGE, self.study)
+        stored = stored_settings(
+            self.storage or DEFAULT_STORAGE, self.study, retry=RetryPolicy(self.storage_retry_timeout_s)
+        )
         if stored is not None and not {"base_config", "search_space"} <= stored.keys():
             stored = None  # made by an older dqn-tune: the request decides, and the study's check refuses a mismatch
         request = self.merged(stored)
@@ -197,7 +211,12 @@ class TuneRequest:
             _check_fixed(stored, fixed, request.study)
         settings = TuneSettings(
             study_name=request.study,
-            storage=StorageSettings(prepare_url(request.storage), request.heartbeat_interval_s, request.grace_period_s),
+            storage=StorageSettings(
+                prepare_url(request.storage),
+                request.heartbeat_interval_s,
+                request.grace_period_s,
+                request.storage_retry_timeout_s,
+            ),
             objective=ObjectiveSettings(
                 base=base,
                 space=space,
@@ -281,10 +300,16 @@ class TuneOutcome:
 
 
 def run_tune(
-    plan: TunePlan, *, workers: int = 1, echo: Callable[[str], None] = print, progress: bool | None = None
+    plan: TunePlan,
+    *,
+    workers: int = 1,
+    echo: Callable[[str], None] = print,
+    progress: bool | None = None,
+    executor: Executor | None = None,
 ) -> TuneOutcome:
-    """Run the plan's trials in `workers` processes, echo the study's summary, then validate its top configs (unless
-    the request says 0, no trial completed, or the run was cut short) and echo the validation's table."""
+    """Run the plan's trials in `workers` workers (on `executor`; None: local processes), echo the study's summary,
+    then validate its top configs (unless the request says 0, no trial completed, or the run was cut short) and
+    echo the validation's table."""
     request, settings = plan.request, plan.settings
     summary = run_study(
         settings,
@@ -294,12 +319,13 @@ def run_tune(
         echo=echo,
         progress=progress,
         timeout_s=request.timeout_s,
+        executor=executor,
     )
     for line in summary.lines():
         echo(line)
     if summary.interrupted or summary.worker_error or summary.best_value is None:
         return TuneOutcome(summary)
-    validation = None if request.validate_top == 0 else _validate(plan, summary, workers, echo)
+    validation = None if request.validate_top == 0 else _validate(plan, summary, workers, echo, executor)
     if validation is None or not (validation.interrupted or validation.worker_error):
         outcome = TuneOutcome(
             summary, validation, default_trial(load_study(settings.storage.open(), settings.study_name))
@@ -311,7 +337,9 @@ def run_tune(
     return outcome
 
 
-def _validate(plan: TunePlan, summary: StudySummary, workers: int, echo: Callable[[str], None]) -> ValidationSummary:
+def _validate(
+    plan: TunePlan, summary: StudySummary, workers: int, echo: Callable[[str], None], executor: Executor | None
+) -> ValidationSummary:
     """Validate the study's top configs as the request says; echo the table."""
     request, settings = plan.request, plan.settings
     top_k = request.validate_top or auto_validate_top(summary.counts.get("complete", 0))
@@ -328,6 +356,7 @@ def _validate(plan: TunePlan, summary: StudySummary, workers: int, echo: Callabl
         workers=workers,
         command=plan.command,
         echo=echo,
+        executor=executor,
     )
     for line in validation.lines():
         echo(line)

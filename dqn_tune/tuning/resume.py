@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from dqn_tune.errors import ConfigError, StorageError
+from dqn_tune.runner.retry import DEFAULT_RETRY, RetryPolicy, is_transient
 from dqn_tune.runner.storage import open_existing_storage, sqlite_path, study_names
 from dqn_tune.tuning import records
 from dqn_tune.tuning.search_space import SearchSpace
@@ -21,19 +22,27 @@ MUST_MATCH = ("env_id", "total_timesteps", "eval_episodes", "objective")
 """Settings that define what a trial's value means: resuming with other values is refused."""
 
 
-def stored_settings(url: str, study_name: str) -> dict[str, Any] | None:
+def stored_settings(url: str, study_name: str, *, retry: RetryPolicy = DEFAULT_RETRY) -> dict[str, Any] | None:
     """The settings attribute (TuneSettings.to_attr) of an existing tuning study, to resume it with the flags left
     out; None when the storage, the study or its settings do not exist yet. Only reads: a storage that cannot be
-    read is reported by the run that opens it for writing."""
+    read is reported by the run that opens it for writing, except one unreachable for all of `retry` (StorageError:
+    guessing the settings of a study that may exist would refuse the resume for the wrong reason)."""
     try:
         path = sqlite_path(url)
         if path is not None and not path.is_file():  # may raise: a directory this user cannot enter
             return None
-        storage = open_existing_storage(url)
-        if study_name not in study_names(storage):
-            return None
-        return records.study_settings(optuna.load_study(study_name=study_name, storage=storage))
-    except (StorageError, OSError):
+        storage = open_existing_storage(url, retry=retry)
+        try:
+            if study_name not in study_names(storage):
+                return None
+            return records.study_settings(optuna.load_study(study_name=study_name, storage=storage))
+        finally:
+            storage.close()
+    except StorageError as exc:
+        if is_transient(exc):
+            raise
+        return None
+    except OSError:
         return None
 
 

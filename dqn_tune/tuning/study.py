@@ -15,11 +15,12 @@ from typing import Any
 
 import optuna
 import optuna_dashboard
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.runner import attributes
+from dqn_tune.runner.executor import Executor
 from dqn_tune.runner.run import JobOutcome, Plan, run_job
+from dqn_tune.runner.shared_storage import SharedStorage
 from dqn_tune.runner.storage import (
     StorageSettings,
     public_url,
@@ -79,7 +80,7 @@ class TuneSettings:
                 "sampler": self.sampler, "pruner": self.pruner, "base_config": base.to_dict(),
                 "search_space": self.objective.space.to_dict()}
 
-    def prepare(self, storage: RDBStorage, command: str) -> Plan:
+    def prepare(self, storage: SharedStorage, command: str) -> Plan:
         """Create the study, or load it and refuse to mix incomparable trials; record the command."""
         study, created = _create_or_load(storage, self)
         if self.artifacts:
@@ -90,7 +91,7 @@ class TuneSettings:
             optuna_dashboard.save_note(study, tuning_note(study, self.storage_url))
         return Plan(study, created, self.total_trials, run_index)
 
-    def load(self, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
+    def load(self, storage: SharedStorage, sampler_seed: int) -> optuna.Study:
         """The study with this worker's sampler and the pruner."""
         base = self.objective.base
         return optuna.load_study(
@@ -158,11 +159,11 @@ class StudySummary:
 
 def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, command: str = "",
               echo: Callable[[str], None] = print, progress: bool | None = None,
-              timeout_s: float | None = None) -> StudySummary:
+              timeout_s: float | None = None, executor: Executor | None = None) -> StudySummary:
     """Create or resume the study and run `trials` more trials (None: until `settings.total_trials`, or with
     neither, until `timeout_s`).
 
-    `workers` processes share the trials. `progress` shows a live bar on stderr (None: when stderr is a
+    `workers` workers of `executor` (None: local processes) share the trials. `progress` shows a live bar on stderr (None: when stderr is a
     terminal); when stdout is not a terminal, or there is no bar, each finished trial prints one line
     instead (logs under nohup, Slurm or CI). SIGINT/SIGTERM stop cleanly: running trials are failed and
     the summary says `interrupted`. After `timeout_s` seconds no new trial starts (running ones finish) and
@@ -189,7 +190,7 @@ def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, c
             bar = Progress(plan.study, min(left, default=None), total_timesteps=settings.objective.base.total_timesteps)
 
     try:
-        outcome = run_job(settings, trials=trials, workers=workers, command=command, on_start=started,
+        outcome = run_job(settings, trials=trials, workers=workers, executor=executor, command=command, on_start=started,
                           on_progress=lambda finished: bar.update(finished) if bar else None, timeout_s=timeout_s)
     finally:
         if bar is not None:
@@ -219,7 +220,7 @@ def summarize(outcome: JobOutcome, settings: TuneSettings, timeout_s: float | No
         timeout_s=timeout_s if outcome.timed_out else None)
 
 
-def _create_or_load(storage: RDBStorage, settings: TuneSettings) -> tuple[optuna.Study, bool]:
+def _create_or_load(storage: SharedStorage, settings: TuneSettings) -> tuple[optuna.Study, bool]:
     """The study, checked against `settings` before anything is written; True if it was created now."""
     name = settings.study_name
     created = name not in study_names(storage)

@@ -25,15 +25,16 @@ import optuna
 import optuna_dashboard
 from optuna.pruners import NopPruner
 from optuna.samplers import RandomSampler
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import curve_auc
 from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.runner import attributes
+from dqn_tune.runner.executor import Executor
 from dqn_tune.runner.optuna_internals import fail_stale_trials, queued_params
 from dqn_tune.runner.run import Plan, run_job
+from dqn_tune.runner.shared_storage import SharedStorage
 from dqn_tune.runner.storage import StorageSettings, load_study, study_names
 from dqn_tune.runner.trial_loop import BatchObjective
 from dqn_tune.runner.trial_queue import counted_trials
@@ -121,7 +122,7 @@ class ValidationSettings:
         """Every (tuning trial, held-out seed) pair to run, configs in rank order."""
         return [(trial.number, seed) for trial in top for seed in validation_seeds(self.seeds)]
 
-    def prepare(self, storage: RDBStorage, command: str) -> Plan:
+    def prepare(self, storage: SharedStorage, command: str) -> Plan:
         """Create or load the validation study, queue every missing or failed cell; the study may hold no more."""
         top = top_trials(load_study(storage, self.tuning_study), self.top_k)
         created = self.study_name not in study_names(storage)
@@ -143,7 +144,7 @@ class ValidationSettings:
                 study.enqueue_trial({SOURCE_TRIAL: number, SEED: seed})
         return Plan(study, created, counted_trials(study), records.record_command(study, command))
 
-    def load(self, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
+    def load(self, storage: SharedStorage, sampler_seed: int) -> optuna.Study:
         """The study as workers open it (queued cells only: the sampler never picks a value)."""
         return optuna.load_study(study_name=self.study_name, storage=storage,
                                  sampler=RandomSampler(seed=sampler_seed), pruner=NopPruner())
@@ -248,9 +249,9 @@ def _curve_mean(trial: FrozenTrial) -> float:
 
 
 def run_validation(settings: ValidationSettings, *, workers: int = 1, command: str = "",
-                   echo: Callable[[str], None] = print) -> ValidationSummary:
-    """Run the missing validation cells, then store the recommendation on the tuning study and the table in
-    the validation study's dashboard note."""
+                   echo: Callable[[str], None] = print, executor: Executor | None = None) -> ValidationSummary:
+    """Run the missing validation cells (on `executor`'s workers; None: local processes), then store the
+    recommendation on the tuning study and the table in the validation study's dashboard note."""
 
     def started(plan: Plan, _before: int) -> None:
         queued = len(plan.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
@@ -259,7 +260,7 @@ def run_validation(settings: ValidationSettings, *, workers: int = 1, command: s
              "runs to do")
 
     split = dataclasses.replace(settings, batch=settings.batch or math.ceil(settings.seeds / max(1, workers)))
-    outcome = run_job(split, trials=None, workers=workers, command=command, on_start=started)
+    outcome = run_job(split, trials=None, workers=workers, executor=executor, command=command, on_start=started)
     tuning = load_study(settings.storage.open(), settings.tuning_study)
     top = top_trials(tuning, settings.top_k)
     table = validation_stats(outcome.study, top, validation_seeds(settings.seeds))

@@ -7,9 +7,9 @@ every file already there byte-identical. Never a traceback, never another exit s
 
 Every command stays cheap: the tiny budget flags come first (a drawn flag given later wins, as argparse
 takes the last occurrence) and a drawn count above its cap (`CAPS`) is lowered to it, so a valid draw
-trains for 300 steps at most. `--debug` is never drawn: it shows tracebacks on purpose. `dashboard` is
-drawn like the others with `serve_forever` replaced by a return: the flags are parsed, the storage opened
-and the address bound (the parts that can fail), then the server closes instead of serving forever.
+trains for 300 steps at most. `--debug` is never drawn: it shows tracebacks on purpose. `dashboard` and
+`storage-proxy` are drawn like the others with their serving loop replaced by a return: the flags are parsed, the
+storage opened and the address bound (the parts that can fail), then the server closes instead of serving forever.
 
 Each example runs in a fresh copy of a workspace made by dqn-tune itself (a two-trial study, a saved
 agent, a config file), with the current directory inside it, so '../x' stays inside too.
@@ -197,10 +197,12 @@ def inside(directory: Path) -> Iterator[None]:
 
 @pytest.fixture
 def no_serving(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`dashboard` binds its address and returns instead of serving forever."""
+    """`dashboard` and `storage-proxy` bind their address and return instead of serving forever."""
+    from dqn_tune.cli import storage_proxy
     from dqn_tune.results.dashboard import DashboardServer
 
     monkeypatch.setattr(DashboardServer, "serve_forever", lambda self, poll_interval=0.5: None)
+    monkeypatch.setattr(storage_proxy, "serve_until_stopped", lambda server: None)
 
 
 def check_command(workspace: Workspace, capsys: pytest.CaptureFixture[str], command: str, argv: list[str]) -> None:

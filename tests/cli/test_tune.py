@@ -126,7 +126,9 @@ def test_bad_input_with_the_default_storage_creates_no_studies_folder(
     ("sqlite:///{tmp}/missing/dir/study.db", "directory '{tmp}/missing/dir' does not exist"),
     ("sqlite:///{tmp}/a_file/study.db", "directory '{tmp}/a_file' does not exist"),
     ("sqlite:///{tmp}/corrupt.db", "cannot open storage 'sqlite:///{tmp}/corrupt.db': file is not a database"),
-    ("postgresql+psycopg2://nobody@127.0.0.1:1/none", "cannot open storage 'postgresql+psycopg2://nobody@127.0.0.1:1/none'"),
+    ("postgresql+psycopg2://nobody@127.0.0.1:1/none",
+     "storage 'postgresql+psycopg2://nobody@127.0.0.1:1/none': connection to server at \"127.0.0.1\", port 1 failed: "
+     "Connection refused"),
 ])
 def test_unusable_storage_is_one_line_exit_2_and_changes_nothing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], storage: str, message: str) -> None:
@@ -134,7 +136,8 @@ def test_unusable_storage_is_one_line_exit_2_and_changes_nothing(
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"this is not a database" * 100)
     files_before = {p: p.read_bytes() for p in tmp_path.rglob("*")}
-    code, out, err = run_cli(["--trials", "1", "--storage", storage.format(tmp=tmp_path), *TINY], capsys)
+    code, out, err = run_cli(["--trials", "1", "--storage", storage.format(tmp=tmp_path), "--storage-retry-timeout", "0",
+                              *TINY], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert message.format(tmp=tmp_path) in err
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.suffix != ".lock"} == files_before

@@ -8,11 +8,11 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.samplers import GridSampler
-from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from dqn_tune.runner import optuna_internals as internals
 from dqn_tune.runner.attributes import FAIL_REASON
+from dqn_tune.runner.coordination import DatabaseCoordinator
 from dqn_tune.runner.storage import open_storage
 
 
@@ -41,18 +41,19 @@ def test_grid_id_is_none_for_a_trial_of_another_sampler(tmp_path: Path) -> None:
     assert internals.grid_id(study.trials[0]) is None
 
 
-def test_rdb_storage_finds_the_storage_under_optunas_cache(tmp_path: Path) -> None:
+def test_coordinator_is_that_of_the_storage_under_the_study(tmp_path: Path) -> None:
     study = new_study(tmp_path)
-    assert isinstance(internals.rdb_storage(study), RDBStorage)
-    with pytest.raises(TypeError, match="need an RDBStorage"):
-        internals.rdb_storage(optuna.create_study())
+    assert isinstance(internals.coordinator(study), DatabaseCoordinator)
+    assert internals.storage(study) is study._storage
+    with pytest.raises(TypeError, match="need a storage opened by dqn_tune.runner.storage"):
+        internals.coordinator(optuna.create_study())
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_heartbeat_keeps_a_trial_alive_and_fail_stale_trials_fails_a_silent_one(tmp_path: Path) -> None:
     study = new_study(tmp_path, heartbeat=True)
     alive, silent = study.ask(), study.ask()
-    internals.rdb_storage(study).record_heartbeat(internals.trial_id(silent))
+    internals.coordinator(study).record_heartbeat(internals.trial_id(silent))
     with internals.heartbeat(study, alive):
         time.sleep(3)  # past the 2 s grace period: only `silent` stopped sending heartbeats
         internals.fail_stale_trials(study)

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-import sqlalchemy
 from optuna.trial import TrialState
-from sqlalchemy.engine import make_url
 
 from dqn_tune.runner.attributes import FAIL_REASON, RETRY_OF
 from dqn_tune.runner.storage import open_storage
@@ -48,21 +46,6 @@ def study_name() -> Iterator[str]:
     yield name
     if name in optuna.get_all_study_names(POSTGRES_URL):
         optuna.delete_study(study_name=name, storage=POSTGRES_URL)
-
-
-@pytest.fixture
-def empty_database() -> Iterator[str]:
-    """The URL of a new, empty database on the test server (no Optuna tables yet), dropped afterwards."""
-    name = f"dqn_tune_test_{uuid.uuid4().hex}"
-    server = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.NullPool)
-    with server.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 def start_together(commands: list[list[str]], cwd: Path, delay_s: float = 10.0) -> list[subprocess.Popen[str]]:
