@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from dqn_tune.dqn.config import DQNConfig, check_seed
+from dqn_tune.dqn.denormals import denormals_flushed
 from dqn_tune.dqn.evaluation import EvalStats, run_episodes
 from dqn_tune.dqn.loop import GroupEvalCallback, advance, copy_member, record_curve, stop_member
 from dqn_tune.dqn.observations import ObservationSpec
@@ -97,7 +98,7 @@ def train_seeds(config: DQNConfig, seeds: Sequence[int], *, on_eval: GroupEvalCa
     for i, seed in enumerate(seeds):
         check_seed(seed, name=f"seeds[{i}]")
     torch.set_num_threads(torch_threads)
-    with open_run(config, seeds, torch.device(device)) as state:
+    with denormals_flushed(), open_run(config, seeds, torch.device(device)) as state:
         start = time.perf_counter()
         while state.step < config.total_timesteps and state.running:
             if advance(state, on_eval):
