@@ -23,5 +23,6 @@ momentum 0.95, minimum squared gradient 0.01), after the Nature DQN's RMSProp.""
 def make_optimizer(config: DQNConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     """The optimizer `config.optimizer` names, at `config.learning_rate`."""
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=config.learning_rate, **RMSPROP_SETTINGS)
+        # foreach: one op per step for all parameters (torch has no fused RMSprop; on the CPU it loops by default)
+        return torch.optim.RMSprop(params, lr=config.learning_rate, foreach=True, **RMSPROP_SETTINGS)
     return torch.optim.Adam(params, lr=config.learning_rate, fused=True)
