@@ -101,9 +101,11 @@ def check_fits_memory(config: DQNConfig, dims: tuple[ObservationSpec, int], *, m
 
 
 def with_flag_names(message: str) -> str:
-    """Rewrite a config error message so each field name reads as its flag."""
+    """Rewrite a config error message so each field name reads as its flag; a list of accepted values ("one of
+    auto, mlp, cnn") stays as it is, since a value may be spelled like a field (network 'cnn', field cnn)."""
     names = "|".join(f.name for f in dataclasses.fields(DQNConfig))
-    return re.sub(rf"(?<![-\w])({names})\b", lambda match: flag_name(match.group(1)), message)  # not a flag already
+    pattern = rf"(one of [\w ,]+)|(?<![-\w])({names})\b"  # the lookbehind: not a flag already
+    return re.sub(pattern, lambda match: match.group(1) or flag_name(match.group(2)), message)
 
 
 def _default_text(value: object) -> str:

@@ -183,7 +183,7 @@ def test_the_largest_seed_trains_and_evaluates(trained: Path, tmp_path: Path) ->
     (["--n-steps", "200", "--buffer-size", "100", "--batch-size", "32"], "--n-steps = 200 is invalid: expected at most --buffer-size (100)"),
     (["--per-alpha", "1.5"], "--per-alpha = 1.5 is invalid: expected a number in [0, 1]"),
     (["--per-eps", "0"], "--per-eps = 0.0 is invalid: expected a finite number > 0"),
-    (["--network", "cnn"], "--network = 'cnn' is invalid: expected one of mlp"),
+    (["--network", "rnn"], "--network = 'rnn' is invalid: expected one of auto, mlp, cnn"),
 ])
 def test_train_refuses_a_config_that_cannot_fit_before_writing_anything(flags: list[str], named: str,
                                                                       tmp_path: Path,

@@ -130,6 +130,8 @@ def test_a_million_atari_frames_is_one_line_naming_the_gib() -> None:
      r"^env 'CartPole-v1' has image observations of shape \(8, 8, 3\) float32 with unknown range"),
     (DQNConfig(network="cnn"), spec((4,)), EnvError, r"^env 'CartPole-v1' has observations of shape \(4,\) uint8; "
                                                       r"a CNN needs images"),
+    (DQNConfig(), spec((4, 84, 84, 3)), EnvError, r"^env 'CartPole-v1' has observations of shape \(4, 84, 84, 3\) "
+                                                  r"uint8; a CNN needs images: H x W x C, C x H x W or H x W$"),
 ])
 def test_what_the_cnn_cannot_take_is_one_line(config: DQNConfig, observation: ObservationSpec, error: type[Exception],
                                               message: str) -> None:

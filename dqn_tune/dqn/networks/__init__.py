@@ -13,8 +13,6 @@ import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from dqn_tune.dqn.images import is_image
-
 if TYPE_CHECKING:
     from dqn_tune.dqn.config import DQNConfig
     from dqn_tune.dqn.networks.base import NetworkFamily, QNetwork
@@ -28,10 +26,11 @@ FAMILIES: dict[str, str] = {
 
 
 def family_name(config: DQNConfig, observation: ObservationSpec) -> str:
-    """config.network, or for "auto" the family these observations call for: 'cnn' for images, else 'mlp'."""
+    """config.network, or for "auto" the family these observations call for: 'mlp' for flat ones, else 'cnn'
+    (which takes 2-D and 3-D images and names what it takes when given more dimensions)."""
     if config.network != "auto":
         return config.network
-    return "cnn" if is_image(observation.shape) else "mlp"
+    return "mlp" if len(observation.shape) == 1 else "cnn"
 
 
 def family(config: DQNConfig, observation: ObservationSpec) -> NetworkFamily:
