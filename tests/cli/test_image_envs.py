@@ -35,6 +35,7 @@ def test_train_and_evaluate_with_a_gif(tmp_path: Path, capsys: pytest.CaptureFix
     assert video.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
 
 
+@pytest.mark.slow  # a study of two trials, its validation and a retrain: over 10 s
 def test_tune_validates_and_retrain_and_best_take_the_cnn_config(study: str, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     trials = optuna.load_study(study_name="catch", storage=study).trials
@@ -50,6 +51,7 @@ def test_tune_validates_and_retrain_and_best_take_the_cnn_config(study: str, tmp
     assert "--cnn-channels auto --cnn-hidden-sizes auto --optimizer adam" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # four training runs and a report: over 10 s
 def test_ablate_over_cnn_widths_and_optimizers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ablate", *CATCH, *TINY, "--storage", f"sqlite:///{tmp_path / 'ablation.db'}", "--seeds", "1",
                  "--grid", "cnn_hidden_sizes=16,32", "--grid", "optimizer=adam,rmsprop",
