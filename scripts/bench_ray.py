@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # scripts.fleet, run as `python scripts/...`
-from scripts.fleet import free_port, postgres_server, tune  # noqa: E402
+from scripts.fleet import free_port, postgres_server, tune
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 """`ray` of this Python: the nodes' workers then run this Python too, which imports this checkout's dqn_tune."""

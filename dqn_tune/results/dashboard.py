@@ -51,7 +51,7 @@ class DashboardServer(socketserver.ThreadingMixIn, WSGIServer):
 class QuietHandler(WSGIRequestHandler):
     """Request handler that does not log every poll of the dashboard to stderr."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - wsgiref's signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -24,13 +24,14 @@ from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 
 from dqn_tune.dqn.agent import Agent, save_agent
-from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.dqn.config import SEED_MAX, DQNConfig
 from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import RunRecord
+from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.errors import ConfigError
 from dqn_tune.output_paths import check_writable, safe_name, write_text
 from dqn_tune.plots import learning_curve_figure, save_figure
+from dqn_tune.results.defaults import EVAL_EPISODES, EVAL_SEED, RETRAIN_SEEDS
 from dqn_tune.runner.storage import load_study, open_existing_storage, prepare_url
 from dqn_tune.tuning.presets import eval_freq_for
 from dqn_tune.tuning.recommendation import (
@@ -45,7 +46,6 @@ from dqn_tune.tuning.records import (
     trial_runs,
 )
 from dqn_tune.tuning.seeds import retrain_seeds
-from dqn_tune.results.defaults import EVAL_EPISODES, EVAL_SEED, RETRAIN_SEEDS
 from dqn_tune.tuning.selection import choose_trial, default_trial
 
 SELECTION_EPISODES = 20

@@ -35,7 +35,7 @@ from typing import Any
 # gRPC's core logs its errors (e.g. a port it cannot bind) to stderr itself; this module reports them in its own
 # one-line messages. Read when grpc is first imported; a value set by the user is kept.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-import grpc  # noqa: E402
+import grpc
 
 from dqn_tune.errors import ConfigError, shown
 from dqn_tune.runner.coordination import Coordinator, DatabaseCoordinator

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from dqn_tune.dqn.agent import Agent
-
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.dqn.evaluation import run_episodes

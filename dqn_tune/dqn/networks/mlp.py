@@ -9,8 +9,16 @@ import torch
 from torch import nn
 
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.networks.base import (QNetwork, head_parameters, init_linear, member_generators, network_input,
-                                        q_head, stacked, stacked_relu_layer)
+from dqn_tune.dqn.networks.base import (
+    QNetwork,
+    head_parameters,
+    init_linear,
+    member_generators,
+    network_input,
+    q_head,
+    stacked,
+    stacked_relu_layer,
+)
 from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.errors import EnvError
 
