@@ -181,7 +181,7 @@ def _migrated_from_v1(payload: dict[Any, Any], damaged: str) -> dict[Any, Any]:
             isinstance(t, torch.Tensor) and t.dim() == d for ts, d in ((weights, 2), (biases, 1)) for t in ts):
         migrated: dict[str, Any] = dict(state)  # keys that no network has: reported as weights that do not fit
     else:
-        *hidden, output = zip(weights, biases)
+        *hidden, output = zip(weights, biases, strict=True)
         migrated = {f"hidden_weights.{i}": w.T[None].contiguous() for i, (w, _) in enumerate(hidden)}
         migrated |= {f"hidden_biases.{i}": b[None, None] for i, (_, b) in enumerate(hidden)}
         migrated |= {"head_weight": output[0][None], "head_bias": output[1][None, :, None]}

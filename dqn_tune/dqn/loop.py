@@ -68,7 +68,7 @@ def collect(state: RunState) -> None:
     greedy = [] if all(explore) else state.act(state.obs)
     state.step += 1
     ended = []
-    for k, explores in zip(state.running, explore):
+    for k, explores in zip(state.running, explore, strict=True):
         action = int(state.action_rngs[k].integers(state.n_actions)) if explores else greedy[k]
         state.next_obs[k], reward, terminated, truncated, _ = state.envs[k].step(action)
         state.actions[k], state.rewards[k], state.terminated[k] = action, reward, terminated
@@ -202,5 +202,5 @@ def record_curve(state: RunState, points: dict[int, EvalPoint], keep_best: bool)
 def copy_member(destination: Sequence[torch.Tensor], source: Sequence[torch.Tensor], member: int) -> None:
     """Copy member `member`'s slice of each stacked tensor in `source` into `destination`."""
     with torch.no_grad():
-        for dst, src in zip(destination, source):
+        for dst, src in zip(destination, source, strict=True):
             dst[member] = src[member]

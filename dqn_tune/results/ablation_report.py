@@ -79,7 +79,7 @@ class AblationRun:
         """First evaluated step whose return reaches the threshold; None if never (or no threshold)."""
         if self.threshold is None:
             return None
-        return next((s for s, r in zip(self.record.curve_steps, self.record.curve_returns) if r >= self.threshold),
+        return next((s for s, r in zip(self.record.curve_steps, self.record.curve_returns, strict=True) if r >= self.threshold),
                     None)
 
 
@@ -207,7 +207,7 @@ def mean_final_returns(spec: AblationSpec, runs: Sequence[AblationRun]) -> np.nd
     """Mean final return per setting, one array dimension per axis in grid order (NaN: no run)."""
     values = np.full([len(values) for values in spec.grid.values()], np.nan)
     for index in itertools.product(*(range(len(values)) for values in spec.grid.values())):
-        setting = tuple(values[i] for values, i in zip(spec.grid.values(), index))
+        setting = tuple(values[i] for values, i in zip(spec.grid.values(), index, strict=True))
         group = setting_runs(runs, setting)
         if group:
             values[index] = float(np.mean([r.final_return for r in group]))
@@ -248,7 +248,7 @@ def bars_figure(spec: AblationSpec, runs: Sequence[AblationRun]) -> Figure:
         axes.bar(x, [np.mean(g) if g else np.nan for g in groups], width, yerr=[np.std(g) if g else 0 for g in groups],
                  capsize=4, color="tab:blue", alpha=alpha, label=label)
         if score == "final_return":
-            for position, group in zip(x, groups):
+            for position, group in zip(x, groups, strict=True):
                 axes.scatter([position] * len(group), group, color="black", s=12, zorder=3)
     axes.set_xticks(range(len(values)), [value_text(v) for v in values])
     axes.set_xlabel(name)
@@ -269,7 +269,7 @@ def curves_figure(spec: AblationSpec, runs: Sequence[AblationRun]) -> Figure:
     figure.set_size_inches(FIGSIZE[0] / 1.6 * len(panel_values) + 1.5, FIGSIZE[1])
     panels = figure.subplots(1, len(panel_values), sharey=True, squeeze=False)[0]
     threshold = reward_threshold(spec.base.env_id)
-    for axes, panel in zip(panels, panel_values):
+    for axes, panel in zip(panels, panel_values, strict=True):
         for setting in spec.settings:
             if setting[:panel_axes] == panel:
                 steps, means = mean_curve([r.record for r in setting_runs(runs, setting)])

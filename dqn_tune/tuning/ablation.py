@@ -195,7 +195,7 @@ class AblationSpec:
 
 def assignments(names: Iterable[str], values: Iterable[Value]) -> str:
     """e.g. 'n_steps=3, hidden_sizes=64x64': the values of `names`, as --grid takes them."""
-    return ", ".join(f"{name}={value_text(value)}" for name, value in zip(names, values))
+    return ", ".join(f"{name}={value_text(value)}" for name, value in zip(names, values, strict=True))
 
 
 def value_text(value: Value) -> str:

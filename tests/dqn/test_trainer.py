@@ -113,10 +113,10 @@ def test_update_target_copies_with_tau_one_and_averages_below() -> None:
     online, target = (make_q_network(config, ObservationSpec.flat(3), 2, 2, seeds=seeds) for seeds in ([0, 1], [2, 3]))
     before = [p.detach().clone() for p in target.parameters()]
     update_target(online, target, tau=0.25)
-    for old, new, src in zip(before, target.parameters(), online.parameters()):
+    for old, new, src in zip(before, target.parameters(), online.parameters(), strict=True):
         torch.testing.assert_close(new, 0.75 * old + 0.25 * src)
     update_target(online, target, tau=1.0)
-    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), online.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), online.parameters(), strict=True))
 
 
 def test_epsilon_decays_linearly_then_stays() -> None:
