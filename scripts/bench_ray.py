@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import optuna
@@ -95,10 +95,8 @@ def stop(directory: str) -> None:
     """SIGTERM every process of the cluster, SIGKILL what is left after 10 s (by pid: nobody else's Ray)."""
     for signum, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 2.0)):
         for pid in ours(directory):
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + wait
         while ours(directory) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 
@@ -234,6 +235,12 @@ def bench_baseline(baseline: Path, steps: int, repeats: int) -> None:
           f"{statistics.median(h / b for h, b in zip(times['here'], times['baseline'], strict=True)):.3f})")
 
 
+def train_each(config: DQNConfig, seeds: list[int]) -> None:
+    """One `train` run per seed, one after another."""
+    for seed in seeds:
+        train(config, seed=seed)
+
+
 def bench_seeds(group_sizes: list[int], steps: int, repeats: int, options: dict[str, object]) -> None:
     """K sequential `train` runs against one `train_seeds` of K, per K: CPU-time ratio, steps/CPU-s of all members."""
     config = DQNConfig(total_timesteps=steps).replace(**options)
@@ -248,8 +255,8 @@ def bench_seeds(group_sizes: list[int], steps: int, repeats: int, options: dict[
         ratios, sequential_rates, batched_rates = [], [], []
         for repeat in range(repeats):
             seeds = list(range(100 * repeat, 100 * repeat + k))
-            sequential = lambda: [train(config, seed=seed) for seed in seeds]  # noqa: E731
-            batched = lambda: train_seeds(config, seeds)  # noqa: E731
+            sequential = partial(train_each, config, seeds)
+            batched = partial(train_seeds, config, seeds)
             if repeat % 2 == 0:
                 sequential_s, batched_s = cpu_seconds(sequential), cpu_seconds(batched)
             else:

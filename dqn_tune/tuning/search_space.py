@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
@@ -34,7 +34,7 @@ FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(D
                                if f.name not in BUDGET_FIELDS}
 """Tunable DQNConfig fields and their annotated types."""
 
-Value = Union[int, float, str, bool, tuple[int, ...]]
+Value = int | float | str | bool | tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ class Fixed:
         return f"fixed at {choice_label(self.value)}"
 
 
-Param = Union[Range, Choice, Fixed]
+Param = Range | Choice | Fixed
 
 
 @dataclass(frozen=True, slots=True)

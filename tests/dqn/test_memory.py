@@ -73,7 +73,7 @@ def test_over_the_limit_is_one_line_naming_the_field_the_size_and_the_limit(chan
 def test_under_the_limit_returns_the_bytes_needed() -> None:
     needed = memory_needed(DQNConfig(), *CARTPOLE)
     assert check_memory(DQNConfig(), *CARTPOLE, limit_bytes=needed) == needed
-    with pytest.raises(ConfigError, match="lower buffer_size$"):
+    with pytest.raises(ConfigError, match=r"lower buffer_size$"):
         check_memory(DQNConfig(), *CARTPOLE, limit_bytes=needed - 1)
 
 

@@ -219,7 +219,7 @@ def test_on_eval_sees_each_evaluation_and_can_stop_the_run(tiny_config: DQNConfi
 def test_a_seed_outside_0_to_2_32_minus_1_is_a_config_error(tiny_config: DQNConfig, seed: Any) -> None:
     with pytest.raises(ConfigError, match=r"^seed = .* expected an integer from 0 to 4294967295 \(2\*\*32 - 1\)$"):
         train(tiny_config, seed=seed)
-    with make_env("CartPole-v1") as env, pytest.raises(ConfigError, match="^seed = "):
+    with make_env("CartPole-v1") as env, pytest.raises(ConfigError, match=r"^seed = "):
         run_episodes(lambda obs: [0], [env], 1, seed=seed)
 
 

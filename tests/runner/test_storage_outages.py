@@ -173,6 +173,6 @@ def test_sigterm_is_honoured_while_the_host_never_answers(tmp_path: Path, silent
     time.sleep(1)
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=60)
     assert time.monotonic() - sent <= CONNECT_TIMEOUT_S + 2
     assert process.returncode == 130 and err.endswith("dqn-tune: interrupted\n") and "Traceback" not in err, err
