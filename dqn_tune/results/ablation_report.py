@@ -228,7 +228,7 @@ def heatmap_figure(spec: AblationSpec, runs: Sequence[AblationRun]) -> Figure:
     axes.set_ylabel(row_name)
     axes.set_title(f"{spec.base.env_id}: mean final return over {spec.seeds} seed(s)")
     for (i, j), value in np.ndenumerate(values):
-        light = not np.isnan(value) and image.norm(value) > 0.6  # viridis is light at the top
+        light = not np.isnan(value) and float(np.asarray(image.norm(value))) > 0.6  # viridis is light at the top
         axes.text(j, i, "no run" if np.isnan(value) else f"{value:.1f}", ha="center", va="center",
                   color="black" if light else "white", fontsize="small")
     return figure
