@@ -102,7 +102,7 @@ class TrialQuota:
                 return 0
             if self._left.value < 0:
                 return count
-            granted = min(count, self._left.value)
+            granted: int = min(count, self._left.value)
             self._left.value -= granted
             return granted
 
