@@ -79,8 +79,8 @@ class AblationRun:
         """First evaluated step whose return reaches the threshold; None if never (or no threshold)."""
         if self.threshold is None:
             return None
-        return next((s for s, r in zip(self.record.curve_steps, self.record.curve_returns, strict=True) if r >= self.threshold),
-                    None)
+        curve = zip(self.record.curve_steps, self.record.curve_returns, strict=True)
+        return next((s for s, r in curve if r >= self.threshold), None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -249,7 +249,8 @@ class ProxyCoordinator(Coordinator):
 
     def _call(self, method: str, **request: Any) -> Any:
         call: grpc.UnaryUnaryMultiCallable[dict[str, Any], Any] = self._channel.unary_unary(
-            f"/{SERVICE}/{method}", request_serializer=lambda r: json.dumps(r).encode(), response_deserializer=json.loads)
+            f"/{SERVICE}/{method}", request_serializer=lambda r: json.dumps(r).encode(),
+            response_deserializer=json.loads)
         return call(request)["answer"]
 
     def _retried(self, method: str, **request: Any) -> Any:
