@@ -25,7 +25,8 @@ FAMILIES: dict[str, str] = {
 
 def family(name: str) -> NetworkFamily:
     """The family registered as `name` (a name DQNConfig has validated)."""
-    return importlib.import_module(FAMILIES[name]).FAMILY
+    found: NetworkFamily = importlib.import_module(FAMILIES[name]).FAMILY
+    return found
 
 
 def make_q_network(config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int = 1, *,
