@@ -49,7 +49,7 @@ def mean_curve(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
     if not records:
         return np.empty(0, dtype=np.int64), np.empty(0)
     common = sorted(set.intersection(*(set(r.curve_steps) for r in records)))
-    by_step = [dict(zip(r.curve_steps, r.curve_returns)) for r in records]
+    by_step = [dict(zip(r.curve_steps, r.curve_returns, strict=True)) for r in records]
     means = [float(np.mean([run[step] for run in by_step])) for step in common]
     return np.asarray(common, dtype=np.int64), np.asarray(means)
 

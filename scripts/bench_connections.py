@@ -22,7 +22,7 @@ from pathlib import Path
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # scripts.fleet, run as `python scripts/...`
-from scripts.fleet import postgres_server, sampling_connections, tune, wait_all  # noqa: E402
+from scripts.fleet import postgres_server, sampling_connections, tune, wait_all
 
 STUDY = "fleet"
 

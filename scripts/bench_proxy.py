@@ -31,11 +31,11 @@ import numpy as np
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # scripts.fleet, run as `python scripts/...`
-from dqn_tune.runner.optuna_internals import heartbeat  # noqa: E402
-from dqn_tune.runner.storage import open_storage  # noqa: E402
-from dqn_tune.runner.trial_queue import ask_trial  # noqa: E402
-from dqn_tune.runner.workers import run_in_processes  # noqa: E402
-from scripts.fleet import (  # noqa: E402
+from dqn_tune.runner.optuna_internals import heartbeat
+from dqn_tune.runner.storage import open_storage
+from dqn_tune.runner.trial_queue import ask_trial
+from dqn_tune.runner.workers import run_in_processes
+from scripts.fleet import (
     postgres_server,
     sampling_connections,
     sampling_memory,

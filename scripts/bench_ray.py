@@ -26,14 +26,14 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # scripts.fleet, run as `python scripts/...`
-from scripts.fleet import free_port, postgres_server, tune  # noqa: E402
+from scripts.fleet import free_port, postgres_server, tune
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 """`ray` of this Python: the nodes' workers then run this Python too, which imports this checkout's dqn_tune."""
@@ -95,10 +95,8 @@ def stop(directory: str) -> None:
     """SIGTERM every process of the cluster, SIGKILL what is left after 10 s (by pid: nobody else's Ray)."""
     for signum, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 2.0)):
         for pid in ours(directory):
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + wait
         while ours(directory) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -112,7 +114,7 @@ def sb3_arguments(config: DQNConfig) -> dict[str, object]:
 def update_flops(config: DQNConfig) -> float:
     """FLOPs of one update: online forward, target forward, backward (weight grads and hidden input grads)."""
     widths = (OBS_DIM, *config.hidden_sizes, N_ACTIONS)
-    layer_flops = [2 * config.batch_size * fan_in * fan_out for fan_in, fan_out in zip(widths, widths[1:])]
+    layer_flops = [2 * config.batch_size * fan_in * fan_out for fan_in, fan_out in pairwise(widths)]
     forward = sum(layer_flops)
     backward = 2 * forward - layer_flops[0]  # no gradient with respect to the observations
     return 2 * forward + backward
@@ -233,7 +235,13 @@ def bench_baseline(baseline: Path, steps: int, repeats: int) -> None:
               f"{times['here'][-1] / times['baseline'][-1]:6.3f}", flush=True)
     here, base = statistics.median(times["here"]), statistics.median(times["baseline"])
     print(f"{'median':>6} {here:8.1f} {base:11.1f} {here / base:6.3f}   (median of per-repeat ratios "
-          f"{statistics.median(h / b for h, b in zip(times['here'], times['baseline'])):.3f})")
+          f"{statistics.median(h / b for h, b in zip(times['here'], times['baseline'], strict=True)):.3f})")
+
+
+def train_each(config: DQNConfig, seeds: list[int]) -> None:
+    """One `train` run per seed, one after another."""
+    for seed in seeds:
+        train(config, seed=seed)
 
 
 def bench_seeds(group_sizes: list[int], steps: int, repeats: int, options: dict[str, object]) -> None:
@@ -250,8 +258,8 @@ def bench_seeds(group_sizes: list[int], steps: int, repeats: int, options: dict[
         ratios, sequential_rates, batched_rates = [], [], []
         for repeat in range(repeats):
             seeds = list(range(100 * repeat, 100 * repeat + k))
-            sequential = lambda: [train(config, seed=seed) for seed in seeds]  # noqa: E731
-            batched = lambda: train_seeds(config, seeds)  # noqa: E731
+            sequential = partial(train_each, config, seeds)
+            batched = partial(train_seeds, config, seeds)
             if repeat % 2 == 0:
                 sequential_s, batched_s = cpu_seconds(sequential), cpu_seconds(batched)
             else:

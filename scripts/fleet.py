@@ -241,4 +241,4 @@ def wait_all(processes: Sequence[subprocess.Popen[str]], timeout_s: float) -> li
     """(exit status, stdout, stderr) of each process, once all have ended."""
     deadline = time.monotonic() + timeout_s
     outputs = [process.communicate(timeout=max(1.0, deadline - time.monotonic())) for process in processes]
-    return [(process.returncode, out, err) for process, (out, err) in zip(processes, outputs)]
+    return [(process.returncode, out, err) for process, (out, err) in zip(processes, outputs, strict=True)]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn_tune.plots import SCORED_LABEL, learning_curve_figure, mean_curve, save_figure
 from dqn_tune.dqn.run_record import RunRecord
+from dqn_tune.plots import SCORED_LABEL, learning_curve_figure, mean_curve, save_figure
 
 
 def record(seed: int, steps: tuple[int, ...], returns: tuple[float, ...]) -> RunRecord:

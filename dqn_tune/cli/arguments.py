@@ -128,7 +128,7 @@ def check_local_workers(given: int | None) -> None:
             raise ConfigError(f"argument --workers: {exc} on this machine (--executor local)", field="workers") from None
 
 
-def add_storage_retry_flag(parser: argparse.ArgumentParser) -> None:
+def add_storage_retry_flag(parser: argparse._ActionsContainer) -> None:
     """`--storage-retry-timeout S`: how long transient storage errors are retried (retry.RetryPolicy)."""
     parser.add_argument(
         "--storage-retry-timeout",

@@ -85,7 +85,8 @@ def env_dims(env_id: str) -> tuple[ObservationSpec, int]:
     from dqn_tune.dqn.envs import env_spaces, make_env  # gymnasium loads when a command runs, not for --help
 
     with make_env(env_id) as env:
-        return env_spaces(env)
+        dims = env_spaces(env)
+    return dims
 
 
 def check_fits_memory(config: DQNConfig, dims: tuple[ObservationSpec, int], *, members: int = 1,

@@ -14,7 +14,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import gymnasium as gym
 import numpy as np
@@ -177,11 +177,10 @@ def _migrated_from_v1(payload: dict[Any, Any], damaged: str) -> dict[Any, Any]:
     layers = len(state) // 2
     keys = [f"layers.{2 * i}.{name}" for i in range(layers) for name in ("weight", "bias")]
     weights, biases = [state.get(key) for key in keys[::2]], [state.get(key) for key in keys[1::2]]
-    if layers < 1 or set(state) != set(keys) or not all(
-            isinstance(t, torch.Tensor) and t.dim() == d for ts, d in ((weights, 2), (biases, 1)) for t in ts):
+    if layers < 1 or set(state) != set(keys) or not (_are_tensors(weights, dim=2) and _are_tensors(biases, dim=1)):
         migrated: dict[str, Any] = dict(state)  # keys that no network has: reported as weights that do not fit
     else:
-        *hidden, output = zip(weights, biases)
+        *hidden, output = zip(weights, biases, strict=True)
         migrated = {f"hidden_weights.{i}": w.T[None].contiguous() for i, (w, _) in enumerate(hidden)}
         migrated |= {f"hidden_biases.{i}": b[None, None] for i, (_, b) in enumerate(hidden)}
         migrated |= {"head_weight": output[0][None], "head_bias": output[1][None, :, None]}
@@ -260,8 +259,12 @@ def _network_for(state_dict: dict[Any, Any], config: DQNConfig, observation: Obs
     return network
 
 
-def _is_positive_int(value: object) -> bool:
+def _is_positive_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _are_tensors(values: list[Any], *, dim: int) -> TypeGuard[list[torch.Tensor]]:
+    return all(isinstance(value, torch.Tensor) and value.dim() == dim for value in values)
 
 
 def _short_repr(value: object) -> str:

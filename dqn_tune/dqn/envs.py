@@ -49,4 +49,7 @@ def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Sp
 
 def env_spaces(env: gym.Env) -> tuple[ObservationSpec, int]:
     """(observation spec, number of actions) of a checked env."""
-    return ObservationSpec.of(env.observation_space), int(env.action_space.n)
+    observation_space, action_space = env.observation_space, env.action_space
+    if not isinstance(observation_space, gym.spaces.Box) or not isinstance(action_space, gym.spaces.Discrete):
+        raise TypeError(f"expected an env that make_env checked (Box observations, Discrete actions), got {env}")
+    return ObservationSpec.of(observation_space), int(action_space.n)

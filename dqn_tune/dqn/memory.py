@@ -118,7 +118,7 @@ def cgroup_memory_left(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path
         return None
     lefts = []
     for line in lines:
-        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        _, controllers, path = [*line.split(":", 2), "", ""][:3]
         if not path:
             continue
         if controllers == "":

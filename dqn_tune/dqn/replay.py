@@ -133,16 +133,16 @@ class ReplayBuffer:
         """`batch_size` transitions per member as n-step returns, on `device` (beta: prioritized replay's)."""
         slots, weights = self.sampler.draw(self.size, batch_size, beta)
         flat, first = self._flat, slots + self._rows
+        m: int | np.ndarray
         if self.n_steps == 1:
             last, rewards, m = first, flat["rewards"][first], 1
         else:
             last, rewards, m = self._n_step_returns(slots, first)
         discounts = np.where(flat["terminated"][last], np.float32(0), self._powers[m])
-        arrays = (flat["obs"][first], flat["actions"][first], rewards, flat["next_obs"][last], discounts, weights)
-        tensors = [None if array is None else torch.from_numpy(array) for array in arrays]
-        if device.type != "cpu":  # the buffer stays on the CPU; minibatches go to the networks' device
-            tensors = [None if tensor is None else tensor.to(device) for tensor in tensors]
-        return Batch(*tensors, slots)
+        arrays = (flat["obs"][first], flat["actions"][first], rewards, flat["next_obs"][last], discounts)
+        obs, actions, returns, next_obs, bootstrap = (_tensor(array, device) for array in arrays)
+        return Batch(obs, actions, returns, next_obs, bootstrap, None if weights is None else _tensor(weights, device),
+                     slots)
 
     def update_priorities(self, slots: np.ndarray, td_errors: np.ndarray) -> None:
         """Tell the sampler the TD errors [K, batch] of a sampled minibatch (prioritized replay's new priorities)."""
@@ -160,6 +160,12 @@ class ReplayBuffer:
         rewards = (self._flat["rewards"][window] * self._powers[:-1] * counted).sum(axis=-1, dtype=np.float32)
         last = np.take_along_axis(window, (m - 1)[..., None], axis=-1)[..., 0]
         return last, rewards, m
+
+
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """`array` on `device`: the buffer stays on the CPU; minibatches go to the networks' device."""
+    tensor = torch.from_numpy(array)
+    return tensor if device.type == "cpu" else tensor.to(device)
 
 
 def make_replay_buffer(config: DQNConfig, observation: ObservationSpec,

@@ -79,8 +79,8 @@ class AblationRun:
         """First evaluated step whose return reaches the threshold; None if never (or no threshold)."""
         if self.threshold is None:
             return None
-        return next((s for s, r in zip(self.record.curve_steps, self.record.curve_returns) if r >= self.threshold),
-                    None)
+        curve = zip(self.record.curve_steps, self.record.curve_returns, strict=True)
+        return next((s for s, r in curve if r >= self.threshold), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +207,7 @@ def mean_final_returns(spec: AblationSpec, runs: Sequence[AblationRun]) -> np.nd
     """Mean final return per setting, one array dimension per axis in grid order (NaN: no run)."""
     values = np.full([len(values) for values in spec.grid.values()], np.nan)
     for index in itertools.product(*(range(len(values)) for values in spec.grid.values())):
-        setting = tuple(values[i] for values, i in zip(spec.grid.values(), index))
+        setting = tuple(values[i] for values, i in zip(spec.grid.values(), index, strict=True))
         group = setting_runs(runs, setting)
         if group:
             values[index] = float(np.mean([r.final_return for r in group]))
@@ -228,7 +228,7 @@ def heatmap_figure(spec: AblationSpec, runs: Sequence[AblationRun]) -> Figure:
     axes.set_ylabel(row_name)
     axes.set_title(f"{spec.base.env_id}: mean final return over {spec.seeds} seed(s)")
     for (i, j), value in np.ndenumerate(values):
-        light = not np.isnan(value) and image.norm(value) > 0.6  # viridis is light at the top
+        light = not np.isnan(value) and float(np.asarray(image.norm(value))) > 0.6  # viridis is light at the top
         axes.text(j, i, "no run" if np.isnan(value) else f"{value:.1f}", ha="center", va="center",
                   color="black" if light else "white", fontsize="small")
     return figure
@@ -248,7 +248,7 @@ def bars_figure(spec: AblationSpec, runs: Sequence[AblationRun]) -> Figure:
         axes.bar(x, [np.mean(g) if g else np.nan for g in groups], width, yerr=[np.std(g) if g else 0 for g in groups],
                  capsize=4, color="tab:blue", alpha=alpha, label=label)
         if score == "final_return":
-            for position, group in zip(x, groups):
+            for position, group in zip(x, groups, strict=True):
                 axes.scatter([position] * len(group), group, color="black", s=12, zorder=3)
     axes.set_xticks(range(len(values)), [value_text(v) for v in values])
     axes.set_xlabel(name)
@@ -269,7 +269,7 @@ def curves_figure(spec: AblationSpec, runs: Sequence[AblationRun]) -> Figure:
     figure.set_size_inches(FIGSIZE[0] / 1.6 * len(panel_values) + 1.5, FIGSIZE[1])
     panels = figure.subplots(1, len(panel_values), sharey=True, squeeze=False)[0]
     threshold = reward_threshold(spec.base.env_id)
-    for axes, panel in zip(panels, panel_values):
+    for axes, panel in zip(panels, panel_values, strict=True):
         for setting in spec.settings:
             if setting[:panel_axes] == panel:
                 steps, means = mean_curve([r.record for r in setting_runs(runs, setting)])

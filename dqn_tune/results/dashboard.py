@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import socketserver
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
@@ -44,14 +44,16 @@ class DashboardServer(socketserver.ThreadingMixIn, WSGIServer):
     def url(self) -> str:
         """The address the server listens on."""
         host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
+        if not isinstance(host, str):  # bytes only where the server was given a bytes host
+            host = bytes(host).decode()
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}/dashboard"
 
 
 class QuietHandler(WSGIRequestHandler):
     """Request handler that does not log every poll of the dashboard to stderr."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - wsgiref's signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -113,4 +115,4 @@ def start_dashboard(storage_url: str | None, *, host: str = DASHBOARD_HOST, port
         where = f"{host}:{port}" if host.isprintable() else f"{shown(host)}:{port}"  # one line, whatever the host
         raise ConfigError(f"cannot listen on {where}: {reason}; choose another --port or --host",
                           field="port") from None
-    return cast(DashboardServer, server)
+    return server

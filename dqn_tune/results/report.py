@@ -205,7 +205,7 @@ def optuna_png_figure(study: optuna.Study, plot: OptunaPlot) -> Figure:
     with `plt.close` (Optuna draws through pyplot)."""
     with _optuna_plotting():
         all_axes = np.asarray(plot.matplotlib(study, **plot.kwargs)).ravel()
-        figure = all_axes[0].figure
+        figure: Figure = all_axes[0].figure
         figure.set_size_inches(max(6.4, 3.2 * len(all_axes)), 4.8)
         for axes in all_axes:  # log axes over less than a decade label their minor ticks on top of each other
             axes.xaxis.set_minor_formatter(NullFormatter())

@@ -24,13 +24,14 @@ from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 
 from dqn_tune.dqn.agent import Agent, save_agent
-from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.dqn.config import SEED_MAX, DQNConfig
 from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import RunRecord
-from dqn_tune.errors import ConfigError
+from dqn_tune.dqn.trainer import train_seeds
+from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.output_paths import check_writable, safe_name, write_text
 from dqn_tune.plots import learning_curve_figure, save_figure
+from dqn_tune.results.defaults import EVAL_EPISODES, EVAL_SEED, RETRAIN_SEEDS
 from dqn_tune.runner.storage import load_study, open_existing_storage, prepare_url
 from dqn_tune.tuning.presets import eval_freq_for
 from dqn_tune.tuning.recommendation import (
@@ -45,7 +46,6 @@ from dqn_tune.tuning.records import (
     trial_runs,
 )
 from dqn_tune.tuning.seeds import retrain_seeds
-from dqn_tune.results.defaults import EVAL_EPISODES, EVAL_SEED, RETRAIN_SEEDS
 from dqn_tune.tuning.selection import choose_trial, default_trial
 
 SELECTION_EPISODES = 20
@@ -204,6 +204,9 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
     _check_count("selection_episodes", selection_episodes)
     study = load_study(open_existing_storage(storage), study_name)
     chosen = choose_trial(study, trial)
+    tuned_value = chosen.value
+    if tuned_value is None:  # not for a COMPLETE trial of a single-objective study, which choose_trial gives
+        raise StorageError(f"trial {chosen.number} of study {study_name!r} has no value; expected a COMPLETE trial")
     why = default_trial(study)[1] if trial is None else "chosen with --trial"
     paths = output_paths(check_writable(out if out is not None else default_agent_path(study_name)))
     for path in paths[1:]:
@@ -235,7 +238,7 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
 
     best = max(range(len(outcomes)), key=lambda k: (outcomes[k].diverged_at is None, outcomes[k].selection_return))
     objective = study_objective(study)
-    outcome = RetrainOutcome(study_name, chosen.number, why, float(chosen.value), objective, tuning_runs,
+    outcome = RetrainOutcome(study_name, chosen.number, why, float(tuned_value), objective, tuning_runs,
                              trial_budget.total_timesteps, config.total_timesteps, eval_episodes, eval_seed,
                              selection_episodes, chooser, tuple(outcomes), outcomes[best].seed, *paths,
                              validated_row(study, chosen.number))

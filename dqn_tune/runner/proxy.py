@@ -35,7 +35,7 @@ from typing import Any
 # gRPC's core logs its errors (e.g. a port it cannot bind) to stderr itself; this module reports them in its own
 # one-line messages. Read when grpc is first imported; a value set by the user is kept.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-import grpc  # noqa: E402
+import grpc
 
 from dqn_tune.errors import ConfigError, shown
 from dqn_tune.runner.coordination import Coordinator, DatabaseCoordinator
@@ -167,7 +167,8 @@ class _DatabaseErrorsAsStatus(grpc.ServerInterceptor):
             try:
                 return behaviour(request, context)
             except Exception as exc:
-                if context.code() is not None:  # the service aborted the call with its own status (e.g. NOT_FOUND)
+                # the service aborted the call with its own status (e.g. NOT_FOUND); code(): grpc's, not in its stubs
+                if context.code() is not None:  # type: ignore[attr-defined]
                     raise
                 context.abort(grpc.StatusCode.UNAVAILABLE if is_transient(exc) else grpc.StatusCode.INTERNAL,
                               cause(exc))
@@ -247,8 +248,9 @@ class ProxyCoordinator(Coordinator):
         self._retry = retry
 
     def _call(self, method: str, **request: Any) -> Any:
-        call = self._channel.unary_unary(f"/{SERVICE}/{method}", request_serializer=lambda r: json.dumps(r).encode(),
-                                         response_deserializer=json.loads)
+        call: grpc.UnaryUnaryMultiCallable[dict[str, Any], Any] = self._channel.unary_unary(
+            f"/{SERVICE}/{method}", request_serializer=lambda r: json.dumps(r).encode(),
+            response_deserializer=json.loads)
         return call(request)["answer"]
 
     def _retried(self, method: str, **request: Any) -> Any:
@@ -312,4 +314,4 @@ def open_proxy(host: str, port: int, *, url: str, where: str, retry: RetryPolicy
         raise
     coordinator = ProxyCoordinator(host, port, retry=retry, heartbeat_interval_s=heartbeat_interval_s,
                                    grace_period_s=grace_period_s, where=where)
-    return SharedStorage(client, coordinator, url=url, retry=retry, on_close=client.close)
+    return SharedStorage(client, coordinator, url=url, retry=retry, on_close=client.close)  # type: ignore[abstract]

@@ -138,7 +138,8 @@ class RayExecutor:
             self._started = False
 
     def quota(self, trials: int | None, *, timeout_s: float | None) -> RayQuota:
-        self._quota = RayQuota(_Quota.remote(trials, timeout_s))
+        # type checkers keep a decorated class's own type: they do not see the ActorClass that ray.remote made
+        self._quota = RayQuota(_Quota.remote(trials, timeout_s))  # type: ignore[attr-defined]
         return self._quota
 
     def run(self, work: Callable[..., None], arguments: Sequence[tuple[Any, ...]], *, poll: Callable[[], None],

@@ -199,7 +199,7 @@ def _shared(url: str, rdb: RDBStorage, retry: RetryPolicy, heartbeat_interval_s:
     coordinator = DatabaseCoordinator(rdb, sqlite_file=sqlite_path(url), engine_kwargs=_connect_args(url), retry=retry,
                                       heartbeat_interval_s=heartbeat_interval_s, grace_period_s=grace_period_s,
                                       where=repr(public_url(url)), one_connection=pool_size == 1)
-    return SharedStorage(get_storage(rdb), coordinator, url=url, retry=retry)
+    return SharedStorage(get_storage(rdb), coordinator, url=url, retry=retry)  # type: ignore[abstract]
 
 
 def proxy_module() -> ModuleType:

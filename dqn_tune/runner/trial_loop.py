@@ -31,8 +31,8 @@ from dqn_tune.runner.optuna_internals import (
     frozen,
     heartbeat,
     optimize_loop,
-    storage_url,
     stop_requested,
+    storage_url,
 )
 from dqn_tune.runner.storage_errors import is_storage_fault, storage_error
 from dqn_tune.runner.trial_queue import ask_trials
@@ -102,7 +102,7 @@ class TrialQuota:
                 return 0
             if self._left.value < 0:
                 return count
-            granted = min(count, self._left.value)
+            granted: int = min(count, self._left.value)
             self._left.value -= granted
             return granted
 

@@ -21,7 +21,7 @@ import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection, wait
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -151,10 +151,8 @@ def _child(target: Callable[..., Any], args: tuple[Any, ...], sender: Connection
             outcome = ("interrupted", None)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
             outcome = ("error", (_picklable(exc), traceback.format_exc()))
-        try:
+        with suppress(OSError):  # the parent is gone: nobody to report to
             sender.send(outcome)
-        except OSError:  # the parent is gone: nobody to report to
-            pass
         sender.close()
 
 

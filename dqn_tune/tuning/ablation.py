@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 from optuna.pruners import NopPruner
@@ -47,6 +47,9 @@ from dqn_tune.runner.trial_queue import counted_trials
 from dqn_tune.tuning.objective import run_config
 from dqn_tune.tuning.records import SPEC_ATTR, ablation_spec, config_summary, trial_runs
 from dqn_tune.tuning.search_space import Choice, SearchSpace, Value, choice_label, suggest_config
+
+if TYPE_CHECKING:
+    from dqn_tune.dqn.observations import ObservationSpec
 
 SEED = "seed"
 """The grid parameter of a cell's training seed (0 to seeds - 1), beside the axes."""
@@ -143,9 +146,9 @@ class AblationSpec:
         return {**{name: [choice_label(v) for v in values] for name, values in self.grid.items()},
                 SEED: list(range(self.seeds))}
 
-    def largest_config(self, obs_dim: int, n_actions: int) -> DQNConfig:
+    def largest_config(self, observation: ObservationSpec, n_actions: int) -> DQNConfig:
         """The setting's config that needs the most memory to train."""
-        return self.space.largest_config(self.base, obs_dim, n_actions)
+        return self.space.largest_config(self.base, observation, n_actions)
 
     def config_for(self, setting: Iterable[Value]) -> DQNConfig:
         """The base config with one setting's values (one per axis, in grid order)."""
@@ -195,7 +198,7 @@ class AblationSpec:
 
 def assignments(names: Iterable[str], values: Iterable[Value]) -> str:
     """e.g. 'n_steps=3, hidden_sizes=64x64': the values of `names`, as --grid takes them."""
-    return ", ".join(f"{name}={value_text(value)}" for name, value in zip(names, values))
+    return ", ".join(f"{name}={value_text(value)}" for name, value in zip(names, values, strict=True))
 
 
 def value_text(value: Value) -> str:

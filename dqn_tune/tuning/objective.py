@@ -31,7 +31,6 @@ from dqn_tune.tuning.search_space import SearchSpace, suggest_config
 from dqn_tune.tuning.seeds import trial_seeds
 
 
-
 @dataclass(frozen=True, slots=True)
 class ObjectiveSettings:
     """Everything that decides a trial's value besides its sampled hyperparameters (picklable)."""

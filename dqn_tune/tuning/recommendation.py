@@ -68,7 +68,8 @@ def shortfall_p_value(fresh: Sequence[float], reference: Sequence[float]) -> flo
 
 
 def _mean_difference(first: np.ndarray, second: np.ndarray, axis: int) -> np.ndarray:
-    return np.mean(first, axis=axis) - np.mean(second, axis=axis)
+    difference: np.ndarray = np.mean(first, axis=axis) - np.mean(second, axis=axis)
+    return difference
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
@@ -25,6 +25,7 @@ from dqn_tune.toml_files import read_toml
 
 if TYPE_CHECKING:  # a space is read by `dqn-tune presets`, which must start without loading optuna or numpy
     import optuna
+    from optuna.distributions import CategoricalChoiceType
 
     from dqn_tune.dqn.observations import ObservationSpec
 
@@ -34,7 +35,7 @@ FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(D
                                if f.name not in BUDGET_FIELDS}
 """Tunable DQNConfig fields and their annotated types."""
 
-Value = Union[int, float, str, bool, tuple[int, ...]]
+Value = int | float | str | bool | tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ class Choice:
 
     def suggest(self, trial: optuna.Trial, name: str) -> Value:
         """Sample one of the choices (layer-width tuples are offered to Optuna as "64,64" strings)."""
-        options = {choice_label(choice): choice for choice in self.choices}
+        options: dict[CategoricalChoiceType, Value] = {choice_label(choice): choice for choice in self.choices}
         return options[trial.suggest_categorical(name, list(options))]
 
     def extremes(self) -> tuple[Value, ...]:
@@ -101,7 +102,7 @@ class Fixed:
         return f"fixed at {choice_label(self.value)}"
 
 
-Param = Union[Range, Choice, Fixed]
+Param = Range | Choice | Fixed
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +129,8 @@ class SearchSpace:
                 except ConfigError as exc:
                     raise ConfigError(f"search space: {name} ({param.describe()}) can give an invalid config: "
                                       f"{exc}", field=name) from None
-        batch_max = max(self._extremes("batch_size", base))
-        buffer_min = min(self._extremes("buffer_size", base))
+        batch_max = max(self._int_extremes("batch_size", base))
+        buffer_min = min(self._int_extremes("buffer_size", base))
         if batch_max > buffer_min:
             raise ConfigError(f"search space: batch_size can reach {batch_max} but buffer_size can be as small as "
                               f"{buffer_min}; every batch_size must be <= every buffer_size", field="batch_size")
@@ -139,9 +140,9 @@ class SearchSpace:
         `check` first): the largest buffer, batch and n-step sizes with the costliest network choices."""
         from dqn_tune.dqn.memory import memory_needed  # numpy loads when a space is sized, not for --help
 
-        largest = base.replace(buffer_size=max(self._extremes("buffer_size", base)),
-                               batch_size=max(self._extremes("batch_size", base)),
-                               n_steps=max(self._extremes("n_steps", base)))
+        largest = base.replace(buffer_size=max(self._int_extremes("buffer_size", base)),
+                               batch_size=max(self._int_extremes("batch_size", base)),
+                               n_steps=max(self._int_extremes("n_steps", base)))
         candidates = [largest.replace(hidden_sizes=sizes, dueling=dueling, prioritized_replay=prioritized)
                       for sizes in self._extremes("hidden_sizes", base)
                       for dueling in self._extremes("dueling", base)
@@ -172,6 +173,13 @@ class SearchSpace:
 
     def _extremes(self, name: str, base: DQNConfig) -> tuple[Value, ...]:
         return self.params[name].extremes() if name in self.params else (getattr(base, name),)
+
+    def _int_extremes(self, name: str, base: DQNConfig) -> list[int]:
+        """`_extremes` of an int field: all ints (`_convert` parses them so, DQNConfig validates the base's)."""
+        values = self._extremes(name, base)
+        ints = [value for value in values if isinstance(value, int)]
+        assert len(ints) == len(values), f"{name}: non-integer values {values!r}"
+        return ints
 
 
 DEFAULT_SPACE = SearchSpace({
@@ -222,6 +230,7 @@ def _parse_range(name: str, spec: dict[str, Any], where: str) -> Range:
     if kind not in ("int", "float", "float | None"):
         raise ConfigError(f"{where}: a {kind} hyperparameter cannot take a low/high range; use choices", field=name)
     low, high = _convert(name, spec["low"], where), _convert(name, spec["high"], where)
+    assert isinstance(low, (int, float)) and isinstance(high, (int, float))  # _convert of a numeric field
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise ConfigError(f"{where}: log must be true or false, got {log!r}", field=name)

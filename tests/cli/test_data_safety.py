@@ -124,7 +124,7 @@ def test_report_on_a_read_only_file_writes_the_report_and_leaves_the_file_byte_i
     shutil.copy(study_db, db)
     db.chmod(0o444)
     before = digest(db)
-    code, out, err = run_cli(["report", "--storage", f"sqlite:///{db}", "--study-name", STUDY,
+    code, _, err = run_cli(["report", "--storage", f"sqlite:///{db}", "--study-name", STUDY,
                               "--out-dir", str(tmp_path / "report")], capsys)
     assert code == 0, err
     assert (tmp_path / "report" / "summary.md").is_file()
@@ -290,7 +290,7 @@ def test_study_names_become_safe_file_names(
     source = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{db}")
     copy = optuna.create_study(study_name=name, storage=f"sqlite:///{db}", direction="maximize")
     copy.add_trials(source.trials)
-    code, out, err = run_cli(["report", "--storage", f"sqlite:///{db}", "--study-name", name], capsys)
+    code, _, err = run_cli(["report", "--storage", f"sqlite:///{db}", "--study-name", name], capsys)
     assert code == 0, err
     folder = safe_name(name)
     assert "/" not in folder and folder not in (".", "..") and len(folder) <= SAFE_NAME_MAX
@@ -315,7 +315,7 @@ def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path, del
     assert process.stdout is not None and process.stdout.readline() == "up\n"
     time.sleep(delay_s)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    _, err = process.communicate(timeout=120)
     assert "Traceback" not in err, err
     # 130, or death by SIGINT (-2) after the same one line (a shell reports 130 for both), as in
     # test_faults' SIGTERM test: under load CPython sometimes exits by re-raising SIGINT.

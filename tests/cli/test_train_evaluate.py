@@ -151,7 +151,7 @@ def test_evaluate_rejects_bad_input_with_one_line(trained: Path, tmp_path: Path,
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="--gamma = 2.0"):
+    with pytest.raises(Exception, match=r"--gamma = 2\.0"):
         main(["train", "--debug", "--out", str(tmp_path / "a.pt"), "--gamma", "2"])
 
 

@@ -26,7 +26,7 @@ def assert_same_member(a: TrainResult, b: TrainResult) -> None:
 
 def test_same_seeds_give_identical_groups_and_members_differ(tiny_config: DQNConfig) -> None:
     first, second = train_seeds(tiny_config, [0, 1]), train_seeds(tiny_config, [0, 1])
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert_same_member(a, b)
     assert first[0].episode_returns != first[1].episode_returns
     assert not torch.equal(first[0].q_network_state["hidden_weights.0"],

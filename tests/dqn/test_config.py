@@ -92,12 +92,12 @@ def test_to_dict_is_json_primitives_and_round_trips() -> None:
 
 
 def test_from_dict_rejects_unknown_keys() -> None:
-    with pytest.raises(ConfigError, match="unknown hyperparameter.*lr"):
+    with pytest.raises(ConfigError, match=r"unknown hyperparameter.*lr"):
         DQNConfig.from_dict({**DQNConfig().to_dict(), "lr": 0.1})
 
 
 def test_replace_validates_again() -> None:
-    with pytest.raises(ConfigError, match="^gamma"):
+    with pytest.raises(ConfigError, match=r"^gamma"):
         DQNConfig().replace(gamma=2.0)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.trainer import train_seeds
 
 SEEDS = [0, 1, 2]
 SOLVED = 475.0

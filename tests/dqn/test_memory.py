@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.memory import (PARAMETER_COPIES, available_memory, cgroup_memory_left, check_memory,
-                                 estimate_memory, gib, memory_needed)
+from dqn_tune.dqn.memory import (
+    PARAMETER_COPIES,
+    available_memory,
+    cgroup_memory_left,
+    check_memory,
+    estimate_memory,
+    gib,
+    memory_needed,
+)
 from dqn_tune.dqn.networks import make_q_network
 from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.dqn.optimizers import STATE_COPIES
@@ -67,7 +74,7 @@ def test_over_the_limit_is_one_line_naming_the_field_the_size_and_the_limit(chan
 def test_under_the_limit_returns_the_bytes_needed() -> None:
     needed = memory_needed(DQNConfig(), *CARTPOLE)
     assert check_memory(DQNConfig(), *CARTPOLE, limit_bytes=needed) == needed
-    with pytest.raises(ConfigError, match="lower buffer_size$"):
+    with pytest.raises(ConfigError, match=r"lower buffer_size$"):
         check_memory(DQNConfig(), *CARTPOLE, limit_bytes=needed - 1)
 
 
@@ -75,7 +82,7 @@ def test_the_default_limit_is_this_machines_available_memory() -> None:
     available = available_memory()
     assert available is not None  # Linux: /proc/meminfo
     limit, source = available
-    assert 0 < limit and ("MemAvailable" in source or "cgroup" in source)
+    assert limit > 0 and ("MemAvailable" in source or "cgroup" in source)
     assert check_memory(DQNConfig(), *CARTPOLE) == memory_needed(DQNConfig(), *CARTPOLE)
     with pytest.raises(ConfigError, match=rf"GiB is available \({source}\); lower buffer_size$"):
         check_memory(DQNConfig(buffer_size=limit // 40 + 1), *CARTPOLE)  # 46 bytes per CartPole transition

@@ -31,7 +31,7 @@ def test_each_member_equals_its_own_one_member_network(dueling: bool) -> None:
         for k, seed in enumerate(SEEDS):
             alone = network(1, dueling=dueling, seeds=[seed])
             assert all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(),
-                                                          stacked.member_state_dict(k).values()))
+                                                          stacked.member_state_dict(k).values(), strict=True))
             torch.testing.assert_close(q_values[k], alone(obs[k:k + 1])[0])
     assert q_values.shape == (3, 5, 3)
 
@@ -52,7 +52,7 @@ def test_stacked_gradients_are_each_members_own_gradients() -> None:
     for k, seed in enumerate(SEEDS):
         alone = network(1, seeds=[seed])
         (alone(obs[k:k + 1]) * weights[k:k + 1]).sum().backward()
-        for (name, param), own in zip(stacked.named_parameters(), alone.parameters()):
+        for (name, param), own in zip(stacked.named_parameters(), alone.parameters(), strict=True):
             torch.testing.assert_close(param.grad[k:k + 1], own.grad, msg=name)
 
 
@@ -62,7 +62,7 @@ def test_dueling_q_is_the_value_plus_mean_centred_advantages() -> None:
     with torch.no_grad():
         q_values = dueling(obs)
         x = obs
-        for weight, bias in zip(dueling.hidden_weights, dueling.hidden_biases):
+        for weight, bias in zip(dueling.hidden_weights, dueling.hidden_biases, strict=True):
             x = torch.relu(x @ weight + bias)
         out = x @ dueling.head_weight.mT + dueling.head_bias.mT  # 3 advantages, then the value
         advantages, value = out[..., :3], out[..., 3]

@@ -138,7 +138,7 @@ def test_n_step_targets_equal_the_hand_computed_values(n_steps: int, double_dqn:
     network = value_network(config)
     batch = buffer.sample(400, CPU)
     targets = td_target(batch, network, network, double_dqn)[0]
-    by_step = {int(obs): float(target) for obs, target in zip(batch.obs[0, :, 0], targets)}
+    by_step = {int(obs): float(target) for obs, target in zip(batch.obs[0, :, 0], targets, strict=True)}
     assert sorted(by_step) == [1, 2, 3, 4, 5, 6]
     assert [by_step[step] for step in range(1, 7)] == TARGETS[n_steps]
 
@@ -153,7 +153,7 @@ def test_an_n_step_return_never_reads_past_the_newest_transition() -> None:
     network = value_network(config)
     batch = buffer.sample(200, CPU)
     by_step = {int(obs): float(target) for obs, target in zip(batch.obs[0, :, 0], td_target(batch, network, network,
-                                                                                             False)[0])}
+                                                                                             False)[0], strict=True)}
     assert by_step == {3: 3 + .5 * 4 + .25 * 5 + .125 * 6, 4: 4 + .5 * 5 + .25 * 6 + .125 * 7,
                        5: 5 + .5 * 6 + .25 * 7, 6: 6 + .5 * 7}
 

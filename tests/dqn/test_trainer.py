@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from dqn_tune.dqn.agent import Agent
-
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.dqn.evaluation import run_episodes
@@ -114,10 +113,10 @@ def test_update_target_copies_with_tau_one_and_averages_below() -> None:
     online, target = (make_q_network(config, ObservationSpec.flat(3), 2, 2, seeds=seeds) for seeds in ([0, 1], [2, 3]))
     before = [p.detach().clone() for p in target.parameters()]
     update_target(online, target, tau=0.25)
-    for old, new, src in zip(before, target.parameters(), online.parameters()):
+    for old, new, src in zip(before, target.parameters(), online.parameters(), strict=True):
         torch.testing.assert_close(new, 0.75 * old + 0.25 * src)
     update_target(online, target, tau=1.0)
-    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), online.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), online.parameters(), strict=True))
 
 
 def test_epsilon_decays_linearly_then_stays() -> None:
@@ -220,7 +219,7 @@ def test_on_eval_sees_each_evaluation_and_can_stop_the_run(tiny_config: DQNConfi
 def test_a_seed_outside_0_to_2_32_minus_1_is_a_config_error(tiny_config: DQNConfig, seed: Any) -> None:
     with pytest.raises(ConfigError, match=r"^seed = .* expected an integer from 0 to 4294967295 \(2\*\*32 - 1\)$"):
         train(tiny_config, seed=seed)
-    with make_env("CartPole-v1") as env, pytest.raises(ConfigError, match="^seed = "):
+    with make_env("CartPole-v1") as env, pytest.raises(ConfigError, match=r"^seed = "):
         run_episodes(lambda obs: [0], [env], 1, seed=seed)
 
 

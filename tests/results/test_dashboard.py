@@ -26,13 +26,13 @@ from dqn_tune.cli import main
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.results.dashboard import DashboardServer, start_dashboard
 from dqn_tune.runner.storage import StorageSettings
+from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import (
     LEARNING_CURVE_PNG,
     artifact_dir,
     make_artifact_store,
 )
 from dqn_tune.tuning.objective import ObjectiveSettings
-from dqn_tune.tuning import records
 from dqn_tune.tuning.records import (
     CONFIG_SUMMARY,
     RUNS_SUMMARY,

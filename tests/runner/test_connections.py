@@ -17,7 +17,7 @@ def test_a_training_process_holds_one_connection(tmp_path: Path, empty_database:
     takes a second one only while a process asks for a trial)."""
     with sampling_connections(empty_database) as found:
         process = tune(tmp_path, "--storage", empty_database, "--trials", "5", "--workers", "2", "--timesteps", "1500")
-        out, err = process.communicate(timeout=300)
+        _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     samples = [(training, {name: count for name, count in held.items() if name.startswith("dqn-tune ")})
                for training, held in found.samples]

@@ -45,7 +45,7 @@ def test_coordinator_is_that_of_the_storage_under_the_study(tmp_path: Path) -> N
     study = new_study(tmp_path)
     assert isinstance(internals.coordinator(study), DatabaseCoordinator)
     assert internals.storage(study) is study._storage
-    with pytest.raises(TypeError, match="need a storage opened by dqn_tune.runner.storage"):
+    with pytest.raises(TypeError, match=r"need a storage opened by dqn_tune\.runner\.storage"):
         internals.coordinator(optuna.create_study())
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import optuna
@@ -56,7 +57,7 @@ def test_a_transient_error_is_retried_with_a_line_then_given_up_naming_its_cause
 
     with caplog.at_level(logging.WARNING), pytest.raises(StorageError) as caught:
         retried(call, policy=RetryPolicy(timeout_s=2), where="'db'")
-    assert len(tries) == 3 and [round(b - a, 1) for a, b in zip(tries, tries[1:])] == [0.5, 1.0]
+    assert len(tries) == 3 and [round(b - a, 1) for a, b in pairwise(tries)] == [0.5, 1.0]
     assert str(caught.value).startswith("storage 'db': connection to server at \"127.0.0.1\"")
     assert "Connection refused (failing for 2s; --storage-retry-timeout 2 sets how long it is retried)" in str(
         caught.value)
@@ -172,6 +173,6 @@ def test_sigterm_is_honoured_while_the_host_never_answers(tmp_path: Path, silent
     time.sleep(1)
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=60)
     assert time.monotonic() - sent <= CONNECT_TIMEOUT_S + 2
     assert process.returncode == 130 and err.endswith("dqn-tune: interrupted\n") and "Traceback" not in err, err

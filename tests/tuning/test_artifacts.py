@@ -40,5 +40,5 @@ def test_upload_learning_curve_attaches_a_png_to_the_trial(tmp_path: Path) -> No
 def test_make_artifact_store_reports_an_uncreatable_directory(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(StorageError, match="cannot create artifact directory .*file/artifacts"):
+    with pytest.raises(StorageError, match=r"cannot create artifact directory .*file/artifacts"):
         make_artifact_store(f"sqlite:///{blocker / 'study.db'}")

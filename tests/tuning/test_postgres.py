@@ -88,7 +88,7 @@ def test_two_budgets_started_at_once_on_an_empty_database_one_is_refused(tmp_pat
     machines = start_together([[*args, "--timesteps", "800"], [*args, "--timesteps", "1000"]], tmp_path)
     outputs = [machine.communicate(timeout=300) for machine in machines]
     assert sorted(machine.returncode for machine in machines) == [0, 2], outputs
-    [refused] = [err for machine, (_, err) in zip(machines, outputs) if machine.returncode == 2]
+    [refused] = [err for machine, (_, err) in zip(machines, outputs, strict=True) if machine.returncode == 2]
     assert "was run with total_timesteps = " in refused and refused.count("\n") == 1
     study = optuna.load_study(study_name="fresh", storage=empty_database)
     assert len(study.trials) == 1 and len(study.user_attrs[COMMANDS_ATTR]) == 1

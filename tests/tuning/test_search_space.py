@@ -117,9 +117,9 @@ def test_invalid_search_space_files_are_one_line_config_errors(tmp_path: Path, t
 
 
 def test_unreadable_search_space_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read search-space file .*missing.toml.*No such file"):
+    with pytest.raises(ConfigError, match=r"cannot read search-space file .*missing\.toml.*No such file"):
         load_search_space(tmp_path / "missing.toml")
-    with pytest.raises(ConfigError, match="cannot read search-space file .*it is a directory"):
+    with pytest.raises(ConfigError, match=r"cannot read search-space file .*it is a directory"):
         load_search_space(tmp_path)
 
 

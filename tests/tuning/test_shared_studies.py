@@ -15,7 +15,7 @@ from dqn_tune.tuning import records
 def finish(processes: list[subprocess.Popen[str]]) -> list[tuple[int, str, str]]:
     """(exit status, stdout, stderr) of each process, in order."""
     outputs = [p.communicate(timeout=300) for p in processes]
-    return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs)]
+    return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs, strict=True)]
 
 
 @pytest.mark.slow

@@ -82,7 +82,7 @@ def test_existing_study_with_another_direction_is_refused_unchanged(tune_setting
     optuna.create_study(study_name="s", storage=tune_settings.storage_url, direction="minimize")
     path = sqlite_path(tune_settings.storage_url)
     before = path.read_bytes()  # type: ignore[union-attr]
-    with pytest.raises(StorageError, match="study 's' in .* has direction minimize; dqn-tune maximizes"):
+    with pytest.raises(StorageError, match=r"study 's' in .* has direction minimize; dqn-tune maximizes"):
         run_study(tune_settings, trials=1, echo=lambda _: None)
     assert path.read_bytes() == before  # type: ignore[union-attr]
 

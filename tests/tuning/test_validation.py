@@ -19,8 +19,8 @@ from optuna.trial import TrialState, create_trial
 from scipy import stats
 
 from dqn_tune.cli import main
-from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.dqn.run_record import RunRecord
+from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.errors import ConfigError
 from dqn_tune.runner.storage import StorageSettings, sqlite_path
 from dqn_tune.runner.trial_loop import BatchObjective, TrialQuota, run_trials

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 class QNetwork(nn.Module):
     """K Q-networks of one family and shape, applied together; subclasses define `forward`."""
 
+    if TYPE_CHECKING:  # nn.Module's __call__ returns Any; ours runs `forward`: observations in, Q-values out
+
+        def __call__(self, obs: torch.Tensor) -> torch.Tensor: ...
+
     def __init__(self, observation: ObservationSpec, n_actions: int, members: int) -> None:
         super().__init__()
         self.observation = observation
