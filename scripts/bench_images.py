@@ -25,9 +25,9 @@ from functools import partial
 
 import gymnasium as gym
 import torch
+from bench_trainer import cpu_seconds, sb3_arguments  # scripts/ is the script's own directory on sys.path
 from torch import nn
 
-from bench_trainer import cpu_seconds, sb3_arguments  # scripts/ is the script's own directory on sys.path
 from dqn_tune import DQNConfig, train, train_seeds
 from dqn_tune.dqn.optimizers import RMSPROP_SETTINGS
 from dqn_tune.dqn.registration import register_namespace

@@ -7,6 +7,7 @@ parameters of K members is K independent optimizers.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -15,7 +16,7 @@ from dqn_tune.dqn.config import DQNConfig
 STATE_COPIES = {"adam": 2, "rmsprop": 3}
 """Per-parameter tensors each optimizer keeps: Adam's two moments; centered RMSprop's squared and plain
 gradient averages and its momentum buffer."""
-RMSPROP_SETTINGS = {"alpha": 0.95, "eps": 0.01, "centered": True, "momentum": 0.95}
+RMSPROP_SETTINGS: dict[str, Any] = {"alpha": 0.95, "eps": 0.01, "centered": True, "momentum": 0.95}
 """torch.optim.RMSprop's settings in MinAtar's reference DQN (examples/dqn.py: squared- and plain-gradient
 momentum 0.95, minimum squared gradient 0.01), after the Nature DQN's RMSProp."""
 

@@ -28,7 +28,8 @@ DTYPES = {"uint8": (np.uint8, 255), "bool": (np.bool_, 1), "float32": (np.float3
 class Catch(gym.Env[np.ndarray, np.int64]):
     """Catch the falling ball; see the module docstring."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
+    # gymnasium.Env declares metadata as an instance attribute; every env overrides it this way
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 8}  # noqa: RUF012
 
     def __init__(self, rows: int = 10, columns: int = 5, *, channels_first: bool = False, dtype: str = "uint8",
                  render_mode: str | None = None) -> None:
@@ -81,4 +82,5 @@ class Catch(gym.Env[np.ndarray, np.int64]):
         if self.render_mode is None:
             return None
         frame = self._grid() * np.uint8(255)
-        return frame.repeat(RENDER_CELL, axis=0).repeat(RENDER_CELL, axis=1)
+        rendered: np.ndarray = frame.repeat(RENDER_CELL, axis=0).repeat(RENDER_CELL, axis=1)
+        return rendered

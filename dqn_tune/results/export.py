@@ -160,7 +160,8 @@ def _network(config: DQNConfig) -> str:
     if config.network != "auto":
         return config.network
     with make_env(config.env_id) as env:
-        return family_name(config, env_spaces(env)[0])
+        observation = env_spaces(env)[0]
+    return family_name(config, observation)
 
 
 def to_args(config: DQNConfig) -> str:

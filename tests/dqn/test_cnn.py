@@ -70,7 +70,7 @@ def test_a_member_is_the_plain_torch_cnn_on_pixels_scaled_to_one() -> None:
     network = make_q_network(DQNConfig(cnn="nature", cnn_hidden_sizes=(32,)), observation, 4, 2, seeds=[5, 6])
     convs = network.convs
     layers: list[nn.Module] = []
-    for weight, bias, stride in zip(convs.weights, convs.biases, convs.strides):
+    for weight, bias, stride in zip(convs.weights, convs.biases, convs.strides, strict=True):
         conv = nn.Conv2d(weight.shape[2], weight.shape[1], weight.shape[-1], stride)
         conv.weight.data, conv.bias.data = weight[1].detach(), bias[1].detach()
         layers += [conv, nn.ReLU()]
@@ -96,7 +96,7 @@ def test_channels_first_and_last_give_the_same_q_values() -> None:
     last, first = catch_observations(CATCH), catch_observations("dqn-tune/CatchCHW-v0")
     assert np.array_equal(last.transpose(0, 3, 1, 2), first)
     networks = [make_q_network(DQNConfig(), spec(frames.shape[1:]), 3, seeds=[0]) for frames in (last, first)]
-    q_last, q_first = (net(torch.from_numpy(frames)[None]) for net, frames in zip(networks, (last, first)))
+    q_last, q_first = (net(torch.from_numpy(frames)[None]) for net, frames in zip(networks, (last, first), strict=True))
     torch.testing.assert_close(q_last, q_first)
 
 
@@ -187,9 +187,9 @@ def test_a_cnn_agent_file_round_trips_and_refuses_another_layout(tmp_path: Path)
     loaded, frames = load_agent(path), catch_observations()
     assert loaded.q_network.observation.dtype == np.uint8
     assert np.array_equal(loaded.q_values(frames), agent.q_values(frames))
-    with make_env("dqn-tune/CatchCHW-v0") as env:
-        with pytest.raises(AgentFileError, match=r"agent expects observations of shape \(10, 5, 3\) uint8 and 3 "
-                                                 r"actions, but env 'dqn-tune/CatchCHW-v0' has shape \(3, 10, 5\)"):
-            loaded.check_env(env)
+    expected = (r"agent expects observations of shape \(10, 5, 3\) uint8 and 3 actions, but env "
+                r"'dqn-tune/CatchCHW-v0' has shape \(3, 10, 5\)")
+    with make_env("dqn-tune/CatchCHW-v0") as env, pytest.raises(AgentFileError, match=expected):
+        loaded.check_env(env)
     with make_env(CATCH) as env:
         assert env_spaces(env)[0].same_layout(loaded.q_network.observation)

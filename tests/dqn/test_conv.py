@@ -20,7 +20,7 @@ from dqn_tune.dqn.networks.conv import (
 def plain_member(stacked: StackedConvs, member: int, in_channels: int, layers: tuple[ConvLayer, ...]) -> nn.Sequential:
     """Member `member` of `stacked` as nn.Conv2d layers with ReLUs and a flatten, its weights copied."""
     modules: list[nn.Module] = []
-    for weight, bias, layer in zip(stacked.weights, stacked.biases, layers):
+    for weight, bias, layer in zip(stacked.weights, stacked.biases, layers, strict=True):
         conv = nn.Conv2d(in_channels, layer.channels, layer.kernel, layer.stride)
         with torch.no_grad():
             conv.weight.copy_(weight[member])
@@ -47,7 +47,7 @@ def test_member_k_equals_a_separately_built_network_in_values_and_gradients(
         torch.testing.assert_close(features[k], expected, rtol=1e-6, atol=1e-6)  # grouped kernels may round differently
         ((k + 1) * expected).square().sum().backward()
         convs = [module for module in plain if isinstance(module, nn.Conv2d)]
-        for conv, weight, bias in zip(convs, stacked.weights, stacked.biases):
+        for conv, weight, bias in zip(convs, stacked.weights, stacked.biases, strict=True):
             torch.testing.assert_close(weight.grad[k], conv.weight.grad, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(bias.grad[k], conv.bias.grad, rtol=1e-5, atol=1e-6)
 
@@ -56,7 +56,7 @@ def test_a_member_is_initialised_from_its_own_generator_alone() -> None:
     layers = CNN_LAYERS["nature"]
     alone = StackedConvs(4, layers, [torch.Generator().manual_seed(7)])
     grouped = StackedConvs(4, layers, [torch.Generator().manual_seed(s) for s in (3, 7, 9)])
-    for single, stacked in zip(alone.weights, grouped.weights):
+    for single, stacked in zip(alone.weights, grouped.weights, strict=True):
         assert torch.equal(single[0], stacked[1])
     assert not torch.equal(grouped.weights[0][0], grouped.weights[0][1])
 

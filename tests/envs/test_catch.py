@@ -25,7 +25,7 @@ def test_the_ball_and_paddle_are_lit_pixels_of_their_own_channels(dtype: str, li
     assert obs.dtype == env.observation_space.dtype and env.observation_space.contains(obs)
     ball = np.argwhere(obs[..., 0])
     paddle = np.argwhere(obs[..., 1])
-    assert len(ball) == 1 and ball[0][0] == 0 and obs[tuple(ball[0]) + (0,)] == lit
+    assert len(ball) == 1 and ball[0][0] == 0 and obs[(*ball[0], 0)] == lit
     assert paddle.tolist() == [[9, 2]]
     assert not obs[..., 2].any()
 

@@ -56,13 +56,13 @@ class DenseQNetwork(QNetwork):
         # member by member, layer by layer, weight then bias: the draws of nn.Linear layers built in order
         members = [[init_linear(fan_in, fan_out, generator) for fan_in, fan_out in pairwise(widths)]
                    for generator in generators]
-        *hidden, output = zip(*members)  # per layer: that layer of every member
+        *hidden, output = zip(*members, strict=True)  # per layer: that layer of every member
         self.hidden_weights = nn.ParameterList(stacked([weight.T for weight, _ in layer]) for layer in hidden)
         self.hidden_biases = nn.ParameterList(stacked([bias[None] for _, bias in layer]) for layer in hidden)
         self.head_weight, self.head_bias = head_parameters(output)
         self.dueling = dueling
         # the same Parameter objects, as a tuple: iterating a ParameterList costs ~1 us per item, on every forward
-        self._hidden = tuple(zip(self.hidden_weights, self.hidden_biases))
+        self._hidden = tuple(zip(self.hidden_weights, self.hidden_biases, strict=True))
 
     def dense(self, x: torch.Tensor) -> torch.Tensor:
         """Q-values [K, batch, n_actions] of features x [K, batch, features]."""

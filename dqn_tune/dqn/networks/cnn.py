@@ -16,10 +16,17 @@ from itertools import pairwise
 import torch
 
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.networks.conv import (CNN_HIDDEN, CNN_LAYERS, ConvLayer, StackedConvs, feature_count, min_side,
-                                        output_side)
 from dqn_tune.dqn.images import ImageFormat, image_format
 from dqn_tune.dqn.networks.base import DenseQNetwork, member_generators
+from dqn_tune.dqn.networks.conv import (
+    CNN_HIDDEN,
+    CNN_LAYERS,
+    ConvLayer,
+    StackedConvs,
+    feature_count,
+    min_side,
+    output_side,
+)
 from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.errors import EnvError
 
@@ -29,6 +36,9 @@ NATURE_MIN_SIDE = 64
 
 class CNN(DenseQNetwork):
     """K CNNs: the convolutions `convs` (conv.py), then the fully connected layers of `DenseQNetwork`."""
+
+    pixel_scale: torch.Tensor
+    pixel_shift: torch.Tensor
 
     def __init__(self, observation: ObservationSpec, image: ImageFormat, n_actions: int, layers: Sequence[ConvLayer],
                  hidden_sizes: Sequence[int], dueling: bool, generators: Sequence[torch.Generator | None]) -> None:
@@ -76,7 +86,7 @@ class CNNFamily:
         """Filters and biases of the convolutions, weights and biases of the fully connected layers and head."""
         image, layers, hidden_sizes = self._architecture(config, observation)
         channels = (image.channels, *(layer.channels for layer in layers))
-        convs = sum((fan_in * layer.kernel ** 2 + 1) * layer.channels for fan_in, layer in zip(channels, layers))
+        convs = sum((fan_in * layer.kernel ** 2 + 1) * layer.channels for fan_in, layer in zip(channels[:-1], layers, strict=True))
         widths = (feature_count(image.height, image.width, layers), *hidden_sizes, n_actions + config.dueling)
         return convs + sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(widths))
 
@@ -102,7 +112,7 @@ class CNNFamily:
                 widths = list(config.cnn_channels)
                 raise EnvError(f"cnn_channels = {widths} gives {len(widths)} widths but cnn = {name!r} has "
                                f"{len(layers)} convolution(s) (on the {image.height} x {image.width} frames of env {config.env_id!r}); give {len(layers)}, or set cnn")
-            layers = tuple(layer._replace(channels=channels) for layer, channels in zip(layers, config.cnn_channels))
+            layers = tuple(layer._replace(channels=channels) for layer, channels in zip(layers, config.cnn_channels, strict=True))
         smallest = min_side(layers)
         if min(image.height, image.width) < smallest:
             described = ", ".join(f"{layer.kernel}x{layer.kernel}/{layer.stride}" for layer in layers)

@@ -88,7 +88,7 @@ class StackedConvs(nn.Module):
         self.strides = tuple(layer.stride for layer in layers)
         weights, biases = [], []
         widths = (in_channels, *(layer.channels for layer in layers))
-        for fan_in, layer in zip(widths, layers):
+        for fan_in, layer in zip(widths[:-1], layers, strict=True):
             drawn = [init_conv(fan_in, layer, generator) for generator in generators]
             weights.append(nn.Parameter(torch.stack([weight for weight, _ in drawn])))
             biases.append(nn.Parameter(torch.stack([bias for _, bias in drawn])))
@@ -100,7 +100,7 @@ class StackedConvs(nn.Module):
         [K, batch, C, H, W]."""
         members, batch = images.shape[:2]
         x = images.transpose(0, 1).reshape(batch, -1, *images.shape[3:])  # member k's channels are group k
-        for weight, bias, stride in zip(self.weights, self.biases, self.strides):
+        for weight, bias, stride in zip(self.weights, self.biases, self.strides, strict=True):
             # in place: conv's backward needs its input only
             x = torch.relu_(F.conv2d(x, weight.flatten(0, 1), bias.flatten(), stride, groups=members))
         return x.reshape(batch, members, -1).transpose(0, 1)
