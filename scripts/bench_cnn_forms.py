@@ -78,13 +78,21 @@ def conv_unfold_broadcast(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
 
 
 FORMS: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]] = {
-    "loop": conv_loop, "grouped": conv_grouped, "vmap": conv_vmap, "unfold": conv_unfold,
+    "loop": conv_loop,
+    "grouped": conv_grouped,
+    "vmap": conv_vmap,
+    "unfold": conv_unfold,
     "unfold_broadcast": conv_unfold_broadcast,
 }
 
 
-def forward(x: torch.Tensor, convs: list[Conv], linears: list[tuple[torch.Tensor, torch.Tensor]],
-            form: Callable[..., torch.Tensor], channels_last: bool) -> torch.Tensor:
+def forward(
+    x: torch.Tensor,
+    convs: list[Conv],
+    linears: list[tuple[torch.Tensor, torch.Tensor]],
+    form: Callable[..., torch.Tensor],
+    channels_last: bool,
+) -> torch.Tensor:
     """Q-values [K, B, A] of the stacked network, its convolutions in `form`."""
     k, b = x.shape[:2]
     for weight, bias, stride in convs:
@@ -100,7 +108,9 @@ def forward(x: torch.Tensor, convs: list[Conv], linears: list[tuple[torch.Tensor
     return torch.baddbmm(out_b, out_w, x.mT).mT
 
 
-def build(network: str, members: int) -> tuple[tuple[int, int, int], list[Conv], list[tuple[torch.Tensor, torch.Tensor]]]:
+def build(
+    network: str, members: int
+) -> tuple[tuple[int, int, int], list[Conv], list[tuple[torch.Tensor, torch.Tensor]]]:
     """Random stacked weights of `members` networks."""
     (c, h, w), layers, hidden = NETWORKS[network]
     convs: list[Conv] = []
@@ -111,8 +121,10 @@ def build(network: str, members: int) -> tuple[tuple[int, int, int], list[Conv],
         weight.requires_grad_(True)
         bias.requires_grad_(True)
     flat = c * h * w
-    linears = [(torch.randn(members, flat, hidden) * 0.02, torch.zeros(members, 1, hidden)),
-               (torch.randn(members, N_ACTIONS, hidden) * 0.02, torch.zeros(members, N_ACTIONS, 1))]
+    linears = [
+        (torch.randn(members, flat, hidden) * 0.02, torch.zeros(members, 1, hidden)),
+        (torch.randn(members, N_ACTIONS, hidden) * 0.02, torch.zeros(members, N_ACTIONS, 1)),
+    ]
     for pair in linears:
         for tensor in pair:
             tensor.requires_grad_(True)
@@ -156,13 +168,15 @@ def main() -> None:
             calls = 40 if network == "minatar" else 3
             times: dict[tuple[str, bool, str], list[float]] = {}
             for repeat in range(args.repeats):
-                order = variants[repeat % len(variants):] + variants[:repeat % len(variants)]
+                order = variants[repeat % len(variants) :] + variants[: repeat % len(variants)]
                 for name, channels_last in order:
                     network_args = (convs, linears, FORMS[name], channels_last)
                     times.setdefault((name, channels_last, "update"), []).append(
-                        cpu_us(partial(update_once, train_x, *network_args), calls))
+                        cpu_us(partial(update_once, train_x, *network_args), calls)
+                    )
                     times.setdefault((name, channels_last, "act"), []).append(
-                        cpu_us(partial(act_once, act_x, *network_args), calls * 10))
+                        cpu_us(partial(act_once, act_x, *network_args), calls * 10)
+                    )
             print(f"{network} K={members}: median CPU us over {args.repeats} repeats (update = fwd+bwd batch {BATCH})")
             for name, channels_last in variants:
                 update_us = statistics.median(times[(name, channels_last, "update")])

@@ -87,8 +87,13 @@ def run_sb3(config: DQNConfig, seed: int) -> float:
     except ImportError:
         raise SystemExit("bench_images.py compares against Stable-Baselines3: pip install -e '.[bench]'") from None
     register_namespace(ENV_ID)
-    policy_kwargs = {"features_extractor_class": sb3_extractor(), "net_arch": [128], "normalize_images": False,
-                     "optimizer_class": torch.optim.RMSprop, "optimizer_kwargs": dict(RMSPROP_SETTINGS)}
+    policy_kwargs = {
+        "features_extractor_class": sb3_extractor(),
+        "net_arch": [128],
+        "normalize_images": False,
+        "optimizer_class": torch.optim.RMSprop,
+        "optimizer_kwargs": dict(RMSPROP_SETTINGS),
+    }
 
     def run() -> None:
         model = DQN("MlpPolicy", ENV_ID, policy_kwargs=policy_kwargs, seed=seed, **sb3_arguments(config))
@@ -140,8 +145,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="alternating repeats (default: 5)")
     parser.add_argument("--steps", type=int, default=30_000, help="env steps per run (default: 30000)")
-    parser.add_argument("--seeds", type=int, default=0, metavar="K",
-                        help="instead: K sequential runs against train_seeds of K")
+    parser.add_argument(
+        "--seeds", type=int, default=0, metavar="K", help="instead: K sequential runs against train_seeds of K"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.seeds:

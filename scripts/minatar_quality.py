@@ -79,8 +79,14 @@ def run(env_id: str, source: str, seeds: list[int], timesteps: int, episodes: in
             save_agent(agent, agent_file)
         train_cpu, train_wall = time.process_time() - cpu, time.perf_counter() - wall
         returns = agent.evaluate(episodes, seed=EVAL_SEED)
-        record = {"seed": seed, "mean": returns.mean, "std": returns.std, "episodes": episodes,
-                  "train_cpu_s": round(train_cpu, 1), "train_wall_s": round(train_wall, 1)}
+        record = {
+            "seed": seed,
+            "mean": returns.mean,
+            "std": returns.std,
+            "episodes": episodes,
+            "train_cpu_s": round(train_cpu, 1),
+            "train_wall_s": round(train_wall, 1),
+        }
         with lines.open("a") as out:
             out.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
@@ -104,8 +110,10 @@ def compare(env_id: str, names: list[str], out_dir: Path) -> None:
     higher = sum(other[s] > base[s] for s in seeds)
     met = other_mean > base_mean and higher >= 4
     print(f"| mean | {base_mean:.2f} | {other_mean:.2f} |")
-    print(f"{names[1]} / {names[0]} = {other_mean / base_mean:.2f}x (goal 1.5x); higher on {higher} of {len(seeds)} "
-          f"seeds; floor (mean above and >= 4 of 5 higher): {'met' if met else 'NOT met'}")
+    print(
+        f"{names[1]} / {names[0]} = {other_mean / base_mean:.2f}x (goal 1.5x); higher on {higher} of {len(seeds)} "
+        f"seeds; floor (mean above and >= 4 of 5 higher): {'met' if met else 'NOT met'}"
+    )
 
 
 def main() -> None:

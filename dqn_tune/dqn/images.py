@@ -42,16 +42,18 @@ def is_image(shape: tuple[int, ...]) -> bool:
     return len(shape) in (2, 3)
 
 
-def image_format(env_id: str, shape: tuple[int, ...], dtype: np.dtype, low: np.ndarray,
-                 high: np.ndarray) -> ImageFormat:
+def image_format(
+    env_id: str, shape: tuple[int, ...], dtype: np.dtype, low: np.ndarray, high: np.ndarray
+) -> ImageFormat:
     """The format of a Box space's images; EnvError naming the shape or bounds when it holds none.
 
     `dtype` is the space's own (a float image's bounds must be finite; integer and bool ones always are).
     """
     described = f"shape {tuple(shape)} {np.dtype(dtype).name}"
     if not is_image(shape):
-        raise EnvError(f"env {env_id!r} has observations of {described}; a CNN needs images: "
-                       "H x W x C, C x H x W or H x W")
+        raise EnvError(
+            f"env {env_id!r} has observations of {described}; a CNN needs images: H x W x C, C x H x W or H x W"
+        )
     channels_first = len(shape) == 3 and shape[0] < shape[2]
     if len(shape) == 2:
         (height, width), channels = shape, 1
@@ -60,20 +62,25 @@ def image_format(env_id: str, shape: tuple[int, ...], dtype: np.dtype, low: np.n
     else:
         height, width, channels = shape
     if channels > min(height, width):
-        raise EnvError(f"env {env_id!r} has observations of {described}: {channels} channels do not fit a "
-                       f"{height} x {width} image; expected H x W x C or C x H x W with at most "
-                       f"min(H, W) channels")
+        raise EnvError(
+            f"env {env_id!r} has observations of {described}: {channels} channels do not fit a "
+            f"{height} x {width} image; expected H x W x C or C x H x W with at most "
+            f"min(H, W) channels"
+        )
     low, high = (_channels_first(np.asarray(bound, dtype=np.float64), shape, channels_first) for bound in (low, high))
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
-        raise EnvError(f"env {env_id!r} has image observations of {described} with unknown range (bounds "
-                       f"[{low.min()}, {high.max()}]); a float image needs finite bounds, e.g. Box(0, 1) or "
-                       "Box(0, 255), to be scaled to [0, 1]")
+        raise EnvError(
+            f"env {env_id!r} has image observations of {described} with unknown range (bounds "
+            f"[{low.min()}, {high.max()}]); a float image needs finite bounds, e.g. Box(0, 1) or "
+            "Box(0, 255), to be scaled to [0, 1]"
+        )
     span = high - low
     scale = np.where(span > 0, 1 / np.where(span > 0, span, 1), 1)
     if (low == low.flat[0]).all() and (scale == scale.flat[0]).all():  # one number each: a cheaper broadcast
         low, scale = low.flat[0], scale.flat[0]
-    return ImageFormat(channels, height, width, channels_first, np.asarray(low, np.float32),
-                       np.asarray(scale, np.float32))
+    return ImageFormat(
+        channels, height, width, channels_first, np.asarray(low, np.float32), np.asarray(scale, np.float32)
+    )
 
 
 def _channels_first(values: np.ndarray, shape: tuple[int, ...], channels_first: bool) -> np.ndarray:

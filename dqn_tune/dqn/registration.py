@@ -27,6 +27,8 @@ def register_namespace(env_id: str) -> None:
         try:
             minatar_gym = importlib.import_module("minatar.gym")
         except ImportError as exc:
-            raise EnvError(f"env {shown(env_id)} needs the MinAtar package (GPL-3.0, an optional extra of dqn-tune): "
-                           f"{MINATAR_EXTRA}") from exc
+            raise EnvError(
+                f"env {shown(env_id)} needs the MinAtar package (GPL-3.0, an optional extra of dqn-tune): "
+                f"{MINATAR_EXTRA}"
+            ) from exc
         minatar_gym.register_envs()

@@ -31,8 +31,15 @@ class Catch(gym.Env[np.ndarray, np.int64]):
     # gymnasium.Env declares metadata as an instance attribute; every env overrides it this way
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 8}  # noqa: RUF012
 
-    def __init__(self, rows: int = 10, columns: int = 5, *, channels_first: bool = False, dtype: str = "uint8",
-                 render_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        rows: int = 10,
+        columns: int = 5,
+        *,
+        channels_first: bool = False,
+        dtype: str = "uint8",
+        render_mode: str | None = None,
+    ) -> None:
         if rows < 2 or columns < 1:
             raise ValueError(f"a Catch grid needs at least 2 rows and 1 column, got {rows} x {columns}")
         if dtype not in DTYPES:

@@ -29,8 +29,17 @@ def spec(shape: tuple[int, ...], dtype: type = np.uint8, high: float = 255) -> O
 
 def catch_config(**changes: object) -> DQNConfig:
     """A Catch config that trains in about a second."""
-    base = DQNConfig(env_id=CATCH, total_timesteps=600, learning_starts=100, batch_size=16, buffer_size=1_000,
-                     target_update_interval=50, eval_freq=200, eval_curve_episodes=2, eval_episodes=3)
+    base = DQNConfig(
+        env_id=CATCH,
+        total_timesteps=600,
+        learning_starts=100,
+        batch_size=16,
+        buffer_size=1_000,
+        target_update_interval=50,
+        eval_freq=200,
+        eval_curve_episodes=2,
+        eval_episodes=3,
+    )
     return base.replace(**changes)
 
 
@@ -40,23 +49,34 @@ def catch_observations(env_id: str = CATCH, count: int = 8) -> np.ndarray:
         return np.stack([env.step(i % 3)[0] for i in range(count)])
 
 
-@pytest.mark.parametrize(("shape", "name"), [((4,), "mlp"), ((10, 10, 4), "cnn"), ((84, 84), "cnn"),
-                                             ((4, 84, 84), "cnn")])
+@pytest.mark.parametrize(
+    ("shape", "name"), [((4,), "mlp"), ((10, 10, 4), "cnn"), ((84, 84), "cnn"), ((4, 84, 84), "cnn")]
+)
 def test_auto_takes_the_cnn_for_images_and_the_mlp_for_flat_observations(shape: tuple[int, ...], name: str) -> None:
     assert family_name(DQNConfig(), spec(shape)) == name
     assert family_name(DQNConfig(network="mlp"), spec(shape)) == "mlp"
 
 
-@pytest.mark.parametrize(("shape", "convolutions", "units"), [
-    ((10, 10, 4), 1, 128), ((63, 63, 3), 1, 128), ((64, 64, 3), 3, 512), ((4, 84, 84), 3, 512)])
-def test_auto_cnn_is_minatars_below_64_pixels_and_the_natures_above(shape: tuple[int, ...], convolutions: int,
-                                                                    units: int) -> None:
+@pytest.mark.parametrize(
+    ("shape", "convolutions", "units"),
+    [((10, 10, 4), 1, 128), ((63, 63, 3), 1, 128), ((64, 64, 3), 3, 512), ((4, 84, 84), 3, 512)],
+)
+def test_auto_cnn_is_minatars_below_64_pixels_and_the_natures_above(
+    shape: tuple[int, ...], convolutions: int, units: int
+) -> None:
     network = make_q_network(DQNConfig(), spec(shape), 3, seeds=[0])
     assert len(network.convs.weights) == convolutions and network.hidden_weights[0].shape[-1] == units
 
 
-@pytest.mark.parametrize("changes", [{}, {"cnn": "nature"}, {"dueling": True, "cnn_channels": (8,)},
-                                     {"cnn": "nature", "cnn_channels": (4, 8, 8), "cnn_hidden_sizes": (32, 16)}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"cnn": "nature"},
+        {"dueling": True, "cnn_channels": (8,)},
+        {"cnn": "nature", "cnn_channels": (4, 8, 8), "cnn_hidden_sizes": (32, 16)},
+    ],
+)
 def test_the_family_counts_exactly_the_parameters_it_builds(changes: dict[str, object]) -> None:
     config, observation = DQNConfig(**changes), spec((40, 36, 3))
     built = sum(p.numel() for p in make_q_network(config, observation, 5).parameters())
@@ -115,26 +135,54 @@ def test_a_million_atari_frames_is_one_line_naming_the_gib() -> None:
     assert 2 * 84 * 84 * 4 * 1_000_000 < needed < 1.01 * 2 * 84 * 84 * 4 * 1_000_000  # bytes, not float32
     with pytest.raises(ConfigError) as info:
         check_memory(config, observation, 6, limit_bytes=16 * 2**30)
-    assert str(info.value) == (f"buffer_size = 1000000 is too large: this run needs {gib(needed)} of memory but "
-                               "16.00 GiB is available (the given limit); lower buffer_size")
+    assert str(info.value) == (
+        f"buffer_size = 1000000 is too large: this run needs {gib(needed)} of memory but "
+        "16.00 GiB is available (the given limit); lower buffer_size"
+    )
 
 
-@pytest.mark.parametrize(("config", "observation", "error", "message"), [
-    (DQNConfig(cnn="nature"), spec((10, 5, 3)), EnvError,
-     r"^env 'CartPole-v1' has 10 x 5 frames; cnn = 'nature' \(8x8/4, 4x4/2, 3x3/1\) needs frames of at least "
-     r"36 x 36; set cnn = 'minatar' \(frames of at least 3 x 3\) or 'auto'$"),
-    (DQNConfig(cnn_channels=(8, 8)), spec((10, 5, 3)), EnvError,
-     r"^cnn_channels = \[8, 8\] gives 2 widths but cnn = 'minatar' has 1 convolution\(s\) \(on the 10 x 5 frames "
-     r"of env 'CartPole-v1'\); give 1, or set cnn$"),
-    (DQNConfig(), ObservationSpec.of(gym.spaces.Box(-np.inf, np.inf, (8, 8, 3), np.float32)), EnvError,
-     r"^env 'CartPole-v1' has image observations of shape \(8, 8, 3\) float32 with unknown range"),
-    (DQNConfig(network="cnn"), spec((4,)), EnvError, r"^env 'CartPole-v1' has observations of shape \(4,\) uint8; "
-                                                      r"a CNN needs images"),
-    (DQNConfig(), spec((4, 84, 84, 3)), EnvError, r"^env 'CartPole-v1' has observations of shape \(4, 84, 84, 3\) "
-                                                  r"uint8; a CNN needs images: H x W x C, C x H x W or H x W$"),
-])
-def test_what_the_cnn_cannot_take_is_one_line(config: DQNConfig, observation: ObservationSpec, error: type[Exception],
-                                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("config", "observation", "error", "message"),
+    [
+        (
+            DQNConfig(cnn="nature"),
+            spec((10, 5, 3)),
+            EnvError,
+            r"^env 'CartPole-v1' has 10 x 5 frames; cnn = 'nature' \(8x8/4, 4x4/2, 3x3/1\) needs frames of at least "
+            r"36 x 36; set cnn = 'minatar' \(frames of at least 3 x 3\) or 'auto'$",
+        ),
+        (
+            DQNConfig(cnn_channels=(8, 8)),
+            spec((10, 5, 3)),
+            EnvError,
+            r"^cnn_channels = \[8, 8\] gives 2 widths but cnn = 'minatar' has 1 convolution\(s\) \(on the 10 x 5 frames "
+            r"of env 'CartPole-v1'\); give 1, or set cnn$",
+        ),
+        (
+            DQNConfig(),
+            ObservationSpec.of(gym.spaces.Box(-np.inf, np.inf, (8, 8, 3), np.float32)),
+            EnvError,
+            r"^env 'CartPole-v1' has image observations of shape \(8, 8, 3\) float32 with unknown range",
+        ),
+        (
+            DQNConfig(network="cnn"),
+            spec((4,)),
+            EnvError,
+            r"^env 'CartPole-v1' has observations of shape \(4,\) uint8; "
+            r"a CNN needs images",
+        ),
+        (
+            DQNConfig(),
+            spec((4, 84, 84, 3)),
+            EnvError,
+            r"^env 'CartPole-v1' has observations of shape \(4, 84, 84, 3\) "
+            r"uint8; a CNN needs images: H x W x C, C x H x W or H x W$",
+        ),
+    ],
+)
+def test_what_the_cnn_cannot_take_is_one_line(
+    config: DQNConfig, observation: ObservationSpec, error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message) as info:
         make_q_network(config, observation, 3)
     assert "\n" not in str(info.value)
@@ -151,9 +199,12 @@ gym.register("DictObservations-v0", entry_point=DictObservations)
 
 
 def test_a_dict_observation_space_is_one_line_naming_it() -> None:
-    with pytest.raises(EnvError, match=r"^env 'DictObservations-v0' has observation space Dict\('image': "
-                                       r"Box\(0, 255, \(8, 8, 3\), uint8\)\); DQN here needs a Box observation "
-                                       r"space$"):
+    with pytest.raises(
+        EnvError,
+        match=r"^env 'DictObservations-v0' has observation space Dict\('image': "
+        r"Box\(0, 255, \(8, 8, 3\), uint8\)\); DQN here needs a Box observation "
+        r"space$",
+    ):
         make_env("DictObservations-v0")
 
 
@@ -176,8 +227,16 @@ def test_same_seed_same_run_and_rmsprop_trains_too() -> None:
 
 def test_catch_is_learned_from_pixels() -> None:
     # a random policy catches about one ball in three (mean return about -0.3)
-    config = catch_config(total_timesteps=3_000, learning_starts=200, exploration_fraction=0.3, batch_size=32,
-                          target_update_interval=100, eval_freq=500, eval_curve_episodes=10, eval_episodes=20)
+    config = catch_config(
+        total_timesteps=3_000,
+        learning_starts=200,
+        exploration_fraction=0.3,
+        batch_size=32,
+        target_update_interval=100,
+        eval_freq=500,
+        eval_curve_episodes=10,
+        eval_episodes=20,
+    )
     assert train(config, seed=0).mean_return >= 0.8
 
 
@@ -187,8 +246,10 @@ def test_a_cnn_agent_file_round_trips_and_refuses_another_layout(tmp_path: Path)
     loaded, frames = load_agent(path), catch_observations()
     assert loaded.q_network.observation.dtype == np.uint8
     assert np.array_equal(loaded.q_values(frames), agent.q_values(frames))
-    expected = (r"agent expects observations of shape \(10, 5, 3\) uint8 and 3 actions, but env "
-                r"'dqn-tune/CatchCHW-v0' has shape \(3, 10, 5\)")
+    expected = (
+        r"agent expects observations of shape \(10, 5, 3\) uint8 and 3 actions, but env "
+        r"'dqn-tune/CatchCHW-v0' has shape \(3, 10, 5\)"
+    )
     with make_env("dqn-tune/CatchCHW-v0") as env, pytest.raises(AgentFileError, match=expected):
         loaded.check_env(env)
     with make_env(CATCH) as env:

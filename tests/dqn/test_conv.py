@@ -33,7 +33,8 @@ def plain_member(stacked: StackedConvs, member: int, in_channels: int, layers: t
 @pytest.mark.parametrize("name, shape", [("minatar", (4, 10, 10)), ("minatar", (3, 10, 5)), ("nature", (4, 36, 40))])
 @pytest.mark.parametrize("members", [1, 3])
 def test_member_k_equals_a_separately_built_network_in_values_and_gradients(
-        name: str, shape: tuple[int, int, int], members: int) -> None:
+    name: str, shape: tuple[int, int, int], members: int
+) -> None:
     layers = CNN_LAYERS[name]
     stacked = StackedConvs(shape[0], layers, [torch.Generator().manual_seed(10 + k) for k in range(members)])
     images = torch.rand(members, 5, *shape, generator=torch.Generator().manual_seed(0))

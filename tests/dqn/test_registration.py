@@ -24,8 +24,11 @@ def test_minatar_ids_without_the_package_name_the_extra(monkeypatch: pytest.Monk
     for env_id in [env_id for env_id in gym.registry if env_id.startswith("MinAtar/")]:
         monkeypatch.delitem(gym.registry, env_id)
     monkeypatch.setitem(sys.modules, "minatar.gym", None)  # as if MinAtar were not installed: importing it fails
-    with pytest.raises(EnvError, match=r"^env 'MinAtar/Breakout-v1' needs the MinAtar package \(GPL-3.0, an optional "
-                                       r"extra of dqn-tune\): pip install 'dqn-tune\[minatar\]'$"):
+    with pytest.raises(
+        EnvError,
+        match=r"^env 'MinAtar/Breakout-v1' needs the MinAtar package \(GPL-3.0, an optional "
+        r"extra of dqn-tune\): pip install 'dqn-tune\[minatar\]'$",
+    ):
         make_env("MinAtar/Breakout-v1")
 
 

@@ -86,9 +86,14 @@ def test_rgb_array_render_is_an_upscaled_uint8_frame() -> None:
     assert np.array_equal(frame[::24, ::24], obs)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"rows": 1}, "at least 2 rows"), ({"dtype": "int16"}, "dtype 'int16'"), ({"render_mode": "human"}, "render_mode"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rows": 1}, "at least 2 rows"),
+        ({"dtype": "int16"}, "dtype 'int16'"),
+        ({"render_mode": "human"}, "render_mode"),
+    ],
+)
 def test_bad_arguments_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Catch(**kwargs)

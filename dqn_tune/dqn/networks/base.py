@@ -38,7 +38,7 @@ class QNetwork(nn.Module):
 
     def member_state_dict(self, member: int) -> dict[str, torch.Tensor]:
         """Member `member`'s weights as the state dict of a one-member network (fresh contiguous CPU tensors)."""
-        return {name: tensor[member:member + 1].detach().cpu().clone() for name, tensor in self.state_dict().items()}
+        return {name: tensor[member : member + 1].detach().cpu().clone() for name, tensor in self.state_dict().items()}
 
 
 class DenseQNetwork(QNetwork):
@@ -48,14 +48,23 @@ class DenseQNetwork(QNetwork):
     output layer `head_weight[k]` and `head_bias[k]` (see `head_parameters`).
     """
 
-    def __init__(self, observation: ObservationSpec, n_actions: int, features: int, hidden_sizes: Sequence[int],
-                 dueling: bool, generators: Sequence[torch.Generator | None]) -> None:
+    def __init__(
+        self,
+        observation: ObservationSpec,
+        n_actions: int,
+        features: int,
+        hidden_sizes: Sequence[int],
+        dueling: bool,
+        generators: Sequence[torch.Generator | None],
+    ) -> None:
         super().__init__(observation, n_actions, len(generators))
         outputs = n_actions + 1 if dueling else n_actions
         widths = (features, *hidden_sizes, outputs)
         # member by member, layer by layer, weight then bias: the draws of nn.Linear layers built in order
-        members = [[init_linear(fan_in, fan_out, generator) for fan_in, fan_out in pairwise(widths)]
-                   for generator in generators]
+        members = [
+            [init_linear(fan_in, fan_out, generator) for fan_in, fan_out in pairwise(widths)]
+            for generator in generators
+        ]
         *hidden, output = zip(*members, strict=True)  # per layer: that layer of every member
         self.hidden_weights = nn.ParameterList(stacked([weight.T for weight, _ in layer]) for layer in hidden)
         self.hidden_biases = nn.ParameterList(stacked([bias[None] for _, bias in layer]) for layer in hidden)
@@ -80,8 +89,9 @@ class NetworkFamily(Protocol):
     def check(self, config: DQNConfig, observation: ObservationSpec) -> None:
         """Raise EnvError if this family cannot take `observation` (e.g. an MLP given images)."""
 
-    def build(self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int,
-              seeds: Sequence[int] | None) -> QNetwork:
+    def build(
+        self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int, seeds: Sequence[int] | None
+    ) -> QNetwork:
         """`members` networks; member k initialised from `seeds[k]` only (uninitialised without seeds)."""
 
     def describe(self, config: DQNConfig) -> str:

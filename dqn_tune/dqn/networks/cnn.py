@@ -40,8 +40,16 @@ class CNN(DenseQNetwork):
     pixel_scale: torch.Tensor
     pixel_shift: torch.Tensor
 
-    def __init__(self, observation: ObservationSpec, image: ImageFormat, n_actions: int, layers: Sequence[ConvLayer],
-                 hidden_sizes: Sequence[int], dueling: bool, generators: Sequence[torch.Generator | None]) -> None:
+    def __init__(
+        self,
+        observation: ObservationSpec,
+        image: ImageFormat,
+        n_actions: int,
+        layers: Sequence[ConvLayer],
+        hidden_sizes: Sequence[int],
+        dueling: bool,
+        generators: Sequence[torch.Generator | None],
+    ) -> None:
         features = feature_count(image.height, image.width, layers)
         super().__init__(observation, n_actions, features, hidden_sizes, dueling, generators)
         self.channels_first = image.channels_first
@@ -70,23 +78,29 @@ class CNNFamily:
         cnn_channels as it has convolutions."""
         self._architecture(config, observation)
 
-    def build(self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int,
-              seeds: Sequence[int] | None) -> CNN:
+    def build(
+        self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int, seeds: Sequence[int] | None
+    ) -> CNN:
         """`members` CNNs, member k initialised from `seeds[k]`."""
         image, layers, hidden_sizes = self._architecture(config, observation)
-        return CNN(observation, image, n_actions, layers, hidden_sizes, config.dueling,
-                   member_generators(members, seeds))
+        return CNN(
+            observation, image, n_actions, layers, hidden_sizes, config.dueling, member_generators(members, seeds)
+        )
 
     def describe(self, config: DQNConfig) -> str:
         """E.g. "cnn = 'minatar', cnn_channels auto, cnn_hidden_sizes [256]"."""
-        return (f"cnn = {config.cnn!r}, cnn_channels {_widths(config.cnn_channels)}, "
-                f"cnn_hidden_sizes {_widths(config.cnn_hidden_sizes)}")
+        return (
+            f"cnn = {config.cnn!r}, cnn_channels {_widths(config.cnn_channels)}, "
+            f"cnn_hidden_sizes {_widths(config.cnn_hidden_sizes)}"
+        )
 
     def parameter_count(self, config: DQNConfig, observation: ObservationSpec, n_actions: int) -> int:
         """Filters and biases of the convolutions, weights and biases of the fully connected layers and head."""
         image, layers, hidden_sizes = self._architecture(config, observation)
         channels = (image.channels, *(layer.channels for layer in layers))
-        convs = sum((fan_in * layer.kernel ** 2 + 1) * layer.channels for fan_in, layer in zip(channels[:-1], layers, strict=True))
+        convs = sum(
+            (fan_in * layer.kernel**2 + 1) * layer.channels for fan_in, layer in zip(channels[:-1], layers, strict=True)
+        )
         widths = (feature_count(image.height, image.width, layers), *hidden_sizes, n_actions + config.dueling)
         return convs + sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(widths))
 
@@ -97,12 +111,18 @@ class CNNFamily:
         for layer in layers:
             height, width = output_side(height, (layer,)), output_side(width, (layer,))
             maps += layer.channels * height * width
-        return 2 * image.channels * image.height * image.width + maps + sum(hidden_sizes) + n_actions \
+        return (
+            2 * image.channels * image.height * image.width
+            + maps
+            + sum(hidden_sizes)
+            + n_actions
             + config.dueling * (n_actions + 1)
+        )
 
     @staticmethod
-    def _architecture(config: DQNConfig, observation: ObservationSpec
-                      ) -> tuple[ImageFormat, tuple[ConvLayer, ...], tuple[int, ...]]:
+    def _architecture(
+        config: DQNConfig, observation: ObservationSpec
+    ) -> tuple[ImageFormat, tuple[ConvLayer, ...], tuple[int, ...]]:
         """The image format, convolution layers (with config.cnn_channels) and hidden widths for these observations."""
         image = image_format(config.env_id, observation.shape, observation.dtype, observation.low, observation.high)
         name = cnn_stack(config, image)
@@ -110,16 +130,22 @@ class CNNFamily:
         if config.cnn_channels:
             if len(config.cnn_channels) != len(layers):
                 widths = list(config.cnn_channels)
-                raise EnvError(f"cnn_channels = {widths} gives {len(widths)} widths but cnn = {name!r} has "
-                               f"{len(layers)} convolution(s) (on the {image.height} x {image.width} frames of env {config.env_id!r}); give {len(layers)}, or set cnn")
-            layers = tuple(layer._replace(channels=channels) for layer, channels in zip(layers, config.cnn_channels, strict=True))
+                raise EnvError(
+                    f"cnn_channels = {widths} gives {len(widths)} widths but cnn = {name!r} has "
+                    f"{len(layers)} convolution(s) (on the {image.height} x {image.width} frames of env {config.env_id!r}); give {len(layers)}, or set cnn"
+                )
+            layers = tuple(
+                layer._replace(channels=channels) for layer, channels in zip(layers, config.cnn_channels, strict=True)
+            )
         smallest = min_side(layers)
         if min(image.height, image.width) < smallest:
             described = ", ".join(f"{layer.kernel}x{layer.kernel}/{layer.stride}" for layer in layers)
             fits = min_side(CNN_LAYERS["minatar"])
-            raise EnvError(f"env {config.env_id!r} has {image.height} x {image.width} frames; cnn = {name!r} "
-                           f"({described}) needs frames of at least {smallest} x {smallest}; set cnn = 'minatar' "
-                           f"(frames of at least {fits} x {fits}) or 'auto'")
+            raise EnvError(
+                f"env {config.env_id!r} has {image.height} x {image.width} frames; cnn = {name!r} "
+                f"({described}) needs frames of at least {smallest} x {smallest}; set cnn = 'minatar' "
+                f"(frames of at least {fits} x {fits}) or 'auto'"
+            )
         return image, layers, config.cnn_hidden_sizes or (CNN_HIDDEN[name],)
 
 

@@ -58,8 +58,9 @@ def feature_count(height: int, width: int, layers: Sequence[ConvLayer]) -> int:
     return layers[-1].channels * output_side(height, layers) * output_side(width, layers)
 
 
-def init_conv(in_channels: int, layer: ConvLayer,
-              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def init_conv(
+    in_channels: int, layer: ConvLayer, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight [out, in, k, k], bias [out]) drawn as nn.Conv2d draws them, from `generator` only (uninitialised
     when it is None)."""
     fan_in = in_channels * layer.kernel * layer.kernel
@@ -81,8 +82,9 @@ class StackedConvs(nn.Module):
     own widths, or others of the same count).
     """
 
-    def __init__(self, in_channels: int, layers: Sequence[ConvLayer],
-                 generators: Sequence[torch.Generator | None]) -> None:
+    def __init__(
+        self, in_channels: int, layers: Sequence[ConvLayer], generators: Sequence[torch.Generator | None]
+    ) -> None:
         super().__init__()
         self.members = len(generators)
         self.strides = tuple(layer.stride for layer in layers)

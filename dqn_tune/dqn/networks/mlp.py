@@ -16,8 +16,14 @@ from dqn_tune.errors import EnvError
 class MLP(DenseQNetwork):
     """K MLPs: the fully connected layers of `DenseQNetwork` over the flat observations."""
 
-    def __init__(self, observation: ObservationSpec, n_actions: int, hidden_sizes: Sequence[int], dueling: bool,
-                 generators: Sequence[torch.Generator | None]) -> None:
+    def __init__(
+        self,
+        observation: ObservationSpec,
+        n_actions: int,
+        hidden_sizes: Sequence[int],
+        dueling: bool,
+        generators: Sequence[torch.Generator | None],
+    ) -> None:
         super().__init__(observation, n_actions, observation.size, hidden_sizes, dueling, generators)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -33,11 +39,14 @@ class MLPFamily:
     def check(self, config: DQNConfig, observation: ObservationSpec) -> None:
         """EnvError unless observations are flat vectors."""
         if len(observation.shape) != 1:
-            raise EnvError(f"env {config.env_id!r} has observations of {observation.describe()}; "
-                           f"network = 'mlp' needs flat (1-D) observations")
+            raise EnvError(
+                f"env {config.env_id!r} has observations of {observation.describe()}; "
+                f"network = 'mlp' needs flat (1-D) observations"
+            )
 
-    def build(self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int,
-              seeds: Sequence[int] | None) -> MLP:
+    def build(
+        self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int, seeds: Sequence[int] | None
+    ) -> MLP:
         """`members` MLPs, member k initialised from `seeds[k]`."""
         return MLP(observation, n_actions, config.hidden_sizes, config.dueling, member_generators(members, seeds))
 
