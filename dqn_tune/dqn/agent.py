@@ -89,8 +89,13 @@ class Agent:
         """The agent a training run produced; its figures go into the metadata."""
         network = make_q_network(result.config, result.observation, result.n_actions)
         network.load_state_dict(result.q_network_state)
-        figures = {"seed": result.seed, "mean_return": result.final_eval.mean, "std_return": result.final_eval.std,
-                   "eval_episodes": len(result.final_eval.returns), "steps": result.steps}
+        figures = {
+            "seed": result.seed,
+            "mean_return": result.final_eval.mean,
+            "std_return": result.final_eval.std,
+            "eval_episodes": len(result.final_eval.returns),
+            "steps": result.steps,
+        }
         return cls(network, result.config, {"training": figures, **(metadata or {})})
 
 
@@ -126,8 +131,10 @@ def load_agent(path: str | os.PathLike[str], *, env_id: str | None = None) -> Ag
         raise AgentFileError(f"{str(source)!r} is not a dqn-tune agent file (no '{FORMAT}' header)")
     version = payload.get("format_version")
     if version not in READABLE_VERSIONS or isinstance(version, bool):
-        raise AgentFileError(f"{str(source)!r} has agent format version {version!r}; this dqn-tune reads versions "
-                             f"{', '.join(map(str, READABLE_VERSIONS))}")
+        raise AgentFileError(
+            f"{str(source)!r} has agent format version {version!r}; this dqn-tune reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
+        )
     damaged = f"{str(source)!r} is a damaged dqn-tune agent file"
     if isinstance(payload.get("state_dict"), dict):  # before any tensor is copied (v1's migration copies)
         check_tensors_stored(payload["state_dict"], source=damaged)
@@ -139,16 +146,19 @@ def load_agent(path: str | os.PathLike[str], *, env_id: str | None = None) -> Ag
         raise AgentFileError(f"{damaged}: it has no {exc} entry") from exc
     metadata = payload.get("metadata", {})
     for key, value, ok, accepted in (
-            ("config", entries["config"], isinstance(entries["config"], dict), "a dict of hyperparameters"),
-            ("n_actions", entries["n_actions"], _is_positive_int(entries["n_actions"]), "an integer >= 1"),
-            ("state_dict", entries["state_dict"], isinstance(entries["state_dict"], dict), "a dict of tensors"),
-            ("metadata", metadata, isinstance(metadata, dict), "a dict")):
+        ("config", entries["config"], isinstance(entries["config"], dict), "a dict of hyperparameters"),
+        ("n_actions", entries["n_actions"], _is_positive_int(entries["n_actions"]), "an integer >= 1"),
+        ("state_dict", entries["state_dict"], isinstance(entries["state_dict"], dict), "a dict of tensors"),
+        ("metadata", metadata, isinstance(metadata, dict), "a dict"),
+    ):
         if not ok:
             raise AgentFileError(f"{damaged}: {key} = {_short_repr(value)} is invalid: expected {accepted}")
     observation = _observation(entries["observation"])
     if observation is None:
-        raise AgentFileError(f"{damaged}: observation = {_short_repr(entries['observation'])} is invalid: expected "
-                             "a dict of shape, dtype, low and high as save_agent writes it")
+        raise AgentFileError(
+            f"{damaged}: observation = {_short_repr(entries['observation'])} is invalid: expected "
+            "a dict of shape, dtype, low and high as save_agent writes it"
+        )
     try:
         config = DQNConfig.from_dict(entries["config"])
     except (TypeError, ConfigError) as exc:
@@ -159,9 +169,11 @@ def load_agent(path: str | os.PathLike[str], *, env_id: str | None = None) -> Ag
         config = config.replace(env_id=env_id)
     network = _network_for(entries["state_dict"], config, observation, entries["n_actions"])
     if network is None:
-        raise AgentFileError(f"{damaged}: its weights do not fit a network with observations of "
-                             f"{observation.describe()}, {entries['n_actions']} actions, network = {config.network!r}, "
-                             f"hidden sizes {list(config.hidden_sizes)} and dueling = {str(config.dueling).lower()}")
+        raise AgentFileError(
+            f"{damaged}: its weights do not fit a network with observations of "
+            f"{observation.describe()}, {entries['n_actions']} actions, network = {config.network!r}, "
+            f"hidden sizes {list(config.hidden_sizes)} and dueling = {str(config.dueling).lower()}"
+        )
     return Agent(network, config, metadata)
 
 
@@ -210,16 +222,20 @@ def _read_payload(source: Path) -> object:
     if not source.exists():
         raise AgentFileError(f"agent file {name!r} does not exist")
     if not source.is_file():
-        raise AgentFileError(f"agent path {name!r} is not a regular file; expected an agent file such as "
-                             "models/agent.pt")
+        raise AgentFileError(
+            f"agent path {name!r} is not a regular file; expected an agent file such as models/agent.pt"
+        )
     unreadable = f"{name!r} is not a readable dqn-tune agent file"
     try:
         with source.open("rb") as handle:
             try:
                 members = zipfile.ZipFile(handle).infolist()
             except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-                reason = "it is empty" if source.stat().st_size == 0 else (
-                    "it is not a torch zip archive (truncated, or another format such as a plain pickle)")
+                reason = (
+                    "it is empty"
+                    if source.stat().st_size == 0
+                    else ("it is not a torch zip archive (truncated, or another format such as a plain pickle)")
+                )
                 raise AgentFileError(f"{unreadable}: {reason}") from exc
             if any(m.compress_type != zipfile.ZIP_STORED or m.compress_size != m.file_size for m in members):
                 raise AgentFileError(f"{unreadable}: it has compressed members; torch.save writes none")
@@ -232,14 +248,16 @@ def _read_payload(source: Path) -> object:
     except OSError as exc:
         raise AgentFileError(f"cannot read agent file {name!r}: {exc.strerror or exc}") from exc
     except pickle.UnpicklingError as exc:
-        raise AgentFileError(f"{unreadable}: it holds objects other than tensors and plain data, "
-                             "which are never unpickled") from exc
+        raise AgentFileError(
+            f"{unreadable}: it holds objects other than tensors and plain data, which are never unpickled"
+        ) from exc
     except Exception as exc:  # torch raises many types for a damaged archive; all mean the same to the user
         raise AgentFileError(f"{unreadable}: damaged torch archive ({type(exc).__name__})") from exc
 
 
-def _network_for(state_dict: dict[Any, Any], config: DQNConfig, observation: ObservationSpec,
-                 n_actions: int) -> QNetwork | None:
+def _network_for(
+    state_dict: dict[Any, Any], config: DQNConfig, observation: ObservationSpec, n_actions: int
+) -> QNetwork | None:
     """A one-member network of `config` holding `state_dict`, or None if its keys, shapes or dtypes do not fit.
 
     Shapes are compared on the meta device first, so absurd sizes allocate nothing and the real
@@ -251,8 +269,11 @@ def _network_for(state_dict: dict[Any, Any], config: DQNConfig, observation: Obs
     except DQNTuneError:  # a family that cannot take these observations
         return None
     if state_dict.keys() != expected.keys() or not all(
-            isinstance(tensor := state_dict[key], torch.Tensor) and tensor.layout == torch.strided
-            and (tensor.shape, tensor.dtype) == (meta.shape, meta.dtype) for key, meta in expected.items()):
+        isinstance(tensor := state_dict[key], torch.Tensor)
+        and tensor.layout == torch.strided
+        and (tensor.shape, tensor.dtype) == (meta.shape, meta.dtype)
+        for key, meta in expected.items()
+    ):
         return None
     network = make_q_network(config, observation, n_actions)
     network.load_state_dict(state_dict)

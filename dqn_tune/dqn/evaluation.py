@@ -50,8 +50,14 @@ def greedy_policy(q_network: QNetwork) -> Policy:
     return act
 
 
-def run_episodes(policy: Policy, envs: Sequence[gym.Env], episodes: int, *, members: Sequence[int] | None = None,
-                 seed: int | None = None) -> dict[int, EvalStats]:
+def run_episodes(
+    policy: Policy,
+    envs: Sequence[gym.Env],
+    episodes: int,
+    *,
+    members: Sequence[int] | None = None,
+    seed: int | None = None,
+) -> dict[int, EvalStats]:
     """Play `episodes` whole episodes on `envs[k]` for each k in `members` (default: all); returns by member.
 
     The first reset of each env uses `seed` (0 to 2**32 - 1, or None: the env's own sequence goes on).

@@ -183,8 +183,9 @@ def evaluate(state: RunState, on_eval: GroupEvalCallback | None) -> bool:
         return False
     stats = run_episodes(state.act, state.eval_envs, state.config.eval_curve_episodes, members=state.running)
     record_curve(state, {k: EvalPoint(state.step, s.mean, s.std) for k, s in stats.items()}, state.config.keep_best)
-    if on_eval is not None and on_eval(state.step, [stats[k].mean if k in stats else None
-                                                    for k in range(len(state.seeds))]):
+    if on_eval is not None and on_eval(
+        state.step, [stats[k].mean if k in stats else None for k in range(len(state.seeds))]
+    ):
         state.stopped_early = True
         return True
     return False

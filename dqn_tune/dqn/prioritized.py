@@ -96,4 +96,4 @@ class PrioritizedSampler:
         """New priorities |TD error| + eps for the sampled `slots` ([K, batch] each)."""
         priorities = np.abs(td_errors, dtype=np.float64) + self.eps
         np.maximum(self.max_priority, priorities.max(axis=1), out=self.max_priority)
-        self.tree.set(slots, priorities ** self.alpha)
+        self.tree.set(slots, priorities**self.alpha)

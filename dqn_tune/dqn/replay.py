@@ -86,8 +86,16 @@ class ReplayBuffer:
     write head): a window cut there bootstraps from the last stored step.
     """
 
-    def __init__(self, capacity: int, observation: ObservationSpec, sampler: Sampler, *, members: int,
-                 n_steps: int = 1, gamma: float = 0.99) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        observation: ObservationSpec,
+        sampler: Sampler,
+        *,
+        members: int,
+        n_steps: int = 1,
+        gamma: float = 0.99,
+    ) -> None:
         self.capacity = capacity
         self.obs = np.zeros((members, capacity, *observation.shape), dtype=observation.dtype)
         self.next_obs = np.zeros_like(self.obs)
@@ -103,9 +111,17 @@ class ReplayBuffer:
         self._powers = (gamma ** np.arange(n_steps + 1)).astype(np.float32)  # gamma^0 .. gamma^n
         self._rows = (np.arange(members) * capacity)[:, None]  # member k's rows in the flattened arrays
         # the arrays viewed as [K * N, ...], so that one fancy index gathers every member's rows
-        self._flat = {name: array.reshape(-1, *array.shape[2:]) for name, array in (
-            ("obs", self.obs), ("next_obs", self.next_obs), ("actions", self.actions), ("rewards", self.rewards),
-            ("terminated", self.terminated), ("ended", self.ended))}
+        self._flat = {
+            name: array.reshape(-1, *array.shape[2:])
+            for name, array in (
+                ("obs", self.obs),
+                ("next_obs", self.next_obs),
+                ("actions", self.actions),
+                ("rewards", self.rewards),
+                ("terminated", self.terminated),
+                ("ended", self.ended),
+            )
+        }
 
     def __len__(self) -> int:
         return self.size
@@ -115,8 +131,15 @@ class ReplayBuffer:
         """Bytes of the stored arrays."""
         return sum(array.nbytes for array in self._flat.values())
 
-    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray, ended: np.ndarray) -> None:
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        ended: np.ndarray,
+    ) -> None:
         """Store one transition per member (arrays [K, ...]), overwriting the oldest when full."""
         i = self.position
         self.obs[:, i] = obs
@@ -141,8 +164,9 @@ class ReplayBuffer:
         discounts = np.where(flat["terminated"][last], np.float32(0), self._powers[m])
         arrays = (flat["obs"][first], flat["actions"][first], rewards, flat["next_obs"][last], discounts)
         obs, actions, returns, next_obs, bootstrap = (_tensor(array, device) for array in arrays)
-        return Batch(obs, actions, returns, next_obs, bootstrap, None if weights is None else _tensor(weights, device),
-                     slots)
+        return Batch(
+            obs, actions, returns, next_obs, bootstrap, None if weights is None else _tensor(weights, device), slots
+        )
 
     def update_priorities(self, slots: np.ndarray, td_errors: np.ndarray) -> None:
         """Tell the sampler the TD errors [K, batch] of a sampled minibatch (prioritized replay's new priorities)."""
@@ -168,10 +192,15 @@ def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return tensor if device.type == "cpu" else tensor.to(device)
 
 
-def make_replay_buffer(config: DQNConfig, observation: ObservationSpec,
-                       rngs: Sequence[np.random.Generator]) -> ReplayBuffer:
+def make_replay_buffer(
+    config: DQNConfig, observation: ObservationSpec, rngs: Sequence[np.random.Generator]
+) -> ReplayBuffer:
     """The buffer `config` asks for: K = len(rngs) members, uniform or prioritized, n-step returns."""
-    sampler: Sampler = (PrioritizedSampler(config.buffer_size, rngs, alpha=config.per_alpha, eps=config.per_eps)
-                        if config.prioritized_replay else UniformSampler(rngs))
-    return ReplayBuffer(config.buffer_size, observation, sampler, members=len(rngs), n_steps=config.n_steps,
-                        gamma=config.gamma)
+    sampler: Sampler = (
+        PrioritizedSampler(config.buffer_size, rngs, alpha=config.per_alpha, eps=config.per_eps)
+        if config.prioritized_replay
+        else UniformSampler(rngs)
+    )
+    return ReplayBuffer(
+        config.buffer_size, observation, sampler, members=len(rngs), n_steps=config.n_steps, gamma=config.gamma
+    )

@@ -29,14 +29,18 @@ def check_tensors_stored(tensors: Mapping[object, object], *, source: str) -> No
         storage = tensor.untyped_storage()
         held = storage.nbytes() - tensor.storage_offset() * tensor.element_size()
         if needed > held:
-            raise AgentFileError(f"{source}: tensor {shown(name)} of shape {list(tensor.shape)} needs {needed} bytes "
-                                 f"and the file holds {max(held, 0)} of them (a view with stride 0?); nothing is "
-                                 "built from it")
+            raise AgentFileError(
+                f"{source}: tensor {shown(name)} of shape {list(tensor.shape)} needs {needed} bytes "
+                f"and the file holds {max(held, 0)} of them (a view with stride 0?); nothing is "
+                "built from it"
+            )
         storages[storage.data_ptr()] = storage.nbytes()
         claimed += needed
     if claimed > sum(storages.values()):
-        raise AgentFileError(f"{source}: its tensors claim {claimed} bytes over {sum(storages.values())} stored "
-                             "(views overlapping in one storage); nothing is built from it")
+        raise AgentFileError(
+            f"{source}: its tensors claim {claimed} bytes over {sum(storages.values())} stored "
+            "(views overlapping in one storage); nothing is built from it"
+        )
 
 
 def check_env_id_imports_nothing(env_id: str, *, source: str, flag: str = "--env") -> None:
@@ -45,6 +49,8 @@ def check_env_id_imports_nothing(env_id: str, *, source: str, flag: str = "--env
     names the env instead (`flag`), which is how a trusted module gets imported."""
     module, colon, _ = env_id.partition(":")
     if colon:
-        raise EnvError(f"{source} names env {shown(env_id)}, which would import the Python module {shown(module)}; a "
-                       f"file never decides what code runs: if you trust that module, name the env yourself with "
-                       f"{flag} {env_id}")
+        raise EnvError(
+            f"{source} names env {shown(env_id)}, which would import the Python module {shown(module)}; a "
+            f"file never decides what code runs: if you trust that module, name the env yourself with "
+            f"{flag} {env_id}"
+        )

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 """The only methods a read-only dashboard passes on (OPTIONS too is refused: the dashboard's page never sends it)."""
-READ_ONLY_REASON = ("this dashboard is read-only: it answers GET and HEAD only, so studies, trials, notes and "
-                    "artifacts cannot be changed; restart it with 'dqn-tune dashboard --allow-writes' to allow that")
+READ_ONLY_REASON = (
+    "this dashboard is read-only: it answers GET and HEAD only, so studies, trials, notes and "
+    "artifacts cannot be changed; restart it with 'dqn-tune dashboard --allow-writes' to allow that"
+)
 
 
 class DashboardServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -81,15 +83,24 @@ def dashboard_artifact_dir(storage: BaseStorage, storage_url: str | None, given:
     if given is None:
         stored = records.storage_artifact_dirs(storage)
         if len(stored) > 1:
-            raise ConfigError(f"the studies in {public_url(storage_url or DEFAULT_STORAGE)} keep artifacts in "
-                              f"{len(stored)} directories ({', '.join(map(shown, stored))}); choose one with "
-                              "--artifact-dir", field="artifact_dir")
+            raise ConfigError(
+                f"the studies in {public_url(storage_url or DEFAULT_STORAGE)} keep artifacts in "
+                f"{len(stored)} directories ({', '.join(map(shown, stored))}); choose one with "
+                "--artifact-dir",
+                field="artifact_dir",
+            )
         given = stored[0] if stored else None
     return chosen_artifact_dir(given, None, storage_url)
 
 
-def start_dashboard(storage_url: str | None, *, host: str = DASHBOARD_HOST, port: int = DASHBOARD_PORT,
-                    allow_writes: bool = False, artifact_dir: str | None = None) -> DashboardServer:
+def start_dashboard(
+    storage_url: str | None,
+    *,
+    host: str = DASHBOARD_HOST,
+    port: int = DASHBOARD_PORT,
+    allow_writes: bool = False,
+    artifact_dir: str | None = None,
+) -> DashboardServer:
     """Open the storage and bind the dashboard to host:port; call `serve_forever()` on the result.
 
     The dashboard only reads unless `allow_writes` (see `read_only`). Raises StorageError for a storage
@@ -101,11 +112,16 @@ def start_dashboard(storage_url: str | None, *, host: str = DASHBOARD_HOST, port
     try:
         host.encode("idna")  # what socket does with a host name; '.', '\x80' or a 64-character label cannot be
     except UnicodeError:
-        raise ConfigError(f"--host = {shown(host)} is invalid: expected a host name or IP address such as "
-                          f"{DASHBOARD_HOST} or localhost", field="host") from None
+        raise ConfigError(
+            f"--host = {shown(host)} is invalid: expected a host name or IP address such as "
+            f"{DASHBOARD_HOST} or localhost",
+            field="host",
+        ) from None
     storage = open_existing_storage(storage_url)
-    app = optuna_dashboard.wsgi(storage, artifact_store=make_artifact_store(
-        storage_url, dashboard_artifact_dir(storage, storage_url, artifact_dir)))
+    app = optuna_dashboard.wsgi(
+        storage,
+        artifact_store=make_artifact_store(storage_url, dashboard_artifact_dir(storage, storage_url, artifact_dir)),
+    )
     if not allow_writes:
         app = read_only(app)
     try:
@@ -113,6 +129,7 @@ def start_dashboard(storage_url: str | None, *, host: str = DASHBOARD_HOST, port
     except OSError as exc:
         reason = exc.strerror or str(exc)
         where = f"{host}:{port}" if host.isprintable() else f"{shown(host)}:{port}"  # one line, whatever the host
-        raise ConfigError(f"cannot listen on {where}: {reason}; choose another --port or --host",
-                          field="port") from None
+        raise ConfigError(
+            f"cannot listen on {where}: {reason}; choose another --port or --host", field="port"
+        ) from None
     return server

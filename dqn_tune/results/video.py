@@ -55,6 +55,8 @@ def _frame(env: gym.Env, env_id: str) -> np.ndarray:
     """The env's current state rendered as an RGB array (render_mode="rgb_array")."""
     frame = env.render()
     if not isinstance(frame, np.ndarray):
-        raise EnvError(f"env {env_id!r} rendered a {type(frame).__name__} with render_mode='rgb_array'; "
-                       "expected an RGB array to record")
+        raise EnvError(
+            f"env {env_id!r} rendered a {type(frame).__name__} with render_mode='rgb_array'; "
+            "expected an RGB array to record"
+        )
     return frame

@@ -95,8 +95,9 @@ def storage_url(study: optuna.Study) -> str:
     """The URL the storage under a study was opened with (runner.storage opens it); TypeError for another storage."""
     url = getattr(study._storage, "url", None)
     if not isinstance(url, str):
-        raise TypeError(f"dqn-tune studies need a storage opened by dqn_tune.runner.storage, got "
-                        f"{type(study._storage).__name__}")
+        raise TypeError(
+            f"dqn-tune studies need a storage opened by dqn_tune.runner.storage, got {type(study._storage).__name__}"
+        )
     return url
 
 
@@ -105,8 +106,9 @@ def coordinator(study: optuna.Study) -> Coordinator:
     storage opened otherwise."""
     found: Coordinator | None = getattr(study._storage, "coordinator", None)
     if found is None:
-        raise TypeError(f"dqn-tune studies need a storage opened by dqn_tune.runner.storage, got "
-                        f"{type(study._storage).__name__}")
+        raise TypeError(
+            f"dqn-tune studies need a storage opened by dqn_tune.runner.storage, got {type(study._storage).__name__}"
+        )
     return found
 
 
@@ -142,21 +144,24 @@ def fail_and_retry(study: optuna.Study, reasons: Mapping[int, str]) -> list[int]
     return failed
 
 
-def running_trial_heartbeats(rdb: RDBStorage, study_id: int
-                             ) -> tuple[datetime, list[tuple[int, datetime | None, datetime | None]]]:
+def running_trial_heartbeats(
+    rdb: RDBStorage, study_id: int
+) -> tuple[datetime, list[tuple[int, datetime | None, datetime | None]]]:
     """The database's clock now, and each RUNNING trial of the study as (storage id, its start as stored, its last
     heartbeat by the database's clock or None): one query of Optuna's heartbeat table."""
     session = rdb.scoped_session()
     try:
         now = session.execute(sqlalchemy.func.now()).scalar_one().replace(tzinfo=None)  # as Optuna compares them
-        rows = (session.query(models.TrialModel, models.TrialHeartbeatModel.heartbeat)
-                .outerjoin(models.TrialHeartbeatModel,
-                           models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
-                .filter(models.TrialModel.study_id == study_id, models.TrialModel.state == TrialState.RUNNING)
-                .all())
+        rows = (
+            session.query(models.TrialModel, models.TrialHeartbeatModel.heartbeat)
+            .outerjoin(models.TrialHeartbeatModel, models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == study_id, models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
         trials: list[tuple[int, datetime | None, datetime | None]] = [
             (trial.trial_id, trial.datetime_start, None if beat is None else beat.replace(tzinfo=None))
-            for trial, beat in rows]  # the start in this machine's local time, as FrozenTrial has it
+            for trial, beat in rows
+        ]  # the start in this machine's local time, as FrozenTrial has it
         session.commit()
     finally:
         session.close()

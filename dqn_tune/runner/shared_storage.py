@@ -24,8 +24,15 @@ from dqn_tune.runner.retry import RetryPolicy, retried
 class SharedStorage(BaseStorage):
     """`backend` (Optuna's cached RDBStorage or its gRPC proxy client) with retries and a coordinator."""
 
-    def __init__(self, backend: BaseStorage, coordinator: Coordinator, *, url: str, retry: RetryPolicy,
-                 on_close: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        backend: BaseStorage,
+        coordinator: Coordinator,
+        *,
+        url: str,
+        retry: RetryPolicy,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.backend = backend
         self.coordinator = coordinator
         self.url = url

@@ -17,8 +17,10 @@ from dqn_tune.tuning.artifacts import (
     upload_learning_curve,
 )
 
-RECORDS = [RunRecord(0, 20.0, (100, 200), (10.0, 20.0), 900.0, 0.5),
-           RunRecord(1, 30.0, (100, 200), (15.0, 30.0), 950.0, 0.4)]
+RECORDS = [
+    RunRecord(0, 20.0, (100, 200), (10.0, 20.0), 900.0, 0.5),
+    RunRecord(1, 30.0, (100, 200), (15.0, 30.0), 950.0, 0.4),
+]
 
 
 def test_upload_learning_curve_attaches_a_png_to_the_trial(tmp_path: Path) -> None:
