@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dqn_tune.cli.arguments import (
+    add_checkpoint_flag,
     add_hidden_alias,
     add_preset_flag,
     add_workers_flag,
@@ -101,6 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "so the same command resumes the same study)")
     add_preset_flag(parser)
     add_workers_flag(parser)
+    add_checkpoint_flag(parser, "each cell's run")
     parser.add_argument("--out-dir", type=text, default=None, metavar="DIR",
                         help="where the report goes (default: studies/ablations/<ablation study name>/)")
     add_config_flags(parser, skip=("env_id", "total_timesteps"))
@@ -130,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     check_writable(Path(out_dir) / CSV_NAME)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     outcome = run_ablation(spec=spec, storage=args.storage, study_name=study_name,
-                           workers=chosen_workers(args.workers, len(spec.cells)), verbose=True)
+                           workers=chosen_workers(args.workers, len(spec.cells)), verbose=True,
+                           checkpoint_every=args.checkpoint_every)
     study = load_study(open_existing_storage(args.storage), outcome.study_name)
     files = write_ablation_report(study, out_dir)
     print(f"ran {len(outcome.ran)} cells ({outcome.done_before} were done before); "

@@ -72,6 +72,8 @@ class Checkpointing:
     """Env steps between two checkpoints (0: none)."""
     save: SaveCheckpoint
     resume: Checkpoint | None = None
+    on_resume: Callable[[Checkpoint], None] | None = None
+    """Called once the run stands where `resume` was taken, before its next step."""
 
     def due(self, state: RunState) -> bool:
         """Whether a checkpoint is due at the state's step (never at the run's end: the run finishes there)."""

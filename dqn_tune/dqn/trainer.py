@@ -106,6 +106,8 @@ def train_seeds(config: DQNConfig, seeds: Sequence[int], *, on_eval: GroupEvalCa
         resume = checkpoints.resume if checkpoints is not None else None
         if resume is not None:
             restore(state, resume)
+            if checkpoints.on_resume is not None:  # type: ignore[union-attr]
+                checkpoints.on_resume(resume)  # type: ignore[union-attr]
         earlier = resume.train_seconds if resume is not None else 0.0
         start = time.perf_counter()
         while state.step < config.total_timesteps and state.running:

@@ -82,6 +82,22 @@ def _take(study: optuna.Study) -> optuna.Trial:
     return trial
 
 
+def first_try(trial: optuna.Trial) -> int:
+    """The number of the trial that `trial` (a retry, or a first try) repeats: the first of its retry chain."""
+    return int(storage(trial.study).get_trial(trial_id(trial)).system_attrs.get(RETRY_OF, trial.number))
+
+
+def predecessor(trial: optuna.Trial) -> FrozenTrial | None:
+    """The trial that `trial` retries (the last of its retry history), as stored now; None for a first try."""
+    stored = storage(trial.study)
+    attributes = stored.get_trial(trial_id(trial)).system_attrs
+    history = attributes.get(RETRY_HISTORY) or ([attributes[RETRY_OF]] if RETRY_OF in attributes else [])
+    if not history:
+        return None
+    study_id = stored.get_study_id_from_name(trial.study.study_name)
+    return stored.get_trial(stored.get_trial_id_from_study_id_trial_number(study_id, int(history[-1])))
+
+
 def fail_trials_of(study: optuna.Study, process: str, reason: str) -> list[tuple[int, int | None]]:
     """Fail the RUNNING trials of the dead `process` (a `process_name`) now, with `reason` as their fail reason,
     and queue their retries as the heartbeat's stale-trial callback would (at most MAX_RETRY per trial; retries
