@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError, StorageError
-from dqn_tune.runner.attributes import FAIL_REASON, RETRY_HISTORY, RETRY_OF
+from dqn_tune.runner.attributes import FAIL_REASON
 from dqn_tune.runner.optuna_internals import fail_stale_trials, grid_id
 from dqn_tune.runner.run import Plan, run_job
 from dqn_tune.runner.shared_storage import SharedStorage
@@ -43,7 +43,7 @@ from dqn_tune.runner.storage import (
     study_names,
 )
 from dqn_tune.runner.trial_loop import Objective
-from dqn_tune.runner.trial_queue import counted_trials
+from dqn_tune.runner.trial_queue import counted_trials, queue_retry
 from dqn_tune.tuning.checkpoints import TrialCheckpoints, job_checkpoints
 from dqn_tune.tuning.defaults import CHECKPOINT_EVERY
 from dqn_tune.tuning.objective import run_config
@@ -302,11 +302,7 @@ def queue_failed_cells(study: optuna.Study, spec: AblationSpec) -> int:
     trials = [t for t in study.get_trials(deepcopy=False) if grid_id(t) is not None]
     settled = {grid_id(t) for t in trials if t.state != TrialState.FAIL}
     for cell in {grid_id(t) for t in trials} - settled:
-        failed = max((t for t in trials if grid_id(t) == cell), key=lambda t: t.number)
-        study.add_trial(optuna.trial.create_trial(
-            state=TrialState.WAITING, params=failed.params, distributions=failed.distributions,
-            system_attrs={**failed.system_attrs, RETRY_OF: failed.system_attrs.get(RETRY_OF, failed.number),
-                          RETRY_HISTORY: [*failed.system_attrs.get(RETRY_HISTORY, []), failed.number]}))
+        queue_retry(study, max((t for t in trials if grid_id(t) == cell), key=lambda t: t.number))
     held = {grid_id(t) for t in trials}
     return counted_trials(study) + len(spec.cells) - len(held)
 

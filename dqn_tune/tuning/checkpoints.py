@@ -10,7 +10,8 @@ A retry (the runner queues one when a worker dies or a heartbeat goes stale, nam
 retries) reads its predecessor's CHECKPOINT as stored now, downloads it and resumes from it; a
 damaged, truncated or foreign checkpoint is ignored with one warning line and the run starts from
 step 0. The trial's RESUMED attributes say what happened. The checkpoint is removed when the
-objective ends (a value, pruned, an error); a killed process or a stop signal keeps it for a retry.
+objective ends (a value, pruned, an error); a killed process or a stop signal keeps it for a retry:
+the next command queues a retry of a trial that a stop signal ended (`retry_interrupted`).
 
 Checkpoints are written with the store's own `write` rather than `optuna.artifacts.upload_artifact`:
 that also lists each upload among the trial's artifacts (a system attribute per upload, which Optuna
@@ -31,12 +32,15 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
 
 from dqn_tune.dqn.checkpoint import Checkpoint, Checkpointing, read_checkpoint
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import CheckpointError
 from dqn_tune.runner.storage import StorageSettings
-from dqn_tune.runner.trial_queue import predecessor
+from dqn_tune.runner.attributes import FAIL_REASON
+from dqn_tune.runner.trial_loop import INTERRUPTED
+from dqn_tune.runner.trial_queue import predecessor, queue_retry, retried_trials
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import study_artifact_store
 
@@ -54,6 +58,19 @@ class TrialCheckpoints:
     store: FileSystemArtifactStore
     every: int
     """Env steps between two checkpoints (0: none written; a retry still resumes from one it finds)."""
+
+
+def retry_interrupted(study: optuna.Study) -> list[int]:
+    """Queue a retry of each trial that a stop signal ended (Ctrl-C, SIGTERM: a cluster's time limit or preemption)
+    and that left a checkpoint, unless one is queued already, so that this command resumes it; the numbers of the
+    trials retried. Call under the study lock."""
+    retried = retried_trials(study)
+    interrupted = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                   if trial.user_attrs.get(FAIL_REASON) == INTERRUPTED and trial.number not in retried
+                   and records.trial_checkpoint(trial) is not None]
+    for trial in interrupted:
+        queue_retry(study, trial)
+    return [trial.number for trial in interrupted]
 
 
 def job_checkpoints(storage: StorageSettings, study_name: str, artifact_dir: str | None, *, every: int,

@@ -30,7 +30,7 @@ from dqn_tune.runner.trial_loop import INTERRUPTED, Objective
 from dqn_tune.tuning import records
 from dqn_tune.tuning.algorithms import make_pruner, make_sampler
 from dqn_tune.tuning.artifacts import chosen_artifact_dir, study_artifact_store
-from dqn_tune.tuning.checkpoints import job_checkpoints
+from dqn_tune.tuning.checkpoints import job_checkpoints, retry_interrupted
 from dqn_tune.tuning.defaults import CHECKPOINT_EVERY
 from dqn_tune.tuning.notes import NOT_VALIDATED, tuning_note
 from dqn_tune.tuning.objective import ObjectiveSettings, make_objective
@@ -88,6 +88,7 @@ class TuneSettings:
     def prepare(self, storage: SharedStorage, command: str) -> Plan:
         """Create the study, or load it and refuse to mix incomparable trials; record the command."""
         study, created = _create_or_load(storage, self)
+        retry_interrupted(study)  # trials stopped by a signal with a checkpoint: resumed first
         if self.artifacts or self.checkpoint_every:
             records.store_artifact_dir(study, chosen_artifact_dir(self.artifact_dir, records.stored_artifact_dir(study),
                                                                   self.storage_url))

@@ -40,7 +40,7 @@ from dqn_tune.runner.trial_loop import BatchObjective
 from dqn_tune.runner.trial_queue import counted_trials
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import study_artifact_store
-from dqn_tune.tuning.checkpoints import job_checkpoints
+from dqn_tune.tuning.checkpoints import job_checkpoints, retry_interrupted
 from dqn_tune.tuning.defaults import CHECKPOINT_EVERY, VALIDATE_TOP_MAX, VALIDATION_SEEDS
 from dqn_tune.tuning.notes import mark_recommendation
 from dqn_tune.tuning.objective import run_seed_trials
@@ -138,6 +138,7 @@ class ValidationSettings:
         if created or of is None:
             study.set_user_attr(records.VALIDATION_OF, self.tuning_study)
         fail_stale_trials(study)
+        retry_interrupted(study)  # batches stopped by a signal with a checkpoint: resumed as the same batch
         held = {cell for t in study.get_trials(deepcopy=False)
                 if t.state in (*KEPT_STATES, TrialState.WAITING, TrialState.RUNNING) and (cell := cell_of(t))}
         for trial in top:

@@ -16,11 +16,13 @@ from optuna.trial import TrialState
 
 from dqn_tune import DQNConfig, train_seeds
 from dqn_tune.dqn.checkpoint import Checkpointing
+from dqn_tune.runner.attributes import FAIL_REASON
 from dqn_tune.runner.storage import open_storage
-from dqn_tune.runner.trial_queue import ask_trial, fail_trials_of, process_name
+from dqn_tune.runner.trial_loop import INTERRUPTED
+from dqn_tune.runner.trial_queue import ask_trial, fail_trials_of, first_try, process_name
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import make_artifact_store
-from dqn_tune.tuning.checkpoints import TrialCheckpoints
+from dqn_tune.tuning.checkpoints import TrialCheckpoints, retry_interrupted
 from dqn_tune.tuning.objective import run_config
 from dqn_tune.tuning.seeds import trial_seeds
 from tests.tuning.test_faults import start, trials, wait_for
@@ -33,10 +35,11 @@ def config(tiny_config: DQNConfig) -> DQNConfig:
     return tiny_config.replace(total_timesteps=900, eval_freq=150)
 
 
-def study_with_checkpoint(tmp_path: Path, config: DQNConfig, *, step: int,
-                          damage: bool = False) -> tuple[optuna.Study, TrialCheckpoints, str]:
-    """A study whose trial 0 died with a checkpoint of step `step` of `config` on SEEDS (its first half only with
-    `damage`), and the retry queued; (study, checkpoints, the checkpoint's artifact id)."""
+def study_with_checkpoint(tmp_path: Path, config: DQNConfig, *, step: int, damage: bool = False,
+                          interrupted: bool = False) -> tuple[optuna.Study, TrialCheckpoints, str]:
+    """A study whose trial 0 left a checkpoint of step `step` of `config` on SEEDS (its first half only with
+    `damage`): its worker died and its retry is queued, or with `interrupted` a stop signal failed it (no retry
+    queued); (study, checkpoints, the checkpoint's artifact id)."""
     storage = open_storage(f"sqlite:///{tmp_path}/study.db", heartbeat_interval_s=1, grace_period_s=2)
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     checkpoints = TrialCheckpoints(make_artifact_store(None, tmp_path / "artifacts"), every=300)
@@ -47,8 +50,12 @@ def study_with_checkpoint(tmp_path: Path, config: DQNConfig, *, step: int,
     artifact = "checkpoint-of-trial-0"
     (tmp_path / "artifacts" / artifact).write_bytes(data)
     records.store_checkpoint(first, artifact, step)
-    [(failed, retry)] = fail_trials_of(study, process_name(), "its worker process was killed by SIGKILL")
-    assert (failed, retry) == (0, 1)
+    if interrupted:
+        first.set_user_attr(FAIL_REASON, INTERRUPTED)
+        study.tell(first, state=TrialState.FAIL)
+    else:
+        [(failed, retry)] = fail_trials_of(study, process_name(), "its worker process was killed by SIGKILL")
+        assert (failed, retry) == (0, 1)
     return study, checkpoints, artifact
 
 
@@ -85,6 +92,18 @@ def test_a_truncated_checkpoint_is_ignored_with_one_warning_and_the_retry_starts
     assert retry.user_attrs[records.RESUMED].startswith("no, from step 0: ")
     assert value == run_config(ask_trial(study), config, SEEDS)  # as a run that never had a checkpoint
     assert list((tmp_path / "artifacts").iterdir()) == []
+
+
+def test_the_next_command_retries_a_trial_a_stop_signal_ended_and_it_resumes(tmp_path: Path,
+                                                                            config: DQNConfig) -> None:
+    study, checkpoints, _ = study_with_checkpoint(tmp_path, config, step=300, interrupted=True)
+    assert retry_interrupted(study) == [0]
+    assert retry_interrupted(study) == []  # queued once
+    retry = ask_trial(study)
+    assert retry.number == 1 and first_try(retry) == 0
+    run_config(retry, config, SEEDS, checkpoints=checkpoints)
+    assert study.trials[1].system_attrs[records.RESUME]["step"] == 300
+    assert retry_interrupted(study) == []  # the interrupted trial is retried already
 
 
 @pytest.mark.slow
