@@ -75,6 +75,16 @@ class Checkpointing:
     on_resume: Callable[[Checkpoint], None] | None = None
     """Called once the run stands where `resume` was taken, before its next step."""
 
+    def start(self, state: RunState) -> float:
+        """Put the fresh `state` where `resume` was taken (nothing to do without one), then call `on_resume`; the
+        training seconds the run had before (0 for a new run). CheckpointError if `resume` does not fit."""
+        if self.resume is None:
+            return 0.0
+        restore(state, self.resume)
+        if self.on_resume is not None:
+            self.on_resume(self.resume)
+        return self.resume.train_seconds
+
     def due(self, state: RunState) -> bool:
         """Whether a checkpoint is due at the state's step (never at the run's end: the run finishes there)."""
         return (self.every > 0 and state.step % self.every == 0 and state.step < state.config.total_timesteps
@@ -122,12 +132,23 @@ def read_checkpoint(path: Path, *, config: Mapping[str, Any], seeds: Sequence[in
         raise CheckpointError(f"{str(path)!r} is a checkpoint of another run (config or seeds differ)")
     try:
         check_tensors_stored(dict(_flat_tensors(payload)), source=f"{str(path)!r} is a damaged checkpoint")
-        _ = (int(payload["step"]), float(payload["train_seconds"]), [restorable(env) for env in payload["envs"]])
+        _check_summary(payload)
     except AgentFileError as exc:
         raise CheckpointError(str(exc)) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{str(path)!r} is a damaged checkpoint: {type(exc).__name__}: {exc}") from None
     return Checkpoint(payload)
+
+
+def _check_summary(payload: dict[str, Any]) -> None:
+    """KeyError, TypeError or ValueError unless what `Checkpoint` reads before restoring is there and well typed."""
+    step, seconds = payload["step"], payload["train_seconds"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step = {step!r} is not an env step")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"train_seconds = {seconds!r} is not a number")
+    for env in payload["envs"]:
+        restorable(env)
 
 
 def restore(state: RunState, checkpoint: Checkpoint) -> None:

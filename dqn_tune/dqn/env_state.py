@@ -32,15 +32,10 @@ class NotPlain(Exception):
 def env_state(env: gym.Env) -> dict[str, Any]:
     """{"layers": each wrapper's and the env's attributes (outermost first), or None where the whole state cannot be
     captured as plain data; "rng": the env's Generator state}."""
-    layers: list[dict[str, Plain]] | None = []
-    layer: gym.Env | None = env
-    while layer is not None:
-        try:
-            layers.append(_plain_attributes(layer))  # type: ignore[union-attr]
-        except NotPlain:
-            layers = None
-            break
-        layer = layer.env if isinstance(layer, gym.Wrapper) else None
+    try:
+        layers: list[dict[str, Plain]] | None = [_plain_attributes(layer) for layer in _layers(env)]
+    except NotPlain:
+        layers = None
     return {"layers": layers, "rng": env.unwrapped.np_random.bit_generator.state}
 
 

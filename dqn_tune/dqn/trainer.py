@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dqn_tune.dqn.checkpoint import Checkpointing, restore, save_checkpoint
+from dqn_tune.dqn.checkpoint import Checkpointing, save_checkpoint
 from dqn_tune.dqn.config import DQNConfig, check_seed
 from dqn_tune.dqn.evaluation import EvalStats, run_episodes
 from dqn_tune.dqn.loop import GroupEvalCallback, advance, copy_member, record_curve, stop_member
@@ -103,12 +103,7 @@ def train_seeds(config: DQNConfig, seeds: Sequence[int], *, on_eval: GroupEvalCa
         check_seed(seed, name=f"seeds[{i}]")
     torch.set_num_threads(torch_threads)
     with open_run(config, seeds, torch.device(device)) as state:
-        resume = checkpoints.resume if checkpoints is not None else None
-        if resume is not None:
-            restore(state, resume)
-            if checkpoints.on_resume is not None:  # type: ignore[union-attr]
-                checkpoints.on_resume(resume)  # type: ignore[union-attr]
-        earlier = resume.train_seconds if resume is not None else 0.0
+        earlier = checkpoints.start(state) if checkpoints is not None else 0.0
         start = time.perf_counter()
         while state.step < config.total_timesteps and state.running:
             if advance(state, on_eval):
