@@ -109,7 +109,8 @@ def main() -> None:
         reduced = " (reduced from the preset's trial budget)" if env_id in budgets else " (the preset's trial budget)"
         print(f"\n{env_id}: {config.total_timesteps} steps{reduced}, buffer {config.buffer_size}, "
               f"hidden {list(config.hidden_sizes)}", flush=True)
-        warm_up = config.replace(total_timesteps=2 * config.learning_starts + 200, eval_freq=config.learning_starts + 100)
+        warm_up = config.replace(total_timesteps=2 * config.learning_starts + 200,
+                                 eval_freq=config.learning_starts + 100)
         trial_cpu(warm_up, seeds, warm_up.learning_starts, Saves())  # lazy imports and kernel initialisation
         overheads, per_interval, end_to_end = [], [], []
         for repeat in range(args.repeats):
@@ -130,7 +131,7 @@ def main() -> None:
                   f"end to end {end_to_end[-1]:+.2f}%", flush=True)
             print("    sizes per member: " + ", ".join(
                 f"step {step}: {size / len(seeds) / 1e6:.2f} MB (buffer {fill:.0%} full)"
-                for step, size, fill in zip(saves.steps, saves.bytes, saves.buffer_fill)), flush=True)
+                for step, size, fill in zip(saves.steps, saves.bytes, saves.buffer_fill, strict=True)), flush=True)
             loop_s = saves.train_seconds[-1] * config.total_timesteps / saves.steps[-1] if saves.steps else 0.0
             for fraction in KILLED_AT:
                 killed = int(fraction * config.total_timesteps)

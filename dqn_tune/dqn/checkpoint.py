@@ -182,14 +182,14 @@ def _restore(state: RunState, data: dict[str, Any]) -> None:
     state.target_network.load_state_dict(data["target_network"])
     state.optimizer.load_state_dict(data["optimizer"])
     with torch.no_grad():
-        for kept, saved in zip(state.kept, data["kept"]):
+        for kept, saved in zip(state.kept, data["kept"], strict=True):
             kept.copy_(saved)
     state.replay.load_state_dict(_arrays(data["replay"]))
     set_generator_states(state.action_rngs, data["action_rngs"])
-    for env, saved in zip(state.eval_envs, data["eval_envs"]):
+    for env, saved in zip(state.eval_envs, data["eval_envs"], strict=True):
         set_env_state(env, _arrays(saved))
     state.obs[:] = data["obs"].numpy()
-    for k, (env, saved) in enumerate(zip(state.envs, data["envs"])):
+    for k, (env, saved) in enumerate(zip(state.envs, data["envs"], strict=True)):
         set_env_state(env, _arrays(saved))
         if not restorable(saved):  # its episode restarts: the cut one ends here, its return so far is dropped
             state.obs[k], _ = env.reset()

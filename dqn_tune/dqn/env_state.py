@@ -52,12 +52,12 @@ def set_env_state(env: gym.Env, state: dict[str, Any]) -> None:
     if saved is not None:
         if len(saved) != len(layers):
             raise ValueError(f"env state has {len(saved)} layers, the env {len(layers)}")
-        for layer, attributes in zip(layers, saved):
+        for layer, attributes in zip(layers, saved, strict=True):
             if set(attributes) != set(_plain_attributes(layer)):
                 raise ValueError(f"env state of {type(layer).__name__} has other attributes")
     set_generator_states([env.unwrapped.np_random], [state["rng"]])
     if saved is not None:
-        for layer, attributes in zip(layers, saved):
+        for layer, attributes in zip(layers, saved, strict=True):
             for name, value in attributes.items():
                 if isinstance(getattr(layer, name), np.random.Generator):
                     set_generator_states([getattr(layer, name)], [value])

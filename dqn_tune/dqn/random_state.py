@@ -10,14 +10,15 @@ import numpy as np
 
 def generator_states(rngs: Sequence[np.random.Generator]) -> list[dict[str, Any]]:
     """Each Generator's state: a dict of ints and strings."""
-    return [rng.bit_generator.state for rng in rngs]
+    return [dict(rng.bit_generator.state) for rng in rngs]
 
 
 def set_generator_states(rngs: Sequence[np.random.Generator], states: Sequence[Mapping[str, Any]]) -> None:
     """Put each Generator back in its state from `generator_states`; ValueError (nothing changed) if they do not fit."""
     if len(states) != len(rngs):
         raise ValueError(f"{len(states)} random generator states for {len(rngs)} generators")
-    for rng, state in zip(rngs, states):  # a probe first: a state of another kind leaves no generator half set
+    # a probe first: a state of another kind leaves no generator half set
+    for rng, state in zip(rngs, states, strict=True):
         np.random.Generator(type(rng.bit_generator)()).bit_generator.state = state
-    for rng, state in zip(rngs, states):
+    for rng, state in zip(rngs, states, strict=True):
         rng.bit_generator.state = state

@@ -37,8 +37,8 @@ from optuna.trial import TrialState
 from dqn_tune.dqn.checkpoint import Checkpoint, Checkpointing, read_checkpoint
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import CheckpointError
-from dqn_tune.runner.storage import StorageSettings
 from dqn_tune.runner.attributes import FAIL_REASON
+from dqn_tune.runner.storage import StorageSettings
 from dqn_tune.runner.trial_loop import INTERRUPTED
 from dqn_tune.runner.trial_queue import predecessor, queue_retry, retried_trials
 from dqn_tune.tuning import records

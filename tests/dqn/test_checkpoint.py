@@ -16,7 +16,6 @@ from dqn_tune.dqn.env_state import env_state, restorable, set_env_state
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.dqn.trainer import TrainResult
 from dqn_tune.errors import CheckpointError
-
 from tests.dqn.test_batched import assert_same_member
 
 

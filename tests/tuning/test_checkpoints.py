@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -45,7 +43,8 @@ def study_with_checkpoint(tmp_path: Path, config: DQNConfig, *, step: int, damag
     checkpoints = TrialCheckpoints(make_artifact_store(None, tmp_path / "artifacts"), every=300)
     first = ask_trial(study)
     written: dict[int, bytes] = {}
-    train_seeds(config, SEEDS, checkpoints=Checkpointing(step, lambda path, at: written.setdefault(at, path.read_bytes())))
+    train_seeds(config, SEEDS,
+                checkpoints=Checkpointing(step, lambda path, at: written.setdefault(at, path.read_bytes())))
     data = written[step][: len(written[step]) // 2] if damage else written[step]
     artifact = "checkpoint-of-trial-0"
     (tmp_path / "artifacts" / artifact).write_bytes(data)
