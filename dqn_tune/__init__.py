@@ -14,9 +14,16 @@ if TYPE_CHECKING:
     from dqn_tune.dqn.config import DQNConfig
     from dqn_tune.dqn.trainer import GroupEvalCallback, TrainResult, train, train_seeds
 
-_EXPORTS = {"Agent": "dqn_tune.dqn.agent", "load_agent": "dqn_tune.dqn.agent", "save_agent": "dqn_tune.dqn.agent",
-            "GroupEvalCallback": "dqn_tune.dqn.trainer", "train_seeds": "dqn_tune.dqn.trainer",
-            "DQNConfig": "dqn_tune.dqn.config", "TrainResult": "dqn_tune.dqn.trainer", "train": "dqn_tune.dqn.trainer"}
+_EXPORTS = {
+    "Agent": "dqn_tune.dqn.agent",
+    "load_agent": "dqn_tune.dqn.agent",
+    "save_agent": "dqn_tune.dqn.agent",
+    "GroupEvalCallback": "dqn_tune.dqn.trainer",
+    "train_seeds": "dqn_tune.dqn.trainer",
+    "DQNConfig": "dqn_tune.dqn.config",
+    "TrainResult": "dqn_tune.dqn.trainer",
+    "train": "dqn_tune.dqn.trainer",
+}
 __all__ = ["Agent", "DQNConfig", "GroupEvalCallback", "TrainResult", "load_agent", "save_agent", "train", "train_seeds"]
 __version__ = "0.1.0"
 

@@ -44,9 +44,12 @@ class DivergenceError(DQNTuneError, ArithmeticError):
     of the batch), so no hyperparameter can help."""
 
     def __init__(self, step: int, loss: float, *, from_env: bool = False) -> None:
-        advice = ("the env returned a NaN or infinite reward or observation, which the batch replayed: fix the env "
-                  "(a lower --learning-rate cannot help)" if from_env
-                  else "lower --learning-rate or enable gradient clipping (--max-grad-norm)")
+        advice = (
+            "the env returned a NaN or infinite reward or observation, which the batch replayed: fix the env "
+            "(a lower --learning-rate cannot help)"
+            if from_env
+            else "lower --learning-rate or enable gradient clipping (--max-grad-norm)"
+        )
         super().__init__(f"training diverged at step {step}: loss is {loss}; {advice}")
         self.step = step
         self.loss = loss
@@ -63,4 +66,4 @@ def shown(value: object) -> str:
     text = repr(value)
     if len(text) <= SHOWN_MAX:
         return text
-    return f"{text[:SHOWN_MAX - 3]}... ({len(str(value))} characters)"
+    return f"{text[: SHOWN_MAX - 3]}... ({len(str(value))} characters)"

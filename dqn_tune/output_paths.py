@@ -30,8 +30,10 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
         if target.is_dir() or not target.name or str(path).endswith(os.sep):
             raise OutputPathError(f"output path {quoted} is a directory; expected a file path such as model.pt")
         if target.exists() and not target.is_file():
-            raise OutputPathError(f"output path {quoted} exists and is not a regular file (a device, pipe or "
-                                  "socket); expected a file path such as model.pt")
+            raise OutputPathError(
+                f"output path {quoted} exists and is not a regular file (a device, pipe or "
+                "socket); expected a file path such as model.pt"
+            )
         parent = target.parent if str(target.parent) else Path(".")
         parent.mkdir(parents=True, exist_ok=True)
         # named as `replacing` names its temp file, so a name too long for the file system is refused here,
@@ -99,12 +101,16 @@ def _flush_to_disk(path: Path) -> None:
 def _refuse_write(target: Path, exc: OSError) -> NoReturn:
     """Raise the one-line OutputPathError for an OSError met while writing `target`, caused by that OSError as
     about `target` (not the temporary file): callers can tell a full disk from other faults by its errno."""
-    advice = {errno.ENOSPC: "disk full: free space there or choose another path",
-              errno.EDQUOT: "disk quota exceeded: free space there or choose another path",
-              errno.EFBIG: "the file size limit (ulimit -f) is too small for it"}.get(exc.errno or 0)
-    raise OutputPathError(f"cannot write {shown(str(target))}: {exc.strerror or exc}"
-                          + (f" ({advice})" if advice else "") + "; the file there, if any, is unchanged"
-                          ) from OSError(exc.errno, exc.strerror, str(target))
+    advice = {
+        errno.ENOSPC: "disk full: free space there or choose another path",
+        errno.EDQUOT: "disk quota exceeded: free space there or choose another path",
+        errno.EFBIG: "the file size limit (ulimit -f) is too small for it",
+    }.get(exc.errno or 0)
+    raise OutputPathError(
+        f"cannot write {shown(str(target))}: {exc.strerror or exc}"
+        + (f" ({advice})" if advice else "")
+        + "; the file there, if any, is unchanged"
+    ) from OSError(exc.errno, exc.strerror, str(target))
 
 
 SAFE_NAME_MAX = 100
@@ -122,5 +128,5 @@ def safe_name(name: str) -> str:
     if name and not _UNSAFE.search(name) and len(name) <= SAFE_NAME_MAX:
         return name
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    cleaned = _UNSAFE.sub("_", name)[:SAFE_NAME_MAX - len(digest) - 1]
+    cleaned = _UNSAFE.sub("_", name)[: SAFE_NAME_MAX - len(digest) - 1]
     return f"{cleaned}-{digest}"

@@ -49,7 +49,7 @@ def mean_curve(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
     if not records:
         return np.empty(0, dtype=np.int64), np.empty(0)
     common = sorted(set.intersection(*(set(r.curve_steps) for r in records)))
-    by_step = [dict(zip(r.curve_steps, r.curve_returns)) for r in records]
+    by_step = [dict(zip(r.curve_steps, r.curve_returns, strict=True)) for r in records]
     means = [float(np.mean([run[step] for run in by_step])) for step in common]
     return np.asarray(common, dtype=np.int64), np.asarray(means)
 
@@ -73,13 +73,22 @@ def learning_curve_figure(records: Sequence[RunRecord], *, title: str) -> Figure
     axes = figure.add_subplot()
     scored_labelled = False
     for record in records:
-        (line,) = axes.plot(record.curve_steps, record.curve_returns, marker=".", linewidth=1, alpha=0.6,
-                            label=f"seed {record.seed}")
+        (line,) = axes.plot(
+            record.curve_steps, record.curve_returns, marker=".", linewidth=1, alpha=0.6, label=f"seed {record.seed}"
+        )
         step = _scored_step(record)
         if step is not None:
-            axes.plot([step], [record.mean_return], linestyle="none", marker="*", markersize=12,
-                      color=line.get_color(), markeredgecolor="black", zorder=3,
-                      label=None if scored_labelled else SCORED_LABEL)
+            axes.plot(
+                [step],
+                [record.mean_return],
+                linestyle="none",
+                marker="*",
+                markersize=12,
+                color=line.get_color(),
+                markeredgecolor="black",
+                zorder=3,
+                label=None if scored_labelled else SCORED_LABEL,
+            )
             scored_labelled = True
     steps, means = mean_curve(records)
     if len(records) > 1 and len(steps):
@@ -130,8 +139,14 @@ def validation_figure(configs: Sequence[ValidatedConfig], *, title: str) -> Figu
     axes.bar(x, means, color=colors, alpha=0.45, yerr=[below, above], capsize=8, label="mean and 95% CI")
     for index, config in enumerate(configs):
         spread = np.linspace(-0.15, 0.15, len(config.returns)) if len(config.returns) > 1 else np.zeros(1)
-        axes.scatter(index + spread[:len(config.returns)], config.returns, color="black", s=16, zorder=3,
-                     label="held-out seed" if index == 0 else None)
+        axes.scatter(
+            index + spread[: len(config.returns)],
+            config.returns,
+            color="black",
+            s=16,
+            zorder=3,
+            label="held-out seed" if index == 0 else None,
+        )
     axes.set_xticks(x, [config.label for config in configs])
     axes.set_title(title)
     axes.set_ylabel("final greedy return per held-out seed")

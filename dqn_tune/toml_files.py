@@ -46,7 +46,8 @@ def read_toml(path: str | os.PathLike[str], *, what: str) -> dict[str, Any]:
     if len(content) > MAX_TOML_BYTES:
         raise ConfigError(f"{what} is larger than {MAX_TOML_BYTES} bytes; expected a TOML file of a few kB")
     try:
-        return tomllib.loads(content.decode("utf-8"))
+        data: dict[str, Any] = tomllib.loads(content.decode("utf-8"))
+        return data
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{cannot}: it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:

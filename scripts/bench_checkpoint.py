@@ -79,8 +79,9 @@ def trial_cpu(config: DQNConfig, seeds: list[int], every: int | None, saves: Sav
     with tempfile.TemporaryDirectory(prefix="bench_checkpoint_") as directory:
         storage = open_storage(f"sqlite:///{directory}/study.db", heartbeat=False)
         study = optuna.create_study(study_name="bench", storage=storage, direction="maximize")
-        checkpoints = None if every is None else TrialCheckpoints(
-            make_artifact_store(None, Path(directory) / "artifacts"), every)
+        checkpoints = (
+            None if every is None else TrialCheckpoints(make_artifact_store(None, Path(directory) / "artifacts"), every)
+        )
         trial = ask_trial(study)
         trainer.save_checkpoint = timed_saves(saves)
         start = time.process_time()
@@ -95,22 +96,34 @@ def main() -> None:
     parser.add_argument("--envs", default="CartPole-v1,LunarLander-v3")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--every", type=int, default=CHECKPOINT_EVERY)
-    parser.add_argument("--timesteps", action="append", default=[], metavar="ENV=N",
-                        help="a budget other than the preset's trial budget for ENV")
+    parser.add_argument(
+        "--timesteps",
+        action="append",
+        default=[],
+        metavar="ENV=N",
+        help="a budget other than the preset's trial budget for ENV",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     budgets = dict(item.split("=", 1) for item in args.timesteps)
-    print(f"load average {os.getloadavg()[0]:.2f}; checkpoints every {args.every} env steps; "
-          f"{TRIAL_SEEDS} seeds per trial; process CPU time, one torch thread", flush=True)
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; checkpoints every {args.every} env steps; "
+        f"{TRIAL_SEEDS} seeds per trial; process CPU time, one torch thread",
+        flush=True,
+    )
     for env_id in args.envs.split(","):
         config = trial_base_config(env_id, timesteps=int(budgets[env_id]) if env_id in budgets else None)
         seeds = trial_seeds(0, 0, TRIAL_SEEDS)
         reduced = " (reduced from the preset's trial budget)" if env_id in budgets else " (the preset's trial budget)"
-        print(f"\n{env_id}: {config.total_timesteps} steps{reduced}, buffer {config.buffer_size}, "
-              f"hidden {list(config.hidden_sizes)}", flush=True)
-        warm_up = config.replace(total_timesteps=2 * config.learning_starts + 200,
-                                 eval_freq=config.learning_starts + 100)
+        print(
+            f"\n{env_id}: {config.total_timesteps} steps{reduced}, buffer {config.buffer_size}, "
+            f"hidden {list(config.hidden_sizes)}",
+            flush=True,
+        )
+        warm_up = config.replace(
+            total_timesteps=2 * config.learning_starts + 200, eval_freq=config.learning_starts + 100
+        )
         trial_cpu(warm_up, seeds, warm_up.learning_starts, Saves())  # lazy imports and kernel initialisation
         overheads, per_interval, end_to_end = [], [], []
         for repeat in range(args.repeats):
@@ -125,24 +138,38 @@ def main() -> None:
             one = statistics.mean(saves.cpu_s)
             per_interval.append(100 * one / (trial_without_saves * args.every / config.total_timesteps))
             end_to_end.append(100 * (cpu["with"] - cpu["without"]) / cpu["without"])
-            print(f"  repeat {repeat + 1}: trial {cpu['with']:.1f} CPU-s with {len(saves.cpu_s)} checkpoints "
-                  f"({', '.join(f'{s * 1000:.0f}' for s in saves.cpu_s)} ms each), {cpu['without']:.1f} CPU-s "
-                  f"without; overhead {overheads[-1]:.2f}% as run, {per_interval[-1]:.2f}% per interval, "
-                  f"end to end {end_to_end[-1]:+.2f}%", flush=True)
-            print("    sizes per member: " + ", ".join(
-                f"step {step}: {size / len(seeds) / 1e6:.2f} MB (buffer {fill:.0%} full)"
-                for step, size, fill in zip(saves.steps, saves.bytes, saves.buffer_fill, strict=True)), flush=True)
+            print(
+                f"  repeat {repeat + 1}: trial {cpu['with']:.1f} CPU-s with {len(saves.cpu_s)} checkpoints "
+                f"({', '.join(f'{s * 1000:.0f}' for s in saves.cpu_s)} ms each), {cpu['without']:.1f} CPU-s "
+                f"without; overhead {overheads[-1]:.2f}% as run, {per_interval[-1]:.2f}% per interval, "
+                f"end to end {end_to_end[-1]:+.2f}%",
+                flush=True,
+            )
+            print(
+                "    sizes per member: "
+                + ", ".join(
+                    f"step {step}: {size / len(seeds) / 1e6:.2f} MB (buffer {fill:.0%} full)"
+                    for step, size, fill in zip(saves.steps, saves.bytes, saves.buffer_fill, strict=True)
+                ),
+                flush=True,
+            )
             loop_s = saves.train_seconds[-1] * config.total_timesteps / saves.steps[-1] if saves.steps else 0.0
             for fraction in KILLED_AT:
                 killed = int(fraction * config.total_timesteps)
                 kept = [i for i, step in enumerate(saves.steps) if step <= killed]
                 steps, seconds = (saves.steps[kept[-1]], saves.train_seconds[kept[-1]]) if kept else (0, 0.0)
-                print(f"    killed at {fraction:.0%} (step {killed}): the retry resumes from step {steps}, saving "
-                      f"{steps / config.total_timesteps:.0%} of the budget ({steps * len(seeds)} env steps, "
-                      f"{seconds:.1f} s of its ~{loop_s:.0f} s training loop)", flush=True)
-        print(f"  median over {args.repeats}: overhead {statistics.median(overheads):.2f}% as run, "
-              f"{statistics.median(per_interval):.2f}% per interval, end to end "
-              f"{statistics.median(end_to_end):+.2f}%", flush=True)
+                print(
+                    f"    killed at {fraction:.0%} (step {killed}): the retry resumes from step {steps}, saving "
+                    f"{steps / config.total_timesteps:.0%} of the budget ({steps * len(seeds)} env steps, "
+                    f"{seconds:.1f} s of its ~{loop_s:.0f} s training loop)",
+                    flush=True,
+                )
+        print(
+            f"  median over {args.repeats}: overhead {statistics.median(overheads):.2f}% as run, "
+            f"{statistics.median(per_interval):.2f}% per interval, end to end "
+            f"{statistics.median(end_to_end):+.2f}%",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

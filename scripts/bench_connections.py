@@ -22,7 +22,7 @@ from pathlib import Path
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # scripts.fleet, run as `python scripts/...`
-from scripts.fleet import postgres_server, sampling_connections, tune, wait_all  # noqa: E402
+from scripts.fleet import postgres_server, sampling_connections, tune, wait_all
 
 STUDY = "fleet"
 
@@ -35,14 +35,29 @@ def main() -> None:
     parser.add_argument("--total-trials", type=int, default=36)
     parser.add_argument("--timesteps", type=int, default=1500)
     args = parser.parse_args()
-    with postgres_server(max_connections=args.max_connections) as server, \
-            tempfile.TemporaryDirectory(prefix="bench_connections_") as cwd:
+    with (
+        postgres_server(max_connections=args.max_connections) as server,
+        tempfile.TemporaryDirectory(prefix="bench_connections_") as cwd,
+    ):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         started = time.perf_counter()
         with sampling_connections(server.url) as found:
-            commands = [tune(Path(cwd), "--storage", server.url, "--study-name", STUDY, "--total-trials",
-                             str(args.total_trials), "--workers", str(args.workers), "--timesteps",
-                             str(args.timesteps)) for _ in range(args.commands)]
+            commands = [
+                tune(
+                    Path(cwd),
+                    "--storage",
+                    server.url,
+                    "--study-name",
+                    STUDY,
+                    "--total-trials",
+                    str(args.total_trials),
+                    "--workers",
+                    str(args.workers),
+                    "--timesteps",
+                    str(args.timesteps),
+                )
+                for _ in range(args.commands)
+            ]
             outcomes = wait_all(commands, timeout_s=3600)
         wall = time.perf_counter() - started
         trials = optuna.load_study(study_name=STUDY, storage=server.url).get_trials()
@@ -54,12 +69,21 @@ def main() -> None:
     waits = [sum("retrying in" in line for line in err.splitlines()) for _, _, err in outcomes]
     crowded = [sum("too many clients" in line for line in err.splitlines()) for _, _, err in outcomes]
     result = {
-        "commands": args.commands, "workers": args.workers, "max_connections": args.max_connections,
-        "total_trials": args.total_trials, "timesteps": args.timesteps, "wall_s": round(wall, 1),
-        "exit_statuses": [code for code, _, _ in outcomes], "trials": len(trials), "states": dict(states),
-        "retries_of_dead_trials": retries, "numbers_unique": len(set(numbers)) == len(numbers),
-        "peak_connections": found.peak_total, "peak_dqn_tune_processes": len(per_process),
-        "peak_connections_per_process": max(per_process, default=0), "retry_lines": waits,
+        "commands": args.commands,
+        "workers": args.workers,
+        "max_connections": args.max_connections,
+        "total_trials": args.total_trials,
+        "timesteps": args.timesteps,
+        "wall_s": round(wall, 1),
+        "exit_statuses": [code for code, _, _ in outcomes],
+        "trials": len(trials),
+        "states": dict(states),
+        "retries_of_dead_trials": retries,
+        "numbers_unique": len(set(numbers)) == len(numbers),
+        "peak_connections": found.peak_total,
+        "peak_dqn_tune_processes": len(per_process),
+        "peak_connections_per_process": max(per_process, default=0),
+        "retry_lines": waits,
         "too_many_clients_lines": crowded,
         "errors": [err.strip().splitlines()[-1] for code, _, err in outcomes if code != 0 and err.strip()],
     }

@@ -31,11 +31,11 @@ import numpy as np
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # scripts.fleet, run as `python scripts/...`
-from dqn_tune.runner.optuna_internals import heartbeat  # noqa: E402
-from dqn_tune.runner.storage import open_storage  # noqa: E402
-from dqn_tune.runner.trial_queue import ask_trial  # noqa: E402
-from dqn_tune.runner.workers import run_in_processes  # noqa: E402
-from scripts.fleet import (  # noqa: E402
+from dqn_tune.runner.optuna_internals import heartbeat
+from dqn_tune.runner.storage import open_storage
+from dqn_tune.runner.trial_queue import ask_trial
+from dqn_tune.runner.workers import run_in_processes
+from scripts.fleet import (
     postgres_server,
     sampling_connections,
     sampling_memory,
@@ -46,24 +46,49 @@ from scripts.fleet import (  # noqa: E402
 
 
 def fleet(args: argparse.Namespace) -> dict[str, object]:
-    with postgres_server(max_connections=args.max_connections) as server, storage_proxy(server.url) as (address, _), \
-            tempfile.TemporaryDirectory(prefix="bench_proxy_") as cwd:
+    with (
+        postgres_server(max_connections=args.max_connections) as server,
+        storage_proxy(server.url) as (address, _),
+        tempfile.TemporaryDirectory(prefix="bench_proxy_") as cwd,
+    ):
         started = time.perf_counter()
         with sampling_connections(server.url, every_s=0.1) as found, sampling_memory() as memory:
-            commands = [tune(Path(cwd), "--storage", address, "--study-name", "fleet", "--total-trials",
-                             str(args.total_trials), "--workers", str(args.workers), "--timesteps", str(args.timesteps))
-                        for _ in range(args.commands)]
+            commands = [
+                tune(
+                    Path(cwd),
+                    "--storage",
+                    address,
+                    "--study-name",
+                    "fleet",
+                    "--total-trials",
+                    str(args.total_trials),
+                    "--workers",
+                    str(args.workers),
+                    "--timesteps",
+                    str(args.timesteps),
+                )
+                for _ in range(args.commands)
+            ]
             outcomes = wait_all(commands, timeout_s=7200)
         wall = time.perf_counter() - started
         trials = optuna.load_study(study_name="fleet", storage=server.url).get_trials()
     numbers = [t.number for t in trials]
-    return {"commands": args.commands, "workers_per_command": args.workers,
-            "workers": args.commands * args.workers, "total_trials": args.total_trials, "timesteps": args.timesteps,
-            "wall_s": round(wall, 1), "exit_statuses": [code for code, _, _ in outcomes], "trials": len(trials),
-            "states": dict(Counter(t.state.name for t in trials)), "numbers_unique": len(set(numbers)) == len(numbers),
-            "peak_database_connections": found.peak_total, "peak_memory": memory,
-            "retry_lines": sum(err.count("retrying in") for _, _, err in outcomes),
-            "errors": [err.strip().splitlines()[-1] for code, _, err in outcomes if code != 0 and err.strip()]}
+    return {
+        "commands": args.commands,
+        "workers_per_command": args.workers,
+        "workers": args.commands * args.workers,
+        "total_trials": args.total_trials,
+        "timesteps": args.timesteps,
+        "wall_s": round(wall, 1),
+        "exit_statuses": [code for code, _, _ in outcomes],
+        "trials": len(trials),
+        "states": dict(Counter(t.state.name for t in trials)),
+        "numbers_unique": len(set(numbers)) == len(numbers),
+        "peak_database_connections": found.peak_total,
+        "peak_memory": memory,
+        "retry_lines": sum(err.count("retrying in") for _, _, err in outcomes),
+        "errors": [err.strip().splitlines()[-1] for code, _, err in outcomes if code != 0 and err.strip()],
+    }
 
 
 def ask_and_tell(url: str, trials: int, pause_s: float) -> list[tuple[float, float]]:
@@ -85,28 +110,34 @@ def ask_and_tell(url: str, trials: int, pause_s: float) -> list[tuple[float, flo
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(1000 * float(np.percentile(values, 50)), 1),
-            "p99_ms": round(1000 * float(np.percentile(values, 99)), 1)}
+    return {
+        "p50_ms": round(1000 * float(np.percentile(values, 50)), 1),
+        "p99_ms": round(1000 * float(np.percentile(values, 99)), 1),
+    }
 
 
 def latency(args: argparse.Namespace) -> dict[str, object]:
     result: dict[str, object] = {"workers": args.workers, "trials_per_worker": args.trials, "pause_s": args.pause_s}
     with postgres_server() as server, storage_proxy(server.url) as (address, proxy):
-        for name, url in (("direct", server.url), ("proxy", address))[0 if args.direct else 1:]:
+        for name, url in (("direct", server.url), ("proxy", address))[0 if args.direct else 1 :]:
             optuna.create_study(study_name="latency", storage=open_storage(server.url), direction="maximize")
             started = time.perf_counter()
             with sampling_connections(server.url, every_s=0.1) as found:
                 runs = run_in_processes(ask_and_tell, [(url, args.trials, args.pause_s)] * args.workers)
             wall = time.perf_counter() - started
             times = [pair for run in runs for pair in run]  # type: ignore[union-attr]
-            result[name] = {"ask": percentiles([a for a, _ in times]), "tell": percentiles([t for _, t in times]),
-                            "ask_and_tell": percentiles([a + t for a, t in times]),
-                            "mean_ask_and_tell_ms": round(1000 * statistics.fmean(a + t for a, t in times), 1),
-                            "trials_per_s": round(len(times) / wall, 1),
-                            "peak_database_connections": {
-                                "all": found.peak_total,
-                                "workers": found.peak_of({proxy.pid, os.getpid()}, others=True),
-                                "proxy": found.peak_of({proxy.pid})}}
+            result[name] = {
+                "ask": percentiles([a for a, _ in times]),
+                "tell": percentiles([t for _, t in times]),
+                "ask_and_tell": percentiles([a + t for a, t in times]),
+                "mean_ask_and_tell_ms": round(1000 * statistics.fmean(a + t for a, t in times), 1),
+                "trials_per_s": round(len(times) / wall, 1),
+                "peak_database_connections": {
+                    "all": found.peak_total,
+                    "workers": found.peak_of({proxy.pid, os.getpid()}, others=True),
+                    "proxy": found.peak_of({proxy.pid}),
+                },
+            }
             optuna.delete_study(study_name="latency", storage=open_storage(server.url))
     return result
 

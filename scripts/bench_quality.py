@@ -32,11 +32,19 @@ from dqn_tune.tuning.presets import load_presets
 from dqn_tune.tuning.recommendation import ConfigStats, paired_comparison
 from dqn_tune.tuning.seeds import retrain_seeds, validation_seeds
 
-RL_ZOO = {"CartPole-v1": "500.0 +- 0.0", "Acrobot-v1": "-76.6 +- 11.8", "LunarLander-v3": "154 +- 79 (v2)",
-          "MountainCar-v0": "-100.8 +- 9.9"}
+RL_ZOO = {
+    "CartPole-v1": "500.0 +- 0.0",
+    "Acrobot-v1": "-76.6 +- 11.8",
+    "LunarLander-v3": "154 +- 79 (v2)",
+    "MountainCar-v0": "-100.8 +- 9.9",
+}
 """RL Baselines3 Zoo's benchmark.md, DQN at the same budgets (single runs)."""
-FLOORS = {"CartPole-v1": ">= 475 on 4 of 5 seeds", "Acrobot-v1": ">= -80", "LunarLander-v3": ">= 154",
-          "MountainCar-v0": ">= -115"}
+FLOORS = {
+    "CartPole-v1": ">= 475 on 4 of 5 seeds",
+    "Acrobot-v1": ">= -80",
+    "LunarLander-v3": ">= 154",
+    "MountainCar-v0": ">= -115",
+}
 """Issue 9's floors: mean over 5 fresh seeds, 100 greedy episodes each."""
 EVAL_SEED = 123_456
 """Seed of the judging evaluation env (neither a training env nor a learning-curve evaluation env)."""
@@ -62,13 +70,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default=",".join(load_presets()), help="comma-separated env ids (default: all)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per env (default: 5)")
-    parser.add_argument("--seed-range", choices=SEED_RANGES, default="retrain",
-                        help="retrain: fresh seeds (the default); validation: held-out seeds to choose variants on")
+    parser.add_argument(
+        "--seed-range",
+        choices=SEED_RANGES,
+        default="retrain",
+        help="retrain: fresh seeds (the default); validation: held-out seeds to choose variants on",
+    )
     parser.add_argument("--episodes", type=int, default=100, help="greedy episodes per seed (default: 100)")
-    parser.add_argument("--timesteps", type=int, default=None,
-                        help="training steps (default: each preset's budget; other values do not compare with RL Zoo)")
-    parser.add_argument("--changes", type=json.loads, action="append", default=[], metavar="JSON",
-                        help="a variant of each preset: config fields to change, e.g. '{\"n_steps\": 3}' (repeatable)")
+    parser.add_argument(
+        "--timesteps",
+        type=int,
+        default=None,
+        help="training steps (default: each preset's budget; other values do not compare with RL Zoo)",
+    )
+    parser.add_argument(
+        "--changes",
+        type=json.loads,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="a variant of each preset: config fields to change, e.g. '{\"n_steps\": 3}' (repeatable)",
+    )
     args = parser.parse_args()
     presets = load_presets()
     seeds = SEED_RANGES[args.seed_range](args.seeds)
@@ -77,8 +99,11 @@ def main() -> None:
         preset = presets[env_id]
         config = preset.base_config(timesteps=args.timesteps)
         returns, wall = judge(config, seeds, args.episodes)
-        print(f"{env_id} @{config.total_timesteps}, {args.seed_range} seeds ({preset.source}): {summary(returns)}, "
-              f"{wall:.0f}s", flush=True)
+        print(
+            f"{env_id} @{config.total_timesteps}, {args.seed_range} seeds ({preset.source}): {summary(returns)}, "
+            f"{wall:.0f}s",
+            flush=True,
+        )
         rows.append((env_id, config.total_timesteps, "preset", returns, wall))
         reference = ConfigStats(0, 0.0, tuple(seeds), tuple(returns))
         for index, changes in enumerate(args.changes, start=1):
@@ -88,16 +113,21 @@ def main() -> None:
             comparison = paired_comparison(ConfigStats(index, 0.0, tuple(seeds), tuple(variant_returns)), reference)
             assert comparison is not None  # the same seeds
             interval = comparison.interval
-            print(f"  + {label}: {summary(variant_returns)}, {variant_wall:.0f}s; against the preset: "
-                  f"{comparison.mean_difference:+.1f} [{interval.low:+.1f}, {interval.high:+.1f}], "
-                  f"better on {comparison.wins}, worse on {comparison.losses}", flush=True)
+            print(
+                f"  + {label}: {summary(variant_returns)}, {variant_wall:.0f}s; against the preset: "
+                f"{comparison.mean_difference:+.1f} [{interval.low:+.1f}, {interval.high:+.1f}], "
+                f"better on {comparison.wins}, worse on {comparison.losses}",
+                flush=True,
+            )
             rows.append((env_id, config.total_timesteps, label, variant_returns, variant_wall))
     print("\n| env | steps | config | mean +- std over seeds | floor | RL Zoo | wall |")
     print("|---|---|---|---|---|---|---|")
     for env_id, steps, label, returns, wall in rows:
         spread = statistics.stdev(returns) if len(returns) > 1 else 0.0
-        print(f"| {env_id} | {steps} | {label} | {statistics.mean(returns):.1f} +- {spread:.1f} | "
-              f"{FLOORS.get(env_id, '')} | {RL_ZOO.get(env_id, '')} | {wall:.0f}s |")
+        print(
+            f"| {env_id} | {steps} | {label} | {statistics.mean(returns):.1f} +- {spread:.1f} | "
+            f"{FLOORS.get(env_id, '')} | {RL_ZOO.get(env_id, '')} | {wall:.0f}s |"
+        )
 
 
 if __name__ == "__main__":

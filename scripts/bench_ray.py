@@ -26,14 +26,14 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # scripts.fleet, run as `python scripts/...`
-from scripts.fleet import free_port, postgres_server, tune  # noqa: E402
+from scripts.fleet import free_port, postgres_server, tune
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 """`ray` of this Python: the nodes' workers then run this Python too, which imports this checkout's dqn_tune."""
@@ -47,7 +47,8 @@ def ours(directory: str) -> list[int]:
             continue
         try:
             if directory.encode() in (entry / "cmdline").read_bytes() or any(
-                    os.readlink(fd).startswith(directory) for fd in (entry / "fd").iterdir()):
+                os.readlink(fd).startswith(directory) for fd in (entry / "fd").iterdir()
+            ):
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -75,14 +76,44 @@ def ray_cluster(cpus_per_node: int = 2) -> Iterator[tuple[str, int, dict[str, fl
     timings = {}
     try:
         started = time.perf_counter()
-        subprocess.run([*RAY, "start", "--head", "--port", str(port), "--num-cpus", str(cpus_per_node), "--temp-dir",
-                        directory, "--include-dashboard", "false", "--disable-usage-stats"], env=env, check=True,
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [
+                *RAY,
+                "start",
+                "--head",
+                "--port",
+                str(port),
+                "--num-cpus",
+                str(cpus_per_node),
+                "--temp-dir",
+                directory,
+                "--include-dashboard",
+                "false",
+                "--disable-usage-stats",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         timings["head_start_s"] = round(time.perf_counter() - started, 1)
         head = raylets(directory)
         started = time.perf_counter()
-        subprocess.run([*RAY, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", str(cpus_per_node),
-                        "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [
+                *RAY,
+                "start",
+                "--address",
+                f"127.0.0.1:{port}",
+                "--num-cpus",
+                str(cpus_per_node),
+                "--disable-usage-stats",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         timings["second_node_start_s"] = round(time.perf_counter() - started, 1)
         [second] = raylets(directory) - head
         yield f"127.0.0.1:{port}", second, timings, env
@@ -95,10 +126,8 @@ def stop(directory: str) -> None:
     """SIGTERM every process of the cluster, SIGKILL what is left after 10 s (by pid: nobody else's Ray)."""
     for signum, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 2.0)):
         for pid in ours(directory):
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + wait
         while ours(directory) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -106,9 +135,11 @@ def stop(directory: str) -> None:
 
 def local_cluster_start_s() -> float:
     """Seconds for a command's own local Ray cluster: ray.init() and ray.shutdown() in a fresh process."""
-    code = ("import time, logging; t = time.perf_counter(); import ray; "
-            "ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING); ray.shutdown(); "
-            "print(time.perf_counter() - t)")
+    code = (
+        "import time, logging; t = time.perf_counter(); import ray; "
+        "ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING); ray.shutdown(); "
+        "print(time.perf_counter() - t)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     return round(float(result.stdout.split()[-1]), 1)
 
@@ -120,25 +151,42 @@ def trials_of(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    result: dict[str, object] = {"trials": args.trials, "workers": args.workers, "timesteps": args.timesteps,
-                                 "local_ray_init_and_shutdown_s": local_cluster_start_s()}
+    result: dict[str, object] = {
+        "trials": args.trials,
+        "workers": args.workers,
+        "timesteps": args.timesteps,
+        "local_ray_init_and_shutdown_s": local_cluster_start_s(),
+    }
     flags = ["--trials", str(args.trials), "--workers", str(args.workers), "--timesteps", str(args.timesteps)]
     with postgres_server() as server, tempfile.TemporaryDirectory(prefix="bench_ray_") as cwd:
         with ray_cluster() as (address, second_raylet, timings, env):
             result["ray_start"] = timings
             started = time.perf_counter()
-            process = tune(Path(cwd), "--storage", server.url, "--study-name", "ray", "--executor", "ray",
-                           "--ray-address", address, *flags, env=env)
+            process = tune(
+                Path(cwd),
+                "--storage",
+                server.url,
+                "--study-name",
+                "ray",
+                "--executor",
+                "ray",
+                "--ray-address",
+                address,
+                *flags,
+                env=env,
+            )
             victim = kill_one_on(second_raylet, server.url, process)
             out, err = process.communicate(timeout=3600)
-            result["ray"] = outcome(process.returncode, out, err, time.perf_counter() - started,
-                                    trials_of(server.url, "ray"))
+            result["ray"] = outcome(
+                process.returncode, out, err, time.perf_counter() - started, trials_of(server.url, "ray")
+            )
             result["ray"]["killed"] = victim  # type: ignore[index]
         started = time.perf_counter()
         process = tune(Path(cwd), "--storage", server.url, "--study-name", "local", *flags)
         out, err = process.communicate(timeout=3600)
-        result["local"] = outcome(process.returncode, out, err, time.perf_counter() - started,
-                                  trials_of(server.url, "local"))
+        result["local"] = outcome(
+            process.returncode, out, err, time.perf_counter() - started, trials_of(server.url, "local")
+        )
     return result
 
 
@@ -159,11 +207,15 @@ def kill_one_on(raylet: int, url: str, process: subprocess.Popen[str]) -> dict[s
 
 
 def outcome(code: int, out: str, err: str, wall: float, trials: list[optuna.trial.FrozenTrial]) -> dict[str, object]:
-    return {"exit_status": code, "wall_s": round(wall, 1), "trials": len(trials),
-            "states": dict(Counter(t.state.name for t in trials)),
-            "retries": sum("failed_trial" in t.system_attrs for t in trials),
-            "summary": [line for line in out.splitlines() if line.startswith(("study ", "trials in", "a worker"))],
-            "last_error_line": err.strip().splitlines()[-1] if code not in (0, 1) and err.strip() else None}
+    return {
+        "exit_status": code,
+        "wall_s": round(wall, 1),
+        "trials": len(trials),
+        "states": dict(Counter(t.state.name for t in trials)),
+        "retries": sum("failed_trial" in t.system_attrs for t in trials),
+        "summary": [line for line in out.splitlines() if line.startswith(("study ", "trials in", "a worker"))],
+        "last_error_line": err.strip().splitlines()[-1] if code not in (0, 1) and err.strip() else None,
+    }
 
 
 def main() -> None:

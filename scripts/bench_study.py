@@ -40,8 +40,10 @@ class BenchResult:
     def line(self, threshold: float) -> str:
         per_hour = self.trials / self.wall_time_s * 3600 if self.wall_time_s > 0 else 0.0
         best = "none" if self.best_value is None else f"{self.best_value:.1f}"
-        return (f"{self.name:<9} wall {self.wall_time_s:8.0f}s  trials {self.trials:4d}  "
-                f"trials/hour {per_hour:7.1f}  best {best:>6}  trials >= {threshold:g}: {self.reached}")
+        return (
+            f"{self.name:<9} wall {self.wall_time_s:8.0f}s  trials {self.trials:4d}  "
+            f"trials/hour {per_hour:7.1f}  best {best:>6}  trials >= {threshold:g}: {self.reached}"
+        )
 
 
 def study_result(name: str, storage: str, wall_time_s: float, threshold: float) -> BenchResult:
@@ -49,8 +51,9 @@ def study_result(name: str, storage: str, wall_time_s: float, threshold: float) 
     trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials(deepcopy=False)
     finished = [t for t in trials if t.state.is_finished()]
     values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    return BenchResult(name, wall_time_s, len(finished), max(values) if values else None,
-                       sum(v >= threshold for v in values))
+    return BenchResult(
+        name, wall_time_s, len(finished), max(values) if values else None, sum(v >= threshold for v in values)
+    )
 
 
 def run_timed(commands: list[list[str]], log: Path) -> float:
@@ -66,19 +69,61 @@ def run_timed(commands: list[list[str]], log: Path) -> float:
 
 def bench_dqn_tune(args: argparse.Namespace, out: Path) -> BenchResult:
     storage = f"sqlite:///{out}/dqn_tune.db"
-    command = [sys.executable, "-m", "dqn_tune", "--trials", str(args.trials), "--workers", str(args.workers),
-               "--timesteps", str(args.timesteps), "--storage", storage, "--study-name", STUDY, "--seed", str(args.seed)]
+    command = [
+        sys.executable,
+        "-m",
+        "dqn_tune",
+        "--trials",
+        str(args.trials),
+        "--workers",
+        str(args.workers),
+        "--timesteps",
+        str(args.timesteps),
+        "--storage",
+        storage,
+        "--study-name",
+        STUDY,
+        "--seed",
+        str(args.seed),
+    ]
     return study_result("dqn-tune", storage, run_timed([command], out / "dqn_tune.log"), args.threshold)
 
 
 def bench_zoo(args: argparse.Namespace, out: Path) -> BenchResult:
     storage = f"sqlite:///{out}/zoo.db"
     optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")  # before the racing processes
-    commands = [[sys.executable, "-m", "rl_zoo3.train", "--algo", "dqn", "--env", "CartPole-v1", "-optimize",
-                 "--n-timesteps", str(args.timesteps), "--n-trials", str(args.trials), "--max-total-trials",
-                 str(args.trials), "--n-jobs", "1", "--num-threads", "1", "--storage", storage, "--study-name", STUDY,
-                 "--no-optim-plots", "--seed", str(args.seed + i), "-f", str(out / f"zoo_logs_{i}")]
-                for i in range(args.workers)]
+    commands = [
+        [
+            sys.executable,
+            "-m",
+            "rl_zoo3.train",
+            "--algo",
+            "dqn",
+            "--env",
+            "CartPole-v1",
+            "-optimize",
+            "--n-timesteps",
+            str(args.timesteps),
+            "--n-trials",
+            str(args.trials),
+            "--max-total-trials",
+            str(args.trials),
+            "--n-jobs",
+            "1",
+            "--num-threads",
+            "1",
+            "--storage",
+            storage,
+            "--study-name",
+            STUDY,
+            "--no-optim-plots",
+            "--seed",
+            str(args.seed + i),
+            "-f",
+            str(out / f"zoo_logs_{i}"),
+        ]
+        for i in range(args.workers)
+    ]
     wall = run_timed(commands, out / "zoo.log")
     return study_result("rl_zoo3", storage, wall, args.threshold)
 
@@ -91,12 +136,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, default=475.0, help="a trial 'reaches' this value (default: 475)")
     parser.add_argument("--only", choices=("dqn-tune", "zoo"), default=None, help="run one optimizer only")
-    parser.add_argument("--out", type=Path, default=None, help="directory for the studies and logs (default: a temp dir)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="directory for the studies and logs (default: a temp dir)"
+    )
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_study_"))
     out.mkdir(parents=True, exist_ok=True)
-    print(f"CartPole-v1, {args.trials} trials x {args.timesteps} steps, {args.workers} processes each; "
-          f"studies and logs in {out}", flush=True)
+    print(
+        f"CartPole-v1, {args.trials} trials x {args.timesteps} steps, {args.workers} processes each; "
+        f"studies and logs in {out}",
+        flush=True,
+    )
     results = []
     if args.only in (None, "dqn-tune"):
         results.append(bench_dqn_tune(args, out))
@@ -107,8 +157,10 @@ def main() -> int:
         else:
             results.append(bench_zoo(args, out))
             print(results[-1].line(args.threshold), flush=True)
-    print("values: dqn-tune = mean over its seeds (default 2) of a 20-episode final evaluation; "
-          "rl_zoo3 = its last evaluation of one run")
+    print(
+        "values: dqn-tune = mean over its seeds (default 2) of a 20-episode final evaluation; "
+        "rl_zoo3 = its last evaluation of one run"
+    )
     return 0
 
 

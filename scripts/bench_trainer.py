@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -60,9 +62,21 @@ print(time.process_time() - start)
 
 def bench_config(steps: int) -> DQNConfig:
     """The benchmark's hyperparameters; the rest are the package defaults, minus what SB3's DQN lacks."""
-    return DQNConfig(env_id=ENV_ID, total_timesteps=steps, hidden_sizes=(128, 128), batch_size=128, train_freq=1,
-                     gradient_steps=1, buffer_size=10_000, learning_starts=1_000, double_dqn=False, loss="huber",
-                     keep_best=False, eval_freq=0, eval_episodes=1)
+    return DQNConfig(
+        env_id=ENV_ID,
+        total_timesteps=steps,
+        hidden_sizes=(128, 128),
+        batch_size=128,
+        train_freq=1,
+        gradient_steps=1,
+        buffer_size=10_000,
+        learning_starts=1_000,
+        double_dqn=False,
+        loss="huber",
+        keep_best=False,
+        eval_freq=0,
+        eval_episodes=1,
+    )
 
 
 def cpu_seconds(fn: Callable[[], object]) -> float:
@@ -93,13 +107,25 @@ def run_sb3(config: DQNConfig, seed: int) -> float:
 
     def run() -> None:
         model = DQN(
-            "MlpPolicy", ENV_ID, learning_rate=config.learning_rate, buffer_size=config.buffer_size,
-            learning_starts=config.learning_starts, batch_size=config.batch_size, tau=config.tau,
-            gamma=config.gamma, train_freq=config.train_freq, gradient_steps=config.gradient_steps,
-            target_update_interval=config.target_update_interval, exploration_fraction=config.exploration_fraction,
-            exploration_initial_eps=config.exploration_initial_eps, exploration_final_eps=config.exploration_final_eps,
-            max_grad_norm=config.max_grad_norm, policy_kwargs={"net_arch": list(config.hidden_sizes)},
-            device="cpu", seed=seed, verbose=0,
+            "MlpPolicy",
+            ENV_ID,
+            learning_rate=config.learning_rate,
+            buffer_size=config.buffer_size,
+            learning_starts=config.learning_starts,
+            batch_size=config.batch_size,
+            tau=config.tau,
+            gamma=config.gamma,
+            train_freq=config.train_freq,
+            gradient_steps=config.gradient_steps,
+            target_update_interval=config.target_update_interval,
+            exploration_fraction=config.exploration_fraction,
+            exploration_initial_eps=config.exploration_initial_eps,
+            exploration_final_eps=config.exploration_final_eps,
+            max_grad_norm=config.max_grad_norm,
+            policy_kwargs={"net_arch": list(config.hidden_sizes)},
+            device="cpu",
+            seed=seed,
+            verbose=0,
         )
         model.learn(total_timesteps=config.total_timesteps)
 
@@ -109,7 +135,7 @@ def run_sb3(config: DQNConfig, seed: int) -> float:
 def update_flops(config: DQNConfig) -> float:
     """FLOPs of one update: online forward, target forward, backward (weight grads and hidden input grads)."""
     widths = (OBS_DIM, *config.hidden_sizes, N_ACTIONS)
-    layer_flops = [2 * config.batch_size * fan_in * fan_out for fan_in, fan_out in zip(widths, widths[1:])]
+    layer_flops = [2 * config.batch_size * fan_in * fan_out for fan_in, fan_out in pairwise(widths)]
     forward = sum(layer_flops)
     backward = 2 * forward - layer_flops[0]  # no gradient with respect to the observations
     return 2 * forward + backward
@@ -152,14 +178,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per training run (default: 20000)")
     parser.add_argument("--bare-updates", type=int, default=3_000, help="updates of the bare loop (default: 3000)")
     parser.add_argument("--matmul-size", type=int, default=2048, help="matrix size of the ceiling (default: 2048)")
-    parser.add_argument("--seeds", type=lambda text: [int(k) for k in text.split(",")], default=None,
-                        help="comma-separated group sizes K: compare K sequential runs with train_seeds of K instead")
-    parser.add_argument("--learning", type=int, default=0, metavar="N",
-                        help="instead: final returns of N seeds batched vs N sequential runs, with tests of equality")
-    parser.add_argument("--options", type=json.loads, default={},
-                        help="with --seeds: DQNConfig fields as JSON, e.g. '{\"n_steps\": 3, \"dueling\": true}'")
-    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
-                        help="instead: train's CPU time here against the dqn-tune checkout at DIR (DIR/.venv)")
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: [int(k) for k in text.split(",")],
+        default=None,
+        help="comma-separated group sizes K: compare K sequential runs with train_seeds of K instead",
+    )
+    parser.add_argument(
+        "--learning",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: final returns of N seeds batched vs N sequential runs, with tests of equality",
+    )
+    parser.add_argument(
+        "--options",
+        type=json.loads,
+        default={},
+        help='with --seeds: DQNConfig fields as JSON, e.g. \'{"n_steps": 3, "dueling": true}\'',
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="instead: train's CPU time here against the dqn-tune checkout at DIR (DIR/.venv)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.baseline:
@@ -179,8 +223,10 @@ def main() -> None:
     bare_update_seconds(config, 100)
     rows: list[dict[str, float]] = []
     print(f"{ENV_ID}, {args.steps} steps, MLP 128x128, batch 128, train_freq 1, buffer 10,000, 1 torch thread")
-    print(f"{'repeat':>6} {'ours st/CPU-s':>14} {'SB3 st/CPU-s':>13} {'ratio':>6} {'bare upd/s':>11} "
-          f"{'ours upd/s':>11} {'overhead':>9} {'bare GFLOP/s':>13} {'matmul GFLOP/s':>15}")
+    print(
+        f"{'repeat':>6} {'ours st/CPU-s':>14} {'SB3 st/CPU-s':>13} {'ratio':>6} {'bare upd/s':>11} "
+        f"{'ours upd/s':>11} {'overhead':>9} {'bare GFLOP/s':>13} {'matmul GFLOP/s':>15}"
+    )
     for repeat in range(args.repeats):
         if repeat % 2 == 0:
             ours_s, updates = run_ours(config, seed=repeat)
@@ -203,13 +249,17 @@ def main() -> None:
         print(_format(str(repeat), row), flush=True)
     median = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
     print(_format("median", median))
-    print(f"\nmedians: ours {median['ours']:.0f} vs SB3 {median['sb3']:.0f} env steps per CPU-second, "
-          f"ratio {median['ratio']:.2f}x (floor 1.6x)")
+    print(
+        f"\nmedians: ours {median['ours']:.0f} vs SB3 {median['sb3']:.0f} env steps per CPU-second, "
+        f"ratio {median['ratio']:.2f}x (floor 1.6x)"
+    )
     print(f"per-update overhead over the bare loop: {median['overhead']:.1%} (floor 25%)")
     ceiling_share = median["bare_gflops"] / median["matmul_gflops"]
-    print(f"bare update loop {median['bare_gflops']:.1f} GFLOP/s = {ceiling_share:.0%} "
-          f"of the {args.matmul_size}x{args.matmul_size} matmul's {median['matmul_gflops']:.1f} GFLOP/s "
-          f"({flops / 1e6:.1f} MFLOP per update)")
+    print(
+        f"bare update loop {median['bare_gflops']:.1f} GFLOP/s = {ceiling_share:.0%} "
+        f"of the {args.matmul_size}x{args.matmul_size} matmul's {median['matmul_gflops']:.1f} GFLOP/s "
+        f"({flops / 1e6:.1f} MFLOP per update)"
+    )
 
 
 def bench_baseline(baseline: Path, steps: int, repeats: int) -> None:
@@ -223,14 +273,30 @@ def bench_baseline(baseline: Path, steps: int, repeats: int) -> None:
     for repeat in range(repeats):
         order = ("here", "baseline") if repeat % 2 == 0 else ("baseline", "here")
         for name in order:
-            output = subprocess.run([pythons[name], "-c", CHILD, str(steps), str(repeat)], cwd=roots[name],
-                                    check=True, capture_output=True, text=True).stdout
+            output = subprocess.run(
+                [pythons[name], "-c", CHILD, str(steps), str(repeat)],
+                cwd=roots[name],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             times[name].append(float(output.split()[-1]))
-        print(f"{repeat:6d} {times['here'][-1]:8.1f} {times['baseline'][-1]:11.1f} "
-              f"{times['here'][-1] / times['baseline'][-1]:6.3f}", flush=True)
+        print(
+            f"{repeat:6d} {times['here'][-1]:8.1f} {times['baseline'][-1]:11.1f} "
+            f"{times['here'][-1] / times['baseline'][-1]:6.3f}",
+            flush=True,
+        )
     here, base = statistics.median(times["here"]), statistics.median(times["baseline"])
-    print(f"{'median':>6} {here:8.1f} {base:11.1f} {here / base:6.3f}   (median of per-repeat ratios "
-          f"{statistics.median(h / b for h, b in zip(times['here'], times['baseline'])):.3f})")
+    print(
+        f"{'median':>6} {here:8.1f} {base:11.1f} {here / base:6.3f}   (median of per-repeat ratios "
+        f"{statistics.median(h / b for h, b in zip(times['here'], times['baseline'], strict=True)):.3f})"
+    )
+
+
+def train_each(config: DQNConfig, seeds: list[int]) -> None:
+    """One `train` run per seed, one after another."""
+    for seed in seeds:
+        train(config, seed=seed)
 
 
 def bench_seeds(group_sizes: list[int], steps: int, repeats: int, options: dict[str, object]) -> None:
@@ -239,16 +305,20 @@ def bench_seeds(group_sizes: list[int], steps: int, repeats: int, options: dict[
     warmup = config.replace(total_timesteps=2_000, eval_freq=1_000)
     train(warmup, seed=0)
     train_seeds(warmup, [0, 1])
-    print(f"{ENV_ID}, default config{' with ' + json.dumps(options) if options else ''}, {steps} steps per member, "
-          "1 torch thread, process CPU time")
-    print(f"{'K':>3} {'repeat':>6} {'sequential s':>13} {'batched s':>10} {'ratio':>6} "
-          f"{'seq st/CPU-s':>13} {'batched st/CPU-s, all members':>30}")
+    print(
+        f"{ENV_ID}, default config{' with ' + json.dumps(options) if options else ''}, {steps} steps per member, "
+        "1 torch thread, process CPU time"
+    )
+    print(
+        f"{'K':>3} {'repeat':>6} {'sequential s':>13} {'batched s':>10} {'ratio':>6} "
+        f"{'seq st/CPU-s':>13} {'batched st/CPU-s, all members':>30}"
+    )
     for k in group_sizes:
         ratios, sequential_rates, batched_rates = [], [], []
         for repeat in range(repeats):
             seeds = list(range(100 * repeat, 100 * repeat + k))
-            sequential = lambda: [train(config, seed=seed) for seed in seeds]  # noqa: E731
-            batched = lambda: train_seeds(config, seeds)  # noqa: E731
+            sequential = partial(train_each, config, seeds)
+            batched = partial(train_seeds, config, seeds)
             if repeat % 2 == 0:
                 sequential_s, batched_s = cpu_seconds(sequential), cpu_seconds(batched)
             else:
@@ -256,10 +326,16 @@ def bench_seeds(group_sizes: list[int], steps: int, repeats: int, options: dict[
             ratios.append(batched_s / sequential_s)
             sequential_rates.append(k * steps / sequential_s)
             batched_rates.append(k * steps / batched_s)
-            print(f"{k:3d} {repeat:6d} {sequential_s:13.1f} {batched_s:10.1f} {ratios[-1]:6.3f} "
-                  f"{sequential_rates[-1]:13.0f} {batched_rates[-1]:30.0f}", flush=True)
-        print(f"{k:3d} {'median':>6} {'':>13} {'':>10} {statistics.median(ratios):6.3f} "
-              f"{statistics.median(sequential_rates):13.0f} {statistics.median(batched_rates):30.0f}", flush=True)
+            print(
+                f"{k:3d} {repeat:6d} {sequential_s:13.1f} {batched_s:10.1f} {ratios[-1]:6.3f} "
+                f"{sequential_rates[-1]:13.0f} {batched_rates[-1]:30.0f}",
+                flush=True,
+            )
+        print(
+            f"{k:3d} {'median':>6} {'':>13} {'':>10} {statistics.median(ratios):6.3f} "
+            f"{statistics.median(sequential_rates):13.0f} {statistics.median(batched_rates):30.0f}",
+            flush=True,
+        )
 
 
 def compare_learning(n_seeds: int, steps: int) -> None:
@@ -276,13 +352,17 @@ def compare_learning(n_seeds: int, steps: int) -> None:
     print(f"sequential ({n_seeds} seeds, {steps} steps): {sequential}")
     for name, returns in (("batched", batched), ("sequential", sequential)):
         print(f"{name:>10}: mean {statistics.mean(returns):.1f}, IQM {scipy.stats.trim_mean(returns, 0.25):.1f}")
-    print(f"Mann-Whitney U p = {scipy.stats.mannwhitneyu(batched, sequential).pvalue:.3f}, "
-          f"Welch t-test p = {scipy.stats.ttest_ind(batched, sequential, equal_var=False).pvalue:.3f}")
+    print(
+        f"Mann-Whitney U p = {scipy.stats.mannwhitneyu(batched, sequential).pvalue:.3f}, "
+        f"Welch t-test p = {scipy.stats.ttest_ind(batched, sequential, equal_var=False).pvalue:.3f}"
+    )
 
 
 def _format(label: str, row: dict[str, float]) -> str:
-    return (f"{label:>6} {row['ours']:14.0f} {row['sb3']:13.0f} {row['ratio']:6.2f} {row['bare_ups']:11.0f} "
-            f"{row['ours_ups']:11.0f} {row['overhead']:9.1%} {row['bare_gflops']:13.1f} {row['matmul_gflops']:15.1f}")
+    return (
+        f"{label:>6} {row['ours']:14.0f} {row['sb3']:13.0f} {row['ratio']:6.2f} {row['bare_ups']:11.0f} "
+        f"{row['ours_ups']:11.0f} {row['overhead']:9.1%} {row['bare_gflops']:13.1f} {row['matmul_gflops']:15.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,23 @@ import sqlalchemy
 
 PGBIN = (sorted(glob.glob("/usr/lib/postgresql/*/bin")) or [None])[-1]
 """Debian's PostgreSQL programs (the newest installed version), or None."""
-TINY = ["--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2", "--eval-episodes", "2",
-        "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts", "--validate-top", "0"]
+TINY = [
+    "--learning-starts",
+    "100",
+    "--eval-freq",
+    "200",
+    "--eval-curve-episodes",
+    "2",
+    "--eval-episodes",
+    "2",
+    "--hidden-sizes",
+    "16",
+    "--seeds",
+    "1",
+    "--no-artifacts",
+    "--validate-top",
+    "0",
+]
 """Flags of a tune command whose trials train for about a CPU-second per 1,000 steps (give --timesteps)."""
 
 
@@ -55,13 +70,26 @@ class PostgresServer:
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/optuna"
 
     def _pg(self, program: str, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", f"{PGBIN}/{program}", *args], check=True,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", f"{PGBIN}/{program}", *args],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
     def start(self) -> None:
-        self._pg("pg_ctl", "-D", str(self.directory / "data"), "-l", str(self.directory / "log"), "-w", "-o",
-                 f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} "
-                 f"-c max_connections={self.max_connections}", "start")
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.directory / "data"),
+            "-l",
+            str(self.directory / "log"),
+            "-w",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} "
+            f"-c max_connections={self.max_connections}",
+            "start",
+        )
 
     def stop(self) -> None:
         """`pg_ctl -m fast stop`: clients are disconnected, nothing is lost."""
@@ -83,8 +111,9 @@ def postgres_server(*, max_connections: int = 100, port: int | None = None) -> I
         server._pg("initdb", "-D", str(directory / "data"), "-U", "postgres", "--auth=trust")
         server.start()
         try:
-            engine = sqlalchemy.create_engine(server.url.replace("/optuna", "/postgres"), isolation_level="AUTOCOMMIT",
-                                              poolclass=sqlalchemy.NullPool)
+            engine = sqlalchemy.create_engine(
+                server.url.replace("/optuna", "/postgres"), isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.NullPool
+            )
             with engine.connect() as connection:
                 connection.execute(sqlalchemy.text("CREATE DATABASE optuna"))
             engine.dispose()
@@ -99,8 +128,12 @@ def postgres_server(*, max_connections: int = 100, port: int | None = None) -> I
 def storage_proxy(url: str, *, port: int = 0) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`dqn-tune storage-proxy --storage URL` in a process of its own: ("grpc://127.0.0.1:PORT", the process); it gets
     SIGTERM afterwards and must then exit 0 without a traceback (RuntimeError otherwise)."""
-    process = subprocess.Popen([sys.executable, "-m", "dqn_tune", "storage-proxy", "--storage", url, "--port",
-                                str(port)], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dqn_tune", "storage-proxy", "--storage", url, "--port", str(port)],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         line = process.stdout.readline()  # type: ignore[union-attr]
         found = re.search(r"workers use --storage (grpc://\S+)", line)
@@ -118,18 +151,26 @@ def storage_proxy(url: str, *, port: int = 0) -> Iterator[tuple[str, subprocess.
 def tune(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """`python -m dqn_tune tune` with the TINY flags and `args` (in environment `env`: default this one's), its output
     piped."""
-    return subprocess.Popen([sys.executable, "-m", "dqn_tune", "tune", *TINY, *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dqn_tune", "tune", *TINY, *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 TRAINING = sqlalchemy.text(
     "SELECT a.value_json FROM trial_system_attributes a JOIN trials t ON t.trial_id = a.trial_id "
     "WHERE a.key = 'worker' AND t.state = 'RUNNING' AND EXISTS "
-    "(SELECT 1 FROM trial_intermediate_values v WHERE v.trial_id = t.trial_id)")
+    "(SELECT 1 FROM trial_intermediate_values v WHERE v.trial_id = t.trial_id)"
+)
 """The processes ('host:pid') whose trial is training: running, with a learning-curve point reported."""
 CONNECTIONS = sqlalchemy.text(
     "SELECT application_name, count(*) FROM pg_stat_activity WHERE datname = current_database() "
-    "AND backend_type = 'client backend' AND pid <> pg_backend_pid() GROUP BY 1")
+    "AND backend_type = 'client backend' AND pid <> pg_backend_pid() GROUP BY 1"
+)
 
 
 @dataclass
@@ -145,12 +186,12 @@ class ConnectionSamples:
 
     def peak_of(self, pids: set[int], *, others: bool = False) -> int:
         """The most connections held at once by the dqn-tune processes `pids` (with `others`: by every other)."""
+
         def chosen(name: str) -> bool:
             of_pids = name.startswith("dqn-tune ") and int(name.split(":")[-1].split()[0]) in pids
             return of_pids != others
 
-        return max((sum(count for name, count in held.items() if chosen(name)) for _, held in self.samples),
-                   default=0)
+        return max((sum(count for name, count in held.items() if chosen(name)) for _, held in self.samples), default=0)
 
     def peak_by_name(self) -> dict[str, int]:
         peaks: dict[str, int] = defaultdict(int)
@@ -191,8 +232,9 @@ def sampling_connections(url: str, every_s: float = 0.02) -> Iterator[Connection
                 training = {json.loads(row[0]) for row in connection.execute(TRAINING)}
             except sqlalchemy.exc.ProgrammingError:  # no Optuna tables yet
                 training = set()
-            found.samples.append((training, {name or "(other)": count for name, count
-                                             in connection.execute(CONNECTIONS).all()}))
+            found.samples.append(
+                (training, {name or "(other)": count for name, count in connection.execute(CONNECTIONS).all()})
+            )
 
         with repeating(sample, every_s):
             yield found
@@ -241,4 +283,4 @@ def wait_all(processes: Sequence[subprocess.Popen[str]], timeout_s: float) -> li
     """(exit status, stdout, stderr) of each process, once all have ended."""
     deadline = time.monotonic() + timeout_s
     outputs = [process.communicate(timeout=max(1.0, deadline - time.monotonic())) for process in processes]
-    return [(process.returncode, out, err) for process, (out, err) in zip(processes, outputs)]
+    return [(process.returncode, out, err) for process, (out, err) in zip(processes, outputs, strict=True)]

@@ -11,8 +11,19 @@ import pytest
 import dqn_tune
 
 PACKAGE = Path(dqn_tune.__file__).parent
-WRITERS = {"write_text", "write_bytes", "savefig", "write_html", "write_image", "mimsave", "imwrite", "save",
-           "to_csv", "to_json", "dump"}
+WRITERS = {
+    "write_text",
+    "write_bytes",
+    "savefig",
+    "write_html",
+    "write_image",
+    "mimsave",
+    "imwrite",
+    "save",
+    "to_csv",
+    "to_json",
+    "dump",
+}
 """Names of calls that write a file given to them (as receiver or argument)."""
 HELPER = PACKAGE / "output_paths.py"
 
@@ -24,9 +35,13 @@ def writes_outside_replacing(tree: ast.AST) -> list[str]:
 
     def visit(node: ast.AST, temporaries: frozenset[str]) -> None:
         if isinstance(node, ast.With | ast.AsyncWith):
-            bound = {item.optional_vars.id for item in node.items
-                     if isinstance(item.context_expr, ast.Call) and _name(item.context_expr.func) == "replacing"
-                     and isinstance(item.optional_vars, ast.Name)}
+            bound = {
+                item.optional_vars.id
+                for item in node.items
+                if isinstance(item.context_expr, ast.Call)
+                and _name(item.context_expr.func) == "replacing"
+                and isinstance(item.optional_vars, ast.Name)
+            }
             temporaries = temporaries | bound
         if isinstance(node, ast.Call) and _writes(node):
             touched = [node.func.value] if isinstance(node.func, ast.Attribute) else []
@@ -57,14 +72,20 @@ def _writes(call: ast.Call) -> bool:
     return any(isinstance(mode, ast.Constant) and set(str(mode.value)) & {"w", "x"} for mode in modes)
 
 
-@pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py") if p != HELPER),
-                         ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path", sorted(p for p in PACKAGE.rglob("*.py") if p != HELPER), ids=lambda p: str(p.relative_to(PACKAGE))
+)
 def test_every_file_is_written_through_replacing(path: Path) -> None:
     assert writes_outside_replacing(ast.parse(path.read_text(encoding="utf-8"))) == []
 
 
 def test_the_check_finds_a_direct_write() -> None:
-    source = ("def f(path, figure):\n    path.write_text('x')\n    with replacing(path) as tmp:\n"
-              "        figure.savefig(tmp)\n        figure.savefig(path)\n    open(path, 'w')\n")
-    assert writes_outside_replacing(ast.parse(source)) == ["2: path.write_text('x')", "5: figure.savefig(path)",
-                                                          "6: open(path, 'w')"]
+    source = (
+        "def f(path, figure):\n    path.write_text('x')\n    with replacing(path) as tmp:\n"
+        "        figure.savefig(tmp)\n        figure.savefig(path)\n    open(path, 'w')\n"
+    )
+    assert writes_outside_replacing(ast.parse(source)) == [
+        "2: path.write_text('x')",
+        "5: figure.savefig(path)",
+        "6: open(path, 'w')",
+    ]

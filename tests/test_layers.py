@@ -56,5 +56,8 @@ def test_the_rl_core_never_imports_optuna() -> None:
 
 def test_the_runner_knows_nothing_of_dqn() -> None:
     runner = [p for p in SOURCES if p.parent.name == "runner"]
-    assert runner and all(layer_of(name) in (None, LAYERS["utilities"]) or name.startswith("dqn_tune.runner")
-                          for p in runner for name in imports(p)), "runner/ imports DQN code"
+    assert runner and all(
+        layer_of(name) in (None, LAYERS["utilities"]) or name.startswith("dqn_tune.runner")
+        for p in runner
+        for name in imports(p)
+    ), "runner/ imports DQN code"

@@ -6,13 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn_tune.plots import SCORED_LABEL, learning_curve_figure, mean_curve, save_figure
 from dqn_tune.dqn.run_record import RunRecord
+from dqn_tune.plots import SCORED_LABEL, learning_curve_figure, mean_curve, save_figure
 
 
 def record(seed: int, steps: tuple[int, ...], returns: tuple[float, ...]) -> RunRecord:
-    return RunRecord(seed=seed, mean_return=returns[-1] if returns else 0.0, curve_steps=steps,
-                     curve_returns=returns, steps_per_second=1000.0, wall_time_s=1.0)
+    return RunRecord(
+        seed=seed,
+        mean_return=returns[-1] if returns else 0.0,
+        curve_steps=steps,
+        curve_returns=returns,
+        steps_per_second=1000.0,
+        wall_time_s=1.0,
+    )
 
 
 def test_mean_curve_averages_only_steps_every_seed_reached() -> None:
@@ -42,14 +48,19 @@ def test_learning_curve_figure_without_records_still_renders(tmp_path: Path) -> 
 def test_learning_curve_figure_marks_each_seeds_scored_value_at_its_selected_step() -> None:
     """The trial's value averages final evaluations of the kept weights, not the curve's last points: a star
     per seed at (selected_step, mean_return), one legend entry for them all."""
-    runs = [RunRecord(0, 325.0, (100, 200, 300), (150.0, 300.0, 230.0), 1000.0, 1.0, selected_step=200),
-            RunRecord(1, 90.0, (100, 200, 300), (50.0, 60.0, 80.0), 1000.0, 1.0)]  # stored before selected_step
+    runs = [
+        RunRecord(0, 325.0, (100, 200, 300), (150.0, 300.0, 230.0), 1000.0, 1.0, selected_step=200),
+        RunRecord(1, 90.0, (100, 200, 300), (50.0, 60.0, 80.0), 1000.0, 1.0),
+    ]  # stored before selected_step
     axes = learning_curve_figure(runs, title="trial 7").axes[0]
     stars = [line for line in axes.get_lines() if line.get_marker() == "*"]
-    assert [(line.get_xdata().tolist(), line.get_ydata().tolist()) for line in stars] == [([200], [325.0]),
-                                                                                         ([300], [90.0])]
-    assert [line.get_color() for line in stars] == [line.get_color() for line in axes.get_lines()
-                                                    if line.get_label().startswith("seed")]
+    assert [(line.get_xdata().tolist(), line.get_ydata().tolist()) for line in stars] == [
+        ([200], [325.0]),
+        ([300], [90.0]),
+    ]
+    assert [line.get_color() for line in stars] == [
+        line.get_color() for line in axes.get_lines() if line.get_label().startswith("seed")
+    ]
     assert [text.get_text() for text in axes.get_legend().get_texts()].count(SCORED_LABEL) == 1
 
 

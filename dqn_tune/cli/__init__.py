@@ -55,7 +55,12 @@ class OneLineParser(argparse.ArgumentParser):
         parsed, extras = super().parse_known_args(args, namespace)
         for action in self._actions:
             value = getattr(parsed, action.dest, None)
-            if action.option_strings and action.nargs is None and isinstance(value, list) and (not value or [] in value):
+            if (
+                action.option_strings
+                and action.nargs is None
+                and isinstance(value, list)
+                and (not value or [] in value)
+            ):
                 self.error(f"argument {'/'.join(action.option_strings)}: invalid value '--'; expected one value")
         return parsed, extras
 

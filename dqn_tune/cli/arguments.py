@@ -115,7 +115,11 @@ def add_workers_flag(parser: argparse.ArgumentParser, *, remote: bool = False) -
         metavar="W",
         help="worker processes, one torch thread each (default: the CPU cores this process may use, at most one per "
         "trial; --workers 1 for one)"
-        + (f"; on this machine at most 4 per core, on a cluster (--executor ray) up to {MAX_REMOTE_WORKERS}" if remote else ""),
+        + (
+            f"; on this machine at most 4 per core, on a cluster (--executor ray) up to {MAX_REMOTE_WORKERS}"
+            if remote
+            else ""
+        ),
     )
 
 
@@ -125,10 +129,12 @@ def check_local_workers(given: int | None) -> None:
         try:
             workers(str(given))
         except argparse.ArgumentTypeError as exc:
-            raise ConfigError(f"argument --workers: {exc} on this machine (--executor local)", field="workers") from None
+            raise ConfigError(
+                f"argument --workers: {exc} on this machine (--executor local)", field="workers"
+            ) from None
 
 
-def add_storage_retry_flag(parser: argparse.ArgumentParser) -> None:
+def add_storage_retry_flag(parser: argparse._ActionsContainer) -> None:
     """`--storage-retry-timeout S`: how long transient storage errors are retried (retry.RetryPolicy)."""
     parser.add_argument(
         "--storage-retry-timeout",

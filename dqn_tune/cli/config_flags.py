@@ -20,7 +20,8 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128") from None
+            f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128"
+        ) from None
 
 
 class _NoneGiven:
@@ -42,8 +43,13 @@ def _optional_float(text: str) -> float | _NoneGiven:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected a number or 'none'") from None
 
 
-_PARSERS: dict[str, Any] = {"int": int, "float": float, "str": text, "float | None": _optional_float,
-                            "tuple[int, ...]": _hidden_sizes}
+_PARSERS: dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "str": text,
+    "float | None": _optional_float,
+    "tuple[int, ...]": _hidden_sizes,
+}
 
 
 def add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
@@ -54,18 +60,32 @@ def add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] =
             continue
         help_text = f"{field.metadata['help']} Default: {_default_text(field.default)}."
         if field.type == "bool":
-            group.add_argument(flag_name(field.name), dest=field.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=help_text)
+            group.add_argument(
+                flag_name(field.name),
+                dest=field.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
         else:
-            group.add_argument(flag_name(field.name), dest=field.name, type=_PARSERS[str(field.type)], default=None,
-                               metavar=field.name.upper(), help=help_text)
+            group.add_argument(
+                flag_name(field.name),
+                dest=field.name,
+                type=_PARSERS[str(field.type)],
+                default=None,
+                metavar=field.name.upper(),
+                help=help_text,
+            )
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the user set on the command line ('none' given to a flag is None)."""
     names = {f.name for f in dataclasses.fields(DQNConfig)}
-    return {name: None if value is NONE else value for name, value in vars(args).items()
-            if name in names and value is not None}
+    return {
+        name: None if value is NONE else value
+        for name, value in vars(args).items()
+        if name in names and value is not None
+    }
 
 
 def build_config(args: argparse.Namespace, base: DQNConfig | None = None, **implied: Any) -> DQNConfig:
@@ -82,11 +102,13 @@ def env_dims(env_id: str) -> tuple[ObservationSpec, int]:
     from dqn_tune.dqn.envs import env_spaces, make_env  # gymnasium loads when a command runs, not for --help
 
     with make_env(env_id) as env:
-        return env_spaces(env)
+        dims = env_spaces(env)
+    return dims
 
 
-def check_fits_memory(config: DQNConfig, dims: tuple[ObservationSpec, int], *, members: int = 1,
-                      context: str = "") -> None:
+def check_fits_memory(
+    config: DQNConfig, dims: tuple[ObservationSpec, int], *, members: int = 1, context: str = ""
+) -> None:
     """ConfigError (naming flags, after `context`) unless training `members` seeds of `config` together on an
     env of `dims` fits the memory available; called before anything is written or allocated."""
     from dqn_tune.dqn.memory import check_memory

@@ -18,8 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
     parser.add_argument("--episodes", type=positive_int, default=100, help="evaluation episodes (default: 100)")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the evaluation env (default: 0)")
-    add_env_flag(parser, "evaluate on this env id instead of the one the agent was trained on (needed for an id "
-                         "'module:Env', which imports that module: the agent file alone never decides that)")
+    add_env_flag(
+        parser,
+        "evaluate on this env id instead of the one the agent was trained on (needed for an id "
+        "'module:Env', which imports that module: the agent file alone never decides that)",
+    )
     parser.add_argument(
         "--video", type=text, default=None, metavar="PATH", help="also write one episode as a .gif or .mp4"
     )

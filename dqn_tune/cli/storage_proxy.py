@@ -12,8 +12,10 @@ from dqn_tune.errors import ConfigError, shown
 from dqn_tune.runner.defaults import DEFAULT_STORAGE
 
 USES_STORAGE = True
-HELP = ("serve the study storage to many workers through one gRPC server: workers use --storage grpc://HOST:PORT and "
-        "the database sees this one process's few connections")
+HELP = (
+    "serve the study storage to many workers through one gRPC server: workers use --storage grpc://HOST:PORT and "
+    "the database sees this one process's few connections"
+)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 13000
 """Optuna's default proxy port."""
@@ -21,12 +23,20 @@ DEFAULT_PORT = 13000
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `dqn-tune storage-proxy`."""
-    parser.add_argument("--host", type=text, default=DEFAULT_HOST,
-                        help=f"address to listen on (default: {DEFAULT_HOST}, this machine only); 0.0.0.0 lets every "
-                             "machine that reaches this port read, change and delete every study in the storage, "
-                             "unauthenticated and unencrypted: use it on a private network only")
-    parser.add_argument("--port", type=bounded_int(0, 65535), default=DEFAULT_PORT,
-                        help=f"port to listen on, 0 for any free port (default: {DEFAULT_PORT})")
+    parser.add_argument(
+        "--host",
+        type=text,
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default: {DEFAULT_HOST}, this machine only); 0.0.0.0 lets every "
+        "machine that reaches this port read, change and delete every study in the storage, "
+        "unauthenticated and unencrypted: use it on a private network only",
+    )
+    parser.add_argument(
+        "--port",
+        type=bounded_int(0, 65535),
+        default=DEFAULT_PORT,
+        help=f"port to listen on, 0 for any free port (default: {DEFAULT_PORT})",
+    )
     add_storage_retry_flag(parser)
 
 
@@ -38,9 +48,11 @@ def exposure(host: str) -> str | None:
         loopback = False
     if loopback:
         return None
-    return (f"warning: listening on {host}: every machine that reaches this port can read, change and delete every "
-            "study in this storage (no authentication, no encryption); keep the port on a private network or tunnel "
-            "it over SSH")
+    return (
+        f"warning: listening on {host}: every machine that reaches this port can read, change and delete every "
+        "study in this storage (no authentication, no encryption); keep the port on a private network or tunnel "
+        "it over SSH"
+    )
 
 
 def serve_until_stopped(server: Any) -> None:
@@ -57,19 +69,28 @@ def run(args: argparse.Namespace) -> int:
     try:
         args.host.encode("idna")  # what a resolver does with a host name: '.', '\x80' or a 64-character label cannot be
     except UnicodeError:
-        raise ConfigError(f"--host = {shown(args.host)} is invalid: expected a host name or IP address such as "
-                          f"{DEFAULT_HOST} or 0.0.0.0", field="host") from None
+        raise ConfigError(
+            f"--host = {shown(args.host)} is invalid: expected a host name or IP address such as "
+            f"{DEFAULT_HOST} or 0.0.0.0",
+            field="host",
+        ) from None
     if args.storage is not None and proxy_address(args.storage) is not None:
-        raise ConfigError(f"--storage {public_url(args.storage)!r} is a storage proxy; give the database URL it "
-                          "should serve (e.g. postgresql+psycopg2://user@host/db)", field="storage")
+        raise ConfigError(
+            f"--storage {public_url(args.storage)!r} is a storage proxy; give the database URL it "
+            "should serve (e.g. postgresql+psycopg2://user@host/db)",
+            field="storage",
+        )
     storage = open_storage(args.storage, retry=RetryPolicy(args.storage_retry_timeout), pool_size=PROXY_POOL_SIZE)
     proxy = proxy_module()
     server, port, locks = proxy.serve(storage, host=args.host, port=args.port)
     if (warning := exposure(args.host)) is not None:
         print(warning, flush=True)
     reachable = socket.getfqdn() if args.host in ("0.0.0.0", "::") else args.host  # what other machines dial
-    print(f"storage proxy for {public_url(args.storage or DEFAULT_STORAGE)} at grpc://{proxy.target(args.host, port)}: "
-          f"workers use --storage grpc://{proxy.target(reachable, port)} (Ctrl-C to stop)", flush=True)
+    print(
+        f"storage proxy for {public_url(args.storage or DEFAULT_STORAGE)} at grpc://{proxy.target(args.host, port)}: "
+        f"workers use --storage grpc://{proxy.target(reachable, port)} (Ctrl-C to stop)",
+        flush=True,
+    )
     try:
         serve_until_stopped(server)
     except KeyboardInterrupt:

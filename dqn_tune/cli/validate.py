@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from dqn_tune.tuning.validation import ValidationSettings, run_validation
 
     study_name = chosen_study(args)
-    open_existing_storage(args.storage, retry=RetryPolicy(args.storage_retry_timeout)).close()  # never creates a database
+    open_existing_storage(
+        args.storage, retry=RetryPolicy(args.storage_retry_timeout)
+    ).close()  # never creates a database
     try:
         settings = ValidationSettings(
             study_name,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import gymnasium as gym
 import numpy as np
@@ -86,8 +86,13 @@ class Agent:
         """The agent a training run produced; its figures go into the metadata."""
         network = make_q_network(result.config, result.observation, result.n_actions)
         network.load_state_dict(result.q_network_state)
-        figures = {"seed": result.seed, "mean_return": result.final_eval.mean, "std_return": result.final_eval.std,
-                   "eval_episodes": len(result.final_eval.returns), "steps": result.steps}
+        figures = {
+            "seed": result.seed,
+            "mean_return": result.final_eval.mean,
+            "std_return": result.final_eval.std,
+            "eval_episodes": len(result.final_eval.returns),
+            "steps": result.steps,
+        }
         return cls(network, result.config, {"training": figures, **(metadata or {})})
 
 
@@ -123,8 +128,10 @@ def load_agent(path: str | os.PathLike[str], *, env_id: str | None = None) -> Ag
         raise AgentFileError(f"{str(source)!r} is not a dqn-tune agent file (no '{FORMAT}' header)")
     version = payload.get("format_version")
     if version not in READABLE_VERSIONS or isinstance(version, bool):
-        raise AgentFileError(f"{str(source)!r} has agent format version {version!r}; this dqn-tune reads versions "
-                             f"{', '.join(map(str, READABLE_VERSIONS))}")
+        raise AgentFileError(
+            f"{str(source)!r} has agent format version {version!r}; this dqn-tune reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
+        )
     damaged = f"{str(source)!r} is a damaged dqn-tune agent file"
     if isinstance(payload.get("state_dict"), dict):  # before any tensor is copied (v1's migration copies)
         check_tensors_stored(payload["state_dict"], source=damaged)
@@ -136,16 +143,19 @@ def load_agent(path: str | os.PathLike[str], *, env_id: str | None = None) -> Ag
         raise AgentFileError(f"{damaged}: it has no {exc} entry") from exc
     metadata = payload.get("metadata", {})
     for key, value, ok, accepted in (
-            ("config", entries["config"], isinstance(entries["config"], dict), "a dict of hyperparameters"),
-            ("n_actions", entries["n_actions"], _is_positive_int(entries["n_actions"]), "an integer >= 1"),
-            ("state_dict", entries["state_dict"], isinstance(entries["state_dict"], dict), "a dict of tensors"),
-            ("metadata", metadata, isinstance(metadata, dict), "a dict")):
+        ("config", entries["config"], isinstance(entries["config"], dict), "a dict of hyperparameters"),
+        ("n_actions", entries["n_actions"], _is_positive_int(entries["n_actions"]), "an integer >= 1"),
+        ("state_dict", entries["state_dict"], isinstance(entries["state_dict"], dict), "a dict of tensors"),
+        ("metadata", metadata, isinstance(metadata, dict), "a dict"),
+    ):
         if not ok:
             raise AgentFileError(f"{damaged}: {key} = {_short_repr(value)} is invalid: expected {accepted}")
     observation = _observation(entries["observation"])
     if observation is None:
-        raise AgentFileError(f"{damaged}: observation = {_short_repr(entries['observation'])} is invalid: expected "
-                             "a dict of shape, dtype, low and high as save_agent writes it")
+        raise AgentFileError(
+            f"{damaged}: observation = {_short_repr(entries['observation'])} is invalid: expected "
+            "a dict of shape, dtype, low and high as save_agent writes it"
+        )
     try:
         config = DQNConfig.from_dict(entries["config"])
     except (TypeError, ConfigError) as exc:
@@ -156,9 +166,11 @@ def load_agent(path: str | os.PathLike[str], *, env_id: str | None = None) -> Ag
         config = config.replace(env_id=env_id)
     network = _network_for(entries["state_dict"], config, observation, entries["n_actions"])
     if network is None:
-        raise AgentFileError(f"{damaged}: its weights do not fit a network with observations of "
-                             f"{observation.describe()}, {entries['n_actions']} actions, network = {config.network!r}, "
-                             f"hidden sizes {list(config.hidden_sizes)} and dueling = {str(config.dueling).lower()}")
+        raise AgentFileError(
+            f"{damaged}: its weights do not fit a network with observations of "
+            f"{observation.describe()}, {entries['n_actions']} actions, network = {config.network!r}, "
+            f"hidden sizes {list(config.hidden_sizes)} and dueling = {str(config.dueling).lower()}"
+        )
     return Agent(network, config, metadata)
 
 
@@ -174,11 +186,10 @@ def _migrated_from_v1(payload: dict[Any, Any], damaged: str) -> dict[Any, Any]:
     layers = len(state) // 2
     keys = [f"layers.{2 * i}.{name}" for i in range(layers) for name in ("weight", "bias")]
     weights, biases = [state.get(key) for key in keys[::2]], [state.get(key) for key in keys[1::2]]
-    if layers < 1 or set(state) != set(keys) or not all(
-            isinstance(t, torch.Tensor) and t.dim() == d for ts, d in ((weights, 2), (biases, 1)) for t in ts):
+    if layers < 1 or set(state) != set(keys) or not (_are_tensors(weights, dim=2) and _are_tensors(biases, dim=1)):
         migrated: dict[str, Any] = dict(state)  # keys that no network has: reported as weights that do not fit
     else:
-        *hidden, output = zip(weights, biases)
+        *hidden, output = zip(weights, biases, strict=True)
         migrated = {f"hidden_weights.{i}": w.T[None].contiguous() for i, (w, _) in enumerate(hidden)}
         migrated |= {f"hidden_biases.{i}": b[None, None] for i, (_, b) in enumerate(hidden)}
         migrated |= {"head_weight": output[0][None], "head_bias": output[1][None, :, None]}
@@ -204,13 +215,15 @@ def _read_payload(source: Path) -> object:
     if not source.exists():
         raise AgentFileError(f"agent file {name!r} does not exist")
     if not source.is_file():
-        raise AgentFileError(f"agent path {name!r} is not a regular file; expected an agent file such as "
-                             "models/agent.pt")
+        raise AgentFileError(
+            f"agent path {name!r} is not a regular file; expected an agent file such as models/agent.pt"
+        )
     return load_torch_archive(source, kind="agent file", error=AgentFileError)
 
 
-def _network_for(state_dict: dict[Any, Any], config: DQNConfig, observation: ObservationSpec,
-                 n_actions: int) -> QNetwork | None:
+def _network_for(
+    state_dict: dict[Any, Any], config: DQNConfig, observation: ObservationSpec, n_actions: int
+) -> QNetwork | None:
     """A one-member network of `config` holding `state_dict`, or None if its keys, shapes or dtypes do not fit.
 
     Shapes are compared on the meta device first, so absurd sizes allocate nothing and the real
@@ -222,16 +235,23 @@ def _network_for(state_dict: dict[Any, Any], config: DQNConfig, observation: Obs
     except DQNTuneError:  # a family that cannot take these observations
         return None
     if state_dict.keys() != expected.keys() or not all(
-            isinstance(tensor := state_dict[key], torch.Tensor) and tensor.layout == torch.strided
-            and (tensor.shape, tensor.dtype) == (meta.shape, meta.dtype) for key, meta in expected.items()):
+        isinstance(tensor := state_dict[key], torch.Tensor)
+        and tensor.layout == torch.strided
+        and (tensor.shape, tensor.dtype) == (meta.shape, meta.dtype)
+        for key, meta in expected.items()
+    ):
         return None
     network = make_q_network(config, observation, n_actions)
     network.load_state_dict(state_dict)
     return network
 
 
-def _is_positive_int(value: object) -> bool:
+def _is_positive_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _are_tensors(values: list[Any], *, dim: int) -> TypeGuard[list[torch.Tensor]]:
+    return all(isinstance(value, torch.Tensor) and value.dim() == dim for value in values)
 
 
 def _short_repr(value: object) -> str:

@@ -87,8 +87,12 @@ class Checkpointing:
 
     def due(self, state: RunState) -> bool:
         """Whether a checkpoint is due at the state's step (never at the run's end: the run finishes there)."""
-        return (self.every > 0 and state.step % self.every == 0 and state.step < state.config.total_timesteps
-                and bool(state.running))
+        return (
+            self.every > 0
+            and state.step % self.every == 0
+            and state.step < state.config.total_timesteps
+            and bool(state.running)
+        )
 
 
 def save_checkpoint(state: RunState, save: SaveCheckpoint, *, train_seconds: float) -> None:
@@ -102,9 +106,14 @@ def save_checkpoint(state: RunState, save: SaveCheckpoint, *, train_seconds: flo
 def capture(state: RunState, *, train_seconds: float) -> dict[str, Any]:
     """The state as tensors and plain data (copies: the run may go on)."""
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "config": state.config.to_dict(), "seeds": list(state.seeds), "step": state.step,
-        "updates": state.updates, "target_updates": state.target_updates, "train_seconds": train_seconds,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": state.config.to_dict(),
+        "seeds": list(state.seeds),
+        "step": state.step,
+        "updates": state.updates,
+        "target_updates": state.target_updates,
+        "train_seconds": train_seconds,
         "q_network": _cloned(state.q_network.state_dict()),
         "target_network": _cloned(state.target_network.state_dict()),
         "optimizer": _tensors(state.optimizer.state_dict()),
@@ -126,8 +135,10 @@ def read_checkpoint(path: Path, *, config: Mapping[str, Any], seeds: Sequence[in
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a dqn-tune checkpoint (no '{FORMAT}' header)")
     if payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{str(path)!r} has checkpoint format version {payload.get('format_version')!r}; "
-                              f"this dqn-tune reads version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{str(path)!r} has checkpoint format version {payload.get('format_version')!r}; "
+            f"this dqn-tune reads version {FORMAT_VERSION}"
+        )
     if payload.get("config") != dict(config) or payload.get("seeds") != list(seeds):
         raise CheckpointError(f"{str(path)!r} is a checkpoint of another run (config or seeds differ)")
     try:
@@ -162,16 +173,21 @@ def restore(state: RunState, checkpoint: Checkpoint) -> None:
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint of step {data.get('step')!r} does not fit the run: "
-                              f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise CheckpointError(
+            f"checkpoint of step {data.get('step')!r} does not fit the run: {type(exc).__name__}: {exc}".splitlines()[0]
+        ) from None
 
 
 def _restore(state: RunState, data: dict[str, Any]) -> None:
     members = len(state.seeds)
     logs = [_log(log) for log in data["logs"]]
     running = [int(k) for k in data["running"]]
-    if len(logs) != members or len(data["envs"]) != members or len(data["eval_envs"]) != members or any(
-            k not in range(members) for k in running):
+    if (
+        len(logs) != members
+        or len(data["envs"]) != members
+        or len(data["eval_envs"]) != members
+        or any(k not in range(members) for k in running)
+    ):
         raise ValueError(f"the checkpoint is not of {members} members")
     _check_like("q_network", data["q_network"], state.q_network.state_dict())
     _check_like("target_network", data["target_network"], state.target_network.state_dict())
@@ -197,8 +213,11 @@ def _restore(state: RunState, data: dict[str, Any]) -> None:
             logs[k].episode_return = 0.0
     state.logs[:] = logs
     state.running[:] = running
-    state.step, state.updates, state.target_updates = int(data["step"]), int(data["updates"]), int(
-        data["target_updates"])
+    state.step, state.updates, state.target_updates = (
+        int(data["step"]),
+        int(data["updates"]),
+        int(data["target_updates"]),
+    )
 
 
 def _check_like(name: str, saved: Mapping[Any, Any], fresh: Mapping[Any, torch.Tensor]) -> None:
@@ -214,17 +233,26 @@ def _check_like(name: str, saved: Mapping[Any, Any], fresh: Mapping[Any, torch.T
 def _check_optimizer(saved: Mapping[str, Any], params: Sequence[torch.Tensor]) -> None:
     """ValueError unless `saved` is an Adam state dict for `params` (torch checks the groups, not the moments)."""
     for index, entry in saved["state"].items():
-        _check_like(f"optimizer state {index}", {"exp_avg": entry["exp_avg"], "exp_avg_sq": entry["exp_avg_sq"]},
-                    {"exp_avg": params[index], "exp_avg_sq": params[index]})
+        _check_like(
+            f"optimizer state {index}",
+            {"exp_avg": entry["exp_avg"], "exp_avg_sq": entry["exp_avg_sq"]},
+            {"exp_avg": params[index], "exp_avg_sq": params[index]},
+        )
 
 
 def _log_data(log: MemberLog) -> dict[str, Any]:
     diverged = log.diverged
-    return {"curve": [[p.step, p.mean_return, p.std_return] for p in log.curve],
-            "episode_returns": list(log.episode_returns), "episode_end_steps": list(log.episode_end_steps),
-            "episode_return": log.episode_return, "best": [log.best.step, log.best.mean_return, log.best.std_return],
-            "stop_step": log.stop_step, "updates": log.updates, "target_updates": log.target_updates,
-            "diverged": None if diverged is None else [diverged.step, diverged.loss, diverged.from_env]}
+    return {
+        "curve": [[p.step, p.mean_return, p.std_return] for p in log.curve],
+        "episode_returns": list(log.episode_returns),
+        "episode_end_steps": list(log.episode_end_steps),
+        "episode_return": log.episode_return,
+        "best": [log.best.step, log.best.mean_return, log.best.std_return],
+        "stop_step": log.stop_step,
+        "updates": log.updates,
+        "target_updates": log.target_updates,
+        "diverged": None if diverged is None else [diverged.step, diverged.loss, diverged.from_env],
+    }
 
 
 def _log(data: Mapping[str, Any]) -> MemberLog:
@@ -233,10 +261,15 @@ def _log(data: Mapping[str, Any]) -> MemberLog:
         curve=[EvalPoint(int(step), float(mean), float(std)) for step, mean, std in data["curve"]],
         episode_returns=[float(value) for value in data["episode_returns"]],
         episode_end_steps=[int(step) for step in data["episode_end_steps"]],
-        episode_return=float(data["episode_return"]), best=EvalPoint(*data["best"]),
-        stop_step=int(data["stop_step"]), updates=int(data["updates"]), target_updates=int(data["target_updates"]),
-        diverged=None if diverged is None else DivergenceError(int(diverged[0]), float(diverged[1]),
-                                                               from_env=bool(diverged[2])))
+        episode_return=float(data["episode_return"]),
+        best=EvalPoint(*data["best"]),
+        stop_step=int(data["stop_step"]),
+        updates=int(data["updates"]),
+        target_updates=int(data["target_updates"]),
+        diverged=None
+        if diverged is None
+        else DivergenceError(int(diverged[0]), float(diverged[1]), from_env=bool(diverged[2])),
+    )
 
 
 def _cloned(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -54,56 +54,116 @@ class DQNConfig:
     network: str = _field("mlp", "Q-network family: 'mlp' (flat observations).")
     dueling: bool = _field(False, "Dueling heads: Q = V + A - mean(A) from one trunk (Wang et al. 2016).")
     double_dqn: bool = _field(True, "Select next actions with the online network (Double DQN).")
-    n_steps: int = _field(1, "Steps n of the TD target's return: r_t + ... + gamma^(n-1) r_(t+n-1) + gamma^n Q(s_(t+n)), "
-                             "cut at a termination, bootstrapped at a time-limit truncation.")
-    prioritized_replay: bool = _field(False, "Sample transitions in proportion to priority^per_alpha (Schaul et al. "
-                                             "2016), priorities from |TD error|; false samples uniformly.")
+    n_steps: int = _field(
+        1,
+        "Steps n of the TD target's return: r_t + ... + gamma^(n-1) r_(t+n-1) + gamma^n Q(s_(t+n)), "
+        "cut at a termination, bootstrapped at a time-limit truncation.",
+    )
+    prioritized_replay: bool = _field(
+        False,
+        "Sample transitions in proportion to priority^per_alpha (Schaul et al. "
+        "2016), priorities from |TD error|; false samples uniformly.",
+    )
     per_alpha: float = _field(0.6, "Prioritized replay: exponent alpha of the priorities (0 is uniform).")
-    per_beta: float = _field(0.4, "Prioritized replay: importance-sampling exponent beta at step 0, annealed "
-                                  "linearly to 1 at total_timesteps.")
+    per_beta: float = _field(
+        0.4,
+        "Prioritized replay: importance-sampling exponent beta at step 0, annealed linearly to 1 at total_timesteps.",
+    )
     per_eps: float = _field(1e-6, "Prioritized replay: added to |TD error| so that no transition has priority 0.")
     eval_freq: int = _field(5_000, "Environment steps between learning-curve evaluations; 0 disables them.")
     eval_curve_episodes: int = _field(5, "Greedy episodes per learning-curve evaluation.")
     eval_episodes: int = _field(20, "Greedy episodes of the final evaluation (the headline figure).")
-    keep_best: bool = _field(True, "Return the weights of the best learning-curve evaluation when they beat "
-                                   "the last weights (DQN's late collapses); false returns the last weights.")
+    keep_best: bool = _field(
+        True,
+        "Return the weights of the best learning-curve evaluation when they beat "
+        "the last weights (DQN's late collapses); false returns the last weights.",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         _check(isinstance(self.env_id, str) and bool(self.env_id), "env_id", self.env_id, "a gymnasium env id")
-        for name in ("total_timesteps", "batch_size", "buffer_size", "target_update_interval", "train_freq",
-                     "gradient_steps", "n_steps", "eval_curve_episodes", "eval_episodes"):
-            _check(_is_int(getattr(self, name)) and 1 <= getattr(self, name) <= INT_MAX, name, getattr(self, name),
-                   "an integer from 1 to 2**63 - 1")
+        for name in (
+            "total_timesteps",
+            "batch_size",
+            "buffer_size",
+            "target_update_interval",
+            "train_freq",
+            "gradient_steps",
+            "n_steps",
+            "eval_curve_episodes",
+            "eval_episodes",
+        ):
+            _check(
+                _is_int(getattr(self, name)) and 1 <= getattr(self, name) <= INT_MAX,
+                name,
+                getattr(self, name),
+                "an integer from 1 to 2**63 - 1",
+            )
         for name in ("learning_starts", "eval_freq"):
-            _check(_is_int(getattr(self, name)) and 0 <= getattr(self, name) <= INT_MAX, name, getattr(self, name),
-                   "an integer from 0 to 2**63 - 1")
-        _check(_is_real(self.learning_rate) and 0 < self.learning_rate < math.inf, "learning_rate",
-               self.learning_rate, "a finite number > 0")
+            _check(
+                _is_int(getattr(self, name)) and 0 <= getattr(self, name) <= INT_MAX,
+                name,
+                getattr(self, name),
+                "an integer from 0 to 2**63 - 1",
+            )
+        _check(
+            _is_real(self.learning_rate) and 0 < self.learning_rate < math.inf,
+            "learning_rate",
+            self.learning_rate,
+            "a finite number > 0",
+        )
         _check(_is_real(self.gamma) and 0 < self.gamma <= 1, "gamma", self.gamma, "a number in (0, 1]")
         _check(_is_real(self.tau) and 0 < self.tau <= 1, "tau", self.tau, "a number in (0, 1]")
-        _check(_is_real(self.exploration_fraction) and 0 < self.exploration_fraction <= 1,
-               "exploration_fraction", self.exploration_fraction, "a number in (0, 1]")
+        _check(
+            _is_real(self.exploration_fraction) and 0 < self.exploration_fraction <= 1,
+            "exploration_fraction",
+            self.exploration_fraction,
+            "a number in (0, 1]",
+        )
         for name in ("exploration_initial_eps", "exploration_final_eps"):
-            _check(_is_real(getattr(self, name)) and 0 <= getattr(self, name) <= 1, name, getattr(self, name),
-                   "a number in [0, 1]")
+            _check(
+                _is_real(getattr(self, name)) and 0 <= getattr(self, name) <= 1,
+                name,
+                getattr(self, name),
+                "a number in [0, 1]",
+            )
         _check(self.loss in LOSSES, "loss", self.loss, "one of " + ", ".join(LOSSES))
-        _check(self.max_grad_norm is None or (_is_real(self.max_grad_norm) and 0 < self.max_grad_norm < math.inf),
-               "max_grad_norm", self.max_grad_norm, "a finite number > 0, or None to disable clipping")
-        _check(len(self.hidden_sizes) >= 1 and all(_is_int(h) and 1 <= h <= INT_MAX for h in self.hidden_sizes),
-               "hidden_sizes", list(self.hidden_sizes), "one or more integers from 1 to 2**63 - 1")
+        _check(
+            self.max_grad_norm is None or (_is_real(self.max_grad_norm) and 0 < self.max_grad_norm < math.inf),
+            "max_grad_norm",
+            self.max_grad_norm,
+            "a finite number > 0, or None to disable clipping",
+        )
+        _check(
+            len(self.hidden_sizes) >= 1 and all(_is_int(h) and 1 <= h <= INT_MAX for h in self.hidden_sizes),
+            "hidden_sizes",
+            list(self.hidden_sizes),
+            "one or more integers from 1 to 2**63 - 1",
+        )
         _check(self.network in FAMILIES, "network", self.network, "one of " + ", ".join(FAMILIES))
         for name in ("dueling", "double_dqn", "prioritized_replay", "keep_best"):
             _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false")
         for name in ("per_alpha", "per_beta"):
-            _check(_is_real(getattr(self, name)) and 0 <= getattr(self, name) <= 1, name, getattr(self, name),
-                   "a number in [0, 1]")
+            _check(
+                _is_real(getattr(self, name)) and 0 <= getattr(self, name) <= 1,
+                name,
+                getattr(self, name),
+                "a number in [0, 1]",
+            )
         _check(_is_real(self.per_eps) and 0 < self.per_eps < math.inf, "per_eps", self.per_eps, "a finite number > 0")
-        _check(self.batch_size <= self.buffer_size, "batch_size", self.batch_size,
-               f"at most buffer_size ({self.buffer_size})")
+        _check(
+            self.batch_size <= self.buffer_size,
+            "batch_size",
+            self.batch_size,
+            f"at most buffer_size ({self.buffer_size})",
+        )
         _check(self.n_steps <= self.buffer_size, "n_steps", self.n_steps, f"at most buffer_size ({self.buffer_size})")
-        _check(self.learning_starts < self.total_timesteps, "learning_starts", self.learning_starts,
-               f"less than total_timesteps ({self.total_timesteps})")
+        _check(
+            self.learning_starts < self.total_timesteps,
+            "learning_starts",
+            self.learning_starts,
+            f"less than total_timesteps ({self.total_timesteps})",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON primitives (the form stored in trials and agent files)."""
@@ -127,8 +187,9 @@ class DQNConfig:
 def check_seed(seed: object, *, name: str = "seed") -> int:
     """Return `seed` if it is an integer from 0 to SEED_MAX; else raise ConfigError naming it as `name`."""
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= SEED_MAX:
-        raise ConfigError(f"{name} = {seed!r} is invalid: expected an integer from 0 to {SEED_MAX} (2**32 - 1)",
-                          field="seed")
+        raise ConfigError(
+            f"{name} = {seed!r} is invalid: expected an integer from 0 to {SEED_MAX} (2**32 - 1)", field="seed"
+        )
     return seed
 
 

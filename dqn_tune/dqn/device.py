@@ -16,7 +16,9 @@ def check_device(device: str) -> str:
         import torch  # only a cuda request pays for loading torch here
 
         if not torch.cuda.is_available():
-            raise ConfigError("device = 'cuda' is invalid on this machine: torch sees no CUDA GPU (torch "
-                              f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); expected cpu",
-                              field="device")
+            raise ConfigError(
+                "device = 'cuda' is invalid on this machine: torch sees no CUDA GPU (torch "
+                f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); expected cpu",
+                field="device",
+            )
     return device

@@ -74,8 +74,9 @@ def _layers(env: gym.Env) -> list[gym.Env]:
 
 def _plain_attributes(layer: gym.Env) -> dict[str, Plain]:
     """The layer's own attributes except the wrapped env and static ones, as plain data (Generators as states)."""
-    return {name: _plain(value) for name, value in vars(layer).items()
-            if name != "env" and not isinstance(value, STATIC)}
+    return {
+        name: _plain(value) for name, value in vars(layer).items() if name != "env" and not isinstance(value, STATIC)
+    }
 
 
 def _plain(value: Any) -> Plain:

@@ -13,14 +13,18 @@ def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
     try:  # render_mode only when asked: gymnasium does not require an env's constructor to take it
         env = gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
     except TypeError as exc:  # the env's constructor refused its arguments, e.g. a render_mode it does not take
-        raise EnvError(f"env {shown(env_id)} could not be made: {_reason(exc)}"
-                       + (f"; it cannot render {render_mode!r} frames" if render_mode is not None else "")) from exc
+        raise EnvError(
+            f"env {shown(env_id)} could not be made: {_reason(exc)}"
+            + (f"; it cannot render {render_mode!r} frames" if render_mode is not None else "")
+        ) from exc
     except gym.error.DependencyNotInstalled as exc:
-        raise EnvError(f"env {shown(env_id)} needs an extra package: {_reason(exc)}. For Box2D envs: "
-                       "pip install 'dqn-tune[box2d]'") from exc
+        raise EnvError(
+            f"env {shown(env_id)} needs an extra package: {_reason(exc)}. For Box2D envs: pip install 'dqn-tune[box2d]'"
+        ) from exc
     except (gym.error.Error, ImportError) as exc:  # ImportError: an id "module:Env" whose module is missing
-        raise EnvError(f"unknown env id {shown(env_id)} ({_reason(exc)}); expected a registered gymnasium id such "
-                       "as 'CartPole-v1'") from exc
+        raise EnvError(
+            f"unknown env id {shown(env_id)} ({_reason(exc)}); expected a registered gymnasium id such as 'CartPole-v1'"
+        ) from exc
     try:
         check_spaces(env_id, env.observation_space, env.action_space)
     except EnvError:
@@ -38,13 +42,18 @@ def _reason(exc: Exception) -> str:
 def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> None:
     """Raise EnvError unless the spaces are a Box and a Discrete space (the network family checks the shape)."""
     if not isinstance(action_space, gym.spaces.Discrete):
-        raise EnvError(f"env {env_id!r} has a {type(action_space).__name__} action space; "
-                       "DQN needs a Discrete action space")
+        raise EnvError(
+            f"env {env_id!r} has a {type(action_space).__name__} action space; DQN needs a Discrete action space"
+        )
     if not isinstance(observation_space, gym.spaces.Box):
-        raise EnvError(f"env {env_id!r} has observation space {observation_space}; "
-                       "DQN here needs a Box observation space")
+        raise EnvError(
+            f"env {env_id!r} has observation space {observation_space}; DQN here needs a Box observation space"
+        )
 
 
 def env_spaces(env: gym.Env) -> tuple[ObservationSpec, int]:
     """(observation spec, number of actions) of a checked env."""
-    return ObservationSpec.of(env.observation_space), int(env.action_space.n)
+    observation_space, action_space = env.observation_space, env.action_space
+    if not isinstance(observation_space, gym.spaces.Box) or not isinstance(action_space, gym.spaces.Discrete):
+        raise TypeError(f"expected an env that make_env checked (Box observations, Discrete actions), got {env}")
+    return ObservationSpec.of(observation_space), int(action_space.n)

@@ -50,8 +50,14 @@ def greedy_policy(q_network: QNetwork) -> Policy:
     return act
 
 
-def run_episodes(policy: Policy, envs: Sequence[gym.Env], episodes: int, *, members: Sequence[int] | None = None,
-                 seed: int | None = None) -> dict[int, EvalStats]:
+def run_episodes(
+    policy: Policy,
+    envs: Sequence[gym.Env],
+    episodes: int,
+    *,
+    members: Sequence[int] | None = None,
+    seed: int | None = None,
+) -> dict[int, EvalStats]:
     """Play `episodes` whole episodes on `envs[k]` for each k in `members` (default: all); returns by member.
 
     The first reset of each env uses `seed` (0 to 2**32 - 1, or None: the env's own sequence goes on).
@@ -60,7 +66,10 @@ def run_episodes(policy: Policy, envs: Sequence[gym.Env], episodes: int, *, memb
     if seed is not None:
         check_seed(seed)
     members = range(len(envs)) if members is None else members
-    obs = np.zeros((len(envs), *envs[0].observation_space.shape), dtype=envs[0].observation_space.dtype)
+    space = envs[0].observation_space
+    if space.shape is None:
+        raise TypeError(f"expected envs with a Box observation space, as make_env checks; got {space}")
+    obs = np.zeros((len(envs), *space.shape), dtype=space.dtype)
     totals = dict.fromkeys(members, 0.0)
     returns: dict[int, list[float]] = {k: [] for k in members}
     for k in members:

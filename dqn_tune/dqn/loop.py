@@ -68,7 +68,7 @@ def collect(state: RunState) -> None:
     greedy = [] if all(explore) else state.act(state.obs)
     state.step += 1
     ended = []
-    for k, explores in zip(state.running, explore):
+    for k, explores in zip(state.running, explore, strict=True):
         action = int(state.action_rngs[k].integers(state.n_actions)) if explores else greedy[k]
         state.next_obs[k], reward, terminated, truncated, _ = state.envs[k].step(action)
         state.actions[k], state.rewards[k], state.terminated[k] = action, reward, terminated
@@ -132,13 +132,13 @@ def update(state: RunState) -> None:
         state.replay.update_priorities(batch.slots, (target - q_taken.detach()).cpu().numpy())
 
 
-def clip_member_grad_norms(params: list[torch.Tensor], max_norm: float) -> None:
+def clip_member_grad_norms(params: Sequence[torch.Tensor], max_norm: float) -> None:
     """Scale each member's gradients (leading axis of every param) to an L2 norm of at most `max_norm`.
 
     One member: the ops of `torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)`, without its
     per-call grouping of tensors by device and dtype (half its CPU cost).
     """
-    grads = [param.grad for param in params]
+    grads = [param.grad for param in params if param.grad is not None]
     if len(grads[0]) == 1:
         total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
         torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
@@ -151,7 +151,8 @@ def clip_member_grad_norms(params: list[torch.Tensor], max_norm: float) -> None:
 def update_target(q_network: torch.nn.Module, target_network: torch.nn.Module, tau: float) -> None:
     """Copy (tau == 1) or Polyak-average (tau < 1) the online weights into the target network."""
     with torch.no_grad():
-        online, target = list(q_network.parameters()), list(target_network.parameters())
+        online: list[torch.Tensor] = list(q_network.parameters())
+        target: list[torch.Tensor] = list(target_network.parameters())
         if tau >= 1.0:
             torch._foreach_copy_(target, online)
         else:
@@ -182,8 +183,9 @@ def evaluate(state: RunState, on_eval: GroupEvalCallback | None) -> bool:
         return False
     stats = run_episodes(state.act, state.eval_envs, state.config.eval_curve_episodes, members=state.running)
     record_curve(state, {k: EvalPoint(state.step, s.mean, s.std) for k, s in stats.items()}, state.config.keep_best)
-    if on_eval is not None and on_eval(state.step, [stats[k].mean if k in stats else None
-                                                    for k in range(len(state.seeds))]):
+    if on_eval is not None and on_eval(
+        state.step, [stats[k].mean if k in stats else None for k in range(len(state.seeds))]
+    ):
         state.stopped_early = True
         return True
     return False
@@ -202,5 +204,5 @@ def record_curve(state: RunState, points: dict[int, EvalPoint], keep_best: bool)
 def copy_member(destination: Sequence[torch.Tensor], source: Sequence[torch.Tensor], member: int) -> None:
     """Copy member `member`'s slice of each stacked tensor in `source` into `destination`."""
     with torch.no_grad():
-        for dst, src in zip(destination, source):
+        for dst, src in zip(destination, source, strict=True):
             dst[member] = src[member]

@@ -80,10 +80,11 @@ def estimate_memory(config: DQNConfig, observation: ObservationSpec, n_actions: 
     # a sampled transition: its n-step window of rewards and flags, the gathered observations, target and weight
     sampled = transition + config.n_steps * (INDEX_BYTES + FLOAT_BYTES + 2 * FLAG_BYTES) + 3 * FLOAT_BYTES
     activations = ACTIVATION_PASSES * network.activation_count(config, observation, n_actions) * FLOAT_BYTES
-    return MemoryEstimate(replay=config.buffer_size * transition + tree,
-                          networks=PARAMETER_COPIES * network.parameter_count(config, observation, n_actions)
-                          * FLOAT_BYTES,
-                          batch=config.batch_size * (sampled + INDEX_BYTES + activations))
+    return MemoryEstimate(
+        replay=config.buffer_size * transition + tree,
+        networks=PARAMETER_COPIES * network.parameter_count(config, observation, n_actions) * FLOAT_BYTES,
+        batch=config.batch_size * (sampled + INDEX_BYTES + activations),
+    )
 
 
 def memory_needed(config: DQNConfig, observation: ObservationSpec, n_actions: int) -> int:
@@ -117,7 +118,7 @@ def cgroup_memory_left(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path
         return None
     lefts = []
     for line in lines:
-        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        _, controllers, path = [*line.split(":", 2), "", ""][:3]
         if not path:
             continue
         if controllers == "":
@@ -143,8 +144,9 @@ def cgroup_memory_left(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path
     return min(lefts, default=None)
 
 
-def check_memory(config: DQNConfig, observation: ObservationSpec, n_actions: int, *, members: int = 1,
-                 limit_bytes: int | None = None) -> int:
+def check_memory(
+    config: DQNConfig, observation: ObservationSpec, n_actions: int, *, members: int = 1, limit_bytes: int | None = None
+) -> int:
     """Raise ConfigError if `members` runs of `config` trained together (`train_seeds`) need more than
     `limit_bytes`; return the bytes they need.
 
@@ -165,8 +167,11 @@ def check_memory(config: DQNConfig, observation: ObservationSpec, n_actions: int
         field = field_to_lower(config, estimate)
         value = list(config.hidden_sizes) if field == "hidden_sizes" else getattr(config, field)
         runs = "this run needs" if members == 1 else f"these {members} runs trained together need"
-        raise ConfigError(f"{field} = {value!r} is too large: {runs} {gib(needed)} of memory "
-                          f"but {gib(limit_bytes)} is available ({source}); lower {field}", field=field)
+        raise ConfigError(
+            f"{field} = {value!r} is too large: {runs} {gib(needed)} of memory "
+            f"but {gib(limit_bytes)} is available ({source}); lower {field}",
+            field=field,
+        )
     return needed
 
 

@@ -55,8 +55,12 @@ class ObservationSpec:
         """Plain data and tensors, as the agent file stores it (readable with weights_only)."""
         import torch  # only agent files need it
 
-        return {"shape": list(self.shape), "dtype": self.dtype.name,
-                "low": torch.from_numpy(np.array(self.low)), "high": torch.from_numpy(np.array(self.high))}
+        return {
+            "shape": list(self.shape),
+            "dtype": self.dtype.name,
+            "low": torch.from_numpy(np.array(self.low)),
+            "high": torch.from_numpy(np.array(self.high)),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ObservationSpec:
@@ -73,4 +77,3 @@ class ObservationSpec:
     def flat(cls, size: int) -> ObservationSpec:
         """Unbounded float32 vectors of `size` values (what agent files of format version 1 were trained on)."""
         return cls((size,), np.dtype(np.float32), np.full(size, -np.inf, np.float32), np.full(size, np.inf, np.float32))
-

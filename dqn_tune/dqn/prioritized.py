@@ -99,18 +99,24 @@ class PrioritizedSampler:
         """New priorities |TD error| + eps for the sampled `slots` ([K, batch] each)."""
         priorities = np.abs(td_errors, dtype=np.float64) + self.eps
         np.maximum(self.max_priority, priorities.max(axis=1), out=self.max_priority)
-        self.tree.set(slots, priorities ** self.alpha)
+        self.tree.set(slots, priorities**self.alpha)
 
     def state_dict(self) -> dict[str, Any]:
         """The sum trees, largest priorities, slots written since the last draw and the Generators' states."""
-        return {"nodes": self.tree.nodes.copy(), "max_priority": self.max_priority.copy(), "new": list(self._new),
-                "rngs": generator_states(self.rngs)}
+        return {
+            "nodes": self.tree.nodes.copy(),
+            "max_priority": self.max_priority.copy(),
+            "new": list(self._new),
+            "rngs": generator_states(self.rngs),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from `state_dict()`'s output; ValueError, before anything changes, if it does not fit."""
         nodes, max_priority, new = state["nodes"], state["max_priority"], state["new"]
-        for name, stored, array in (("nodes", nodes, self.tree.nodes), ("max_priority", max_priority,
-                                                                          self.max_priority)):
+        for name, stored, array in (
+            ("nodes", nodes, self.tree.nodes),
+            ("max_priority", max_priority, self.max_priority),
+        ):
             if not isinstance(stored, np.ndarray) or stored.dtype != array.dtype or stored.shape != array.shape:
                 raise ValueError(f"prioritized replay {name} is not a {array.dtype} array of shape {list(array.shape)}")
         if not isinstance(new, list) or not all(isinstance(slot, int) and 0 <= slot < self.tree.leaves for slot in new):

@@ -105,8 +105,16 @@ class ReplayBuffer:
     write head): a window cut there bootstraps from the last stored step.
     """
 
-    def __init__(self, capacity: int, observation: ObservationSpec, sampler: Sampler, *, members: int,
-                 n_steps: int = 1, gamma: float = 0.99) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        observation: ObservationSpec,
+        sampler: Sampler,
+        *,
+        members: int,
+        n_steps: int = 1,
+        gamma: float = 0.99,
+    ) -> None:
         self.capacity = capacity
         self.obs = np.zeros((members, capacity, *observation.shape), dtype=observation.dtype)
         self.next_obs = np.zeros_like(self.obs)
@@ -122,9 +130,17 @@ class ReplayBuffer:
         self._powers = (gamma ** np.arange(n_steps + 1)).astype(np.float32)  # gamma^0 .. gamma^n
         self._rows = (np.arange(members) * capacity)[:, None]  # member k's rows in the flattened arrays
         # the arrays viewed as [K * N, ...], so that one fancy index gathers every member's rows
-        self._flat = {name: array.reshape(-1, *array.shape[2:]) for name, array in (
-            ("obs", self.obs), ("next_obs", self.next_obs), ("actions", self.actions), ("rewards", self.rewards),
-            ("terminated", self.terminated), ("ended", self.ended))}
+        self._flat = {
+            name: array.reshape(-1, *array.shape[2:])
+            for name, array in (
+                ("obs", self.obs),
+                ("next_obs", self.next_obs),
+                ("actions", self.actions),
+                ("rewards", self.rewards),
+                ("terminated", self.terminated),
+                ("ended", self.ended),
+            )
+        }
 
     def __len__(self) -> int:
         return self.size
@@ -134,8 +150,15 @@ class ReplayBuffer:
         """Bytes of the stored arrays."""
         return sum(array.nbytes for array in self._flat.values())
 
-    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray, ended: np.ndarray) -> None:
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        ended: np.ndarray,
+    ) -> None:
         """Store one transition per member (arrays [K, ...]), overwriting the oldest when full."""
         i = self.position
         self.obs[:, i] = obs
@@ -152,16 +175,17 @@ class ReplayBuffer:
         """`batch_size` transitions per member as n-step returns, on `device` (beta: prioritized replay's)."""
         slots, weights = self.sampler.draw(self.size, batch_size, beta)
         flat, first = self._flat, slots + self._rows
+        m: int | np.ndarray
         if self.n_steps == 1:
             last, rewards, m = first, flat["rewards"][first], 1
         else:
             last, rewards, m = self._n_step_returns(slots, first)
         discounts = np.where(flat["terminated"][last], np.float32(0), self._powers[m])
-        arrays = (flat["obs"][first], flat["actions"][first], rewards, flat["next_obs"][last], discounts, weights)
-        tensors = [None if array is None else torch.from_numpy(array) for array in arrays]
-        if device.type != "cpu":  # the buffer stays on the CPU; minibatches go to the networks' device
-            tensors = [None if tensor is None else tensor.to(device) for tensor in tensors]
-        return Batch(*tensors, slots)
+        arrays = (flat["obs"][first], flat["actions"][first], rewards, flat["next_obs"][last], discounts)
+        obs, actions, returns, next_obs, bootstrap = (_tensor(array, device) for array in arrays)
+        return Batch(
+            obs, actions, returns, next_obs, bootstrap, None if weights is None else _tensor(weights, device), slots
+        )
 
     def update_priorities(self, slots: np.ndarray, td_errors: np.ndarray) -> None:
         """Tell the sampler the TD errors [K, batch] of a sampled minibatch (prioritized replay's new priorities)."""
@@ -175,21 +199,30 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         """The stored transitions (copies of the filled slots only), write position and the sampler's state."""
-        filled = {name: getattr(self, name)[:, :self.size].copy() for name in STORED}
+        filled = {name: getattr(self, name)[:, : self.size].copy() for name in STORED}
         return {**filled, "position": self.position, "size": self.size, "sampler": self.sampler.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from `state_dict()`'s output; ValueError, before anything changes, if it does not fit."""
         size, position = state["size"], state["position"]
-        if not (isinstance(size, int) and isinstance(position, int) and 0 <= position < self.capacity
-                and 0 <= size <= self.capacity and (size == self.capacity or position == size % self.capacity)):
+        if not (
+            isinstance(size, int)
+            and isinstance(position, int)
+            and 0 <= position < self.capacity
+            and 0 <= size <= self.capacity
+            and (size == self.capacity or position == size % self.capacity)
+        ):
             raise ValueError(f"replay size {size!r} and position {position!r} do not fit a capacity of {self.capacity}")
         for name in STORED:
             array, stored = getattr(self, name), state[name]
-            if not isinstance(stored, np.ndarray) or stored.dtype != array.dtype or stored.shape != (
-                    array.shape[0], size, *array.shape[2:]):
-                raise ValueError(f"replay {name} is not a {array.dtype} array of shape "
-                                 f"{[array.shape[0], size, *array.shape[2:]]}")
+            if (
+                not isinstance(stored, np.ndarray)
+                or stored.dtype != array.dtype
+                or stored.shape != (array.shape[0], size, *array.shape[2:])
+            ):
+                raise ValueError(
+                    f"replay {name} is not a {array.dtype} array of shape {[array.shape[0], size, *array.shape[2:]]}"
+                )
         self.sampler.load_state_dict(state["sampler"])
         for name in STORED:
             getattr(self, name)[:, :size] = state[name]
@@ -209,10 +242,21 @@ class ReplayBuffer:
         return last, rewards, m
 
 
-def make_replay_buffer(config: DQNConfig, observation: ObservationSpec,
-                       rngs: Sequence[np.random.Generator]) -> ReplayBuffer:
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """`array` on `device`: the buffer stays on the CPU; minibatches go to the networks' device."""
+    tensor = torch.from_numpy(array)
+    return tensor if device.type == "cpu" else tensor.to(device)
+
+
+def make_replay_buffer(
+    config: DQNConfig, observation: ObservationSpec, rngs: Sequence[np.random.Generator]
+) -> ReplayBuffer:
     """The buffer `config` asks for: K = len(rngs) members, uniform or prioritized, n-step returns."""
-    sampler: Sampler = (PrioritizedSampler(config.buffer_size, rngs, alpha=config.per_alpha, eps=config.per_eps)
-                        if config.prioritized_replay else UniformSampler(rngs))
-    return ReplayBuffer(config.buffer_size, observation, sampler, members=len(rngs), n_steps=config.n_steps,
-                        gamma=config.gamma)
+    sampler: Sampler = (
+        PrioritizedSampler(config.buffer_size, rngs, alpha=config.per_alpha, eps=config.per_eps)
+        if config.prioritized_replay
+        else UniformSampler(rngs)
+    )
+    return ReplayBuffer(
+        config.buffer_size, observation, sampler, members=len(rngs), n_steps=config.n_steps, gamma=config.gamma
+    )

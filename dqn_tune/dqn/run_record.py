@@ -32,23 +32,41 @@ class RunRecord:
     @classmethod
     def from_result(cls, result: TrainResult) -> RunRecord:
         """Summarise a training run."""
-        return cls(result.seed, result.mean_return, tuple(p.step for p in result.curve),
-                   tuple(p.mean_return for p in result.curve), result.steps_per_second, result.wall_time_s,
-                   result.selected_step)
+        return cls(
+            result.seed,
+            result.mean_return,
+            tuple(p.step for p in result.curve),
+            tuple(p.mean_return for p in result.curve),
+            result.steps_per_second,
+            result.wall_time_s,
+            result.selected_step,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON primitives for a user attribute."""
-        return {"seed": self.seed, "mean_return": self.mean_return, "curve_steps": list(self.curve_steps),
-                "curve_returns": list(self.curve_returns), "steps_per_second": self.steps_per_second,
-                "wall_time_s": self.wall_time_s, "selected_step": self.selected_step}
+        return {
+            "seed": self.seed,
+            "mean_return": self.mean_return,
+            "curve_steps": list(self.curve_steps),
+            "curve_returns": list(self.curve_returns),
+            "steps_per_second": self.steps_per_second,
+            "wall_time_s": self.wall_time_s,
+            "selected_step": self.selected_step,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         """Inverse of to_dict (records stored before `selected_step` existed read it as None)."""
         selected = data.get("selected_step")
-        return cls(int(data["seed"]), float(data["mean_return"]), tuple(data["curve_steps"]),
-                   tuple(data["curve_returns"]), float(data["steps_per_second"]), float(data["wall_time_s"]),
-                   None if selected is None else int(selected))
+        return cls(
+            int(data["seed"]),
+            float(data["mean_return"]),
+            tuple(data["curve_steps"]),
+            tuple(data["curve_returns"]),
+            float(data["steps_per_second"]),
+            float(data["wall_time_s"]),
+            None if selected is None else int(selected),
+        )
 
 
 def curve_auc(steps: Sequence[int], returns: Sequence[float]) -> float:

@@ -141,10 +141,20 @@ def open_run(config: DQNConfig, seeds: Sequence[int], device: torch.device) -> I
             eval_envs[k].reset(seed=member_seeds.eval_env)
         q_params = list(q_network.parameters())
         yield RunState(
-            config=config, seeds=tuple(seeds), device=device, observation=observation, n_actions=n_actions,
-            envs=envs, eval_envs=eval_envs, action_rngs=[np.random.default_rng(s.actions) for s in run_seeds],
-            q_network=q_network, target_network=target_network,
+            config=config,
+            seeds=tuple(seeds),
+            device=device,
+            observation=observation,
+            n_actions=n_actions,
+            envs=envs,
+            eval_envs=eval_envs,
+            action_rngs=[np.random.default_rng(s.actions) for s in run_seeds],
+            q_network=q_network,
+            target_network=target_network,
             optimizer=torch.optim.Adam(q_params, lr=config.learning_rate, fused=True),
             replay=make_replay_buffer(config, observation, [np.random.default_rng(s.replay) for s in run_seeds]),
-            obs=obs, logs=[MemberLog() for _ in seeds], kept=[torch.empty_like(param) for param in q_params],
-            running=list(range(len(seeds))))
+            obs=obs,
+            logs=[MemberLog() for _ in seeds],
+            kept=[torch.empty_like(param) for param in q_params],
+            running=list(range(len(seeds))),
+        )

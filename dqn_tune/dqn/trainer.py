@@ -70,23 +70,35 @@ class TrainResult:
         return self.final_eval.mean
 
 
-def train(config: DQNConfig, *, seed: int, on_eval: EvalCallback | None = None, device: str | torch.device = "cpu",
-          torch_threads: int = 1) -> TrainResult:
+def train(
+    config: DQNConfig,
+    *,
+    seed: int,
+    on_eval: EvalCallback | None = None,
+    device: str | torch.device = "cpu",
+    torch_threads: int = 1,
+) -> TrainResult:
     """Train one DQN agent on `config.env_id`; return its weights, learning curve and final evaluation.
 
     `train_seeds(config, [seed])`, raising the run's DivergenceError if its loss became NaN/inf. ConfigError
     before allocating anything for a seed outside 0..2**32 - 1 or a config that cannot fit in memory.
     """
     group_eval = None if on_eval is None else (lambda step, returns: on_eval(step, returns[0]))
-    result, = train_seeds(config, [check_seed(seed)], on_eval=group_eval, device=device, torch_threads=torch_threads)
+    (result,) = train_seeds(config, [check_seed(seed)], on_eval=group_eval, device=device, torch_threads=torch_threads)
     if result.diverged is not None:
         raise result.diverged
     return result
 
 
-def train_seeds(config: DQNConfig, seeds: Sequence[int], *, on_eval: GroupEvalCallback | None = None,
-                device: str | torch.device = "cpu", torch_threads: int = 1,
-                checkpoints: Checkpointing | None = None) -> list[TrainResult]:
+def train_seeds(
+    config: DQNConfig,
+    seeds: Sequence[int],
+    *,
+    on_eval: GroupEvalCallback | None = None,
+    device: str | torch.device = "cpu",
+    torch_threads: int = 1,
+    checkpoints: Checkpointing | None = None,
+) -> list[TrainResult]:
     """Train one DQN agent per seed on `config`, all in one loop; one TrainResult per seed, in order.
 
     A member whose loss becomes NaN/inf stops and is returned with `diverged` set; the others go on.

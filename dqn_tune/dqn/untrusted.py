@@ -32,8 +32,11 @@ def load_torch_archive(source: Path, *, kind: str, error: type[DQNTuneError]) ->
             try:
                 members = zipfile.ZipFile(handle).infolist()
             except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-                reason = "it is empty" if source.stat().st_size == 0 else (
-                    "it is not a torch zip archive (truncated, or another format such as a plain pickle)")
+                reason = (
+                    "it is empty"
+                    if source.stat().st_size == 0
+                    else ("it is not a torch zip archive (truncated, or another format such as a plain pickle)")
+                )
                 raise error(f"{unreadable}: {reason}") from exc
             if any(m.compress_type != zipfile.ZIP_STORED or m.compress_size != m.file_size for m in members):
                 raise error(f"{unreadable}: it has compressed members; torch.save writes none")
@@ -46,8 +49,9 @@ def load_torch_archive(source: Path, *, kind: str, error: type[DQNTuneError]) ->
     except OSError as exc:
         raise error(f"cannot read {kind} {str(source)!r}: {exc.strerror or exc}") from exc
     except pickle.UnpicklingError as exc:
-        raise error(f"{unreadable}: it holds objects other than tensors and plain data, which are never "
-                    "unpickled") from exc
+        raise error(
+            f"{unreadable}: it holds objects other than tensors and plain data, which are never unpickled"
+        ) from exc
     except Exception as exc:  # torch raises many types for a damaged archive; all mean the same to the user
         raise error(f"{unreadable}: damaged torch archive ({type(exc).__name__})") from exc
 
@@ -66,14 +70,18 @@ def check_tensors_stored(tensors: Mapping[object, object], *, source: str) -> No
         storage = tensor.untyped_storage()
         held = storage.nbytes() - tensor.storage_offset() * tensor.element_size()
         if needed > held:
-            raise AgentFileError(f"{source}: tensor {shown(name)} of shape {list(tensor.shape)} needs {needed} bytes "
-                                 f"and the file holds {max(held, 0)} of them (a view with stride 0?); nothing is "
-                                 "built from it")
+            raise AgentFileError(
+                f"{source}: tensor {shown(name)} of shape {list(tensor.shape)} needs {needed} bytes "
+                f"and the file holds {max(held, 0)} of them (a view with stride 0?); nothing is "
+                "built from it"
+            )
         storages[storage.data_ptr()] = storage.nbytes()
         claimed += needed
     if claimed > sum(storages.values()):
-        raise AgentFileError(f"{source}: its tensors claim {claimed} bytes over {sum(storages.values())} stored "
-                             "(views overlapping in one storage); nothing is built from it")
+        raise AgentFileError(
+            f"{source}: its tensors claim {claimed} bytes over {sum(storages.values())} stored "
+            "(views overlapping in one storage); nothing is built from it"
+        )
 
 
 def check_env_id_imports_nothing(env_id: str, *, source: str, flag: str = "--env") -> None:
@@ -82,6 +90,8 @@ def check_env_id_imports_nothing(env_id: str, *, source: str, flag: str = "--env
     names the env instead (`flag`), which is how a trusted module gets imported."""
     module, colon, _ = env_id.partition(":")
     if colon:
-        raise EnvError(f"{source} names env {shown(env_id)}, which would import the Python module {shown(module)}; a "
-                       f"file never decides what code runs: if you trust that module, name the env yourself with "
-                       f"{flag} {env_id}")
+        raise EnvError(
+            f"{source} names env {shown(env_id)}, which would import the Python module {shown(module)}; a "
+            f"file never decides what code runs: if you trust that module, name the env yourself with "
+            f"{flag} {env_id}"
+        )

@@ -39,8 +39,17 @@ TABLE_NAME = "summary.md"
 FIGURE_NAMES = {1: "final_return_bars.png", 2: "final_return_heatmap.png"}
 """The figure of a grid by its number of axes; a grid of more axes has its table only."""
 CURVES_NAME = "learning_curves.png"
-RUN_COLUMNS = ("seed", "status", "final_return", "best_checkpoint_return", "best_checkpoint_step", "auc",
-               "steps_to_threshold", "wall_time_s", "steps_per_second")
+RUN_COLUMNS = (
+    "seed",
+    "status",
+    "final_return",
+    "best_checkpoint_return",
+    "best_checkpoint_step",
+    "auc",
+    "steps_to_threshold",
+    "wall_time_s",
+    "steps_per_second",
+)
 """The CSV's columns after `trial` and one per axis."""
 
 
@@ -79,8 +88,8 @@ class AblationRun:
         """First evaluated step whose return reaches the threshold; None if never (or no threshold)."""
         if self.threshold is None:
             return None
-        return next((s for s, r in zip(self.record.curve_steps, self.record.curve_returns) if r >= self.threshold),
-                    None)
+        curve = zip(self.record.curve_steps, self.record.curve_returns, strict=True)
+        return next((s for s, r in curve if r >= self.threshold), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +135,11 @@ def ablation_runs(study: optuna.Study, spec: AblationSpec) -> list[AblationRun]:
 
 def diverged_runs(study: optuna.Study, spec: AblationSpec) -> dict[Cell, int]:
     """Cells whose training diverged (PRUNED with a fail reason) and the number of that trial."""
-    return {cell: trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-            if FAIL_REASON in trial.user_attrs and (cell := spec.cell_of(trial)) is not None}
+    return {
+        cell: trial.number
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if FAIL_REASON in trial.user_attrs and (cell := spec.cell_of(trial)) is not None
+    }
 
 
 def reward_threshold(env_id: str) -> float | None:
@@ -142,8 +154,12 @@ def write_ablation_report(study: optuna.Study, out_dir: str | Path) -> ReportFil
     spec = study_spec(study)
     runs, diverged = ablation_runs(study, spec), diverged_runs(study, spec)
     figure_name = FIGURE_NAMES.get(len(spec.grid))
-    files = ReportFiles(directory / CSV_NAME, directory / TABLE_NAME,
-                        None if figure_name is None else directory / figure_name, directory / CURVES_NAME)
+    files = ReportFiles(
+        directory / CSV_NAME,
+        directory / TABLE_NAME,
+        None if figure_name is None else directory / figure_name,
+        directory / CURVES_NAME,
+    )
     write_csv(spec, runs, diverged, files.csv)
     write_text(files.table, summary_table(study.study_name, spec, runs, diverged))
     if files.figure is not None:
@@ -158,9 +174,21 @@ def write_csv(spec: AblationSpec, runs: Sequence[AblationRun], diverged: Mapping
         writer = csv.writer(handle)
         writer.writerow(("trial", *spec.grid, *RUN_COLUMNS))
         for run in runs:
-            writer.writerow([run.trial, *map(value_text, run.setting), run.seed, "complete", run.final_return,
-                             run.best_checkpoint_return, _blank(run.best_checkpoint_step), run.auc,
-                             _blank(run.steps_to_threshold), run.record.wall_time_s, run.record.steps_per_second])
+            writer.writerow(
+                [
+                    run.trial,
+                    *map(value_text, run.setting),
+                    run.seed,
+                    "complete",
+                    run.final_return,
+                    run.best_checkpoint_return,
+                    _blank(run.best_checkpoint_step),
+                    run.auc,
+                    _blank(run.steps_to_threshold),
+                    run.record.wall_time_s,
+                    run.record.steps_per_second,
+                ]
+            )
         for cell, trial in sorted(diverged.items(), key=lambda item: item[1]):
             writer.writerow([trial, *map(value_text, cell[:-1]), cell[-1], "diverged"] + [""] * (len(RUN_COLUMNS) - 2))
 
@@ -170,8 +198,9 @@ def setting_runs(runs: Sequence[AblationRun], setting: tuple[Value, ...]) -> lis
     return [run for run in runs if run.setting == setting]
 
 
-def summary_table(study_name: str, spec: AblationSpec, runs: Sequence[AblationRun],
-                  diverged: Mapping[Cell, int] | None = None) -> str:
+def summary_table(
+    study_name: str, spec: AblationSpec, runs: Sequence[AblationRun], diverged: Mapping[Cell, int] | None = None
+) -> str:
     """Markdown: per setting, mean +- std over seeds of the final and best-checkpoint returns (and its step),
     AUC and steps to threshold. The runs column counts the completed seeds, and those that diverged."""
     threshold = reward_threshold(spec.base.env_id)
@@ -181,13 +210,16 @@ def summary_table(study_name: str, spec: AblationSpec, runs: Sequence[AblationRu
         f"# Ablation `{study_name}`: {' x '.join(spec.grid)}",
         "",
         f"{spec.seeds} seed(s) per setting. Base config: {spec.base_description}.",
-        (f"Final return: each run's last weights, as its learning curve last evaluated them "
-         f"({base.eval_curve_episodes} episode(s)). Best checkpoint: the weights the run returned (with keep_best, "
-         f"its best evaluated ones) on {base.eval_episodes} fresh episode(s), and the step they come from. AUC: the "
-         "area under the evaluation curve divided by the steps (the mean evaluation return over training); steps to "
-         "threshold averages the seeds that reached it."),
+        (
+            f"Final return: each run's last weights, as its learning curve last evaluated them "
+            f"({base.eval_curve_episodes} episode(s)). Best checkpoint: the weights the run returned (with keep_best, "
+            f"its best evaluated ones) on {base.eval_episodes} fresh episode(s), and the step they come from. AUC: the "
+            "area under the evaluation curve divided by the steps (the mean evaluation return over training); steps to "
+            "threshold averages the seeds that reached it."
+        ),
         "",
-        "| " + " | ".join([*spec.grid, "runs", "final return", "best checkpoint", "checkpoint step", "AUC", reach])
+        "| "
+        + " | ".join([*spec.grid, "runs", "final return", "best checkpoint", "checkpoint step", "AUC", reach])
         + " |",
         "|" + "---|" * (len(spec.grid) + 6),
     ]
@@ -195,10 +227,15 @@ def summary_table(study_name: str, spec: AblationSpec, runs: Sequence[AblationRu
         group = setting_runs(runs, setting)
         lost = sum(cell[:-1] == setting for cell in diverged or {})
         steps = [run.best_checkpoint_step for run in group if run.best_checkpoint_step is not None]
-        cells = [*map(value_text, setting), f"{len(group)}/{spec.seeds}" + (f", {lost} diverged" if lost else ""),
-                 _mean_std([r.final_return for r in group]), _mean_std([r.best_checkpoint_return for r in group]),
-                 _mean_std(steps, digits=0) if steps or not group else "not stored",
-                 _mean_std([r.auc for r in group]), _reached(group, threshold)]
+        cells = [
+            *map(value_text, setting),
+            f"{len(group)}/{spec.seeds}" + (f", {lost} diverged" if lost else ""),
+            _mean_std([r.final_return for r in group]),
+            _mean_std([r.best_checkpoint_return for r in group]),
+            _mean_std(steps, digits=0) if steps or not group else "not stored",
+            _mean_std([r.auc for r in group]),
+            _reached(group, threshold),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -207,7 +244,7 @@ def mean_final_returns(spec: AblationSpec, runs: Sequence[AblationRun]) -> np.nd
     """Mean final return per setting, one array dimension per axis in grid order (NaN: no run)."""
     values = np.full([len(values) for values in spec.grid.values()], np.nan)
     for index in itertools.product(*(range(len(values)) for values in spec.grid.values())):
-        setting = tuple(values[i] for values, i in zip(spec.grid.values(), index))
+        setting = tuple(values[i] for values, i in zip(spec.grid.values(), index, strict=True))
         group = setting_runs(runs, setting)
         if group:
             values[index] = float(np.mean([r.final_return for r in group]))
@@ -228,9 +265,16 @@ def heatmap_figure(spec: AblationSpec, runs: Sequence[AblationRun]) -> Figure:
     axes.set_ylabel(row_name)
     axes.set_title(f"{spec.base.env_id}: mean final return over {spec.seeds} seed(s)")
     for (i, j), value in np.ndenumerate(values):
-        light = not np.isnan(value) and image.norm(value) > 0.6  # viridis is light at the top
-        axes.text(j, i, "no run" if np.isnan(value) else f"{value:.1f}", ha="center", va="center",
-                  color="black" if light else "white", fontsize="small")
+        light = not np.isnan(value) and float(np.asarray(image.norm(value))) > 0.6  # viridis is light at the top
+        axes.text(
+            j,
+            i,
+            "no run" if np.isnan(value) else f"{value:.1f}",
+            ha="center",
+            va="center",
+            color="black" if light else "white",
+            fontsize="small",
+        )
     return figure
 
 
@@ -241,14 +285,24 @@ def bars_figure(spec: AblationSpec, runs: Sequence[AblationRun]) -> Figure:
     figure = new_figure()
     axes = figure.add_subplot()
     width = 0.38
-    for offset, label, score, alpha in ((-width / 2, "final return (last weights)", "final_return", 0.8),
-                                        (width / 2, "best checkpoint", "best_checkpoint_return", 0.35)):
+    for offset, label, score, alpha in (
+        (-width / 2, "final return (last weights)", "final_return", 0.8),
+        (width / 2, "best checkpoint", "best_checkpoint_return", 0.35),
+    ):
         groups = [[getattr(run, score) for run in setting_runs(runs, (value,))] for value in values]
         x = np.arange(len(values)) + offset
-        axes.bar(x, [np.mean(g) if g else np.nan for g in groups], width, yerr=[np.std(g) if g else 0 for g in groups],
-                 capsize=4, color="tab:blue", alpha=alpha, label=label)
+        axes.bar(
+            x,
+            [np.mean(g) if g else np.nan for g in groups],
+            width,
+            yerr=[np.std(g) if g else 0 for g in groups],
+            capsize=4,
+            color="tab:blue",
+            alpha=alpha,
+            label=label,
+        )
         if score == "final_return":
-            for position, group in zip(x, groups):
+            for position, group in zip(x, groups, strict=True):
                 axes.scatter([position] * len(group), group, color="black", s=12, zorder=3)
     axes.set_xticks(range(len(values)), [value_text(v) for v in values])
     axes.set_xlabel(name)
@@ -269,13 +323,18 @@ def curves_figure(spec: AblationSpec, runs: Sequence[AblationRun]) -> Figure:
     figure.set_size_inches(FIGSIZE[0] / 1.6 * len(panel_values) + 1.5, FIGSIZE[1])
     panels = figure.subplots(1, len(panel_values), sharey=True, squeeze=False)[0]
     threshold = reward_threshold(spec.base.env_id)
-    for axes, panel in zip(panels, panel_values):
+    for axes, panel in zip(panels, panel_values, strict=True):
         for setting in spec.settings:
             if setting[:panel_axes] == panel:
                 steps, means = mean_curve([r.record for r in setting_runs(runs, setting)])
                 if len(steps):
-                    axes.plot(steps, means, marker=".", linewidth=1.2,
-                              label=assignments(names[panel_axes:], setting[panel_axes:]))
+                    axes.plot(
+                        steps,
+                        means,
+                        marker=".",
+                        linewidth=1.2,
+                        label=assignments(names[panel_axes:], setting[panel_axes:]),
+                    )
         if threshold is not None:
             axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
         axes.set_title(assignments(names[:panel_axes], panel) or spec.base.env_id)

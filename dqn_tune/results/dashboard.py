@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import socketserver
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 """The only methods a read-only dashboard passes on (OPTIONS too is refused: the dashboard's page never sends it)."""
-READ_ONLY_REASON = ("this dashboard is read-only: it answers GET and HEAD only, so studies, trials, notes and "
-                    "artifacts cannot be changed; restart it with 'dqn-tune dashboard --allow-writes' to allow that")
+READ_ONLY_REASON = (
+    "this dashboard is read-only: it answers GET and HEAD only, so studies, trials, notes and "
+    "artifacts cannot be changed; restart it with 'dqn-tune dashboard --allow-writes' to allow that"
+)
 
 
 class DashboardServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -44,14 +46,16 @@ class DashboardServer(socketserver.ThreadingMixIn, WSGIServer):
     def url(self) -> str:
         """The address the server listens on."""
         host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
+        if not isinstance(host, str):  # bytes only where the server was given a bytes host
+            host = bytes(host).decode()
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}/dashboard"
 
 
 class QuietHandler(WSGIRequestHandler):
     """Request handler that does not log every poll of the dashboard to stderr."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - wsgiref's signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -79,15 +83,24 @@ def dashboard_artifact_dir(storage: BaseStorage, storage_url: str | None, given:
     if given is None:
         stored = records.storage_artifact_dirs(storage)
         if len(stored) > 1:
-            raise ConfigError(f"the studies in {public_url(storage_url or DEFAULT_STORAGE)} keep artifacts in "
-                              f"{len(stored)} directories ({', '.join(map(shown, stored))}); choose one with "
-                              "--artifact-dir", field="artifact_dir")
+            raise ConfigError(
+                f"the studies in {public_url(storage_url or DEFAULT_STORAGE)} keep artifacts in "
+                f"{len(stored)} directories ({', '.join(map(shown, stored))}); choose one with "
+                "--artifact-dir",
+                field="artifact_dir",
+            )
         given = stored[0] if stored else None
     return chosen_artifact_dir(given, None, storage_url)
 
 
-def start_dashboard(storage_url: str | None, *, host: str = DASHBOARD_HOST, port: int = DASHBOARD_PORT,
-                    allow_writes: bool = False, artifact_dir: str | None = None) -> DashboardServer:
+def start_dashboard(
+    storage_url: str | None,
+    *,
+    host: str = DASHBOARD_HOST,
+    port: int = DASHBOARD_PORT,
+    allow_writes: bool = False,
+    artifact_dir: str | None = None,
+) -> DashboardServer:
     """Open the storage and bind the dashboard to host:port; call `serve_forever()` on the result.
 
     The dashboard only reads unless `allow_writes` (see `read_only`). Raises StorageError for a storage
@@ -99,11 +112,16 @@ def start_dashboard(storage_url: str | None, *, host: str = DASHBOARD_HOST, port
     try:
         host.encode("idna")  # what socket does with a host name; '.', '\x80' or a 64-character label cannot be
     except UnicodeError:
-        raise ConfigError(f"--host = {shown(host)} is invalid: expected a host name or IP address such as "
-                          f"{DASHBOARD_HOST} or localhost", field="host") from None
+        raise ConfigError(
+            f"--host = {shown(host)} is invalid: expected a host name or IP address such as "
+            f"{DASHBOARD_HOST} or localhost",
+            field="host",
+        ) from None
     storage = open_existing_storage(storage_url)
-    app = optuna_dashboard.wsgi(storage, artifact_store=make_artifact_store(
-        storage_url, dashboard_artifact_dir(storage, storage_url, artifact_dir)))
+    app = optuna_dashboard.wsgi(
+        storage,
+        artifact_store=make_artifact_store(storage_url, dashboard_artifact_dir(storage, storage_url, artifact_dir)),
+    )
     if not allow_writes:
         app = read_only(app)
     try:
@@ -111,6 +129,7 @@ def start_dashboard(storage_url: str | None, *, host: str = DASHBOARD_HOST, port
     except OSError as exc:
         reason = exc.strerror or str(exc)
         where = f"{host}:{port}" if host.isprintable() else f"{shown(host)}:{port}"  # one line, whatever the host
-        raise ConfigError(f"cannot listen on {where}: {reason}; choose another --port or --host",
-                          field="port") from None
-    return cast(DashboardServer, server)
+        raise ConfigError(
+            f"cannot listen on {where}: {reason}; choose another --port or --host", field="port"
+        ) from None
+    return server

@@ -33,9 +33,22 @@ NO_CLIPPING = "none"
 """How TOML (which has no null) and the command line write max_grad_norm = None."""
 TRAIN_FLAGS = {"env_id": "--env", "total_timesteps": "--timesteps"}
 """`dqn-tune train` flags whose name is not the field's (`--env-id` and `--total-timesteps` also work)."""
-ZOO_KEYS = ("learning_rate", "batch_size", "buffer_size", "learning_starts", "gamma", "target_update_interval",
-            "tau", "train_freq", "gradient_steps", "exploration_fraction", "exploration_initial_eps",
-            "exploration_final_eps", "max_grad_norm", "n_steps")
+ZOO_KEYS = (
+    "learning_rate",
+    "batch_size",
+    "buffer_size",
+    "learning_starts",
+    "gamma",
+    "target_update_interval",
+    "tau",
+    "train_freq",
+    "gradient_steps",
+    "exploration_fraction",
+    "exploration_initial_eps",
+    "exploration_final_eps",
+    "max_grad_norm",
+    "n_steps",
+)
 """DQNConfig fields that are SB3 DQN arguments of the same name and meaning (env steps, not updates; n_steps
 since SB3 2.7, whose n-step returns also stop at an episode's end and bootstrap at a time limit)."""
 ZOO_POLICIES = {"mlp": "MlpPolicy"}
@@ -64,21 +77,33 @@ class Pick:
 
     def comments(self) -> list[str]:
         """Provenance lines, without comment markers."""
-        lines = [f"study {self.study_name!r}, trial {self.trial}: {self.why}",
-                 f"tuning value {self.value:.4g} ({self.objective})"]
+        lines = [
+            f"study {self.study_name!r}, trial {self.trial}: {self.why}",
+            f"tuning value {self.value:.4g} ({self.objective})",
+        ]
         row = self.validated
         if row is not None:
-            lines.append(f"validation: mean {_figure(row['mean'])} [95% CI {_figure(row['ci_low'])}, "
-                         f"{_figure(row['ci_high'])}], IQM {_figure(row['iqm'])}, min {_figure(row['min'])} "
-                         f"over {len(row['returns'])} held-out seeds")
+            lines.append(
+                f"validation: mean {_figure(row['mean'])} [95% CI {_figure(row['ci_low'])}, "
+                f"{_figure(row['ci_high'])}], IQM {_figure(row['iqm'])}, min {_figure(row['min'])} "
+                f"over {len(row['returns'])} held-out seeds"
+            )
         return lines
 
 
 def pick(study: optuna.Study) -> Pick:
     """The recommended trial of `study` (the best one without validation); StorageError without a complete trial."""
     trial, why = default_trial(study)
-    return Pick(study.study_name, trial.number, float(trial.value), records.study_objective(study),  # type: ignore[arg-type]
-                why, records.trial_config(trial), dict(trial.params), records.recommendation(study))
+    return Pick(
+        study.study_name,
+        trial.number,
+        float(trial.value),  # type: ignore[arg-type]
+        records.study_objective(study),
+        why,
+        records.trial_config(trial),
+        dict(trial.params),
+        records.recommendation(study),
+    )
 
 
 def export(chosen: Pick, fmt: str) -> str:
@@ -104,14 +129,22 @@ def to_toml(config: DQNConfig, *, comments: list[str] | tuple[str, ...] = ()) ->
 
 def to_json(chosen: Pick) -> str:
     """The pick as JSON: trial, why, config and the validation table (NaN written as null)."""
-    data = {"study": chosen.study_name, "trial": chosen.trial, "selection": chosen.why, "objective": chosen.objective,
-            "tuned_value": chosen.value, "params": chosen.params, "config": chosen.config.to_dict(),
-            "validation": chosen.validation}
+    data = {
+        "study": chosen.study_name,
+        "trial": chosen.trial,
+        "selection": chosen.why,
+        "objective": chosen.objective,
+        "tuned_value": chosen.value,
+        "params": chosen.params,
+        "config": chosen.config.to_dict(),
+        "validation": chosen.validation,
+    }
     return json.dumps(_finite(data), indent=2, allow_nan=False) + "\n"
 
 
 def to_yaml(config: DQNConfig, *, comments: list[str] | tuple[str, ...] = ()) -> str:
-    """`config` as an entry of RL Zoo's hyperparams/dqn.yml (`python -m rl_zoo3.train --algo dqn --env ENV -conf FILE`)."""
+    """`config` as an entry of RL Zoo's hyperparams/dqn.yml
+    (`python -m rl_zoo3.train --algo dqn --env ENV -conf FILE`)."""
     values: dict[str, str] = {"n_timesteps": str(config.total_timesteps), "policy": f"'{ZOO_POLICIES[config.network]}'"}
     for name in ZOO_KEYS:
         value = getattr(config, name)
@@ -122,15 +155,26 @@ def to_yaml(config: DQNConfig, *, comments: list[str] | tuple[str, ...] = ()) ->
         f"  double_dqn = {str(config.double_dqn).lower()}"
         + (" (SB3's DQN is not Double DQN)" if config.double_dqn else " (as SB3's DQN)"),
         f"  keep_best = {str(config.keep_best).lower()}"
-        + (" (SB3 keeps the last weights; RL Zoo's --eval-freq saves best_model.zip)" if config.keep_best
-           else " (as SB3: the last weights)"),
-        f"  loss = {config.loss}" + (" (SB3 uses the Huber loss, smooth_l1)" if config.loss != "huber"
-                                     else " (SB3 uses the same Huber loss, smooth_l1)"),
+        + (
+            " (SB3 keeps the last weights; RL Zoo's --eval-freq saves best_model.zip)"
+            if config.keep_best
+            else " (as SB3: the last weights)"
+        ),
+        f"  loss = {config.loss}"
+        + (
+            " (SB3 uses the Huber loss, smooth_l1)"
+            if config.loss != "huber"
+            else " (SB3 uses the same Huber loss, smooth_l1)"
+        ),
         f"  dueling = {str(config.dueling).lower()}"
         + (" (SB3's DQN has no dueling heads)" if config.dueling else " (as SB3's DQN)"),
         f"  prioritized_replay = {str(config.prioritized_replay).lower()}"
-        + (f", per_alpha = {config.per_alpha}, per_beta = {config.per_beta}, per_eps = {config.per_eps} (SB3's DQN "
-           "samples uniformly)" if config.prioritized_replay else " (as SB3's DQN: uniform sampling)"),
+        + (
+            f", per_alpha = {config.per_alpha}, per_beta = {config.per_beta}, per_eps = {config.per_eps} (SB3's DQN "
+            "samples uniformly)"
+            if config.prioritized_replay
+            else " (as SB3's DQN: uniform sampling)"
+        ),
         f"  eval_freq = {config.eval_freq}, eval_curve_episodes = {config.eval_curve_episodes}, "
         f"eval_episodes = {config.eval_episodes} (RL Zoo's --eval-freq and --eval-episodes flags)",
     ]
@@ -171,13 +215,14 @@ def config_from_mapping(data: dict[str, Any], *, where: str) -> DQNConfig:
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
-            raise ConfigError(f"{where}: unknown key {key!r}; expected DQNConfig fields: {', '.join(known)}",
-                              field=key)
+            raise ConfigError(f"{where}: unknown key {key!r}; expected DQNConfig fields: {', '.join(known)}", field=key)
         if key == "max_grad_norm" and isinstance(value, str) and value.lower() == NO_CLIPPING:
             value = None
         elif key == "hidden_sizes" and not isinstance(value, list):
-            raise ConfigError(f"{where}: hidden_sizes = {value!r} is invalid: expected a list of integers such as "
-                              "[128, 128]", field=key)
+            raise ConfigError(
+                f"{where}: hidden_sizes = {value!r} is invalid: expected a list of integers such as [128, 128]",
+                field=key,
+            )
         values[key] = value
     try:
         return DQNConfig().replace(**values)
@@ -227,4 +272,3 @@ def _finite(data: Any) -> Any:
 
 def _figure(value: float) -> str:
     return f"{value:.1f}"
-

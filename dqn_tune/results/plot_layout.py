@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 PARALLEL_AXIS_INCHES = 1.6
 """Width per axis of the parallel-coordinates PNG: room for one axis's tick labels before the next axis."""
@@ -25,7 +26,15 @@ def fit_importances_png(all_axes: Sequence[Axes]) -> None:
     (target,) = (text.get_text() for text in legend.get_texts())
     legend.remove()
     axes.set_xlabel(f"importance for {target}")
-    axes.figure.tight_layout()
+    _figure_of(axes).tight_layout()
+
+
+def _figure_of(axes: Axes) -> Figure:
+    """The figure that holds `axes` (Optuna's plots draw on a figure of their own, never on a subfigure)."""
+    figure = axes.figure
+    if not isinstance(figure, Figure):
+        raise TypeError(f"expected axes on a matplotlib Figure, got axes on {figure!r}")
+    return figure
 
 
 def _optuna_shortened(name: str) -> str:
@@ -52,8 +61,9 @@ def fit_parallel_coordinate_png(all_axes: Sequence[Axes], *, names: Sequence[str
     (axes,) = all_axes
     labels = _whole_names([label.get_text() for label in axes.get_xticklabels()], names)
     axes.set_xticks(axes.get_xticks(), labels, rotation=-30, ha="left", rotation_mode="anchor")
-    axes.figure.set_size_inches(max(6.4, PARALLEL_AXIS_INCHES * len(labels) + 1.5), 5.6)
-    axes.figure.tight_layout()
+    figure = _figure_of(axes)
+    figure.set_size_inches(max(6.4, PARALLEL_AXIS_INCHES * len(labels) + 1.5), 5.6)
+    figure.tight_layout()
 
 
 def fit_parallel_coordinate_html(figure: go.Figure, *, names: Sequence[str]) -> None:

@@ -55,6 +55,8 @@ CURVE_TRIALS = 5
 """Top trials whose learning curves are drawn."""
 SUMMARY = "summary.md"
 """Stem of the validation figure's files (.png, .html), written when the study has a recommendation."""
+
+
 @dataclass
 class Report:
     """What `write_report` wrote and what it left out (with the reason)."""
@@ -104,14 +106,17 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, artifact_dir: str 
     OutputPathError when `out_dir` cannot be created or written.
     """
     if len(study.directions) != 1:
-        raise StorageError(f"study {study.study_name!r} has {len(study.directions)} objectives; "
-                           "dqn-tune report handles single-objective studies")
+        raise StorageError(
+            f"study {study.study_name!r} has {len(study.directions)} objectives; "
+            "dqn-tune report handles single-objective studies"
+        )
     trials = complete_trials(study)
     if not trials:
         counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
         found = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items())) or "no trials"
-        raise StorageError(f"study {study.study_name!r} has no complete trials ({found}); "
-                           "nothing to report until a trial completes")
+        raise StorageError(
+            f"study {study.study_name!r} has no complete trials ({found}); nothing to report until a trial completes"
+        )
     report = Report(_make_out_dir(Path(out_dir)))
     importances = _importances(study, trials, report)
     for plot in optuna_plots(study, trials, report, importances):
@@ -147,8 +152,9 @@ def _make_out_dir(out_dir: Path) -> Path:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise OutputPathError(f"cannot write the report to {str(out_dir)!r}: {exc.strerror}; "
-                              "choose another --out-dir") from None
+        raise OutputPathError(
+            f"cannot write the report to {str(out_dir)!r}: {exc.strerror}; choose another --out-dir"
+        ) from None
     return out_dir
 
 
@@ -157,45 +163,59 @@ def _importances(study: optuna.Study, trials: Sequence[FrozenTrial], report: Rep
     parameters; empty, with a line in `report.skipped`, when they cannot be computed."""
     params = varying_params(trials)
     if len(trials) < 2:
-        report.skipped.append(f"parameter importances: need at least 2 complete trials, "
-                              f"the study has {len(trials)}")
+        report.skipped.append(f"parameter importances: need at least 2 complete trials, the study has {len(trials)}")
         return {}
     if not params:
-        report.skipped.append("parameter importances: no parameter takes more than one value "
-                              "among the complete trials")
+        report.skipped.append("parameter importances: no parameter takes more than one value among the complete trials")
         return {}
     if len({t.value for t in trials}) < 2:
         report.skipped.append("parameter importances: every complete trial has the same value")
         return {}
     with _optuna_plotting():
-        importances = optuna.importance.get_param_importances(study, evaluator=PedAnovaImportanceEvaluator(),
-                                                              params=params)
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=PedAnovaImportanceEvaluator(), params=params
+        )
     if len(params) > 1 and len(set(importances.values())) == 1:
-        report.skipped.append(f"parameter importances: PED-ANOVA cannot tell the parameters apart "
-                              f"with {len(trials)} complete trials")
+        report.skipped.append(
+            f"parameter importances: PED-ANOVA cannot tell the parameters apart with {len(trials)} complete trials"
+        )
         return {}
     return importances
 
 
-def optuna_plots(study: optuna.Study, trials: Sequence[FrozenTrial], report: Report,
-                 importances: dict[str, float]) -> list[OptunaPlot]:
+def optuna_plots(
+    study: optuna.Study, trials: Sequence[FrozenTrial], report: Report, importances: dict[str, float]
+) -> list[OptunaPlot]:
     """The Optuna plots the report draws of `trials` (the study's complete ones): importances of the
     parameters in `importances` when it is not empty; a line in `report.skipped` for each left out."""
-    plots = [OptunaPlot("optimization_history", plotly_plots.plot_optimization_history,
-                        matplotlib_plots.plot_optimization_history)]
+    plots = [
+        OptunaPlot(
+            "optimization_history", plotly_plots.plot_optimization_history, matplotlib_plots.plot_optimization_history
+        )
+    ]
     if importances:
-        plots.append(OptunaPlot("param_importances", plotly_plots.plot_param_importances,
-                                matplotlib_plots.plot_param_importances,
-                                {"evaluator": PedAnovaImportanceEvaluator(), "params": list(importances)},
-                                fit_png=fit_importances_png))
+        plots.append(
+            OptunaPlot(
+                "param_importances",
+                plotly_plots.plot_param_importances,
+                matplotlib_plots.plot_param_importances,
+                {"evaluator": PedAnovaImportanceEvaluator(), "params": list(importances)},
+                fit_png=fit_importances_png,
+            )
+        )
     if not set.intersection(*(set(t.params) for t in trials)):
         report.skipped.append("parallel coordinates and slice plots: the complete trials share no parameter")
         return plots
     names = sorted({name for trial in trials for name in trial.params})
-    plots.append(OptunaPlot("parallel_coordinate", plotly_plots.plot_parallel_coordinate,
-                            matplotlib_plots.plot_parallel_coordinate,
-                            fit_png=partial(fit_parallel_coordinate_png, names=names),
-                            fit_html=partial(fit_parallel_coordinate_html, names=names)))
+    plots.append(
+        OptunaPlot(
+            "parallel_coordinate",
+            plotly_plots.plot_parallel_coordinate,
+            matplotlib_plots.plot_parallel_coordinate,
+            fit_png=partial(fit_parallel_coordinate_png, names=names),
+            fit_html=partial(fit_parallel_coordinate_html, names=names),
+        )
+    )
     plots.append(OptunaPlot("slice", plotly_plots.plot_slice, matplotlib_plots.plot_slice))
     return plots
 
@@ -205,7 +225,7 @@ def optuna_png_figure(study: optuna.Study, plot: OptunaPlot) -> Figure:
     with `plt.close` (Optuna draws through pyplot)."""
     with _optuna_plotting():
         all_axes = np.asarray(plot.matplotlib(study, **plot.kwargs)).ravel()
-        figure = all_axes[0].figure
+        figure: Figure = all_axes[0].figure
         figure.set_size_inches(max(6.4, 3.2 * len(all_axes)), 4.8)
         for axes in all_axes:  # log axes over less than a decade label their minor ticks on top of each other
             axes.xaxis.set_minor_formatter(NullFormatter())
@@ -224,8 +244,7 @@ def _write_optuna_plot(study: optuna.Study, plot: OptunaPlot, report: Report) ->
     figure = optuna_png_figure(study, plot)
     try:
         with _optuna_plotting():
-            report.files.append(save_figure(figure, report.out_dir / f"{plot.name}.png", dpi=100,
-                                            bbox_inches="tight"))
+            report.files.append(save_figure(figure, report.out_dir / f"{plot.name}.png", dpi=100, bbox_inches="tight"))
     finally:
         plt.close(figure)
 
@@ -249,30 +268,51 @@ def _write_learning_curves(top: Sequence[FrozenTrial], report: Report) -> None:
 def _artifacts_markdown(directory: str | None) -> str:
     if directory is None:
         return ""
-    return ("\n## Trial artifacts\n\nEach trial's learning-curve PNG (a star marks each seed's scored value) is in "
-            f"`{directory}`: `dqn-tune dashboard --artifact-dir {shlex.quote(directory)}` shows it on the trial's page.\n")
+    return (
+        "\n## Trial artifacts\n\nEach trial's learning-curve PNG (a star marks each seed's scored value) is in "
+        f"`{directory}`: `dqn-tune dashboard --artifact-dir {shlex.quote(directory)}` shows it on the trial's page.\n"
+    )
 
 
-def _summary_markdown(study: optuna.Study, trials: Sequence[FrozenTrial], importances: dict[str, float],
-                      report: Report, recommendation: Recommendation | None = None) -> str:
+def _summary_markdown(
+    study: optuna.Study,
+    trials: Sequence[FrozenTrial],
+    importances: dict[str, float],
+    report: Report,
+    recommendation: Recommendation | None = None,
+) -> str:
     counts = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     best = trials[0]
-    lines = [f"# Study `{study.study_name}`", "",
-             f"Direction: {study.direction.name.lower()}. Trials: "
-             + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + ".",
-             f"Best: trial {best.number}, value {number_text(best.value)}.", "",
-             f"## Top {min(TOP_TRIALS, len(trials))} trials", "",
-             "| rank | trial | value | seed returns | steps/s | params |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Study `{study.study_name}`",
+        "",
+        f"Direction: {study.direction.name.lower()}. Trials: "
+        + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        + ".",
+        f"Best: trial {best.number}, value {number_text(best.value)}.",
+        "",
+        f"## Top {min(TOP_TRIALS, len(trials))} trials",
+        "",
+        "| rank | trial | value | seed returns | steps/s | params |",
+        "|---|---|---|---|---|---|",
+    ]
     for rank, trial in enumerate(trials[:TOP_TRIALS], start=1):
         seed_returns = trial.user_attrs.get(records.SEED_RETURNS)
         returns = ", ".join(number_text(float(r)) for r in seed_returns) if seed_returns else "-"
         speed = trial.user_attrs.get(records.STEPS_PER_SECOND)
         params = ", ".join(f"{name}={number_text(value)}" for name, value in sorted(trial.params.items()))
-        lines.append(f"| {rank} | {trial.number} | {number_text(trial.value)} | {returns} | "
-                     f"{f'{speed:.0f}' if speed is not None else '-'} | {params} |")
+        lines.append(
+            f"| {rank} | {trial.number} | {number_text(trial.value)} | {returns} | "
+            f"{f'{speed:.0f}' if speed is not None else '-'} | {params} |"
+        )
     if importances:
-        lines += ["", "## Parameter importances (PED-ANOVA, as in optuna-dashboard)", "",
-                  "| parameter | importance |", "|---|---|"]
+        lines += [
+            "",
+            "## Parameter importances (PED-ANOVA, as in optuna-dashboard)",
+            "",
+            "| parameter | importance |",
+            "|---|---|",
+        ]
         lines += [f"| {name} | {value:.3f} |" for name, value in importances.items()]
     if recommendation is not None:
         lines += validation_markdown(recommendation, figure=report.out_dir / f"{VALIDATION}.png" in report.files)

@@ -24,13 +24,14 @@ from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 
 from dqn_tune.dqn.agent import Agent, save_agent
-from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.dqn.config import SEED_MAX, DQNConfig
 from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import RunRecord
-from dqn_tune.errors import ConfigError
+from dqn_tune.dqn.trainer import train_seeds
+from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.output_paths import check_writable, safe_name, write_text
 from dqn_tune.plots import learning_curve_figure, save_figure
+from dqn_tune.results.defaults import EVAL_EPISODES, EVAL_SEED, RETRAIN_SEEDS
 from dqn_tune.runner.storage import load_study, open_existing_storage, prepare_url
 from dqn_tune.tuning.presets import eval_freq_for
 from dqn_tune.tuning.recommendation import (
@@ -45,7 +46,6 @@ from dqn_tune.tuning.records import (
     trial_runs,
 )
 from dqn_tune.tuning.seeds import retrain_seeds
-from dqn_tune.results.defaults import EVAL_EPISODES, EVAL_SEED, RETRAIN_SEEDS
 from dqn_tune.tuning.selection import choose_trial, default_trial
 
 SELECTION_EPISODES = 20
@@ -78,9 +78,15 @@ class SeedOutcome:
 
     def to_dict(self) -> dict[str, float | int | None]:
         """JSON primitives for the agent's metadata."""
-        return {"seed": self.seed, "mean_return": self.mean_return, "std_return": self.std_return,
-                "train_final_return": self.train_final_return, "wall_time_s": self.wall_time_s,
-                "selection_return": self.selection_return, "diverged_at": self.diverged_at}
+        return {
+            "seed": self.seed,
+            "mean_return": self.mean_return,
+            "std_return": self.std_return,
+            "train_final_return": self.train_final_return,
+            "wall_time_s": self.wall_time_s,
+            "selection_return": self.selection_return,
+            "diverged_at": self.diverged_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,19 +148,36 @@ class RetrainOutcome:
         p = self.shortfall_p
         if p is not None and self.validation is not None:
             row, interval = self.validation, self.validation.interval
-            where = ("inside" if interval.low <= self.retrained_mean <= interval.high
-                     else "below" if self.retrained_mean < interval.low else "above")
-            return (f"validation seeds: the {len(self.seeds)} retrained seeds (mean {self.retrained_mean:.2f}, "
-                    f"{where} the 95% CI [{interval.low:.2f}, {interval.high:.2f}] of trial {self.trial_number}'s "
-                    f"{len(row.returns)} held-out seeds, mean {row.mean:.2f}) must not be significantly below them: "
-                    f"one-sided permutation test of the means, p = {p:.3f} ("
-                    + (f"below {SIGNIFICANCE}: a significant shortfall" if p < SIGNIFICANCE
-                       else f"not below {SIGNIFICANCE}: no significant shortfall") + ")")
-        why = ("the trial was not validated" if self.validation is None
-               else "its validation has fewer than 2 seeds" if len(self.validation.returns) < 2
-               else "a single retrained seed")
-        return (f"tolerance ({why}): the retrained mean {self.retrained_mean:.2f} must be at most "
-                f"{REPRODUCE_TOLERANCE:.0%} of |{self.tuned_final:.2f}| below the tuning seeds' final return")
+            where = (
+                "inside"
+                if interval.low <= self.retrained_mean <= interval.high
+                else "below"
+                if self.retrained_mean < interval.low
+                else "above"
+            )
+            return (
+                f"validation seeds: the {len(self.seeds)} retrained seeds (mean {self.retrained_mean:.2f}, "
+                f"{where} the 95% CI [{interval.low:.2f}, {interval.high:.2f}] of trial {self.trial_number}'s "
+                f"{len(row.returns)} held-out seeds, mean {row.mean:.2f}) must not be significantly below them: "
+                f"one-sided permutation test of the means, p = {p:.3f} ("
+                + (
+                    f"below {SIGNIFICANCE}: a significant shortfall"
+                    if p < SIGNIFICANCE
+                    else f"not below {SIGNIFICANCE}: no significant shortfall"
+                )
+                + ")"
+            )
+        why = (
+            "the trial was not validated"
+            if self.validation is None
+            else "its validation has fewer than 2 seeds"
+            if len(self.validation.returns) < 2
+            else "a single retrained seed"
+        )
+        return (
+            f"tolerance ({why}): the retrained mean {self.retrained_mean:.2f} must be at most "
+            f"{REPRODUCE_TOLERANCE:.0%} of |{self.tuned_final:.2f}| below the tuning seeds' final return"
+        )
 
     @property
     def verdict(self) -> str:
@@ -186,11 +209,20 @@ def validated_row(study: optuna.Study, trial_number: int) -> ConfigStats | None:
     return next((row for row in Recommendation.from_dict(stored).table if row.trial == trial_number), None)
 
 
-def retrain_best(*, study_name: str, storage: str | None = None, trial: int | None = None,
-                 timesteps: int | None = None, seeds: int = RETRAIN_SEEDS, out: str | os.PathLike[str] | None = None,
-                 eval_episodes: int = EVAL_EPISODES, eval_seed: int = EVAL_SEED,
-                 selection_episodes: int = SELECTION_EPISODES, device: str = "cpu",
-                 log: Log | None = None) -> RetrainOutcome:
+def retrain_best(
+    *,
+    study_name: str,
+    storage: str | None = None,
+    trial: int | None = None,
+    timesteps: int | None = None,
+    seeds: int = RETRAIN_SEEDS,
+    out: str | os.PathLike[str] | None = None,
+    eval_episodes: int = EVAL_EPISODES,
+    eval_seed: int = EVAL_SEED,
+    selection_episodes: int = SELECTION_EPISODES,
+    device: str = "cpu",
+    log: Log | None = None,
+) -> RetrainOutcome:
     """Retrain the chosen trial's config (default: `default_trial`) with `seeds` fresh seeds and save the one
     best on the selection episodes as the final agent; every seed is reported on the held-out episodes.
 
@@ -204,6 +236,9 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
     _check_count("selection_episodes", selection_episodes)
     study = load_study(open_existing_storage(storage), study_name)
     chosen = choose_trial(study, trial)
+    tuned_value = chosen.value
+    if tuned_value is None:  # not for a COMPLETE trial of a single-objective study, which choose_trial gives
+        raise StorageError(f"trial {chosen.number} of study {study_name!r} has no value; expected a COMPLETE trial")
     why = default_trial(study)[1] if trial is None else "chosen with --trial"
     paths = output_paths(check_writable(out if out is not None else default_agent_path(study_name)))
     for path in paths[1:]:
@@ -215,8 +250,10 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
 
     say(f"trial {chosen.number} of {study_name!r}: {why}")
     fresh = retrain_seeds(seeds)
-    say(f"retraining trial {chosen.number} of {study_name!r} with seeds {', '.join(map(str, fresh))} "
-        f"(one batched run) for {config.total_timesteps} steps each on {config.env_id}")
+    say(
+        f"retraining trial {chosen.number} of {study_name!r} with seeds {', '.join(map(str, fresh))} "
+        f"(one batched run) for {config.total_timesteps} steps each on {config.env_id}"
+    )
     results = train_seeds(config, fresh, device=device)
     outcomes: list[SeedOutcome] = []
     agents: list[Agent] = []
@@ -225,24 +262,44 @@ def retrain_best(*, study_name: str, storage: str | None = None, trial: int | No
         picked_on = agent.evaluate(selection_episodes, seed=chooser)
         stats = agent.evaluate(eval_episodes, seed=eval_seed)
         diverged_at = None if result.diverged is None else result.diverged.step
-        outcomes.append(SeedOutcome(result.seed, stats.mean, stats.std, result.mean_return, result.wall_time_s,
-                                    picked_on.mean, diverged_at))
+        outcomes.append(
+            SeedOutcome(
+                result.seed, stats.mean, stats.std, result.mean_return, result.wall_time_s, picked_on.mean, diverged_at
+            )
+        )
         agents.append(agent)
-        say(f"  seed {result.seed}: held-out return {stats.mean:.1f} +- {stats.std:.1f} over {eval_episodes} "
+        say(
+            f"  seed {result.seed}: held-out return {stats.mean:.1f} +- {stats.std:.1f} over {eval_episodes} "
             f"episodes; selection return {picked_on.mean:.1f}"
-            + ("" if diverged_at is None else f"; diverged at step {diverged_at}, its last finite weights"))
+            + ("" if diverged_at is None else f"; diverged at step {diverged_at}, its last finite weights")
+        )
     say(f"  trained in {results[0].wall_time_s:.1f}s")
 
     best = max(range(len(outcomes)), key=lambda k: (outcomes[k].diverged_at is None, outcomes[k].selection_return))
     objective = study_objective(study)
-    outcome = RetrainOutcome(study_name, chosen.number, why, float(chosen.value), objective, tuning_runs,
-                             trial_budget.total_timesteps, config.total_timesteps, eval_episodes, eval_seed,
-                             selection_episodes, chooser, tuple(outcomes), outcomes[best].seed, *paths,
-                             validated_row(study, chosen.number))
+    outcome = RetrainOutcome(
+        study_name,
+        chosen.number,
+        why,
+        float(tuned_value),
+        objective,
+        tuning_runs,
+        trial_budget.total_timesteps,
+        config.total_timesteps,
+        eval_episodes,
+        eval_seed,
+        selection_episodes,
+        chooser,
+        tuple(outcomes),
+        outcomes[best].seed,
+        *paths,
+        validated_row(study, chosen.number),
+    )
     agents[best].metadata.update(_metadata(outcome, chosen, study, storage))
     save_agent(agents[best], outcome.agent_path)
-    figure = learning_curve_figure([RunRecord.from_result(r) for r in results],
-                                   title=f"{study_name} trial {chosen.number}: retrained seeds")
+    figure = learning_curve_figure(
+        [RunRecord.from_result(r) for r in results], title=f"{study_name} trial {chosen.number}: retrained seeds"
+    )
     save_figure(figure, outcome.curve_path)
     write_text(outcome.summary_path, summary_markdown(outcome, chosen.params))
     return outcome
@@ -268,18 +325,24 @@ def summary_markdown(outcome: RetrainOutcome, params: dict[str, Any]) -> str:
         f"| trial {outcome.trial_number} (tuning) | {tuning_seeds} | {outcome.trial_value:.2f} | | "
         f"trial value ({outcome.objective}) |",
     ]
-    lines += [f"| tuning seed | {run.seed} | {run.mean_return:.2f} | | final evaluation during tuning |"
-              for run in outcome.tuning_runs]
+    lines += [
+        f"| tuning seed | {run.seed} | {run.mean_return:.2f} | | final evaluation during tuning |"
+        for run in outcome.tuning_runs
+    ]
     if outcome.validation is not None:
         row = outcome.validation
-        lines.append(f"| validation | {len(row.returns)} held-out seeds | {row.mean:.2f} | {row.std:.2f} | "
-                     f"final evaluations; 95% CI [{row.interval.low:.2f}, {row.interval.high:.2f}] |")
+        lines.append(
+            f"| validation | {len(row.returns)} held-out seeds | {row.mean:.2f} | {row.std:.2f} | "
+            f"final evaluations; 95% CI [{row.interval.low:.2f}, {row.interval.high:.2f}] |"
+        )
     for seed in outcome.seeds:
         kept = " (kept)" if seed.seed == outcome.best_seed else ""
         kept += "" if seed.diverged_at is None else f" (diverged at step {seed.diverged_at})"
-        lines.append(f"| retrained{kept} | {seed.seed} | {seed.mean_return:.2f} | {seed.std_return:.2f} | "
-                     f"{outcome.eval_episodes} held-out episodes, eval seed {outcome.eval_seed} "
-                     f"(selection return {seed.selection_return:.2f}) |")
+        lines.append(
+            f"| retrained{kept} | {seed.seed} | {seed.mean_return:.2f} | {seed.std_return:.2f} | "
+            f"{outcome.eval_episodes} held-out episodes, eval seed {outcome.eval_seed} "
+            f"(selection return {seed.selection_return:.2f}) |"
+        )
     lines += [
         f"| retrained mean | | {outcome.retrained_mean:.2f} | "
         f"{float(np.std([s.mean_return for s in outcome.seeds])):.2f} | over seeds |",
@@ -291,27 +354,40 @@ def summary_markdown(outcome: RetrainOutcome, params: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _metadata(outcome: RetrainOutcome, chosen: FrozenTrial, study: optuna.Study,
-              storage: str | None) -> dict[str, Any]:
+def _metadata(outcome: RetrainOutcome, chosen: FrozenTrial, study: optuna.Study, storage: str | None) -> dict[str, Any]:
     url = make_url(prepare_url(storage)).render_as_string(hide_password=True)
-    return {"study_name": study.study_name, "trial_number": chosen.number, "storage": url,
-            "params": dict(chosen.params), "trial_value": outcome.trial_value, "selection": outcome.selection,
-            "retrain": {"total_timesteps": outcome.total_timesteps, "eval_episodes": outcome.eval_episodes,
-                        "eval_seed": outcome.eval_seed, "selection_episodes": outcome.selection_episodes,
-                        "selection_seed": outcome.selection_seed, "best_seed": outcome.best_seed,
-                        "seeds": [seed.to_dict() for seed in outcome.seeds],
-                        "reproduces": outcome.reproduces, "rule": outcome.rule}}
+    return {
+        "study_name": study.study_name,
+        "trial_number": chosen.number,
+        "storage": url,
+        "params": dict(chosen.params),
+        "trial_value": outcome.trial_value,
+        "selection": outcome.selection,
+        "retrain": {
+            "total_timesteps": outcome.total_timesteps,
+            "eval_episodes": outcome.eval_episodes,
+            "eval_seed": outcome.eval_seed,
+            "selection_episodes": outcome.selection_episodes,
+            "selection_seed": outcome.selection_seed,
+            "best_seed": outcome.best_seed,
+            "seeds": [seed.to_dict() for seed in outcome.seeds],
+            "reproduces": outcome.reproduces,
+            "rule": outcome.rule,
+        },
+    }
 
 
 def _with_budget(config: DQNConfig, timesteps: int, trial_number: int) -> DQNConfig:
     try:
         return config.replace(total_timesteps=timesteps, eval_freq=eval_freq_for(timesteps))  # as tune evaluates
     except ConfigError as exc:
-        raise ConfigError(f"timesteps = {timesteps!r} is invalid for trial {trial_number} ({exc}); expected an "
-                          f"integer > its learning_starts ({config.learning_starts})", field="total_timesteps") from None
+        raise ConfigError(
+            f"timesteps = {timesteps!r} is invalid for trial {trial_number} ({exc}); expected an "
+            f"integer > its learning_starts ({config.learning_starts})",
+            field="total_timesteps",
+        ) from None
 
 
 def _check_count(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} = {value!r} is invalid: expected an integer >= 1", field=name)
-

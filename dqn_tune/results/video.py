@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import imageio.v2 as imageio
 import numpy as np
 
 from dqn_tune.dqn.agent import Agent
 from dqn_tune.dqn.envs import make_env
-from dqn_tune.errors import OutputPathError
+from dqn_tune.errors import EnvError, OutputPathError
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+    from numpy.typing import ArrayLike
 from dqn_tune.output_paths import check_writable, replacing
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
@@ -29,11 +34,11 @@ def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> 
     try:
         agent.check_env(env)
         obs, _ = env.reset(seed=seed)
-        frames: list[np.ndarray] = [env.render()]
+        frames: list[ArrayLike] = [_frame(env, agent.env_id)]  # ArrayLike: what imageio's stubs take
         total, done = 0.0, False
         while not done:
             obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
-            frames.append(env.render())
+            frames.append(_frame(env, agent.env_id))
             total += float(reward)
             done = terminated or truncated
     finally:
@@ -44,3 +49,14 @@ def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> 
         else:
             imageio.mimsave(temporary, frames, fps=FPS, macro_block_size=1)
     return target, total
+
+
+def _frame(env: gym.Env, env_id: str) -> np.ndarray:
+    """The env's current state rendered as an RGB array (render_mode="rgb_array")."""
+    frame = env.render()
+    if not isinstance(frame, np.ndarray):
+        raise EnvError(
+            f"env {env_id!r} rendered a {type(frame).__name__} with render_mode='rgb_array'; "
+            "expected an RGB array to record"
+        )
+    return frame

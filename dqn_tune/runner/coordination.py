@@ -72,7 +72,8 @@ class Coordinator(BaseHeartbeat, ABC):
         """RUNNING trials of the study (storage ids) silent for `grace_s`, each with why it counts as dead."""
 
     def stale_trials(self, study_id: int) -> dict[int, str]:
-        """RUNNING trials whose heartbeat stopped, or never came, for a grace period, with why; {} without heartbeats."""
+        """RUNNING trials whose heartbeat stopped, or never came, for a grace period, with why; {} without
+        heartbeats."""
         return {} if self.heartbeat_interval_s is None else self.stale_trials_within(study_id, self.grace_period_s)
 
     def record_heartbeat(self, trial_id: int) -> None:
@@ -81,8 +82,12 @@ class Coordinator(BaseHeartbeat, ABC):
             self.beat(trial_id)
         except Exception as exc:  # noqa: BLE001 - the thread must live: the next beat retries
             if not self._beats_failing:
-                LOGGER.warning("storage %s: a heartbeat was not recorded (%s); trying again every %ss", self.where,
-                               cause(exc), self.heartbeat_interval_s)
+                LOGGER.warning(
+                    "storage %s: a heartbeat was not recorded (%s); trying again every %ss",
+                    self.where,
+                    cause(exc),
+                    self.heartbeat_interval_s,
+                )
             self._beats_failing = True
             return
         if self._beats_failing:
@@ -107,8 +112,9 @@ class Coordinator(BaseHeartbeat, ABC):
         """Release what the coordinator holds open (nothing by default)."""
 
 
-def stale_reasons(now_db: datetime, trials: list[tuple[int, datetime | None, datetime | None]],
-                  grace_s: float) -> dict[int, str]:
+def stale_reasons(
+    now_db: datetime, trials: list[tuple[int, datetime | None, datetime | None]], grace_s: float
+) -> dict[int, str]:
     """Why each of `trials` (storage id, start by the asking process's clock, last heartbeat by the database's)
     counts as dead: no heartbeat for `grace_s` by the database's clock, or none at all `grace_s` after it started
     by this process's clock (its process died between popping the trial and its first heartbeat, which Optuna's
@@ -126,9 +132,18 @@ def stale_reasons(now_db: datetime, trials: list[tuple[int, datetime | None, dat
 class DatabaseCoordinator(Coordinator):
     """Locks and heartbeats in the database of an RDBStorage."""
 
-    def __init__(self, storage: RDBStorage, *, sqlite_file: Path | None, engine_kwargs: dict[str, Any],
-                 retry: RetryPolicy, heartbeat_interval_s: int | None, grace_period_s: int, where: str,
-                 one_connection: bool = False) -> None:
+    def __init__(
+        self,
+        storage: RDBStorage,
+        *,
+        sqlite_file: Path | None,
+        engine_kwargs: dict[str, Any],
+        retry: RetryPolicy,
+        heartbeat_interval_s: int | None,
+        grace_period_s: int,
+        where: str,
+        one_connection: bool = False,
+    ) -> None:
         super().__init__(heartbeat_interval_s=heartbeat_interval_s, grace_period_s=grace_period_s, where=where)
         self._storage = storage
         self._sqlite_file = sqlite_file
@@ -140,8 +155,7 @@ class DatabaseCoordinator(Coordinator):
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         if self._one_connection:
-            retried(lambda: self._on_pooled_connection("pg_advisory_lock", name), policy=self._retry,
-                    where=self.where)
+            retried(lambda: self._on_pooled_connection("pg_advisory_lock", name), policy=self._retry, where=self.where)
             try:
                 yield
             finally:
@@ -174,8 +188,9 @@ class DatabaseCoordinator(Coordinator):
                 connect_args = dict(self._engine_kwargs.get("connect_args", {}))
                 if "application_name" in connect_args:
                     connect_args["application_name"] += " study lock"
-                engine = sqlalchemy.create_engine(self._storage.url, poolclass=NullPool,
-                                                  **{**self._engine_kwargs, "connect_args": connect_args})
+                engine = sqlalchemy.create_engine(
+                    self._storage.url, poolclass=NullPool, **{**self._engine_kwargs, "connect_args": connect_args}
+                )
                 stack.callback(engine.dispose)
                 acquired = stack.enter_context(advisory_lock(stack.enter_context(engine.connect()), name, wait=wait))
             else:
@@ -186,8 +201,9 @@ class DatabaseCoordinator(Coordinator):
         self._storage.record_heartbeat(trial_id)
 
     def stale_trials_within(self, study_id: int, grace_s: float) -> dict[int, str]:
-        now_db, trials = retried(lambda: running_trial_heartbeats(self._storage, study_id), policy=self._retry,
-                                 where=self.where)
+        now_db, trials = retried(
+            lambda: running_trial_heartbeats(self._storage, study_id), policy=self._retry, where=self.where
+        )
         return stale_reasons(now_db, trials, grace_s)
 
     def close(self) -> None:

@@ -55,16 +55,23 @@ class Executor(Protocol):
 
     def __enter__(self) -> Executor: ...
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None: ...
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None: ...
 
     def quota(self, trials: int | None, *, timeout_s: float | None) -> Quota:
         """A quota of `trials` trials (None: unlimited) that no worker starts after `timeout_s`, shared by the
         workers of `run`."""
         ...
 
-    def run(self, work: Callable[..., None], arguments: Sequence[tuple[Any, ...]], *, poll: Callable[[], None],
-            on_death: OnDeath) -> None:
+    def run(
+        self,
+        work: Callable[..., None],
+        arguments: Sequence[tuple[Any, ...]],
+        *,
+        poll: Callable[[], None],
+        on_death: OnDeath,
+    ) -> None:
         """Run `work(*args)` in one worker per entry of `arguments` until all have ended (see the module's doc)."""
         ...
 
@@ -80,7 +87,10 @@ def make_executor(name: str, **options: Any) -> Executor:
     except ImportError as exc:
         if exc.name is None or exc.name.startswith("dqn_tune"):
             raise
-        raise ConfigError(f"--executor {name} needs {exc.name}, which is not installed: "
-                          f"pip install 'dqn-tune[{EXTRAS.get(name, name)}]'", field="executor") from None
+        raise ConfigError(
+            f"--executor {name} needs {exc.name}, which is not installed: "
+            f"pip install 'dqn-tune[{EXTRAS.get(name, name)}]'",
+            field="executor",
+        ) from None
     executor: Executor = getattr(loaded, cls)(**options)
     return executor

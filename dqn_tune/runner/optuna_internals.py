@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -60,7 +60,9 @@ def stop_requested(study: optuna.Study) -> bool:
 
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> AbstractContextManager[None]:
     """A context that sends the trial's heartbeats while it runs (a no-op without heartbeats)."""
-    return get_heartbeat_thread(trial._trial_id, coordinator(study))  # type: ignore[arg-type]
+    # Optuna's typing: the function takes a BaseStorage but needs only a BaseHeartbeat (our coordinator); its
+    # thread's __exit__ narrows the exception types of AbstractContextManager's
+    return get_heartbeat_thread(trial._trial_id, coordinator(study))  # type: ignore[arg-type, return-value]
 
 
 def frozen(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
@@ -93,18 +95,20 @@ def storage_url(study: optuna.Study) -> str:
     """The URL the storage under a study was opened with (runner.storage opens it); TypeError for another storage."""
     url = getattr(study._storage, "url", None)
     if not isinstance(url, str):
-        raise TypeError(f"dqn-tune studies need a storage opened by dqn_tune.runner.storage, got "
-                        f"{type(study._storage).__name__}")
+        raise TypeError(
+            f"dqn-tune studies need a storage opened by dqn_tune.runner.storage, got {type(study._storage).__name__}"
+        )
     return url
 
 
 def coordinator(study: optuna.Study) -> Coordinator:
     """The lock and heartbeats of the storage under a study (runner.storage opens them together); TypeError for a
     storage opened otherwise."""
-    found = getattr(study._storage, "coordinator", None)
+    found: Coordinator | None = getattr(study._storage, "coordinator", None)
     if found is None:
-        raise TypeError(f"dqn-tune studies need a storage opened by dqn_tune.runner.storage, got "
-                        f"{type(study._storage).__name__}")
+        raise TypeError(
+            f"dqn-tune studies need a storage opened by dqn_tune.runner.storage, got {type(study._storage).__name__}"
+        )
     return found
 
 
@@ -140,20 +144,24 @@ def fail_and_retry(study: optuna.Study, reasons: Mapping[int, str]) -> list[int]
     return failed
 
 
-def running_trial_heartbeats(rdb: RDBStorage, study_id: int
-                             ) -> tuple[datetime, list[tuple[int, datetime | None, datetime | None]]]:
+def running_trial_heartbeats(
+    rdb: RDBStorage, study_id: int
+) -> tuple[datetime, list[tuple[int, datetime | None, datetime | None]]]:
     """The database's clock now, and each RUNNING trial of the study as (storage id, its start as stored, its last
     heartbeat by the database's clock or None): one query of Optuna's heartbeat table."""
     session = rdb.scoped_session()
     try:
         now = session.execute(sqlalchemy.func.now()).scalar_one().replace(tzinfo=None)  # as Optuna compares them
-        rows = (session.query(models.TrialModel, models.TrialHeartbeatModel.heartbeat)
-                .outerjoin(models.TrialHeartbeatModel,
-                           models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
-                .filter(models.TrialModel.study_id == study_id, models.TrialModel.state == TrialState.RUNNING)
-                .all())
-        trials = [(trial.trial_id, trial.datetime_start, None if beat is None else beat.replace(tzinfo=None))
-                  for trial, beat in rows]  # the start in this machine's local time, as FrozenTrial has it
+        rows = (
+            session.query(models.TrialModel, models.TrialHeartbeatModel.heartbeat)
+            .outerjoin(models.TrialHeartbeatModel, models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == study_id, models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
+        trials: list[tuple[int, datetime | None, datetime | None]] = [
+            (trial.trial_id, trial.datetime_start, None if beat is None else beat.replace(tzinfo=None))
+            for trial, beat in rows
+        ]  # the start in this machine's local time, as FrozenTrial has it
         session.commit()
     finally:
         session.close()
@@ -190,7 +198,7 @@ def add_storage_service(server: grpc.Server, storage: BaseStorage) -> None:
     add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
 
 
-def grpc_client(host: str, port: int, target: str, options: list[tuple[str, object]]) -> GrpcStorageProxy:
+def grpc_client(host: str, port: int, target: str, options: Sequence[tuple[str, object]]) -> GrpcStorageProxy:
     """Optuna's proxy client of host:port on a channel to `target` (the same address as gRPC writes it) with
     `options` (GrpcStorageProxy takes none)."""
     import grpc

@@ -35,7 +35,7 @@ from typing import Any
 # gRPC's core logs its errors (e.g. a port it cannot bind) to stderr itself; this module reports them in its own
 # one-line messages. Read when grpc is first imported; a value set by the user is kept.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-import grpc  # noqa: E402
+import grpc
 
 from dqn_tune.errors import ConfigError, shown
 from dqn_tune.runner.coordination import Coordinator, DatabaseCoordinator
@@ -72,6 +72,7 @@ proxy back after a restart could go unnoticed for minutes)."""
 
 
 # ----------------------------------------------------------------------------------------------------- the server
+
 
 @dataclass
 class _Lease:
@@ -167,21 +168,26 @@ class _DatabaseErrorsAsStatus(grpc.ServerInterceptor):
             try:
                 return behaviour(request, context)
             except Exception as exc:
-                if context.code() is not None:  # the service aborted the call with its own status (e.g. NOT_FOUND)
+                # the service aborted the call with its own status (e.g. NOT_FOUND); code(): grpc's, not in its stubs
+                if context.code() is not None:  # type: ignore[attr-defined]
                     raise
-                context.abort(grpc.StatusCode.UNAVAILABLE if is_transient(exc) else grpc.StatusCode.INTERNAL,
-                              cause(exc))
+                context.abort(
+                    grpc.StatusCode.UNAVAILABLE if is_transient(exc) else grpc.StatusCode.INTERNAL, cause(exc)
+                )
 
-        return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=handler.request_deserializer,
-                                                   response_serializer=handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(
+            guarded, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
 
 
 def _json_method(call: Callable[..., Any]) -> grpc.RpcMethodHandler:
     """`call(**request)` as a gRPC method; its answer travels as {"answer": ...} (gRPC takes a None message for a
     failure to deserialize)."""
-    return grpc.unary_unary_rpc_method_handler(lambda request, _context: {"answer": call(**request)},
-                                               request_deserializer=json.loads,
-                                               response_serializer=lambda answer: json.dumps(answer).encode())
+    return grpc.unary_unary_rpc_method_handler(
+        lambda request, _context: {"answer": call(**request)},
+        request_deserializer=json.loads,
+        response_serializer=lambda answer: json.dumps(answer).encode(),
+    )
 
 
 def serve(storage: SharedStorage, *, host: str, port: int) -> tuple[grpc.Server, int, LeaseLocks]:
@@ -190,20 +196,31 @@ def serve(storage: SharedStorage, *, host: str, port: int) -> tuple[grpc.Server,
     cannot be bound."""
     coordinator = storage.coordinator
     if not isinstance(coordinator, DatabaseCoordinator):
-        raise ConfigError("the storage proxy serves a database: give --storage a database URL, not grpc://",
-                          field="storage")
+        raise ConfigError(
+            "the storage proxy serves a database: give --storage a database URL, not grpc://", field="storage"
+        )
     locks = LeaseLocks(coordinator)
-    server = grpc.server(ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="dqn-tune-proxy"),
-                         interceptors=[_DatabaseErrorsAsStatus()])
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="dqn-tune-proxy"),
+        interceptors=[_DatabaseErrorsAsStatus()],
+    )
     add_storage_service(server, storage.backend)
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
-        "Acquire": _json_method(locks.acquire),
-        "Renew": _json_method(locks.renew),
-        "Release": _json_method(locks.release),
-        "Heartbeat": _json_method(coordinator.beat),
-        "StaleTrials": _json_method(lambda study_id, grace_s: sorted(
-            coordinator.stale_trials_within(study_id, grace_s).items())),
-    })])
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                SERVICE,
+                {
+                    "Acquire": _json_method(locks.acquire),
+                    "Renew": _json_method(locks.renew),
+                    "Release": _json_method(locks.release),
+                    "Heartbeat": _json_method(coordinator.beat),
+                    "StaleTrials": _json_method(
+                        lambda study_id, grace_s: sorted(coordinator.stale_trials_within(study_id, grace_s).items())
+                    ),
+                },
+            )
+        ]
+    )
     try:
         bound = server.add_insecure_port(target(host, port))
     except RuntimeError:  # gRPC says "Failed to bind", not why
@@ -211,8 +228,9 @@ def serve(storage: SharedStorage, *, host: str, port: int) -> tuple[grpc.Server,
     if not bound:
         locks.close()
         where = target(host, port) if host.isprintable() else f"{shown(host)}:{port}"  # one line, whatever the host
-        raise ConfigError(f"cannot listen on {where}: {_bind_error(host, port)}; choose another --port or --host",
-                          field="port")
+        raise ConfigError(
+            f"cannot listen on {where}: {_bind_error(host, port)}; choose another --port or --host", field="port"
+        )
     server.start()
     return server, bound, locks
 
@@ -237,18 +255,30 @@ def _bind_error(host: str, port: int) -> str:
 
 # ----------------------------------------------------------------------------------------------------- the client
 
+
 class ProxyCoordinator(Coordinator):
     """The study lock and heartbeats of a storage proxy, through its Coordination service."""
 
-    def __init__(self, host: str, port: int, *, retry: RetryPolicy, heartbeat_interval_s: int | None,
-                 grace_period_s: int, where: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        retry: RetryPolicy,
+        heartbeat_interval_s: int | None,
+        grace_period_s: int,
+        where: str,
+    ) -> None:
         super().__init__(heartbeat_interval_s=heartbeat_interval_s, grace_period_s=grace_period_s, where=where)
         self._channel = grpc.insecure_channel(target(host, port), options=CHANNEL_OPTIONS)
         self._retry = retry
 
     def _call(self, method: str, **request: Any) -> Any:
-        call = self._channel.unary_unary(f"/{SERVICE}/{method}", request_serializer=lambda r: json.dumps(r).encode(),
-                                         response_deserializer=json.loads)
+        call: grpc.UnaryUnaryMultiCallable[dict[str, Any], Any] = self._channel.unary_unary(
+            f"/{SERVICE}/{method}",
+            request_serializer=lambda r: json.dumps(r).encode(),
+            response_deserializer=json.loads,
+        )
         return call(request)["answer"]
 
     def _retried(self, method: str, **request: Any) -> Any:
@@ -277,8 +307,12 @@ class ProxyCoordinator(Coordinator):
         while not stop.wait(RENEW_EVERY_S):
             try:
                 if not self._call("Renew", name=name, holder=holder, lease_s=LEASE_S):
-                    LOGGER.warning("storage %s: the lease of lock %r was lost (this process stalled for over %gs)",
-                                   self.where, name, LEASE_S)
+                    LOGGER.warning(
+                        "storage %s: the lease of lock %r was lost (this process stalled for over %gs)",
+                        self.where,
+                        name,
+                        LEASE_S,
+                    )
                     return
             except grpc.RpcError as exc:
                 LOGGER.warning("storage %s: the lease of lock %r was not renewed (%s)", self.where, name, cause(exc))
@@ -287,15 +321,24 @@ class ProxyCoordinator(Coordinator):
         self._call("Heartbeat", trial_id=trial_id)
 
     def stale_trials_within(self, study_id: int, grace_s: float) -> dict[int, str]:
-        return {trial_id: reason for trial_id, reason in
-                self._retried("StaleTrials", study_id=study_id, grace_s=grace_s)}
+        return {
+            trial_id: reason for trial_id, reason in self._retried("StaleTrials", study_id=study_id, grace_s=grace_s)
+        }
 
     def close(self) -> None:
         self._channel.close()
 
 
-def open_proxy(host: str, port: int, *, url: str, where: str, retry: RetryPolicy, heartbeat_interval_s: int | None,
-               grace_period_s: int) -> SharedStorage:
+def open_proxy(
+    host: str,
+    port: int,
+    *,
+    url: str,
+    where: str,
+    retry: RetryPolicy,
+    heartbeat_interval_s: int | None,
+    grace_period_s: int,
+) -> SharedStorage:
     """The storage behind the proxy at host:port, once it answers (transient failures retried under `retry`)."""
     client = grpc_client(host, port, target(host, port), CHANNEL_OPTIONS)
 
@@ -310,6 +353,7 @@ def open_proxy(host: str, port: int, *, url: str, where: str, retry: RetryPolicy
     except BaseException:
         client.close()
         raise
-    coordinator = ProxyCoordinator(host, port, retry=retry, heartbeat_interval_s=heartbeat_interval_s,
-                                   grace_period_s=grace_period_s, where=where)
-    return SharedStorage(client, coordinator, url=url, retry=retry, on_close=client.close)
+    coordinator = ProxyCoordinator(
+        host, port, retry=retry, heartbeat_interval_s=heartbeat_interval_s, grace_period_s=grace_period_s, where=where
+    )
+    return SharedStorage(client, coordinator, url=url, retry=retry, on_close=client.close)  # type: ignore[abstract]

@@ -124,25 +124,37 @@ class RayExecutor:
         if self._depth == 0 and not ray.is_initialized():
             for name, value in LOG_SETTINGS.items():
                 os.environ.setdefault(name, value)
-            ray.init(address=self.address, num_cpus=None if self.address else self.local_cpus,
-                     include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(
+                address=self.address,
+                num_cpus=None if self.address else self.local_cpus,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+            )
             self._started = True
         self._depth += 1
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self._depth -= 1
         if self._depth == 0 and self._started:
             ray.shutdown()  # only what this executor started
             self._started = False
 
     def quota(self, trials: int | None, *, timeout_s: float | None) -> RayQuota:
-        self._quota = RayQuota(_Quota.remote(trials, timeout_s))
+        # type checkers keep a decorated class's own type: they do not see the ActorClass that ray.remote made
+        self._quota = RayQuota(_Quota.remote(trials, timeout_s))  # type: ignore[attr-defined]
         return self._quota
 
-    def run(self, work: Callable[..., None], arguments: Sequence[tuple[Any, ...]], *, poll: Callable[[], None],
-            on_death: OnDeath) -> None:
+    def run(
+        self,
+        work: Callable[..., None],
+        arguments: Sequence[tuple[Any, ...]],
+        *,
+        poll: Callable[[], None],
+        on_death: OnDeath,
+    ) -> None:
         quota = self._quota or self.quota(None, timeout_s=None)
         remote = ray.remote(dqn_tune_worker).options(num_cpus=1, num_gpus=self.worker_gpus, max_retries=0)
         running: dict[Any, int] = {}

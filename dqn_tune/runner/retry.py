@@ -34,13 +34,26 @@ SLEEP_SLICE_S = 0.25
 
 TRANSIENT_TEXTS = (
     # PostgreSQL and libpq
-    "too many clients", "remaining connection slots are reserved", "the database system is starting up",
-    "the database system is shutting down", "the database system is in recovery mode", "terminating connection due to",
-    "server closed the connection unexpectedly", "connection refused", "could not receive data from server",
-    "could not send data to server", "no connection to the server", "connection already closed",
-    "ssl syscall error", "timeout expired", "connection timed out", "server conn crashed",
+    "too many clients",
+    "remaining connection slots are reserved",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "terminating connection due to",
+    "server closed the connection unexpectedly",
+    "connection refused",
+    "could not receive data from server",
+    "could not send data to server",
+    "no connection to the server",
+    "connection already closed",
+    "ssl syscall error",
+    "timeout expired",
+    "connection timed out",
+    "server conn crashed",
     # MySQL
-    "lost connection to mysql server", "mysql server has gone away", "too many connections",
+    "lost connection to mysql server",
+    "mysql server has gone away",
+    "too many connections",
     "can't connect to mysql server",
     # SQLite: another process's write lock held past the driver's own wait
     "database is locked",
@@ -101,7 +114,9 @@ def cause(exc: BaseException) -> str:
 def is_transient(exc: BaseException) -> bool:
     """Whether `exc` (or what it was raised from) is a storage error worth retrying."""
     for link in chain(exc):
-        if isinstance(link, TransientError) or getattr(link, "connection_invalidated", False):  # SQLAlchemy saw the connection drop
+        if isinstance(link, TransientError) or getattr(
+            link, "connection_invalidated", False
+        ):  # SQLAlchemy saw the connection drop
             return True
         code = _grpc_code(link)
         if code in TRANSIENT_GRPC_CODES:
@@ -132,10 +147,13 @@ def retried(call: Callable[[], T], *, policy: RetryPolicy, where: str) -> T:
             first_failure = attempt if first_failure is None else first_failure  # it failed since it was tried
             lasted = time.monotonic() - first_failure
             if lasted + delay > policy.timeout_s:
-                raise StorageError(f"storage {where}: {cause(exc)} (failing for {lasted:.0f}s; --storage-retry-timeout "
-                                   f"{policy.timeout_s:g} sets how long it is retried)") from exc
-            LOGGER.warning("storage %s: %s; retrying in %.1fs (gives up after %gs)", where, cause(exc), delay,
-                           policy.timeout_s)
+                raise StorageError(
+                    f"storage {where}: {cause(exc)} (failing for {lasted:.0f}s; --storage-retry-timeout "
+                    f"{policy.timeout_s:g} sets how long it is retried)"
+                ) from exc
+            LOGGER.warning(
+                "storage %s: %s; retrying in %.1fs (gives up after %gs)", where, cause(exc), delay, policy.timeout_s
+            )
             pause(delay)
             delay = min(2 * delay, MAX_DELAY_S)
             continue

@@ -118,14 +118,24 @@ def sampler_seed(seed: int, run_index: int, worker_index: int) -> int:
 def open_for_job(job: StudyJob) -> SharedStorage:
     """The job's storage; an in-memory SQLite database is refused (a study must outlive the command)."""
     if in_memory(job.storage.url):
-        raise StorageError(f"storage {public_url(job.storage.url)!r} is in memory; a study needs a file or a "
-                           "server, e.g. sqlite:///studies/dqn_tune.db")
+        raise StorageError(
+            f"storage {public_url(job.storage.url)!r} is in memory; a study needs a file or a "
+            "server, e.g. sqlite:///studies/dqn_tune.db"
+        )
     return job.storage.open()
 
 
-def run_job(job: StudyJob, *, trials: int | None, workers: int = 1, executor: Executor | None = None,
-            command: str = "", on_progress: Callable[[int], None] | None = None,
-            on_start: Callable[[Plan, int], None] | None = None, timeout_s: float | None = None) -> JobOutcome:
+def run_job(
+    job: StudyJob,
+    *,
+    trials: int | None,
+    workers: int = 1,
+    executor: Executor | None = None,
+    command: str = "",
+    on_progress: Callable[[int], None] | None = None,
+    on_start: Callable[[Plan, int], None] | None = None,
+    timeout_s: float | None = None,
+) -> JobOutcome:
     """Prepare the job's study, then run up to `trials` trials (None: until the plan's cap) in `workers` workers of
     `executor` (None: local processes; one local worker runs in this process).
 
@@ -143,24 +153,43 @@ def run_job(job: StudyJob, *, trials: int | None, workers: int = 1, executor: Ex
     interrupted, errors = False, []
     with interrupts_stop_cleanly(), executor or LocalProcesses() as running:
         # the deadline counts from here: no trial starts after it
-        quota = TrialQuota(trials, timeout_s=timeout_s) if executor is None else running.quota(trials,
-                                                                                              timeout_s=timeout_s)
+        quota = (
+            TrialQuota(trials, timeout_s=timeout_s) if executor is None else running.quota(trials, timeout_s=timeout_s)
+        )
         lost = _LostWorkers(job, plan, quota, workers)
         try:
             if workers == 1 and executor is None:
-                _work(job, plan.total_trials, quota, sampler_seed(job.seed, plan.run_index, 0),
-                      lambda _trial: progress(quota.finished), storage)
+                _work(
+                    job,
+                    plan.total_trials,
+                    quota,
+                    sampler_seed(job.seed, plan.run_index, 0),
+                    lambda _trial: progress(quota.finished),
+                    storage,
+                )
             else:
-                running.run(_work, [lost.worker_arguments(index) for index in range(workers)],
-                            poll=lambda: progress(quota.finished), on_death=lost.replace)
+                running.run(
+                    _work,
+                    [lost.worker_arguments(index) for index in range(workers)],
+                    poll=lambda: progress(quota.finished),
+                    on_death=lost.replace,
+                )
         except KeyboardInterrupt:
             interrupted = True
         except WorkerError as exc:
             errors.append(str(exc))
         errors = lost.reports() + errors
         finished, timed_out = quota.finished, quota.timed_out
-    return JobOutcome(plan.study, plan.created, before, finished, time.perf_counter() - start,
-                      interrupted, "; ".join(errors) or None, timed_out)
+    return JobOutcome(
+        plan.study,
+        plan.created,
+        before,
+        finished,
+        time.perf_counter() - start,
+        interrupted,
+        "; ".join(errors) or None,
+        timed_out,
+    )
 
 
 class _LostWorkers:
@@ -173,15 +202,18 @@ class _LostWorkers:
 
     def worker_arguments(self, index: int) -> tuple[object, ...]:
         """The arguments of `_work` for worker `index` (each index has its own sampler seed)."""
-        return (self._job, self._plan.total_trials, self._quota,
-                sampler_seed(self._job.seed, self._plan.run_index, index))
+        return (
+            self._job,
+            self._plan.total_trials,
+            self._quota,
+            sampler_seed(self._job.seed, self._plan.run_index, index),
+        )
 
     def replace(self, death: Death) -> tuple[object, ...] | None:
         """The executor's on_death: fail the dead worker's trials, give their quota slots back, and return
         a replacement's arguments when a retry was queued (never more replacements than retries: bounded)."""
         with deferred_interrupts():  # a Ctrl-C now must not leave the trial half-failed
-            failed = fail_trials_of(self._plan.study, death.worker,
-                                    f"its worker process ({death.process}) {death.how}")
+            failed = fail_trials_of(self._plan.study, death.worker, f"its worker process ({death.process}) {death.how}")
         self._deaths.append((f"worker {death.index} ({death.process}) {death.how}", failed))
         retries = [retry for _, retry in failed if retry is not None]
         for _ in retries:
@@ -199,18 +231,28 @@ class _LostWorkers:
                 out.append(f"{death} between trials")
             for number, retry in failed:
                 if retry is None:
-                    out.append(f"{death}; its trial {number} was marked failed and not retried (retried "
-                               "too often already)")
+                    out.append(
+                        f"{death}; its trial {number} was marked failed and not retried (retried too often already)"
+                    )
                     continue
                 state = retry_state(self._plan.study, retry)
-                done = (f"retried as trial {retry} ({state.name.lower()})" if state.is_finished()
-                        else f"queued for retry as trial {retry}")
+                done = (
+                    f"retried as trial {retry} ({state.name.lower()})"
+                    if state.is_finished()
+                    else f"queued for retry as trial {retry}"
+                )
                 out.append(f"{death}; its trial {number} was marked failed and {done}")
         return out
 
 
-def _work(job: StudyJob, total_trials: int | None, quota: Quota, seed: int,
-          on_trial: Callable[[FrozenTrial], None] | None = None, opened: SharedStorage | None = None) -> None:
+def _work(
+    job: StudyJob,
+    total_trials: int | None,
+    quota: Quota,
+    seed: int,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
+    opened: SharedStorage | None = None,
+) -> None:
     """One worker: open the study the job's way and run its trials until the quota or the cap is reached (in the
     command's own process, on its `opened` storage: one connection per process); a storage fault is a one-line
     StorageError (a worker process's is re-raised as it is by its parent)."""

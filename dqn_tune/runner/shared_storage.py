@@ -24,8 +24,15 @@ from dqn_tune.runner.retry import RetryPolicy, retried
 class SharedStorage(BaseStorage):
     """`backend` (Optuna's cached RDBStorage or its gRPC proxy client) with retries and a coordinator."""
 
-    def __init__(self, backend: BaseStorage, coordinator: Coordinator, *, url: str, retry: RetryPolicy,
-                 on_close: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        backend: BaseStorage,
+        coordinator: Coordinator,
+        *,
+        url: str,
+        retry: RetryPolicy,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.backend = backend
         self.coordinator = coordinator
         self.url = url
@@ -72,7 +79,8 @@ def _delegate(name: str) -> Callable[..., Any]:
 
 
 # Every other public method of BaseStorage (abstract or not: the backend may do them better) is the backend's,
-# retried; written as a loop rather than 27 one-line methods.
+# retried; written as a loop rather than 27 one-line methods. Type checkers do not see methods set this way: to
+# them SharedStorage stays abstract, hence the ignore[abstract] where it is constructed.
 for _name in sorted(name for name in dir(BaseStorage) if not name.startswith("_") and name not in vars(SharedStorage)):
     setattr(SharedStorage, _name, _delegate(_name))
-abc.update_abstractmethods(SharedStorage)
+abc.update_abstractmethods(SharedStorage)  # type: ignore[type-abstract]

@@ -52,10 +52,23 @@ PROXY_SCHEME = "grpc"
 """URL scheme of a storage proxy: grpc://host:port (`dqn-tune storage-proxy`)."""
 SCHEMA_LOCK = "dqn-tune: create Optuna's tables"
 """Name of the lock under which a process creates Optuna's tables in a new database."""
-OPTUNA_TABLES = frozenset({
-    "studies", "study_directions", "study_user_attributes", "study_system_attributes", "trials",
-    "trial_user_attributes", "trial_system_attributes", "trial_params", "trial_values", "trial_intermediate_values",
-    "trial_heartbeats", "version_info", "alembic_version"})
+OPTUNA_TABLES = frozenset(
+    {
+        "studies",
+        "study_directions",
+        "study_user_attributes",
+        "study_system_attributes",
+        "trials",
+        "trial_user_attributes",
+        "trial_system_attributes",
+        "trial_params",
+        "trial_values",
+        "trial_intermediate_values",
+        "trial_heartbeats",
+        "version_info",
+        "alembic_version",
+    }
+)
 """The tables of Optuna's RDB schema."""
 OPTUNA_CORE_TABLES = frozenset({"studies", "trials", "version_info", "alembic_version"})
 """Tables whose presence means a database holds Optuna's schema (of some version)."""
@@ -72,8 +85,10 @@ def prepare_url(url: str | None, *, write: bool = True) -> str:
     if url is None:
         url = DEFAULT_STORAGE
     if not url.strip():
-        raise StorageError(f"storage URL {url!r} is empty; expected e.g. {DEFAULT_STORAGE} or "
-                           "postgresql+psycopg2://user@host/db (leave out --storage for the default)")
+        raise StorageError(
+            f"storage URL {url!r} is empty; expected e.g. {DEFAULT_STORAGE} or "
+            "postgresql+psycopg2://user@host/db (leave out --storage for the default)"
+        )
     if url.startswith(f"{PROXY_SCHEME}://"):
         proxy_address(url)
         return url
@@ -81,10 +96,14 @@ def prepare_url(url: str | None, *, write: bool = True) -> str:
         make_url(url)
     except (ArgumentError, ValueError) as exc:
         reason = f" ({exc})" if isinstance(exc, ValueError) else ""
-        example = (f"sqlite:///{url}" if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3"))
-                   else f"{DEFAULT_STORAGE} or postgresql+psycopg2://user@host/db")
-        raise StorageError(f"storage URL {public_url(url)!r} is not a valid SQLAlchemy URL{reason}; expected e.g. "
-                           f"{example}") from None
+        example = (
+            f"sqlite:///{url}"
+            if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3"))
+            else f"{DEFAULT_STORAGE} or postgresql+psycopg2://user@host/db"
+        )
+        raise StorageError(
+            f"storage URL {public_url(url)!r} is not a valid SQLAlchemy URL{reason}; expected e.g. {example}"
+        ) from None
     path = sqlite_path(url)
     if path is None:
         return url
@@ -92,29 +111,39 @@ def prepare_url(url: str | None, *, write: bool = True) -> str:
     try:
         if write and url == DEFAULT_STORAGE and not path.parent.exists():
             if not os.access(path.parent.parent, os.W_OK | os.X_OK):
-                raise StorageError(f"{where}: cannot create directory {str(path.parent)!r} in "
-                                   f"{str(path.parent.parent)!r} (not writable)")
+                raise StorageError(
+                    f"{where}: cannot create directory {str(path.parent)!r} in "
+                    f"{str(path.parent.parent)!r} (not writable)"
+                )
             return url
         if path.is_dir():
-            raise StorageError(f"{where}: {str(path)!r} is a directory; expected the database file in it, e.g. "
-                               f"sqlite:///{path / Path(DEFAULT_STORAGE).name}")
+            raise StorageError(
+                f"{where}: {str(path)!r} is a directory; expected the database file in it, e.g. "
+                f"sqlite:///{path / Path(DEFAULT_STORAGE).name}"
+            )
         if not write and url == DEFAULT_STORAGE and not path.is_file():
-            raise StorageError(f"no study storage in this directory ({str(path)!r} relative to {os.getcwd()!r} does "
-                               "not exist): run the command where you ran 'dqn-tune tune', or give --storage with an "
-                               f"absolute path, e.g. sqlite:///{path.absolute()}")
+            raise StorageError(
+                f"no study storage in this directory ({str(path)!r} relative to {os.getcwd()!r} does "
+                "not exist): run the command where you ran 'dqn-tune tune', or give --storage with an "
+                f"absolute path, e.g. sqlite:///{path.absolute()}"
+            )
         if not path.parent.is_dir():
             raise StorageError(f"{where}: directory {str(path.parent)!r} does not exist")
         if not write:
             if not path.is_file():
-                raise StorageError(f"no SQLite database at {str(path)!r} (storage {public_url(url)!r}); check "
-                                   "--storage, or create a study first with 'dqn-tune tune'")
+                raise StorageError(
+                    f"no SQLite database at {str(path)!r} (storage {public_url(url)!r}); check "
+                    "--storage, or create a study first with 'dqn-tune tune'"
+                )
             if not os.access(path, os.R_OK):
                 raise StorageError(f"{where}: {str(path)!r} is not readable")
         elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
             raise StorageError(f"{where}: {str(path)!r} is not readable and writable")
         elif not os.access(path.parent, os.W_OK | os.X_OK):
-            raise StorageError(f"{where}: directory {str(path.parent)!r} is not writable (SQLite creates "
-                               "its journal file beside the database)")
+            raise StorageError(
+                f"{where}: directory {str(path.parent)!r} is not writable (SQLite creates "
+                "its journal file beside the database)"
+            )
     except OSError as exc:  # e.g. a parent directory this user may not enter, a name too long
         raise _os_error(url, exc) from None
     return url
@@ -132,8 +161,10 @@ def proxy_address(url: str) -> tuple[str, int] | None:
     address = url.removeprefix(f"{PROXY_SCHEME}://").rstrip("/")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host or "@" in host:
-        raise StorageError(f"storage URL {public_url(url)!r} is not a storage proxy address; expected "
-                           f"{PROXY_SCHEME}://HOST:PORT as 'dqn-tune storage-proxy' prints it")
+        raise StorageError(
+            f"storage URL {public_url(url)!r} is not a storage proxy address; expected "
+            f"{PROXY_SCHEME}://HOST:PORT as 'dqn-tune storage-proxy' prints it"
+        )
     return host.strip("[]"), int(port)
 
 
@@ -142,9 +173,15 @@ def in_memory(url: str) -> bool:
     return proxy_address(url) is None and make_url(url).get_backend_name() == "sqlite" and sqlite_path(url) is None
 
 
-def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
-                 grace_period_s: int = GRACE_PERIOD_S, retry: RetryPolicy = DEFAULT_RETRY,
-                 pool_size: int = POOL_SIZE) -> SharedStorage:
+def open_storage(
+    url: str | None,
+    *,
+    heartbeat: bool = True,
+    heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
+    grace_period_s: int = GRACE_PERIOD_S,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    pool_size: int = POOL_SIZE,
+) -> SharedStorage:
     """Open the storage at `url` (a database, created with Optuna's tables if empty, or a storage proxy).
 
     With `heartbeat`, running trials send a heartbeat every `heartbeat_interval_s`, and a trial whose
@@ -154,8 +191,10 @@ def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_
     before anything is written. A server that is down or full is retried under `retry`.
     """
     if heartbeat and not 0 < heartbeat_interval_s < grace_period_s:
-        raise StorageError(f"heartbeat interval {heartbeat_interval_s}s and grace period {grace_period_s}s are invalid; "
-                           "expected 0 < interval < grace period")
+        raise StorageError(
+            f"heartbeat interval {heartbeat_interval_s}s and grace period {grace_period_s}s are invalid; "
+            "expected 0 < interval < grace period"
+        )
     url = prepare_url(url)
     interval = heartbeat_interval_s if heartbeat else None
     if (address := proxy_address(url)) is not None:
@@ -172,8 +211,9 @@ def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval_
         with _guarded(url), _named_lock(url, SCHEMA_LOCK):
             return _rdb_storage(url, create_tables=not _has_optuna_schema(url), pool_size=pool_size)
 
-    return _shared(url, retried(connect, policy=retry, where=repr(public_url(url))), retry, interval, grace_period_s,
-                   pool_size)
+    return _shared(
+        url, retried(connect, policy=retry, where=repr(public_url(url))), retry, interval, grace_period_s, pool_size
+    )
 
 
 def open_existing_storage(url: str | None, *, retry: RetryPolicy = DEFAULT_RETRY) -> SharedStorage:
@@ -185,21 +225,32 @@ def open_existing_storage(url: str | None, *, retry: RetryPolicy = DEFAULT_RETRY
 
     def connect() -> RDBStorage:
         if not _has_optuna_schema(url):
-            raise StorageError(f"storage {public_url(url)!r} holds no Optuna studies (its database has no Optuna "
-                               "tables); check --storage, or create a study first with 'dqn-tune tune'")
+            raise StorageError(
+                f"storage {public_url(url)!r} holds no Optuna studies (its database has no Optuna "
+                "tables); check --storage, or create a study first with 'dqn-tune tune'"
+            )
         return _rdb_storage(url, create_tables=False, pool_size=POOL_SIZE)
 
-    return _shared(url, retried(connect, policy=retry, where=repr(public_url(url))), retry, None, GRACE_PERIOD_S,
-                   POOL_SIZE)
+    return _shared(
+        url, retried(connect, policy=retry, where=repr(public_url(url))), retry, None, GRACE_PERIOD_S, POOL_SIZE
+    )
 
 
-def _shared(url: str, rdb: RDBStorage, retry: RetryPolicy, heartbeat_interval_s: int | None,
-            grace_period_s: int, pool_size: int) -> SharedStorage:
+def _shared(
+    url: str, rdb: RDBStorage, retry: RetryPolicy, heartbeat_interval_s: int | None, grace_period_s: int, pool_size: int
+) -> SharedStorage:
     """The SharedStorage of an opened database: Optuna's cache layer over it, and its coordinator."""
-    coordinator = DatabaseCoordinator(rdb, sqlite_file=sqlite_path(url), engine_kwargs=_connect_args(url), retry=retry,
-                                      heartbeat_interval_s=heartbeat_interval_s, grace_period_s=grace_period_s,
-                                      where=repr(public_url(url)), one_connection=pool_size == 1)
-    return SharedStorage(get_storage(rdb), coordinator, url=url, retry=retry)
+    coordinator = DatabaseCoordinator(
+        rdb,
+        sqlite_file=sqlite_path(url),
+        engine_kwargs=_connect_args(url),
+        retry=retry,
+        heartbeat_interval_s=heartbeat_interval_s,
+        grace_period_s=grace_period_s,
+        where=repr(public_url(url)),
+        one_connection=pool_size == 1,
+    )
+    return SharedStorage(get_storage(rdb), coordinator, url=url, retry=retry)  # type: ignore[abstract]
 
 
 def proxy_module() -> ModuleType:
@@ -210,17 +261,26 @@ def proxy_module() -> ModuleType:
     except ImportError as exc:
         if exc.name is None or exc.name.startswith("dqn_tune"):
             raise
-        raise ConfigError(f"the storage proxy needs {exc.name}, which is not installed: pip install "
-                          "'dqn-tune[proxy]'", field="storage") from None
+        raise ConfigError(
+            f"the storage proxy needs {exc.name}, which is not installed: pip install 'dqn-tune[proxy]'",
+            field="storage",
+        ) from None
 
 
-def _open_proxy(url: str, address: tuple[str, int], retry: RetryPolicy, heartbeat_interval_s: int | None,
-                grace_period_s: int) -> SharedStorage:
+def _open_proxy(
+    url: str, address: tuple[str, int], retry: RetryPolicy, heartbeat_interval_s: int | None, grace_period_s: int
+) -> SharedStorage:
     """The storage behind the storage proxy at `address`."""
     host, port = address
     opened: SharedStorage = proxy_module().open_proxy(
-        host, port, url=url, where=repr(public_url(url)), retry=retry, heartbeat_interval_s=heartbeat_interval_s,
-        grace_period_s=grace_period_s)
+        host,
+        port,
+        url=url,
+        where=repr(public_url(url)),
+        retry=retry,
+        heartbeat_interval_s=heartbeat_interval_s,
+        grace_period_s=grace_period_s,
+    )
     return opened
 
 
@@ -265,9 +325,11 @@ def _has_optuna_schema(url: str) -> bool:
         return False
     others = sorted(tables - OPTUNA_TABLES)
     listing = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-    raise StorageError(f"storage {public_url(url)!r} is not an Optuna database: it holds other tables ({listing}) "
-                       "and not Optuna's; dqn-tune leaves other applications' databases alone: give --storage a new "
-                       "or an Optuna database")
+    raise StorageError(
+        f"storage {public_url(url)!r} is not an Optuna database: it holds other tables ({listing}) "
+        "and not Optuna's; dqn-tune leaves other applications' databases alone: give --storage a new "
+        "or an Optuna database"
+    )
 
 
 def _schema_version_message(url: str, optuna_message: str) -> str:
@@ -275,13 +337,20 @@ def _schema_version_message(url: str, optuna_message: str) -> str:
     made_by = re.search(r"set up by optuna ([^)\s]+)", optuna_message)
     made = f"optuna {made_by.group(1)}" if made_by else "another optuna version"
     if "pip install -U optuna" in optuna_message:
-        advice = f"it was made by a newer optuna: install that version (pip install -U 'optuna>={made_by.group(1)}')" \
-            if made_by else "it was made by a newer optuna: pip install -U optuna"
+        advice = (
+            f"it was made by a newer optuna: install that version (pip install -U 'optuna>={made_by.group(1)}')"
+            if made_by
+            else "it was made by a newer optuna: pip install -U optuna"
+        )
     else:
-        advice = (f"back it up, then upgrade it with 'optuna storage upgrade --storage {public_url(url)}' "
-                  f"(older optuna versions can no longer read it afterwards)")
-    return (f"storage {public_url(url)!r} has the table schema of {made}, which optuna {optuna.__version__} "
-            f"cannot use; {advice}")
+        advice = (
+            f"back it up, then upgrade it with 'optuna storage upgrade --storage {public_url(url)}' "
+            f"(older optuna versions can no longer read it afterwards)"
+        )
+    return (
+        f"storage {public_url(url)!r} has the table schema of {made}, which optuna {optuna.__version__} "
+        f"cannot use; {advice}"
+    )
 
 
 def _connect_args(url: str) -> dict[str, Any]:
@@ -292,7 +361,9 @@ def _connect_args(url: str) -> dict[str, Any]:
         return {"connect_args": {"timeout": 60}}
     backend = make_url(url).get_backend_name()
     if backend == "postgresql":
-        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": f"dqn-tune {process_name()}"}}
+        return {
+            "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": f"dqn-tune {process_name()}"}
+        }
     if backend == "mysql":
         return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
     return {}
@@ -321,8 +392,12 @@ class StorageSettings:
 
     def open(self) -> SharedStorage:
         """The storage, with heartbeats: a trial whose worker died is failed after the grace period and retried."""
-        return open_storage(self.url, heartbeat_interval_s=self.heartbeat_interval_s,
-                            grace_period_s=self.grace_period_s, retry=RetryPolicy(self.retry_timeout_s))
+        return open_storage(
+            self.url,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            grace_period_s=self.grace_period_s,
+            retry=RetryPolicy(self.retry_timeout_s),
+        )
 
 
 @contextmanager

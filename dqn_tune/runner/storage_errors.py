@@ -48,19 +48,24 @@ def storage_error(exc: BaseException, *, url: str, opening: bool = False) -> Sto
     lowered = reason.lower()
     if isinstance(root, OSError):
         if root.errno == errno.EFBIG:
-            return StorageError(f"cannot write {_file_of(root)}: {root.strerror} (the file size limit, ulimit -f, "
-                                f"was reached); raise the limit, {RESUME}")
-        return StorageError(f"disk full: cannot write {_file_of(root)} ({root.strerror}); free space on its disk, "
-                            f"{RESUME}")
+            return StorageError(
+                f"cannot write {_file_of(root)}: {root.strerror} (the file size limit, ulimit -f, "
+                f"was reached); raise the limit, {RESUME}"
+            )
+        return StorageError(
+            f"disk full: cannot write {_file_of(root)} ({root.strerror}); free space on its disk, {RESUME}"
+        )
     if any(text in lowered for text in DISK_FULL_TEXTS):
         return StorageError(f"disk full: cannot write to {where} ({reason}); free space on its disk, {RESUME}")
     path = sqlite_path(url)
-    if path is not None and (any(text in lowered for text in MALFORMED_TEXTS) or
-                             (NOT_A_DATABASE in lowered and not opening)):
+    if path is not None and (
+        any(text in lowered for text in MALFORMED_TEXTS) or (NOT_A_DATABASE in lowered and not opening)
+    ):
         return StorageError(
             f"{where} is damaged ({reason}): restore {str(path)!r} from a backup, or copy out what SQLite can still "
             f"read (sqlite3 {shlex.quote(str(path))} .recover | sqlite3 recovered.db) and use "
-            "--storage sqlite:///recovered.db")
+            "--storage sqlite:///recovered.db"
+        )
     return StorageError(f"{'cannot open' if opening else 'error in'} {where}: {reason}")
 
 
@@ -95,7 +100,8 @@ def _root_cause(exc: BaseException) -> BaseException | None:
             break
         driver_error = current.orig if isinstance(current, DBAPIError) else None
         if isinstance(current, (SQLAlchemyError, StorageInternalError, sqlite3.Error)) or (
-                isinstance(current, OSError) and current.errno in NO_ROOM_ERRNOS):
+            isinstance(current, OSError) and current.errno in NO_ROOM_ERRNOS
+        ):
             found.append(current)
         if isinstance(driver_error, BaseException):
             found.append(driver_error)

@@ -31,8 +31,8 @@ from dqn_tune.runner.optuna_internals import (
     frozen,
     heartbeat,
     optimize_loop,
-    storage_url,
     stop_requested,
+    storage_url,
 )
 from dqn_tune.runner.storage_errors import is_storage_fault, storage_error
 from dqn_tune.runner.trial_queue import ask_trials
@@ -102,7 +102,7 @@ class TrialQuota:
                 return 0
             if self._left.value < 0:
                 return count
-            granted = min(count, self._left.value)
+            granted: int = min(count, self._left.value)
             self._left.value -= granted
             return granted
 
@@ -129,14 +129,23 @@ class TrialQuota:
         return int(self._finished.value)
 
 
-def run_trials(study: optuna.Study, objective: Objective | BatchObjective, quota: Quota, *,
-               total_trials: int | None = None, on_trial: TrialCallback | None = None) -> None:
+def run_trials(
+    study: optuna.Study,
+    objective: Objective | BatchObjective,
+    quota: Quota,
+    *,
+    total_trials: int | None = None,
+    on_trial: TrialCallback | None = None,
+) -> None:
     """Run trials of `study` until the quota is spent, the study holds `total_trials`, or the sampler stops it.
 
     An exception other than DQNTuneError fails its trial (its batch) and is re-raised; KeyboardInterrupt too.
     """
-    batch = objective if isinstance(objective, BatchObjective) else BatchObjective(
-        lambda trials: [objective(trials[0])], lambda _trial: None, 1)
+    batch = (
+        objective
+        if isinstance(objective, BatchObjective)
+        else BatchObjective(lambda trials: [objective(trials[0])], lambda _trial: None, 1)
+    )
     with optimize_loop(study):  # as in study.optimize: GridSampler may stop the study when its grid is done
         while not stop_requested(study) and (granted := quota.take(batch.limit)):
             raise_if_interrupted()
@@ -150,8 +159,7 @@ def run_trials(study: optuna.Study, objective: Objective | BatchObjective, quota
                     on_trial(trial)
 
 
-def _run_batch(study: optuna.Study, batch: BatchObjective, limit: int,
-               total_trials: int | None) -> list[FrozenTrial]:
+def _run_batch(study: optuna.Study, batch: BatchObjective, limit: int, total_trials: int | None) -> list[FrozenTrial]:
     trials: list[optuna.Trial] = []
     told = 0
     try:
@@ -194,8 +202,10 @@ def _stop_for_fault(study: optuna.Study, trials: Sequence[optuna.Trial], error: 
     if done := [number for number, ok in failed.items() if ok]:
         fates.append(f"trial {_numbers(done)} marked failed")
     if left := [number for number, ok in failed.items() if not ok]:
-        fates.append(f"trial {_numbers(left)} left RUNNING (the storage took no more writes): a later command fails "
-                     "and retries it once its heartbeat is older than the grace period")
+        fates.append(
+            f"trial {_numbers(left)} left RUNNING (the storage took no more writes): a later command fails "
+            "and retries it once its heartbeat is older than the grace period"
+        )
     return StorageError("; ".join(fates))
 
 
@@ -224,14 +234,19 @@ def _numbers(numbers: Sequence[int]) -> str:
 def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None) -> None:
     """Finish the trial, unless another process already failed it (its heartbeat went stale meanwhile)."""
     if frozen(study, trial).state.is_finished():
-        LOGGER.warning("trial %d was failed by another worker (no heartbeat for the grace period); "
-                       "it is retried, this result is dropped", trial.number)
+        LOGGER.warning(
+            "trial %d was failed by another worker (no heartbeat for the grace period); "
+            "it is retried, this result is dropped",
+            trial.number,
+        )
     study.tell(trial, value, state=state, skip_if_finished=True)
 
 
-def _call(run: Callable[[Sequence[optuna.Trial]], list[float | None]], trials: Sequence[optuna.Trial]
-          ) -> tuple[list[TrialState | None], list[float | None], Exception | None]:
+def _call(
+    run: Callable[[Sequence[optuna.Trial]], list[float | None]], trials: Sequence[optuna.Trial]
+) -> tuple[list[TrialState | None], list[float | None], Exception | None]:
     """(states for tell, values, exception to re-raise) of running the objective on `trials`."""
+
     def every(state: TrialState) -> list[TrialState | None]:
         return [state] * len(trials)
 

@@ -54,14 +54,22 @@ def ask_trial(study: optuna.Study, *, total_trials: int | None = None) -> optuna
     return trials[0] if trials else None
 
 
-def ask_trials(study: optuna.Study, *, total_trials: int | None = None, limit: int = 1,
-               key: Callable[[FrozenTrial], Hashable] | None = None) -> list[optuna.Trial]:
+def ask_trials(
+    study: optuna.Study,
+    *,
+    total_trials: int | None = None,
+    limit: int = 1,
+    key: Callable[[FrozenTrial], Hashable] | None = None,
+) -> list[optuna.Trial]:
     """`ask_trial`, then, under the same lock, the queued trials right behind it in the queue whose `key` equals
     the first one's, up to `limit` trials in all (a batch its caller runs together). [] as `ask_trial`'s None."""
     with coordinator(study).lock(study.study_name):
         fail_stale_trials(study)
-        if total_trials is not None and counted_trials(study) >= total_trials and not study.get_trials(
-                deepcopy=False, states=(TrialState.WAITING,)):
+        if (
+            total_trials is not None
+            and counted_trials(study) >= total_trials
+            and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        ):
             return []
         trials = [_take(study)]
         while key is not None and len(trials) < limit:
@@ -85,17 +93,28 @@ def _take(study: optuna.Study) -> optuna.Trial:
 def queue_retry(study: optuna.Study, failed: FrozenTrial) -> None:
     """Queue a retry of the finished trial `failed`, as the heartbeat's stale-trial callback does: its params, user
     attributes but the fail reason, and system attributes, with the trial it retries added to its retry history."""
-    study.add_trial(optuna.trial.create_trial(
-        state=TrialState.WAITING, params=failed.params, distributions=failed.distributions,
-        user_attrs={name: value for name, value in failed.user_attrs.items() if name != FAIL_REASON},
-        system_attrs={**failed.system_attrs, RETRY_OF: failed.system_attrs.get(RETRY_OF, failed.number),
-                      RETRY_HISTORY: [*failed.system_attrs.get(RETRY_HISTORY, []), failed.number]}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            user_attrs={name: value for name, value in failed.user_attrs.items() if name != FAIL_REASON},
+            system_attrs={
+                **failed.system_attrs,
+                RETRY_OF: failed.system_attrs.get(RETRY_OF, failed.number),
+                RETRY_HISTORY: [*failed.system_attrs.get(RETRY_HISTORY, []), failed.number],
+            },
+        )
+    )
 
 
 def retried_trials(study: optuna.Study) -> set[int]:
     """Numbers of the trials that some trial of the study retries."""
-    return {int(number) for trial in study.get_trials(deepcopy=False)
-            for number in trial.system_attrs.get(RETRY_HISTORY, [])}
+    return {
+        int(number)
+        for trial in study.get_trials(deepcopy=False)
+        for number in trial.system_attrs.get(RETRY_HISTORY, [])
+    }
 
 
 def first_try(trial: optuna.Trial) -> int:
@@ -121,9 +140,11 @@ def fail_trials_of(study: optuna.Study, process: str, reason: str) -> list[tuple
     stored = storage(study)
     with coordinator(study).lock(study.study_name):
         study_id = stored.get_study_id_from_name(study.study_name)
-        numbers = {stored.get_trial_id_from_study_id_trial_number(study_id, trial.number): trial.number
-                   for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                   if trial.system_attrs.get(WORKER) == process}
+        numbers = {
+            stored.get_trial_id_from_study_id_trial_number(study_id, trial.number): trial.number
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if trial.system_attrs.get(WORKER) == process
+        }
         failed = fail_and_retry(study, dict.fromkeys(numbers, reason))
         return [(numbers[stored_id], _retry_number(study, numbers[stored_id])) for stored_id in failed]
 

@@ -21,7 +21,7 @@ import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection, wait
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -45,9 +45,14 @@ class WorkerError(RuntimeError):
     """A worker process raised an unexpected exception or was killed."""
 
 
-def run_in_processes(target: Callable[..., R], arguments: Sequence[tuple[Any, ...]], *,
-                     poll: Callable[[], None] | None = None, poll_interval_s: float = 1.0,
-                     on_death: OnDeath | None = None) -> list[R | None]:
+def run_in_processes(
+    target: Callable[..., R],
+    arguments: Sequence[tuple[Any, ...]],
+    *,
+    poll: Callable[[], None] | None = None,
+    poll_interval_s: float = 1.0,
+    on_death: OnDeath | None = None,
+) -> list[R | None]:
     """Call `target(*args)` in one process per entry of `arguments`; return their results in order.
 
     `poll` is called about every `poll_interval_s` while workers run (e.g. to refresh a progress
@@ -62,8 +67,9 @@ def run_in_processes(target: Callable[..., R], arguments: Sequence[tuple[Any, ..
 
     def start(args: tuple[Any, ...]) -> Connection:
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_child, args=(target, args, sender, os.getpid()),
-                                  name=f"dqn-tune-worker-{len(workers)}")
+        process = context.Process(
+            target=_child, args=(target, args, sender, os.getpid()), name=f"dqn-tune-worker-{len(workers)}"
+        )
         with _children_ignore_sigint():
             process.start()
         sender.close()
@@ -86,9 +92,16 @@ def run_in_processes(target: Callable[..., R], arguments: Sequence[tuple[Any, ..
     return _results(workers, outcomes)
 
 
-def _collect(workers: list[tuple[Any, Connection]], outcomes: dict[int, tuple[str, Any]],
-             poll: Callable[[], None] | None, poll_interval_s: float, on_death: OnDeath | None,
-             start: Callable[[tuple[Any, ...]], Connection] | None, *, stopping: bool = False) -> None:
+def _collect(
+    workers: list[tuple[Any, Connection]],
+    outcomes: dict[int, tuple[str, Any]],
+    poll: Callable[[], None] | None,
+    poll_interval_s: float,
+    on_death: OnDeath | None,
+    start: Callable[[tuple[Any, ...]], Connection] | None,
+    *,
+    stopping: bool = False,
+) -> None:
     """Read each worker's outcome message (or EOF when it died without one) until all are in; a death
     goes to `on_death` at once, and its replacement (if any) is started with `start` (None: never).
     `stopping`: the parent sent SIGTERM to every worker, so one that died of it before it could stop cleanly
@@ -117,7 +130,7 @@ def _collect(workers: list[tuple[Any, Connection]], outcomes: dict[int, tuple[st
 
 
 def _how_it_ended(process: Any) -> str:
-    """"was killed by SIGKILL" or "exited with status N" for an ended worker process."""
+    """ "was killed by SIGKILL" or "exited with status N" for an ended worker process."""
     code = process.exitcode or 0
     return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
 
@@ -151,10 +164,8 @@ def _child(target: Callable[..., Any], args: tuple[Any, ...], sender: Connection
             outcome = ("interrupted", None)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
             outcome = ("error", (_picklable(exc), traceback.format_exc()))
-        try:
+        with suppress(OSError):  # the parent is gone: nobody to report to
             sender.send(outcome)
-        except OSError:  # the parent is gone: nobody to report to
-            pass
         sender.close()
 
 
@@ -206,15 +217,22 @@ class LocalProcesses:
     def __enter__(self) -> LocalProcesses:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         pass
 
     def quota(self, trials: int | None, *, timeout_s: float | None) -> TrialQuota:
         return TrialQuota(trials, timeout_s=timeout_s)
 
-    def run(self, work: Callable[..., None], arguments: Sequence[tuple[Any, ...]], *, poll: Callable[[], None],
-            on_death: DeathHandler) -> None:
+    def run(
+        self,
+        work: Callable[..., None],
+        arguments: Sequence[tuple[Any, ...]],
+        *,
+        poll: Callable[[], None],
+        on_death: DeathHandler,
+    ) -> None:
         def died(index: int, pid: int, how: str) -> tuple[Any, ...] | None:
             return on_death(Death(index, process_name(pid), f"pid {pid}", how))
 

@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 from optuna.pruners import NopPruner
@@ -49,6 +49,9 @@ from dqn_tune.tuning.defaults import CHECKPOINT_EVERY
 from dqn_tune.tuning.objective import run_config
 from dqn_tune.tuning.records import SPEC_ATTR, ablation_spec, config_summary, trial_runs
 from dqn_tune.tuning.search_space import Choice, SearchSpace, Value, choice_label, suggest_config
+
+if TYPE_CHECKING:
+    from dqn_tune.dqn.observations import ObservationSpec
 
 SEED = "seed"
 """The grid parameter of a cell's training seed (0 to seeds - 1), beside the axes."""
@@ -90,23 +93,28 @@ class AblationSpec:
         empty = [name for name, values in lists.items() if not values]
         if empty:
             raise ConfigError(f"grid {empty[0]} has no values: expected one or more", field=empty[0])
-        space = SearchSpace.from_mapping({name: {"choices": values} for name, values in lists.items()},
-                                         source="grid")
-        object.__setattr__(self, "grid", {name: _sorted_values(name, cast(Choice, param).choices)
-                                          for name, param in space.params.items()})
+        space = SearchSpace.from_mapping({name: {"choices": values} for name, values in lists.items()}, source="grid")
+        object.__setattr__(
+            self,
+            "grid",
+            {name: _sorted_values(name, cast(Choice, param).choices) for name, param in space.params.items()},
+        )
         size = self.seeds
         for values in self.grid.values():
             size *= len(values)
         if size > MAX_CELLS:
             shape = " x ".join(f"{len(values)} {name}" for name, values in self.grid.items())
-            raise ConfigError(f"grid: {shape} x {self.seeds} seeds make {size} cells; expected at most {MAX_CELLS} "
-                              "(each cell is a training run)")
+            raise ConfigError(
+                f"grid: {shape} x {self.seeds} seeds make {size} cells; expected at most {MAX_CELLS} "
+                "(each cell is a training run)"
+            )
         for setting in self.settings:
             try:
                 self.config_for(setting)
             except ConfigError as exc:
-                raise ConfigError(f"grid setting {assignments(self.grid, setting)} gives an invalid config: {exc}",
-                                  field=exc.field) from None
+                raise ConfigError(
+                    f"grid setting {assignments(self.grid, setting)} gives an invalid config: {exc}", field=exc.field
+                ) from None
 
     @property
     def base_source(self) -> str:
@@ -121,8 +129,7 @@ class AblationSpec:
     def base_description(self) -> str:
         """Where the base config came from and what it holds, e.g. "the defaults: CartPole-v1, 30000 steps;
         eval_freq=3000 (others default); each cell sets double_dqn, target_update_interval and its seed"."""
-        return (f"{self.base_source}: {config_summary(self.base)}; each cell sets {', '.join(self.grid)} "
-                "and its seed")
+        return f"{self.base_source}: {config_summary(self.base)}; each cell sets {', '.join(self.grid)} and its seed"
 
     @property
     def settings(self) -> list[tuple[Value, ...]]:
@@ -142,12 +149,14 @@ class AblationSpec:
     @property
     def search_space(self) -> dict[str, list[Any]]:
         """The GridSampler search space: the axes' choice labels, and the seed as a parameter like them."""
-        return {**{name: [choice_label(v) for v in values] for name, values in self.grid.items()},
-                SEED: list(range(self.seeds))}
+        return {
+            **{name: [choice_label(v) for v in values] for name, values in self.grid.items()},
+            SEED: list(range(self.seeds)),
+        }
 
-    def largest_config(self, obs_dim: int, n_actions: int) -> DQNConfig:
+    def largest_config(self, observation: ObservationSpec, n_actions: int) -> DQNConfig:
         """The setting's config that needs the most memory to train."""
-        return self.space.largest_config(self.base, obs_dim, n_actions)
+        return self.space.largest_config(self.base, observation, n_actions)
 
     def config_for(self, setting: Iterable[Value]) -> DQNConfig:
         """The base config with one setting's values (one per axis, in grid order)."""
@@ -170,34 +179,51 @@ class AblationSpec:
         """What makes two ablations the same: the grid, the seeds and the base's fields outside the grid that
         differ from the defaults (a DQNConfig field added later, at its default, keeps the name)."""
         defaults = DQNConfig().to_dict()
-        base = {name: value for name, value in self.base.to_dict().items()
-                if name not in self.grid and (name == "env_id" or value != defaults[name])}
+        base = {
+            name: value
+            for name, value in self.base.to_dict().items()
+            if name not in self.grid and (name == "env_id" or value != defaults[name])
+        }
         return {"base": base, "grid": self.to_dict()["grid"], "seeds": self.seeds}
 
     def differences(self, other: AblationSpec) -> list[str]:
         """What `other` changes: 'grid', 'seeds', and the base's fields outside both grids."""
         axes = {*self.grid, *other.grid}
-        return ([name for name in ("grid", "seeds") if getattr(self, name) != getattr(other, name)]
-                + [f.name for f in dataclasses.fields(DQNConfig)
-                   if f.name not in axes and getattr(self.base, f.name) != getattr(other.base, f.name)])
+        return [name for name in ("grid", "seeds") if getattr(self, name) != getattr(other, name)] + [
+            f.name
+            for f in dataclasses.fields(DQNConfig)
+            if f.name not in axes and getattr(self.base, f.name) != getattr(other.base, f.name)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON primitives, stored as the study's SPEC_ATTR user attribute."""
         grid = {name: _json_values(values) for name, values in self.grid.items()}
-        return {"base": self.base.to_dict(), "grid": grid, "seeds": self.seeds, "base_study": self.base_study,
-                "base_trial": self.base_trial, "base_reason": self.base_reason}
+        return {
+            "base": self.base.to_dict(),
+            "grid": grid,
+            "seeds": self.seeds,
+            "base_study": self.base_study,
+            "base_trial": self.base_trial,
+            "base_reason": self.base_reason,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AblationSpec:
         """Inverse of to_dict; also reads the form stored before any field could be an axis (LEGACY_AXES)."""
         grid = data["grid"] if "grid" in data else {name: data[key] for name, key in LEGACY_AXES.items()}
-        return cls(DQNConfig.from_dict(data["base"]), grid, int(data["seeds"]), data.get("base_study"),
-                   data.get("base_trial"), data.get("base_reason"))
+        return cls(
+            DQNConfig.from_dict(data["base"]),
+            grid,
+            int(data["seeds"]),
+            data.get("base_study"),
+            data.get("base_trial"),
+            data.get("base_reason"),
+        )
 
 
 def assignments(names: Iterable[str], values: Iterable[Value]) -> str:
     """e.g. 'n_steps=3, hidden_sizes=64x64': the values of `names`, as --grid takes them."""
-    return ", ".join(f"{name}={value_text(value)}" for name, value in zip(names, values))
+    return ", ".join(f"{name}={value_text(value)}" for name, value in zip(names, values, strict=True))
 
 
 def value_text(value: Value) -> str:
@@ -263,8 +289,9 @@ def open_ablation(spec: AblationSpec, storage: SharedStorage, study_name: str | 
         study = optuna.load_study(study_name=name, storage=storage, sampler=grid_sampler(spec))
         _check_same_ablation(study, spec)
     else:
-        study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
-                                    sampler=grid_sampler(spec), load_if_exists=True)
+        study = optuna.create_study(
+            study_name=name, storage=storage, direction="maximize", sampler=grid_sampler(spec), load_if_exists=True
+        )
     if ablation_spec(study) is None:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
     return study
@@ -275,13 +302,16 @@ def _check_same_ablation(study: optuna.Study, spec: AblationSpec) -> None:
     stored = ablation_spec(study)
     if stored is None:
         if study.get_trials(deepcopy=False):
-            raise StorageError(f"{where} is not an ablation study (no {SPEC_ATTR!r} attribute); "
-                               "use another --study-name")
+            raise StorageError(
+                f"{where} is not an ablation study (no {SPEC_ATTR!r} attribute); use another --study-name"
+            )
         return
     differ = _differences(stored, spec)
     if differ:
-        raise StorageError(f"{where} holds an ablation with other {', '.join(differ)}; "
-                           "run it with the same settings, or use another --study-name")
+        raise StorageError(
+            f"{where} holds an ablation with other {', '.join(differ)}; "
+            "run it with the same settings, or use another --study-name"
+        )
 
 
 def grid_sampler(spec: AblationSpec) -> GridSampler:
@@ -312,8 +342,9 @@ def cell_objective(spec: AblationSpec, checkpoints: TrialCheckpoints | None = No
 
     def objective(trial: optuna.Trial) -> float:
         config = suggest_config(trial, spec.base, spec.space)
-        return run_config(trial, config, [int(trial.suggest_categorical(SEED, list(range(spec.seeds))))],
-                          checkpoints=checkpoints)
+        return run_config(
+            trial, config, [int(trial.suggest_categorical(SEED, list(range(spec.seeds))))], checkpoints=checkpoints
+        )
 
     return objective
 
@@ -321,13 +352,16 @@ def cell_objective(spec: AblationSpec, checkpoints: TrialCheckpoints | None = No
 def finished_cell_line(spec: AblationSpec, trial: FrozenTrial) -> str:
     """e.g. 'trial 4: n_steps=3, seed 1: final weights 212.0, best checkpoint 500.0 (step 30000)'."""
     cell = spec.cell_of(trial)
-    where = f"trial {trial.number}" + ("" if cell is None else f": {assignments(spec.grid, cell[:-1])}, seed {cell[-1]}")
+    where = f"trial {trial.number}" + (
+        "" if cell is None else f": {assignments(spec.grid, cell[:-1])}, seed {cell[-1]}"
+    )
     records = trial_runs(trial)
     if trial.state != TrialState.COMPLETE or not records:
         return f"{where}: {trial.state.name}: {trial.user_attrs.get(FAIL_REASON, '')}"
     record = records[0]
-    return (f"{where}: final weights {record.curve_returns[-1]:.1f}, best checkpoint {record.mean_return:.1f}"
-            + ("" if record.selected_step is None else f" (step {record.selected_step})"))
+    return f"{where}: final weights {record.curve_returns[-1]:.1f}, best checkpoint {record.mean_return:.1f}" + (
+        "" if record.selected_step is None else f" (step {record.selected_step})"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,22 +385,33 @@ class AblationJob:
 
     def load(self, storage: SharedStorage, sampler_seed: int) -> optuna.Study:
         """The study with the grid's sampler; no pruner (every cell runs to the end)."""
-        return optuna.load_study(study_name=self.study_name, storage=storage, sampler=grid_sampler(self.spec),
-                                 pruner=NopPruner())
+        return optuna.load_study(
+            study_name=self.study_name, storage=storage, sampler=grid_sampler(self.spec), pruner=NopPruner()
+        )
 
     def trial_objective(self) -> Objective:
         """Train the trial's cell."""
-        return cell_objective(self.spec, job_checkpoints(self.storage, self.study_name, None,
-                                                         every=self.checkpoint_every, artifacts=False))
+        return cell_objective(
+            self.spec,
+            job_checkpoints(self.storage, self.study_name, None, every=self.checkpoint_every, artifacts=False),
+        )
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """One line per finished cell when verbose."""
         return f"  {finished_cell_line(self.spec, trial)}" if self.verbose else None
 
 
-def run_ablation(*, spec: AblationSpec, storage: str | None = None, study_name: str | None = None, workers: int = 1,
-                 verbose: bool = False, heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
-                 grace_period_s: int = GRACE_PERIOD_S, checkpoint_every: int = CHECKPOINT_EVERY) -> AblationOutcome:
+def run_ablation(
+    *,
+    spec: AblationSpec,
+    storage: str | None = None,
+    study_name: str | None = None,
+    workers: int = 1,
+    verbose: bool = False,
+    heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
+    grace_period_s: int = GRACE_PERIOD_S,
+    checkpoint_every: int = CHECKPOINT_EVERY,
+) -> AblationOutcome:
     """Run every cell of the grid that is not done yet, in `workers` processes; report what ran and what is left.
 
     Without `study_name`, the study is `ablation_study_name(spec, storage)`. SIGINT/SIGTERM stop cleanly:
@@ -375,9 +420,13 @@ def run_ablation(*, spec: AblationSpec, storage: str | None = None, study_name: 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers = {workers!r} is invalid: expected an integer >= 1", field="workers")
     url = prepare_url(storage)
-    job = AblationJob(spec, study_name or ablation_study_name(spec, url),
-                      StorageSettings(url, heartbeat_interval_s, grace_period_s), verbose,
-                      checkpoint_every=checkpoint_every)
+    job = AblationJob(
+        spec,
+        study_name or ablation_study_name(spec, url),
+        StorageSettings(url, heartbeat_interval_s, grace_period_s),
+        verbose,
+        checkpoint_every=checkpoint_every,
+    )
     finished_before: set[int] = set()
     done_before = 0
 
@@ -387,18 +436,25 @@ def run_ablation(*, spec: AblationSpec, storage: str | None = None, study_name: 
         finished_before.update(t.number for t in trials if t.state.is_finished())
         done_before = len(done_cells(spec, trials))
         if verbose:
-            print(f"ablation {job.study_name!r}: {len(spec.cells)} cells, {done_before} done, "
-                  f"{len(spec.cells) - done_before} to run", flush=True)
+            print(
+                f"ablation {job.study_name!r}: {len(spec.cells)} cells, {done_before} done, "
+                f"{len(spec.cells) - done_before} to run",
+                flush=True,
+            )
             print(f"base config: {spec.base_description}", flush=True)
 
     outcome = run_job(job, trials=None, workers=workers, on_start=started)
     trials = outcome.study.get_trials(deepcopy=False)
-    ran = [cell for t in trials if t.state.is_finished() and t.number not in finished_before
-           and (cell := spec.cell_of(t)) is not None]
+    ran = [
+        cell
+        for t in trials
+        if t.state.is_finished() and t.number not in finished_before and (cell := spec.cell_of(t)) is not None
+    ]
     done = done_cells(spec, trials)
     left = [cell for cell in spec.cells if cell not in done]
-    return AblationOutcome(job.study_name, tuple(ran), done_before, tuple(left), outcome.interrupted,
-                           outcome.worker_error)
+    return AblationOutcome(
+        job.study_name, tuple(ran), done_before, tuple(left), outcome.interrupted, outcome.worker_error
+    )
 
 
 def _json_values(values: Iterable[Value]) -> list[Any]:

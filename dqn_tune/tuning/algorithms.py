@@ -34,11 +34,21 @@ def make_sampler(name: str, seed: int) -> BaseSampler:
         if name == "random":
             return RandomSampler(seed=seed)
         if name == "qmc":
-            return QMCSampler(qmc_type="sobol", scramble=True, seed=seed, independent_sampler=RandomSampler(seed=seed),
-                              warn_asynchronous_seeding=False, warn_independent_sampling=False)
+            return QMCSampler(
+                qmc_type="sobol",
+                scramble=True,
+                seed=seed,
+                independent_sampler=RandomSampler(seed=seed),
+                warn_asynchronous_seeding=False,
+                warn_independent_sampling=False,
+            )
         if name == "cmaes":
-            return CmaEsSampler(n_startup_trials=STARTUP_TRIALS, seed=seed, independent_sampler=RandomSampler(seed=seed),
-                                warn_independent_sampling=False)
+            return CmaEsSampler(
+                n_startup_trials=STARTUP_TRIALS,
+                seed=seed,
+                independent_sampler=RandomSampler(seed=seed),
+                warn_independent_sampling=False,
+            )
     raise ConfigError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLERS)}")
 
 
@@ -57,9 +67,9 @@ def make_pruner(name: str, *, total_timesteps: int, eval_freq: int) -> BasePrune
             warnings.simplefilter("ignore", ExperimentalWarning)
             return PatientPruner(median, patience=PATIENCE)
     if name == "hyperband":
-        return HyperbandPruner(min_resource=max(1, eval_freq or total_timesteps // 10),
-                               max_resource=total_timesteps, reduction_factor=3)
+        return HyperbandPruner(
+            min_resource=max(1, eval_freq or total_timesteps // 10), max_resource=total_timesteps, reduction_factor=3
+        )
     if name == "none":
         return NopPruner()
     raise ConfigError(f"unknown pruner {name!r}; expected one of {', '.join(PRUNERS)}")
-

@@ -65,8 +65,9 @@ def study_artifact_store(storage: StorageSettings, study_name: str, given: str |
     return make_artifact_store(storage.url, chosen_artifact_dir(given, stored, storage.url))
 
 
-def upload_learning_curve(trial: optuna.Trial, records: Sequence[RunRecord],
-                          artifact_store: FileSystemArtifactStore) -> None:
+def upload_learning_curve(
+    trial: optuna.Trial, records: Sequence[RunRecord], artifact_store: FileSystemArtifactStore
+) -> None:
     """Render the trial's per-seed learning curves to a PNG and attach it to the trial as an artifact."""
     figure = learning_curve_figure(records, title=f"trial {trial.number}: evaluation return")
     with tempfile.TemporaryDirectory(prefix="dqn_tune_artifact_") as tmp:

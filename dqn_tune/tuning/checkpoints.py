@@ -65,16 +65,21 @@ def retry_interrupted(study: optuna.Study) -> list[int]:
     and that left a checkpoint, unless one is queued already, so that this command resumes it; the numbers of the
     trials retried. Call under the study lock."""
     retried = retried_trials(study)
-    interrupted = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                   if trial.user_attrs.get(FAIL_REASON) == INTERRUPTED and trial.number not in retried
-                   and records.trial_checkpoint(trial) is not None]
+    interrupted = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if trial.user_attrs.get(FAIL_REASON) == INTERRUPTED
+        and trial.number not in retried
+        and records.trial_checkpoint(trial) is not None
+    ]
     for trial in interrupted:
         queue_retry(study, trial)
     return [trial.number for trial in interrupted]
 
 
-def job_checkpoints(storage: StorageSettings, study_name: str, artifact_dir: str | None, *, every: int,
-                    artifacts: bool) -> TrialCheckpoints | None:
+def job_checkpoints(
+    storage: StorageSettings, study_name: str, artifact_dir: str | None, *, every: int, artifacts: bool
+) -> TrialCheckpoints | None:
     """A job's checkpoints, in the artifact store of the study `study_name` (`artifact_dir` if given); None when the
     job keeps no artifacts and writes no checkpoints."""
     if not artifacts and every == 0:
@@ -82,9 +87,15 @@ def job_checkpoints(storage: StorageSettings, study_name: str, artifact_dir: str
     return TrialCheckpoints(study_artifact_store(storage, study_name, artifact_dir), every)
 
 
-def train_checkpointed(trials: Sequence[optuna.Trial], config: DQNConfig, seeds: Sequence[int],
-                       checkpoints: TrialCheckpoints | None, train: Callable[[Checkpointing | None], R], *,
-                       on_resume: Callable[[Checkpoint], None] | None = None) -> R:
+def train_checkpointed(
+    trials: Sequence[optuna.Trial],
+    config: DQNConfig,
+    seeds: Sequence[int],
+    checkpoints: TrialCheckpoints | None,
+    train: Callable[[Checkpointing | None], R],
+    *,
+    on_resume: Callable[[Checkpoint], None] | None = None,
+) -> R:
     """`train(checkpointing)`: the group run of `trials` (`config` on `seeds`), resumed from the predecessors'
     checkpoint when there is one that fits (then `on_resume(checkpoint)` before the next step), saving checkpoints
     as it goes; they are removed afterwards unless the run ended in a way that a retry may follow (KEEP_ON)."""
@@ -110,8 +121,9 @@ def train_checkpointed(trials: Sequence[optuna.Trial], config: DQNConfig, seeds:
 class _Group:
     """The checkpoints of one group run, whose members belong to `trials`."""
 
-    def __init__(self, trials: Sequence[optuna.Trial], config: DQNConfig, seeds: Sequence[int],
-                 settings: TrialCheckpoints) -> None:
+    def __init__(
+        self, trials: Sequence[optuna.Trial], config: DQNConfig, seeds: Sequence[int], settings: TrialCheckpoints
+    ) -> None:
         self.trials, self.config, self.seeds, self.settings = list(trials), config, list(seeds), settings
         # the predecessors' checkpoints become this group's: removed when it is done with them
         predecessors = [predecessor(trial) for trial in trials]
@@ -143,19 +155,25 @@ class _Group:
 
     def ignore(self, reason: str) -> None:
         """Say once that the predecessors' checkpoint is not used, and why."""
-        LOGGER.warning("trial %s: checkpoint %s of trial %s ignored, training starts from step 0: %s",
-                       ", ".join(str(t.number) for t in self.trials), self.source,
-                       ", ".join(str(n) for n in self.retried if n is not None), reason)
+        LOGGER.warning(
+            "trial %s: checkpoint %s of trial %s ignored, training starts from step 0: %s",
+            ", ".join(str(t.number) for t in self.trials),
+            self.source,
+            ", ".join(str(n) for n in self.retried if n is not None),
+            reason,
+        )
         for trial in self.trials:
             records.store_not_resumed(trial, reason)
 
     def checkpointing(self, resume: Checkpoint | None, then: Callable[[Checkpoint], None] | None) -> Checkpointing:
         """train_seeds' checkpoints: save into the store every `every` steps; resume from `resume`, record it on the
         trials and call `then`."""
+
         def resumed(checkpoint: Checkpoint) -> None:
             for trial, before in zip(self.trials, self.retried, strict=True):
-                records.store_resume(trial, trial_number=before, checkpoint=checkpoint,
-                                     members=len(self.seeds) // len(self.trials))
+                records.store_resume(
+                    trial, trial_number=before, checkpoint=checkpoint, members=len(self.seeds) // len(self.trials)
+                )
             if then is not None:
                 then(checkpoint)
 
@@ -168,8 +186,9 @@ class _Group:
             with path.open("rb") as handle:
                 self.settings.store.write(artifact, handle)
         except OSError as exc:  # e.g. a full disk: the run goes on, its previous checkpoint stays the latest
-            LOGGER.warning("trial %s: checkpoint of step %d not saved: %s", self.trials[0].number, step,
-                           exc.strerror or exc)
+            LOGGER.warning(
+                "trial %s: checkpoint of step %d not saved: %s", self.trials[0].number, step, exc.strerror or exc
+            )
             return
         for trial in self.trials:
             records.store_checkpoint(trial, artifact, step)

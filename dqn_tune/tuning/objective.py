@@ -34,7 +34,6 @@ from dqn_tune.tuning.search_space import SearchSpace, suggest_config
 from dqn_tune.tuning.seeds import trial_seeds
 
 
-
 @dataclass(frozen=True, slots=True)
 class ObjectiveSettings:
     """Everything that decides a trial's value besides its sampled hyperparameters (picklable)."""
@@ -57,8 +56,7 @@ class ObjectiveSettings:
             raise ConfigError(f"seeds = {self.seeds} is invalid: expected an integer >= 1")
 
 
-def trial_base_config(env_id: str, *, timesteps: int | None = None, preset: bool = True,
-                      **overrides: Any) -> DQNConfig:
+def trial_base_config(env_id: str, *, timesteps: int | None = None, preset: bool = True, **overrides: Any) -> DQNConfig:
     """The config a trial starts from: the env's preset (its tuned config and per-trial budget) or, without one
     or with `preset=False`, DQNConfig's defaults; EVALS_PER_RUN evaluations; then `overrides` (command-line
     fields). `timesteps` replaces the budget."""
@@ -78,22 +76,39 @@ def run_score(result: TrainResult, objective: str) -> float:
     return curve_auc([point.step for point in result.curve], returns)
 
 
-def make_objective(settings: ObjectiveSettings, artifact_store: FileSystemArtifactStore | None = None,
-                   checkpoints: TrialCheckpoints | None = None) -> Callable[[optuna.Trial], float]:
+def make_objective(
+    settings: ObjectiveSettings,
+    artifact_store: FileSystemArtifactStore | None = None,
+    checkpoints: TrialCheckpoints | None = None,
+) -> Callable[[optuna.Trial], float]:
     """The Optuna objective for `settings`: sample a config, then `run_config` on the trial's seeds."""
 
     def objective(trial: optuna.Trial) -> float:
         config = suggest_config(trial, settings.base, settings.space)
         seeds = trial_seeds(settings.study_seed, first_try(trial), settings.seeds)  # a retry repeats its trial
-        return run_config(trial, config, seeds, objective=settings.objective, artifact_store=artifact_store,
-                          device=settings.device, checkpoints=checkpoints)
+        return run_config(
+            trial,
+            config,
+            seeds,
+            objective=settings.objective,
+            artifact_store=artifact_store,
+            device=settings.device,
+            checkpoints=checkpoints,
+        )
 
     return objective
 
 
-def run_config(trial: optuna.Trial, config: DQNConfig, seeds: Sequence[int], *, objective: str = "final",
-               artifact_store: FileSystemArtifactStore | None = None, device: str = "cpu",
-               checkpoints: TrialCheckpoints | None = None) -> float:
+def run_config(
+    trial: optuna.Trial,
+    config: DQNConfig,
+    seeds: Sequence[int],
+    *,
+    objective: str = "final",
+    artifact_store: FileSystemArtifactStore | None = None,
+    device: str = "cpu",
+    checkpoints: TrialCheckpoints | None = None,
+) -> float:
     """Train `config` on every seed at once (`train_seeds`) as `trial`; return the mean of the runs' scores.
 
     Each evaluation's mean over seeds is reported to the trial; when the pruner says so the trial
@@ -105,10 +120,15 @@ def run_config(trial: optuna.Trial, config: DQNConfig, seeds: Sequence[int], *, 
     """
     records.store_config(trial, config)
     results = train_checkpointed(
-        [trial], config, seeds, checkpoints,
-        lambda checkpointing: train_seeds(config, seeds, on_eval=_reporter(trial), device=device,
-                                          checkpoints=checkpointing),
-        on_resume=lambda checkpoint: _report_curves(trial, checkpoint))
+        [trial],
+        config,
+        seeds,
+        checkpoints,
+        lambda checkpointing: train_seeds(
+            config, seeds, on_eval=_reporter(trial), device=device, checkpoints=checkpointing
+        ),
+        on_resume=lambda checkpoint: _report_curves(trial, checkpoint),
+    )
     # a diverged run's figures describe weights it never finished training: not recorded
     _record(trial, [result for result in results if result.diverged is None], artifact_store)
     diverged = next((result.diverged for result in results if result.diverged is not None), None)
@@ -121,9 +141,15 @@ def run_config(trial: optuna.Trial, config: DQNConfig, seeds: Sequence[int], *, 
     return float(np.mean([run_score(result, objective) for result in results]))
 
 
-def run_seed_trials(trials: Sequence[optuna.Trial], config: DQNConfig, seeds: Sequence[int], *,
-                    artifact_store: FileSystemArtifactStore | None = None, device: str = "cpu",
-                    checkpoints: TrialCheckpoints | None = None) -> list[float | None]:
+def run_seed_trials(
+    trials: Sequence[optuna.Trial],
+    config: DQNConfig,
+    seeds: Sequence[int],
+    *,
+    artifact_store: FileSystemArtifactStore | None = None,
+    device: str = "cpu",
+    checkpoints: TrialCheckpoints | None = None,
+) -> list[float | None]:
     """Train `config` on `seeds` as one batched group (`train_seeds`) where each seed is a trial of its own (a
     validation cell): trial k gets seed k's run, learning curve and final return, None (pruned, with
     attributes.FAIL_REASON) if that run diverged. Nothing is pruned early; a stop signal stops the group.
@@ -131,9 +157,14 @@ def run_seed_trials(trials: Sequence[optuna.Trial], config: DQNConfig, seeds: Se
     for trial in trials:
         records.store_config(trial, config)
     results = train_checkpointed(
-        trials, config, seeds, checkpoints,
-        lambda checkpointing: train_seeds(config, seeds, on_eval=_stop_on_signal, device=device,
-                                          checkpoints=checkpointing))
+        trials,
+        config,
+        seeds,
+        checkpoints,
+        lambda checkpointing: train_seeds(
+            config, seeds, on_eval=_stop_on_signal, device=device, checkpoints=checkpointing
+        ),
+    )
     values: list[float | None] = []
     for trial, result in zip(trials, results, strict=True):
         if result.diverged is not None:
@@ -174,7 +205,9 @@ def _reporter(trial: optuna.Trial) -> GroupEvalCallback:
     return on_eval
 
 
-def _record(trial: optuna.Trial, results: Sequence[TrainResult], artifact_store: FileSystemArtifactStore | None) -> None:
+def _record(
+    trial: optuna.Trial, results: Sequence[TrainResult], artifact_store: FileSystemArtifactStore | None
+) -> None:
     records.store_runs(trial, results)
     if artifact_store is not None and results:
         upload_learning_curve(trial, [RunRecord.from_result(r) for r in results], artifact_store)

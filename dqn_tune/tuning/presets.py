@@ -57,8 +57,9 @@ class Preset:
 
 def base_config(env_id: str, timesteps: int, overrides: dict[str, Any]) -> DQNConfig:
     """DQNConfig's defaults for `env_id` with `overrides`, a budget of `timesteps` and EVALS_PER_RUN evaluations."""
-    return DQNConfig(**{"env_id": env_id, "total_timesteps": timesteps,
-                        "eval_freq": eval_freq_for(timesteps), **overrides})
+    return DQNConfig(
+        **{"env_id": env_id, "total_timesteps": timesteps, "eval_freq": eval_freq_for(timesteps), **overrides}
+    )
 
 
 @functools.cache
@@ -76,9 +77,14 @@ def preset_for(env_id: str) -> Preset | None:
 def _preset(env_id: str, entry: dict[str, Any]) -> Preset:
     where = f"{PRESETS_FILE} [{env_id}]"
     try:
-        preset = Preset(env_id, int(entry["timesteps"]), int(entry["trial_timesteps"]), str(entry["source"]),
-                        dict(entry.get("config", {})),
-                        DEFAULT_SPACE.merged(SearchSpace.from_mapping(entry.get("search_space", {}), source=where)))
+        preset = Preset(
+            env_id,
+            int(entry["timesteps"]),
+            int(entry["trial_timesteps"]),
+            str(entry["source"]),
+            dict(entry.get("config", {})),
+            DEFAULT_SPACE.merged(SearchSpace.from_mapping(entry.get("search_space", {}), source=where)),
+        )
         preset.space.check(preset.base_config(timesteps=preset.trial_timesteps))
     except KeyError as exc:
         raise ConfigError(f"{where} has no {exc} entry") from None

@@ -18,8 +18,11 @@ def trial_line(trial: FrozenTrial, best: FrozenTrial | None) -> str:
         outcome = f"value {trial.value:.2f} (complete)"
     elif trial.state == TrialState.PRUNED:
         step = trial.last_step
-        outcome = ("pruned before its first evaluation" if step is None else
-                   f"pruned at step {step} (value {trial.intermediate_values[step]:.2f} there)")
+        outcome = (
+            "pruned before its first evaluation"
+            if step is None
+            else f"pruned at step {step} (value {trial.intermediate_values[step]:.2f} there)"
+        )
         if attributes.FAIL_REASON in trial.user_attrs:
             outcome += f": {trial.user_attrs[attributes.FAIL_REASON]}"
     else:
@@ -56,8 +59,10 @@ def progress_text(trials: list[FrozenTrial], total_timesteps: int, *, shown: int
     steps = [f"#{t.number} {_steps(t.last_step or 0)}/{total}" for t in running[:shown]]
     steps += [f"+{len(running) - shown} more"] if len(running) > shown else []
     counts = state_counts(trials)
-    parts = [f"{len(running)} running" + (f": {', '.join(steps)} steps" if steps else ""),
-             f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed"]
+    parts = [
+        f"{len(running)} running" + (f": {', '.join(steps)} steps" if steps else ""),
+        f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed",
+    ]
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     if complete:
         best = max(complete, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
@@ -78,15 +83,24 @@ def isatty(stream: TextIO) -> bool:
 
 
 class Progress:
-    """A tqdm bar of this run's finished trials (out of `total`; None: a count, for a run bounded by time) that ticks every `interval` seconds, finished trials or not:
+    """A tqdm bar of this run's finished trials (out of `total`; None: a count, for a run bounded by time) that
+    ticks every `interval` seconds, finished trials or not:
     elapsed time, counts by state, the running trials' progress (their last reported step, read from storage).
 
     A tick reads only the running trials; every trial (the counts and the best, which other commands change
     too) is read after this run finishes a trial and every `full_every` ticks, so a study of thousands of
     trials on a remote database is not read whole every second."""
 
-    def __init__(self, study: optuna.Study, total: int | None, *, total_timesteps: int, interval: float = 1.0,
-                 full_every: int = 30, file: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        total: int | None,
+        *,
+        total_timesteps: int,
+        interval: float = 1.0,
+        full_every: int = 30,
+        file: TextIO | None = None,
+    ) -> None:
         self._study, self._total_timesteps, self._full_every = study, total_timesteps, full_every
         self._settled: list[FrozenTrial] | None = None  # the trials not running at the last full read
         self._changed = False

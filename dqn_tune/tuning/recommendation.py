@@ -44,12 +44,24 @@ def mean_interval(values: Sequence[float]) -> Interval:
         return Interval(float(x[0]), float(x[0]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        result = stats.bootstrap((x,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
-                                 method="BCa", rng=np.random.default_rng(BOOTSTRAP_SEED))
+        result = stats.bootstrap(
+            (x,),
+            np.mean,
+            confidence_level=CONFIDENCE,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            method="BCa",
+            rng=np.random.default_rng(BOOTSTRAP_SEED),
+        )
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
     if not (math.isfinite(low) and math.isfinite(high)):  # BCa undefined (e.g. 2 values): percentile instead
-        result = stats.bootstrap((x,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
-                                 method="percentile", rng=np.random.default_rng(BOOTSTRAP_SEED))
+        result = stats.bootstrap(
+            (x,),
+            np.mean,
+            confidence_level=CONFIDENCE,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            method="percentile",
+            rng=np.random.default_rng(BOOTSTRAP_SEED),
+        )
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
     return Interval(low, high)
 
@@ -60,15 +72,21 @@ def shortfall_p_value(fresh: Sequence[float], reference: Sequence[float]) -> flo
     for a few seeds). Unlike "the fresh mean lies inside the reference's CI" it keeps its meaning at a return
     cap, where every reference seed can tie and the CI has no width, and it allows for the fresh seeds' own
     spread."""
-    result = stats.permutation_test((np.asarray(fresh, dtype=float), np.asarray(reference, dtype=float)),
-                                    _mean_difference, permutation_type="independent", vectorized=True,
-                                    n_resamples=BOOTSTRAP_RESAMPLES, alternative="less",
-                                    rng=np.random.default_rng(BOOTSTRAP_SEED))
+    result = stats.permutation_test(
+        (np.asarray(fresh, dtype=float), np.asarray(reference, dtype=float)),
+        _mean_difference,
+        permutation_type="independent",
+        vectorized=True,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        alternative="less",
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )
     return float(result.pvalue)
 
 
 def _mean_difference(first: np.ndarray, second: np.ndarray, axis: int) -> np.ndarray:
-    return np.mean(first, axis=axis) - np.mean(second, axis=axis)
+    difference: np.ndarray = np.mean(first, axis=axis) - np.mean(second, axis=axis)
+    return difference
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,21 +145,40 @@ class ConfigStats:
 
     def rank_key(self) -> tuple[float, ...]:
         """Sort key of the rule (smaller is better): no divergence, highest CI lower bound, mean, curve mean, trial."""
-        return (float(self.diverged > 0), -_or_lowest(self.interval.low), -self.mean, -_or_lowest(self.curve_mean),
-                float(self.trial))
+        return (
+            float(self.diverged > 0),
+            -_or_lowest(self.interval.low),
+            -self.mean,
+            -_or_lowest(self.curve_mean),
+            float(self.trial),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON primitives, with the derived figures for readers (dashboard, report)."""
         interval = self.interval
-        return {**asdict(self), "seeds": list(self.seeds), "returns": list(self.returns), "mean": self.mean,
-                "iqm": self.iqm, "min": self.min, "std": self.std, "ci_low": interval.low, "ci_high": interval.high}
+        return {
+            **asdict(self),
+            "seeds": list(self.seeds),
+            "returns": list(self.returns),
+            "mean": self.mean,
+            "iqm": self.iqm,
+            "min": self.min,
+            "std": self.std,
+            "ci_low": interval.low,
+            "ci_high": interval.high,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConfigStats:
         """Inverse of to_dict (derived figures are recomputed)."""
-        return cls(int(data["trial"]), float(data["tuned_value"]), tuple(int(s) for s in data["seeds"]),
-                   tuple(float(r) for r in data["returns"]), int(data.get("diverged", 0)),
-                   tuple(float(c) for c in data.get("curve_means", ())))
+        return cls(
+            int(data["trial"]),
+            float(data["tuned_value"]),
+            tuple(int(s) for s in data["seeds"]),
+            tuple(float(r) for r in data["returns"]),
+            int(data.get("diverged", 0)),
+            tuple(float(c) for c in data.get("curve_means", ())),
+        )
 
 
 def _or_lowest(value: float) -> float:
@@ -164,20 +201,26 @@ class PairedComparison:
     def text(self, recommended: int, runner_up: int) -> str:
         """One line for tables and notes."""
         ties = self.seeds - self.wins - self.losses
-        return (f"trial {recommended} vs trial {runner_up} on {self.seeds} shared seeds: mean difference "
-                f"{self.mean_difference:+.1f} [{self.interval.low:+.1f}, {self.interval.high:+.1f}], "
-                f"better on {self.wins}, worse on {self.losses}, equal on {ties}")
+        return (
+            f"trial {recommended} vs trial {runner_up} on {self.seeds} shared seeds: mean difference "
+            f"{self.mean_difference:+.1f} [{self.interval.low:+.1f}, {self.interval.high:+.1f}], "
+            f"better on {self.wins}, worse on {self.losses}, equal on {ties}"
+        )
 
 
 def paired_comparison(first: ConfigStats, second: ConfigStats) -> PairedComparison | None:
     """`first` against `second` seed by seed (None without a shared seed)."""
     theirs = dict(zip(second.seeds, second.returns, strict=True))
-    differences = [mine - theirs[seed] for seed, mine in zip(first.seeds, first.returns, strict=True)
-                   if seed in theirs]
+    differences = [mine - theirs[seed] for seed, mine in zip(first.seeds, first.returns, strict=True) if seed in theirs]
     if not differences:
         return None
-    return PairedComparison(len(differences), float(np.mean(differences)), mean_interval(differences),
-                            sum(d > 0 for d in differences), sum(d < 0 for d in differences))
+    return PairedComparison(
+        len(differences),
+        float(np.mean(differences)),
+        mean_interval(differences),
+        sum(d > 0 for d in differences),
+        sum(d < 0 for d in differences),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +245,11 @@ class Recommendation:
         if not flat:
             return None
         which = ", ".join(map(str, flat))
-        return (f"trial{'s' if len(flat) > 1 else ''} {which}: every held-out seed returned the same value, so the "
-                f"interval has no width (no spread measured, not none); `--validation-seeds {2 * seeds}` runs {seeds} more "
-                f"seeds per config")
+        return (
+            f"trial{'s' if len(flat) > 1 else ''} {which}: every held-out seed returned the same value, so the "
+            f"interval has no width (no spread measured, not none); `--validation-seeds {2 * seeds}` runs {seeds} more "
+            f"seeds per config"
+        )
 
     def reason(self) -> str:
         """Why the first config is recommended, in a few words."""
@@ -218,15 +263,21 @@ class Recommendation:
             if best_key[:4] == runner_up_key[:4]:
                 why += "; tied on it, on the mean and on the learning curve, so the lower trial number"
             elif best_key[:3] == runner_up_key[:3]:
-                why += (f"; tied on it and on the mean, so the higher mean learning curve on the held-out seeds (it "
-                        f"learns sooner): {best.curve_mean:.1f} vs {runner_up.curve_mean:.1f}")
+                why += (
+                    f"; tied on it and on the mean, so the higher mean learning curve on the held-out seeds (it "
+                    f"learns sooner): {best.curve_mean:.1f} vs {runner_up.curve_mean:.1f}"
+                )
         return why
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form: rule, recommended trial, table and comparison."""
         comparison = self.comparison
-        return {"rule": RULE, "trial": self.trial, "table": [row.to_dict() for row in self.table],
-                "comparison": None if comparison is None else comparison.text(self.trial, self.table[1].trial)}
+        return {
+            "rule": RULE,
+            "trial": self.trial,
+            "table": [row.to_dict() for row in self.table],
+            "comparison": None if comparison is None else comparison.text(self.trial, self.table[1].trial),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recommendation:

@@ -84,19 +84,31 @@ def config_summary(config: DQNConfig) -> str:
     """e.g. 'CartPole-v1, 20000 steps; learning_rate=0.00123, batch_size=64 (others default)', shortened to
     SUMMARY_WIDTH (the full config is the CONFIG attribute; the study's note lists its fixed values)."""
     defaults = DQNConfig().to_dict()
-    changed = [f"{name}={value}" for name, value in config.to_dict().items()
-               if name not in ("env_id", "total_timesteps") and value != defaults[name]]
-    return textwrap.shorten(f"{config.env_id}, {config.total_timesteps} steps; "
-                            + (f"{', '.join(changed)} (others default)" if changed else "all defaults"),
-                            SUMMARY_WIDTH, placeholder=" ... (all in the trial's config)")
+    changed = [
+        f"{name}={value}"
+        for name, value in config.to_dict().items()
+        if name not in ("env_id", "total_timesteps") and value != defaults[name]
+    ]
+    return textwrap.shorten(
+        f"{config.env_id}, {config.total_timesteps} steps; "
+        + (f"{', '.join(changed)} (others default)" if changed else "all defaults"),
+        SUMMARY_WIDTH,
+        placeholder=" ... (all in the trial's config)",
+    )
 
 
 def runs_summary(records: Sequence[RunRecord]) -> str:
     """e.g. 'seed 12: 325.0 (weights of step 6000); seed 13: 310.0 (weights of step 8000)', shortened to
     SUMMARY_WIDTH (every seed is in the RUNS attribute)."""
-    return textwrap.shorten("; ".join(f"seed {r.seed}: {r.mean_return:.1f}"
-                                      + ("" if r.selected_step is None else f" (weights of step {r.selected_step})")
-                                      for r in records), SUMMARY_WIDTH, placeholder=" ... (all in its runs)")
+    return textwrap.shorten(
+        "; ".join(
+            f"seed {r.seed}: {r.mean_return:.1f}"
+            + ("" if r.selected_step is None else f" (weights of step {r.selected_step})")
+            for r in records
+        ),
+        SUMMARY_WIDTH,
+        placeholder=" ... (all in its runs)",
+    )
 
 
 def store_runs(trial: optuna.Trial, results: Sequence[TrainResult]) -> None:
@@ -126,14 +138,30 @@ def trial_checkpoint(trial: FrozenTrial) -> tuple[str, int] | None:
 def store_resume(trial: optuna.Trial, *, trial_number: int | None, checkpoint: Checkpoint, members: int) -> None:
     """Record that the trial resumed from `checkpoint` of trial `trial_number` (its `members` runs in it)."""
     restarted = checkpoint.restarted
-    set_trial_system_attr(trial, RESUME, {
-        "trial": trial_number, "step": checkpoint.step, "env_steps_saved": checkpoint.step * members,
-        "train_seconds_saved": checkpoint.train_seconds, "restarted_episodes": restarted})
-    trial.set_user_attr(RESUMED, textwrap.shorten(
-        f"from step {checkpoint.step} of trial {trial_number}: saved {checkpoint.step * members} env steps, "
-        f"{checkpoint.train_seconds:.0f} s of training"
-        + (f"; the env state could not be saved, episodes restarted (members {restarted})" if restarted else
-           "; bit-identical to an uninterrupted run on CPU"), SUMMARY_WIDTH))
+    set_trial_system_attr(
+        trial,
+        RESUME,
+        {
+            "trial": trial_number,
+            "step": checkpoint.step,
+            "env_steps_saved": checkpoint.step * members,
+            "train_seconds_saved": checkpoint.train_seconds,
+            "restarted_episodes": restarted,
+        },
+    )
+    trial.set_user_attr(
+        RESUMED,
+        textwrap.shorten(
+            f"from step {checkpoint.step} of trial {trial_number}: saved {checkpoint.step * members} env steps, "
+            f"{checkpoint.train_seconds:.0f} s of training"
+            + (
+                f"; the env state could not be saved, episodes restarted (members {restarted})"
+                if restarted
+                else "; bit-identical to an uninterrupted run on CPU"
+            ),
+            SUMMARY_WIDTH,
+        ),
+    )
 
 
 def store_not_resumed(trial: optuna.Trial, reason: str) -> None:
@@ -200,16 +228,21 @@ def ablation_spec(study: optuna.Study) -> dict[str, Any] | None:
 def kept_weights(keep_best: bool) -> str:
     """Which weights a run returns, scores and saves: with keep_best the best evaluated checkpoint (when it beats the
     last evaluation), else the last ones."""
-    return ("its kept weights (keep_best: the best learning-curve checkpoint when it beats the last evaluation; "
-            "runs_summary names its step)" if keep_best else "its last weights (keep_best off)")
+    return (
+        "its kept weights (keep_best: the best learning-curve checkpoint when it beats the last evaluation; "
+        "runs_summary names its step)"
+        if keep_best
+        else "its last weights (keep_best off)"
+    )
 
 
 def value_meaning(settings: Mapping[str, Any]) -> str:
     """What a tuning trial's value is, in words, from a study's settings attribute (TuneSettings.to_attr)."""
     base, objective = settings.get("base_config", {}), settings.get("objective")
     if objective == "final":
-        what = (f"greedy return on {base.get('eval_episodes', '?')} fresh episodes of "
-                + kept_weights(bool(base.get("keep_best", True))))
+        what = f"greedy return on {base.get('eval_episodes', '?')} fresh episodes of " + kept_weights(
+            bool(base.get("keep_best", True))
+        )
     elif objective == "best":
         what = "best learning-curve evaluation"
     elif objective == "auc":
@@ -221,8 +254,11 @@ def value_meaning(settings: Mapping[str, Any]) -> str:
 
 def metric_name(objective: str, *, keep_best: bool = True) -> str:
     """The name of a tuning study's value, as the dashboard and plots show it (`study.set_metric_names`)."""
-    names = {"final": f"final return of {'best-checkpoint' if keep_best else 'last'} weights",
-             "best": "best learning-curve evaluation", "auc": "learning-curve mean return (AUC)"}
+    names = {
+        "final": f"final return of {'best-checkpoint' if keep_best else 'last'} weights",
+        "best": "best learning-curve evaluation",
+        "auc": "learning-curve mean return (AUC)",
+    }
     return f"{names.get(objective, objective)}, mean over seeds"
 
 
@@ -231,8 +267,14 @@ def set_metric_name(study: optuna.Study) -> None:
     settings = study_settings(study) or {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([metric_name(str(settings.get("objective", "value")),
-                                            keep_best=bool(settings.get("base_config", {}).get("keep_best", True)))])
+        study.set_metric_names(
+            [
+                metric_name(
+                    str(settings.get("objective", "value")),
+                    keep_best=bool(settings.get("base_config", {}).get("keep_best", True)),
+                )
+            ]
+        )
 
 
 def record_command(study: optuna.Study, command: str) -> int:

@@ -50,13 +50,15 @@ def check_compatible(study: optuna.Study, wanted: dict[str, Any], where: str) ->
     """Refuse to add trials whose values would not be comparable with the study's."""
     if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
         directions = ", ".join(d.name.lower() for d in study.directions)
-        raise StorageError(f"{where} has direction {directions}; dqn-tune maximizes the evaluation return: "
-                           "use another --study-name")
+        raise StorageError(
+            f"{where} has direction {directions}; dqn-tune maximizes the evaluation return: use another --study-name"
+        )
     stored = records.study_settings(study)
     if stored is None:
         if study.get_trials(deepcopy=False):
-            raise StorageError(f"{where} was not made by dqn-tune (no {records.SETTINGS_ATTR!r} attribute); "
-                               "use another --study-name")
+            raise StorageError(
+                f"{where} was not made by dqn-tune (no {records.SETTINGS_ATTR!r} attribute); use another --study-name"
+            )
         return
     problem = settings_mismatch(stored, wanted)
     if problem is not None:
@@ -68,13 +70,16 @@ def settings_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str | N
     (a phrase that ends "use the same ..."), or None when they are."""
     for key in MUST_MATCH:
         if stored.get(key) != wanted[key]:
-            return (f"was run with {key} = {stored.get(key)!r}, this command asks for {wanted[key]!r}; "
-                    "use the same value")
+            return (
+                f"was run with {key} = {stored.get(key)!r}, this command asks for {wanted[key]!r}; use the same value"
+            )
     if "search_space" in stored:
         differences = space_differences(stored["search_space"], wanted["search_space"])
         if differences:
-            return (f"was run with another search space ({'; '.join(differences)}); use the same --search-space "
-                    "file and hyperparameter flags")
+            return (
+                f"was run with another search space ({'; '.join(differences)}); use the same --search-space "
+                "file and hyperparameter flags"
+            )
     return None
 
 

@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
@@ -25,16 +25,18 @@ from dqn_tune.toml_files import read_toml
 
 if TYPE_CHECKING:  # a space is read by `dqn-tune presets`, which must start without loading optuna or numpy
     import optuna
+    from optuna.distributions import CategoricalChoiceType
 
     from dqn_tune.dqn.observations import ObservationSpec
 
 BUDGET_FIELDS = ("env_id", "total_timesteps", "eval_freq", "eval_curve_episodes", "eval_episodes")
 """DQNConfig fields that set the budget and the measurement of a trial, never sampled."""
-FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(DQNConfig)
-                               if f.name not in BUDGET_FIELDS}
+FIELD_TYPES: dict[str, str] = {
+    f.name: str(f.type) for f in dataclasses.fields(DQNConfig) if f.name not in BUDGET_FIELDS
+}
 """Tunable DQNConfig fields and their annotated types."""
 
-Value = Union[int, float, str, bool, tuple[int, ...]]
+Value = int | float | str | bool | tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ class Choice:
 
     def suggest(self, trial: optuna.Trial, name: str) -> Value:
         """Sample one of the choices (layer-width tuples are offered to Optuna as "64,64" strings)."""
-        options = {choice_label(choice): choice for choice in self.choices}
+        options: dict[CategoricalChoiceType, Value] = {choice_label(choice): choice for choice in self.choices}
         return options[trial.suggest_categorical(name, list(options))]
 
     def extremes(self) -> tuple[Value, ...]:
@@ -101,7 +103,7 @@ class Fixed:
         return f"fixed at {choice_label(self.value)}"
 
 
-Param = Union[Range, Choice, Fixed]
+Param = Range | Choice | Fixed
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,26 +128,34 @@ class SearchSpace:
                 try:
                     base.replace(**{name: value})
                 except ConfigError as exc:
-                    raise ConfigError(f"search space: {name} ({param.describe()}) can give an invalid config: "
-                                      f"{exc}", field=name) from None
-        batch_max = max(self._extremes("batch_size", base))
-        buffer_min = min(self._extremes("buffer_size", base))
+                    raise ConfigError(
+                        f"search space: {name} ({param.describe()}) can give an invalid config: {exc}", field=name
+                    ) from None
+        batch_max = max(self._int_extremes("batch_size", base))
+        buffer_min = min(self._int_extremes("buffer_size", base))
         if batch_max > buffer_min:
-            raise ConfigError(f"search space: batch_size can reach {batch_max} but buffer_size can be as small as "
-                              f"{buffer_min}; every batch_size must be <= every buffer_size", field="batch_size")
+            raise ConfigError(
+                f"search space: batch_size can reach {batch_max} but buffer_size can be as small as "
+                f"{buffer_min}; every batch_size must be <= every buffer_size",
+                field="batch_size",
+            )
 
     def largest_config(self, base: DQNConfig, observation: ObservationSpec, n_actions: int) -> DQNConfig:
         """The config from `base` that needs the most memory to train among those the space can give (call
         `check` first): the largest buffer, batch and n-step sizes with the costliest network choices."""
         from dqn_tune.dqn.memory import memory_needed  # numpy loads when a space is sized, not for --help
 
-        largest = base.replace(buffer_size=max(self._extremes("buffer_size", base)),
-                               batch_size=max(self._extremes("batch_size", base)),
-                               n_steps=max(self._extremes("n_steps", base)))
-        candidates = [largest.replace(hidden_sizes=sizes, dueling=dueling, prioritized_replay=prioritized)
-                      for sizes in self._extremes("hidden_sizes", base)
-                      for dueling in self._extremes("dueling", base)
-                      for prioritized in self._extremes("prioritized_replay", base)]
+        largest = base.replace(
+            buffer_size=max(self._int_extremes("buffer_size", base)),
+            batch_size=max(self._int_extremes("batch_size", base)),
+            n_steps=max(self._int_extremes("n_steps", base)),
+        )
+        candidates = [
+            largest.replace(hidden_sizes=sizes, dueling=dueling, prioritized_replay=prioritized)
+            for sizes in self._extremes("hidden_sizes", base)
+            for dueling in self._extremes("dueling", base)
+            for prioritized in self._extremes("prioritized_replay", base)
+        ]
         return max(candidates, key=lambda config: memory_needed(config, observation, n_actions))
 
     def describe(self) -> list[str]:
@@ -162,25 +172,38 @@ class SearchSpace:
         params = {}
         for name, spec in data.items():
             if name in BUDGET_FIELDS:
-                raise ConfigError(f"{source}: {name!r} is part of the trial budget, not a hyperparameter; "
-                                  "set it with the command-line flags instead", field=name)
+                raise ConfigError(
+                    f"{source}: {name!r} is part of the trial budget, not a hyperparameter; "
+                    "set it with the command-line flags instead",
+                    field=name,
+                )
             if name not in FIELD_TYPES:
-                raise ConfigError(f"{source}: unknown hyperparameter {name!r}; tunable: "
-                                  + ", ".join(FIELD_TYPES), field=name)
+                raise ConfigError(
+                    f"{source}: unknown hyperparameter {name!r}; tunable: " + ", ".join(FIELD_TYPES), field=name
+                )
             params[name] = _parse_param(name, spec, source)
         return cls(params)
 
     def _extremes(self, name: str, base: DQNConfig) -> tuple[Value, ...]:
         return self.params[name].extremes() if name in self.params else (getattr(base, name),)
 
+    def _int_extremes(self, name: str, base: DQNConfig) -> list[int]:
+        """`_extremes` of an int field: all ints (`_convert` parses them so, DQNConfig validates the base's)."""
+        values = self._extremes(name, base)
+        ints = [value for value in values if isinstance(value, int)]
+        assert len(ints) == len(values), f"{name}: non-integer values {values!r}"
+        return ints
 
-DEFAULT_SPACE = SearchSpace({
-    "learning_rate": Range(1e-4, 1e-2, log=True),
-    "gamma": Range(0.95, 0.999),
-    "batch_size": Choice((32, 64, 128, 256)),
-    "buffer_size": Choice((5_000, 10_000, 50_000, 100_000)),
-    "target_update_interval": Range(10, 2_000, log=True, integer=True),
-})
+
+DEFAULT_SPACE = SearchSpace(
+    {
+        "learning_rate": Range(1e-4, 1e-2, log=True),
+        "gamma": Range(0.95, 0.999),
+        "batch_size": Choice((32, 64, 128, 256)),
+        "buffer_size": Choice((5_000, 10_000, 50_000, 100_000)),
+        "target_update_interval": Range(10, 2_000, log=True, integer=True),
+    }
+)
 """The study card's five hyperparameters over ranges that contain the known good CartPole configs
 (RL Zoo's lr 2.3e-3 / 3.5e-4, batch 64 / 256, buffer 100k, target 10 / 210; our lr 1e-3, batch 128,
 buffer 50k, target 200, gamma 0.99) without RL Zoo's costly corners (2048 batches, 400x300 nets)."""
@@ -213,8 +236,11 @@ def _parse_param(name: str, spec: Any, source: str) -> Param:
         return Choice(tuple(_convert(name, choice, where) for choice in choices))
     if keys in ({"low", "high"}, {"low", "high", "log"}):
         return _parse_range(name, spec, where)
-    raise ConfigError(f"{where}: unexpected keys {sorted(keys)}; expected {{ low = ..., high = ..., log = true }}, "
-                      "{ choices = [...] }, { value = ... } or a plain value", field=name)
+    raise ConfigError(
+        f"{where}: unexpected keys {sorted(keys)}; expected {{ low = ..., high = ..., log = true }}, "
+        "{ choices = [...] }, { value = ... } or a plain value",
+        field=name,
+    )
 
 
 def _parse_range(name: str, spec: dict[str, Any], where: str) -> Range:
@@ -222,6 +248,7 @@ def _parse_range(name: str, spec: dict[str, Any], where: str) -> Range:
     if kind not in ("int", "float", "float | None"):
         raise ConfigError(f"{where}: a {kind} hyperparameter cannot take a low/high range; use choices", field=name)
     low, high = _convert(name, spec["low"], where), _convert(name, spec["high"], where)
+    assert isinstance(low, (int, float)) and isinstance(high, (int, float))  # _convert of a numeric field
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise ConfigError(f"{where}: log must be true or false, got {log!r}", field=name)
@@ -243,11 +270,21 @@ def _convert(name: str, value: Any, where: str) -> Value:
         return value
     if kind == "str" and isinstance(value, str):
         return value
-    if kind == "tuple[int, ...]" and isinstance(value, list) and value and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if (
+        kind == "tuple[int, ...]"
+        and isinstance(value, list)
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         return tuple(value)
-    expected = {"int": "an integer", "float": "a number", "float | None": "a number", "bool": "true or false",
-                "str": "a string", "tuple[int, ...]": "a list of integers such as [128, 128]"}[kind]
+    expected = {
+        "int": "an integer",
+        "float": "a number",
+        "float | None": "a number",
+        "bool": "true or false",
+        "str": "a string",
+        "tuple[int, ...]": "a list of integers such as [128, 128]",
+    }[kind]
     raise ConfigError(f"{where}: expected {expected}, got {value!r}", field=name)
 
 

@@ -16,17 +16,22 @@ def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     """Trial `number` of the study (default: `default_trial`); it must be COMPLETE."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise StorageError(f"study {study.study_name!r} has no complete trial "
-                           f"({len(study.trials)} trial(s) in other states); run or resume the study first")
+        raise StorageError(
+            f"study {study.study_name!r} has no complete trial "
+            f"({len(study.trials)} trial(s) in other states); run or resume the study first"
+        )
     if number is None:
         return default_trial(study)[0]
     trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
     if number not in trials:
-        raise StorageError(f"trial {number} not found in study {study.study_name!r}; "
-                           f"its trials are numbered 0 to {max(trials)}")
+        raise StorageError(
+            f"trial {number} not found in study {study.study_name!r}; its trials are numbered 0 to {max(trials)}"
+        )
     if trials[number].state != TrialState.COMPLETE:
-        raise StorageError(f"trial {number} of study {study.study_name!r} is {trials[number].state.name}; "
-                           f"only COMPLETE trials can be retrained (the best is trial {study.best_trial.number})")
+        raise StorageError(
+            f"trial {number} of study {study.study_name!r} is {trials[number].state.name}; "
+            f"only COMPLETE trials can be retrained (the best is trial {study.best_trial.number})"
+        )
     return trials[number]
 
 

@@ -80,18 +80,27 @@ class TuneSettings:
     def to_attr(self) -> dict[str, Any]:
         """The study attribute records.SETTINGS_ATTR."""
         base = self.objective.base
-        return {"env_id": base.env_id, "total_timesteps": base.total_timesteps, "eval_episodes": base.eval_episodes,
-                "objective": self.objective.objective, "seeds": self.objective.seeds, "seed": self.objective.study_seed,
-                "sampler": self.sampler, "pruner": self.pruner, "base_config": base.to_dict(),
-                "search_space": self.objective.space.to_dict()}
+        return {
+            "env_id": base.env_id,
+            "total_timesteps": base.total_timesteps,
+            "eval_episodes": base.eval_episodes,
+            "objective": self.objective.objective,
+            "seeds": self.objective.seeds,
+            "seed": self.objective.study_seed,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "base_config": base.to_dict(),
+            "search_space": self.objective.space.to_dict(),
+        }
 
     def prepare(self, storage: SharedStorage, command: str) -> Plan:
         """Create the study, or load it and refuse to mix incomparable trials; record the command."""
         study, created = _create_or_load(storage, self)
         retry_interrupted(study)  # trials stopped by a signal with a checkpoint: resumed first
         if self.artifacts or self.checkpoint_every:
-            records.store_artifact_dir(study, chosen_artifact_dir(self.artifact_dir, records.stored_artifact_dir(study),
-                                                                  self.storage_url))
+            records.store_artifact_dir(
+                study, chosen_artifact_dir(self.artifact_dir, records.stored_artifact_dir(study), self.storage_url)
+            )
         run_index = records.record_command(study, command)
         if run_index == 0:
             optuna_dashboard.save_note(study, tuning_note(study, self.storage_url))
@@ -101,15 +110,21 @@ class TuneSettings:
         """The study with this worker's sampler and the pruner."""
         base = self.objective.base
         return optuna.load_study(
-            study_name=self.study_name, storage=storage, sampler=make_sampler(self.sampler, sampler_seed),
-            pruner=make_pruner(self.pruner, total_timesteps=base.total_timesteps, eval_freq=base.eval_freq))
+            study_name=self.study_name,
+            storage=storage,
+            sampler=make_sampler(self.sampler, sampler_seed),
+            pruner=make_pruner(self.pruner, total_timesteps=base.total_timesteps, eval_freq=base.eval_freq),
+        )
 
     def trial_objective(self) -> Objective:
         """Sample, train on the trial's seeds (checkpointed), record, upload the learning curve."""
-        return make_objective(self.objective, study_artifact_store(self.storage, self.study_name, self.artifact_dir)
-                              if self.artifacts else None,
-                              job_checkpoints(self.storage, self.study_name, self.artifact_dir,
-                                              every=self.checkpoint_every, artifacts=self.artifacts))
+        return make_objective(
+            self.objective,
+            study_artifact_store(self.storage, self.study_name, self.artifact_dir) if self.artifacts else None,
+            job_checkpoints(
+                self.storage, self.study_name, self.artifact_dir, every=self.checkpoint_every, artifacts=self.artifacts
+            ),
+        )
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """With `trial_lines`: the finished trial's outcome and the study's best so far (read from storage)."""
@@ -145,19 +160,30 @@ class StudySummary:
     def lines(self) -> list[str]:
         """What the command did and where the study stands, as `tune` prints it before validating."""
         counts = counts_text(self.counts)
-        out = [f"study {self.study_name!r}: {self.trials_run} trials run in {self.wall_time_s:.0f}s"
-               + (" (interrupted)" if self.interrupted else "")
-               + (f" (--timeout {self.timeout_s:g}s reached: no new trial started, running ones finished)"
-                  if self.timeout_s is not None else ""),
-               f"trials in the study: {sum(self.counts.values())} ({counts or 'none'})"
-               + (f"; {self.diverged} pruned because training diverged" if self.diverged else "")
-               + (f"; {self.interrupted_trials} failed because a command was interrupted (Ctrl-C or SIGTERM): they "
-                  "stay in the study and count towards --total-trials" if self.interrupted_trials else "")]
+        out = [
+            f"study {self.study_name!r}: {self.trials_run} trials run in {self.wall_time_s:.0f}s"
+            + (" (interrupted)" if self.interrupted else "")
+            + (
+                f" (--timeout {self.timeout_s:g}s reached: no new trial started, running ones finished)"
+                if self.timeout_s is not None
+                else ""
+            ),
+            f"trials in the study: {sum(self.counts.values())} ({counts or 'none'})"
+            + (f"; {self.diverged} pruned because training diverged" if self.diverged else "")
+            + (
+                f"; {self.interrupted_trials} failed because a command was interrupted (Ctrl-C or SIGTERM): they "
+                "stay in the study and count towards --total-trials"
+                if self.interrupted_trials
+                else ""
+            ),
+        ]
         if self.best_value is None:
             out.append("best: no complete trial yet")
         else:
-            out.append(f"best on its tuning seeds: trial {self.best_number}, value {self.best_value:.2f} "
-                       f"({self.value_meaning})")
+            out.append(
+                f"best on its tuning seeds: trial {self.best_number}, value {self.best_value:.2f} "
+                f"({self.value_meaning})"
+            )
         if self.worker_error:
             out.append(f"a worker failed: {self.worker_error}")
         if self.interrupted or self.worker_error:
@@ -165,17 +191,25 @@ class StudySummary:
         return out
 
 
-def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, command: str = "",
-              echo: Callable[[str], None] = print, progress: bool | None = None,
-              timeout_s: float | None = None, executor: Executor | None = None) -> StudySummary:
+def run_study(
+    settings: TuneSettings,
+    *,
+    trials: int | None,
+    workers: int = 1,
+    command: str = "",
+    echo: Callable[[str], None] = print,
+    progress: bool | None = None,
+    timeout_s: float | None = None,
+    executor: Executor | None = None,
+) -> StudySummary:
     """Create or resume the study and run `trials` more trials (None: until `settings.total_trials`, or with
     neither, until `timeout_s`).
 
-    `workers` workers of `executor` (None: local processes) share the trials. `progress` shows a live bar on stderr (None: when stderr is a
-    terminal); when stdout is not a terminal, or there is no bar, each finished trial prints one line
-    instead (logs under nohup, Slurm or CI). SIGINT/SIGTERM stop cleanly: running trials are failed and
-    the summary says `interrupted`. After `timeout_s` seconds no new trial starts (running ones finish) and
-    the summary says so.
+    `workers` workers of `executor` (None: local processes) share the trials. `progress` shows a live bar on
+    stderr (None: when stderr is a terminal); when stdout is not a terminal, or there is no bar, each finished
+    trial prints one line instead (logs under nohup, Slurm or CI). SIGINT/SIGTERM stop cleanly: running trials
+    are failed and the summary says `interrupted`. After `timeout_s` seconds no new trial starts (running ones
+    finish) and the summary says so.
     """
     if trials is None and settings.total_trials is None and timeout_s is None:
         raise ValueError("give trials, total_trials, timeout_s or several")
@@ -187,19 +221,35 @@ def run_study(settings: TuneSettings, *, trials: int | None, workers: int = 1, c
 
     def started(plan: Plan, before: int) -> None:
         nonlocal bar
-        echo(f"{'created' if plan.created else 'resuming'} study {settings.study_name!r} in "
-             f"{public_url(settings.storage_url)}: {before} trials already"
-             + (f" ({counts_text(state_counts(plan.study.get_trials()))})" if before else "")
-             + (f"; --trials {trials} runs {trials} more (--total-trials N stops the study at N trials in all)"
-                if before and trials is not None and settings.total_trials is None else ""))
-        left = [n for n in (trials, None if settings.total_trials is None else max(0, settings.total_trials - before))
-                if n is not None]
+        echo(
+            f"{'created' if plan.created else 'resuming'} study {settings.study_name!r} in "
+            f"{public_url(settings.storage_url)}: {before} trials already"
+            + (f" ({counts_text(state_counts(plan.study.get_trials()))})" if before else "")
+            + (
+                f"; --trials {trials} runs {trials} more (--total-trials N stops the study at N trials in all)"
+                if before and trials is not None and settings.total_trials is None
+                else ""
+            )
+        )
+        left = [
+            n
+            for n in (trials, None if settings.total_trials is None else max(0, settings.total_trials - before))
+            if n is not None
+        ]
         if show_bar:
             bar = Progress(plan.study, min(left, default=None), total_timesteps=settings.objective.base.total_timesteps)
 
     try:
-        outcome = run_job(settings, trials=trials, workers=workers, executor=executor, command=command, on_start=started,
-                          on_progress=lambda finished: bar.update(finished) if bar else None, timeout_s=timeout_s)
+        outcome = run_job(
+            settings,
+            trials=trials,
+            workers=workers,
+            executor=executor,
+            command=command,
+            on_start=started,
+            on_progress=lambda finished: bar.update(finished) if bar else None,
+            timeout_s=timeout_s,
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -215,17 +265,26 @@ def summarize(outcome: JobOutcome, settings: TuneSettings, timeout_s: float | No
     best = best_trial(study)
     url = shlex.quote(public_url(settings.storage_url))
     return StudySummary(
-        study_name=settings.study_name, storage_url=public_url(settings.storage_url),
-        trials_before=outcome.trials_before, trials_run=outcome.finished, counts=counts, diverged=diverged,
-        best_number=best.number if best else None, best_value=best.value if best else None,
-        best_params=dict(best.params) if best else {}, wall_time_s=outcome.wall_time_s,
+        study_name=settings.study_name,
+        storage_url=public_url(settings.storage_url),
+        trials_before=outcome.trials_before,
+        trials_run=outcome.finished,
+        counts=counts,
+        diverged=diverged,
+        best_number=best.number if best else None,
+        best_value=best.value if best else None,
+        best_params=dict(best.params) if best else {},
+        wall_time_s=outcome.wall_time_s,
         value_meaning=records.value_meaning(settings.to_attr()),
-        interrupted_trials=sum(t.state == TrialState.FAIL and t.user_attrs.get(attributes.FAIL_REASON) == INTERRUPTED
-                               for t in all_trials),
+        interrupted_trials=sum(
+            t.state == TrialState.FAIL and t.user_attrs.get(attributes.FAIL_REASON) == INTERRUPTED for t in all_trials
+        ),
         dashboard_command=f"dqn-tune dashboard {url}",
         retrain_command=f"dqn-tune retrain --study-name {shlex.quote(settings.study_name)} --storage {url}",
-        interrupted=outcome.interrupted, worker_error=outcome.worker_error,
-        timeout_s=timeout_s if outcome.timed_out else None)
+        interrupted=outcome.interrupted,
+        worker_error=outcome.worker_error,
+        timeout_s=timeout_s if outcome.timed_out else None,
+    )
 
 
 def _create_or_load(storage: SharedStorage, settings: TuneSettings) -> tuple[optuna.Study, bool]:

@@ -69,8 +69,10 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     """The `k` complete trials with the highest values (ties: the earlier trial); StorageError if there is none."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise StorageError(f"study {study.study_name!r} has no complete trial to validate "
-                           f"({len(study.get_trials(deepcopy=False))} trial(s) in other states); run or resume it first")
+        raise StorageError(
+            f"study {study.study_name!r} has no complete trial to validate "
+            f"({len(study.get_trials(deepcopy=False))} trial(s) in other states); run or resume it first"
+        )
     return sorted(complete, key=lambda t: (-float(t.value), t.number))[:k]  # type: ignore[arg-type]
 
 
@@ -129,18 +131,23 @@ class ValidationSettings:
         """Create or load the validation study, queue every missing or failed cell; the study may hold no more."""
         top = top_trials(load_study(storage, self.tuning_study), self.top_k)
         created = self.study_name not in study_names(storage)
-        study = optuna.create_study(study_name=self.study_name, storage=storage, direction="maximize",
-                                    load_if_exists=True)
+        study = optuna.create_study(
+            study_name=self.study_name, storage=storage, direction="maximize", load_if_exists=True
+        )
         of = study.user_attrs.get(records.VALIDATION_OF)
         if of is None and not created and study.get_trials(deepcopy=False):
-            raise StorageError(f"study {self.study_name!r} exists and is not a validation study; "
-                               "rename or delete it to validate")
+            raise StorageError(
+                f"study {self.study_name!r} exists and is not a validation study; rename or delete it to validate"
+            )
         if created or of is None:
             study.set_user_attr(records.VALIDATION_OF, self.tuning_study)
         fail_stale_trials(study)
         retry_interrupted(study)  # batches stopped by a signal with a checkpoint: resumed as the same batch
-        held = {cell for t in study.get_trials(deepcopy=False)
-                if t.state in (*KEPT_STATES, TrialState.WAITING, TrialState.RUNNING) and (cell := cell_of(t))}
+        held = {
+            cell
+            for t in study.get_trials(deepcopy=False)
+            if t.state in (*KEPT_STATES, TrialState.WAITING, TrialState.RUNNING) and (cell := cell_of(t))
+        }
         for trial in top:
             records.trial_config(trial)  # a trial without its config is refused before anything is queued
         for number, seed in self.cells(top):
@@ -150,23 +157,26 @@ class ValidationSettings:
 
     def load(self, storage: SharedStorage, sampler_seed: int) -> optuna.Study:
         """The study as workers open it (queued cells only: the sampler never picks a value)."""
-        return optuna.load_study(study_name=self.study_name, storage=storage,
-                                 sampler=RandomSampler(seed=sampler_seed), pruner=NopPruner())
+        return optuna.load_study(
+            study_name=self.study_name, storage=storage, sampler=RandomSampler(seed=sampler_seed), pruner=NopPruner()
+        )
 
     def trial_objective(self) -> BatchObjective:
         """Train queued cells of one config (as stored on its tuning trial) on their held-out seeds as one batched
         group, each cell still a trial of its own."""
         store = study_artifact_store(self.storage, self.tuning_study, self.artifact_dir) if self.artifacts else None
-        checkpoints = job_checkpoints(self.storage, self.tuning_study, self.artifact_dir, every=self.checkpoint_every,
-                                      artifacts=self.artifacts)
+        checkpoints = job_checkpoints(
+            self.storage, self.tuning_study, self.artifact_dir, every=self.checkpoint_every, artifacts=self.artifacts
+        )
 
         def run(trials: Sequence[optuna.Trial]) -> list[float | None]:
             source = next(iter({trial.suggest_int(SOURCE_TRIAL, 0, MAX_TRIAL_NUMBER) for trial in trials}))
             seeds = [trial.suggest_int(SEED, VALIDATION.start, VALIDATION.stop - 1) for trial in trials]
             tuning = optuna.load_study(study_name=self.tuning_study, storage=trials[0].storage)
             config = records.trial_config(tuning.get_trials(deepcopy=False)[source])
-            return run_seed_trials(trials, config, seeds, artifact_store=store, device=self.device,
-                                   checkpoints=checkpoints)
+            return run_seed_trials(
+                trials, config, seeds, artifact_store=store, device=self.device, checkpoints=checkpoints
+            )
 
         return BatchObjective(run, _config_of, self.batch or self.seeds)
 
@@ -175,8 +185,11 @@ class ValidationSettings:
         cell = cell_of(trial)
         if cell is None:
             return None
-        outcome = (f"return {trial.value:.1f}" if trial.state == TrialState.COMPLETE
-                   else f"{trial.state.name.lower()}: {trial.user_attrs.get(attributes.FAIL_REASON, '')}".rstrip(": "))
+        outcome = (
+            f"return {trial.value:.1f}"
+            if trial.state == TrialState.COMPLETE
+            else f"{trial.state.name.lower()}: {trial.user_attrs.get(attributes.FAIL_REASON, '')}".rstrip(": ")
+        )
         seed_index = cell[1] - VALIDATION.start
         return f"  validation: config of trial {cell[0]}, held-out seed #{seed_index}: {outcome}"
 
@@ -200,8 +213,10 @@ class ValidationSummary:
 
     def lines(self) -> list[str]:
         """The table and the verdict, as printed."""
-        out = [f"validation {self.study_name!r}: {self.runs} runs in {self.wall_time_s:.0f}s"
-               + (" (interrupted)" if self.interrupted else "")]
+        out = [
+            f"validation {self.study_name!r}: {self.runs} runs in {self.wall_time_s:.0f}s"
+            + (" (interrupted)" if self.interrupted else "")
+        ]
         if self.recommendation is not None:
             out += table_lines(self.recommendation)
             out.append(f"recommended: trial {self.recommendation.trial} ({self.recommendation.reason()})")
@@ -242,10 +257,16 @@ def validation_stats(study: optuna.Study, top: Sequence[FrozenTrial], seeds: Seq
         runs = [(seed, finished[(source.number, seed)]) for seed in seeds if (source.number, seed) in finished]
         complete = [(seed, t) for seed, t in runs if t.state == TrialState.COMPLETE and t.value is not None]
         if runs:
-            table.append(ConfigStats(source.number, float(source.value or math.nan), tuple(s for s, _ in complete),
-                                     tuple(float(t.value) for _, t in complete),  # type: ignore[arg-type]
-                                     len(runs) - len(complete),
-                                     tuple(_curve_mean(t) for _, t in complete)))
+            table.append(
+                ConfigStats(
+                    source.number,
+                    float(source.value or math.nan),
+                    tuple(s for s, _ in complete),
+                    tuple(float(t.value) for _, t in complete),  # type: ignore[arg-type]
+                    len(runs) - len(complete),
+                    tuple(_curve_mean(t) for _, t in complete),
+                )
+            )
     return table
 
 
@@ -255,16 +276,24 @@ def _curve_mean(trial: FrozenTrial) -> float:
     return curve_auc(runs[0].curve_steps, runs[0].curve_returns) if runs else math.nan
 
 
-def run_validation(settings: ValidationSettings, *, workers: int = 1, command: str = "",
-                   echo: Callable[[str], None] = print, executor: Executor | None = None) -> ValidationSummary:
+def run_validation(
+    settings: ValidationSettings,
+    *,
+    workers: int = 1,
+    command: str = "",
+    echo: Callable[[str], None] = print,
+    executor: Executor | None = None,
+) -> ValidationSummary:
     """Run the missing validation cells (on `executor`'s workers; None: local processes), then store the
     recommendation on the tuning study and the table in the validation study's dashboard note."""
 
     def started(plan: Plan, _before: int) -> None:
         queued = len(plan.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         configs = "the best config" if settings.top_k == 1 else f"the top {settings.top_k} configs"
-        echo(f"validating {configs} of {settings.tuning_study!r} on {settings.seeds} held-out seeds each: {queued} "
-             "runs to do")
+        echo(
+            f"validating {configs} of {settings.tuning_study!r} on {settings.seeds} held-out seeds each: {queued} "
+            "runs to do"
+        )
 
     split = dataclasses.replace(settings, batch=settings.batch or math.ceil(settings.seeds / max(1, workers)))
     outcome = run_job(split, trials=None, workers=workers, executor=executor, command=command, on_start=started)
@@ -277,8 +306,17 @@ def run_validation(settings: ValidationSettings, *, workers: int = 1, command: s
         optuna_dashboard.save_note(outcome.study, _note(settings, recommendation))
     done = {(row.trial, seed) for row in table for seed in row.seeds}
     missing = len(settings.cells(top)) - len(done) - sum(row.diverged for row in table)
-    return ValidationSummary(settings.study_name, settings.tuning_study, outcome.finished, outcome.wall_time_s,
-                             recommendation, settings.seeds, missing, outcome.interrupted, outcome.worker_error)
+    return ValidationSummary(
+        settings.study_name,
+        settings.tuning_study,
+        outcome.finished,
+        outcome.wall_time_s,
+        recommendation,
+        settings.seeds,
+        missing,
+        outcome.interrupted,
+        outcome.worker_error,
+    )
 
 
 def _note(settings: ValidationSettings, recommendation: Recommendation) -> str:
@@ -286,12 +324,17 @@ def _note(settings: ValidationSettings, recommendation: Recommendation) -> str:
     rows = ["| trial | tuned value | mean [95% CI] | IQM | min | std | seeds |", "|---|---|---|---|---|---|---|"]
     for row in recommendation.table:
         interval = row.interval
-        rows.append(f"| {row.trial} | {row.tuned_value:.1f} | {row.mean:.1f} [{interval.low:.1f}, "
-                    f"{interval.high:.1f}] | {row.iqm:.1f} | {row.min:.1f} | {row.std:.1f} | {len(row.returns)} |")
+        rows.append(
+            f"| {row.trial} | {row.tuned_value:.1f} | {row.mean:.1f} [{interval.low:.1f}, "
+            f"{interval.high:.1f}] | {row.iqm:.1f} | {row.min:.1f} | {row.std:.1f} | {len(row.returns)} |"
+        )
     comparison = recommendation.to_dict()["comparison"]
-    return (f"## Validation of `{settings.tuning_study}`\n\n"
-            f"The top {settings.top_k} config(s), each trained on the same {settings.seeds} held-out seeds "
-            f"(never used by tuning or retrain), judged on their final greedy return.\n\n" + "\n".join(rows)
-            + f"\n\n**Recommended: trial {recommendation.trial}** ({RULE}).\n\n"
-            + (f"Paired: {comparison}.\n" if comparison else "")
-            + (f"\nNote: {warning}.\n" if (warning := recommendation.no_spread_warning(settings.seeds)) else ""))
+    return (
+        f"## Validation of `{settings.tuning_study}`\n\n"
+        f"The top {settings.top_k} config(s), each trained on the same {settings.seeds} held-out seeds "
+        f"(never used by tuning or retrain), judged on their final greedy return.\n\n"
+        + "\n".join(rows)
+        + f"\n\n**Recommended: trial {recommendation.trial}** ({RULE}).\n\n"
+        + (f"Paired: {comparison}.\n" if comparison else "")
+        + (f"\nNote: {warning}.\n" if (warning := recommendation.no_spread_warning(settings.seeds)) else "")
+    )

@@ -19,8 +19,25 @@ from dqn_tune.cli import build_parser, main
 from dqn_tune.dqn.envs import make_env
 
 NOBODY = 65534
-_TINY_TRIAL = ["--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
-               "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--no-artifacts", "--validate-top", "0"]
+_TINY_TRIAL = [
+    "--timesteps",
+    "600",
+    "--learning-starts",
+    "100",
+    "--eval-freq",
+    "200",
+    "--eval-curve-episodes",
+    "2",
+    "--eval-episodes",
+    "2",
+    "--hidden-sizes",
+    "16",
+    "--seeds",
+    "1",
+    "--no-artifacts",
+    "--validate-top",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -132,4 +149,3 @@ def _load_optuna_migrations() -> None:
     script.get_current_head()
     list(script.walk_revisions())
     _VersionManager._create_alembic_script = lambda self: script  # type: ignore[method-assign]
-

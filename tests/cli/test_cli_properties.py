@@ -43,20 +43,52 @@ DB = "study.db"
 STORAGE = f"sqlite:///{DB}"
 AGENT = "agent.pt"
 CONFIG = "config.toml"
-TINY = {"--timesteps": "300", "--learning-starts": "100", "--batch-size": "32", "--hidden-sizes": "16",
-        "--eval-freq": "100", "--eval-curve-episodes": "1", "--eval-episodes": "1", "--trials": "1", "--trial-seeds": "1",
-        "--retrain-seeds": "1", "--cell-seeds": "1", "--validate-top": "0", "--no-artifacts": None, "--workers": "1",
-        "--episodes": "1",
-        "--storage": STORAGE, "--port": "0"}
+TINY = {
+    "--timesteps": "300",
+    "--learning-starts": "100",
+    "--batch-size": "32",
+    "--hidden-sizes": "16",
+    "--eval-freq": "100",
+    "--eval-curve-episodes": "1",
+    "--eval-episodes": "1",
+    "--trials": "1",
+    "--trial-seeds": "1",
+    "--retrain-seeds": "1",
+    "--cell-seeds": "1",
+    "--validate-top": "0",
+    "--no-artifacts": None,
+    "--workers": "1",
+    "--episodes": "1",
+    "--storage": STORAGE,
+    "--port": "0",
+}
 """The budget flags prepended to every command that accepts them (None: a flag without a value)."""
-REQUIRED = {"retrain": ["--study-name", STUDY], "report": ["--study-name", STUDY], "validate": ["--validate-top", "1", "--validation-seeds", "2"],
-            "ablate": ["--buffer-sizes", "1000", "--target-intervals", "10"]}
+REQUIRED = {
+    "retrain": ["--study-name", STUDY],
+    "report": ["--study-name", STUDY],
+    "validate": ["--validate-top", "1", "--validation-seeds", "2"],
+    "ablate": ["--buffer-sizes", "1000", "--target-intervals", "10"],
+}
 """Per command: what makes the plain command valid and cheap (validate needs 1 config and 2 seeds at least)."""
 POSITIONAL = {"path": AGENT}
 """The value of each required positional argument when the draw leaves it out (optional ones are only drawn)."""
-CAPS = {"total_timesteps": 300, "timesteps": 300, "trials": 1, "total_trials": 3, "trial_seeds": 2, "retrain_seeds": 2,
-        "cell_seeds": 2, "eval_episodes": 2, "eval_curve_episodes": 2, "episodes": 2, "validate_top": 1, "validation_seeds": 2, "workers": 1,
-        "gradient_steps": 4, "n_steps": 5}
+CAPS = {
+    "total_timesteps": 300,
+    "timesteps": 300,
+    "trials": 1,
+    "total_trials": 3,
+    "trial_seeds": 2,
+    "retrain_seeds": 2,
+    "cell_seeds": 2,
+    "eval_episodes": 2,
+    "eval_curve_episodes": 2,
+    "episodes": 2,
+    "validate_top": 1,
+    "validation_seeds": 2,
+    "workers": 1,
+    "gradient_steps": 4,
+    "n_steps": 5,
+}
 """Largest value of each count (by argparse dest) a drawn valid integer is lowered to: a valid draw stays cheap."""
 FLOORS = {"eval_freq": 50}
 """Smallest positive value of each interval a drawn valid integer is raised to (fewer evaluations)."""
@@ -65,13 +97,79 @@ WRITERS = {"tune", "ablate", "validate", "retrain"}
 NEVER_DRAWN = {"--debug", "-h", "--help"}
 """--debug shows tracebacks on purpose; --help prints help and exits 0 (argparse's own path)."""
 
-AWKWARD = ["0", "-1", "-7", "1", "2", "3", "16", "100", str(10**30), str(2**63), str(2**63 - 1), str(2**32),
-           "0.5", "1e-3", "1.5", "-0.0", "1e309", "nan", "NaN", "inf", "-inf", "", " ", "\t", "  \n", "../x", "/",
-           ".", "..", "a/b", "/dev/null", "x" * 2000, "9" * 2000, "é", "日本語", "\U0001f600", "\x01\x1b[31m",
-           "a\nb", "none", "None", "true", "huber", "mse", "CartPole-v1", "Pendulum-v1", "NoSuchEnv-v0", "1,2",
-           "16,16", ",", "1,,2", "--", "-", "=", "'", '"', "%s", "{}", "\\", "clip.gif", "out.pt", "out.toml",
-           AGENT, CONFIG, STUDY, STORAGE, "sqlite:///new.db", "sqlite:///missing/dir/x.db", "sqlite://", "sqlite:",
-           "nosuchdialect://x", "sqlite:///" + "y" * 300]
+AWKWARD = [
+    "0",
+    "-1",
+    "-7",
+    "1",
+    "2",
+    "3",
+    "16",
+    "100",
+    str(10**30),
+    str(2**63),
+    str(2**63 - 1),
+    str(2**32),
+    "0.5",
+    "1e-3",
+    "1.5",
+    "-0.0",
+    "1e309",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "",
+    " ",
+    "\t",
+    "  \n",
+    "../x",
+    "/",
+    ".",
+    "..",
+    "a/b",
+    "/dev/null",
+    "x" * 2000,
+    "9" * 2000,
+    "é",
+    "日本語",
+    "\U0001f600",
+    "\x01\x1b[31m",
+    "a\nb",
+    "none",
+    "None",
+    "true",
+    "huber",
+    "mse",
+    "CartPole-v1",
+    "Pendulum-v1",
+    "NoSuchEnv-v0",
+    "1,2",
+    "16,16",
+    ",",
+    "1,,2",
+    "--",
+    "-",
+    "=",
+    "'",
+    '"',
+    "%s",
+    "{}",
+    "\\",
+    "clip.gif",
+    "out.pt",
+    "out.toml",
+    AGENT,
+    CONFIG,
+    STUDY,
+    STORAGE,
+    "sqlite:///new.db",
+    "sqlite:///missing/dir/x.db",
+    "sqlite://",
+    "sqlite:",
+    "nosuchdialect://x",
+    "sqlite:///" + "y" * 300,
+]
 """Values drawn for every flag, whatever its type."""
 TEXT = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), max_size=12)
 """Random short strings (argv cannot hold NUL or lone surrogates)."""
@@ -108,7 +206,6 @@ def command_flags() -> dict[str, list[Flag]]:
                     flags.append(Flag(option, action.dest, takes_value, action.required, tuple(extra)))
         table[name] = flags
     return table
-
 
 
 @st.composite
@@ -171,12 +268,41 @@ class Workspace:
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """A two-trial study, a saved agent and a config file, each made by dqn-tune itself."""
     root = tmp_path_factory.mktemp("workspace")
-    tiny = ["--timesteps", "300", "--learning-starts", "100", "--batch-size", "32", "--hidden-sizes", "16",
-            "--eval-freq", "100", "--eval-curve-episodes", "1", "--eval-episodes", "1"]
-    commands = [["tune", "--trials", "2", "--storage", STORAGE, *tiny, "--validate-top", "0", "--trial-seeds", "1",
-                 "--no-artifacts", "--workers", "1"],
-                ["train", *tiny, "--out", AGENT],
-                ["best", "--storage", STORAGE, "--study-name", STUDY, "--out", CONFIG]]
+    tiny = [
+        "--timesteps",
+        "300",
+        "--learning-starts",
+        "100",
+        "--batch-size",
+        "32",
+        "--hidden-sizes",
+        "16",
+        "--eval-freq",
+        "100",
+        "--eval-curve-episodes",
+        "1",
+        "--eval-episodes",
+        "1",
+    ]
+    commands = [
+        [
+            "tune",
+            "--trials",
+            "2",
+            "--storage",
+            STORAGE,
+            *tiny,
+            "--validate-top",
+            "0",
+            "--trial-seeds",
+            "1",
+            "--no-artifacts",
+            "--workers",
+            "1",
+        ],
+        ["train", *tiny, "--out", AGENT],
+        ["best", "--storage", STORAGE, "--study-name", STUDY, "--out", CONFIG],
+    ]
     with inside(root), contextlib.redirect_stderr(io.StringIO()) as err:
         for argv in commands:
             assert main(argv) == 0, (argv, err.getvalue())
@@ -218,21 +344,30 @@ def check_command(workspace: Workspace, capsys: pytest.CaptureFixture[str], comm
         assert code in (0, 2), (code, argv, err)
         assert "Traceback" not in err, (argv, err)
         assert stat.S_ISCHR(os.stat("/dev/null").st_mode), "/dev/null was replaced"
-        changed = sorted(name for name, before in workspace.digests.items()
-                         if not (cwd / name).is_file() or digest(cwd / name) != before)
+        changed = sorted(
+            name
+            for name, before in workspace.digests.items()
+            if not (cwd / name).is_file() or digest(cwd / name) != before
+        )
         if code == 2:
             assert err.count("\n") == 1 and err.startswith("dqn-tune: error: "), (argv, err)
             assert changed == [], (argv, err, changed)
             return
         if DB in changed:
             assert command in WRITERS, (argv, "wrote to the study storage")
-            assert trial_rows(cwd / DB)[:len(workspace.trials)] == workspace.trials, argv
+            assert trial_rows(cwd / DB)[: len(workspace.trials)] == workspace.trials, argv
         named = set(argv) | {value.partition("=")[2] for value in argv}
         assert all(name in named for name in changed if name != DB), (argv, changed)
 
 
-FAST = settings(max_examples=5, deadline=None, derandomize=True, database=None, print_blob=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FAST = settings(
+    max_examples=5,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 """Examples per subcommand in the default run (each subcommand is its own test: all are covered every run)."""
@@ -242,8 +377,8 @@ FAST = settings(max_examples=5, deadline=None, derandomize=True, database=None, 
 @FAST
 @given(data=st.data())
 def test_any_command_line_exits_0_or_2_with_one_line_and_storage_intact(
-        workspace: Workspace, capsys: pytest.CaptureFixture[str], no_serving: None, command: str,
-        data: st.DataObject) -> None:
+    workspace: Workspace, capsys: pytest.CaptureFixture[str], no_serving: None, command: str, data: st.DataObject
+) -> None:
     check_command(workspace, capsys, command, data.draw(command_lines(command), label="argv"))
 
 
@@ -252,15 +387,30 @@ def test_any_command_line_exits_0_or_2_with_one_line_and_storage_intact(
 @settings(FAST, max_examples=8)
 @given(data=st.data())
 def test_any_command_line_many_examples(
-        workspace: Workspace, capsys: pytest.CaptureFixture[str], no_serving: None, command: str,
-        data: st.DataObject) -> None:
+    workspace: Workspace, capsys: pytest.CaptureFixture[str], no_serving: None, command: str, data: st.DataObject
+) -> None:
     check_command(workspace, capsys, command, data.draw(command_lines(command), label="argv"))
 
 
 # Defects the property found, one regular test each.
 
-TINY_TRAIN = ["train", "--timesteps", "300", "--learning-starts", "100", "--batch-size", "32", "--hidden-sizes", "16",
-              "--eval-freq", "100", "--eval-curve-episodes", "1", "--eval-episodes", "1"]
+TINY_TRAIN = [
+    "train",
+    "--timesteps",
+    "300",
+    "--learning-starts",
+    "100",
+    "--batch-size",
+    "32",
+    "--hidden-sizes",
+    "16",
+    "--eval-freq",
+    "100",
+    "--eval-curve-episodes",
+    "1",
+    "--eval-episodes",
+    "1",
+]
 
 
 def one_line(err: str, message: str) -> None:
@@ -269,7 +419,8 @@ def one_line(err: str, message: str) -> None:
 
 
 def test_an_output_path_that_is_a_pipe_or_device_is_refused_not_replaced(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An atomic write (temp file + rename) over /dev/null would put a regular file in its place (as root);
     a FIFO shows the same without touching the machine."""
     from dqn_tune.errors import OutputPathError
@@ -286,7 +437,8 @@ def test_an_output_path_that_is_a_pipe_or_device_is_refused_not_replaced(
 
 
 def test_an_output_name_too_long_is_one_line_before_any_training(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A 2000-character name made Path.is_dir() raise OSError (a traceback); a 250-character one passed the check
     and failed at save time, after training (save_agent's temp name is longer than the name)."""
     for name in ("x" * 2000, "y" * 250):
@@ -297,15 +449,19 @@ def test_an_output_name_too_long_is_one_line_before_any_training(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("host", "message"), [
-    ("\x80", "--host = '\\x80' is invalid: expected a host name or IP address such as 127.0.0.1 or localhost"),
-    (".", "--host = '.' is invalid"),
-    ("x" * 64, "--host = 'xxxxxxxx"),
-    ("a\nb", "cannot listen on 'a\\nb':0: "),
-    ("", "argument --host: invalid value '': it is empty"),
-])
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("\x80", "--host = '\\x80' is invalid: expected a host name or IP address such as 127.0.0.1 or localhost"),
+        (".", "--host = '.' is invalid"),
+        ("x" * 64, "--host = 'xxxxxxxx"),
+        ("a\nb", "cannot listen on 'a\\nb':0: "),
+        ("", "argument --host: invalid value '': it is empty"),
+    ],
+)
 def test_a_dashboard_host_that_cannot_be_used_is_one_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str, message: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str, message: str
+) -> None:
     """'\\x80' raised TypeError and '.' UnicodeError from the socket (tracebacks); an empty host (an unset shell
     variable) listened on every interface; a newline split the error in two lines."""
     db = tmp_path / "empty.db"

@@ -11,25 +11,46 @@ import pytest
 from dqn_tune.cli import main
 from dqn_tune.tuning import records
 
-TINY = ["--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
-        "--eval-episodes", "2", "--hidden-sizes", "16", "--trial-seeds", "1", "--no-artifacts", "--validate-top", "0"]
+TINY = [
+    "--timesteps",
+    "600",
+    "--learning-starts",
+    "100",
+    "--eval-freq",
+    "200",
+    "--eval-curve-episodes",
+    "2",
+    "--eval-episodes",
+    "2",
+    "--hidden-sizes",
+    "16",
+    "--trial-seeds",
+    "1",
+    "--no-artifacts",
+    "--validate-top",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
 def made_with_flags(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file holding study 'dqn-CartPole-v1', made with TINY flags, --gamma 0.97 and --objective best."""
     path = tmp_path_factory.mktemp("resume") / "study.db"
-    assert main(["--trials", "1", "--storage", f"sqlite:///{path}", *TINY, "--gamma", "0.97", "--objective", "best"]) == 0
+    assert (
+        main(["--trials", "1", "--storage", f"sqlite:///{path}", *TINY, "--gamma", "0.97", "--objective", "best"]) == 0
+    )
     return path
 
 
-def test_resume_without_flags_reuses_the_stored_settings(made_with_flags: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_without_flags_reuses_the_stored_settings(
+    made_with_flags: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     copy = tmp_path / "study.db"
     copy.write_bytes(made_with_flags.read_bytes())
     storage = f"sqlite:///{copy}"
-    assert main(["--trials", "1", "--storage", storage, "--validate-top", "0", "--no-artifacts"]) == 0, \
+    assert main(["--trials", "1", "--storage", storage, "--validate-top", "0", "--no-artifacts"]) == 0, (
         capsys.readouterr().err
+    )
     assert "resuming with the study's stored settings" in capsys.readouterr().out
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
     assert len(study.trials) == 2
@@ -39,14 +60,18 @@ def test_resume_without_flags_reuses_the_stored_settings(made_with_flags: Path, 
     assert records.study_settings(study)["objective"] == "best"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--timesteps", "800"], "was run with total_timesteps = 600, this command asks for 800; use the same value"),
-    (["--objective", "final"], "was run with objective = 'best', this command asks for 'final'"),
-    (["--gamma", "0.98"], "fixes --gamma = 0.97, this command asks for 0.98; leave the flag out"),
-    (["--env", "Acrobot-v1", "--study-name", "dqn-CartPole-v1"], "was run with env_id = 'CartPole-v1'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timesteps", "800"], "was run with total_timesteps = 600, this command asks for 800; use the same value"),
+        (["--objective", "final"], "was run with objective = 'best', this command asks for 'final'"),
+        (["--gamma", "0.98"], "fixes --gamma = 0.97, this command asks for 0.98; leave the flag out"),
+        (["--env", "Acrobot-v1", "--study-name", "dqn-CartPole-v1"], "was run with env_id = 'CartPole-v1'"),
+    ],
+)
 def test_a_conflicting_explicit_flag_is_refused_and_changes_nothing(
-        made_with_flags: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    made_with_flags: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     before = made_with_flags.read_bytes()
     code = main(["--trials", "1", "--storage", f"sqlite:///{made_with_flags}", *args])
     err = capsys.readouterr().err
@@ -71,20 +96,23 @@ def test_tune_says_how_many_workers_it_uses(tmp_path: Path, capsys: pytest.Captu
     assert "1 worker process (the usable CPU cores" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("args", "dest", "value"), [
-    (["tune", "--n-trials", "7"], "trials", 7),  # Optuna's CLI and RL Zoo
-    (["--n-trials", "7"], "trials", 7),
-    (["evaluate", "agent.pt", "--eval-episodes", "5"], "episodes", 5),
-    (["evaluate", "agent.pt", "--n-eval-episodes", "5"], "episodes", 5),  # SB3
-    (["dashboard", "sqlite:///s.db"], "storage_url", "sqlite:///s.db"),  # as optuna-dashboard URL
-    (["retrain", "--env", "Acrobot-v1"], "env_id", "Acrobot-v1"),
-    (["tune", "--seeds", "3"], "trial_seeds", 3),  # the names before one name per meaning (issue 24)
-    (["validate", "--top-k", "2"], "validate_top", 2),
-    (["validate", "--seeds", "7"], "validation_seeds", 7),
-    (["retrain", "--seeds", "2"], "retrain_seeds", 2),
-    (["ablate", "--seeds", "2"], "cell_seeds", 2),
-    (["report", "--env-id", "Acrobot-v1"], "env_id", "Acrobot-v1"),
-])
+@pytest.mark.parametrize(
+    ("args", "dest", "value"),
+    [
+        (["tune", "--n-trials", "7"], "trials", 7),  # Optuna's CLI and RL Zoo
+        (["--n-trials", "7"], "trials", 7),
+        (["evaluate", "agent.pt", "--eval-episodes", "5"], "episodes", 5),
+        (["evaluate", "agent.pt", "--n-eval-episodes", "5"], "episodes", 5),  # SB3
+        (["dashboard", "sqlite:///s.db"], "storage_url", "sqlite:///s.db"),  # as optuna-dashboard URL
+        (["retrain", "--env", "Acrobot-v1"], "env_id", "Acrobot-v1"),
+        (["tune", "--seeds", "3"], "trial_seeds", 3),  # the names before one name per meaning (issue 24)
+        (["validate", "--top-k", "2"], "validate_top", 2),
+        (["validate", "--seeds", "7"], "validation_seeds", 7),
+        (["retrain", "--seeds", "2"], "retrain_seeds", 2),
+        (["ablate", "--seeds", "2"], "cell_seeds", 2),
+        (["report", "--env-id", "Acrobot-v1"], "env_id", "Acrobot-v1"),
+    ],
+)
 def test_aliases_users_already_type(args: list[str], dest: str, value: object) -> None:
     from dqn_tune.cli import COMMANDS, DEFAULT_COMMAND, build_parser
 
@@ -94,7 +122,8 @@ def test_aliases_users_already_type(args: list[str], dest: str, value: object) -
 
 @pytest.mark.parametrize("command", ["retrain", "report", "validate", "best"])
 def test_commands_that_read_a_study_derive_its_name_from_env(
-        made_with_flags: Path, command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    made_with_flags: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main([command, "--env", "Acrobot-v1", "--storage", f"sqlite:///{made_with_flags}"])
     assert code == 2 and "study 'dqn-Acrobot-v1' not found" in capsys.readouterr().err
 
@@ -117,14 +146,26 @@ def test_ablate_evaluates_about_ten_times_at_any_budget(timesteps: int) -> None:
     from dqn_tune.cli import build_parser
     from dqn_tune.cli.ablate import build_spec
 
-    args = build_parser().parse_args(["ablate", "--timesteps", str(timesteps), "--buffer-sizes", "1000",
-                                      "--target-intervals", "10", "--learning-starts", "100"])
+    args = build_parser().parse_args(
+        [
+            "ablate",
+            "--timesteps",
+            str(timesteps),
+            "--buffer-sizes",
+            "1000",
+            "--target-intervals",
+            "10",
+            "--learning-starts",
+            "100",
+        ]
+    )
     config = build_spec(args).base
     assert config.total_timesteps // config.eval_freq == 10
 
 
-def test_artifact_dir_is_stored_on_the_study_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_artifact_dir_is_stored_on_the_study_and_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Issue 12 item 9: tune --artifact-dir puts the PNGs there and stores the absolute directory; a resume from
     another directory without the flag, validate, the dashboard and the report all use the stored one."""
     from dqn_tune.results.dashboard import dashboard_artifact_dir
@@ -139,7 +180,10 @@ def test_artifact_dir_is_stored_on_the_study_and_read_back(tmp_path: Path, monke
     assert "      dqn-tune dashboard sqlite:///" in capsys.readouterr().out  # which reads the stored directory
     monkeypatch.chdir(elsewhere)  # another machine's working directory
     assert main(["--trials", "1", "--storage", storage, "--validate-top", "0"]) == 0
-    assert main(["validate", "--storage", storage, "--validate-top", "1", "--validation-seeds", "2", "--workers", "1"]) == 0
+    assert (
+        main(["validate", "--storage", storage, "--validate-top", "1", "--validation-seeds", "2", "--workers", "1"])
+        == 0
+    )
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
     assert records.stored_artifact_dir(study) == str(shared)
     assert len([p for p in shared.iterdir() if p.is_file()]) == 2 + 2  # two trials, two validation runs
@@ -155,15 +199,53 @@ def test_artifact_dir_is_stored_on_the_study_and_read_back(tmp_path: Path, monke
 
 
 @pytest.mark.parametrize("timesteps", [600, 1_500])
-def test_train_evaluates_ten_times_at_any_budget(timesteps: int, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_evaluates_ten_times_at_any_budget(
+    timesteps: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Issue 12 item 4: --timesteps without --eval-freq gives EVALS_PER_RUN curve points, as tune and ablate."""
-    assert main(["train", "--timesteps", str(timesteps), "--learning-starts", "100", "--hidden-sizes", "16",
-                 "--eval-curve-episodes", "1", "--eval-episodes", "1", "--out", str(tmp_path / "a.pt")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--timesteps",
+                str(timesteps),
+                "--learning-starts",
+                "100",
+                "--hidden-sizes",
+                "16",
+                "--eval-curve-episodes",
+                "1",
+                "--eval-episodes",
+                "1",
+                "--out",
+                str(tmp_path / "a.pt"),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.count(" eval return ") == 9  # the 10th curve point, the last weights', ends the run
-    assert main(["train", "--timesteps", str(timesteps), "--eval-freq", str(timesteps // 2), "--learning-starts", "100",
-                 "--hidden-sizes", "16", "--eval-curve-episodes", "1", "--eval-episodes", "1",
-                 "--out", str(tmp_path / "b.pt")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--timesteps",
+                str(timesteps),
+                "--eval-freq",
+                str(timesteps // 2),
+                "--learning-starts",
+                "100",
+                "--hidden-sizes",
+                "16",
+                "--eval-curve-episodes",
+                "1",
+                "--eval-episodes",
+                "1",
+                "--out",
+                str(tmp_path / "b.pt"),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.count(" eval return ") == 1  # a given --eval-freq wins
 
 
@@ -185,8 +267,9 @@ def test_timeout_starts_no_trial_after_the_deadline(tmp_path: Path, capsys: pyte
     assert [t.state for t in study.trials] in ([optuna.trial.TrialState.COMPLETE], [optuna.trial.TrialState.PRUNED])
 
 
-def test_timeout_alone_runs_trials_until_the_deadline_and_is_stored(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_timeout_alone_runs_trials_until_the_deadline_and_is_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """As Optuna's optimize(timeout=...): no --trials, no --total-trials; trials start until the deadline."""
     storage = f"sqlite:///{tmp_path}/study.db"
     assert main(["--timeout", "3", "--storage", storage, *TINY, "--workers", "1"]) == 0
@@ -199,21 +282,34 @@ def test_timeout_alone_runs_trials_until_the_deadline_and_is_stored(tmp_path: Pa
     assert words[words.index("--timeout") + 1] == "3"  # as typed, not "3.0"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["retrain"], "no study storage in this directory ('studies/dqn_tune.db' relative to '{cwd}' does not exist): run "
-                  "the command where you ran 'dqn-tune tune', or give --storage with an absolute path, e.g. "
-                  "sqlite:///{cwd}/studies/dqn_tune.db"),
-    (["tune", "--trials", "1", "--storage", "sqlite:///studies"], "'studies' is a directory; expected the database file "
-                                                                   "in it, e.g. sqlite:///studies/dqn_tune.db"),
-    (["report", "--storage", "sqlite:///studies"], "'studies' is a directory"),
-    (["best", "--storage", "/abs/path.db"], "storage URL '/abs/path.db' is not a valid SQLAlchemy URL; expected e.g. "
-                                            "sqlite:////abs/path.db"),
-    (["--trails", "5"], "unrecognized arguments: --trails 5; did you mean --trials? (see 'dqn-tune tune --help')"),
-    (["validate", "--validaton-seeds=3"], "unrecognized arguments: --validaton-seeds=3; did you mean --validation-seeds?"),
-])
-def test_storage_and_flag_mistakes_say_what_to_type(args: list[str], message: str, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["retrain"],
+            "no study storage in this directory ('studies/dqn_tune.db' relative to '{cwd}' does not exist): run "
+            "the command where you ran 'dqn-tune tune', or give --storage with an absolute path, e.g. "
+            "sqlite:///{cwd}/studies/dqn_tune.db",
+        ),
+        (
+            ["tune", "--trials", "1", "--storage", "sqlite:///studies"],
+            "'studies' is a directory; expected the database file in it, e.g. sqlite:///studies/dqn_tune.db",
+        ),
+        (["report", "--storage", "sqlite:///studies"], "'studies' is a directory"),
+        (
+            ["best", "--storage", "/abs/path.db"],
+            "storage URL '/abs/path.db' is not a valid SQLAlchemy URL; expected e.g. sqlite:////abs/path.db",
+        ),
+        (["--trails", "5"], "unrecognized arguments: --trails 5; did you mean --trials? (see 'dqn-tune tune --help')"),
+        (
+            ["validate", "--validaton-seeds=3"],
+            "unrecognized arguments: --validaton-seeds=3; did you mean --validation-seeds?",
+        ),
+    ],
+)
+def test_storage_and_flag_mistakes_say_what_to_type(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     if "sqlite:///studies" in args:
         (tmp_path / "studies").mkdir()

@@ -28,7 +28,8 @@ SIZE_LIMIT = 512
 
 
 def test_best_out_leaves_the_old_file_whole_when_the_write_is_cut_short(
-        study_db: Path, tmp_path: Path, in_child: RunInChild, capsys: pytest.CaptureFixture[str]) -> None:
+    study_db: Path, tmp_path: Path, in_child: RunInChild, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A file size limit (RLIMIT_FSIZE, as `ulimit -f`) stops the write part-way, as a full disk would."""
     storage = ["--storage", f"sqlite:///{study_db}"]
     assert main(["best", *storage, "--format", "json"]) == 0
@@ -36,36 +37,63 @@ def test_best_out_leaves_the_old_file_whole_when_the_write_is_cut_short(
     out = tmp_path / "best.toml"
     out.write_text("learning_rate = 0.001\n")
 
-    code, _, err = in_child(["best", *storage, "--format", "json", "--out", str(out)],
-                            lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (SIZE_LIMIT, resource.RLIM_INFINITY)))
-    assert code == 2 and err == (f"dqn-tune: error: cannot write '{out}': File too large (the file size limit "
-                                 "(ulimit -f) is too small for it); the file there, if any, is unchanged\n")
+    code, _, err = in_child(
+        ["best", *storage, "--format", "json", "--out", str(out)],
+        lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (SIZE_LIMIT, resource.RLIM_INFINITY)),
+    )
+    assert code == 2 and err == (
+        f"dqn-tune: error: cannot write '{out}': File too large (the file size limit "
+        "(ulimit -f) is too small for it); the file there, if any, is unchanged\n"
+    )
     assert out.read_text() == "learning_rate = 0.001\n" and os.listdir(tmp_path) == ["best.toml"]
 
 
 def stride_0_agent(path: Path, obs_dim: int) -> Path:
     """An agent file whose first weight is one stored number viewed as a (64, obs_dim) tensor: a few kB on disk,
     4 * 64 * obs_dim bytes once a network is built from it."""
-    state = {"layers.0.weight": torch.zeros(1).expand(64, obs_dim), "layers.0.bias": torch.zeros(64),
-             "layers.2.weight": torch.zeros(2, 64), "layers.2.bias": torch.zeros(2)}
-    torch.save({"format": "dqn-tune-agent", "format_version": 1, "config": DQNConfig(hidden_sizes=(64,)).to_dict(),
-                "obs_dim": obs_dim, "n_actions": 2, "state_dict": state, "metadata": {}}, path)
+    state = {
+        "layers.0.weight": torch.zeros(1).expand(64, obs_dim),
+        "layers.0.bias": torch.zeros(64),
+        "layers.2.weight": torch.zeros(2, 64),
+        "layers.2.bias": torch.zeros(2),
+    }
+    torch.save(
+        {
+            "format": "dqn-tune-agent",
+            "format_version": 1,
+            "config": DQNConfig(hidden_sizes=(64,)).to_dict(),
+            "obs_dim": obs_dim,
+            "n_actions": 2,
+            "state_dict": state,
+            "metadata": {},
+        },
+        path,
+    )
     return path
 
 
 def test_an_agent_file_of_stride_0_weights_is_refused_before_anything_is_allocated(
-        tmp_path: Path, in_child: RunInChild) -> None:
+    tmp_path: Path, in_child: RunInChild
+) -> None:
     """evaluate runs under an address-space limit (RLIMIT_AS) of 1 GiB more than it uses: building the network the
     file describes needs 256 GB."""
     path = stride_0_agent(tmp_path / "agent.pt", obs_dim=10**9)
     assert path.stat().st_size < 10_000
     in_use = int(re.search(r"VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
-    code, out, err = in_child(["evaluate", str(path), "--episodes", "1"], lambda: resource.setrlimit(
-        resource.RLIMIT_AS, (in_use + 2**30, resource.RLIM_INFINITY)))
-    assert code == 2 and out == "" and err == (
-        f"dqn-tune: error: '{path}' is a damaged dqn-tune agent file: tensor 'layers.0.weight' of shape [64, "
-        "1000000000] needs 256000000000 bytes and the file holds 4 of them (a view with stride 0?); nothing is built "
-        "from it\n")
+    code, out, err = in_child(
+        ["evaluate", str(path), "--episodes", "1"],
+        lambda: resource.setrlimit(resource.RLIMIT_AS, (in_use + 2**30, resource.RLIM_INFINITY)),
+    )
+    assert (
+        code == 2
+        and out == ""
+        and err
+        == (
+            f"dqn-tune: error: '{path}' is a damaged dqn-tune agent file: tensor 'layers.0.weight' of shape [64, "
+            "1000000000] needs 256000000000 bytes and the file holds 4 of them (a view with stride 0?); nothing is "
+            "built from it\n"
+        )
+    )
 
 
 PLANTED_MODULE = """\
@@ -95,18 +123,23 @@ def files_naming(env_id: str, tmp_path: Path) -> dict[str, Path]:
     config = DQNConfig(env_id=env_id, hidden_sizes=(16,))
     agent = Agent(make_q_network(config, ObservationSpec.flat(4), 2, seeds=[0]), config)
     config = tmp_path / "best.toml"
-    config.write_text(f'env_id = "{env_id}"\ntotal_timesteps = 300\nlearning_starts = 50\nbatch_size = 16\n'
-                      "hidden_sizes = [16]\neval_freq = 150\neval_curve_episodes = 1\neval_episodes = 1\n")
+    config.write_text(
+        f'env_id = "{env_id}"\ntotal_timesteps = 300\nlearning_starts = 50\nbatch_size = 16\n'
+        "hidden_sizes = [16]\neval_freq = 150\neval_curve_episodes = 1\neval_episodes = 1\n"
+    )
     return {"evaluate": save_agent(agent, tmp_path / "agent.pt"), "train": config}
 
 
-COMMANDS = {"evaluate": ["evaluate", "{file}", "--episodes", "1"],
-            "train": ["train", "--config", "{file}", "--out", "{dir}/trained.pt"]}
+COMMANDS = {
+    "evaluate": ["evaluate", "{file}", "--episodes", "1"],
+    "train": ["train", "--config", "{file}", "--out", "{dir}/trained.pt"],
+}
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_file_never_decides_which_module_is_imported(
-        command: str, planted: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    command: str, planted: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     env_id, imported = planted
     module = env_id.split(":")[0]
     args = [arg.format(file=files_naming(env_id, tmp_path)[command], dir=tmp_path) for arg in COMMANDS[command]]
@@ -138,19 +171,24 @@ def large(path: Path) -> Path:
 
 HOSTILE_TOML: dict[str, tuple[Callable[[Path], Path], str]] = {
     "100,000 nested brackets": (nested_brackets, "{what} is not valid TOML: its arrays or tables nest too deeply"),
-    "a device that never ends": (lambda _: Path("/dev/zero"),
-                                 "cannot read {what}: it is a device, pipe or socket, not a regular file"),
+    "a device that never ends": (
+        lambda _: Path("/dev/zero"),
+        "cannot read {what}: it is a device, pipe or socket, not a regular file",
+    ),
     "a FIFO": (fifo, "cannot read {what}: it is a device, pipe or socket, not a regular file"),
     "2 MB of comments": (large, "{what} is larger than 1000000 bytes; expected a TOML file of a few kB"),
 }
-READERS = {"config file": ["train", "--config", "{file}", "--out", "{dir}/agent.pt"],
-           "search-space file": ["tune", "--search-space", "{file}", "--trials", "1", "--storage", "sqlite:///{dir}/study.db"]}
+READERS = {
+    "config file": ["train", "--config", "{file}", "--out", "{dir}/agent.pt"],
+    "search-space file": ["tune", "--search-space", "{file}", "--trials", "1", "--storage", "sqlite:///{dir}/study.db"],
+}
 
 
 @pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("case", HOSTILE_TOML)
 def test_hostile_toml_files_are_one_line_errors_within_bounds(
-        reader: str, case: str, tmp_path: Path, in_child: RunInChild) -> None:
+    reader: str, case: str, tmp_path: Path, in_child: RunInChild
+) -> None:
     """Each command runs in a child under an address-space limit of 1 GiB more than it uses, and an alarm that kills
     it after 60 s: reading /dev/zero or a FIFO without bounds fails the test instead of exhausting the machine."""
     make, message = HOSTILE_TOML[case]

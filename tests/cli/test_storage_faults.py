@@ -25,8 +25,26 @@ from dqn_tune.runner.storage import open_existing_storage
 RunInChild = Callable[[list[str], Callable[[], None]], tuple[int, str, str]]
 
 STUDY = "dqn-CartPole-v1"
-TINY = ["--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
-        "--eval-episodes", "2", "--hidden-sizes", "16", "--seeds", "1", "--validate-top", "0", "--workers", "1"]
+TINY = [
+    "--timesteps",
+    "600",
+    "--learning-starts",
+    "100",
+    "--eval-freq",
+    "200",
+    "--eval-curve-episodes",
+    "2",
+    "--eval-episodes",
+    "2",
+    "--hidden-sizes",
+    "16",
+    "--seeds",
+    "1",
+    "--validate-top",
+    "0",
+    "--workers",
+    "1",
+]
 """A trial of about a second that uploads its learning-curve PNG (tens of kB) to the artifact store."""
 DISK_BYTES = 4 * 2**20
 LEFT_FREE = 20_000
@@ -63,13 +81,19 @@ def small_disk() -> Iterator[SmallDisk]:
     whose `fill` gives the command RLIMIT_FSIZE instead: writes past it fail with EFBIG ('File too large'), which
     SQLite reports as 'disk I/O error', in place of ENOSPC ('No space left on device', 'database or disk is full')."""
     folder = Path(tempfile.mkdtemp(prefix="dqn_tune_disk_"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(folder)],
-                             capture_output=True, check=False).returncode == 0
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(folder)], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
     try:
         yield SmallDisk(folder, mounted)
     finally:
         if mounted:
-            subprocess.run(["umount", "--lazy", str(folder)], check=True)  # the test process may still hold the database open
+            subprocess.run(
+                ["umount", "--lazy", str(folder)], check=True
+            )  # the test process may still hold the database open
         shutil.rmtree(folder)
 
 
@@ -83,7 +107,8 @@ def states(url: str) -> list[TrialState]:
 
 @pytest.mark.slow
 def test_a_disk_full_mid_study_is_one_line_fails_the_trial_and_the_study_resumes(
-        small_disk: SmallDisk, in_child: RunInChild, capsys: pytest.CaptureFixture[str]) -> None:
+    small_disk: SmallDisk, in_child: RunInChild, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{small_disk.folder}/study.db"
     assert main(["--trials", "1", "--storage", url, *TINY]) == 0
     limit = small_disk.fill(leave=LEFT_FREE)
@@ -116,11 +141,19 @@ def damage_table(db: Path, table: str) -> None:
         handle.write(bytes(range(256)) * (page_size // 256))
 
 
-@pytest.mark.parametrize("command", [
-    ["best"], ["report", "--out-dir", "{tmp}/report"], ["retrain", "--timesteps", "600", "--out", "{tmp}/agent.pt"],
-    ["validate", "--seeds", "2"], ["tune", "--trials", "1", *TINY]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["best"],
+        ["report", "--out-dir", "{tmp}/report"],
+        ["retrain", "--timesteps", "600", "--out", "{tmp}/agent.pt"],
+        ["validate", "--seeds", "2"],
+        ["tune", "--trials", "1", *TINY],
+    ],
+)
 def test_a_damaged_database_page_is_one_line_naming_the_file_for_every_command(
-        study_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    study_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
     db = tmp_path / "study.db"
     shutil.copy(study_db, db)
     damage_table(db, "trials")
@@ -128,7 +161,9 @@ def test_a_damaged_database_page_is_one_line_naming_the_file_for_every_command(
     code = main([*(arg.format(tmp=tmp_path) for arg in command), "--storage", f"sqlite:///{db}"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert f"storage 'sqlite:///{db}' is damaged (database disk image is malformed): restore '{db}' from a backup" in err
+    assert (
+        f"storage 'sqlite:///{db}' is damaged (database disk image is malformed): restore '{db}' from a backup" in err
+    )
     assert "exceeding max length" not in err  # Optuna's own words for any failed commit
     if command[0] != "tune":  # tune records its command line on the study before it reads the trials
         assert db.read_bytes() == damaged

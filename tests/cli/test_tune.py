@@ -16,8 +16,25 @@ from dqn_tune.cli import main
 from dqn_tune.tuning import records
 from dqn_tune.tuning.records import COMMANDS_ATTR
 
-TINY = ["--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
-        "--eval-episodes", "2", "--hidden-sizes", "16", "--trial-seeds", "1", "--no-artifacts", "--validate-top", "0"]
+TINY = [
+    "--timesteps",
+    "600",
+    "--learning-starts",
+    "100",
+    "--eval-freq",
+    "200",
+    "--eval-curve-episodes",
+    "2",
+    "--eval-episodes",
+    "2",
+    "--hidden-sizes",
+    "16",
+    "--trial-seeds",
+    "1",
+    "--no-artifacts",
+    "--validate-top",
+    "0",
+]
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -36,7 +53,8 @@ def existing_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_default_command_runs_trials_into_the_default_storage_and_resumes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "space.toml").write_text("learning_rate = { low = 1e-4, high = 3e-3, log = true }\n")
     code, out, err = run_cli(["--trials", "2", "--gamma", "0.97", "--search-space", "space.toml", *TINY], capsys)
@@ -55,10 +73,13 @@ def test_default_command_runs_trials_into_the_default_storage_and_resumes(
     assert "--trials 2" in command and "--gamma 0.97" in command
     assert "--device cpu --validate-top 0 --no-artifacts" in command and "--validation-seeds" not in command
 
-    code, out, err = run_cli(["tune", "--trials", "1", "--gamma", "0.97", "--search-space", "space.toml", *TINY], capsys)
+    code, out, err = run_cli(
+        ["tune", "--trials", "1", "--gamma", "0.97", "--search-space", "space.toml", *TINY], capsys
+    )
     assert code == 0, err
-    assert out.splitlines()[1].startswith("resuming study 'dqn-CartPole-v1' in sqlite:///studies/dqn_tune.db: "
-                                          "2 trials already (")
+    assert out.splitlines()[1].startswith(
+        "resuming study 'dqn-CartPole-v1' in sqlite:///studies/dqn_tune.db: 2 trials already ("
+    )
     assert len(study.get_trials()) == 3
 
 
@@ -72,30 +93,45 @@ BAD_INPUTS = [
     (["--trials", "2", "--sampler", "grid"], "argument --sampler: invalid choice: 'grid' (choose from 'tpe', 'random'"),
     (["--trials", "2", "--pruner", "sha"], "argument --pruner: invalid choice: 'sha' (choose from 'median', 'patient'"),
     (["--trials", "2", "--objective", "mean"], "argument --objective: invalid choice: 'mean'"),
-    (["--trials", "2", "--checkpoint-every", "-1"], "argument --checkpoint-every: invalid value '-1'; expected an "
-                                                    "integer >= 0"),
-    ([], "give --trials N (trials to run now), --total-trials N (the study's total), --timeout SECONDS (trials "
-         "until then), or several"),
+    (
+        ["--trials", "2", "--checkpoint-every", "-1"],
+        "argument --checkpoint-every: invalid value '-1'; expected an integer >= 0",
+    ),
+    (
+        [],
+        "give --trials N (trials to run now), --total-trials N (the study's total), --timeout SECONDS (trials "
+        "until then), or several",
+    ),
     (["--trials", "2", "--env", "Pendulum-v1"], "env 'Pendulum-v1' has a Box action space"),
     (["--trials", "2", "--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
-    (["--trials", "2", "--learning-starts", "1000"], "--learning-starts = 1000 is invalid: expected less than "
-                                                     "--timesteps (600)"),
-    (["--trials", "2", "--heartbeat-interval", "5", "--grace-period", "3"],
-     "heartbeat interval 5s and grace period 3s are invalid"),
+    (
+        ["--trials", "2", "--learning-starts", "1000"],
+        "--learning-starts = 1000 is invalid: expected less than --timesteps (600)",
+    ),
+    (
+        ["--trials", "2", "--heartbeat-interval", "5", "--grace-period", "3"],
+        "heartbeat interval 5s and grace period 3s are invalid",
+    ),
     (["--trials", "2", "--timesteps", "800"], "was run with total_timesteps = 600, this command asks for 800"),
     (["--trials", "2", "--study-name", "other"], "has direction minimize; dqn-tune maximizes the evaluation return"),
-    (["--trials", "2", "--search-space", "/nonexistent/space.toml"],
-     "cannot read search-space file '/nonexistent/space.toml': No such file or directory"),
+    (
+        ["--trials", "2", "--search-space", "/nonexistent/space.toml"],
+        "cannot read search-space file '/nonexistent/space.toml': No such file or directory",
+    ),
     (["--trials", "2", "--search-space", "{bad_toml}"], "is not valid TOML"),
     (["--trials", "2", "--search-space", "{unknown_param}"], "unknown hyperparameter 'learning_rte'; tunable:"),
-    pytest.param(["--trials", "2", "--device", "cuda"], "device = 'cuda' is invalid on this machine: torch sees no "
-                 "CUDA GPU", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")),
+    pytest.param(
+        ["--trials", "2", "--device", "cuda"],
+        "device = 'cuda' is invalid on this machine: torch sees no CUDA GPU",
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present"),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
-        existing_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    existing_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     (tmp_path / "bad.toml").write_text("learning_rate = { low = 1e-4")
     (tmp_path / "unknown.toml").write_text("learning_rte = { low = 1e-4, high = 1e-3 }")
     args = [arg.format(bad_toml=tmp_path / "bad.toml", unknown_param=tmp_path / "unknown.toml") for arg in args]
@@ -106,51 +142,71 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert existing_db.read_bytes() == before
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--heartbeat-interval", "5", "--grace-period", "3"], "heartbeat interval 5s and grace period 3s are invalid"),
-    (["--validation-seeds", "1"], "argument --validation-seeds: invalid value '1'; expected an integer from 2 to 1000"),
-    (["--search-space", "/nonexistent/space.toml"], "cannot read search-space file"),
-    pytest.param(["--device", "cuda"], "device = 'cuda' is invalid on this machine",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--heartbeat-interval", "5", "--grace-period", "3"], "heartbeat interval 5s and grace period 3s are invalid"),
+        (
+            ["--validation-seeds", "1"],
+            "argument --validation-seeds: invalid value '1'; expected an integer from 2 to 1000",
+        ),
+        (["--search-space", "/nonexistent/space.toml"], "cannot read search-space file"),
+        pytest.param(
+            ["--device", "cuda"],
+            "device = 'cuda' is invalid on this machine",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present"),
+        ),
+    ],
+)
 def test_bad_input_with_the_default_storage_creates_no_studies_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str],
-        message: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(["--trials", "1", *TINY, *args], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("storage", "message"), [
-    ("not a url", "storage URL 'not a url' is not a valid SQLAlchemy URL"),
-    ("sqlite://", "storage 'sqlite://' is in memory; a study needs a file or a server"),
-    ("sqlite:///{tmp}/missing/dir/study.db", "directory '{tmp}/missing/dir' does not exist"),
-    ("sqlite:///{tmp}/a_file/study.db", "directory '{tmp}/a_file' does not exist"),
-    ("sqlite:///{tmp}/corrupt.db", "cannot open storage 'sqlite:///{tmp}/corrupt.db': file is not a database"),
-    ("postgresql+psycopg2://nobody@127.0.0.1:1/none",
-     "storage 'postgresql+psycopg2://nobody@127.0.0.1:1/none': connection to server at \"127.0.0.1\", port 1 failed: "
-     "Connection refused"),
-])
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("not a url", "storage URL 'not a url' is not a valid SQLAlchemy URL"),
+        ("sqlite://", "storage 'sqlite://' is in memory; a study needs a file or a server"),
+        ("sqlite:///{tmp}/missing/dir/study.db", "directory '{tmp}/missing/dir' does not exist"),
+        ("sqlite:///{tmp}/a_file/study.db", "directory '{tmp}/a_file' does not exist"),
+        ("sqlite:///{tmp}/corrupt.db", "cannot open storage 'sqlite:///{tmp}/corrupt.db': file is not a database"),
+        (
+            "postgresql+psycopg2://nobody@127.0.0.1:1/none",
+            "storage 'postgresql+psycopg2://nobody@127.0.0.1:1/none': connection to server at \"127.0.0.1\", "
+            "port 1 failed: Connection refused",
+        ),
+    ],
+)
 def test_unusable_storage_is_one_line_exit_2_and_changes_nothing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], storage: str, message: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], storage: str, message: str
+) -> None:
     (tmp_path / "a_file").write_text("not a directory")
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"this is not a database" * 100)
     files_before = {p: p.read_bytes() for p in tmp_path.rglob("*")}
-    code, out, err = run_cli(["--trials", "1", "--storage", storage.format(tmp=tmp_path), "--storage-retry-timeout", "0",
-                              *TINY], capsys)
+    code, out, err = run_cli(
+        ["--trials", "1", "--storage", storage.format(tmp=tmp_path), "--storage-retry-timeout", "0", *TINY], capsys
+    )
     assert code == 2 and out == "" and err.count("\n") == 1
     assert message.format(tmp=tmp_path) in err
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.suffix != ".lock"} == files_before
 
 
-@pytest.mark.parametrize(("mode", "message"), [
-    (0o555, "directory '{dir}' is not writable (SQLite creates its journal file beside the database)"),
-    (0o700, "Permission denied: '{dir}/study.db'"),  # root's directory: nobody cannot even look inside
-])
-def test_storage_in_a_read_only_directory_is_refused(shared_tmp: Path, as_nobody: Callable[[list[str]], tuple[int, str]],
-                                                     mode: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        (0o555, "directory '{dir}' is not writable (SQLite creates its journal file beside the database)"),
+        (0o700, "Permission denied: '{dir}/study.db'"),  # root's directory: nobody cannot even look inside
+    ],
+)
+def test_storage_in_a_read_only_directory_is_refused(
+    shared_tmp: Path, as_nobody: Callable[[list[str]], tuple[int, str]], mode: int, message: str
+) -> None:
     """Run as user nobody (root ignores mode bits), in a forked child of this process."""
     directory = shared_tmp / "studies"
     directory.mkdir()
@@ -158,14 +214,18 @@ def test_storage_in_a_read_only_directory_is_refused(shared_tmp: Path, as_nobody
     args = ["--trials", "1", "--storage", f"sqlite:///{directory}/study.db", *TINY]
     code, err = as_nobody(args)
     assert code == 2, err
-    assert err == f"dqn-tune: error: cannot open storage 'sqlite:///{directory}/study.db': " \
-                  f"{message.format(dir=directory)}\n"
+    assert (
+        err == f"dqn-tune: error: cannot open storage 'sqlite:///{directory}/study.db': "
+        f"{message.format(dir=directory)}\n"
+    )
     assert list(directory.iterdir()) == []
 
 
 def test_cmaes_sampler_runs_and_samples_numeric_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(["--trials", "3", "--workers", "1", "--sampler", "cmaes", "--storage", f"sqlite:///{tmp_path}/s.db", *TINY],
-                           capsys)
+    code, _, err = run_cli(
+        ["--trials", "3", "--workers", "1", "--sampler", "cmaes", "--storage", f"sqlite:///{tmp_path}/s.db", *TINY],
+        capsys,
+    )
     assert code == 0, err
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage=f"sqlite:///{tmp_path}/s.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
@@ -173,10 +233,27 @@ def test_cmaes_sampler_runs_and_samples_numeric_params(tmp_path: Path, capsys: p
 
 
 def test_the_run_ends_on_the_validated_pick_its_config_and_the_next_commands(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(["--trials", "2", "--workers", "1", *TINY, "--validate-top", "1", "--validation-seeds", "2",
-                              "--sampler", "random", "--pruner", "none"], capsys)
+    code, out, err = run_cli(
+        [
+            "--trials",
+            "2",
+            "--workers",
+            "1",
+            *TINY,
+            "--validate-top",
+            "1",
+            "--validation-seeds",
+            "2",
+            "--sampler",
+            "random",
+            "--pruner",
+            "none",
+        ],
+        capsys,
+    )
     assert code == 0, err
     lines = out.splitlines()
     best = next(i for i, line in enumerate(lines) if line.startswith("best on its tuning seeds: trial "))
@@ -184,12 +261,15 @@ def test_the_run_ends_on_the_validated_pick_its_config_and_the_next_commands(
     recommended = next(i for i, line in enumerate(lines) if line.startswith("recommended: trial "))
     number = int(lines[recommended].split()[2])
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage="sqlite:///studies/dqn_tune.db")
-    forward = lines.index(f"take forward: trial {number} (recommended by validation on held-out seeds), value "
-                          f"{study.trials[number].value:.2f} on its tuning seeds")
+    forward = lines.index(
+        f"take forward: trial {number} (recommended by validation on held-out seeds), value "
+        f"{study.trials[number].value:.2f} on its tuning seeds"
+    )
     assert best < recommended < forward
     assert "validating the best config of 'dqn-CartPole-v1' on 2 held-out seeds each: 2 runs to do" in lines
-    assert lines[forward + 1:forward + 1 + len(study.trials[number].params)] == [
-        f"  {name} = {value}" for name, value in study.trials[number].params.items()]
+    assert lines[forward + 1 : forward + 1 + len(study.trials[number].params)] == [
+        f"  {name} = {value}" for name, value in study.trials[number].params.items()
+    ]
     assert lines[-3].startswith("next: dqn-tune retrain --study-name dqn-CartPole-v1 --storage sqlite:///studies/")
     assert lines[-1].startswith("      dqn-tune dashboard sqlite:///studies/dqn_tune.db")
 
@@ -198,8 +278,25 @@ def test_the_run_ends_on_the_validated_pick_its_config_and_the_next_commands(
 def test_installed_console_script_runs_a_study_with_two_workers(tmp_path: Path) -> None:
     script = shutil.which("dqn-tune")
     assert script is not None, "dqn-tune is not installed (pip install -e .)"
-    result = subprocess.run([script, "--trials", "4", "--workers", "2", "--timesteps", "1500", "--learning-starts",
-                             "200", "--trial-seeds", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            script,
+            "--trials",
+            "4",
+            "--workers",
+            "2",
+            "--timesteps",
+            "1500",
+            "--learning-starts",
+            "200",
+            "--trial-seeds",
+            "2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "trials in the study: 4 (" in result.stdout
     assert "dqn-tune dashboard sqlite:///studies/dqn_tune.db   # browse" in result.stdout
@@ -207,8 +304,9 @@ def test_installed_console_script_runs_a_study_with_two_workers(tmp_path: Path) 
     assert len(study.trials) == 4
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     # the validation stage: the best config (one per 10 complete trials, at least 1) on 5 held-out seeds
-    validation = optuna.load_study(study_name="dqn-CartPole-v1-validation",
-                                   storage=f"sqlite:///{tmp_path}/studies/dqn_tune.db")
+    validation = optuna.load_study(
+        study_name="dqn-CartPole-v1-validation", storage=f"sqlite:///{tmp_path}/studies/dqn_tune.db"
+    )
     assert [t.state for t in validation.trials] == [TrialState.COMPLETE] * 5
     assert f"recommended: trial {study.best_trial.number} (" in result.stdout
     assert study.user_attrs["recommendation"]["trial"] == study.best_trial.number

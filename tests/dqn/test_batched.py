@@ -12,8 +12,13 @@ from dqn_tune import DQNConfig, train, train_seeds
 from dqn_tune.dqn.trainer import TrainResult
 from dqn_tune.errors import ConfigError
 
-OPTIONS = [{}, {"n_steps": 3}, {"dueling": True}, {"prioritized_replay": True},
-           {"n_steps": 3, "dueling": True, "prioritized_replay": True}]
+OPTIONS = [
+    {},
+    {"n_steps": 3},
+    {"dueling": True},
+    {"prioritized_replay": True},
+    {"n_steps": 3, "dueling": True, "prioritized_replay": True},
+]
 """Each new option on its own, and all together."""
 
 
@@ -26,11 +31,10 @@ def assert_same_member(a: TrainResult, b: TrainResult) -> None:
 
 def test_same_seeds_give_identical_groups_and_members_differ(tiny_config: DQNConfig) -> None:
     first, second = train_seeds(tiny_config, [0, 1]), train_seeds(tiny_config, [0, 1])
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert_same_member(a, b)
     assert first[0].episode_returns != first[1].episode_returns
-    assert not torch.equal(first[0].q_network_state["hidden_weights.0"],
-                           first[1].q_network_state["hidden_weights.0"])
+    assert not torch.equal(first[0].q_network_state["hidden_weights.0"], first[1].q_network_state["hidden_weights.0"])
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda options: ",".join(options) or "plain")
@@ -50,7 +54,11 @@ def test_members_follow_train_step_for_step(tiny_config: DQNConfig, options: dic
         single = train(config, seed=batched.seed)
         assert batched.episode_returns == single.episode_returns and batched.curve == single.curve
         assert (batched.steps, batched.updates, batched.target_updates, batched.selected_step) == (
-            single.steps, single.updates, single.target_updates, single.selected_step)
+            single.steps,
+            single.updates,
+            single.target_updates,
+            single.selected_step,
+        )
         for name, tensor in single.q_network_state.items():
             torch.testing.assert_close(batched.q_network_state[name], tensor, rtol=1e-4, atol=1e-5)
 
@@ -86,4 +94,3 @@ def test_on_eval_sees_every_member_and_can_stop_the_group(tiny_config: DQNConfig
 def test_no_seeds_or_a_bad_seed_is_an_error(tiny_config: DQNConfig, seeds: list[int], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         train_seeds(tiny_config, seeds)
-

@@ -19,8 +19,9 @@ from dqn_tune.errors import CheckpointError
 from tests.dqn.test_batched import assert_same_member
 
 
-def saved_every(config: DQNConfig, seeds: list[int], every: int, directory: Path,
-                resume: Checkpoint | None = None) -> tuple[list[TrainResult], dict[int, Path]]:
+def saved_every(
+    config: DQNConfig, seeds: list[int], every: int, directory: Path, resume: Checkpoint | None = None
+) -> tuple[list[TrainResult], dict[int, Path]]:
     """Train with a checkpoint every `every` steps, each kept as a copy; (results, checkpoint path by step)."""
     kept: dict[int, Path] = {}
 
@@ -41,14 +42,19 @@ def assert_same_run(a: list[TrainResult], b: list[TrainResult]) -> None:
         assert (x.steps, x.updates, x.target_updates) == (y.steps, y.updates, y.target_updates)
 
 
-@pytest.mark.parametrize(("options", "seeds"), [
-    ({}, [0]),
-    ({}, [0, 1]),
-    ({"n_steps": 3, "dueling": True, "prioritized_replay": True, "tau": 0.5}, [2]),
-    ({"n_steps": 3, "dueling": True, "prioritized_replay": True, "keep_best": True}, [2, 3]),
-], ids=["plain-K1", "plain-K2", "all-options-K1", "all-options-K2"])
-def test_a_run_resumed_from_any_checkpoint_ends_bit_identical(tiny_config: DQNConfig, tmp_path: Path,
-                                                              options: dict[str, object], seeds: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("options", "seeds"),
+    [
+        ({}, [0]),
+        ({}, [0, 1]),
+        ({"n_steps": 3, "dueling": True, "prioritized_replay": True, "tau": 0.5}, [2]),
+        ({"n_steps": 3, "dueling": True, "prioritized_replay": True, "keep_best": True}, [2, 3]),
+    ],
+    ids=["plain-K1", "plain-K2", "all-options-K1", "all-options-K2"],
+)
+def test_a_run_resumed_from_any_checkpoint_ends_bit_identical(
+    tiny_config: DQNConfig, tmp_path: Path, options: dict[str, object], seeds: list[int]
+) -> None:
     # checkpoints at steps that are not evaluation, target or update boundaries, before and after learning
     # starts, mid-episode and with the buffer wrapped around
     config = tiny_config.replace(total_timesteps=1_000, buffer_size=500, train_freq=2, **options)
@@ -100,13 +106,22 @@ def test_a_box2d_env_keeps_only_its_generator() -> None:
 
 def test_a_lunar_lander_run_resumes_with_its_episode_restarted(tmp_path: Path) -> None:
     pytest.importorskip("Box2D")
-    config = DQNConfig(env_id="LunarLander-v3", total_timesteps=400, learning_starts=50, batch_size=16,
-                       buffer_size=500, hidden_sizes=(16,), n_steps=3, eval_freq=200, eval_curve_episodes=1,
-                       eval_episodes=1)
+    config = DQNConfig(
+        env_id="LunarLander-v3",
+        total_timesteps=400,
+        learning_starts=50,
+        batch_size=16,
+        buffer_size=500,
+        hidden_sizes=(16,),
+        n_steps=3,
+        eval_freq=200,
+        eval_curve_episodes=1,
+        eval_episodes=1,
+    )
     unstopped, checkpoints = saved_every(config, [0], 150, tmp_path)
     checkpoint = read_checkpoint(checkpoints[150], config=config.to_dict(), seeds=[0])
     assert checkpoint.restarted == [0]
-    result, = resumed(config, [0], checkpoints[150])
+    (result,) = resumed(config, [0], checkpoints[150])
     assert result.steps == unstopped[0].steps and result.curve[0].step == 200
 
 
@@ -119,8 +134,11 @@ def test_damaged_truncated_and_foreign_checkpoints_are_refused(tiny_config: DQNC
     garbage.write_bytes(b"not a checkpoint")
     pickled = tmp_path / "pickled.pt"
     torch.save({"format": "dqn-tune-checkpoint", "object": zipfile.ZipInfo()}, pickled)
-    for path, message in ((truncated, "not a torch zip archive"), (garbage, "not a torch zip archive"),
-                          (pickled, "objects other than tensors and plain data")):
+    for path, message in (
+        (truncated, "not a torch zip archive"),
+        (garbage, "not a torch zip archive"),
+        (pickled, "objects other than tensors and plain data"),
+    ):
         with pytest.raises(CheckpointError, match=message):
             read_checkpoint(path, config=tiny_config.to_dict(), seeds=[0])
     with pytest.raises(CheckpointError, match="another run"):
@@ -129,8 +147,9 @@ def test_damaged_truncated_and_foreign_checkpoints_are_refused(tiny_config: DQNC
         read_checkpoint(good, config=tiny_config.replace(learning_rate=0.01).to_dict(), seeds=[0])
 
 
-def test_a_checkpoint_that_does_not_fit_the_run_is_refused_before_training(tiny_config: DQNConfig,
-                                                                            tmp_path: Path) -> None:
+def test_a_checkpoint_that_does_not_fit_the_run_is_refused_before_training(
+    tiny_config: DQNConfig, tmp_path: Path
+) -> None:
     _, checkpoints = saved_every(tiny_config, [0], 300, tmp_path)
     checkpoint = read_checkpoint(checkpoints[300], config=tiny_config.to_dict(), seeds=[0])
     checkpoint.payload["replay"]["obs"] = checkpoint.payload["replay"]["obs"][:, :3]

@@ -12,9 +12,20 @@ from dqn_tune.errors import ConfigError
 INVALID = [
     ("env_id", ""),
     ("env_id", 3),
-    *[(name, value) for name in ("total_timesteps", "batch_size", "buffer_size", "target_update_interval",
-                                 "train_freq", "gradient_steps", "eval_curve_episodes", "eval_episodes")
-      for value in (0, -1, 2.5, True, 2**63, 10**30)],
+    *[
+        (name, value)
+        for name in (
+            "total_timesteps",
+            "batch_size",
+            "buffer_size",
+            "target_update_interval",
+            "train_freq",
+            "gradient_steps",
+            "eval_curve_episodes",
+            "eval_episodes",
+        )
+        for value in (0, -1, 2.5, True, 2**63, 10**30)
+    ],
     ("learning_starts", -1),
     ("learning_starts", 2**63),
     ("learning_starts", 1.5),
@@ -23,8 +34,11 @@ INVALID = [
     *[("gamma", value) for value in (0, -0.5, 1.01, math.nan)],
     *[("tau", value) for value in (0, 1.5, math.nan)],
     *[("exploration_fraction", value) for value in (0, 1.5, -0.1)],
-    *[(name, value) for name in ("exploration_initial_eps", "exploration_final_eps")
-      for value in (-0.1, 1.1, math.nan)],
+    *[
+        (name, value)
+        for name in ("exploration_initial_eps", "exploration_final_eps")
+        for value in (-0.1, 1.1, math.nan)
+    ],
     ("loss", "l1"),
     *[("max_grad_norm", value) for value in (0, -1.0, math.inf, math.nan)],
     *[("hidden_sizes", value) for value in ((), (0,), (128, -4), (64.0,), (2**63,))],
@@ -64,13 +78,30 @@ def test_learning_starts_must_leave_steps_to_learn() -> None:
     assert info.value.field == "learning_starts"
 
 
-@pytest.mark.parametrize("changes", [
-    {"gamma": 1.0}, {"tau": 1.0}, {"tau": 0.005}, {"exploration_final_eps": 0.0}, {"exploration_initial_eps": 1.0},
-    {"exploration_fraction": 1.0}, {"max_grad_norm": None}, {"learning_starts": 0}, {"eval_freq": 0},
-    {"loss": "mse"}, {"hidden_sizes": [32]}, {"batch_size": 1_000, "buffer_size": 1_000},
-    {"n_steps": 1_000, "buffer_size": 1_000}, {"per_alpha": 0.0}, {"per_alpha": 1.0}, {"per_beta": 0.0},
-    {"per_beta": 1.0}, {"per_eps": 1e-12}, {"dueling": True, "prioritized_replay": True},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"gamma": 1.0},
+        {"tau": 1.0},
+        {"tau": 0.005},
+        {"exploration_final_eps": 0.0},
+        {"exploration_initial_eps": 1.0},
+        {"exploration_fraction": 1.0},
+        {"max_grad_norm": None},
+        {"learning_starts": 0},
+        {"eval_freq": 0},
+        {"loss": "mse"},
+        {"hidden_sizes": [32]},
+        {"batch_size": 1_000, "buffer_size": 1_000},
+        {"n_steps": 1_000, "buffer_size": 1_000},
+        {"per_alpha": 0.0},
+        {"per_alpha": 1.0},
+        {"per_beta": 0.0},
+        {"per_beta": 1.0},
+        {"per_eps": 1e-12},
+        {"dueling": True, "prioritized_replay": True},
+    ],
+)
 def test_boundary_values_are_accepted(changes: dict[str, object]) -> None:
     DQNConfig(**changes)
 
@@ -89,12 +120,12 @@ def test_to_dict_is_json_primitives_and_round_trips() -> None:
 
 
 def test_from_dict_rejects_unknown_keys() -> None:
-    with pytest.raises(ConfigError, match="unknown hyperparameter.*lr"):
+    with pytest.raises(ConfigError, match=r"unknown hyperparameter.*lr"):
         DQNConfig.from_dict({**DQNConfig().to_dict(), "lr": 0.1})
 
 
 def test_replace_validates_again() -> None:
-    with pytest.raises(ConfigError, match="^gamma"):
+    with pytest.raises(ConfigError, match=r"^gamma"):
         DQNConfig().replace(gamma=2.0)
 
 
@@ -110,7 +141,10 @@ def test_seeds_from_0_to_2_32_minus_1_are_accepted(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", [-1, 2**32, 10**30, 1.0, "0", True, None])
 def test_other_seeds_are_a_one_line_config_error_stating_the_range(seed: object) -> None:
-    with pytest.raises(ConfigError, match=r"^--seed = .* is invalid: expected an integer from 0 to 4294967295 "
-                                          r"\(2\*\*32 - 1\)$") as info:
+    with pytest.raises(
+        ConfigError,
+        match=r"^--seed = .* is invalid: expected an integer from 0 to 4294967295 "
+        r"\(2\*\*32 - 1\)$",
+    ) as info:
         check_seed(seed, name="--seed")
     assert info.value.field == "seed"

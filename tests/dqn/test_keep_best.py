@@ -9,8 +9,9 @@ from dqn_tune import DQNConfig, train
 
 
 @pytest.mark.parametrize("seed", [0, 5])  # seeds whose best evaluation comes before the end
-def test_keep_best_returns_the_best_evaluated_weights_without_changing_training(tiny_config: DQNConfig,
-                                                                                seed: int) -> None:
+def test_keep_best_returns_the_best_evaluated_weights_without_changing_training(
+    tiny_config: DQNConfig, seed: int
+) -> None:
     last = train(tiny_config.replace(keep_best=False), seed=seed)
     best = train(tiny_config, seed=seed)
 
@@ -19,8 +20,9 @@ def test_keep_best_returns_the_best_evaluated_weights_without_changing_training(
     top = max(best.curve[:-1], key=lambda p: (p.mean_return, p.step))  # ties go to the later snapshot
     assert top.mean_return > best.curve[-1].mean_return  # these seeds do collapse late
     assert best.selected_step == top.step
-    differing = [name for name, tensor in best.q_network_state.items()
-                 if not torch.equal(tensor, last.q_network_state[name])]
+    differing = [
+        name for name, tensor in best.q_network_state.items() if not torch.equal(tensor, last.q_network_state[name])
+    ]
     assert differing  # the returned weights are the earlier snapshot, not the last
 
 

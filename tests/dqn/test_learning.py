@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.trainer import train_seeds
 
 SEEDS = [0, 1, 2]
 SOLVED = 475.0
@@ -21,7 +21,9 @@ def test_default_config_solves_cartpole_for_at_least_two_of_three_seeds() -> Non
     results = train_seeds(config, SEEDS)
     for result in results:
         curve = [round(point.mean_return) for point in result.curve]
-        print(f"seed {result.seed}: greedy mean return {result.mean_return:.1f} over 20 episodes of the weights of "
-              f"step {result.selected_step} (curve {curve})")
+        print(
+            f"seed {result.seed}: greedy mean return {result.mean_return:.1f} over 20 episodes of the weights of "
+            f"step {result.selected_step} (curve {curve})"
+        )
     returns = {result.seed: result.mean_return for result in results}
     assert sum(value >= SOLVED for value in returns.values()) >= 2, returns

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.memory import (PARAMETER_COPIES, available_memory, cgroup_memory_left, check_memory,
-                                 estimate_memory, gib, memory_needed)
+from dqn_tune.dqn.memory import (
+    PARAMETER_COPIES,
+    available_memory,
+    cgroup_memory_left,
+    check_memory,
+    estimate_memory,
+    gib,
+    memory_needed,
+)
 from dqn_tune.dqn.networks import make_q_network
 from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.dqn.replay import make_replay_buffer
@@ -41,32 +48,44 @@ def test_memory_needed_is_the_sum_of_the_parts_and_grows_with_each_field() -> No
     base = DQNConfig()
     parts = estimate_memory(base, *CARTPOLE)
     assert memory_needed(base, *CARTPOLE) == parts.replay + parts.networks + parts.batch
-    for change in ({"buffer_size": 100_000}, {"hidden_sizes": (256, 256)}, {"batch_size": 256}, {"n_steps": 5},
-                   {"dueling": True}, {"prioritized_replay": True}):
+    for change in (
+        {"buffer_size": 100_000},
+        {"hidden_sizes": (256, 256)},
+        {"batch_size": 256},
+        {"n_steps": 5},
+        {"dueling": True},
+        {"prioritized_replay": True},
+    ):
         assert memory_needed(base.replace(**change), *CARTPOLE) > memory_needed(base, *CARTPOLE), change
 
 
-@pytest.mark.parametrize(("change", "field", "value"), [
-    ({"buffer_size": 99_999_999_999_999}, "buffer_size", "99999999999999"),
-    ({"hidden_sizes": (100_000, 100_000, 100_000)}, "hidden_sizes", "[100000, 100000, 100000]"),
-    ({"batch_size": 10**9, "buffer_size": 10**9}, "batch_size", "1000000000"),
-    ({"hidden_sizes": (10**9,)}, "hidden_sizes", "[1000000000]"),  # the batch's activations dominate
-])
-def test_over_the_limit_is_one_line_naming_the_field_the_size_and_the_limit(change: dict[str, object], field: str,
-                                                                          value: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field", "value"),
+    [
+        ({"buffer_size": 99_999_999_999_999}, "buffer_size", "99999999999999"),
+        ({"hidden_sizes": (100_000, 100_000, 100_000)}, "hidden_sizes", "[100000, 100000, 100000]"),
+        ({"batch_size": 10**9, "buffer_size": 10**9}, "batch_size", "1000000000"),
+        ({"hidden_sizes": (10**9,)}, "hidden_sizes", "[1000000000]"),  # the batch's activations dominate
+    ],
+)
+def test_over_the_limit_is_one_line_naming_the_field_the_size_and_the_limit(
+    change: dict[str, object], field: str, value: str
+) -> None:
     config = DQNConfig().replace(**change)
     needed = memory_needed(config, *CARTPOLE)
     with pytest.raises(ConfigError) as info:
         check_memory(config, *CARTPOLE, limit_bytes=2**30)
-    assert str(info.value) == (f"{field} = {value} is too large: this run needs {gib(needed)} of memory but "
-                               f"1.00 GiB is available (the given limit); lower {field}")
+    assert str(info.value) == (
+        f"{field} = {value} is too large: this run needs {gib(needed)} of memory but "
+        f"1.00 GiB is available (the given limit); lower {field}"
+    )
     assert info.value.field == field
 
 
 def test_under_the_limit_returns_the_bytes_needed() -> None:
     needed = memory_needed(DQNConfig(), *CARTPOLE)
     assert check_memory(DQNConfig(), *CARTPOLE, limit_bytes=needed) == needed
-    with pytest.raises(ConfigError, match="lower buffer_size$"):
+    with pytest.raises(ConfigError, match=r"lower buffer_size$"):
         check_memory(DQNConfig(), *CARTPOLE, limit_bytes=needed - 1)
 
 
@@ -74,7 +93,7 @@ def test_the_default_limit_is_this_machines_available_memory() -> None:
     available = available_memory()
     assert available is not None  # Linux: /proc/meminfo
     limit, source = available
-    assert 0 < limit and ("MemAvailable" in source or "cgroup" in source)
+    assert limit > 0 and ("MemAvailable" in source or "cgroup" in source)
     assert check_memory(DQNConfig(), *CARTPOLE) == memory_needed(DQNConfig(), *CARTPOLE)
     with pytest.raises(ConfigError, match=rf"GiB is available \({source}\); lower buffer_size$"):
         check_memory(DQNConfig(buffer_size=limit // 40 + 1), *CARTPOLE)  # 46 bytes per CartPole transition
@@ -99,8 +118,10 @@ def test_gib_is_readable_from_small_to_absurd_sizes() -> None:
     assert (gib(2**29), gib(3 * 2**40), gib(10**20)) == ("0.50 GiB", "3,072.00 GiB", "9.31e+10 GiB")
 
 
-@pytest.mark.parametrize("change", [{"buffer_size": 99_999_999_999_999}, {"hidden_sizes": (10**9,)},
-                                    {"hidden_sizes": (100_000, 100_000, 100_000)}])
+@pytest.mark.parametrize(
+    "change",
+    [{"buffer_size": 99_999_999_999_999}, {"hidden_sizes": (10**9,)}, {"hidden_sizes": (100_000, 100_000, 100_000)}],
+)
 def test_train_refuses_before_allocating(change: dict[str, object]) -> None:
     start = time.perf_counter()
     with pytest.raises(ConfigError, match="is too large: this run needs"):
@@ -118,8 +139,14 @@ def test_a_cgroup_v2_limit_counts_usage_less_inactive_page_cache_and_parent_limi
     proc = tmp_path / "cgroup"
     proc.write_text("0::/docker/abc\n")
     root = tmp_path / "sys"
-    fake_cgroup(root / "docker" / "abc", {"memory.max": str(8 * 2**30), "memory.current": str(3 * 2**30),
-                                         "memory.stat": f"anon 1\ninactive_file {2**30}"})
+    fake_cgroup(
+        root / "docker" / "abc",
+        {
+            "memory.max": str(8 * 2**30),
+            "memory.current": str(3 * 2**30),
+            "memory.stat": f"anon 1\ninactive_file {2**30}",
+        },
+    )
     assert cgroup_memory_left(proc, root) == 6 * 2**30
     fake_cgroup(root / "docker", {"memory.max": str(2 * 2**30), "memory.current": str(2**30), "memory.stat": ""})
     assert cgroup_memory_left(proc, root) == 2**30  # the parent's limit is the tighter one
@@ -135,6 +162,8 @@ def test_a_cgroup_v1_memory_limit_is_read_and_its_no_limit_value_ignored(tmp_pat
     files = {"memory.limit_in_bytes": "9223372036854771712", "memory.usage_in_bytes": "100", "memory.stat": ""}
     fake_cgroup(root / "memory" / "jobs" / "7", files)
     assert cgroup_memory_left(proc, root) is None
-    fake_cgroup(root / "memory" / "jobs" / "7", {**files, "memory.limit_in_bytes": str(2**30),
-                                                 "memory.stat": "cache 5\ntotal_inactive_file 100"})
+    fake_cgroup(
+        root / "memory" / "jobs" / "7",
+        {**files, "memory.limit_in_bytes": str(2**30), "memory.stat": "cache 5\ntotal_inactive_file 100"},
+    )
     assert cgroup_memory_left(proc, root) == 2**30

@@ -30,9 +30,11 @@ def test_each_member_equals_its_own_one_member_network(dueling: bool) -> None:
         q_values = stacked(obs)
         for k, seed in enumerate(SEEDS):
             alone = network(1, dueling=dueling, seeds=[seed])
-            assert all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(),
-                                                          stacked.member_state_dict(k).values()))
-            torch.testing.assert_close(q_values[k], alone(obs[k:k + 1])[0])
+            assert all(
+                torch.equal(a, b)
+                for a, b in zip(alone.state_dict().values(), stacked.member_state_dict(k).values(), strict=True)
+            )
+            torch.testing.assert_close(q_values[k], alone(obs[k : k + 1])[0])
     assert q_values.shape == (3, 5, 3)
 
 
@@ -51,9 +53,9 @@ def test_stacked_gradients_are_each_members_own_gradients() -> None:
     (stacked(obs) * weights).sum().backward()
     for k, seed in enumerate(SEEDS):
         alone = network(1, seeds=[seed])
-        (alone(obs[k:k + 1]) * weights[k:k + 1]).sum().backward()
-        for (name, param), own in zip(stacked.named_parameters(), alone.parameters()):
-            torch.testing.assert_close(param.grad[k:k + 1], own.grad, msg=name)
+        (alone(obs[k : k + 1]) * weights[k : k + 1]).sum().backward()
+        for (name, param), own in zip(stacked.named_parameters(), alone.parameters(), strict=True):
+            torch.testing.assert_close(param.grad[k : k + 1], own.grad, msg=name)
 
 
 def test_dueling_q_is_the_value_plus_mean_centred_advantages() -> None:
@@ -62,7 +64,7 @@ def test_dueling_q_is_the_value_plus_mean_centred_advantages() -> None:
     with torch.no_grad():
         q_values = dueling(obs)
         x = obs
-        for weight, bias in zip(dueling.hidden_weights, dueling.hidden_biases):
+        for weight, bias in zip(dueling.hidden_weights, dueling.hidden_biases, strict=True):
             x = torch.relu(x @ weight + bias)
         out = x @ dueling.head_weight.mT + dueling.head_bias.mT  # 3 advantages, then the value
         advantages, value = out[..., :3], out[..., 3]
@@ -85,10 +87,22 @@ def test_the_greedy_policy_takes_each_members_argmax_after_weight_updates() -> N
 
 def test_state_dict_keys_and_one_member_layout() -> None:
     keys = list(network(1).state_dict())
-    assert keys == ["head_weight", "head_bias", "hidden_weights.0", "hidden_weights.1", "hidden_biases.0",
-                    "hidden_biases.1"]
-    assert [tuple(t.shape) for t in network(1).state_dict().values()] == [(1, 3, 8), (1, 3, 1), (1, 4, 16),
-                                                                          (1, 16, 8), (1, 1, 16), (1, 1, 8)]
+    assert keys == [
+        "head_weight",
+        "head_bias",
+        "hidden_weights.0",
+        "hidden_weights.1",
+        "hidden_biases.0",
+        "hidden_biases.1",
+    ]
+    assert [tuple(t.shape) for t in network(1).state_dict().values()] == [
+        (1, 3, 8),
+        (1, 3, 1),
+        (1, 4, 16),
+        (1, 16, 8),
+        (1, 1, 16),
+        (1, 1, 8),
+    ]
 
 
 def test_the_family_counts_exactly_the_parameters_it_builds() -> None:
@@ -100,8 +114,11 @@ def test_the_family_counts_exactly_the_parameters_it_builds() -> None:
 
 def test_the_mlp_refuses_image_observations_and_unknown_families_are_config_errors() -> None:
     image = ObservationSpec((10, 10, 4), np.dtype(bool), np.zeros((10, 10, 4), bool), np.ones((10, 10, 4), bool))
-    with pytest.raises(EnvError, match=r"^env 'CartPole-v1' has observations of shape \(10, 10, 4\) bool; "
-                                       r"network = 'mlp' needs flat \(1-D\) observations$"):
+    with pytest.raises(
+        EnvError,
+        match=r"^env 'CartPole-v1' has observations of shape \(10, 10, 4\) bool; "
+        r"network = 'mlp' needs flat \(1-D\) observations$",
+    ):
         make_q_network(DQNConfig(), image, 2)
     with pytest.raises(ConfigError, match=r"^network = 'cnn' is invalid: expected one of mlp$"):
         DQNConfig(network="cnn")

@@ -64,7 +64,7 @@ def test_importance_sampling_weights_are_the_formula_normalised_by_their_maximum
 def test_updates_change_the_priorities_and_new_transitions_get_the_largest() -> None:
     sampler = sampler_with(np.array([[1.0, 1.0, 1.0, 1.0]]))
     sampler.update(np.array([[2]]), np.array([[9.0]]))
-    leaves = sampler.tree.nodes[0, sampler.tree.leaves:sampler.tree.leaves + 4]
+    leaves = sampler.tree.nodes[0, sampler.tree.leaves : sampler.tree.leaves + 4]
     np.testing.assert_allclose(leaves, (np.array([1.0, 1.0, 9.0, 1.0]) + EPS) ** ALPHA)
     assert sampler.tree.totals[0] == pytest.approx(leaves.sum(), rel=1e-12)
     assert sampler.max_priority[0] == 9.0 + EPS
@@ -85,14 +85,20 @@ def test_the_buffer_samples_with_weights_and_updates_its_members_priorities() ->
     config = DQNConfig(prioritized_replay=True, buffer_size=16, batch_size=8)
     buffer = make_replay_buffer(config, ObservationSpec.flat(1), [np.random.default_rng(k) for k in range(2)])
     for t in range(10):
-        buffer.add(np.full((2, 1), t, np.float32), np.zeros(2), np.zeros(2), np.zeros((2, 1), np.float32),
-                   np.zeros(2), np.zeros(2))
+        buffer.add(
+            np.full((2, 1), t, np.float32),
+            np.zeros(2),
+            np.zeros(2),
+            np.zeros((2, 1), np.float32),
+            np.zeros(2),
+            np.zeros(2),
+        )
     batch = buffer.sample(8, torch.device("cpu"), beta=0.5)
     assert batch.weights is not None and batch.weights.shape == (2, 8)
     assert torch.equal(batch.weights, torch.ones(2, 8))  # every new transition has the same (largest) priority
     errors = np.zeros((2, 8))
     errors[0] = 3.0  # member 0's sampled slots now outweigh the others; member 1's priorities are its own
     buffer.update_priorities(batch.slots, errors)
-    leaves = buffer.sampler.tree.nodes[:, buffer.sampler.tree.leaves:][:, :10]
+    leaves = buffer.sampler.tree.nodes[:, buffer.sampler.tree.leaves :][:, :10]
     assert set(np.round(leaves[0, batch.slots[0]], 6)) == {round((3.0 + config.per_eps) ** config.per_alpha, 6)}
-    assert set(np.round(leaves[1, batch.slots[1]], 6)) == {round(config.per_eps ** config.per_alpha, 6)}
+    assert set(np.round(leaves[1, batch.slots[1]], 6)) == {round(config.per_eps**config.per_alpha, 6)}

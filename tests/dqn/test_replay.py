@@ -19,12 +19,19 @@ SPEC = ObservationSpec.flat(2)
 def scripted_buffer(capacity: int, count: int, seed: int = 0, members: int = 1) -> ReplayBuffer:
     """Transitions i = 0..count-1: obs (i, -i), action i % 3, reward i, next obs (i+1, -i-1), terminal when i % 4 == 3;
     member k's rewards are i + 100 k."""
-    buffer = ReplayBuffer(capacity, SPEC, UniformSampler([np.random.default_rng(seed + k) for k in range(members)]),
-                          members=members)
+    buffer = ReplayBuffer(
+        capacity, SPEC, UniformSampler([np.random.default_rng(seed + k) for k in range(members)]), members=members
+    )
     for i in range(count):
         ones = np.ones(members)
-        buffer.add(np.array([[i, -i]] * members, dtype=np.float32), ones * (i % 3), i + 100 * np.arange(members),
-                   np.array([[i + 1, -i - 1]] * members, dtype=np.float32), ones * (i % 4 == 3), ones * (i % 4 == 3))
+        buffer.add(
+            np.array([[i, -i]] * members, dtype=np.float32),
+            ones * (i % 3),
+            i + 100 * np.arange(members),
+            np.array([[i + 1, -i - 1]] * members, dtype=np.float32),
+            ones * (i % 4 == 3),
+            ones * (i % 4 == 3),
+        )
     return buffer
 
 
@@ -94,8 +101,14 @@ def test_a_sampled_batch_is_not_changed_by_later_adds() -> None:
     batch = buffer.sample(16, CPU)
     before = batch.obs.clone()
     for _ in range(4):
-        buffer.add(np.zeros((1, 2), np.float32), np.zeros(1), -np.ones(1), np.zeros((1, 2), np.float32),
-                   np.zeros(1), np.zeros(1))
+        buffer.add(
+            np.zeros((1, 2), np.float32),
+            np.zeros(1),
+            -np.ones(1),
+            np.zeros((1, 2), np.float32),
+            np.zeros(1),
+            np.zeros(1),
+        )
     assert torch.equal(batch.obs, before)
 
 
@@ -112,18 +125,36 @@ def value_network(config: DQNConfig) -> torch.nn.Module:
 
 # A 6-step episode: steps 1-4 cut by a time limit after step 4 (its real next observation 40), then steps 5-6,
 # which terminate. Observation of step t is t, its reward t; gamma 0.5 keeps every sum exact in float32.
-EPISODE = [(1, 1, 2, False, False), (2, 2, 3, False, False), (3, 3, 4, False, False), (4, 4, 40, False, True),
-           (5, 5, 6, False, False), (6, 6, 7, True, True)]
+EPISODE = [
+    (1, 1, 2, False, False),
+    (2, 2, 3, False, False),
+    (3, 3, 4, False, False),
+    (4, 4, 40, False, True),
+    (5, 5, 6, False, False),
+    (6, 6, 7, True, True),
+]
 """(obs, reward, next obs, terminated, episode ended)."""
 TARGETS = {
-    1: [1 + .5 * 2, 2 + .5 * 3, 3 + .5 * 4, 4 + .5 * 40, 5 + .5 * 6, 6],
+    1: [1 + 0.5 * 2, 2 + 0.5 * 3, 3 + 0.5 * 4, 4 + 0.5 * 40, 5 + 0.5 * 6, 6],
     # n = 3: step 3's return stops at the truncation after 2 steps and bootstraps there (gamma^2 V(40));
     # step 5's stops at the termination after 2 steps: no bootstrap
-    3: [1 + .5 * 2 + .25 * 3 + .125 * 4, 2 + .5 * 3 + .25 * 4 + .125 * 40, 3 + .5 * 4 + .25 * 40, 4 + .5 * 40,
-        5 + .5 * 6, 6],
+    3: [
+        1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 4,
+        2 + 0.5 * 3 + 0.25 * 4 + 0.125 * 40,
+        3 + 0.5 * 4 + 0.25 * 40,
+        4 + 0.5 * 40,
+        5 + 0.5 * 6,
+        6,
+    ],
     # n = 5: the first episode (4 steps) is shorter than n
-    5: [1 + .5 * 2 + .25 * 3 + .125 * 4 + .0625 * 40, 2 + .5 * 3 + .25 * 4 + .125 * 40, 3 + .5 * 4 + .25 * 40,
-        4 + .5 * 40, 5 + .5 * 6, 6],
+    5: [
+        1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 4 + 0.0625 * 40,
+        2 + 0.5 * 3 + 0.25 * 4 + 0.125 * 40,
+        3 + 0.5 * 4 + 0.25 * 40,
+        4 + 0.5 * 40,
+        5 + 0.5 * 6,
+        6,
+    ],
 }
 
 
@@ -133,12 +164,18 @@ def test_n_step_targets_equal_the_hand_computed_values(n_steps: int, double_dqn:
     config = DQNConfig(gamma=0.5, n_steps=n_steps, buffer_size=8, batch_size=8, hidden_sizes=(1,))
     buffer = make_replay_buffer(config, ObservationSpec.flat(1), [np.random.default_rng(0)])
     for obs, reward, next_obs, terminated, ended in EPISODE:
-        buffer.add(np.array([[obs]], np.float32), np.zeros(1), np.array([reward]), np.array([[next_obs]], np.float32),
-                   np.array([terminated]), np.array([ended]))
+        buffer.add(
+            np.array([[obs]], np.float32),
+            np.zeros(1),
+            np.array([reward]),
+            np.array([[next_obs]], np.float32),
+            np.array([terminated]),
+            np.array([ended]),
+        )
     network = value_network(config)
     batch = buffer.sample(400, CPU)
     targets = td_target(batch, network, network, double_dqn)[0]
-    by_step = {int(obs): float(target) for obs, target in zip(batch.obs[0, :, 0], targets)}
+    by_step = {int(obs): float(target) for obs, target in zip(batch.obs[0, :, 0], targets, strict=True)}
     assert sorted(by_step) == [1, 2, 3, 4, 5, 6]
     assert [by_step[step] for step in range(1, 7)] == TARGETS[n_steps]
 
@@ -148,12 +185,23 @@ def test_an_n_step_return_never_reads_past_the_newest_transition() -> None:
     config = DQNConfig(gamma=0.5, n_steps=3, buffer_size=4, batch_size=4, hidden_sizes=(1,))
     buffer = make_replay_buffer(config, ObservationSpec.flat(1), [np.random.default_rng(0)])
     for t in range(1, 7):
-        buffer.add(np.array([[t]], np.float32), np.zeros(1), np.array([t]), np.array([[t + 1]], np.float32),
-                   np.zeros(1), np.zeros(1))
+        buffer.add(
+            np.array([[t]], np.float32),
+            np.zeros(1),
+            np.array([t]),
+            np.array([[t + 1]], np.float32),
+            np.zeros(1),
+            np.zeros(1),
+        )
     network = value_network(config)
     batch = buffer.sample(200, CPU)
-    by_step = {int(obs): float(target) for obs, target in zip(batch.obs[0, :, 0], td_target(batch, network, network,
-                                                                                             False)[0])}
-    assert by_step == {3: 3 + .5 * 4 + .25 * 5 + .125 * 6, 4: 4 + .5 * 5 + .25 * 6 + .125 * 7,
-                       5: 5 + .5 * 6 + .25 * 7, 6: 6 + .5 * 7}
-
+    by_step = {
+        int(obs): float(target)
+        for obs, target in zip(batch.obs[0, :, 0], td_target(batch, network, network, False)[0], strict=True)
+    }
+    assert by_step == {
+        3: 3 + 0.5 * 4 + 0.25 * 5 + 0.125 * 6,
+        4: 4 + 0.5 * 5 + 0.25 * 6 + 0.125 * 7,
+        5: 5 + 0.5 * 6 + 0.25 * 7,
+        6: 6 + 0.5 * 7,
+    }

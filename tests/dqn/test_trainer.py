@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from dqn_tune.dqn.agent import Agent
-
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.envs import make_env
 from dqn_tune.dqn.evaluation import run_episodes
@@ -94,17 +93,20 @@ def test_a_tiny_run_reports_consistent_bookkeeping(tiny_config: DQNConfig) -> No
     assert record.curve_steps == (200, 400, 600) and record.mean_return == result.mean_return
 
 
-@pytest.mark.parametrize(("train_freq", "gradient_steps", "expected"),
-                         [(1, 1, 500), (4, 1, 125), (4, 3, 375), (7, 2, 142)])
-def test_updates_follow_train_freq_and_gradient_steps(tiny_config: DQNConfig, train_freq: int, gradient_steps: int,
-                                                       expected: int) -> None:
+@pytest.mark.parametrize(
+    ("train_freq", "gradient_steps", "expected"), [(1, 1, 500), (4, 1, 125), (4, 3, 375), (7, 2, 142)]
+)
+def test_updates_follow_train_freq_and_gradient_steps(
+    tiny_config: DQNConfig, train_freq: int, gradient_steps: int, expected: int
+) -> None:
     config = tiny_config.replace(train_freq=train_freq, gradient_steps=gradient_steps, eval_freq=0)
     assert train(config, seed=0).updates == expected
 
 
 @pytest.mark.parametrize(("interval", "expected"), [(50, 12), (256, 2), (600, 1), (601, 0), (1, 600)])
-def test_target_network_updates_every_target_update_interval_steps(tiny_config: DQNConfig, interval: int,
-                                                                   expected: int) -> None:
+def test_target_network_updates_every_target_update_interval_steps(
+    tiny_config: DQNConfig, interval: int, expected: int
+) -> None:
     config = tiny_config.replace(target_update_interval=interval, train_freq=4, eval_freq=0)
     assert train(config, seed=0).target_updates == expected
 
@@ -114,15 +116,20 @@ def test_update_target_copies_with_tau_one_and_averages_below() -> None:
     online, target = (make_q_network(config, ObservationSpec.flat(3), 2, 2, seeds=seeds) for seeds in ([0, 1], [2, 3]))
     before = [p.detach().clone() for p in target.parameters()]
     update_target(online, target, tau=0.25)
-    for old, new, src in zip(before, target.parameters(), online.parameters()):
+    for old, new, src in zip(before, target.parameters(), online.parameters(), strict=True):
         torch.testing.assert_close(new, 0.75 * old + 0.25 * src)
     update_target(online, target, tau=1.0)
-    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), online.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), online.parameters(), strict=True))
 
 
 def test_epsilon_decays_linearly_then_stays() -> None:
-    config = DQNConfig(total_timesteps=1_000, exploration_fraction=0.5, exploration_initial_eps=1.0,
-                       exploration_final_eps=0.1, learning_starts=0)
+    config = DQNConfig(
+        total_timesteps=1_000,
+        exploration_fraction=0.5,
+        exploration_initial_eps=1.0,
+        exploration_final_eps=0.1,
+        learning_starts=0,
+    )
     assert [round(epsilon_at(step, config), 6) for step in (0, 250, 500, 750, 1_000)] == [1.0, 0.55, 0.1, 0.1, 0.1]
 
 
@@ -133,9 +140,21 @@ def test_per_beta_anneals_linearly_to_one_over_the_run() -> None:
 
 def cycle_config(env_id: str) -> DQNConfig:
     """A config that learns the toy cycle's Q-values to within 0.02 in 1,000 steps."""
-    return DQNConfig(env_id=env_id, total_timesteps=1_000, learning_starts=100, gamma=0.5, learning_rate=3e-3,
-                     batch_size=32, buffer_size=1_000, hidden_sizes=(32,), target_update_interval=100, train_freq=1,
-                     exploration_fraction=0.1, eval_freq=0, eval_episodes=1)
+    return DQNConfig(
+        env_id=env_id,
+        total_timesteps=1_000,
+        learning_starts=100,
+        gamma=0.5,
+        learning_rate=3e-3,
+        batch_size=32,
+        buffer_size=1_000,
+        hidden_sizes=(32,),
+        target_update_interval=100,
+        train_freq=1,
+        exploration_fraction=0.1,
+        eval_freq=0,
+        eval_episodes=1,
+    )
 
 
 def test_truncation_bootstraps_from_the_real_next_observation() -> None:
@@ -158,8 +177,14 @@ def assert_same_run(a: TrainResult, b: TrainResult) -> None:
     assert all(torch.equal(a.q_network_state[k], b.q_network_state[k]) for k in a.q_network_state)
 
 
-@pytest.mark.parametrize("changes", [{}, {"double_dqn": True, "tau": 0.1, "target_update_interval": 4, "loss": "mse"},
-                                     {"n_steps": 3, "dueling": True, "prioritized_replay": True}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"double_dqn": True, "tau": 0.1, "target_update_interval": 4, "loss": "mse"},
+        {"n_steps": 3, "dueling": True, "prioritized_replay": True},
+    ],
+)
 def test_same_seed_gives_an_identical_run(tiny_config: DQNConfig, changes: dict[str, object]) -> None:
     config = tiny_config.replace(**changes)
     assert_same_run(train(config, seed=3), train(config, seed=3))
@@ -169,8 +194,9 @@ def test_same_seed_gives_an_identical_run(tiny_config: DQNConfig, changes: dict[
 def test_different_seeds_give_different_runs(tiny_config: DQNConfig, changes: dict[str, object]) -> None:
     results = [train(tiny_config.replace(**changes), seed=seed) for seed in (0, 1)]
     assert results[0].episode_returns != results[1].episode_returns
-    assert not torch.equal(results[0].q_network_state["hidden_weights.0"],
-                           results[1].q_network_state["hidden_weights.0"])
+    assert not torch.equal(
+        results[0].q_network_state["hidden_weights.0"], results[1].q_network_state["hidden_weights.0"]
+    )
 
 
 def test_the_global_random_state_does_not_change_a_run(tiny_config: DQNConfig) -> None:
@@ -195,8 +221,10 @@ def test_a_diverging_run_raises_with_the_step(tiny_config: DQNConfig) -> None:
 
 def test_a_nan_reward_from_the_env_is_named_as_the_cause_not_the_learning_rate(tiny_config: DQNConfig) -> None:
     config = tiny_config.replace(env_id=NAN_REWARD, eval_freq=0)
-    cause = ("; the env returned a NaN or infinite reward or observation, which the batch replayed: fix the env (a "
-             "lower --learning-rate cannot help)")
+    cause = (
+        "; the env returned a NaN or infinite reward or observation, which the batch replayed: fix the env (a "
+        "lower --learning-rate cannot help)"
+    )
     with pytest.raises(DivergenceError) as info:
         train(config, seed=0)
     (member,) = train_seeds(config, [0])
@@ -220,7 +248,7 @@ def test_on_eval_sees_each_evaluation_and_can_stop_the_run(tiny_config: DQNConfi
 def test_a_seed_outside_0_to_2_32_minus_1_is_a_config_error(tiny_config: DQNConfig, seed: Any) -> None:
     with pytest.raises(ConfigError, match=r"^seed = .* expected an integer from 0 to 4294967295 \(2\*\*32 - 1\)$"):
         train(tiny_config, seed=seed)
-    with make_env("CartPole-v1") as env, pytest.raises(ConfigError, match="^seed = "):
+    with make_env("CartPole-v1") as env, pytest.raises(ConfigError, match=r"^seed = "):
         run_episodes(lambda obs: [0], [env], 1, seed=seed)
 
 

@@ -21,13 +21,20 @@ def curve_study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """URL of study 'curves' in a fresh SQLite file: 3 complete trials and 1 pruned, each with two params,
     intermediate values (the evaluation curve) and config; the complete ones also real two-seed runs
     and an uploaded learning-curve PNG."""
-    config = DQNConfig(total_timesteps=400, learning_starts=100, batch_size=32, buffer_size=1_000,
-                       hidden_sizes=(16,), target_update_interval=50, eval_freq=200, eval_curve_episodes=2,
-                       eval_episodes=2)
+    config = DQNConfig(
+        total_timesteps=400,
+        learning_starts=100,
+        batch_size=32,
+        buffer_size=1_000,
+        hidden_sizes=(16,),
+        target_update_interval=50,
+        eval_freq=200,
+        eval_curve_episodes=2,
+        eval_episodes=2,
+    )
     results = [train(config, seed=seed) for seed in (0, 1)]
     url = f"sqlite:///{tmp_path_factory.mktemp('curves') / 'study.db'}"
-    study = optuna.create_study(study_name="curves", storage=open_storage(url, heartbeat=False),
-                                direction="maximize")
+    study = optuna.create_study(study_name="curves", storage=open_storage(url, heartbeat=False), direction="maximize")
     store = make_artifact_store(url)
     for value in (*TRIAL_VALUES, None):
         trial = study.ask()
@@ -55,11 +62,28 @@ def validated_study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     from dqn_tune.tuning.study import TuneSettings, run_study
     from dqn_tune.tuning.validation import ValidationSettings, run_validation
 
-    tiny = DQNConfig(total_timesteps=600, learning_starts=100, batch_size=32, buffer_size=1_000, hidden_sizes=(16,),
-                     target_update_interval=50, eval_freq=200, eval_curve_episodes=2, eval_episodes=2)
+    tiny = DQNConfig(
+        total_timesteps=600,
+        learning_starts=100,
+        batch_size=32,
+        buffer_size=1_000,
+        hidden_sizes=(16,),
+        target_update_interval=50,
+        eval_freq=200,
+        eval_curve_episodes=2,
+        eval_episodes=2,
+    )
     storage = StorageSettings(f"sqlite:///{tmp_path_factory.mktemp('validated') / 'study.db'}")
-    run_study(TuneSettings(study_name="validated", storage=storage, pruner="none", artifacts=False,
-                           objective=ObjectiveSettings(base=tiny, space=DEFAULT_SPACE, seeds=1, study_seed=1)),
-              trials=3, echo=lambda _: None)
+    run_study(
+        TuneSettings(
+            study_name="validated",
+            storage=storage,
+            pruner="none",
+            artifacts=False,
+            objective=ObjectiveSettings(base=tiny, space=DEFAULT_SPACE, seeds=1, study_seed=1),
+        ),
+        trials=3,
+        echo=lambda _: None,
+    )
     run_validation(ValidationSettings("validated", storage, top_k=2, seeds=2, artifacts=False), echo=lambda _: None)
     return storage.url

@@ -52,15 +52,28 @@ def test_steps_to_threshold_is_the_first_evaluation_at_or_above_it() -> None:
 
 def test_summary_table_gives_mean_and_std_per_setting(tiny_config: DQNConfig) -> None:
     spec = AblationSpec(tiny_config, {"buffer_size": (100, 1_000), "target_update_interval": (1, 10)}, 2)
-    runs = [run((100, 1), 0, (100.0, 480.0)), run((100, 1), 1, (480.0, 500.0)), run((100, 10), 0, (20.0, 30.0)),
-            run((1_000, 1), 0, (10.0, 20.0)), run((1_000, 1), 1, (500.0, 40.0), best=(490.0, 1_000))]
-    rows = {tuple(line.split(" | ")[:2]): line for line in summary_table("ab", spec, runs).splitlines()
-            if line.startswith("| 1")}
-    assert rows[("| 100", "1")] == ("| 100 | 1 | 2/2 | 490.0 +- 10.0 | 490.0 +- 10.0 | 2000 +- 0 | 390.0 +- 100.0 | "
-                                    "1500 +- 500 (2/2 runs) |")
-    assert rows[("| 100", "10")] == "| 100 | 10 | 1/2 | 30.0 +- 0.0 | 30.0 +- 0.0 | 2000 +- 0 | 25.0 +- 0.0 | not reached |"
-    assert rows[("| 1000", "1")] == ("| 1000 | 1 | 2/2 | 30.0 +- 10.0 | 255.0 +- 235.0 | 1500 +- 500 | 142.5 +- 127.5 | "
-                                     "1000 +- 0 (1/2 runs) |")
+    runs = [
+        run((100, 1), 0, (100.0, 480.0)),
+        run((100, 1), 1, (480.0, 500.0)),
+        run((100, 10), 0, (20.0, 30.0)),
+        run((1_000, 1), 0, (10.0, 20.0)),
+        run((1_000, 1), 1, (500.0, 40.0), best=(490.0, 1_000)),
+    ]
+    rows = {
+        tuple(line.split(" | ")[:2]): line
+        for line in summary_table("ab", spec, runs).splitlines()
+        if line.startswith("| 1")
+    }
+    assert rows[("| 100", "1")] == (
+        "| 100 | 1 | 2/2 | 490.0 +- 10.0 | 490.0 +- 10.0 | 2000 +- 0 | 390.0 +- 100.0 | 1500 +- 500 (2/2 runs) |"
+    )
+    assert (
+        rows[("| 100", "10")]
+        == "| 100 | 10 | 1/2 | 30.0 +- 0.0 | 30.0 +- 0.0 | 2000 +- 0 | 25.0 +- 0.0 | not reached |"
+    )
+    assert rows[("| 1000", "1")] == (
+        "| 1000 | 1 | 2/2 | 30.0 +- 10.0 | 255.0 +- 235.0 | 1500 +- 500 | 142.5 +- 127.5 | 1000 +- 0 (1/2 runs) |"
+    )
     assert rows[("| 1000", "10")] == "| 1000 | 10 | 0/2 | no run | no run | no run | no run | no run |"
     diverged = summary_table("ab", spec, runs, {(1_000, 10, 0): 7, (1_000, 10, 1): 8, (100, 10, 1): 9})
     assert "| 1000 | 10 | 0/2, 2 diverged | no run |" in diverged
@@ -89,16 +102,18 @@ def test_the_table_labels_final_and_best_checkpoint_returns(tiny_config: DQNConf
     np.testing.assert_array_equal(mean_final_returns(spec, runs), [12.0, 500.0])
     bars = bars_figure(spec, runs).axes[0]
     assert [bar.get_height() for bar in bars.patches] == [12.0, 500.0, 497.5, 500.0]
-    assert [text.get_text() for text in bars.get_legend().get_texts()] == ["final return (last weights)",
-                                                                           "best checkpoint"]
+    assert [text.get_text() for text in bars.get_legend().get_texts()] == [
+        "final return (last weights)",
+        "best checkpoint",
+    ]
     assert [label.get_text() for label in bars.get_xticklabels()] == ["false", "true"]
     [panel] = curves_figure(spec, runs).axes
     assert [line.get_label() for line in panel.get_lines()] == ["double_dqn=false", "double_dqn=true", "threshold 475"]
 
 
-def test_the_report_of_a_real_ablation_matches_its_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str],
-                                                          tiny_config: DQNConfig) -> None:
+def test_the_report_of_a_real_ablation_matches_its_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tiny_config: DQNConfig
+) -> None:
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path}/ablation.db"
     tuned = optuna.create_study(study_name="tuned", storage=open_storage(url, heartbeat=False), direction="maximize")
@@ -107,16 +122,42 @@ def test_the_report_of_a_real_ablation_matches_its_trials(tmp_path: Path, monkey
         store_config(trial, tiny_config.replace(learning_rate=1e-3 * value))
         tuned.tell(trial, value)
     tuned.set_user_attr(RECOMMENDATION, {"trial": 1})
-    code = main(["ablate", "--storage", url, "--base-study", "tuned", "--grid", "loss=mse,huber", "--grid",
-                 "double_dqn=false", "--grid", "hidden_sizes=16", "--cell-seeds", "2", "--workers", "1", "--timesteps",
-                 "300", "--eval-freq", "100", "--eval-curve-episodes", "1", "--eval-episodes", "2"])
+    code = main(
+        [
+            "ablate",
+            "--storage",
+            url,
+            "--base-study",
+            "tuned",
+            "--grid",
+            "loss=mse,huber",
+            "--grid",
+            "double_dqn=false",
+            "--grid",
+            "hidden_sizes=16",
+            "--cell-seeds",
+            "2",
+            "--workers",
+            "1",
+            "--timesteps",
+            "300",
+            "--eval-freq",
+            "100",
+            "--eval-curve-episodes",
+            "1",
+            "--eval-episodes",
+            "2",
+        ]
+    )
     assert code == 0
     name = next(name for name in optuna.get_all_study_names(url) if name != "tuned")
     study = optuna.load_study(study_name=name, storage=url)
     out_dir = tmp_path / "studies" / "ablations" / name
     out = capsys.readouterr().out
-    assert ("base config: trial 1 of study 'tuned', recommended by validation on held-out seeds: CartPole-v1, 300 "
-            "steps; batch_size=32, buffer_size=1000") in out
+    assert (
+        "base config: trial 1 of study 'tuned', recommended by validation on held-out seeds: CartPole-v1, 300 "
+        "steps; batch_size=32, buffer_size=1000"
+    ) in out
     assert f"report: studies/ablations/{name}/summary.md, studies/ablations/{name}/runs.csv, " in out
     table = (out_dir / "summary.md").read_text()
     assert table in out and "Base config: trial 1 of study 'tuned', recommended by validation on held-out" in table
@@ -128,7 +169,12 @@ def test_the_report_of_a_real_ablation_matches_its_trials(tmp_path: Path, monkey
     for row in rows:
         trial = study.trials[int(row["trial"])]
         record = trial_runs(trial)[0]
-        assert trial.params == {"loss": row["loss"], "double_dqn": False, "hidden_sizes": "16", "seed": int(row["seed"])}
+        assert trial.params == {
+            "loss": row["loss"],
+            "double_dqn": False,
+            "hidden_sizes": "16",
+            "seed": int(row["seed"]),
+        }
         assert float(row["final_return"]) == record.curve_returns[-1]
         assert float(row["best_checkpoint_return"]) == trial.value == record.mean_return
         assert int(row["best_checkpoint_step"]) == record.selected_step

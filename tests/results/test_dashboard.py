@@ -26,13 +26,13 @@ from dqn_tune.cli import main
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.results.dashboard import DashboardServer, start_dashboard
 from dqn_tune.runner.storage import StorageSettings
+from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import (
     LEARNING_CURVE_PNG,
     artifact_dir,
     make_artifact_store,
 )
 from dqn_tune.tuning.objective import ObjectiveSettings
-from dqn_tune.tuning import records
 from dqn_tune.tuning.records import (
     CONFIG_SUMMARY,
     RUNS_SUMMARY,
@@ -47,9 +47,14 @@ from dqn_tune.tuning.study import TuneSettings, run_study
 @pytest.fixture
 def live_settings(tmp_path: Path, tiny_config: DQNConfig) -> TuneSettings:
     """Two-seed trials of the tiny config that upload learning curves; no pruner, so every trial completes."""
-    return TuneSettings(study_name="live", storage=StorageSettings(f"sqlite:///{tmp_path}/live.db"),
-                        objective=ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE, seeds=2),
-                        pruner="none", artifacts=True)
+    return TuneSettings(
+        study_name="live",
+        storage=StorageSettings(f"sqlite:///{tmp_path}/live.db"),
+        objective=ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE, seeds=2),
+        pruner="none",
+        artifacts=True,
+    )
+
 
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=30) as response:
@@ -130,8 +135,12 @@ def test_the_validated_pick_is_marked_where_the_dashboard_shows_it(validated_stu
 
 
 def test_cli_prints_the_url_serves_and_stops_on_ctrl_c(curve_study_url: str) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "dqn_tune", "dashboard", "--storage", curve_study_url,
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dqn_tune", "dashboard", "--storage", curve_study_url, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -151,28 +160,33 @@ def test_bad_storage_is_one_line_and_creates_nothing(tmp_path: Path, capsys: pyt
     missing = tmp_path / "typo.db"
     assert main(["dashboard", "--storage", f"sqlite:///{missing}", "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"dqn-tune: error: no SQLite database at '{missing}' (storage 'sqlite:///{missing}'); "
-                   "check --storage, or create a study first with 'dqn-tune tune'\n")
+    assert err == (
+        f"dqn-tune: error: no SQLite database at '{missing}' (storage 'sqlite:///{missing}'); "
+        "check --storage, or create a study first with 'dqn-tune tune'\n"
+    )
     assert list(tmp_path.iterdir()) == []
 
     garbage = tmp_path / "garbage.db"
     garbage.write_text("not a database")
     assert main(["dashboard", "--storage", f"sqlite:///{garbage}", "--port", "0"]) == 2
-    assert capsys.readouterr().err == (f"dqn-tune: error: cannot open storage 'sqlite:///{garbage}': "
-                                       "file is not a database\n")
+    assert capsys.readouterr().err == (
+        f"dqn-tune: error: cannot open storage 'sqlite:///{garbage}': file is not a database\n"
+    )
     assert garbage.read_text() == "not a database"
 
 
-def test_busy_port_and_bad_port_are_one_line_errors(curve_study_url: str,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_busy_port_and_bad_port_are_one_line_errors(curve_study_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     with serving(curve_study_url) as server:
         port = server.server_address[1]
         assert main(["dashboard", "--storage", curve_study_url, "--port", str(port)]) == 2
-        assert capsys.readouterr().err == (f"dqn-tune: error: cannot listen on 127.0.0.1:{port}: Address already "
-                                           "in use; choose another --port or --host\n")
+        assert capsys.readouterr().err == (
+            f"dqn-tune: error: cannot listen on 127.0.0.1:{port}: Address already "
+            "in use; choose another --port or --host\n"
+        )
     assert main(["dashboard", "--storage", curve_study_url, "--port", "70000"]) == 2
-    assert capsys.readouterr().err == ("dqn-tune: error: --port = 70000 is invalid: "
-                                       "expected 0-65535 (0 picks a free port)\n")
+    assert capsys.readouterr().err == (
+        "dqn-tune: error: --port = 70000 is invalid: expected 0-65535 (0 picks a free port)\n"
+    )
 
 
 def poll_until_done(base: str, name: str, done: threading.Event, polls: list[int], errors: list[str]) -> None:
@@ -199,8 +213,9 @@ def test_open_dashboard_on_a_live_two_worker_sqlite_study_loses_no_trial(live_se
     polls: list[int] = []
     errors: list[str] = []
     with serving(settings.storage_url) as server:
-        poller = threading.Thread(target=poll_until_done,
-                                  args=(base_url(server), settings.study_name, done, polls, errors))
+        poller = threading.Thread(
+            target=poll_until_done, args=(base_url(server), settings.study_name, done, polls, errors)
+        )
         poller.start()
         try:
             summary = run_study(settings, trials=6, workers=2, echo=lambda _: None)
@@ -241,13 +256,24 @@ def stored_state(url: str) -> Any:
     studies = []
     for summary in optuna.get_all_study_summaries(storage):
         study_id = storage.get_study_id_from_name(summary.study_name)
-        trials = [(t.number, t.state, t.values, t.params, t.user_attrs, t.system_attrs)
-                  for t in storage.get_all_trials(study_id)]
-        studies.append((summary.study_name, storage.get_study_user_attrs(study_id),
-                        storage.get_study_system_attrs(study_id), trials))
+        trials = [
+            (t.number, t.state, t.values, t.params, t.user_attrs, t.system_attrs)
+            for t in storage.get_all_trials(study_id)
+        ]
+        studies.append(
+            (
+                summary.study_name,
+                storage.get_study_user_attrs(study_id),
+                storage.get_study_system_attrs(study_id),
+                trials,
+            )
+        )
     storage.engine.dispose()
-    files = {p.relative_to(artifact_dir(url)).as_posix(): p.read_bytes()
-             for p in sorted(artifact_dir(url).rglob("*")) if p.is_file()}
+    files = {
+        p.relative_to(artifact_dir(url)).as_posix(): p.read_bytes()
+        for p in sorted(artifact_dir(url).rglob("*"))
+        if p.is_file()
+    }
     return studies, files
 
 
@@ -294,8 +320,9 @@ def test_dashboard_refuses_every_write_with_403_and_the_storage_is_unchanged(kep
         study = study_id(base, "kept")
         detail = get_json(f"{base}/api/studies/{study}?after=0")
         trial = detail["trials"][0]
-        requests = write_requests(study, trial["trial_id"], detail["trials"][2]["trial_id"],
-                                  trial["artifacts"][0]["artifact_id"])
+        requests = write_requests(
+            study, trial["trial_id"], detail["trials"][2]["trial_id"], trial["artifacts"][0]["artifact_id"]
+        )
         for method, path, body in requests:
             status, answer = request(server, method, path, body)
             assert status == 403, (method, path, status, answer)
@@ -305,8 +332,13 @@ def test_dashboard_refuses_every_write_with_403_and_the_storage_is_unchanged(kep
         # reading still works: the page, the APIs, CSV, artifacts, HEAD
         assert [s["study_name"] for s in get_json(f"{base}/api/studies")["study_summaries"]] == ["kept"]
         assert get_json(f"{base}/api/studies/{study}?after=0")["note"]["body"] == "study note: do not delete"
-        for path in ("/dashboard", f"/dashboard/studies/{study}", f"/csv/{study}", "/api/meta",
-                     f"/artifacts/{study}/{trial['trial_id']}/{trial['artifacts'][0]['artifact_id']}"):
+        for path in (
+            "/dashboard",
+            f"/dashboard/studies/{study}",
+            f"/csv/{study}",
+            "/api/meta",
+            f"/artifacts/{study}/{trial['trial_id']}/{trial['artifacts'][0]['artifact_id']}",
+        ):
             assert request(server, "GET", path)[0] == 200, path
         assert request(server, "HEAD", "/api/meta") == (200, b"")
     assert stored_state(kept_study_url) == before
@@ -325,10 +357,15 @@ def test_allow_writes_lets_the_dashboard_change_and_delete_studies(kept_study_ur
 
 
 @pytest.mark.parametrize(("flags", "delete_status"), [([], 403), (["--allow-writes"], 204)])
-def test_cli_dashboard_is_read_only_unless_allow_writes(kept_study_url: str, flags: list[str],
-                                                        delete_status: int) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "dqn_tune", "dashboard", "--storage", kept_study_url,
-                                "--port", "0", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_cli_dashboard_is_read_only_unless_allow_writes(
+    kept_study_url: str, flags: list[str], delete_status: int
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dqn_tune", "dashboard", "--storage", kept_study_url, "--port", "0", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         url = process.stdout.readline().split(" at ")[1].split()[0]

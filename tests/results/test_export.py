@@ -35,11 +35,32 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-UNUSUAL = DQNConfig(env_id="Acrobot-v1", total_timesteps=1_234, learning_rate=1e-5, gamma=0.95, batch_size=16,
-                    buffer_size=500, tau=0.5, learning_starts=10, train_freq=3, gradient_steps=2, loss="mse",
-                    max_grad_norm=None, hidden_sizes=(32, 16), double_dqn=False, keep_best=False, eval_freq=0,
-                    exploration_initial_eps=0.5, exploration_final_eps=0.0, dueling=True, n_steps=3,
-                    prioritized_replay=True, per_alpha=0.5, per_beta=0.3, per_eps=1e-5)
+UNUSUAL = DQNConfig(
+    env_id="Acrobot-v1",
+    total_timesteps=1_234,
+    learning_rate=1e-5,
+    gamma=0.95,
+    batch_size=16,
+    buffer_size=500,
+    tau=0.5,
+    learning_starts=10,
+    train_freq=3,
+    gradient_steps=2,
+    loss="mse",
+    max_grad_norm=None,
+    hidden_sizes=(32, 16),
+    double_dqn=False,
+    keep_best=False,
+    eval_freq=0,
+    exploration_initial_eps=0.5,
+    exploration_final_eps=0.0,
+    dueling=True,
+    n_steps=3,
+    prioritized_replay=True,
+    per_alpha=0.5,
+    per_beta=0.3,
+    per_eps=1e-5,
+)
 """Every field away from its default (network has one choice so far), max_grad_norm None and booleans flipped."""
 
 
@@ -63,8 +84,9 @@ def plain_study(tmp_path: Path, tiny_config: DQNConfig) -> tuple[str, Path]:
     and study 'empty' with a failed trial only."""
     db = tmp_path / "plain.db"
     url = f"sqlite:///{db}"
-    study = optuna.create_study(study_name="dqn-CartPole-v1", storage=open_storage(url, heartbeat=False),
-                                direction="maximize")
+    study = optuna.create_study(
+        study_name="dqn-CartPole-v1", storage=open_storage(url, heartbeat=False), direction="maximize"
+    )
     for value, lr in ((1.0, 1e-3), (3.0, 2e-3), (2.0, 3e-3)):
         trial = study.ask()
         trial.suggest_float("learning_rate", lr, lr)
@@ -76,20 +98,25 @@ def plain_study(tmp_path: Path, tiny_config: DQNConfig) -> tuple[str, Path]:
     return url, db
 
 
-def test_toml_is_read_back_by_train_config_and_flags_override_it(validated_study_url: str, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_toml_is_read_back_by_train_config_and_flags_override_it(
+    validated_study_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     number, config = recommended(validated_study_url)
     out = tmp_path / "best.toml"
     assert main(best(validated_study_url, "--format", "toml", "--out", str(out))) == 0
-    assert capsys.readouterr().out == (f"wrote the toml config of trial {number} of study 'validated' (recommended by "
-                                       f"validation on held-out seeds) to {out}\n")
+    assert capsys.readouterr().out == (
+        f"wrote the toml config of trial {number} of study 'validated' (recommended by "
+        f"validation on held-out seeds) to {out}\n"
+    )
     assert read_config_file(out) == config
     text = out.read_text()
     assert text.startswith(f"# study 'validated', trial {number}: recommended by validation on held-out seeds\n")
     assert re.search(r"^# validation: mean [\d.]+ \[95% CI [\d.]+, [\d.]+\]", text, flags=re.MULTILINE)
 
     agent_path = tmp_path / "agent.pt"
-    assert main(["train", "--config", str(out), "--out", str(agent_path), "--timesteps", "300", "--eval-freq", "0"]) == 0
+    assert (
+        main(["train", "--config", str(out), "--out", str(agent_path), "--timesteps", "300", "--eval-freq", "0"]) == 0
+    )
     assert load_agent(agent_path).config == config.replace(total_timesteps=300, eval_freq=0)
 
 
@@ -117,8 +144,9 @@ def test_a_missing_key_keeps_its_default(tmp_path: Path) -> None:
     assert read_config_file(path) == DQNConfig(learning_rate=0.002, hidden_sizes=(64,), max_grad_norm=None)
 
 
-def test_args_output_parses_to_the_recommended_config(validated_study_url: str,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_args_output_parses_to_the_recommended_config(
+    validated_study_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     _, config = recommended(validated_study_url)
     assert main(best(validated_study_url, "--format", "args")) == 0
     line = capsys.readouterr().out
@@ -139,10 +167,14 @@ def test_yaml_has_rl_zoos_keys_and_values() -> None:
         assert entry[name] == (math.inf if value is None else value), name
         assert type(entry[name]) is type(math.inf if value is None else value), name  # 1e-05 read as a float
     comments = "\n".join(line for line in text.splitlines() if line.startswith("#"))
-    for setting in ("double_dqn = false", "keep_best = false", "loss = mse", "max_grad_norm = none",
-                    "dueling = true (SB3's DQN has no dueling heads)",
-                    "prioritized_replay = true, per_alpha = 0.5, per_beta = 0.3, per_eps = 1e-05 (SB3's DQN samples "
-                    "uniformly)"):
+    for setting in (
+        "double_dqn = false",
+        "keep_best = false",
+        "loss = mse",
+        "max_grad_norm = none",
+        "dueling = true (SB3's DQN has no dueling heads)",
+        "prioritized_replay = true, per_alpha = 0.5, per_beta = 0.3, per_eps = 1e-05 (SB3's DQN samples uniformly)",
+    ):
         assert setting in comments
 
 
@@ -156,8 +188,9 @@ def test_yaml_of_the_study_names_what_sb3_lacks(validated_study_url: str, capsys
     assert "double_dqn = true (SB3's DQN is not Double DQN)" in text
 
 
-def test_json_has_the_config_and_the_validation_table(validated_study_url: str,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_has_the_config_and_the_validation_table(
+    validated_study_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     number, config = recommended(validated_study_url)
     assert main(best(validated_study_url, "--format", "json")) == 0
     data = json.loads(capsys.readouterr().out)
@@ -171,9 +204,9 @@ def test_json_has_the_config_and_the_validation_table(validated_study_url: str,
     assert data["validation"]["rule"].startswith("highest lower bound")
 
 
-def test_without_validation_best_exports_the_best_trial_by_default_name(plain_study: tuple[str, Path],
-                                                                        tiny_config: DQNConfig,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_validation_best_exports_the_best_trial_by_default_name(
+    plain_study: tuple[str, Path], tiny_config: DQNConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     url, _ = plain_study
     assert main(["best", "--storage", url, "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -182,8 +215,9 @@ def test_without_validation_best_exports_the_best_trial_by_default_name(plain_st
     assert DQNConfig.from_dict(data["config"]) == tiny_config.replace(learning_rate=2e-3)
 
 
-def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(plain_study: tuple[str, Path], tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(
+    plain_study: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url, db = plain_study
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")

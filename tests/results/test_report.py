@@ -40,14 +40,18 @@ def make_study(tmp_path: Path, name: str, outcomes: list[float | TrialState]) ->
     return url
 
 
-def test_report_writes_exactly_the_files_it_names(curve_study_url: str, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_writes_exactly_the_files_it_names(
+    curve_study_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "report"
     assert main(["report", "--study-name", "curves", "--storage", curve_study_url, "--out-dir", str(out)]) == 0
     plots = ("optimization_history", "param_importances", "parallel_coordinate", "slice")
-    expected = ({f"{p}.html" for p in plots} | {f"{p}.png" for p in plots}
-                | {f"learning_curve_trial_{n}.png" for n in (0, 1, 2)}
-                | {"learning_curves_top.png", "plotly.min.js", "summary.md"})
+    expected = (
+        {f"{p}.html" for p in plots}
+        | {f"{p}.png" for p in plots}
+        | {f"learning_curve_trial_{n}.png" for n in (0, 1, 2)}
+        | {"learning_curves_top.png", "plotly.min.js", "summary.md"}
+    )
     assert {p.name for p in out.iterdir()} == expected
     stdout = capsys.readouterr().out.splitlines()
     assert stdout[0] == f"report of study 'curves' ({len(expected)} files, top 10 trials in {out / 'summary.md'}):"
@@ -63,17 +67,27 @@ def test_report_writes_exactly_the_files_it_names(curve_study_url: str, tmp_path
     assert "Not drawn" not in summary
 
 
-def test_one_complete_trial_skips_importances_and_missing_curves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_complete_trial_skips_importances_and_missing_curves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = make_study(tmp_path, "single", [5.0, TrialState.FAIL])
     monkeypatch.chdir(tmp_path)
     assert main(["report", "--study-name", "single", "--storage", url]) == 0
     out = tmp_path / "studies" / "reports" / "single"
     assert {p.name for p in out.iterdir()} == {
-        "optimization_history.html", "optimization_history.png", "parallel_coordinate.html",
-        "parallel_coordinate.png", "slice.html", "slice.png", "plotly.min.js", "summary.md"}
-    reasons = ["parameter importances: need at least 2 complete trials, the study has 1",
-               "learning curve of trial 0: it stored no runs"]
+        "optimization_history.html",
+        "optimization_history.png",
+        "parallel_coordinate.html",
+        "parallel_coordinate.png",
+        "slice.html",
+        "slice.png",
+        "plotly.min.js",
+        "summary.md",
+    }
+    reasons = [
+        "parameter importances: need at least 2 complete trials, the study has 1",
+        "learning curve of trial 0: it stored no runs",
+    ]
     stdout = capsys.readouterr().out
     assert all(f"  not drawn: {reason}\n" in stdout for reason in reasons)
     summary = (out / "summary.md").read_text()
@@ -82,17 +96,21 @@ def test_one_complete_trial_skips_importances_and_missing_curves(tmp_path: Path,
 
 
 def test_study_without_complete_trials_is_a_one_line_error_and_writes_nothing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = make_study(tmp_path, "unlucky", [TrialState.PRUNED, TrialState.FAIL, TrialState.PRUNED])
     out = tmp_path / "report"
     assert main(["report", "--study-name", "unlucky", "--storage", url, "--out-dir", str(out)]) == 2
-    assert capsys.readouterr().err == ("dqn-tune: error: study 'unlucky' has no complete trials (1 fail, 2 pruned); "
-                                       "nothing to report until a trial completes\n")
+    assert capsys.readouterr().err == (
+        "dqn-tune: error: study 'unlucky' has no complete trials (1 fail, 2 pruned); "
+        "nothing to report until a trial completes\n"
+    )
     assert not out.exists()
 
 
-def test_unknown_study_and_unwritable_out_dir_are_one_line_errors(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_study_and_unwritable_out_dir_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = make_study(tmp_path, "exists", [1.0])
     assert main(["report", "--study-name", "typo", "--storage", url, "--out-dir", str(tmp_path / "r")]) == 2
     assert capsys.readouterr().err == f"dqn-tune: error: study 'typo' not found in '{url}'; studies there: exists\n"
@@ -100,13 +118,15 @@ def test_unknown_study_and_unwritable_out_dir_are_one_line_errors(tmp_path: Path
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert main(["report", "--study-name", "exists", "--storage", url, "--out-dir", str(blocker / "r")]) == 2
-    assert capsys.readouterr().err == (f"dqn-tune: error: cannot write the report to '{blocker / 'r'}': "
-                                       "Not a directory; choose another --out-dir\n")
+    assert capsys.readouterr().err == (
+        f"dqn-tune: error: cannot write the report to '{blocker / 'r'}': Not a directory; choose another --out-dir\n"
+    )
     assert not (tmp_path / "r").exists() and blocker.read_text() == ""
 
 
-def test_a_validated_study_gets_the_validation_figure_and_table(validated_study_url: str, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_validated_study_gets_the_validation_figure_and_table(
+    validated_study_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from dqn_tune.tuning import records
     from dqn_tune.tuning.recommendation import Recommendation
 
@@ -132,7 +152,6 @@ def test_a_validated_study_gets_the_validation_figure_and_table(validated_study_
         assert cells[6] == str(len(row.returns))
 
 
-
 METRIC = "mean final return, mean over seeds"
 PARAMS = ("batch_size", "buffer_size", "gamma", "learning_rate", "target_update_interval")
 """The parameters of `drawn`'s study, sorted, as dqn-tune names them; Optuna's plots cut names of 20+ characters."""
@@ -146,13 +165,23 @@ def drawn(tmp_path: Path) -> Iterator[Callable[[str], Figure]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([METRIC])
-    study.optimize(lambda trial: (trial.suggest_categorical("batch_size", [32, 64, 128, 256]) / 100
-                                  + trial.suggest_int("buffer_size", 5_000, 50_000) / 1e4
-                                  + 100 * trial.suggest_float("gamma", 0.95, 0.995)
-                                  + 1e4 * trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
-                                  + trial.suggest_int("target_update_interval", 10, 1000, log=True) / 100), n_trials=8)
-    importances = {"learning_rate": 0.6, "gamma": 0.3, "target_update_interval": 0.05, "buffer_size": 0.03,
-                   "batch_size": 0.02}
+    study.optimize(
+        lambda trial: (
+            trial.suggest_categorical("batch_size", [32, 64, 128, 256]) / 100
+            + trial.suggest_int("buffer_size", 5_000, 50_000) / 1e4
+            + 100 * trial.suggest_float("gamma", 0.95, 0.995)
+            + 1e4 * trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
+            + trial.suggest_int("target_update_interval", 10, 1000, log=True) / 100
+        ),
+        n_trials=8,
+    )
+    importances = {
+        "learning_rate": 0.6,
+        "gamma": 0.3,
+        "target_update_interval": 0.05,
+        "buffer_size": 0.03,
+        "batch_size": 0.02,
+    }
     plots = {plot.name: plot for plot in optuna_plots(study, complete_trials(study), Report(tmp_path), importances)}
     figures: list[Figure] = []
 
@@ -186,8 +215,14 @@ def drawn_tick_labels(axis: Axis) -> list[Text]:
     low, high = sorted(axis.get_view_interval())
     slack = 1e-9 * (high - low)
     along = 0 if axis.axis_name == "x" else 1
-    return [label for label in axis.get_ticklabels() if axis.get_visible() and label.get_visible() and label.get_text()
-            and low - slack <= label.get_position()[along] <= high + slack]
+    return [
+        label
+        for label in axis.get_ticklabels()
+        if axis.get_visible()
+        and label.get_visible()
+        and label.get_text()
+        and low - slack <= label.get_position()[along] <= high + slack
+    ]
 
 
 def test_parallel_coordinate_png_shows_every_label_whole(drawn: Callable[[str], Figure]) -> None:
@@ -215,13 +250,21 @@ def test_parallel_coordinate_png_shows_every_label_whole(drawn: Callable[[str], 
 
 def test_parallel_coordinate_html_names_parameters_whole(tmp_path: Path) -> None:
     study = optuna.create_study()
-    study.optimize(lambda trial: trial.suggest_int("target_update_interval", 10, 1000)
-                   + trial.suggest_float("gamma", 0.9, 0.99), n_trials=3)
-    (plot,) = [plot for plot in optuna_plots(study, complete_trials(study), Report(tmp_path), {})
-               if plot.name == "parallel_coordinate"]
+    study.optimize(
+        lambda trial: trial.suggest_int("target_update_interval", 10, 1000) + trial.suggest_float("gamma", 0.9, 0.99),
+        n_trials=3,
+    )
+    (plot,) = [
+        plot
+        for plot in optuna_plots(study, complete_trials(study), Report(tmp_path), {})
+        if plot.name == "parallel_coordinate"
+    ]
     figure = plot.plotly(study)
     assert plot.fit_html is not None
     plot.fit_html(figure)
     assert list(figure.layout.xaxis.ticktext) == ["Objective Value", "gamma", "target_update_interval"]
     assert {row[0] for trace in figure.data if trace.customdata is not None for row in trace.customdata} == {
-        "Objective Value", "gamma", "target_update_interval"}
+        "Objective Value",
+        "gamma",
+        "target_update_interval",
+    }

@@ -78,8 +78,11 @@ def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple
     seeds = meta["retrain"]["seeds"]
     assert [s["seed"] for s in seeds] == retrain_seeds(2)
     assert meta["retrain"]["best_seed"] == max(seeds, key=lambda s: s["selection_return"])["seed"] == outcome.best_seed
-    assert meta["selection"] == outcome.selection == ("best tuning value (the study has no validation; "
-                                                      "run 'dqn-tune validate')")
+    assert (
+        meta["selection"]
+        == outcome.selection
+        == ("best tuning value (the study has no validation; run 'dqn-tune validate')")
+    )
     assert outcome.validation is None and outcome.rule.startswith("tolerance (the trial was not validated)")
     assert meta["training"]["seed"] == outcome.best_seed
     assert {"torch", "optuna", "gymnasium"} <= set(meta["versions"])
@@ -96,13 +99,32 @@ def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple
     assert ("reproduces**" in text) == outcome.reproduces and outcome.rule in text
 
 
-def test_cli_retrains_trial_zero_and_evaluate_reads_the_file(two_trials: tuple[str, Path], tmp_path: Path,
-                                                             tiny_config: DQNConfig,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_retrains_trial_zero_and_evaluate_reads_the_file(
+    two_trials: tuple[str, Path], tmp_path: Path, tiny_config: DQNConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     url, _ = two_trials
     out = tmp_path / "trial0.pt"
-    code = main(["retrain", "--study-name", "cartpole", "--storage", url, "--trial", "0", "--retrain-seeds", "1",
-                 "--timesteps", "400", "--eval-episodes", "2", "--eval-seed", "5", "--out", str(out)])
+    code = main(
+        [
+            "retrain",
+            "--study-name",
+            "cartpole",
+            "--storage",
+            url,
+            "--trial",
+            "0",
+            "--retrain-seeds",
+            "1",
+            "--timesteps",
+            "400",
+            "--eval-episodes",
+            "2",
+            "--eval-seed",
+            "5",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     agent = load_agent(out)
     assert agent.metadata["trial_number"] == 0
@@ -114,12 +136,29 @@ def test_cli_retrains_trial_zero_and_evaluate_reads_the_file(two_trials: tuple[s
 
 
 def test_retrain_takes_the_recommended_trial_says_so_and_judges_by_its_interval(
-        validated_study_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    validated_study_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     study = optuna.load_study(study_name="validated", storage=validated_study_url)
     recommended = records.recommendation(study)["trial"]  # type: ignore[index]
     out = tmp_path / "validated.pt"
-    assert main(["retrain", "--study-name", "validated", "--storage", validated_study_url, "--retrain-seeds", "2",
-                 "--eval-episodes", "3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "retrain",
+                "--study-name",
+                "validated",
+                "--storage",
+                validated_study_url,
+                "--retrain-seeds",
+                "2",
+                "--eval-episodes",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     stdout = capsys.readouterr().out
     assert f"trial {recommended} of 'validated': recommended by validation on held-out seeds\n" in stdout
     assert f"trial {recommended} (recommended by validation on held-out seeds): value " in stdout
@@ -136,8 +175,26 @@ def test_retrain_takes_the_recommended_trial_says_so_and_judges_by_its_interval(
 def outcome_with(retrained: tuple[float, ...], validation: ConfigStats | None, tuned: float = 100.0) -> RetrainOutcome:
     """A RetrainOutcome whose seeds have the `retrained` held-out means."""
     seeds = tuple(SeedOutcome(seed, value, 0.0, value, 1.0, value) for seed, value in enumerate(retrained))
-    return RetrainOutcome("s", 3, "why", tuned, "final", (), 100, 100, 100, 0, 20, 1, seeds, 0, Path("a.pt"),
-                          Path("a.png"), Path("a.md"), validation)
+    return RetrainOutcome(
+        "s",
+        3,
+        "why",
+        tuned,
+        "final",
+        (),
+        100,
+        100,
+        100,
+        0,
+        20,
+        1,
+        seeds,
+        0,
+        Path("a.pt"),
+        Path("a.png"),
+        Path("a.md"),
+        validation,
+    )
 
 
 def test_the_verdict_tests_the_retrained_seeds_against_the_validation_seeds() -> None:
@@ -147,10 +204,12 @@ def test_the_verdict_tests_the_retrained_seeds_against_the_validation_seeds() ->
     # every retrained seed below every held-out seed: 1 of the C(7, 3) = 35 splits is as low, p = 1/35
     below = outcome_with((50.0, 55.0, 58.0), validated)
     assert not below.reproduces and below.shortfall_p == pytest.approx(1 / 35)
-    assert below.rule == ("validation seeds: the 3 retrained seeds (mean 54.33, below the 95% CI "
-                          f"[{low:.2f}, {high:.2f}] of trial 3's 4 held-out seeds, mean 75.00) must not be "
-                          "significantly below them: one-sided permutation test of the means, p = 0.029 "
-                          "(below 0.05: a significant shortfall)")
+    assert below.rule == (
+        "validation seeds: the 3 retrained seeds (mean 54.33, below the 95% CI "
+        f"[{low:.2f}, {high:.2f}] of trial 3's 4 held-out seeds, mean 75.00) must not be "
+        "significantly below them: one-sided permutation test of the means, p = 0.029 "
+        "(below 0.05: a significant shortfall)"
+    )
     assert outcome_with((65.0, 75.0, 85.0), validated).rule.endswith("(not below 0.05: no significant shortfall)")
     assert outcome_with((65.0, 75.0, 85.0), validated).reproduces and outcome_with((95.0, 99.0), validated).reproduces
     # without a validation (or a second retrained seed) the means are judged against the tuning value instead
@@ -174,7 +233,8 @@ def test_a_collapsed_seed_at_the_return_cap_is_judged_by_the_test_not_by_a_ci_of
 
 
 def test_the_kept_seed_is_chosen_on_other_episodes_than_it_is_reported_on(
-        two_trials: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    two_trials: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, _ = two_trials
     calls: list[tuple[int, int, float]] = []
     real = Agent.evaluate
@@ -185,8 +245,9 @@ def test_the_kept_seed_is_chosen_on_other_episodes_than_it_is_reported_on(
         return stats
 
     monkeypatch.setattr(Agent, "evaluate", evaluate)
-    outcome = retrain_best(study_name="cartpole", storage=url, seeds=3, out=tmp_path / "a.pt", eval_episodes=7,
-                           eval_seed=4)
+    outcome = retrain_best(
+        study_name="cartpole", storage=url, seeds=3, out=tmp_path / "a.pt", eval_episodes=7, eval_seed=4
+    )
     assert outcome.selection_seed == selection_seed(4) != 4
     choosing, reporting = calls[0::2], calls[1::2]
     assert {(n, seed) for n, seed, _ in choosing} == {(SELECTION_EPISODES, selection_seed(4))}
@@ -209,30 +270,54 @@ def bad_input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--study-name", "cartpole", "--trial", "2"], r"trial 2 of study 'cartpole' is FAIL; only COMPLETE"),
         (["--study-name", "cartpole", "--out", str(blocker / "x.pt")], r"cannot write output path .*a-file/x\.pt"),
         (["--study-name", "cartpole", "--out", str(tmp_path / "dir.pt")], r"output path .*dir\.pt' is a directory"),
-        (["--study-name", "cartpole", "--retrain-seeds", "0"], r"argument --retrain-seeds: invalid value '0'; expected an integer from 1 to 1000"),
-        (["--study-name", "cartpole", "--timesteps", "50"],
-         r"timesteps = 50 is invalid for trial 1 .*expected an integer > its learning_starts \(100\)"),
-        (["--study-name", "cartpole", "--trial", "x"],
-         r"argument --trial: invalid value 'x'; expected a trial number, an integer >= 0"),
+        (
+            ["--study-name", "cartpole", "--retrain-seeds", "0"],
+            r"argument --retrain-seeds: invalid value '0'; expected an integer from 1 to 1000",
+        ),
+        (
+            ["--study-name", "cartpole", "--timesteps", "50"],
+            r"timesteps = 50 is invalid for trial 1 .*expected an integer > its learning_starts \(100\)",
+        ),
+        (
+            ["--study-name", "cartpole", "--trial", "x"],
+            r"argument --trial: invalid value 'x'; expected a trial number, an integer >= 0",
+        ),
         (["--study-name", "cartpole", "--out", "."], r"output path '\.' is a directory"),
         (["--study-name", "cartpole", "--out", "models/"], r"output path 'models/' is a directory"),
         (["--study-name", "cartpole", "--out", ""], r"argument --out: invalid value '': it is empty"),
-        (["--study-name", "cartpole", "--eval-seed", "-5"],
-         r"argument --eval-seed: invalid value '-5'; expected an integer from 0 to 4294967295"),
+        (
+            ["--study-name", "cartpole", "--eval-seed", "-5"],
+            r"argument --eval-seed: invalid value '-5'; expected an integer from 0 to 4294967295",
+        ),
         (["--study-name", "cartpole", "--eval-seed", str(2**32)], r"argument --eval-seed: invalid value '4294967296'"),
         (["--study-name", ""], r"argument --study-name: invalid value '': it is empty \(an unset shell variable\?\)"),
-        (["--study-name", "x" * 1000], r"argument --study-name: invalid study name 'xxx.*\(1000 characters\); expected "
-                                       r"at most 512 characters"),
-        (["--study-name", "cartpole", "--retrain-seeds", str(10**9)], r"argument --retrain-seeds: invalid value '1000000000'"),
+        (
+            ["--study-name", "x" * 1000],
+            r"argument --study-name: invalid study name 'xxx.*\(1000 characters\); expected "
+            r"at most 512 characters",
+        ),
+        (
+            ["--study-name", "cartpole", "--retrain-seeds", str(10**9)],
+            r"argument --retrain-seeds: invalid value '1000000000'",
+        ),
         (["--study-name", "cartpole", "--device", "tpu"], r"argument --device: invalid choice: 'tpu' \(choose from"),
-        *([] if torch.cuda.is_available() else
-          [(["--study-name", "cartpole", "--device", "cuda"], r"device = 'cuda' is invalid on this machine: torch sees "
-                                                             r"no CUDA GPU")]),
+        *(
+            []
+            if torch.cuda.is_available()
+            else [
+                (
+                    ["--study-name", "cartpole", "--device", "cuda"],
+                    r"device = 'cuda' is invalid on this machine: torch sees "
+                    r"no CUDA GPU",
+                )
+            ]
+        ),
     ]
 
 
-def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path: Path, tiny_config: DQNConfig,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(
+    tmp_path: Path, tiny_config: DQNConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "study.db"
     url = f"sqlite:///{db}"
     study = make_study(url)
@@ -255,8 +340,10 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path: Pat
 
 def test_a_missing_storage_file_is_reported_not_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "missing.db"
-    assert main(["retrain", "--study-name", "s", "--storage", f"sqlite:///{missing}",
-                 "--out", str(tmp_path / "a.pt")]) == 2
+    assert (
+        main(["retrain", "--study-name", "s", "--storage", f"sqlite:///{missing}", "--out", str(tmp_path / "a.pt")])
+        == 2
+    )
     assert "no SQLite database at" in capsys.readouterr().err
     assert not missing.exists()
 
@@ -264,10 +351,38 @@ def test_a_missing_storage_file_is_reported_not_created(tmp_path: Path, capsys: 
 @pytest.mark.slow
 def test_a_tuned_and_retrained_agent_plays_as_its_file_says(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    budget = ["--timesteps", "3000", "--learning-starts", "200", "--hidden-sizes", "32,32", "--eval-freq", "1000",
-              "--eval-curve-episodes", "2", "--eval-episodes", "5"]
-    assert main(["tune", "--study-name", "tiny", "--storage", url, "--trials", "2", "--trial-seeds", "1", "--no-artifacts",
-                 *budget]) == 0
+    budget = [
+        "--timesteps",
+        "3000",
+        "--learning-starts",
+        "200",
+        "--hidden-sizes",
+        "32,32",
+        "--eval-freq",
+        "1000",
+        "--eval-curve-episodes",
+        "2",
+        "--eval-episodes",
+        "5",
+    ]
+    assert (
+        main(
+            [
+                "tune",
+                "--study-name",
+                "tiny",
+                "--storage",
+                url,
+                "--trials",
+                "2",
+                "--trial-seeds",
+                "1",
+                "--no-artifacts",
+                *budget,
+            ]
+        )
+        == 0
+    )
     study = optuna.load_study(study_name="tiny", storage=url)
     out = tmp_path / "models" / "tiny.pt"
 

@@ -17,8 +17,7 @@ from dqn_tune.runner.storage import open_storage
 
 
 def new_study(tmp_path: Path, *, heartbeat: bool = False, **kwargs: object) -> optuna.Study:
-    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat=heartbeat, heartbeat_interval_s=1,
-                           grace_period_s=2)
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat=heartbeat, heartbeat_interval_s=1, grace_period_s=2)
     return optuna.create_study(study_name="s", storage=storage, **kwargs)  # type: ignore[arg-type]
 
 
@@ -45,7 +44,7 @@ def test_coordinator_is_that_of_the_storage_under_the_study(tmp_path: Path) -> N
     study = new_study(tmp_path)
     assert isinstance(internals.coordinator(study), DatabaseCoordinator)
     assert internals.storage(study) is study._storage
-    with pytest.raises(TypeError, match="need a storage opened by dqn_tune.runner.storage"):
+    with pytest.raises(TypeError, match=r"need a storage opened by dqn_tune\.runner\.storage"):
         internals.coordinator(optuna.create_study())
 
 
@@ -59,8 +58,9 @@ def test_heartbeat_keeps_a_trial_alive_and_fail_stale_trials_fails_a_silent_one(
         internals.fail_stale_trials(study)
     assert internals.frozen(study, alive).state == TrialState.RUNNING
     assert internals.frozen(study, silent).state == TrialState.FAIL
-    assert internals.frozen(study, silent).user_attrs[FAIL_REASON] == ("no heartbeat for over 2s: its worker process "
-                                                                      "died or hung")
+    assert internals.frozen(study, silent).user_attrs[FAIL_REASON] == (
+        "no heartbeat for over 2s: its worker process died or hung"
+    )
     assert internals.trial_id(alive) != internals.trial_id(silent)
 
 
@@ -74,8 +74,9 @@ def test_a_trial_that_never_sent_a_heartbeat_is_failed_and_retried_after_the_gra
     time.sleep(2.5)
     internals.fail_stale_trials(study)
     assert internals.frozen(study, orphan).state == TrialState.FAIL
-    assert internals.frozen(study, orphan).user_attrs[FAIL_REASON] == ("no heartbeat within 2s of starting: its "
-                                                                      "worker process died first")
+    assert internals.frozen(study, orphan).user_attrs[FAIL_REASON] == (
+        "no heartbeat within 2s of starting: its worker process died first"
+    )
     retry = study.get_trials(states=(TrialState.WAITING,))
     assert len(retry) == 1 and internals.queued_params(retry[0]) == {"x": 3}
     assert FAIL_REASON not in retry[0].user_attrs

@@ -68,8 +68,9 @@ def test_the_study_lock_through_the_proxy_holds_against_direct_clients_and_ends_
         held = database.coordinator.try_lock("study")
         assert held is not None
         held.close()
-        silent = ProxyCoordinator("127.0.0.1", port, retry=RetryPolicy(), heartbeat_interval_s=None, grace_period_s=2,
-                                  where="proxy")
+        silent = ProxyCoordinator(
+            "127.0.0.1", port, retry=RetryPolicy(), heartbeat_interval_s=None, grace_period_s=2, where="proxy"
+        )
         assert silent._call("Acquire", name="study", holder="a process that dies now", lease_s=1.0) == -1
         started = time.monotonic()
         with client.coordinator.lock("study"):  # waits for the dead holder's lease to end
@@ -94,8 +95,9 @@ def test_a_lock_through_the_proxy_goes_to_the_longest_waiting_client(tmp_path: P
 
 def ask_and_die(address: str, study_name: str) -> None:
     """A worker on another machine: takes a trial through the proxy, records its first heartbeat, and is lost."""
-    study = optuna.load_study(study_name=study_name, storage=open_storage(address, heartbeat_interval_s=1,
-                                                                          grace_period_s=2))
+    study = optuna.load_study(
+        study_name=study_name, storage=open_storage(address, heartbeat_interval_s=1, grace_period_s=2)
+    )
     trial = ask_trial(study)
     assert trial is not None
     trial.suggest_float("x", 0, 1)
@@ -107,8 +109,11 @@ def test_heartbeats_through_the_proxy_fail_a_lost_workers_trial_and_queue_its_re
     server, port, locks = serve(open_storage(url, pool_size=4), host="127.0.0.1", port=0)
     try:
         address = f"grpc://127.0.0.1:{port}"
-        study = optuna.create_study(study_name="s", direction="maximize",
-                                    storage=open_storage(address, heartbeat_interval_s=1, grace_period_s=2))
+        study = optuna.create_study(
+            study_name="s",
+            direction="maximize",
+            storage=open_storage(address, heartbeat_interval_s=1, grace_period_s=2),
+        )
         run_in_processes(ask_and_die, [(address, "s")], on_death=lambda *_: None)
         [lost] = study.get_trials()
         assert lost.state == TrialState.RUNNING and lost.system_attrs[attributes.WORKER] != process_name()
@@ -118,7 +123,8 @@ def test_heartbeats_through_the_proxy_fail_a_lost_workers_trial_and_queue_its_re
         fail_stale_trials(study)
         failed, retry = study.get_trials()
         assert failed.state == TrialState.FAIL and failed.user_attrs[attributes.FAIL_REASON] == (
-            "no heartbeat for over 2s: its worker process died or hung")
+            "no heartbeat for over 2s: its worker process died or hung"
+        )
         assert retry.state == TrialState.WAITING and retry.system_attrs[attributes.RETRY_OF] == 0
         assert retry.params == failed.params
     finally:
@@ -128,7 +134,8 @@ def test_heartbeats_through_the_proxy_fail_a_lost_workers_trial_and_queue_its_re
 
 @pytest.mark.slow
 def test_the_first_start_of_three_commands_through_the_proxy_is_one_at_a_time(
-        tmp_path: Path, proxy: Proxy, empty_database: str) -> None:
+    tmp_path: Path, proxy: Proxy, empty_database: str
+) -> None:
     """Two budgets started at once on an empty database through the proxy: the study is created once, and the
     commands of the other budget are refused before writing anything (the proxy serves the study lock)."""
     address = proxy(empty_database)
@@ -144,9 +151,11 @@ def test_the_first_start_of_three_commands_through_the_proxy_is_one_at_a_time(
     assert all("was run with total_timesteps = " in outputs[index][1] for index in range(3) if index not in winners)
     assert len(study.trials) == len(winners) == len(study.user_attrs[records.COMMANDS_ATTR])
     assert all(records.trial_config(t).total_timesteps == budget for t in study.trials)
-    starts = sorted(re.search(r"^(created|resuming) study", outputs[index][0], re.MULTILINE).group(1)  # type: ignore[union-attr]
-                    for index in winners)
-    assert starts == ["created", "resuming"][:len(winners)]
+    starts = sorted(
+        re.search(r"^(created|resuming) study", outputs[index][0], re.MULTILINE).group(1)  # type: ignore[union-attr]
+        for index in winners
+    )
+    assert starts == ["created", "resuming"][: len(winners)]
 
 
 @pytest.mark.slow
@@ -154,13 +163,26 @@ def test_workers_share_a_study_through_the_proxy_and_wait_for_it_to_restart(tmp_
     database = f"sqlite:///{tmp_path}/s.db"
     port = free_port()
     address = proxy(database, port)
-    process = tune(tmp_path, "--storage", address, "--study-name", "s", "--trials", "3", "--workers", "2",
-                   "--timesteps", "3000", "--eval-freq", "500")
+    process = tune(
+        tmp_path,
+        "--storage",
+        address,
+        "--study-name",
+        "s",
+        "--trials",
+        "3",
+        "--workers",
+        "2",
+        "--timesteps",
+        "3000",
+        "--eval-freq",
+        "500",
+    )
     wait_until_training(database, "s", process)
     stop(address)
     time.sleep(3)
     proxy(database, port)
-    out, err = process.communicate(timeout=300)
+    _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert "retrying in" in err and "answering again after" in err and "Traceback" not in err, err
     trials = optuna.load_study(study_name="s", storage=database).get_trials()

@@ -40,7 +40,9 @@ def slurm_command() -> list[str]:
 
 def kubernetes() -> tuple[list[str], list[str]]:
     """The proxy Deployment's command and the worker Job's command."""
-    documents = {document["kind"]: document for document in yaml.safe_load_all(recipe("yaml", "# dqn-tune on Kubernetes"))}
+    documents = {
+        document["kind"]: document for document in yaml.safe_load_all(recipe("yaml", "# dqn-tune on Kubernetes"))
+    }
     job = documents["Job"]["spec"]
     assert job["completionMode"] == "Indexed" and job["template"]["spec"]["restartPolicy"] == "OnFailure"
     assert documents["Service"]["spec"]["ports"][0]["port"] == 13000
@@ -51,8 +53,9 @@ def kubernetes() -> tuple[list[str], list[str]]:
 
 def substituted(command: list[str], values: dict[str, str]) -> list[str]:
     """`command` without its program name, $VAR / "$(VAR)" replaced as the shell or Kubernetes would."""
-    return [re.sub(r"\$\(?(\w+)\)?|\$\{(\w+)\}", lambda m: values[m.group(1) or m.group(2)], word)
-            for word in command[1:]]
+    return [
+        re.sub(r"\$\(?(\w+)\)?|\$\{(\w+)\}", lambda m: values[m.group(1) or m.group(2)], word) for word in command[1:]
+    ]
 
 
 def test_the_recipes_commands_parse_and_share_one_study_through_the_proxy(tmp_path: Path) -> None:
@@ -61,24 +64,38 @@ def test_the_recipes_commands_parse_and_share_one_study_through_the_proxy(tmp_pa
     parser = build_parser()
     for command in (proxy_command, job_command, slurm):
         assert command[0] == "dqn-tune"
-        parser.parse_args(substituted(command, {"DATABASE_URL": "sqlite:///x.db", "DQN_TUNE_STORAGE": "grpc://h:1",
-                                                "SLURM_CPUS_PER_TASK": "4"}))
+        parser.parse_args(
+            substituted(
+                command,
+                {"DATABASE_URL": "sqlite:///x.db", "DQN_TUNE_STORAGE": "grpc://h:1", "SLURM_CPUS_PER_TASK": "4"},
+            )
+        )
     database = f"sqlite:///{tmp_path}/study.db"
     served = substituted(proxy_command, {"DATABASE_URL": database})
     served[served.index("--port") + 1] = "0"  # any free port
     served[served.index("--host") + 1] = "127.0.0.1"  # this test's machine only
-    proxy = subprocess.Popen([sys.executable, "-m", "dqn_tune", *served], text=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "dqn_tune", *served], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         address = re.search(r"workers use --storage (grpc://\S+)", proxy.stdout.readline())  # type: ignore[union-attr]
         assert address is not None, proxy.communicate()
         tiny = [*TINY, "--timesteps", "600", "--total-trials", "3"]
         job = substituted(job_command, {})
         job[job.index("--storage") + 1] = address.group(1)
-        workers = [subprocess.Popen([sys.executable, "-m", "dqn_tune", *arguments, *tiny], cwd=tmp_path, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                   for arguments in (job, substituted(slurm, {"DQN_TUNE_STORAGE": address.group(1),
-                                                               "SLURM_CPUS_PER_TASK": "1"}))]
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "dqn_tune", *arguments, *tiny],
+                cwd=tmp_path,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for arguments in (
+                job,
+                substituted(slurm, {"DQN_TUNE_STORAGE": address.group(1), "SLURM_CPUS_PER_TASK": "1"}),
+            )
+        ]
         outcomes = [(worker.wait(timeout=300), worker.communicate()) for worker in workers]
         assert [code for code, _ in outcomes] == [0, 0], outcomes
     finally:
@@ -86,4 +103,3 @@ def test_the_recipes_commands_parse_and_share_one_study_through_the_proxy(tmp_pa
         proxy.communicate(timeout=60)
     trials = optuna.load_study(study_name="dqn-CartPole-v1", storage=database).get_trials()
     assert len(trials) == 3 and all(t.state.is_finished() for t in trials)
-

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import optuna
@@ -47,7 +48,8 @@ def test_connection_refused_is_transient_and_a_file_that_is_not_a_database_is_no
 
 
 def test_a_transient_error_is_retried_with_a_line_then_given_up_naming_its_cause(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     tries = []
 
     def call() -> None:
@@ -56,12 +58,15 @@ def test_a_transient_error_is_retried_with_a_line_then_given_up_naming_its_cause
 
     with caplog.at_level(logging.WARNING), pytest.raises(StorageError) as caught:
         retried(call, policy=RetryPolicy(timeout_s=2), where="'db'")
-    assert len(tries) == 3 and [round(b - a, 1) for a, b in zip(tries, tries[1:])] == [0.5, 1.0]
+    assert len(tries) == 3 and [round(b - a, 1) for a, b in pairwise(tries)] == [0.5, 1.0]
     assert str(caught.value).startswith("storage 'db': connection to server at \"127.0.0.1\"")
     assert "Connection refused (failing for 2s; --storage-retry-timeout 2 sets how long it is retried)" in str(
-        caught.value)
-    assert [record.getMessage().split(";")[1] for record in caplog.records] == [" retrying in 0.5s (gives up after 2s)",
-                                                                               " retrying in 1.0s (gives up after 2s)"]
+        caught.value
+    )
+    assert [record.getMessage().split(";")[1] for record in caplog.records] == [
+        " retrying in 0.5s (gives up after 2s)",
+        " retrying in 1.0s (gives up after 2s)",
+    ]
 
 
 def test_a_call_that_recovers_returns_its_result_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
@@ -96,8 +101,10 @@ class AnswerLostOnce(_CachedStorage):
 def test_a_tell_whose_answer_was_lost_is_retried_and_counts_as_told_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     opened = open_storage(url)
-    study = optuna.create_study(storage=SharedStorage(AnswerLostOnce(url), opened.coordinator, url=url,
-                                                      retry=RetryPolicy(10)), direction="maximize")
+    study = optuna.create_study(
+        storage=SharedStorage(AnswerLostOnce(url), opened.coordinator, url=url, retry=RetryPolicy(10)),
+        direction="maximize",
+    )
     trial = study.ask()
     study.tell(trial, 1.0)  # the retry finds the trial COMPLETE, as asked: done, not an error
     [told] = study.trials
@@ -108,11 +115,29 @@ def test_a_tell_whose_answer_was_lost_is_retried_and_counts_as_told_once(tmp_pat
 
 @pytest.mark.slow
 def test_postgres_down_for_5s_mid_trial_is_waited_for_and_the_study_completes(
-        tmp_path: Path, private_postgres: PostgresServer) -> None:
+    tmp_path: Path, private_postgres: PostgresServer
+) -> None:
     """Issue 25 item 3: `pg_ctl -m fast stop; sleep 5; pg_ctl start` while a trial trains."""
     url, name = private_postgres.url, "restart"
-    process = tune(tmp_path, "--storage", url, "--study-name", name, "--trials", "2", "--workers", "1",
-                   "--timesteps", "6000", "--eval-freq", "500", "--heartbeat-interval", "1", "--grace-period", "3")
+    process = tune(
+        tmp_path,
+        "--storage",
+        url,
+        "--study-name",
+        name,
+        "--trials",
+        "2",
+        "--workers",
+        "1",
+        "--timesteps",
+        "6000",
+        "--eval-freq",
+        "500",
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "3",
+    )
     wait_until_training(url, name, process)
     private_postgres.stop()
     time.sleep(5)
@@ -123,11 +148,13 @@ def test_postgres_down_for_5s_mid_trial_is_waited_for_and_the_study_completes(
     assert "study 'restart': 2 trials run" in out
     trials = stored_trials(url, name)
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE], [
-        (t.state, t.user_attrs.get(attributes.FAIL_REASON)) for t in trials]
+        (t.state, t.user_attrs.get(attributes.FAIL_REASON)) for t in trials
+    ]
 
 
-def test_too_many_clients_for_a_while_is_waited_for(private_postgres: PostgresServer,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_too_many_clients_for_a_while_is_waited_for(
+    private_postgres: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = sqlalchemy.create_engine(private_postgres.url, poolclass=sqlalchemy.NullPool)
     crowd = []
     try:
@@ -154,17 +181,30 @@ def test_a_host_that_never_answers_is_given_up_naming_the_timeout(silent_host: S
     started = time.monotonic()
     with pytest.raises(StorageError) as caught:
         open_storage(url, retry=RetryPolicy(timeout_s=6))
-    assert str(caught.value).startswith(f"storage {url!r}: connection to server at \"127.0.0.1\", port {silent_host.port} "
-                                        "failed: timeout expired (failing for 1")  # two tries of 5 s
+    assert str(caught.value).startswith(
+        f'storage {url!r}: connection to server at "127.0.0.1", port {silent_host.port} '
+        "failed: timeout expired (failing for 1"
+    )  # two tries of 5 s
     assert str(caught.value).endswith("s; --storage-retry-timeout 6 sets how long it is retried)")
     assert 2 * CONNECT_TIMEOUT_S <= time.monotonic() - started < 2 * CONNECT_TIMEOUT_S + 5
 
 
 @pytest.mark.slow
 def test_sigterm_is_honoured_while_the_host_never_answers(tmp_path: Path, silent_host: SilentHost) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "dqn_tune", "report", "--storage",
-                                f"postgresql+psycopg2://u@127.0.0.1:{silent_host.port}/db"], cwd=tmp_path, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dqn_tune",
+            "report",
+            "--storage",
+            f"postgresql+psycopg2://u@127.0.0.1:{silent_host.port}/db",
+        ],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while not silent_host.accepted:  # until it waits for the host's answer
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
@@ -172,6 +212,6 @@ def test_sigterm_is_honoured_while_the_host_never_answers(tmp_path: Path, silent
     time.sleep(1)
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=60)
     assert time.monotonic() - sent <= CONNECT_TIMEOUT_S + 2
     assert process.returncode == 130 and err.endswith("dqn-tune: interrupted\n") and "Traceback" not in err, err

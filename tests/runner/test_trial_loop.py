@@ -16,8 +16,9 @@ from dqn_tune.runner.trial_loop import BatchObjective, TrialQuota, run_trials
 
 
 def new_study(tmp_path: Path, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
-    return optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path}/s.db"),
-                               direction="maximize", sampler=sampler)
+    return optuna.create_study(
+        study_name="s", storage=open_storage(f"sqlite:///{tmp_path}/s.db"), direction="maximize", sampler=sampler
+    )
 
 
 def test_quota_and_total_cap_stop_the_loop(tmp_path: Path) -> None:
@@ -64,8 +65,7 @@ def test_grid_sampler_stops_the_loop_when_the_grid_is_done(tmp_path: Path) -> No
     assert sorted(t.params["x"] for t in study.trials) == [1, 2, 3]
 
 
-def test_a_batch_objective_runs_neighbouring_queued_trials_of_one_key_together_within_the_quota(
-        tmp_path: Path) -> None:
+def test_a_batch_objective_runs_neighbouring_queued_trials_of_one_key_together_within_the_quota(tmp_path: Path) -> None:
     study = new_study(tmp_path)
     for key in ("a", "a", "a", "b", "a"):
         study.enqueue_trial({"key": key, "x": 0.5})
@@ -84,6 +84,10 @@ def test_a_batch_objective_runs_neighbouring_queued_trials_of_one_key_together_w
     run_trials(study, BatchObjective(run, key_of, limit=2), quota)
     # limit 2 splits the first three "a"s; "b" breaks the run of "a"s; the quota of 4 stops before trial 4
     assert batches == [[0, 1], [2], [3]]
-    assert [t.state for t in study.trials[:4]] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE,
-                                                   TrialState.COMPLETE]
+    assert [t.state for t in study.trials[:4]] == [
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+    ]
     assert study.trials[4].state == TrialState.WAITING and quota.finished == 4 and not quota.take()

@@ -16,5 +16,9 @@ from dqn_tune.tuning.study import TuneSettings
 @pytest.fixture
 def tune_settings(tmp_path: Path, tiny_config: DQNConfig) -> TuneSettings:
     """One-seed trials of `tiny_config` into study 's' of a new SQLite file, without artifacts."""
-    return TuneSettings(study_name="s", storage=StorageSettings(f"sqlite:///{tmp_path}/study.db"),
-                        objective=ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE, seeds=1), artifacts=False)
+    return TuneSettings(
+        study_name="s",
+        storage=StorageSettings(f"sqlite:///{tmp_path}/study.db"),
+        objective=ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE, seeds=1),
+        artifacts=False,
+    )

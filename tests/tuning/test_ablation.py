@@ -43,8 +43,22 @@ from dqn_tune.tuning.records import RECOMMENDATION, SPEC_ATTR, store_config, tri
 
 CELL = {"total_timesteps": 300, "eval_freq": 100, "eval_curve_episodes": 1, "eval_episodes": 1}
 """A cell budget of a fraction of a second."""
-TINY_FLAGS = ["--timesteps", "300", "--learning-starts", "100", "--batch-size", "32", "--hidden-sizes", "16",
-              "--eval-freq", "100", "--eval-curve-episodes", "1", "--eval-episodes", "1"]
+TINY_FLAGS = [
+    "--timesteps",
+    "300",
+    "--learning-starts",
+    "100",
+    "--batch-size",
+    "32",
+    "--hidden-sizes",
+    "16",
+    "--eval-freq",
+    "100",
+    "--eval-curve-episodes",
+    "1",
+    "--eval-episodes",
+    "1",
+]
 
 
 @pytest.fixture
@@ -75,8 +89,9 @@ def test_the_grid_is_exactly_the_product_of_the_axes_and_seeds(tmp_path: Path, c
     study = optuna.load_study(study_name=spec.default_study_name, storage=url)
     assert len(study.trials) == 8
     for trial in study.trials:
-        assert trial_config(trial) == cell_config.replace(loss=trial.params["loss"], gamma=0.9,
-                                                          double_dqn=trial.params["double_dqn"])
+        assert trial_config(trial) == cell_config.replace(
+            loss=trial.params["loss"], gamma=0.9, double_dqn=trial.params["double_dqn"]
+        )
 
     again = run_ablation(spec=spec, storage=url)
     assert again.ran == () and again.done_before == 8
@@ -157,8 +172,22 @@ def test_two_workers_run_every_cell_exactly_once(storage_and_name: tuple[str, st
     assert sorted(outcome.ran) == sorted(spec.cells) and outcome.study_name == name
 
 
-SLOW_CELL_FLAGS = ["--timesteps", "1500", "--learning-starts", "100", "--batch-size", "32", "--hidden-sizes", "16",
-                   "--eval-freq", "500", "--eval-curve-episodes", "2", "--eval-episodes", "2"]
+SLOW_CELL_FLAGS = [
+    "--timesteps",
+    "1500",
+    "--learning-starts",
+    "100",
+    "--batch-size",
+    "32",
+    "--hidden-sizes",
+    "16",
+    "--eval-freq",
+    "500",
+    "--eval-curve-episodes",
+    "2",
+    "--eval-episodes",
+    "2",
+]
 """Cells of about a second, so that a signal lands while one is training."""
 KILLED_CHILD = """
 import sys
@@ -173,8 +202,24 @@ run_ablation(spec=build_spec(args), storage=args.storage, study_name=args.study_
 
 def ablate_args(url: str, name: str, out_dir: Path) -> list[str]:
     """`dqn-tune ablate` of three slow cells into study `name`."""
-    return ["ablate", "--storage", url, "--study-name", name, "--buffer-sizes", "100", "--target-intervals",
-            "1,50,200", "--cell-seeds", "1", "--workers", "1", "--out-dir", str(out_dir), *SLOW_CELL_FLAGS]
+    return [
+        "ablate",
+        "--storage",
+        url,
+        "--study-name",
+        name,
+        "--buffer-sizes",
+        "100",
+        "--target-intervals",
+        "1,50,200",
+        "--cell-seeds",
+        "1",
+        "--workers",
+        "1",
+        "--out-dir",
+        str(out_dir),
+        *SLOW_CELL_FLAGS,
+    ]
 
 
 def wait_for_a_running_cell(url: str, spec: AblationSpec, name: str, child: subprocess.Popen[str]) -> Cell:
@@ -192,7 +237,8 @@ def wait_for_a_running_cell(url: str, spec: AblationSpec, name: str, child: subp
 
 @pytest.mark.slow
 def test_ctrl_c_fails_the_running_cell_reports_and_the_same_command_runs_what_is_missing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{tmp_path}/sigint.db"
     args = ablate_args(url, "sigint", tmp_path / "report")
     spec = build_spec(build_parser().parse_args(args))
@@ -239,28 +285,60 @@ def test_the_cell_of_a_killed_worker_is_run_again_after_the_grace_period(tmp_pat
 def running_with_heartbeat(path: Path) -> bool:
     """Whether a running trial of the SQLite study file at `path` has sent a heartbeat."""
     with contextlib.closing(sqlite3.connect(path)) as connection:
-        return connection.execute("SELECT COUNT(*) FROM trial_heartbeats JOIN trials USING (trial_id) "
-                                  "WHERE trials.state = 'RUNNING'").fetchone()[0] > 0
+        return (
+            connection.execute(
+                "SELECT COUNT(*) FROM trial_heartbeats JOIN trials USING (trial_id) WHERE trials.state = 'RUNNING'"
+            ).fetchone()[0]
+            > 0
+        )
 
 
 OLD_NAME = "ablation-CartPole-v1-36626be4d6"
 OLD_SPEC = {
-    "base": {"env_id": "CartPole-v1", "total_timesteps": 300, "learning_rate": 0.001, "gamma": 0.99, "batch_size": 32,
-             "buffer_size": 50000, "target_update_interval": 200, "tau": 1.0, "learning_starts": 100, "train_freq": 2,
-             "gradient_steps": 1, "exploration_fraction": 0.2, "exploration_initial_eps": 1.0,
-             "exploration_final_eps": 0.05, "loss": "huber", "max_grad_norm": 10.0, "hidden_sizes": [16],
-             "double_dqn": True, "eval_freq": 100, "eval_curve_episodes": 1, "eval_episodes": 1, "keep_best": True},
-    "buffer_sizes": [100, 200], "target_intervals": [1], "seeds": 2, "base_study": None}
+    "base": {
+        "env_id": "CartPole-v1",
+        "total_timesteps": 300,
+        "learning_rate": 0.001,
+        "gamma": 0.99,
+        "batch_size": 32,
+        "buffer_size": 50000,
+        "target_update_interval": 200,
+        "tau": 1.0,
+        "learning_starts": 100,
+        "train_freq": 2,
+        "gradient_steps": 1,
+        "exploration_fraction": 0.2,
+        "exploration_initial_eps": 1.0,
+        "exploration_final_eps": 0.05,
+        "loss": "huber",
+        "max_grad_norm": 10.0,
+        "hidden_sizes": [16],
+        "double_dqn": True,
+        "eval_freq": 100,
+        "eval_curve_episodes": 1,
+        "eval_episodes": 1,
+        "keep_best": True,
+    },
+    "buffer_sizes": [100, 200],
+    "target_intervals": [1],
+    "seeds": 2,
+    "base_study": None,
+}
 """What the code of 12ec816 (before any field could be an axis) stored for, and named, the ablation of
 `dqn-tune ablate --buffer-sizes 100,200 --target-intervals 1 --seeds 2 *TINY_FLAGS`."""
 
 
-def test_an_ablation_stored_before_generic_grids_resumes_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_ablation_stored_before_generic_grids_resumes_and_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{tmp_path}/old.db"
     old_space = {"buffer_size": [100, 200], "target_update_interval": [1], "seed": [0, 1]}
-    study = optuna.create_study(study_name=OLD_NAME, storage=open_storage(url, heartbeat=False), direction="maximize",
-                                sampler=optuna.samplers.GridSampler(old_space, seed=0))
+    study = optuna.create_study(
+        study_name=OLD_NAME,
+        storage=open_storage(url, heartbeat=False),
+        direction="maximize",
+        sampler=optuna.samplers.GridSampler(old_space, seed=0),
+    )
     study.set_user_attr(SPEC_ATTR, OLD_SPEC)
     base = DQNConfig.from_dict(OLD_SPEC["base"])
 
@@ -271,8 +349,22 @@ def test_an_ablation_stored_before_generic_grids_resumes_and_reports(tmp_path: P
     study.optimize(old_cell, n_trials=2)
     monkeypatch.chdir(tmp_path)
 
-    code = main(["ablate", "--storage", url, "--buffer-sizes", "100,200", "--target-intervals", "1", "--seeds", "2",
-                 "--workers", "1", *TINY_FLAGS])
+    code = main(
+        [
+            "ablate",
+            "--storage",
+            url,
+            "--buffer-sizes",
+            "100,200",
+            "--target-intervals",
+            "1",
+            "--seeds",
+            "2",
+            "--workers",
+            "1",
+            *TINY_FLAGS,
+        ]
+    )
 
     out = capsys.readouterr().out
     assert code == 0 and "ran 2 cells (2 were done before); all cells done" in out
@@ -286,43 +378,90 @@ def test_an_ablation_stored_before_generic_grids_resumes_and_reports(tmp_path: P
     assert "| 100 | 1 | 2/2 |" in table and "| 200 | 1 | 2/2 |" in table and table in out
 
 
-@pytest.mark.parametrize(("grid", "seeds", "message"), [
-    ({}, 1, r"grid is empty: expected one or more axes \(a DQNConfig field and its values\)"),
-    ({"gamma": []}, 1, "grid gamma has no values: expected one or more"),
-    ({"gamma": [0.9], "foo": [1]}, 1, "grid: unknown hyperparameter 'foo'; tunable: learning_rate, gamma, .*"),
-    ({"total_timesteps": [100]}, 1, "grid: 'total_timesteps' is part of the trial budget, not a hyperparameter; .*"),
-    ({"gamma": [0.9, "x"]}, 1, "grid: gamma: expected a number, got 'x'"),
-    ({"double_dqn": [True, 1]}, 1, "grid: double_dqn: expected true or false, got 1"),
-    ({"buffer_size": [100, 200, 100]}, 1, "grid buffer_size repeats 100: expected each value once"),
-    ({"buffer_size": [16, 100]}, 1, (r"grid setting buffer_size=16 gives an invalid config: batch_size = 32 is "
-                                    r"invalid: expected at most buffer_size \(16\)")),
-    ({"batch_size": [32, 64], "buffer_size": [100, 48]}, 1, ("grid setting batch_size=64, buffer_size=48 gives an "
-                                                            "invalid config: batch_size = 64 is invalid: .*")),
-    ({"target_update_interval": [0, 10]}, 1, ("grid setting target_update_interval=0 gives an invalid config: "
-                                             "target_update_interval = 0 is invalid: .*")),
-    ({"gamma": [0.9]}, 0, "seeds = 0 is invalid: expected an integer >= 1"),
-    ({"learning_rate": [1e-4 * (i + 1) for i in range(2_501)], "double_dqn": [False, True]}, 2,
-     r"grid: 2501 learning_rate x 2 double_dqn x 2 seeds make 10004 cells; expected at most 10000 \(each cell .*"),
-])
+@pytest.mark.parametrize(
+    ("grid", "seeds", "message"),
+    [
+        ({}, 1, r"grid is empty: expected one or more axes \(a DQNConfig field and its values\)"),
+        ({"gamma": []}, 1, "grid gamma has no values: expected one or more"),
+        ({"gamma": [0.9], "foo": [1]}, 1, "grid: unknown hyperparameter 'foo'; tunable: learning_rate, gamma, .*"),
+        (
+            {"total_timesteps": [100]},
+            1,
+            "grid: 'total_timesteps' is part of the trial budget, not a hyperparameter; .*",
+        ),
+        ({"gamma": [0.9, "x"]}, 1, "grid: gamma: expected a number, got 'x'"),
+        ({"double_dqn": [True, 1]}, 1, "grid: double_dqn: expected true or false, got 1"),
+        ({"buffer_size": [100, 200, 100]}, 1, "grid buffer_size repeats 100: expected each value once"),
+        (
+            {"buffer_size": [16, 100]},
+            1,
+            (
+                r"grid setting buffer_size=16 gives an invalid config: batch_size = 32 is "
+                r"invalid: expected at most buffer_size \(16\)"
+            ),
+        ),
+        (
+            {"batch_size": [32, 64], "buffer_size": [100, 48]},
+            1,
+            ("grid setting batch_size=64, buffer_size=48 gives an invalid config: batch_size = 64 is invalid: .*"),
+        ),
+        (
+            {"target_update_interval": [0, 10]},
+            1,
+            (
+                "grid setting target_update_interval=0 gives an invalid config: "
+                "target_update_interval = 0 is invalid: .*"
+            ),
+        ),
+        ({"gamma": [0.9]}, 0, "seeds = 0 is invalid: expected an integer >= 1"),
+        (
+            {"learning_rate": [1e-4 * (i + 1) for i in range(2_501)], "double_dqn": [False, True]},
+            2,
+            r"grid: 2501 learning_rate x 2 double_dqn x 2 seeds make 10004 cells; "
+            r"expected at most 10000 \(each cell .*",
+        ),
+    ],
+)
 def test_spec_rejects_bad_grids(tiny_config: DQNConfig, grid: dict, seeds: int, message: str) -> None:
     with pytest.raises(ConfigError, match=f"^{message}$"):
         AblationSpec(tiny_config, grid, seeds)
 
 
 def test_grid_values_are_read_by_each_fields_type_and_sorted() -> None:
-    args = build_parser().parse_args(["ablate", "--grid", "hidden_sizes=64x64,16", "--grid", "double_dqn=TRUE,false",
-                                      "--grid", "max_grad_norm=20,0.5", "--grid", "loss=mse,huber",
-                                      "--grid", "learning_rate=1e-3,3e-4", "--grid", "batch_size=64,32"])
+    args = build_parser().parse_args(
+        [
+            "ablate",
+            "--grid",
+            "hidden_sizes=64x64,16",
+            "--grid",
+            "double_dqn=TRUE,false",
+            "--grid",
+            "max_grad_norm=20,0.5",
+            "--grid",
+            "loss=mse,huber",
+            "--grid",
+            "learning_rate=1e-3,3e-4",
+            "--grid",
+            "batch_size=64,32",
+        ]
+    )
     spec = build_spec(args)
-    assert spec.grid == {"hidden_sizes": ((16,), (64, 64)), "double_dqn": (False, True), "max_grad_norm": (0.5, 20.0),
-                         "loss": ("huber", "mse"), "learning_rate": (3e-4, 1e-3), "batch_size": (32, 64)}
+    assert spec.grid == {
+        "hidden_sizes": ((16,), (64, 64)),
+        "double_dqn": (False, True),
+        "max_grad_norm": (0.5, 20.0),
+        "loss": ("huber", "mse"),
+        "learning_rate": (3e-4, 1e-3),
+        "batch_size": (32, 64),
+    }
     assert list(spec.grid) == ["hidden_sizes", "double_dqn", "max_grad_norm", "loss", "learning_rate", "batch_size"]
     assert spec.search_space["hidden_sizes"] == ["16", "64,64"] and spec.search_space["seed"] == [0, 1, 2]
     assert len(spec.cells) == 2**6 * 3
     for name, values in spec.grid.items():
         assert [grid_value(name, value_text(value)) for value in values] == list(values)
-    assert spec.config_for(spec.settings[-1]) == DQNConfig(hidden_sizes=(64, 64), max_grad_norm=20.0, loss="mse",
-                                                           batch_size=64, eval_freq=5_000)
+    assert spec.config_for(spec.settings[-1]) == DQNConfig(
+        hidden_sizes=(64, 64), max_grad_norm=20.0, loss="mse", batch_size=64, eval_freq=5_000
+    )
 
 
 def test_the_study_name_is_the_same_for_the_same_ablation(tiny_config: DQNConfig) -> None:
@@ -330,9 +469,11 @@ def test_the_study_name_is_the_same_for_the_same_ablation(tiny_config: DQNConfig
     same = AblationSpec(tiny_config.replace(gamma=0.5), {"double_dqn": [False, True], "gamma": [0.9, 0.99]}, 2)
     assert spec.default_study_name == same.default_study_name and spec.differences(same) == []
     assert re.fullmatch(r"ablation-CartPole-v1-[0-9a-f]{10}", spec.default_study_name)
-    others = [AblationSpec(tiny_config, {"gamma": [0.99, 0.9]}, 2),
-              AblationSpec(tiny_config, {"gamma": [0.99, 0.9], "double_dqn": [True, False]}, 3),
-              AblationSpec(tiny_config.replace(total_timesteps=700), {"gamma": [0.99, 0.9], "double_dqn": [True]}, 2)]
+    others = [
+        AblationSpec(tiny_config, {"gamma": [0.99, 0.9]}, 2),
+        AblationSpec(tiny_config, {"gamma": [0.99, 0.9], "double_dqn": [True, False]}, 3),
+        AblationSpec(tiny_config.replace(total_timesteps=700), {"gamma": [0.99, 0.9], "double_dqn": [True]}, 2),
+    ]
     assert len({spec.default_study_name, *(other.default_study_name for other in others)}) == 4
     assert [spec.differences(other) for other in others] == [["grid"], ["seeds"], ["grid", "total_timesteps"]]
     assert AblationSpec.from_dict(spec.to_dict()) == spec
@@ -352,21 +493,39 @@ LEGACY_FLAGS = ["--buffer-sizes", "100", "--target-intervals", "1"]
 BAD_INPUT = [
     (["--buffer-sizes", ""], r"argument --buffer-sizes: invalid list ''; expected comma-separated integers"),
     (["--target-intervals", "10,ten"], r"argument --target-intervals: invalid list '10,ten'"),
-    ([*LEGACY_FLAGS, "--buffer-sizes", "100,0"], (r"--buffer-sizes/--target-intervals setting buffer_size=0, "
-                                                 r"target_update_interval=1 gives an invalid config: buffer_size = 0 is")),
-    ([*LEGACY_FLAGS, "--buffer-sizes", "16,100"], (r"setting buffer_size=16, target_update_interval=1 gives an invalid "
-                                                  r"config: batch_size = 32 is invalid: expected at most buffer_size")),
+    (
+        [*LEGACY_FLAGS, "--buffer-sizes", "100,0"],
+        (
+            r"--buffer-sizes/--target-intervals setting buffer_size=0, "
+            r"target_update_interval=1 gives an invalid config: buffer_size = 0 is"
+        ),
+    ),
+    (
+        [*LEGACY_FLAGS, "--buffer-sizes", "16,100"],
+        (
+            r"setting buffer_size=16, target_update_interval=1 gives an invalid "
+            r"config: batch_size = 32 is invalid: expected at most buffer_size"
+        ),
+    ),
     ([*LEGACY_FLAGS, "--target-intervals", "5,5"], r"--target-intervals repeats 5: expected each value once$"),
     ([*LEGACY_FLAGS, "--buffer-size", "500"], r"--buffer-size fixes buffer_size, which --buffer-sizes varies; drop"),
     ([*LEGACY_FLAGS, "--cell-seeds", "0"], r"argument --cell-seeds: invalid value '0'; expected an integer >= 1"),
-    ([*LEGACY_FLAGS, "--learning-starts", "400"], r"--learning-starts = 400 is invalid: expected less than --timesteps"),
+    (
+        [*LEGACY_FLAGS, "--learning-starts", "400"],
+        r"--learning-starts = 400 is invalid: expected less than --timesteps",
+    ),
     (["--grid", "foo=1,2"], r"--grid: unknown hyperparameter 'foo'; tunable: learning_rate, gamma, batch_size"),
     (["--grid", "total_timesteps=100,200"], r"--grid: 'total_timesteps' is part of the trial budget, not a hyper"),
     (["--grid", "gamma=0.9,high"], r"--grid gamma: invalid value 'high'; expected a number$"),
     (["--grid", "double_dqn=true,maybe"], r"--grid double_dqn: invalid value 'maybe'; expected true or false$"),
     (["--grid", "hidden_sizes=16,16x"], r"--grid hidden_sizes: invalid value '16x'; expected layer widths such as "),
-    (["--grid", "tau=0.5,1.5"], (r"--grid setting tau=1.5 gives an invalid config: tau = 1.5 is invalid: expected a "
-                                r"number in \(0, 1\]$")),
+    (
+        ["--grid", "tau=0.5,1.5"],
+        (
+            r"--grid setting tau=1.5 gives an invalid config: tau = 1.5 is invalid: expected a "
+            r"number in \(0, 1\]$"
+        ),
+    ),
     (["--grid", "buffer_size=16,100"], r"--grid setting buffer_size=16 gives an invalid config: batch_size = 32 is "),
     (["--grid", "gamma=0.9,0.9"], r"--grid gamma repeats 0.9: expected each value once$"),
     (["--grid", "gamma=0.9", "--grid", "gamma=0.99"], r"--grid gamma is given twice; give each axis once with all"),
@@ -374,33 +533,60 @@ BAD_INPUT = [
     (["--grid=--"], r"argument --grid: invalid value '--'; expected one value"),
     (["--grid", "gamma=0.9", "--gamma", "0.95"], r"--gamma fixes gamma, which --grid gamma varies; drop one of them$"),
     (["--grid", "gamma=0.9", "--buffer-sizes", "100"], r"--buffer-sizes and --target-intervals set the default grid"),
-    (["--grid", "tau=" + ",".join(f"{i + 1}e-5" for i in range(3_334))],
-     r"--grid: 3334 tau x 3 seeds make 10002 cells; expected at most 10000"),
+    (
+        ["--grid", "tau=" + ",".join(f"{i + 1}e-5" for i in range(3_334))],
+        r"--grid: 3334 tau x 3 seeds make 10002 cells; expected at most 10000",
+    ),
     ([*LEGACY_FLAGS, "--base-study", "nope"], r"study 'nope' not found in .*; studies there: taken, unfinished$"),
     ([*LEGACY_FLAGS, "--base-study", "unfinished"], r"study 'unfinished' has no complete trial"),
     ([*LEGACY_FLAGS, "--env", "Pendulum-v1"], r"env 'Pendulum-v1' has a Box action space"),
     ([*LEGACY_FLAGS, "--out-dir", "{db}/sub"], r"cannot write output path .*study\.db/sub/runs\.csv"),
     ([*LEGACY_FLAGS, "--study-name", "unfinished"], r"study 'unfinished' is not an ablation study \(no 'ablation' "),
-    ([*LEGACY_FLAGS, "--study-name", "taken"], (r"study 'taken' holds an ablation with other grid, seeds, learning_rate; "
-                                               r"run it with the same settings")),
+    (
+        [*LEGACY_FLAGS, "--study-name", "taken"],
+        (
+            r"study 'taken' holds an ablation with other grid, seeds, learning_rate; "
+            r"run it with the same settings"
+        ),
+    ),
 ]
 """Bad flags of `ablate` (after the tiny budget flags and --learning-rate 0.002) and their one-line error."""
 
 
-def test_cli_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path: Path, tiny_config: DQNConfig,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(
+    tmp_path: Path, tiny_config: DQNConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "study.db"
     url = f"sqlite:///{db}"
     unfinished = optuna.create_study(study_name="unfinished", storage=open_storage(url, heartbeat=False))
     store_config(unfinished.ask(), tiny_config)
     taken = optuna.create_study(study_name="taken", storage=open_storage(url, heartbeat=False))
-    same_flags = DQNConfig(total_timesteps=300, learning_starts=100, batch_size=32, hidden_sizes=(16,), eval_freq=100,
-                           eval_curve_episodes=1, eval_episodes=1, buffer_size=5_000)
+    same_flags = DQNConfig(
+        total_timesteps=300,
+        learning_starts=100,
+        batch_size=32,
+        hidden_sizes=(16,),
+        eval_freq=100,
+        eval_curve_episodes=1,
+        eval_episodes=1,
+        buffer_size=5_000,
+    )
     taken.set_user_attr(SPEC_ATTR, legacy(same_flags, (100, 200), (1,), 2).to_dict())
     before = digest(db)
     for args, message in BAD_INPUT:
-        code = main(["ablate", "--storage", url, *TINY_FLAGS, "--learning-rate", "0.002", "--out-dir",
-                     str(tmp_path / "report"), *(arg.format(db=db) for arg in args)])
+        code = main(
+            [
+                "ablate",
+                "--storage",
+                url,
+                *TINY_FLAGS,
+                "--learning-rate",
+                "0.002",
+                "--out-dir",
+                str(tmp_path / "report"),
+                *(arg.format(db=db) for arg in args),
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and err.startswith("dqn-tune: error: "), (args, err)
         assert re.search(message, err), (args, err)
@@ -409,7 +595,8 @@ def test_cli_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(tmp_path:
 
 
 def test_base_study_supplies_every_other_hyperparameter_from_its_recommended_trial(
-        tmp_path: Path, tiny_config: DQNConfig, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, tiny_config: DQNConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{tmp_path}/base.db"
     study = optuna.create_study(study_name="tuned", storage=open_storage(url, heartbeat=False), direction="maximize")
     for value, config in ((2.0, tiny_config.replace(learning_rate=3e-3, gamma=0.95)), (1.0, tiny_config)):
@@ -422,16 +609,19 @@ def test_base_study_supplies_every_other_hyperparameter_from_its_recommended_tri
 
     assert spec.base == tiny_config.replace(learning_rate=3e-3, gamma=0.95, total_timesteps=400, eval_freq=40)
     assert (spec.base_study, spec.base_trial) == ("tuned", 0) and spec.to_dict()["base_trial"] == 0
-    assert spec.base_source == ("trial 0 of study 'tuned', best tuning value (the study has no validation; run "
-                                "'dqn-tune validate')")
+    assert spec.base_source == (
+        "trial 0 of study 'tuned', best tuning value (the study has no validation; run 'dqn-tune validate')"
+    )
     study.set_user_attr(RECOMMENDATION, {"trial": 1})  # validation recommended the second trial
     spec = build_spec(build_parser().parse_args(flags))
     assert spec.base == tiny_config.replace(total_timesteps=400, eval_freq=40) and spec.base_trial == 1
     assert spec.base_source == "trial 1 of study 'tuned', recommended by validation on held-out seeds"
     assert AblationSpec.from_dict(spec.to_dict()).base_source == spec.base_source
     assert main(["ablate", "--storage", url, "--base-study", "tuned", "--env", "Acrobot-v1"]) == 2
-    assert capsys.readouterr().err == ("dqn-tune: error: --env Acrobot-v1 differs from the env of --base-study "
-                                       "'tuned' (CartPole-v1); drop --env or choose a study of that env\n")
+    assert capsys.readouterr().err == (
+        "dqn-tune: error: --env Acrobot-v1 differs from the env of --base-study "
+        "'tuned' (CartPole-v1); drop --env or choose a study of that env\n"
+    )
 
 
 def test_without_a_base_study_the_env_s_preset_is_the_base_as_for_train() -> None:
@@ -439,8 +629,9 @@ def test_without_a_base_study_the_env_s_preset_is_the_base_as_for_train() -> Non
     preset = preset_for("MountainCar-v0")
     assert preset is not None and spec.base == preset.base_config().replace(n_steps=1)
     assert spec.base_source == "the MountainCar-v0 preset" and spec.base.total_timesteps == preset.timesteps
-    plain = build_spec(build_parser().parse_args(["ablate", "--env", "MountainCar-v0", "--no-preset",
-                                                  "--grid", "n_steps=1,3"]))
+    plain = build_spec(
+        build_parser().parse_args(["ablate", "--env", "MountainCar-v0", "--no-preset", "--grid", "n_steps=1,3"])
+    )
     assert plain.base == DQNConfig(env_id="MountainCar-v0", n_steps=1) and plain.base_source == "the defaults"
 
 

@@ -17,8 +17,10 @@ from dqn_tune.tuning.artifacts import (
     upload_learning_curve,
 )
 
-RECORDS = [RunRecord(0, 20.0, (100, 200), (10.0, 20.0), 900.0, 0.5),
-           RunRecord(1, 30.0, (100, 200), (15.0, 30.0), 950.0, 0.4)]
+RECORDS = [
+    RunRecord(0, 20.0, (100, 200), (10.0, 20.0), 900.0, 0.5),
+    RunRecord(1, 30.0, (100, 200), (15.0, 30.0), 950.0, 0.4),
+]
 
 
 def test_upload_learning_curve_attaches_a_png_to_the_trial(tmp_path: Path) -> None:
@@ -40,5 +42,5 @@ def test_upload_learning_curve_attaches_a_png_to_the_trial(tmp_path: Path) -> No
 def test_make_artifact_store_reports_an_uncreatable_directory(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(StorageError, match="cannot create artifact directory .*file/artifacts"):
+    with pytest.raises(StorageError, match=r"cannot create artifact directory .*file/artifacts"):
         make_artifact_store(f"sqlite:///{blocker / 'study.db'}")

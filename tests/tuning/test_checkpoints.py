@@ -33,8 +33,9 @@ def config(tiny_config: DQNConfig) -> DQNConfig:
     return tiny_config.replace(total_timesteps=900, eval_freq=150)
 
 
-def study_with_checkpoint(tmp_path: Path, config: DQNConfig, *, step: int, damage: bool = False,
-                          interrupted: bool = False) -> tuple[optuna.Study, TrialCheckpoints, str]:
+def study_with_checkpoint(
+    tmp_path: Path, config: DQNConfig, *, step: int, damage: bool = False, interrupted: bool = False
+) -> tuple[optuna.Study, TrialCheckpoints, str]:
     """A study whose trial 0 left a checkpoint of step `step` of `config` on SEEDS (its first half only with
     `damage`): its worker died and its retry is queued, or with `interrupted` a stop signal failed it (no retry
     queued); (study, checkpoints, the checkpoint's artifact id)."""
@@ -43,8 +44,9 @@ def study_with_checkpoint(tmp_path: Path, config: DQNConfig, *, step: int, damag
     checkpoints = TrialCheckpoints(make_artifact_store(None, tmp_path / "artifacts"), every=300)
     first = ask_trial(study)
     written: dict[int, bytes] = {}
-    train_seeds(config, SEEDS,
-                checkpoints=Checkpointing(step, lambda path, at: written.setdefault(at, path.read_bytes())))
+    train_seeds(
+        config, SEEDS, checkpoints=Checkpointing(step, lambda path, at: written.setdefault(at, path.read_bytes()))
+    )
     data = written[step][: len(written[step]) // 2] if damage else written[step]
     artifact = "checkpoint-of-trial-0"
     (tmp_path / "artifacts" / artifact).write_bytes(data)
@@ -58,8 +60,9 @@ def study_with_checkpoint(tmp_path: Path, config: DQNConfig, *, step: int, damag
     return study, checkpoints, artifact
 
 
-def test_a_retry_resumes_from_its_predecessors_checkpoint_with_the_same_result(tmp_path: Path,
-                                                                              config: DQNConfig) -> None:
+def test_a_retry_resumes_from_its_predecessors_checkpoint_with_the_same_result(
+    tmp_path: Path, config: DQNConfig
+) -> None:
     study, checkpoints, artifact = study_with_checkpoint(tmp_path, config, step=450)
     retry = ask_trial(study)
     value = run_config(retry, config, SEEDS, checkpoints=checkpoints)
@@ -68,7 +71,8 @@ def test_a_retry_resumes_from_its_predecessors_checkpoint_with_the_same_result(t
     resumed, unkilled = study.trials[1], study.trials[2]
     assert resumed.intermediate_values == unkilled.intermediate_values  # the checkpoint's evaluations reported too
     assert [(r.curve_returns, r.mean_return) for r in records.trial_runs(resumed)] == [
-        (r.curve_returns, r.mean_return) for r in records.trial_runs(unkilled)]
+        (r.curve_returns, r.mean_return) for r in records.trial_runs(unkilled)
+    ]
     resume = resumed.system_attrs[records.RESUME]
     assert resume["trial"] == 0 and resume["step"] == 450 and resume["env_steps_saved"] == 900
     assert resume["restarted_episodes"] == [] and resume["train_seconds_saved"] > 0
@@ -79,7 +83,8 @@ def test_a_retry_resumes_from_its_predecessors_checkpoint_with_the_same_result(t
 
 
 def test_a_truncated_checkpoint_is_ignored_with_one_warning_and_the_retry_starts_from_step_0(
-        tmp_path: Path, config: DQNConfig, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, config: DQNConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     study, checkpoints, artifact = study_with_checkpoint(tmp_path, config, step=450, damage=True)
     with caplog.at_level(logging.WARNING):
         value = run_config(ask_trial(study), config, SEEDS, checkpoints=checkpoints)
@@ -93,8 +98,18 @@ def test_a_truncated_checkpoint_is_ignored_with_one_warning_and_the_retry_starts
     assert list((tmp_path / "artifacts").iterdir()) == []
 
 
-def test_the_next_command_retries_a_trial_a_stop_signal_ended_and_it_resumes(tmp_path: Path,
-                                                                            config: DQNConfig) -> None:
+def test_a_checkpoint_gone_from_the_artifact_store_is_ignored_with_one_warning(
+    tmp_path: Path, config: DQNConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    study, checkpoints, artifact = study_with_checkpoint(tmp_path, config, step=300)
+    (tmp_path / "artifacts" / artifact).unlink()  # the artifact store lost it
+    with caplog.at_level(logging.WARNING):
+        run_config(ask_trial(study), config, SEEDS, checkpoints=checkpoints)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.endswith("training starts from step 0: it is no longer in the artifact store")
+
+
+def test_the_next_command_retries_a_trial_a_stop_signal_ended_and_it_resumes(tmp_path: Path, config: DQNConfig) -> None:
     study, checkpoints, _ = study_with_checkpoint(tmp_path, config, step=300, interrupted=True)
     assert retry_interrupted(study) == [0]
     assert retry_interrupted(study) == []  # queued once
@@ -109,8 +124,23 @@ def test_the_next_command_retries_a_trial_a_stop_signal_ended_and_it_resumes(tmp
 def test_a_trial_whose_worker_is_sigkilled_at_60_percent_resumes_and_ends_as_if_never_killed(tmp_path: Path) -> None:
     # two workers for one trial: the parent sees the trial's worker die, fails the trial and queues its retry,
     # which a replacement worker runs
-    process = start(tmp_path, "--trials", "1", "--workers", "2", "--timesteps", "2500", "--checkpoint-every", "500",
-                    "--eval-freq", "500", "--grace-period", "600", "--trial-seeds", "2")
+    process = start(
+        tmp_path,
+        "--trials",
+        "1",
+        "--workers",
+        "2",
+        "--timesteps",
+        "2500",
+        "--checkpoint-every",
+        "500",
+        "--eval-freq",
+        "500",
+        "--grace-period",
+        "600",
+        "--trial-seeds",
+        "2",
+    )
 
     def checkpoint_step() -> int:
         running = [t for t in trials(tmp_path) if t.state == TrialState.RUNNING]
@@ -133,5 +163,6 @@ def test_a_trial_whose_worker_is_sigkilled_at_60_percent_resumes_and_ends_as_if_
     assert retry.value == sum(result.mean_return for result in unkilled) / 2
     assert [(r.curve_steps, r.curve_returns, r.mean_return, r.selected_step) for r in records.trial_runs(retry)] == [
         (tuple(p.step for p in u.curve), tuple(p.mean_return for p in u.curve), u.mean_return, u.selected_step)
-        for u in unkilled]
+        for u in unkilled
+    ]
     assert not any((tmp_path / "studies" / "artifacts").iterdir())

@@ -23,15 +23,39 @@ from dqn_tune.runner.storage import open_storage, study_names
 from dqn_tune.runner.trial_loop import INTERRUPTED
 from dqn_tune.tuning import records
 
-TINY = ["--learning-starts", "100", "--eval-curve-episodes", "2", "--eval-episodes", "2", "--hidden-sizes", "32,32",
-        "--batch-size", "32", "--trial-seeds", "1", "--no-artifacts", "--heartbeat-interval", "1", "--grace-period", "2",
-        "--validate-top", "0"]
+TINY = [
+    "--learning-starts",
+    "100",
+    "--eval-curve-episodes",
+    "2",
+    "--eval-episodes",
+    "2",
+    "--hidden-sizes",
+    "32,32",
+    "--batch-size",
+    "32",
+    "--trial-seeds",
+    "1",
+    "--no-artifacts",
+    "--heartbeat-interval",
+    "1",
+    "--grace-period",
+    "2",
+    "--validate-top",
+    "0",
+]
 
 
 def start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     """`python -m dqn_tune` on tmp_path/studies/dqn_tune.db with a tiny config (`args` override it)."""
-    return subprocess.Popen([sys.executable, "-m", "dqn_tune", *TINY, *args], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dqn_tune", *TINY, *args],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def trials(tmp_path: Path) -> list[FrozenTrial]:
@@ -88,8 +112,10 @@ def interrupt(tmp_path: Path, signum: int, workers: int, *, group: bool, again: 
     assert process.returncode == 130, (process.returncode, stderr)
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     assert "(interrupted)" in stdout and "run the same command again to resume the study" in stdout
-    assert (f"; {workers} failed because a command was interrupted (Ctrl-C or SIGTERM): they stay in the study and "
-            "count towards --total-trials") in stdout
+    assert (
+        f"; {workers} failed because a command was interrupted (Ctrl-C or SIGTERM): they stay in the study and "
+        "count towards --total-trials"
+    ) in stdout
     interrupted = [t for t in trials(tmp_path) if t.state == TrialState.FAIL]
     assert len(interrupted) == workers and running(tmp_path) == 0
     assert all(t.user_attrs[attributes.FAIL_REASON] == INTERRUPTED for t in interrupted)
@@ -138,8 +164,11 @@ def test_a_sigkilled_worker_trial_is_failed_and_retried_at_once(tmp_path: Path) 
     [retry] = [t for t in study_trials if t.system_attrs.get(RETRY_OF) == failed.number]
     assert retry.params == failed.params and attributes.FAIL_REASON not in retry.user_attrs
     assert len(study_trials) == 3 and all(t.state == TrialState.COMPLETE for t in study_trials if t is not failed)
-    assert re.search(rf"a worker failed: worker \d \(pid {victim}\) was killed by SIGKILL; its trial {failed.number} "
-                     rf"was marked failed and retried as trial {retry.number} \(complete\)", stdout), stdout
+    assert re.search(
+        rf"a worker failed: worker \d \(pid {victim}\) was killed by SIGKILL; its trial {failed.number} "
+        rf"was marked failed and retried as trial {retry.number} \(complete\)",
+        stdout,
+    ), stdout
 
 
 @pytest.mark.slow
@@ -166,8 +195,13 @@ def test_a_lost_machines_trial_is_failed_by_heartbeat_and_retried_by_the_next_co
     process.wait()
     assert running(tmp_path) == 1
     time.sleep(3)  # the grace period is 2 s
-    resumed = subprocess.run([sys.executable, "-m", "dqn_tune", *TINY, "--total-trials", "1", "--timesteps", "3000"],
-                             cwd=tmp_path, text=True, capture_output=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "dqn_tune", *TINY, "--total-trials", "1", "--timesteps", "3000"],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     failed, retry = trials(tmp_path)
     assert failed.state == TrialState.FAIL

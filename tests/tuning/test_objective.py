@@ -28,8 +28,9 @@ from dqn_tune.tuning.seeds import trial_seeds
 
 def test_run_score_final_best_and_area(tiny_config: DQNConfig) -> None:
     result = train(tiny_config, seed=0)
-    result = dataclasses.replace(result, curve=(EvalPoint(200, 10.0, 0.0), EvalPoint(400, 40.0, 0.0),
-                                                EvalPoint(600, 20.0, 0.0)))
+    result = dataclasses.replace(
+        result, curve=(EvalPoint(200, 10.0, 0.0), EvalPoint(400, 40.0, 0.0), EvalPoint(600, 20.0, 0.0))
+    )
     assert run_score(result, "final") == result.mean_return
     assert run_score(result, "best") == 40.0
     assert run_score(result, "auc") == pytest.approx((10 + 40 + 20) / 3)
@@ -49,8 +50,12 @@ def test_trial_base_config_uses_the_env_budget_and_trainer_defaults() -> None:
 
 
 def study_in(tmp_path: Path, pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-    return optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", direction="maximize", pruner=pruner,
-                               sampler=optuna.samplers.RandomSampler(seed=0))
+    return optuna.create_study(
+        storage=f"sqlite:///{tmp_path}/s.db",
+        direction="maximize",
+        pruner=pruner,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
 
 
 def test_objective_trains_each_seed_reports_and_records(tmp_path: Path, tiny_config: DQNConfig) -> None:
@@ -71,9 +76,11 @@ def test_objective_trains_each_seed_reports_and_records(tmp_path: Path, tiny_con
     assert [a.filename for a in get_all_artifact_meta(trial, storage=study._storage)] == ["learning_curve.png"]
     assert all(run.selected_step in run.curve_steps for run in runs)
     assert trial.user_attrs[records.RUNS_SUMMARY] == "; ".join(
-        f"seed {run.seed}: {run.mean_return:.1f} (weights of step {run.selected_step})" for run in runs)
-    assert trial.user_attrs[records.CONFIG_SUMMARY].startswith(f"{tiny_config.env_id}, {tiny_config.total_timesteps} "
-                                                               "steps; learning_rate=")
+        f"seed {run.seed}: {run.mean_return:.1f} (weights of step {run.selected_step})" for run in runs
+    )
+    assert trial.user_attrs[records.CONFIG_SUMMARY].startswith(
+        f"{tiny_config.env_id}, {tiny_config.total_timesteps} steps; learning_rate="
+    )
 
 
 def test_pruned_trial_keeps_its_config_and_partial_run(tmp_path: Path, tiny_config: DQNConfig) -> None:
@@ -88,8 +95,9 @@ def test_pruned_trial_keeps_its_config_and_partial_run(tmp_path: Path, tiny_conf
 
 
 def test_diverging_trial_is_pruned_with_a_reason_and_the_study_goes_on(tmp_path: Path, tiny_config: DQNConfig) -> None:
-    diverging = ObjectiveSettings(base=tiny_config.replace(max_grad_norm=None, loss="mse"),
-                                  space=SearchSpace({"learning_rate": Fixed(1e30)}))
+    diverging = ObjectiveSettings(
+        base=tiny_config.replace(max_grad_norm=None, loss="mse"), space=SearchSpace({"learning_rate": Fixed(1e30)})
+    )
     study = study_in(tmp_path)
     study.optimize(make_objective(diverging), n_trials=1)
     study.optimize(make_objective(ObjectiveSettings(base=tiny_config, space=DEFAULT_SPACE)), n_trials=1)

@@ -26,15 +26,38 @@ from dqn_tune.tuning.records import COMMANDS_ATTR
 
 POSTGRES_URL = os.environ.get("DQN_TUNE_TEST_POSTGRES_URL")
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(POSTGRES_URL is None, reason="DQN_TUNE_TEST_POSTGRES_URL is not set "
-                                 "(.ci/run starts a PostgreSQL server and sets it)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        POSTGRES_URL is None,
+        reason="DQN_TUNE_TEST_POSTGRES_URL is not set (.ci/run starts a PostgreSQL server and sets it)",
+    ),
+]
 
-TINY = ["--timesteps", "800", "--learning-starts", "100", "--eval-freq", "200", "--eval-curve-episodes", "2",
-        "--eval-episodes", "2", "--hidden-sizes", "16", "--trial-seeds", "1", "--no-artifacts", "--validate-top", "0"]
-LAUNCH = ("import runpy, sys, time; import dqn_tune.cli, dqn_tune.tuning.study; "
-          "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); sys.argv = ['dqn_tune', *sys.argv[2:]]; "
-          "runpy.run_module('dqn_tune', run_name='__main__', alter_sys=True)")
+TINY = [
+    "--timesteps",
+    "800",
+    "--learning-starts",
+    "100",
+    "--eval-freq",
+    "200",
+    "--eval-curve-episodes",
+    "2",
+    "--eval-episodes",
+    "2",
+    "--hidden-sizes",
+    "16",
+    "--trial-seeds",
+    "1",
+    "--no-artifacts",
+    "--validate-top",
+    "0",
+]
+LAUNCH = (
+    "import runpy, sys, time; import dqn_tune.cli, dqn_tune.tuning.study; "
+    "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); sys.argv = ['dqn_tune', *sys.argv[2:]]; "
+    "runpy.run_module('dqn_tune', run_name='__main__', alter_sys=True)"
+)
 """`python -m dqn_tune ARGS` that imports its modules first, then waits for the wall-clock time in argv[1]:
 processes launched with the same time reach the database at the same instant, whatever their import time."""
 
@@ -51,15 +74,37 @@ def study_name() -> Iterator[str]:
 def start_together(commands: list[list[str]], cwd: Path, delay_s: float = 10.0) -> list[subprocess.Popen[str]]:
     """Launch `python -m dqn_tune` with each argument list so that all of them open the storage at one instant."""
     at = str(time.time() + delay_s)
-    return [subprocess.Popen([sys.executable, "-c", LAUNCH, at, *args], cwd=cwd, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for args in commands]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, at, *args],
+            cwd=cwd,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for args in commands
+    ]
 
 
 def test_three_processes_fill_a_postgres_study_to_exactly_its_total(tmp_path: Path, study_name: str) -> None:
-    command = [sys.executable, "-m", "dqn_tune", "--storage", POSTGRES_URL, "--study-name", study_name,
-               "--total-trials", "7", "--workers", "1", *TINY]  # three processes, one trial at a time each
-    machines = [subprocess.Popen(command, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                for _ in range(3)]
+    command = [
+        sys.executable,
+        "-m",
+        "dqn_tune",
+        "--storage",
+        POSTGRES_URL,
+        "--study-name",
+        study_name,
+        "--total-trials",
+        "7",
+        "--workers",
+        "1",
+        *TINY,
+    ]  # three processes, one trial at a time each
+    machines = [
+        subprocess.Popen(command, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
     outputs = [machine.communicate(timeout=300) for machine in machines]
     assert [machine.returncode for machine in machines] == [0, 0, 0], [err for _, err in outputs]
     trials = optuna.load_study(study_name=study_name, storage=POSTGRES_URL).get_trials()
@@ -88,12 +133,14 @@ def test_two_budgets_started_at_once_on_an_empty_database_one_is_refused(tmp_pat
     machines = start_together([[*args, "--timesteps", "800"], [*args, "--timesteps", "1000"]], tmp_path)
     outputs = [machine.communicate(timeout=300) for machine in machines]
     assert sorted(machine.returncode for machine in machines) == [0, 2], outputs
-    [refused] = [err for machine, (_, err) in zip(machines, outputs) if machine.returncode == 2]
+    [refused] = [err for machine, (_, err) in zip(machines, outputs, strict=True) if machine.returncode == 2]
     assert "was run with total_timesteps = " in refused and refused.count("\n") == 1
     study = optuna.load_study(study_name="fresh", storage=empty_database)
     assert len(study.trials) == 1 and len(study.user_attrs[COMMANDS_ATTR]) == 1
-    assert records.trial_config(study.trials[0]).total_timesteps == study.user_attrs[records.SETTINGS_ATTR][
-        "total_timesteps"]
+    assert (
+        records.trial_config(study.trials[0]).total_timesteps
+        == study.user_attrs[records.SETTINGS_ATTR]["total_timesteps"]
+    )
 
 
 def ask_and_die(url: str, study_name: str) -> None:

@@ -1,4 +1,5 @@
-"""Per-env presets: they load and validate, train and tune start from them, --no-preset and other envs use the defaults."""
+"""Per-env presets: they load and validate, train and tune start from them, --no-preset and other envs use the
+defaults."""
 
 from __future__ import annotations
 
@@ -34,8 +35,14 @@ def test_every_preset_loads_as_a_valid_config_and_search_space() -> None:
 
 def test_mountain_car_space_contains_the_region_where_dqn_reaches_the_flag() -> None:
     space = load_presets()["MountainCar-v0"].space.to_dict()
-    for name in ("train_freq", "gradient_steps", "exploration_fraction", "exploration_final_eps", "learning_starts",
-                 "hidden_sizes"):
+    for name in (
+        "train_freq",
+        "gradient_steps",
+        "exploration_fraction",
+        "exploration_final_eps",
+        "learning_starts",
+        "hidden_sizes",
+    ):
         assert name in space
     assert 16 in space["train_freq"]["choices"] and 8 in space["gradient_steps"]["choices"]
     assert [256, 256] in space["hidden_sizes"]["choices"] and 0.98 in space["gamma"]["choices"]
@@ -51,8 +58,20 @@ def test_trial_base_config_starts_from_the_preset_unless_told_not_to() -> None:
     assert trial_base_config("FrozenLake-v1").total_timesteps == DQNConfig().total_timesteps
 
 
-TINY = ["--timesteps", "300", "--learning-starts", "100", "--batch-size", "32", "--hidden-sizes", "16",
-        "--eval-episodes", "1", "--eval-curve-episodes", "1"]
+TINY = [
+    "--timesteps",
+    "300",
+    "--learning-starts",
+    "100",
+    "--batch-size",
+    "32",
+    "--hidden-sizes",
+    "16",
+    "--eval-episodes",
+    "1",
+    "--eval-curve-episodes",
+    "1",
+]
 
 
 def test_train_says_which_start_it_used(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,11 +84,36 @@ def test_train_says_which_start_it_used(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_tune_samples_the_env_preset_space_and_no_preset_the_default_space(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{tmp_path}/p.db"
-    common = ["--trials", "1", "--storage", url, "--trial-seeds", "1", "--validate-top", "0", "--no-artifacts",
-              "--timesteps", "300", "--learning-starts", "100", "--eval-episodes", "1", "--eval-curve-episodes", "1",
-              "--hidden-sizes", "16", "--learning-rate", "1e-3", "--gradient-steps", "1", "--train-freq", "4"]
+    common = [
+        "--trials",
+        "1",
+        "--storage",
+        url,
+        "--trial-seeds",
+        "1",
+        "--validate-top",
+        "0",
+        "--no-artifacts",
+        "--timesteps",
+        "300",
+        "--learning-starts",
+        "100",
+        "--eval-episodes",
+        "1",
+        "--eval-curve-episodes",
+        "1",
+        "--hidden-sizes",
+        "16",
+        "--learning-rate",
+        "1e-3",
+        "--gradient-steps",
+        "1",
+        "--train-freq",
+        "4",
+    ]
     assert main(["tune", "--env", "Acrobot-v1", "--study-name", "preset", *common]) == 0
     assert main(["tune", "--env", "Acrobot-v1", "--study-name", "plain", "--no-preset", *common]) == 0
     out = capsys.readouterr().out

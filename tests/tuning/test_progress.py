@@ -13,8 +13,9 @@ from dqn_tune.tuning.progress import Progress, progress_text, trial_line
 from dqn_tune.tuning.study import TuneSettings, run_study
 
 
-def test_without_a_terminal_each_finished_trial_prints_one_line(tune_settings: TuneSettings,
-                                                                capfd: pytest.CaptureFixture[str]) -> None:
+def test_without_a_terminal_each_finished_trial_prints_one_line(
+    tune_settings: TuneSettings, capfd: pytest.CaptureFixture[str]
+) -> None:
     run_study(tune_settings, trials=3, echo=lambda _: None)  # pytest's stdout and stderr are not terminals
     lines = [line for line in capfd.readouterr().out.splitlines() if line.startswith("trial ")]
     assert [line.split(" finished: ")[0] for line in lines] == ["trial 0", "trial 1", "trial 2"]
@@ -26,8 +27,12 @@ def test_without_a_terminal_each_finished_trial_prints_one_line(tune_settings: T
 def test_two_workers_print_every_trial_too(tune_settings: TuneSettings, capfd: pytest.CaptureFixture[str]) -> None:
     run_study(tune_settings, trials=4, workers=2, echo=lambda _: None)
     out = capfd.readouterr().out
-    assert sorted(line.split(" finished")[0] for line in out.splitlines() if line.startswith("trial ")) == \
-        ["trial 0", "trial 1", "trial 2", "trial 3"]
+    assert sorted(line.split(" finished")[0] for line in out.splitlines() if line.startswith("trial ")) == [
+        "trial 0",
+        "trial 1",
+        "trial 2",
+        "trial 3",
+    ]
 
 
 def test_trial_line_names_the_outcome_and_the_best(tmp_path: Path) -> None:
@@ -37,8 +42,9 @@ def test_trial_line_names_the_outcome_and_the_best(tmp_path: Path) -> None:
     study.add_trial(pruned)
     trials = study.get_trials()
     assert trial_line(trials[0], trials[0]) == "trial 0 finished: value 488.10 (complete); best is trial 0 with 488.10"
-    assert trial_line(trials[1], trials[0]) == ("trial 1 finished: pruned at step 2000 (value 120.25 there); "
-                                                "best is trial 0 with 488.10")
+    assert trial_line(trials[1], trials[0]) == (
+        "trial 1 finished: pruned at step 2000 (value 120.25 there); best is trial 0 with 488.10"
+    )
 
 
 def test_bar_ticks_and_shows_running_trials_before_any_trial_ends(tmp_path: Path) -> None:
@@ -62,8 +68,10 @@ def test_progress_text_counts_states_and_best(tmp_path: Path) -> None:
         study.add_trial(optuna.trial.create_trial(value=value))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
     study.ask()
-    assert progress_text(study.get_trials(), 600) == \
-        "1 running: #3 0/600 steps | 2 complete, 0 pruned, 1 failed | best 30.0 (#1)"
+    assert (
+        progress_text(study.get_trials(), 600)
+        == "1 running: #3 0/600 steps | 2 complete, 0 pruned, 1 failed | best 30.0 (#1)"
+    )
 
 
 def test_the_value_has_a_name_and_the_note_says_what_it_is(tune_settings: TuneSettings) -> None:

@@ -49,8 +49,13 @@ def test_default_space_avoids_costly_corners() -> None:
 
 
 def test_suggest_config_under_fixed_trial_uses_the_trial_values(tiny_config: DQNConfig) -> None:
-    values = {"learning_rate": 2.3e-3, "gamma": 0.98, "batch_size": 64, "buffer_size": 100_000,
-              "target_update_interval": 10}
+    values = {
+        "learning_rate": 2.3e-3,
+        "gamma": 0.98,
+        "batch_size": 64,
+        "buffer_size": 100_000,
+        "target_update_interval": 10,
+    }
     config = suggest_config(FixedTrial(values), tiny_config, DEFAULT_SPACE)
     assert config == tiny_config.replace(**values)
 
@@ -81,11 +86,25 @@ double_dqn = { choices = [true, false] }
     assert space.params["batch_size"] == Fixed(64)
     assert space.params["buffer_size"] == DEFAULT_SPACE.params["buffer_size"]
     assert space.params["hidden_sizes"] == Choice(((64, 64), (256,)))
-    trial = FixedTrial({"learning_rate": 1e-3, "buffer_size": 10_000, "target_update_interval": 100,
-                        "exploration_fraction": 0.1, "train_freq": 4, "hidden_sizes": "256", "double_dqn": True})
+    trial = FixedTrial(
+        {
+            "learning_rate": 1e-3,
+            "buffer_size": 10_000,
+            "target_update_interval": 100,
+            "exploration_fraction": 0.1,
+            "train_freq": 4,
+            "hidden_sizes": "256",
+            "double_dqn": True,
+        }
+    )
     config = suggest_config(trial, tiny_config, space)
     assert (config.gamma, config.batch_size, config.train_freq, config.hidden_sizes, config.double_dqn) == (
-        0.99, 64, 4, (256,), True)
+        0.99,
+        64,
+        4,
+        (256,),
+        True,
+    )
     assert SearchSpace.from_mapping(space.to_dict()) == space
 
 
@@ -94,20 +113,23 @@ def test_without_leaves_fields_to_the_base_config(tiny_config: DQNConfig) -> Non
     assert set(space.params) == {"learning_rate", "buffer_size", "target_update_interval"}
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("foo = { low = 1, high = 2 }", "unknown hyperparameter 'foo'; tunable: learning_rate, gamma"),
-    ("total_timesteps = 100", "'total_timesteps' is part of the trial budget"),
-    ("learning_rate = { low = 0.1, high = 0.01 }", r"learning_rate: low \(0.1\) is greater than high \(0.01\)"),
-    ("learning_rate = { low = 0.0, high = 0.01, log = true }", "log-scale range needs low > 0"),
-    ("batch_size = { low = 'a', high = 64 }", "batch_size: expected an integer, got 'a'"),
-    ("batch_size = { low = 16.5, high = 64 }", "batch_size: expected an integer, got 16.5"),
-    ("loss = { low = 1, high = 2 }", "a str hyperparameter cannot take a low/high range"),
-    ("gamma = { min = 0.9, max = 0.99 }", r"unexpected keys \['max', 'min'\]"),
-    ("batch_size = { choices = [] }", "choices must be a non-empty list"),
-    ("hidden_sizes = { choices = [64] }", "expected a list of integers"),
-    ("learning_rate = { low = 1e-4, high = 1e-2, log = 'yes' }", "log must be true or false"),
-    ("learning_rate = [1e-4", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("foo = { low = 1, high = 2 }", "unknown hyperparameter 'foo'; tunable: learning_rate, gamma"),
+        ("total_timesteps = 100", "'total_timesteps' is part of the trial budget"),
+        ("learning_rate = { low = 0.1, high = 0.01 }", r"learning_rate: low \(0.1\) is greater than high \(0.01\)"),
+        ("learning_rate = { low = 0.0, high = 0.01, log = true }", "log-scale range needs low > 0"),
+        ("batch_size = { low = 'a', high = 64 }", "batch_size: expected an integer, got 'a'"),
+        ("batch_size = { low = 16.5, high = 64 }", "batch_size: expected an integer, got 16.5"),
+        ("loss = { low = 1, high = 2 }", "a str hyperparameter cannot take a low/high range"),
+        ("gamma = { min = 0.9, max = 0.99 }", r"unexpected keys \['max', 'min'\]"),
+        ("batch_size = { choices = [] }", "choices must be a non-empty list"),
+        ("hidden_sizes = { choices = [64] }", "expected a list of integers"),
+        ("learning_rate = { low = 1e-4, high = 1e-2, log = 'yes' }", "log must be true or false"),
+        ("learning_rate = [1e-4", "is not valid TOML"),
+    ],
+)
 def test_invalid_search_space_files_are_one_line_config_errors(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "space.toml"
     path.write_text(text)
@@ -117,9 +139,9 @@ def test_invalid_search_space_files_are_one_line_config_errors(tmp_path: Path, t
 
 
 def test_unreadable_search_space_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read search-space file .*missing.toml.*No such file"):
+    with pytest.raises(ConfigError, match=r"cannot read search-space file .*missing\.toml.*No such file"):
         load_search_space(tmp_path / "missing.toml")
-    with pytest.raises(ConfigError, match="cannot read search-space file .*it is a directory"):
+    with pytest.raises(ConfigError, match=r"cannot read search-space file .*it is a directory"):
         load_search_space(tmp_path)
 
 

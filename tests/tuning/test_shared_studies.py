@@ -15,7 +15,7 @@ from dqn_tune.tuning import records
 def finish(processes: list[subprocess.Popen[str]]) -> list[tuple[int, str, str]]:
     """(exit status, stdout, stderr) of each process, in order."""
     outputs = [p.communicate(timeout=300) for p in processes]
-    return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs)]
+    return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs, strict=True)]
 
 
 @pytest.mark.slow
@@ -37,8 +37,14 @@ def test_commands_sharing_a_study_sample_apart_and_a_lone_command_reproduces(tmp
         folder.mkdir()
     # a seeded study is reproducible with one process (workers finish in any order); samples, not learning, matter
     one = ["--workers", "1", "--timesteps", "1000"]
-    outcomes = finish([start(alone, "--trials", "2", *one), start(again, "--trials", "2", *one),
-                       start(shared, "--trials", "1", *one), start(shared, "--trials", "1", *one)])
+    outcomes = finish(
+        [
+            start(alone, "--trials", "2", *one),
+            start(again, "--trials", "2", *one),
+            start(shared, "--trials", "1", *one),
+            start(shared, "--trials", "1", *one),
+        ]
+    )
     assert [status for status, _, _ in outcomes] == [0, 0, 0, 0], outcomes
     lone = [t.params for t in trials(alone)]
     assert [t.params for t in trials(again)] == lone and lone[0] != lone[1]

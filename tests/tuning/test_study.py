@@ -82,7 +82,7 @@ def test_existing_study_with_another_direction_is_refused_unchanged(tune_setting
     optuna.create_study(study_name="s", storage=tune_settings.storage_url, direction="minimize")
     path = sqlite_path(tune_settings.storage_url)
     before = path.read_bytes()  # type: ignore[union-attr]
-    with pytest.raises(StorageError, match="study 's' in .* has direction minimize; dqn-tune maximizes"):
+    with pytest.raises(StorageError, match=r"study 's' in .* has direction minimize; dqn-tune maximizes"):
         run_study(tune_settings, trials=1, echo=lambda _: None)
     assert path.read_bytes() == before  # type: ignore[union-attr]
 
@@ -111,20 +111,42 @@ def test_resuming_with_another_search_space_is_refused_unchanged(tune_settings: 
     before = path.read_bytes()  # type: ignore[union-attr]
     space = tune_settings.objective.space.merged(SearchSpace.from_mapping({"batch_size": {"choices": [64, 128]}}))
     other = dataclasses.replace(tune_settings, objective=dataclasses.replace(tune_settings.objective, space=space))
-    with pytest.raises(StorageError, match=r"was run with another search space \(batch_size: one of 32, 64, 128, 256 "
-                                           r"in the study, one of 64, 128 here\); use the same --search-space file"):
+    with pytest.raises(
+        StorageError,
+        match=r"was run with another search space \(batch_size: one of 32, 64, 128, 256 "
+        r"in the study, one of 64, 128 here\); use the same --search-space file",
+    ):
         run_study(other, trials=1, echo=lambda _: None)
     assert path.read_bytes() == before  # type: ignore[union-attr]
 
 
-def test_cli_refuses_a_changed_search_space_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_a_changed_search_space_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     Path("space.toml").write_text("batch_size = { choices = [64, 128] }\n")
     Path("other.toml").write_text("batch_size = { choices = [32, 256] }\n")
-    tiny = ["--trials", "1", "--timesteps", "600", "--learning-starts", "100", "--eval-freq", "200", "--trial-seeds", "1",
-            "--eval-curve-episodes", "2", "--eval-episodes", "2", "--hidden-sizes", "16", "--no-artifacts",
-            "--validate-top", "0"]
+    tiny = [
+        "--trials",
+        "1",
+        "--timesteps",
+        "600",
+        "--learning-starts",
+        "100",
+        "--eval-freq",
+        "200",
+        "--trial-seeds",
+        "1",
+        "--eval-curve-episodes",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--hidden-sizes",
+        "16",
+        "--no-artifacts",
+        "--validate-top",
+        "0",
+    ]
     assert main([*tiny, "--search-space", "space.toml"]) == 0
     before = Path("studies/dqn_tune.db").read_bytes()
     capsys.readouterr()

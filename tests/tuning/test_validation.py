@@ -19,8 +19,8 @@ from optuna.trial import TrialState, create_trial
 from scipy import stats
 
 from dqn_tune.cli import main
-from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.dqn.run_record import RunRecord
+from dqn_tune.dqn.trainer import train_seeds
 from dqn_tune.errors import ConfigError
 from dqn_tune.runner.storage import StorageSettings, sqlite_path
 from dqn_tune.runner.trial_loop import BatchObjective, TrialQuota, run_trials
@@ -49,10 +49,15 @@ from dqn_tune.tuning.validation import (
 @pytest.fixture
 def tuned(tune_settings: TuneSettings) -> TuneSettings:
     """A tuning study of 4 tiny trials (seed 3), each of 2 seeds."""
-    settings = TuneSettings(study_name=tune_settings.study_name, storage=tune_settings.storage,
-                            objective=tune_settings.objective.__class__(
-                                base=tune_settings.objective.base, space=tune_settings.objective.space, seeds=2,
-                                study_seed=3), pruner="none", artifacts=False)
+    settings = TuneSettings(
+        study_name=tune_settings.study_name,
+        storage=tune_settings.storage,
+        objective=tune_settings.objective.__class__(
+            base=tune_settings.objective.base, space=tune_settings.objective.space, seeds=2, study_seed=3
+        ),
+        pruner="none",
+        artifacts=False,
+    )
     run_study(settings, trials=4, echo=lambda _: None)
     return settings
 
@@ -86,8 +91,7 @@ def test_validation_trains_the_top_configs_on_the_same_held_out_seeds_and_recomm
     top = top_trials(tuning, 2)
     study = load(settings)
     assert summary.runs == 4 and summary.missing == 0 and summary.recommendation is not None
-    assert sorted(cell_of(t) for t in study.trials) == sorted(
-        (t.number, s) for t in top for s in validation_seeds(2))
+    assert sorted(cell_of(t) for t in study.trials) == sorted((t.number, s) for t in top for s in validation_seeds(2))
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     for trial in study.trials:  # the source trial's config, as stored, trained on the held-out seed
         source = tuning.trials[trial.params[SOURCE_TRIAL]]
@@ -164,19 +168,29 @@ run_validation(settings, workers=2)
 
 @pytest.mark.slow
 def test_a_sigkilled_validation_loses_no_finished_run_and_the_next_command_completes_it(
-        tune_settings: TuneSettings) -> None:
+    tune_settings: TuneSettings,
+) -> None:
     slow = tune_settings.objective.base.replace(total_timesteps=3_000, eval_freq=1_000)
-    settings = TuneSettings("s", tune_settings.storage, tune_settings.objective.__class__(
-        base=slow, space=tune_settings.objective.space, seeds=1), pruner="none", artifacts=False)
+    settings = TuneSettings(
+        "s",
+        tune_settings.storage,
+        tune_settings.objective.__class__(base=slow, space=tune_settings.objective.space, seeds=1),
+        pruner="none",
+        artifacts=False,
+    )
     run_study(settings, trials=2, echo=lambda _: None)
     url = settings.storage_url
-    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, url], stdout=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CHILD, url], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     study_name = "s-validation"
     deadline = time.monotonic() + 120
     while True:  # wait until one run is complete and others are running
-        trials = optuna.load_study(study_name=study_name, storage=url).trials \
-            if study_name in optuna.get_all_study_names(url) else []
+        trials = (
+            optuna.load_study(study_name=study_name, storage=url).trials
+            if study_name in optuna.get_all_study_names(url)
+            else []
+        )
         states = [t.state for t in trials]
         if TrialState.COMPLETE in states and TrialState.RUNNING in states:
             break
@@ -184,12 +198,16 @@ def test_a_sigkilled_validation_loses_no_finished_run_and_the_next_command_compl
         time.sleep(0.1)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
-    complete = {cell_of(t): t.value for t in optuna.load_study(study_name=study_name, storage=url).trials
-                if t.state == TrialState.COMPLETE}
+    complete = {
+        cell_of(t): t.value
+        for t in optuna.load_study(study_name=study_name, storage=url).trials
+        if t.state == TrialState.COMPLETE
+    }
     time.sleep(3)  # the grace period passes without a heartbeat
 
-    summary = run_validation(ValidationSettings("s", StorageSettings(url, 1, 2), 2, 2, artifacts=False),
-                             echo=lambda _: None)
+    summary = run_validation(
+        ValidationSettings("s", StorageSettings(url, 1, 2), 2, 2, artifacts=False), echo=lambda _: None
+    )
 
     trials = optuna.load_study(study_name=study_name, storage=url).trials
     after = {cell_of(t): t.value for t in trials if t.state == TrialState.COMPLETE}
@@ -200,31 +218,53 @@ def test_a_sigkilled_validation_loses_no_finished_run_and_the_next_command_compl
 def test_statistics_match_scipy_on_constructed_returns() -> None:
     returns = (480.0, 500.0, 120.0, 500.0, 460.0)
     row = ConfigStats(7, 500.0, tuple(validation_seeds(5)), returns)
-    expected = stats.bootstrap((np.array(returns),), np.mean, confidence_level=0.95, method="BCa",
-                               rng=np.random.default_rng(0))
+    expected = stats.bootstrap(
+        (np.array(returns),), np.mean, confidence_level=0.95, method="BCa", rng=np.random.default_rng(0)
+    )
     assert row.mean == pytest.approx(np.mean(returns)) and row.min == 120.0
     assert row.iqm == pytest.approx(stats.trim_mean(returns, 0.25))
     assert row.std == pytest.approx(np.std(returns, ddof=1))
     assert (row.interval.low, row.interval.high) == pytest.approx(
-        (expected.confidence_interval.low, expected.confidence_interval.high))
+        (expected.confidence_interval.low, expected.confidence_interval.high)
+    )
     assert mean_interval([500.0] * 5) == mean_interval([500.0, 500.0])  # degenerate data: the point itself
     assert mean_interval([500.0]).low != mean_interval([500.0]).low  # NaN: one seed has no interval
 
 
-def constructed_validation(study: optuna.Study, returns: dict[int, list[float]],
-                           curves: dict[int, list[float]] | None = None) -> None:
+def constructed_validation(
+    study: optuna.Study, returns: dict[int, list[float]], curves: dict[int, list[float]] | None = None
+) -> None:
     """Validation trials with given returns per source trial, on the held-out seeds; with `curves`, each run
     stores that learning curve (evaluations every 1,000 steps)."""
     seeds = validation_seeds(len(next(iter(returns.values()))))
     for source, values in returns.items():
         for seed, value in zip(seeds, values, strict=True):
-            runs = [] if curves is None else [RunRecord(seed, value, tuple(range(1000, 1000 * len(curves[source]) + 1,
-                                                                               1000)),
-                                                        tuple(curves[source]), 1.0, 1.0, None).to_dict()]
-            study.add_trial(create_trial(
-                params={SOURCE_TRIAL: source, SEED: seed}, value=value, user_attrs={records.RUNS: runs},
-                distributions={SOURCE_TRIAL: IntDistribution(0, 2**31 - 1),
-                               SEED: IntDistribution(VALIDATION.start, VALIDATION.stop - 1)}))
+            runs = (
+                []
+                if curves is None
+                else [
+                    RunRecord(
+                        seed,
+                        value,
+                        tuple(range(1000, 1000 * len(curves[source]) + 1, 1000)),
+                        tuple(curves[source]),
+                        1.0,
+                        1.0,
+                        None,
+                    ).to_dict()
+                ]
+            )
+            study.add_trial(
+                create_trial(
+                    params={SOURCE_TRIAL: source, SEED: seed},
+                    value=value,
+                    user_attrs={records.RUNS: runs},
+                    distributions={
+                        SOURCE_TRIAL: IntDistribution(0, 2**31 - 1),
+                        SEED: IntDistribution(VALIDATION.start, VALIDATION.stop - 1),
+                    },
+                )
+            )
 
 
 def test_the_rule_prefers_a_consistent_config_to_a_higher_mean_with_one_collapsed_seed(tmp_path: Path) -> None:
@@ -252,21 +292,26 @@ def test_configs_tied_at_the_cap_go_to_the_one_whose_curves_learn_sooner(tmp_pat
     for _ in range(3):
         tuning.add_trial(create_trial(value=500.0, params={}, distributions={}))
     validation_study = optuna.create_study(study_name="t-validation", storage=url, direction="maximize")
-    constructed_validation(validation_study, {0: [500.0] * 5, 1: [500.0] * 5, 2: [500.0] * 5},
-                           curves={0: [100.0, 300.0, 500.0, 500.0], 1: [300.0, 500.0, 500.0, 500.0],
-                                   2: [200.0, 300.0, 500.0, 500.0]})
+    constructed_validation(
+        validation_study,
+        {0: [500.0] * 5, 1: [500.0] * 5, 2: [500.0] * 5},
+        curves={0: [100.0, 300.0, 500.0, 500.0], 1: [300.0, 500.0, 500.0, 500.0], 2: [200.0, 300.0, 500.0, 500.0]},
+    )
 
     recommendation = recommend(validation_stats(validation_study, top_trials(tuning, 3), validation_seeds(5)))
 
     assert [row.trial for row in recommendation.table] == [1, 2, 0]  # not trial order
     assert [row.curve_mean for row in recommendation.table] == [450.0, 375.0, 350.0]
-    assert recommendation.reason().endswith("tied on it and on the mean, so the higher mean learning curve on the "
-                                            "held-out seeds (it learns sooner): 450.0 vs 375.0")
+    assert recommendation.reason().endswith(
+        "tied on it and on the mean, so the higher mean learning curve on the "
+        "held-out seeds (it learns sooner): 450.0 vs 375.0"
+    )
     assert recommend([ConfigStats.from_dict(row.to_dict()) for row in recommendation.table]) == recommendation
     seeds = tuple(validation_seeds(5))  # stored without curves (NaN): the trial number decides, and the reason says so
     no_curves = recommend([ConfigStats(5, 500.0, seeds, (500.0,) * 5), ConfigStats(3, 500.0, seeds, (500.0,) * 5)])
     assert no_curves.trial == 3 and no_curves.reason().endswith(
-        "tied on it, on the mean and on the learning curve, so the lower trial number")
+        "tied on it, on the mean and on the learning curve, so the lower trial number"
+    )
 
 
 def test_a_config_whose_seeds_all_tie_is_flagged_as_measuring_no_spread() -> None:
@@ -277,7 +322,8 @@ def test_a_config_whose_seeds_all_tie_is_flagged_as_measuring_no_spread() -> Non
     assert recommend([spread]).no_spread_warning(5) is None
     assert recommend([spread, capped]).no_spread_warning(5) == (
         "trial 4: every held-out seed returned the same value, so the interval has no width (no spread measured, "
-        "not none); `--validation-seeds 10` runs 5 more seeds per config")
+        "not none); `--validation-seeds 10` runs 5 more seeds per config"
+    )
 
 
 def test_a_diverged_seed_ranks_a_config_last() -> None:
@@ -287,19 +333,32 @@ def test_a_diverged_seed_ranks_a_config_last() -> None:
     assert recommend([diverged, steady]).trial == 0
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--validate-top", "0"], "argument --validate-top: invalid value '0'; expected an integer >= 1"),
-    (["--top-k", "0"], "argument --top-k: invalid value '0'; expected an integer >= 1"),
-    (["--validation-seeds", "1"], "argument --validation-seeds: invalid value '1'; expected an integer from 2 to 1000"),
-    (["--validation-seeds", "1000000000"], "argument --validation-seeds: invalid value '1000000000'; expected an integer from 2 to 1000"),
-    (["--study-name", "typo"], "study 'typo' not found in"),
-    (["--study-name", "empty"], "study 'empty' has no complete trial to validate"),
-    (["--device", "tpu"], "argument --device: invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
-    pytest.param(["--device", "cuda"], "device = 'cuda' is invalid on this machine: torch sees no CUDA GPU",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--validate-top", "0"], "argument --validate-top: invalid value '0'; expected an integer >= 1"),
+        (["--top-k", "0"], "argument --top-k: invalid value '0'; expected an integer >= 1"),
+        (
+            ["--validation-seeds", "1"],
+            "argument --validation-seeds: invalid value '1'; expected an integer from 2 to 1000",
+        ),
+        (
+            ["--validation-seeds", "1000000000"],
+            "argument --validation-seeds: invalid value '1000000000'; expected an integer from 2 to 1000",
+        ),
+        (["--study-name", "typo"], "study 'typo' not found in"),
+        (["--study-name", "empty"], "study 'empty' has no complete trial to validate"),
+        (["--device", "tpu"], "argument --device: invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
+        pytest.param(
+            ["--device", "cuda"],
+            "device = 'cuda' is invalid on this machine: torch sees no CUDA GPU",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present"),
+        ),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(
-        tuned: TuneSettings, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    tuned: TuneSettings, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     optuna.create_study(study_name="empty", storage=tuned.storage_url)
     path = sqlite_path(tuned.storage_url)
     assert path is not None
@@ -311,9 +370,22 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_storage_alone(
 
 
 def test_validate_command_prints_the_table_and_the_recommendation(
-        tuned: TuneSettings, capfd: pytest.CaptureFixture[str]) -> None:
-    code = main(["validate", "--storage", tuned.storage_url, "--study-name", "s", "--validate-top", "2", "--validation-seeds", "2",
-                 "--no-artifacts"])
+    tuned: TuneSettings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "validate",
+            "--storage",
+            tuned.storage_url,
+            "--study-name",
+            "s",
+            "--validate-top",
+            "2",
+            "--validation-seeds",
+            "2",
+            "--no-artifacts",
+        ]
+    )
     out = capfd.readouterr().out  # the per-run lines come from the worker processes
     assert code == 0
     assert "mean [95% CI]" in out and "recommended: trial" in out and "paired: trial" in out

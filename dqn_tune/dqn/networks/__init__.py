@@ -25,11 +25,18 @@ FAMILIES: dict[str, str] = {
 
 def family(name: str) -> NetworkFamily:
     """The family registered as `name` (a name DQNConfig has validated)."""
-    return importlib.import_module(FAMILIES[name]).FAMILY
+    found: NetworkFamily = importlib.import_module(FAMILIES[name]).FAMILY
+    return found
 
 
-def make_q_network(config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int = 1, *,
-                   seeds: Sequence[int] | None = None) -> QNetwork:
+def make_q_network(
+    config: DQNConfig,
+    observation: ObservationSpec,
+    n_actions: int,
+    members: int = 1,
+    *,
+    seeds: Sequence[int] | None = None,
+) -> QNetwork:
     """`members` Q-networks of `config.network` for `observation` and `n_actions`, stacked on a member axis.
 
     Member k is initialised from `seeds[k]` alone (the same seed gives the same member in any group);

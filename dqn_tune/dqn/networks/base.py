@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 class QNetwork(nn.Module):
     """K Q-networks of one family and shape, applied together; subclasses define `forward`."""
 
+    if TYPE_CHECKING:  # nn.Module's __call__ returns Any; ours runs `forward`: observations in, Q-values out
+
+        def __call__(self, obs: torch.Tensor) -> torch.Tensor: ...
+
     def __init__(self, observation: ObservationSpec, n_actions: int, members: int) -> None:
         super().__init__()
         self.observation = observation
@@ -33,7 +37,7 @@ class QNetwork(nn.Module):
 
     def member_state_dict(self, member: int) -> dict[str, torch.Tensor]:
         """Member `member`'s weights as the state dict of a one-member network (fresh contiguous CPU tensors)."""
-        return {name: tensor[member:member + 1].detach().cpu().clone() for name, tensor in self.state_dict().items()}
+        return {name: tensor[member : member + 1].detach().cpu().clone() for name, tensor in self.state_dict().items()}
 
 
 class NetworkFamily(Protocol):
@@ -42,8 +46,9 @@ class NetworkFamily(Protocol):
     def check(self, config: DQNConfig, observation: ObservationSpec) -> None:
         """Raise EnvError if this family cannot take `observation` (e.g. an MLP given images)."""
 
-    def build(self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int,
-              seeds: Sequence[int] | None) -> QNetwork:
+    def build(
+        self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int, seeds: Sequence[int] | None
+    ) -> QNetwork:
         """`members` networks; member k initialised from `seeds[k]` only (uninitialised without seeds)."""
 
     def parameter_count(self, config: DQNConfig, observation: ObservationSpec, n_actions: int) -> int:

@@ -9,8 +9,16 @@ import torch
 from torch import nn
 
 from dqn_tune.dqn.config import DQNConfig
-from dqn_tune.dqn.networks.base import (QNetwork, head_parameters, init_linear, member_generators, network_input,
-                                        q_head, stacked, stacked_relu_layer)
+from dqn_tune.dqn.networks.base import (
+    QNetwork,
+    head_parameters,
+    init_linear,
+    member_generators,
+    network_input,
+    q_head,
+    stacked,
+    stacked_relu_layer,
+)
 from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.errors import EnvError
 
@@ -19,21 +27,29 @@ class MLP(QNetwork):
     """K MLPs; hidden layer i of member k is `hidden_weights[i][k]` ([in, out]) and `hidden_biases[i][k]` ([1, out]),
     its output layer `head_weight[k]` and `head_bias[k]` (see `base.head_parameters`)."""
 
-    def __init__(self, observation: ObservationSpec, n_actions: int, hidden_sizes: Sequence[int], dueling: bool,
-                 generators: Sequence[torch.Generator | None]) -> None:
+    def __init__(
+        self,
+        observation: ObservationSpec,
+        n_actions: int,
+        hidden_sizes: Sequence[int],
+        dueling: bool,
+        generators: Sequence[torch.Generator | None],
+    ) -> None:
         super().__init__(observation, n_actions, len(generators))
         outputs = n_actions + 1 if dueling else n_actions
         widths = (observation.size, *hidden_sizes, outputs)
         # member by member, layer by layer, weight then bias: the draws of nn.Linear layers built in order
-        members = [[init_linear(fan_in, fan_out, generator) for fan_in, fan_out in pairwise(widths)]
-                   for generator in generators]
-        *hidden, output = zip(*members)  # per layer: that layer of every member
+        members = [
+            [init_linear(fan_in, fan_out, generator) for fan_in, fan_out in pairwise(widths)]
+            for generator in generators
+        ]
+        *hidden, output = zip(*members, strict=True)  # per layer: that layer of every member
         self.hidden_weights = nn.ParameterList(stacked([weight.T for weight, _ in layer]) for layer in hidden)
         self.hidden_biases = nn.ParameterList(stacked([bias[None] for _, bias in layer]) for layer in hidden)
         self.head_weight, self.head_bias = head_parameters(output)
         self.dueling = dueling
         # the same Parameter objects, as a tuple: iterating a ParameterList costs ~1 us per item, on every forward
-        self._hidden = tuple(zip(self.hidden_weights, self.hidden_biases))
+        self._hidden = tuple(zip(self.hidden_weights, self.hidden_biases, strict=True))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values [K, batch, n_actions] for observations [K, batch, obs_size] (member k sees obs[k])."""
@@ -49,11 +65,14 @@ class MLPFamily:
     def check(self, config: DQNConfig, observation: ObservationSpec) -> None:
         """EnvError unless observations are flat vectors."""
         if len(observation.shape) != 1:
-            raise EnvError(f"env {config.env_id!r} has observations of {observation.describe()}; "
-                           f"network = 'mlp' needs flat (1-D) observations")
+            raise EnvError(
+                f"env {config.env_id!r} has observations of {observation.describe()}; "
+                f"network = 'mlp' needs flat (1-D) observations"
+            )
 
-    def build(self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int,
-              seeds: Sequence[int] | None) -> MLP:
+    def build(
+        self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int, seeds: Sequence[int] | None
+    ) -> MLP:
         """`members` MLPs, member k initialised from `seeds[k]`."""
         return MLP(observation, n_actions, config.hidden_sizes, config.dueling, member_generators(members, seeds))
 
