@@ -128,26 +128,30 @@ def capture(state: RunState, *, train_seconds: float) -> dict[str, Any]:
     }
 
 
-def read_checkpoint(path: Path, *, config: Mapping[str, Any], seeds: Sequence[int]) -> Checkpoint:
+def read_checkpoint(
+    path: Path, *, config: Mapping[str, Any], seeds: Sequence[int], name: str | None = None
+) -> Checkpoint:
     """The checkpoint in the file `path`, if it is one of a run of `config` (DQNConfig.to_dict()) on `seeds`;
-    CheckpointError for anything else (damaged, truncated, another format or run)."""
-    payload = load_torch_archive(path, kind="checkpoint", error=CheckpointError)
+    CheckpointError for anything else (damaged, truncated, another format or run), naming the file as `name`
+    (default: its path)."""
+    name = name or repr(str(path))
+    payload = load_torch_archive(path, kind="checkpoint", error=CheckpointError, name=name)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a dqn-tune checkpoint (no '{FORMAT}' header)")
+        raise CheckpointError(f"{name} is not a dqn-tune checkpoint (no '{FORMAT}' header)")
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{str(path)!r} has checkpoint format version {payload.get('format_version')!r}; "
+            f"{name} has checkpoint format version {payload.get('format_version')!r}; "
             f"this dqn-tune reads version {FORMAT_VERSION}"
         )
     if payload.get("config") != dict(config) or payload.get("seeds") != list(seeds):
-        raise CheckpointError(f"{str(path)!r} is a checkpoint of another run (config or seeds differ)")
+        raise CheckpointError(f"{name} is a checkpoint of another run (config or seeds differ)")
     try:
-        check_tensors_stored(dict(_flat_tensors(payload)), source=f"{str(path)!r} is a damaged checkpoint")
+        check_tensors_stored(dict(_flat_tensors(payload)), source=f"{name} is a damaged checkpoint")
         _check_summary(payload)
     except AgentFileError as exc:
         raise CheckpointError(str(exc)) from None
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{str(path)!r} is a damaged checkpoint: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(f"{name} is a damaged checkpoint: {type(exc).__name__}: {exc}") from None
     return Checkpoint(payload)
 
 

@@ -19,14 +19,15 @@ import torch
 from dqn_tune.errors import AgentFileError, DQNTuneError, EnvError, shown
 
 
-def load_torch_archive(source: Path, *, kind: str, error: type[DQNTuneError]) -> object:
+def load_torch_archive(source: Path, *, kind: str, error: type[DQNTuneError], name: str | None = None) -> object:
     """What `torch.load(weights_only=True)` reads from the file `source`, after checking it is a plain torch archive.
 
     torch.save writes an uncompressed zip; refusing anything else first keeps torch from inflating
     a compressed member (a small file that unpacks to gigabytes) and from warning about pickles.
     Any failure is one line of `error` naming the file as a dqn-tune `kind` (e.g. "agent file").
     """
-    unreadable = f"{str(source)!r} is not a readable dqn-tune {kind}"
+    name = name or repr(str(source))
+    unreadable = f"{name} is not a readable dqn-tune {kind}"
     try:
         with source.open("rb") as handle:
             try:
@@ -47,7 +48,7 @@ def load_torch_archive(source: Path, *, kind: str, error: type[DQNTuneError]) ->
     except error:
         raise
     except OSError as exc:
-        raise error(f"cannot read {kind} {str(source)!r}: {exc.strerror or exc}") from exc
+        raise error(f"cannot read {kind} {name}: {exc.strerror or exc}") from exc
     except pickle.UnpicklingError as exc:
         raise error(
             f"{unreadable}: it holds objects other than tensors and plain data, which are never unpickled"

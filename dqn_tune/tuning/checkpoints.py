@@ -144,7 +144,7 @@ class _Group:
             with tempfile.TemporaryDirectory(prefix="dqn_tune_resume_") as directory:
                 path = Path(directory) / "checkpoint.pt"
                 download_artifact(artifact_store=self.settings.store, file_path=str(path), artifact_id=self.source)
-                checkpoint = read_checkpoint(path, config=self.config.to_dict(), seeds=self.seeds)
+                checkpoint = read_checkpoint(path, config=self.config.to_dict(), seeds=self.seeds, name="the file")
         except ArtifactNotFound:
             self.ignore("it is no longer in the artifact store")
             return None
