@@ -60,7 +60,6 @@ def test_a_run_resumed_from_any_checkpoint_ends_bit_identical(
     config = tiny_config.replace(total_timesteps=1_000, buffer_size=500, train_freq=2, **options)
     unstopped, checkpoints = saved_every(config, seeds, 170, tmp_path)
     assert sorted(checkpoints) == [170, 340, 510, 680, 850]
-    assert_same_run(train_seeds(config, seeds), unstopped)  # saving does not change the run
     for step in (170, 850):
         assert_same_run(resumed(config, seeds, checkpoints[step]), unstopped)
 
@@ -73,7 +72,25 @@ def test_a_resumed_run_writes_the_same_checkpoints(tiny_config: DQNConfig, tmp_p
     second, again = saved_every(tiny_config, [0], 150, tmp_path / "b", resume=checkpoint)
     assert sorted(again) == [300, 450]
     assert_same_run(first, second)
+    assert_same_run(train_seeds(tiny_config, [0]), first)  # saving checkpoints does not change the run
+    for step in (300, 450):  # everything but the wall time the checkpoint records
+        a, b = (
+            read_checkpoint(path, config=tiny_config.to_dict(), seeds=[0]).payload
+            for path in (checkpoints[step], again[step])
+        )
+        assert a.pop("train_seconds") != b.pop("train_seconds") and same_data(a, b)
     assert checkpoint.step == 150 and checkpoint.restarted == [] and second[0].wall_time_s > checkpoint.train_seconds
+
+
+def same_data(a: object, b: object) -> bool:
+    """Equal nested plain data; tensors of equal dtype, shape and elements."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_data(a[key], b[key]) for key in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same_data, a, b))
+    return a == b
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"])
