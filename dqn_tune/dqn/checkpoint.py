@@ -28,6 +28,7 @@ from dqn_tune.dqn.random_state import generator_states, set_generator_states
 from dqn_tune.dqn.state import EvalPoint, MemberLog, RunState
 from dqn_tune.dqn.untrusted import check_tensors_stored, load_torch_archive
 from dqn_tune.errors import AgentFileError, CheckpointError, DivergenceError
+from dqn_tune.output_paths import replacing
 
 FORMAT = "dqn-tune-checkpoint"
 FORMAT_VERSION = 1
@@ -99,7 +100,8 @@ def save_checkpoint(state: RunState, save: SaveCheckpoint, *, train_seconds: flo
     """Write the state to a checkpoint file in a temporary directory and hand it to `save`."""
     with tempfile.TemporaryDirectory(prefix="dqn_tune_checkpoint_") as directory:
         path = Path(directory) / FILE_NAME
-        torch.save(capture(state, train_seconds=train_seconds), path)
+        with replacing(path) as temporary:
+            torch.save(capture(state, train_seconds=train_seconds), temporary)
         save(path, state.step)
 
 

@@ -182,14 +182,8 @@ class _Group:
     def save(self, path: Path, step: int) -> None:
         """Put the checkpoint file in the store under a new id, record it on the trials, remove the previous ones."""
         artifact = f"checkpoint-{uuid.uuid4()}"
-        try:
-            with path.open("rb") as handle:
-                self.settings.store.write(artifact, handle)
-        except OSError as exc:  # e.g. a full disk: the run goes on, its previous checkpoint stays the latest
-            LOGGER.warning(
-                "trial %s: checkpoint of step %d not saved: %s", self.trials[0].number, step, exc.strerror or exc
-            )
-            return
+        with path.open("rb") as handle:  # a full disk fails the trial, as for its learning-curve PNG
+            self.settings.store.write(artifact, handle)
         for trial in self.trials:
             records.store_checkpoint(trial, artifact, step)
         self.remove()
