@@ -121,19 +121,10 @@ def test_a_box2d_env_keeps_only_its_generator() -> None:
         assert np.array_equal(env.reset()[0], copy.reset()[0])  # the next episode starts alike
 
 
-def test_a_lunar_lander_run_resumes_with_its_episode_restarted(tmp_path: Path) -> None:
+def test_a_lunar_lander_run_resumes_with_its_episode_restarted(tiny_config: DQNConfig, tmp_path: Path) -> None:
     pytest.importorskip("Box2D")
-    config = DQNConfig(
-        env_id="LunarLander-v3",
-        total_timesteps=400,
-        learning_starts=50,
-        batch_size=16,
-        buffer_size=500,
-        hidden_sizes=(16,),
-        n_steps=3,
-        eval_freq=200,
-        eval_curve_episodes=1,
-        eval_episodes=1,
+    config = tiny_config.replace(
+        env_id="LunarLander-v3", total_timesteps=400, learning_starts=50, n_steps=3, eval_curve_episodes=1
     )
     unstopped, checkpoints = saved_every(config, [0], 150, tmp_path)
     checkpoint = read_checkpoint(checkpoints[150], config=config.to_dict(), seeds=[0])
