@@ -94,6 +94,10 @@ BAD_INPUTS = [
     (["--trials", "2", "--pruner", "sha"], "argument --pruner: invalid choice: 'sha' (choose from 'median', 'patient'"),
     (["--trials", "2", "--objective", "mean"], "argument --objective: invalid choice: 'mean'"),
     (
+        ["--trials", "2", "--checkpoint-every", "-1"],
+        "argument --checkpoint-every: invalid value '-1'; expected an integer >= 0",
+    ),
+    (
         [],
         "give --trials N (trials to run now), --total-trials N (the study's total), --timeout SECONDS (trials "
         "until then), or several",
