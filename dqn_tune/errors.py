@@ -27,6 +27,10 @@ class AgentFileError(DQNTuneError):
     """A saved-agent file is missing, corrupt, of another kind, or does not fit the env."""
 
 
+class CheckpointError(DQNTuneError):
+    """A checkpoint is damaged, truncated or of another run: it is ignored and the run starts from step 0."""
+
+
 class OutputPathError(DQNTuneError):
     """An output path cannot be written."""
 
@@ -49,6 +53,7 @@ class DivergenceError(DQNTuneError, ArithmeticError):
         super().__init__(f"training diverged at step {step}: loss is {loss}; {advice}")
         self.step = step
         self.loss = loss
+        self.from_env = from_env
 
 
 SHOWN_MAX = 300

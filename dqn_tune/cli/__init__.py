@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -159,8 +160,16 @@ def _version() -> str:
 
 def program() -> NoReturn:
     """The `dqn-tune` console script and `python -m dqn_tune`: run the command line and exit with its status; a
-    Ctrl-C or SIGTERM after the command has finished (its summary printed) is ignored while the process exits."""
-    raise SystemExit(main(exiting=True))
+    Ctrl-C or SIGTERM after the command has finished (its summary printed) is ignored while the process exits.
+    A reader that stops early (`dqn-tune presets | head`) ends the output quietly, as the shell's tools do."""
+    try:
+        status = main(exiting=True)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's recipe: point stdout at /dev/null so that the flush at exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
+    raise SystemExit(status)
 
 
 def main(argv: Sequence[str] | None = None, *, exiting: bool = False) -> int:

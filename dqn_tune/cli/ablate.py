@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dqn_tune.cli.arguments import (
+    add_checkpoint_flag,
     add_hidden_alias,
     add_preset_flag,
     add_workers_flag,
@@ -149,6 +150,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_preset_flag(parser)
     add_workers_flag(parser)
+    add_checkpoint_flag(parser, "each cell's run")
     parser.add_argument(
         "--out-dir",
         type=text,
@@ -189,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         study_name=study_name,
         workers=chosen_workers(args.workers, len(spec.cells)),
         verbose=True,
+        checkpoint_every=args.checkpoint_every,
     )
     study = load_study(open_existing_storage(args.storage), outcome.study_name)
     files = write_ablation_report(study, out_dir)

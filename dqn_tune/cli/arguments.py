@@ -15,7 +15,7 @@ from dqn_tune.dqn.config import INT_MAX, SEED_MAX
 from dqn_tune.dqn.device import DEVICES
 from dqn_tune.errors import ConfigError, shown
 from dqn_tune.runner.defaults import DEFAULT_STORAGE, RETRY_TIMEOUT_S
-from dqn_tune.tuning.defaults import ENV_ID, default_study_name
+from dqn_tune.tuning.defaults import CHECKPOINT_EVERY, ENV_ID, default_study_name
 
 STUDY_NAME_MAX = 512
 """Longest study name: Optuna's column for it (VARCHAR(512) on PostgreSQL and MySQL)."""
@@ -143,6 +143,18 @@ def add_storage_retry_flag(parser: argparse._ActionsContainer) -> None:
         metavar="S",
         help="seconds to keep retrying a storage that is down, restarting or full of clients before giving up; each "
         f"wait prints a line (default: {RETRY_TIMEOUT_S}, 0: never retry)",
+    )
+
+
+def add_checkpoint_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--checkpoint-every N`, shared by the commands that run trials; `what` names the runs it checkpoints."""
+    parser.add_argument(
+        "--checkpoint-every",
+        type=bounded_int(0, INT_MAX),
+        default=CHECKPOINT_EVERY,
+        metavar="N",
+        help=f"save {what} every N env steps in the artifact store, so that a trial retried after its worker died "
+        f"resumes where it stopped (default: {CHECKPOINT_EVERY}, 0: never; see docs/checkpoints.md)",
     )
 
 

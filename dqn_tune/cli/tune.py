@@ -7,6 +7,7 @@ from contextlib import nullcontext
 
 from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
+    add_checkpoint_flag,
     add_device_flag,
     add_env_flag,
     add_hidden_alias,
@@ -139,6 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not save each trial's learning-curve PNG to the artifact store",
     )
     add_artifact_dir_flag(parser, "where each trial's learning-curve PNG is saved (stored on the study)")
+    add_checkpoint_flag(parser, "each trial's runs (and validation's)")
     add_validation_flags(parser.add_argument_group("validation of the top configs on held-out seeds"), tune=True)
     faults = parser.add_argument_group("fault tolerance")
     faults.add_argument(
@@ -213,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             artifacts=args.artifacts,
             artifact_dir=args.artifact_dir,
+            checkpoint_every=args.checkpoint_every,
             validate_top=args.validate_top,
             validation_seeds=args.validation_seeds,
             heartbeat_interval_s=args.heartbeat_interval,

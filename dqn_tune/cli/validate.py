@@ -7,6 +7,7 @@ import shlex
 
 from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
+    add_checkpoint_flag,
     add_device_flag,
     add_hidden_alias,
     add_storage_retry_flag,
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not save each run's learning-curve PNG to the artifact store",
     )
     add_artifact_dir_flag(parser, "where each run's learning-curve PNG is saved")
+    add_checkpoint_flag(parser, "each batch of runs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             args.artifacts,
             artifact_dir=args.artifact_dir,
             device=args.device,
+            checkpoint_every=args.checkpoint_every,
         )
     except ConfigError as exc:
         raise flag_error(exc, FLAGS) from None

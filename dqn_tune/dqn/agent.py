@@ -9,9 +9,6 @@ network of `config.network` and the env's observation spec; version 1 files (an 
 from __future__ import annotations
 
 import os
-import pickle
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -27,7 +24,7 @@ from dqn_tune.dqn.networks import describe_network, make_q_network
 from dqn_tune.dqn.networks.base import QNetwork
 from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.dqn.trainer import TrainResult
-from dqn_tune.dqn.untrusted import check_env_id_imports_nothing, check_tensors_stored
+from dqn_tune.dqn.untrusted import check_env_id_imports_nothing, check_tensors_stored, load_torch_archive
 from dqn_tune.errors import AgentFileError, ConfigError, DQNTuneError
 from dqn_tune.output_paths import check_writable, replacing
 from dqn_tune.versions import library_versions
@@ -211,11 +208,7 @@ def _observation(data: object) -> ObservationSpec | None:
 
 
 def _read_payload(source: Path) -> object:
-    """What `torch.load(weights_only=True)` reads from `source`, after checking it is a plain torch archive.
-
-    torch.save writes an uncompressed zip; refusing anything else first keeps torch from inflating
-    a compressed member (a small file that unpacks to gigabytes) and from warning about pickles.
-    """
+    """What `torch.load(weights_only=True)` reads from the agent file `source` (`load_torch_archive`)."""
     name = str(source)
     if source.is_dir():
         raise AgentFileError(f"agent path {name!r} is a directory; expected an agent file such as models/agent.pt")
@@ -225,34 +218,7 @@ def _read_payload(source: Path) -> object:
         raise AgentFileError(
             f"agent path {name!r} is not a regular file; expected an agent file such as models/agent.pt"
         )
-    unreadable = f"{name!r} is not a readable dqn-tune agent file"
-    try:
-        with source.open("rb") as handle:
-            try:
-                members = zipfile.ZipFile(handle).infolist()
-            except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-                reason = (
-                    "it is empty"
-                    if source.stat().st_size == 0
-                    else ("it is not a torch zip archive (truncated, or another format such as a plain pickle)")
-                )
-                raise AgentFileError(f"{unreadable}: {reason}") from exc
-            if any(m.compress_type != zipfile.ZIP_STORED or m.compress_size != m.file_size for m in members):
-                raise AgentFileError(f"{unreadable}: it has compressed members; torch.save writes none")
-            handle.seek(0)
-            with warnings.catch_warnings():  # torch warns about odd pickle protocols just before refusing them
-                warnings.simplefilter("ignore")
-                return torch.load(handle, map_location="cpu", weights_only=True)
-    except AgentFileError:
-        raise
-    except OSError as exc:
-        raise AgentFileError(f"cannot read agent file {name!r}: {exc.strerror or exc}") from exc
-    except pickle.UnpicklingError as exc:
-        raise AgentFileError(
-            f"{unreadable}: it holds objects other than tensors and plain data, which are never unpickled"
-        ) from exc
-    except Exception as exc:  # torch raises many types for a damaged archive; all mean the same to the user
-        raise AgentFileError(f"{unreadable}: damaged torch archive ({type(exc).__name__})") from exc
+    return load_torch_archive(source, kind="agent file", error=AgentFileError)
 
 
 def _network_for(

@@ -8,9 +8,12 @@ from the root to the leaves in log2(N) vectorised steps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+
+from dqn_tune.dqn.random_state import generator_states, set_generator_states
 
 
 class SumTree:
@@ -97,3 +100,28 @@ class PrioritizedSampler:
         priorities = np.abs(td_errors, dtype=np.float64) + self.eps
         np.maximum(self.max_priority, priorities.max(axis=1), out=self.max_priority)
         self.tree.set(slots, priorities**self.alpha)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sum trees, largest priorities, slots written since the last draw and the Generators' states."""
+        return {
+            "nodes": self.tree.nodes.copy(),
+            "max_priority": self.max_priority.copy(),
+            "new": list(self._new),
+            "rngs": generator_states(self.rngs),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from `state_dict()`'s output; ValueError, before anything changes, if it does not fit."""
+        nodes, max_priority, new = state["nodes"], state["max_priority"], state["new"]
+        for name, stored, array in (
+            ("nodes", nodes, self.tree.nodes),
+            ("max_priority", max_priority, self.max_priority),
+        ):
+            if not isinstance(stored, np.ndarray) or stored.dtype != array.dtype or stored.shape != array.shape:
+                raise ValueError(f"prioritized replay {name} is not a {array.dtype} array of shape {list(array.shape)}")
+        if not isinstance(new, list) or not all(isinstance(slot, int) and 0 <= slot < self.tree.leaves for slot in new):
+            raise ValueError("prioritized replay's new slots are not a list of slot numbers")
+        set_generator_states(self.rngs, state["rngs"])
+        self.tree.nodes[:] = nodes
+        self.max_priority[:] = max_priority
+        self._new[:] = new

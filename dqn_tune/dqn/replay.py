@@ -9,8 +9,8 @@ samples do not depend on the other members.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ import torch
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.dqn.prioritized import PrioritizedSampler
+from dqn_tune.dqn.random_state import generator_states, set_generator_states
 
 
 class Batch(NamedTuple):
@@ -56,6 +57,12 @@ class Sampler(Protocol):
     def update(self, slots: np.ndarray, td_errors: np.ndarray) -> None:
         """The TD errors [K, batch] of the transitions in `slots`, after an update."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the sampler has changed since it was made (numpy arrays and plain data), for a checkpoint."""
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from `state_dict()`'s output; ValueError (nothing changed) if it does not fit this sampler."""
+
 
 class UniformSampler:
     """Every stored slot equally likely, with replacement."""
@@ -74,6 +81,18 @@ class UniformSampler:
 
     def update(self, slots: np.ndarray, td_errors: np.ndarray) -> None:
         """Uniform sampling keeps no priorities."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The Generators' states."""
+        return {"rngs": generator_states(self.rngs)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from `state_dict()`'s output."""
+        set_generator_states(self.rngs, state["rngs"])
+
+
+STORED = ("obs", "next_obs", "actions", "rewards", "terminated", "ended")
+"""The buffer's arrays [K, N, ...], one entry per transition."""
 
 
 class ReplayBuffer:
@@ -171,6 +190,43 @@ class ReplayBuffer:
     def update_priorities(self, slots: np.ndarray, td_errors: np.ndarray) -> None:
         """Tell the sampler the TD errors [K, batch] of a sampled minibatch (prioritized replay's new priorities)."""
         self.sampler.update(slots, td_errors)
+
+    def end_episode(self, member: int) -> None:
+        """Mark member `member`'s newest transition as an episode end (a truncation: it bootstraps), for an episode
+        cut short, so that no n-step return runs on into the next one."""
+        if self.size:
+            self.ended[member, self.position - 1] = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stored transitions (copies of the filled slots only), write position and the sampler's state."""
+        filled = {name: getattr(self, name)[:, : self.size].copy() for name in STORED}
+        return {**filled, "position": self.position, "size": self.size, "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from `state_dict()`'s output; ValueError, before anything changes, if it does not fit."""
+        size, position = state["size"], state["position"]
+        if not (
+            isinstance(size, int)
+            and isinstance(position, int)
+            and 0 <= position < self.capacity
+            and 0 <= size <= self.capacity
+            and (size == self.capacity or position == size % self.capacity)
+        ):
+            raise ValueError(f"replay size {size!r} and position {position!r} do not fit a capacity of {self.capacity}")
+        for name in STORED:
+            array, stored = getattr(self, name), state[name]
+            if (
+                not isinstance(stored, np.ndarray)
+                or stored.dtype != array.dtype
+                or stored.shape != (array.shape[0], size, *array.shape[2:])
+            ):
+                raise ValueError(
+                    f"replay {name} is not a {array.dtype} array of shape {[array.shape[0], size, *array.shape[2:]]}"
+                )
+        self.sampler.load_state_dict(state["sampler"])
+        for name in STORED:
+            getattr(self, name)[:, :size] = state[name]
+        self.size, self.position = size, position
 
     def _n_step_returns(self, slots: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(flat index of each return's last step, discounted reward sums, steps m summed) for [K, batch] starts."""

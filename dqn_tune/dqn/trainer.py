@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dqn_tune.dqn.checkpoint import Checkpointing, save_checkpoint
 from dqn_tune.dqn.config import DQNConfig, check_seed
 from dqn_tune.dqn.denormals import denormals_flushed
 from dqn_tune.dqn.evaluation import EvalStats, run_episodes
@@ -97,6 +98,7 @@ def train_seeds(
     on_eval: GroupEvalCallback | None = None,
     device: str | torch.device = "cpu",
     torch_threads: int = 1,
+    checkpoints: Checkpointing | None = None,
 ) -> list[TrainResult]:
     """Train one DQN agent per seed on `config`, all in one loop; one TrainResult per seed, in order.
 
@@ -104,6 +106,9 @@ def train_seeds(
     `on_eval` may stop the whole group (see GroupEvalCallback). `device` places networks and minibatches
     (e.g. "cuda"); envs and the replay buffer stay on the CPU. ConfigError for no seeds, a seed outside
     0..2**32 - 1, or members that together cannot fit in memory (checked before anything is allocated).
+    `checkpoints` saves the run every `checkpoints.every` env steps and resumes it from `checkpoints.resume`
+    (checkpoint.py; CheckpointError, before any step, if that checkpoint does not fit the run); a resumed run's
+    wall time includes the time of the runs it continues.
     """
     if not seeds:
         raise ConfigError("seeds is empty: expected at least one seed", field="seeds")
@@ -111,11 +116,14 @@ def train_seeds(
         check_seed(seed, name=f"seeds[{i}]")
     torch.set_num_threads(torch_threads)
     with denormals_flushed(), open_run(config, seeds, torch.device(device)) as state:
+        earlier = checkpoints.start(state) if checkpoints is not None else 0.0
         start = time.perf_counter()
         while state.step < config.total_timesteps and state.running:
             if advance(state, on_eval):
                 break
-        wall_time = time.perf_counter() - start
+            if checkpoints is not None and checkpoints.due(state):
+                save_checkpoint(state, checkpoints.save, train_seconds=earlier + time.perf_counter() - start)
+        wall_time = earlier + time.perf_counter() - start
         return finish(state, wall_time)
 
 

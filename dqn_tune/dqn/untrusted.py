@@ -8,11 +8,53 @@ module (from the current folder too). These checks refuse both, each with one li
 
 from __future__ import annotations
 
+import pickle
+import warnings
+import zipfile
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
-from dqn_tune.errors import AgentFileError, EnvError, shown
+from dqn_tune.errors import AgentFileError, DQNTuneError, EnvError, shown
+
+
+def load_torch_archive(source: Path, *, kind: str, error: type[DQNTuneError], name: str | None = None) -> object:
+    """What `torch.load(weights_only=True)` reads from the file `source`, after checking it is a plain torch archive.
+
+    torch.save writes an uncompressed zip; refusing anything else first keeps torch from inflating
+    a compressed member (a small file that unpacks to gigabytes) and from warning about pickles.
+    Any failure is one line of `error` naming the file as a dqn-tune `kind` (e.g. "agent file").
+    """
+    name = name or repr(str(source))
+    unreadable = f"{name} is not a readable dqn-tune {kind}"
+    try:
+        with source.open("rb") as handle:
+            try:
+                members = zipfile.ZipFile(handle).infolist()
+            except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+                reason = (
+                    "it is empty"
+                    if source.stat().st_size == 0
+                    else ("it is not a torch zip archive (truncated, or another format such as a plain pickle)")
+                )
+                raise error(f"{unreadable}: {reason}") from exc
+            if any(m.compress_type != zipfile.ZIP_STORED or m.compress_size != m.file_size for m in members):
+                raise error(f"{unreadable}: it has compressed members; torch.save writes none")
+            handle.seek(0)
+            with warnings.catch_warnings():  # torch warns about odd pickle protocols just before refusing them
+                warnings.simplefilter("ignore")
+                return torch.load(handle, map_location="cpu", weights_only=True)
+    except error:
+        raise
+    except OSError as exc:
+        raise error(f"cannot read {kind} {name}: {exc.strerror or exc}") from exc
+    except pickle.UnpicklingError as exc:
+        raise error(
+            f"{unreadable}: it holds objects other than tensors and plain data, which are never unpickled"
+        ) from exc
+    except Exception as exc:  # torch raises many types for a damaged archive; all mean the same to the user
+        raise error(f"{unreadable}: damaged torch archive ({type(exc).__name__})") from exc
 
 
 def check_tensors_stored(tensors: Mapping[object, object], *, source: str) -> None:

@@ -100,8 +100,8 @@ def pick(study: optuna.Study) -> Pick:
     return Pick(
         study.study_name,
         trial.number,
-        float(trial.value),
-        records.study_objective(study),  # type: ignore[arg-type]
+        float(trial.value),  # type: ignore[arg-type]
+        records.study_objective(study),
         why,
         records.trial_config(trial),
         dict(trial.params),
@@ -146,7 +146,8 @@ def to_json(chosen: Pick) -> str:
 
 
 def to_yaml(config: DQNConfig, *, comments: list[str] | tuple[str, ...] = ()) -> str:
-    """`config` as an entry of RL Zoo's hyperparams/dqn.yml (`python -m rl_zoo3.train --algo dqn --env ENV -conf FILE`)."""
+    """`config` as an entry of RL Zoo's hyperparams/dqn.yml
+    (`python -m rl_zoo3.train --algo dqn --env ENV -conf FILE`)."""
     network = _network(config)
     values: dict[str, str] = {"n_timesteps": str(config.total_timesteps), "policy": f"'{ZOO_POLICIES[network]}'"}
     for name in ZOO_KEYS:
@@ -243,7 +244,8 @@ def config_from_mapping(data: dict[str, Any], *, where: str) -> DQNConfig:
             value = None
         elif key in WIDTH_FIELDS and not isinstance(value, list):
             raise ConfigError(
-                f"{where}: {key} = {value!r} is invalid: expected a list of integers such as [128, 128]", field=key
+                f"{where}: {key} = {value!r} is invalid: expected a list of integers such as [128, 128]",
+                field=key,
             )
         values[key] = value
     try:

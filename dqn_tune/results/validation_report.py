@@ -84,8 +84,8 @@ def validation_markdown(recommendation: Recommendation, *, figure: bool) -> list
         interval = row.interval
         lines.append(
             f"| {row.trial} | {number_text(row.tuned_value)} | {number_text(row.mean)} [{number_text(interval.low)}, "
-            f"{number_text(interval.high)}] | {number_text(row.iqm)} | {number_text(row.min)} | {number_text(row.std)} | "
-            f"{len(row.returns)} | {row.diverged} |"
+            f"{number_text(interval.high)}] | {number_text(row.iqm)} | {number_text(row.min)} | "
+            f"{number_text(row.std)} | {len(row.returns)} | {row.diverged} |"
         )
     comparison = recommendation.to_dict()["comparison"]
     if comparison:

@@ -72,7 +72,8 @@ class Coordinator(BaseHeartbeat, ABC):
         """RUNNING trials of the study (storage ids) silent for `grace_s`, each with why it counts as dead."""
 
     def stale_trials(self, study_id: int) -> dict[int, str]:
-        """RUNNING trials whose heartbeat stopped, or never came, for a grace period, with why; {} without heartbeats."""
+        """RUNNING trials whose heartbeat stopped, or never came, for a grace period, with why; {} without
+        heartbeats."""
         return {} if self.heartbeat_interval_s is None else self.stale_trials_within(study_id, self.grace_period_s)
 
     def record_heartbeat(self, trial_id: int) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dqn_tune.runner.attributes import RETRY_HISTORY, RETRY_OF, WORKER
+from dqn_tune.runner.attributes import FAIL_REASON, RETRY_HISTORY, RETRY_OF, WORKER
 from dqn_tune.runner.optuna_internals import (
     coordinator,
     fail_and_retry,
@@ -88,6 +88,49 @@ def _take(study: optuna.Study) -> optuna.Trial:
     if beats.get_heartbeat_interval() is not None:
         beats.record_heartbeat(trial_id(trial))
     return trial
+
+
+def queue_retry(study: optuna.Study, failed: FrozenTrial) -> None:
+    """Queue a retry of the finished trial `failed`, as the heartbeat's stale-trial callback does: its params, user
+    attributes but the fail reason, and system attributes, with the trial it retries added to its retry history."""
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            user_attrs={name: value for name, value in failed.user_attrs.items() if name != FAIL_REASON},
+            system_attrs={
+                **failed.system_attrs,
+                RETRY_OF: failed.system_attrs.get(RETRY_OF, failed.number),
+                RETRY_HISTORY: [*failed.system_attrs.get(RETRY_HISTORY, []), failed.number],
+            },
+        )
+    )
+
+
+def retried_trials(study: optuna.Study) -> set[int]:
+    """Numbers of the trials that some trial of the study retries."""
+    return {
+        int(number)
+        for trial in study.get_trials(deepcopy=False)
+        for number in trial.system_attrs.get(RETRY_HISTORY, [])
+    }
+
+
+def first_try(trial: optuna.Trial) -> int:
+    """The number of the trial that `trial` (a retry, or a first try) repeats: the first of its retry chain."""
+    return int(storage(trial.study).get_trial(trial_id(trial)).system_attrs.get(RETRY_OF, trial.number))
+
+
+def predecessor(trial: optuna.Trial) -> FrozenTrial | None:
+    """The trial that `trial` retries (the last of its retry history), as stored now; None for a first try."""
+    stored = storage(trial.study)
+    attributes = stored.get_trial(trial_id(trial)).system_attrs
+    history = attributes.get(RETRY_HISTORY) or ([attributes[RETRY_OF]] if RETRY_OF in attributes else [])
+    if not history:
+        return None
+    study_id = stored.get_study_id_from_name(trial.study.study_name)
+    return stored.get_trial(stored.get_trial_id_from_study_id_trial_number(study_id, int(history[-1])))
 
 
 def fail_trials_of(study: optuna.Study, process: str, reason: str) -> list[tuple[int, int | None]]:

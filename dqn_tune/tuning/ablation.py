@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError, StorageError
-from dqn_tune.runner.attributes import FAIL_REASON, RETRY_OF
+from dqn_tune.runner.attributes import FAIL_REASON
 from dqn_tune.runner.optuna_internals import fail_stale_trials, grid_id
 from dqn_tune.runner.run import Plan, run_job
 from dqn_tune.runner.shared_storage import SharedStorage
@@ -43,7 +43,9 @@ from dqn_tune.runner.storage import (
     study_names,
 )
 from dqn_tune.runner.trial_loop import Objective
-from dqn_tune.runner.trial_queue import counted_trials
+from dqn_tune.runner.trial_queue import counted_trials, queue_retry
+from dqn_tune.tuning.checkpoints import TrialCheckpoints, job_checkpoints
+from dqn_tune.tuning.defaults import CHECKPOINT_EVERY
 from dqn_tune.tuning.objective import run_config
 from dqn_tune.tuning.records import SPEC_ATTR, ablation_spec, config_summary, trial_runs
 from dqn_tune.tuning.search_space import Choice, SearchSpace, Value, choice_label, suggest_config
@@ -330,25 +332,19 @@ def queue_failed_cells(study: optuna.Study, spec: AblationSpec) -> int:
     trials = [t for t in study.get_trials(deepcopy=False) if grid_id(t) is not None]
     settled = {grid_id(t) for t in trials if t.state != TrialState.FAIL}
     for cell in {grid_id(t) for t in trials} - settled:
-        failed = max((t for t in trials if grid_id(t) == cell), key=lambda t: t.number)
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=TrialState.WAITING,
-                params=failed.params,
-                distributions=failed.distributions,
-                system_attrs={**failed.system_attrs, RETRY_OF: failed.system_attrs.get(RETRY_OF, failed.number)},
-            )
-        )
+        queue_retry(study, max((t for t in trials if grid_id(t) == cell), key=lambda t: t.number))
     held = {grid_id(t) for t in trials}
     return counted_trials(study) + len(spec.cells) - len(held)
 
 
-def cell_objective(spec: AblationSpec) -> Objective:
-    """Train the trial's cell (one seed); a diverging run prunes it with a reason (see `run_config`)."""
+def cell_objective(spec: AblationSpec, checkpoints: TrialCheckpoints | None = None) -> Objective:
+    """Train the trial's cell (one seed, checkpointed); a diverging run prunes it with a reason (see `run_config`)."""
 
     def objective(trial: optuna.Trial) -> float:
         config = suggest_config(trial, spec.base, spec.space)
-        return run_config(trial, config, [int(trial.suggest_categorical(SEED, list(range(spec.seeds))))])
+        return run_config(
+            trial, config, [int(trial.suggest_categorical(SEED, list(range(spec.seeds))))], checkpoints=checkpoints
+        )
 
     return objective
 
@@ -378,6 +374,8 @@ class AblationJob:
     verbose: bool = False
     seed: int = 0
     """Unused: GridSampler has the same seed in every process, so a grid id means the same cell everywhere."""
+    checkpoint_every: int = CHECKPOINT_EVERY
+    """Env steps between two checkpoints of a cell's run (0: none), in the artifact store beside the storage."""
 
     def prepare(self, storage: SharedStorage, command: str) -> Plan:
         """Create or load the grid study, queue its failed cells again; the cap lets each untried cell start once."""
@@ -393,7 +391,10 @@ class AblationJob:
 
     def trial_objective(self) -> Objective:
         """Train the trial's cell."""
-        return cell_objective(self.spec)
+        return cell_objective(
+            self.spec,
+            job_checkpoints(self.storage, self.study_name, None, every=self.checkpoint_every, artifacts=False),
+        )
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """One line per finished cell when verbose."""
@@ -409,6 +410,7 @@ def run_ablation(
     verbose: bool = False,
     heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
     grace_period_s: int = GRACE_PERIOD_S,
+    checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> AblationOutcome:
     """Run every cell of the grid that is not done yet, in `workers` processes; report what ran and what is left.
 
@@ -423,6 +425,7 @@ def run_ablation(
         study_name or ablation_study_name(spec, url),
         StorageSettings(url, heartbeat_interval_s, grace_period_s),
         verbose,
+        checkpoint_every=checkpoint_every,
     )
     finished_before: set[int] = set()
     done_before = 0

@@ -25,6 +25,8 @@ VALIDATE_TOP_MAX = 5
 """`tune` validates one config per 10 complete trials, at least 1 and at most this many; `validate`'s default."""
 VALIDATION_SEEDS = 5
 """Held-out seeds per validated config."""
+CHECKPOINT_EVERY = 5_000
+"""Env steps between two checkpoints of a trial's runs (docs/checkpoints.md measures what they cost)."""
 
 
 def auto_validate_top(complete_trials: int) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
+from dqn_tune.dqn.checkpoint import Checkpoint
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.device import check_device
 from dqn_tune.dqn.run_record import RunRecord, curve_auc
@@ -23,8 +24,10 @@ from dqn_tune.dqn.trainer import GroupEvalCallback, TrainResult, train_seeds
 from dqn_tune.errors import ConfigError
 from dqn_tune.runner import attributes
 from dqn_tune.runner.interrupts import raise_if_interrupted
+from dqn_tune.runner.trial_queue import first_try
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import upload_learning_curve
+from dqn_tune.tuning.checkpoints import TrialCheckpoints, train_checkpointed
 from dqn_tune.tuning.defaults import OBJECTIVE, OBJECTIVES, STUDY_SEED, TRIAL_SEEDS
 from dqn_tune.tuning.presets import base_config, preset_for
 from dqn_tune.tuning.search_space import SearchSpace, suggest_config
@@ -74,15 +77,23 @@ def run_score(result: TrainResult, objective: str) -> float:
 
 
 def make_objective(
-    settings: ObjectiveSettings, artifact_store: FileSystemArtifactStore | None = None
+    settings: ObjectiveSettings,
+    artifact_store: FileSystemArtifactStore | None = None,
+    checkpoints: TrialCheckpoints | None = None,
 ) -> Callable[[optuna.Trial], float]:
     """The Optuna objective for `settings`: sample a config, then `run_config` on the trial's seeds."""
 
     def objective(trial: optuna.Trial) -> float:
         config = suggest_config(trial, settings.base, settings.space)
-        seeds = trial_seeds(settings.study_seed, trial.number, settings.seeds)
+        seeds = trial_seeds(settings.study_seed, first_try(trial), settings.seeds)  # a retry repeats its trial
         return run_config(
-            trial, config, seeds, objective=settings.objective, artifact_store=artifact_store, device=settings.device
+            trial,
+            config,
+            seeds,
+            objective=settings.objective,
+            artifact_store=artifact_store,
+            device=settings.device,
+            checkpoints=checkpoints,
         )
 
     return objective
@@ -96,6 +107,7 @@ def run_config(
     objective: str = "final",
     artifact_store: FileSystemArtifactStore | None = None,
     device: str = "cpu",
+    checkpoints: TrialCheckpoints | None = None,
 ) -> float:
     """Train `config` on every seed at once (`train_seeds`) as `trial`; return the mean of the runs' scores.
 
@@ -103,9 +115,20 @@ def run_config(
     stops (TrialPruned). A diverging run (NaN/inf loss) stops the group and prunes the trial with
     attributes.FAIL_REASON set: a re-run would only diverge again. Config and runs are stored on every
     trial, pruned ones included; with `artifact_store`, the runs' learning curves are uploaded as a PNG.
+    With `checkpoints`, the run is checkpointed, and a retry resumes from its predecessor's checkpoint
+    (tuning/checkpoints.py), first reporting the evaluations the checkpoint holds.
     """
     records.store_config(trial, config)
-    results = train_seeds(config, seeds, on_eval=_reporter(trial), device=device)
+    results = train_checkpointed(
+        [trial],
+        config,
+        seeds,
+        checkpoints,
+        lambda checkpointing: train_seeds(
+            config, seeds, on_eval=_reporter(trial), device=device, checkpoints=checkpointing
+        ),
+        on_resume=lambda checkpoint: _report_curves(trial, checkpoint),
+    )
     # a diverged run's figures describe weights it never finished training: not recorded
     _record(trial, [result for result in results if result.diverged is None], artifact_store)
     diverged = next((result.diverged for result in results if result.diverged is not None), None)
@@ -125,13 +148,23 @@ def run_seed_trials(
     *,
     artifact_store: FileSystemArtifactStore | None = None,
     device: str = "cpu",
+    checkpoints: TrialCheckpoints | None = None,
 ) -> list[float | None]:
     """Train `config` on `seeds` as one batched group (`train_seeds`) where each seed is a trial of its own (a
     validation cell): trial k gets seed k's run, learning curve and final return, None (pruned, with
-    attributes.FAIL_REASON) if that run diverged. Nothing is pruned early; a stop signal stops the group."""
+    attributes.FAIL_REASON) if that run diverged. Nothing is pruned early; a stop signal stops the group.
+    With `checkpoints`, the group is checkpointed; retries of the same group resume from its checkpoint."""
     for trial in trials:
         records.store_config(trial, config)
-    results = train_seeds(config, seeds, on_eval=_stop_on_signal, device=device)
+    results = train_checkpointed(
+        trials,
+        config,
+        seeds,
+        checkpoints,
+        lambda checkpointing: train_seeds(
+            config, seeds, on_eval=_stop_on_signal, device=device, checkpoints=checkpointing
+        ),
+    )
     values: list[float | None] = []
     for trial, result in zip(trials, results, strict=True):
         if result.diverged is not None:
@@ -145,6 +178,12 @@ def run_seed_trials(
         trial.report(result.mean_return, config.total_timesteps)
         values.append(result.mean_return)
     return values
+
+
+def _report_curves(trial: optuna.Trial, checkpoint: Checkpoint) -> None:
+    """Report the evaluations a checkpoint holds, as the run that wrote it reported them (`_reporter`)."""
+    for points in zip(*checkpoint.curves(), strict=True):
+        trial.report(float(np.mean([point.mean_return for point in points])), points[0].step)
 
 
 def _stop_on_signal(_step: int, _mean_returns: Sequence[float | None]) -> bool:

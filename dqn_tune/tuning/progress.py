@@ -83,7 +83,8 @@ def isatty(stream: TextIO) -> bool:
 
 
 class Progress:
-    """A tqdm bar of this run's finished trials (out of `total`; None: a count, for a run bounded by time) that ticks every `interval` seconds, finished trials or not:
+    """A tqdm bar of this run's finished trials (out of `total`; None: a count, for a run bounded by time) that
+    ticks every `interval` seconds, finished trials or not:
     elapsed time, counts by state, the running trials' progress (their last reported step, read from storage).
 
     A tick reads only the running trials; every trial (the counts and the best, which other commands change

@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
+from dqn_tune.dqn.checkpoint import Checkpoint
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.dqn.trainer import TrainResult
@@ -37,6 +38,15 @@ RUNS_SUMMARY = "runs_summary"
 """Each seed's scored return and the step its kept weights come from, in one short line."""
 SEED_RETURNS = "seed_returns"
 """Final mean greedy return of each seed (the trial's value is their mean)."""
+CHECKPOINT = "checkpoint"
+"""System attribute: the trial's latest checkpoint (tuning/checkpoints.py) as {"artifact_id", "step"}; it is removed
+from the artifact store when the trial finishes, and a retry resumes from its predecessor's."""
+RESUMED = "resumed"
+"""User attribute of a retried trial, one short line: the step it resumed from and the work saved, or why the
+predecessor's checkpoint was not used."""
+RESUME = "resume"
+"""System attribute of a resumed trial: {"trial", "step", "env_steps_saved", "train_seconds_saved",
+"restarted_episodes"} (the members whose env could not be restored, whose episode restarted)."""
 STEPS_PER_SECOND = "steps_per_second"
 WALL_TIME_S = "wall_time_s"
 
@@ -109,6 +119,56 @@ def store_runs(trial: optuna.Trial, results: Sequence[TrainResult]) -> None:
     trial.set_user_attr(SEED_RETURNS, [record.mean_return for record in records])
     trial.set_user_attr(STEPS_PER_SECOND, float(np.mean([r.steps_per_second for r in records])) if records else 0.0)
     trial.set_user_attr(WALL_TIME_S, float(sum(r.wall_time_s for r in records)))
+
+
+def store_checkpoint(trial: optuna.Trial, artifact_id: str, step: int) -> None:
+    """Record the trial's latest checkpoint, written at env step `step`."""
+    set_trial_system_attr(trial, CHECKPOINT, {"artifact_id": artifact_id, "step": step})
+
+
+def trial_checkpoint(trial: FrozenTrial) -> tuple[str, int] | None:
+    """(artifact id, step) of the trial's latest checkpoint; None if it has none (a retry's attribute, copied from
+    the trial it retries, names the checkpoint it was given)."""
+    stored = trial.system_attrs.get(CHECKPOINT)
+    if not isinstance(stored, dict) or not isinstance(stored.get("artifact_id"), str):
+        return None
+    return stored["artifact_id"], int(stored.get("step", 0))
+
+
+def store_resume(trial: optuna.Trial, *, trial_number: int | None, checkpoint: Checkpoint, members: int) -> None:
+    """Record that the trial resumed from `checkpoint` of trial `trial_number` (its `members` runs in it)."""
+    restarted = checkpoint.restarted
+    set_trial_system_attr(
+        trial,
+        RESUME,
+        {
+            "trial": trial_number,
+            "step": checkpoint.step,
+            "env_steps_saved": checkpoint.step * members,
+            "train_seconds_saved": checkpoint.train_seconds,
+            "restarted_episodes": restarted,
+        },
+    )
+    trial.set_user_attr(
+        RESUMED,
+        textwrap.shorten(
+            f"from step {checkpoint.step} of trial {trial_number}: saved {checkpoint.step * members} env steps, "
+            f"{checkpoint.train_seconds:.0f} s of training"
+            + (
+                f"; the env state could not be saved, episodes restarted (members {restarted})"
+                if restarted
+                else "; bit-identical to an uninterrupted run on CPU"
+            ),
+            SUMMARY_WIDTH,
+        ),
+    )
+
+
+def store_not_resumed(trial: optuna.Trial, reason: str) -> None:
+    """Record why the retried trial did not resume from its predecessor's checkpoint (replacing the attributes a
+    retry copies from the trial it retries)."""
+    set_trial_system_attr(trial, RESUME, None)
+    trial.set_user_attr(RESUMED, textwrap.shorten(f"no, from step 0: {reason}", SUMMARY_WIDTH))
 
 
 def trial_config(trial: FrozenTrial) -> DQNConfig:

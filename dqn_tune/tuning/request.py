@@ -25,6 +25,7 @@ from dqn_tune.runner.executor import Executor
 from dqn_tune.runner.retry import RetryPolicy
 from dqn_tune.runner.storage import StorageSettings, load_study, prepare_url, public_url
 from dqn_tune.tuning.defaults import (
+    CHECKPOINT_EVERY,
     ENV_ID,
     OBJECTIVE,
     PRUNER,
@@ -106,6 +107,8 @@ class TuneRequest:
     grace_period_s: int = GRACE_PERIOD_S
     storage_retry_timeout_s: int = RETRY_TIMEOUT_S
     """How long transient storage errors are retried before the command gives up."""
+    checkpoint_every: int = CHECKPOINT_EVERY
+    """Env steps between two checkpoints of a trial's runs (0: none)."""
     executor: str = "local"
     """Where the workers run (runner/executor.py EXECUTORS); the CLI builds it, the request records it."""
     ray_address: str | None = None
@@ -168,6 +171,7 @@ class TuneRequest:
             words.append("--no-artifacts")
         if self.artifact_dir is not None:
             words += ["--artifact-dir", self.artifact_dir]
+        words += ["--checkpoint-every", str(self.checkpoint_every)]
         for name, value in self.hyperparameters.items():
             if isinstance(value, bool):
                 words.append(flag_name(name) if value else flag_name(name).replace("--", "--no-", 1))
@@ -230,6 +234,7 @@ class TuneRequest:
             artifacts=request.artifacts,
             artifact_dir=request.artifact_dir,
             total_trials=request.total_trials,
+            checkpoint_every=request.checkpoint_every,
         )
         origin = (
             "resuming with the study's stored settings (a flag given must agree with them)"
@@ -352,6 +357,7 @@ def _validate(
             settings.artifacts,
             artifact_dir=request.artifact_dir,
             device=request.device,
+            checkpoint_every=request.checkpoint_every,
         ),
         workers=workers,
         command=plan.command,

@@ -30,6 +30,8 @@ from dqn_tune.runner.trial_loop import INTERRUPTED, Objective
 from dqn_tune.tuning import records
 from dqn_tune.tuning.algorithms import make_pruner, make_sampler
 from dqn_tune.tuning.artifacts import chosen_artifact_dir, study_artifact_store
+from dqn_tune.tuning.checkpoints import job_checkpoints, retry_interrupted
+from dqn_tune.tuning.defaults import CHECKPOINT_EVERY
 from dqn_tune.tuning.notes import NOT_VALIDATED, tuning_note
 from dqn_tune.tuning.objective import ObjectiveSettings, make_objective
 from dqn_tune.tuning.progress import (
@@ -59,6 +61,9 @@ class TuneSettings:
     """Where artifacts go (stored on the study); None: the study's stored one, else beside the storage."""
     total_trials: int | None = None
     """Cap on the study's trials across all processes and machines."""
+    checkpoint_every: int = CHECKPOINT_EVERY
+    """Env steps between two checkpoints of a trial's runs (0: none); a retried trial resumes from its predecessor's.
+    Per command, not stored with the study: it never changes a trial's value (tuning/checkpoints.py)."""
     trial_lines: bool = False
     """Print one line per finished trial (run_study turns it on when the output is not a terminal)."""
 
@@ -91,7 +96,8 @@ class TuneSettings:
     def prepare(self, storage: SharedStorage, command: str) -> Plan:
         """Create the study, or load it and refuse to mix incomparable trials; record the command."""
         study, created = _create_or_load(storage, self)
-        if self.artifacts:
+        retry_interrupted(study)  # trials stopped by a signal with a checkpoint: resumed first
+        if self.artifacts or self.checkpoint_every:
             records.store_artifact_dir(
                 study, chosen_artifact_dir(self.artifact_dir, records.stored_artifact_dir(study), self.storage_url)
             )
@@ -111,10 +117,13 @@ class TuneSettings:
         )
 
     def trial_objective(self) -> Objective:
-        """Sample, train on the trial's seeds, record, upload the learning curve."""
+        """Sample, train on the trial's seeds (checkpointed), record, upload the learning curve."""
         return make_objective(
             self.objective,
             study_artifact_store(self.storage, self.study_name, self.artifact_dir) if self.artifacts else None,
+            job_checkpoints(
+                self.storage, self.study_name, self.artifact_dir, every=self.checkpoint_every, artifacts=self.artifacts
+            ),
         )
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
@@ -196,11 +205,11 @@ def run_study(
     """Create or resume the study and run `trials` more trials (None: until `settings.total_trials`, or with
     neither, until `timeout_s`).
 
-    `workers` workers of `executor` (None: local processes) share the trials. `progress` shows a live bar on stderr (None: when stderr is a
-    terminal); when stdout is not a terminal, or there is no bar, each finished trial prints one line
-    instead (logs under nohup, Slurm or CI). SIGINT/SIGTERM stop cleanly: running trials are failed and
-    the summary says `interrupted`. After `timeout_s` seconds no new trial starts (running ones finish) and
-    the summary says so.
+    `workers` workers of `executor` (None: local processes) share the trials. `progress` shows a live bar on
+    stderr (None: when stderr is a terminal); when stdout is not a terminal, or there is no bar, each finished
+    trial prints one line instead (logs under nohup, Slurm or CI). SIGINT/SIGTERM stop cleanly: running trials
+    are failed and the summary says `interrupted`. After `timeout_s` seconds no new trial starts (running ones
+    finish) and the summary says so.
     """
     if trials is None and settings.total_trials is None and timeout_s is None:
         raise ValueError("give trials, total_trials, timeout_s or several")

@@ -40,7 +40,8 @@ from dqn_tune.runner.trial_loop import BatchObjective
 from dqn_tune.runner.trial_queue import counted_trials
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import study_artifact_store
-from dqn_tune.tuning.defaults import VALIDATE_TOP_MAX, VALIDATION_SEEDS
+from dqn_tune.tuning.checkpoints import job_checkpoints, retry_interrupted
+from dqn_tune.tuning.defaults import CHECKPOINT_EVERY, VALIDATE_TOP_MAX, VALIDATION_SEEDS
 from dqn_tune.tuning.notes import mark_recommendation
 from dqn_tune.tuning.objective import run_seed_trials
 from dqn_tune.tuning.recommendation import RULE, ConfigStats, Recommendation, recommend
@@ -107,6 +108,8 @@ class ValidationSettings:
     seeds between its workers (ceil(seeds / workers)), so that a single config keeps every worker busy."""
     device: str = "cpu"
     """Where the runs' networks train (see dqn_tune.dqn.device)."""
+    checkpoint_every: int = CHECKPOINT_EVERY
+    """Env steps between two checkpoints of a batch's runs (0: none); a retried batch resumes from its predecessors'."""
 
     def __post_init__(self) -> None:
         check_device(self.device)
@@ -139,6 +142,7 @@ class ValidationSettings:
         if created or of is None:
             study.set_user_attr(records.VALIDATION_OF, self.tuning_study)
         fail_stale_trials(study)
+        retry_interrupted(study)  # batches stopped by a signal with a checkpoint: resumed as the same batch
         held = {
             cell
             for t in study.get_trials(deepcopy=False)
@@ -161,13 +165,18 @@ class ValidationSettings:
         """Train queued cells of one config (as stored on its tuning trial) on their held-out seeds as one batched
         group, each cell still a trial of its own."""
         store = study_artifact_store(self.storage, self.tuning_study, self.artifact_dir) if self.artifacts else None
+        checkpoints = job_checkpoints(
+            self.storage, self.tuning_study, self.artifact_dir, every=self.checkpoint_every, artifacts=self.artifacts
+        )
 
         def run(trials: Sequence[optuna.Trial]) -> list[float | None]:
             source = next(iter({trial.suggest_int(SOURCE_TRIAL, 0, MAX_TRIAL_NUMBER) for trial in trials}))
             seeds = [trial.suggest_int(SEED, VALIDATION.start, VALIDATION.stop - 1) for trial in trials]
             tuning = optuna.load_study(study_name=self.tuning_study, storage=trials[0].storage)
             config = records.trial_config(tuning.get_trials(deepcopy=False)[source])
-            return run_seed_trials(trials, config, seeds, artifact_store=store, device=self.device)
+            return run_seed_trials(
+                trials, config, seeds, artifact_store=store, device=self.device, checkpoints=checkpoints
+            )
 
         return BatchObjective(run, _config_of, self.batch or self.seeds)
 

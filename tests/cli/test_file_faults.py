@@ -90,8 +90,8 @@ def test_an_agent_file_of_stride_0_weights_is_refused_before_anything_is_allocat
         and err
         == (
             f"dqn-tune: error: '{path}' is a damaged dqn-tune agent file: tensor 'layers.0.weight' of shape [64, "
-            "1000000000] needs 256000000000 bytes and the file holds 4 of them (a view with stride 0?); nothing is built "
-            "from it\n"
+            "1000000000] needs 256000000000 bytes and the file holds 4 of them (a view with stride 0?); nothing is "
+            "built from it\n"
         )
     )
 

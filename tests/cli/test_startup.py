@@ -76,3 +76,15 @@ def test_ctrl_c_while_workers_start_is_one_line_and_no_worker_failure(tmp_path: 
     out, err = process.communicate(timeout=120)
     assert "Traceback" not in err and "a worker failed" not in out + err, out + err
     assert process.returncode in (130, -signal.SIGINT), (process.returncode, err)
+
+
+@pytest.mark.parametrize("args", [["presets"], ["presets", "--env", "MountainCar-v0"]])
+def test_a_reader_that_stops_early_ends_the_output_without_a_traceback(args: list[str]) -> None:
+    """`dqn-tune presets | head -1`: the pipe is closed before the command writes, so every write meets EPIPE."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dqn_tune", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 141 and err == "", err

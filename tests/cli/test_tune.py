@@ -94,6 +94,10 @@ BAD_INPUTS = [
     (["--trials", "2", "--pruner", "sha"], "argument --pruner: invalid choice: 'sha' (choose from 'median', 'patient'"),
     (["--trials", "2", "--objective", "mean"], "argument --objective: invalid choice: 'mean'"),
     (
+        ["--trials", "2", "--checkpoint-every", "-1"],
+        "argument --checkpoint-every: invalid value '-1'; expected an integer >= 0",
+    ),
+    (
         [],
         "give --trials N (trials to run now), --total-trials N (the study's total), --timeout SECONDS (trials "
         "until then), or several",
@@ -173,8 +177,8 @@ def test_bad_input_with_the_default_storage_creates_no_studies_folder(
         ("sqlite:///{tmp}/corrupt.db", "cannot open storage 'sqlite:///{tmp}/corrupt.db': file is not a database"),
         (
             "postgresql+psycopg2://nobody@127.0.0.1:1/none",
-            "storage 'postgresql+psycopg2://nobody@127.0.0.1:1/none': connection to server at \"127.0.0.1\", port 1 failed: "
-            "Connection refused",
+            "storage 'postgresql+psycopg2://nobody@127.0.0.1:1/none': connection to server at \"127.0.0.1\", "
+            "port 1 failed: Connection refused",
         ),
     ],
 )

@@ -155,8 +155,8 @@ def test_a_million_atari_frames_is_one_line_naming_the_gib() -> None:
             DQNConfig(cnn_channels=(8, 8)),
             spec((10, 5, 3)),
             EnvError,
-            r"^cnn_channels = \[8, 8\] gives 2 widths but cnn = 'minatar' has 1 convolution\(s\) \(on the 10 x 5 frames "
-            r"of env 'CartPole-v1'\); give 1, or set cnn$",
+            r"^cnn_channels = \[8, 8\] gives 2 widths but cnn = 'minatar' has 1 convolution\(s\) "
+            r"\(on the 10 x 5 frames of env 'CartPole-v1'\); give 1, or set cnn$",
         ),
         (
             DQNConfig(),

@@ -77,20 +77,22 @@ def test_catch_spaces_read_as_images() -> None:
         (
             gym.spaces.Box(-np.inf, np.inf, (10, 10, 3), np.float32),
             (
-                r"^env 'test/Env-v0' has image observations of shape \(10, 10, 3\) float32 with unknown range \(bounds "
-                r"\[-inf, inf\]\); a float image needs finite bounds, e.g. Box\(0, 1\) or Box\(0, 255\), to be scaled to \[0, 1\]$"
+                r"^env 'test/Env-v0' has image observations of shape \(10, 10, 3\) float32 with unknown range "
+                r"\(bounds \[-inf, inf\]\); a float image needs finite bounds, e.g. Box\(0, 1\) or Box\(0, 255\), "
+                r"to be scaled to \[0, 1\]$"
             ),
         ),
         (
             gym.spaces.Box(0, 1, (64, 3, 100), np.uint8),
             (
-                r"^env 'test/Env-v0' has observations of shape \(64, 3, 100\) uint8: 64 channels do not fit a 3 x 100 image; "
-                r"expected H x W x C or C x H x W with at most min\(H, W\) channels$"
+                r"^env 'test/Env-v0' has observations of shape \(64, 3, 100\) uint8: 64 channels do not fit a "
+                r"3 x 100 image; expected H x W x C or C x H x W with at most min\(H, W\) channels$"
             ),
         ),
         (
             gym.spaces.Box(0, 1, (2, 8, 8, 3), np.uint8),
-            r"^env 'test/Env-v0' has observations of shape \(2, 8, 8, 3\) uint8; a CNN needs images: H x W x C, C x H x W or H x W$",
+            r"^env 'test/Env-v0' has observations of shape \(2, 8, 8, 3\) uint8; a CNN needs images: "
+            r"H x W x C, C x H x W or H x W$",
         ),
     ],
 )

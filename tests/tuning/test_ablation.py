@@ -417,7 +417,8 @@ def test_an_ablation_stored_before_generic_grids_resumes_and_reports(
         (
             {"learning_rate": [1e-4 * (i + 1) for i in range(2_501)], "double_dqn": [False, True]},
             2,
-            r"grid: 2501 learning_rate x 2 double_dqn x 2 seeds make 10004 cells; expected at most 10000 \(each cell .*",
+            r"grid: 2501 learning_rate x 2 double_dqn x 2 seeds make 10004 cells; "
+            r"expected at most 10000 \(each cell .*",
         ),
     ],
 )

@@ -109,7 +109,9 @@ def interrupt(tmp_path: Path, signum: int, workers: int, *, group: bool, again: 
             break
         time.sleep(0.1)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, (process.returncode, stderr)
+    # 130, or death by SIGINT after the summary (a shell reports 130 for both): under load CPython sometimes ends
+    # by re-raising SIGINT, as in test_data_safety's start-up test
+    assert process.returncode in (130, -signal.SIGINT), (process.returncode, stderr)
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     assert "(interrupted)" in stdout and "run the same command again to resume the study" in stdout
     assert (

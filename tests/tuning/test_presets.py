@@ -1,4 +1,5 @@
-"""Per-env presets: they load and validate, train and tune start from them, --no-preset and other envs use the defaults."""
+"""Per-env presets: they load and validate, train and tune start from them, --no-preset and other envs use the
+defaults."""
 
 from __future__ import annotations
 

@@ -132,7 +132,8 @@ class CNNFamily:
                 widths = list(config.cnn_channels)
                 raise EnvError(
                     f"cnn_channels = {widths} gives {len(widths)} widths but cnn = {name!r} has "
-                    f"{len(layers)} convolution(s) (on the {image.height} x {image.width} frames of env {config.env_id!r}); give {len(layers)}, or set cnn"
+                    f"{len(layers)} convolution(s) (on the {image.height} x {image.width} frames of env "
+                    f"{config.env_id!r}); give {len(layers)}, or set cnn"
                 )
             layers = tuple(
                 layer._replace(channels=channels) for layer, channels in zip(layers, config.cnn_channels, strict=True)
