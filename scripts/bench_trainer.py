@@ -109,27 +109,34 @@ def run_sb3(config: DQNConfig, seed: int) -> float:
         model = DQN(
             "MlpPolicy",
             ENV_ID,
-            learning_rate=config.learning_rate,
-            buffer_size=config.buffer_size,
-            learning_starts=config.learning_starts,
-            batch_size=config.batch_size,
-            tau=config.tau,
-            gamma=config.gamma,
-            train_freq=config.train_freq,
-            gradient_steps=config.gradient_steps,
-            target_update_interval=config.target_update_interval,
-            exploration_fraction=config.exploration_fraction,
-            exploration_initial_eps=config.exploration_initial_eps,
-            exploration_final_eps=config.exploration_final_eps,
-            max_grad_norm=config.max_grad_norm,
             policy_kwargs={"net_arch": list(config.hidden_sizes)},
-            device="cpu",
             seed=seed,
-            verbose=0,
+            **sb3_arguments(config),
         )
         model.learn(total_timesteps=config.total_timesteps)
 
     return cpu_seconds(run)
+
+
+def sb3_arguments(config: DQNConfig) -> dict[str, object]:
+    """SB3 DQN's arguments for `config`'s hyperparameters (same names, same meaning), on the CPU, quiet."""
+    names = (
+        "learning_rate",
+        "buffer_size",
+        "learning_starts",
+        "batch_size",
+        "tau",
+        "gamma",
+        "train_freq",
+        "gradient_steps",
+        "target_update_interval",
+        "exploration_fraction",
+        "exploration_initial_eps",
+        "exploration_final_eps",
+    )
+    # SB3 always clips: an infinite norm leaves the gradients as they are
+    clip = float("inf") if config.max_grad_norm is None else config.max_grad_norm
+    return {**{name: getattr(config, name) for name in names}, "max_grad_norm": clip, "device": "cpu", "verbose": 0}
 
 
 def update_flops(config: DQNConfig) -> float:

@@ -8,19 +8,22 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from dqn_tune.cli.arguments import text
-from dqn_tune.dqn.config import DQNConfig, flag_name
+from dqn_tune.dqn.config import AUTO_WIDTHS, DQNConfig, flag_name
 from dqn_tune.errors import ConfigError
 
 if TYPE_CHECKING:  # numpy and gymnasium load when a command runs, not for --help
     from dqn_tune.dqn.observations import ObservationSpec
 
 
-def _hidden_sizes(text: str) -> tuple[int, ...]:
+def _widths(text: str) -> tuple[int, ...]:
+    if text.lower() == AUTO_WIDTHS:
+        return ()
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128"
+            f"invalid layer widths {text!r}; expected comma-separated integers such as 128,128, or auto where "
+            "the default is auto"
         ) from None
 
 
@@ -48,7 +51,7 @@ _PARSERS: dict[str, Any] = {
     "float": float,
     "str": text,
     "float | None": _optional_float,
-    "tuple[int, ...]": _hidden_sizes,
+    "tuple[int, ...]": _widths,
 }
 
 
@@ -120,12 +123,16 @@ def check_fits_memory(
 
 
 def with_flag_names(message: str) -> str:
-    """Rewrite a config error message so each field name reads as its flag."""
+    """Rewrite a config error message so each field name reads as its flag; a list of accepted values ("one of
+    auto, mlp, cnn") stays as it is, since a value may be spelled like a field (network 'cnn', field cnn)."""
     names = "|".join(f.name for f in dataclasses.fields(DQNConfig))
-    return re.sub(rf"(?<![-\w])({names})\b", lambda match: flag_name(match.group(1)), message)  # not a flag already
+    pattern = rf"(one of [\w ,]+)|(?<![-\w])({names})\b"  # the lookbehind: not a flag already
+    return re.sub(pattern, lambda match: match.group(1) or flag_name(match.group(2)), message)
 
 
 def _default_text(value: object) -> str:
+    if value == ():
+        return AUTO_WIDTHS
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     return "none" if value is None else str(value)

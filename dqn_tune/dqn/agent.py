@@ -20,7 +20,7 @@ import torch
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.envs import env_spaces, make_env
 from dqn_tune.dqn.evaluation import EvalStats, greedy_policy, run_episodes
-from dqn_tune.dqn.networks import make_q_network
+from dqn_tune.dqn.networks import describe_network, make_q_network
 from dqn_tune.dqn.networks.base import QNetwork
 from dqn_tune.dqn.observations import ObservationSpec
 from dqn_tune.dqn.trainer import TrainResult
@@ -168,8 +168,8 @@ def load_agent(path: str | os.PathLike[str], *, env_id: str | None = None) -> Ag
     if network is None:
         raise AgentFileError(
             f"{damaged}: its weights do not fit a network with observations of "
-            f"{observation.describe()}, {entries['n_actions']} actions, network = {config.network!r}, "
-            f"hidden sizes {list(config.hidden_sizes)} and dueling = {str(config.dueling).lower()}"
+            f"{observation.describe()}, {entries['n_actions']} actions, "
+            f"{describe_network(config, observation)} and dueling = {str(config.dueling).lower()}"
         )
     return Agent(network, config, metadata)
 

@@ -11,6 +11,15 @@ from dqn_tune.dqn.networks import FAMILIES
 from dqn_tune.errors import ConfigError
 
 LOSSES = ("huber", "mse")
+OPTIMIZERS = ("adam", "rmsprop")
+NETWORKS = ("auto", *FAMILIES)
+"""config.network: a family of the registry, or 'auto' (chosen from the observation shape)."""
+CNN_STACKS = ("auto", "minatar", "nature")
+"""config.cnn: a convolution stack of the CNN family (dqn/conv.py), or 'auto' (chosen from the frame size)."""
+WIDTH_FIELDS = ("hidden_sizes", "cnn_channels", "cnn_hidden_sizes")
+"""The layer-width fields (tuples of integers)."""
+AUTO_WIDTHS = "auto"
+"""How the command line writes an empty tuple of widths: the network's own."""
 INT_MAX = 2**63 - 1
 """Largest value of an integer field: every count fits a 64-bit integer (numpy, torch, SQLite)."""
 SEED_MAX = 2**32 - 1
@@ -34,9 +43,11 @@ class DQNConfig:
     per run; tests/dqn/test_learning.py checks them.
     """
 
-    env_id: str = _field("CartPole-v1", "Gymnasium environment id (Discrete actions, flat Box observations).")
+    env_id: str = _field(
+        "CartPole-v1", "Gymnasium environment id (Discrete actions; Box observations, flat or images)."
+    )
     total_timesteps: int = _field(50_000, "Environment steps to train for.")
-    learning_rate: float = _field(1e-3, "Adam step size.")
+    learning_rate: float = _field(1e-3, "The optimizer's step size.")
     gamma: float = _field(0.99, "Discount factor, in (0, 1].")
     batch_size: int = _field(128, "Transitions per gradient step.")
     buffer_size: int = _field(50_000, "Replay buffer capacity N (transitions).")
@@ -51,7 +62,25 @@ class DQNConfig:
     loss: str = _field("huber", "TD loss: 'huber' or 'mse'.")
     max_grad_norm: float | None = _field(10.0, "Gradient-norm clip; None disables clipping.")
     hidden_sizes: tuple[int, ...] = _field((128, 128), "Widths of the Q-network's hidden layers.")
-    network: str = _field("mlp", "Q-network family: 'mlp' (flat observations).")
+    network: str = _field(
+        "auto",
+        "Q-network family: 'mlp' (flat observations), 'cnn' (images), or 'auto': "
+        "the CNN for 2-D and 3-D observations, the MLP for flat ones.",
+    )
+    cnn: str = _field(
+        "auto",
+        "CNN convolutions: 'minatar' (one 3x3 conv of 16, then 128 units), 'nature' (32 8x8/4, "
+        "64 4x4/2, 64 3x3/1, then 512 units), or 'auto': 'nature' for frames of 64 x 64 and "
+        "larger, 'minatar' below.",
+    )
+    cnn_channels: tuple[int, ...] = _field(
+        (), "CNN: output channels of each convolution; empty (auto): the stack's own."
+    )
+    cnn_hidden_sizes: tuple[int, ...] = _field(
+        (),
+        "CNN: widths of the fully connected layers after the convolutions; empty (auto): the stack's own (128 or 512).",
+    )
+    optimizer: str = _field("adam", "'adam', or 'rmsprop': the centered RMSprop of the DQN papers (MinAtar's).")
     dueling: bool = _field(False, "Dueling heads: Q = V + A - mean(A) from one trunk (Wang et al. 2016).")
     double_dqn: bool = _field(True, "Select next actions with the online network (Double DQN).")
     n_steps: int = _field(
@@ -80,7 +109,8 @@ class DQNConfig:
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        for name in WIDTH_FIELDS:
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         _check(isinstance(self.env_id, str) and bool(self.env_id), "env_id", self.env_id, "a gymnasium env id")
         for name in (
             "total_timesteps",
@@ -140,7 +170,15 @@ class DQNConfig:
             list(self.hidden_sizes),
             "one or more integers from 1 to 2**63 - 1",
         )
-        _check(self.network in FAMILIES, "network", self.network, "one of " + ", ".join(FAMILIES))
+        for name in ("cnn_channels", "cnn_hidden_sizes"):
+            _check(
+                all(_is_int(h) and 1 <= h <= INT_MAX for h in getattr(self, name)),
+                name,
+                list(getattr(self, name)),
+                "integers from 1 to 2**63 - 1, or auto (none given) for the stack's own",
+            )
+        for name, accepted in (("network", NETWORKS), ("cnn", CNN_STACKS), ("optimizer", OPTIMIZERS)):
+            _check(getattr(self, name) in accepted, name, getattr(self, name), "one of " + ", ".join(accepted))
         for name in ("dueling", "double_dqn", "prioritized_replay", "keep_best"):
             _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false")
         for name in ("per_alpha", "per_beta"):
@@ -168,7 +206,8 @@ class DQNConfig:
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON primitives (the form stored in trials and agent files)."""
         data = dataclasses.asdict(self)
-        data["hidden_sizes"] = list(self.hidden_sizes)
+        for name in WIDTH_FIELDS:
+            data[name] = list(getattr(self, name))
         return data
 
     @classmethod

@@ -5,11 +5,13 @@ from __future__ import annotations
 import gymnasium as gym
 
 from dqn_tune.dqn.observations import ObservationSpec
+from dqn_tune.dqn.registration import register_namespace
 from dqn_tune.errors import EnvError, shown
 
 
 def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
     """Make `env_id`, checking it has a Discrete action space and a Box observation space."""
+    register_namespace(env_id)
     try:  # render_mode only when asked: gymnasium does not require an env's constructor to take it
         env = gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
     except TypeError as exc:  # the env's constructor refused its arguments, e.g. a render_mode it does not take

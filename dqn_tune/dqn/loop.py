@@ -2,8 +2,9 @@
 
 Every function advances a `RunState` (state.py). The members are independent runs: each has its own
 envs, random streams and replay rows, the loss is the *sum* over members of each member's mean TD
-loss (so member k's gradient is exactly its own), the gradient-norm clip is per member, and one Adam
-over the stacked parameters is K Adams (Adam is elementwise and the members share the learning rate).
+loss (so member k's gradient is exactly its own), the gradient-norm clip is per member, and one optimizer
+over the stacked parameters is K optimizers (Adam and RMSprop are elementwise and the members share the
+learning rate).
 A member whose loss is NaN/inf stops there; its slices may then hold NaN, which no op carries across.
 """
 
@@ -120,7 +121,7 @@ def update(state: RunState) -> None:
         if not state.running:
             return
 
-    # gradient step: fresh gradients, clipped per member, one fused Adam step for all members
+    # gradient step: fresh gradients, clipped per member, one optimizer step (fused Adam) for all members
     for param in state.params:  # optimizer.zero_grad(set_to_none=True) without its profiler hook
         param.grad = None
     loss.backward()

@@ -1,9 +1,10 @@
 """What one training run will allocate, checked against the memory left BEFORE anything is allocated.
 
-`train` calls `check_memory` as soon as the env's spaces are known, so a `buffer_size` or
-`hidden_sizes` that cannot fit ends in a one-line ConfigError instead of a MemoryError or the
-kernel's OOM killer. Callers that plan several runs (a study, an ablation grid) can call
-`memory_needed` / `check_memory` themselves before writing anything.
+`train` calls `check_memory` as soon as the env's spaces are known, so a `buffer_size` or layer
+widths that cannot fit (observations counted in their stored dtype: one byte per uint8 pixel) end in a
+one-line ConfigError instead of a MemoryError or the kernel's OOM killer. Callers that plan several
+runs (a study, an ablation grid) can call `memory_needed` / `check_memory` themselves before writing
+anything.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.config import WIDTH_FIELDS, DQNConfig
 from dqn_tune.dqn.networks import family
 from dqn_tune.dqn.observations import ObservationSpec
+from dqn_tune.dqn.optimizers import STATE_COPIES
 from dqn_tune.errors import ConfigError
 
 FLOAT_BYTES = 4
@@ -24,9 +26,9 @@ FLAG_BYTES = 1
 """bool: the terminated and episode-end flags."""
 TREE_BYTES = 16
 """Prioritized replay's sum tree per slot: float64 nodes, twice the leaves (a power of two >= buffer_size)."""
-PARAMETER_COPIES = 7
-"""float32 copies of the Q-network's parameters a run holds: the weights, their gradients, Adam's two
-moments, the target network, the keep_best copy and the returned state dict."""
+PARAMETER_COPIES = 5
+"""float32 copies of the Q-network's parameters a run holds besides the optimizer's state: the weights,
+their gradients, the target network, the keep_best copy and the returned state dict."""
 ACTIVATION_PASSES = 4
 """Per-batch layer outputs: the online forward, its gradients in backward, the target forward and
 Double DQN's online forward on the next observations."""
@@ -44,7 +46,7 @@ class MemoryEstimate(NamedTuple):
     replay: int
     """ReplayBuffer's arrays at full capacity (buffer_size), with prioritized replay's sum tree."""
     networks: int
-    """Parameter copies of the Q-network (hidden_sizes)."""
+    """Parameter copies of the Q-network (hidden_sizes, or the CNN's widths)."""
     batch: int
     """One gradient step's sampled batch and activations (batch_size, hidden_sizes)."""
 
@@ -54,15 +56,15 @@ class MemoryEstimate(NamedTuple):
         return self.replay + self.networks + self.batch
 
 
-def field_to_lower(config: DQNConfig, estimate: MemoryEstimate) -> str:
-    """The config field behind the largest part of `estimate`.
+def field_to_lower(config: DQNConfig, estimate: MemoryEstimate, widths: str) -> str:
+    """The config field behind the largest part of `estimate`; `widths` is the network's layer-width field.
 
     The batch part is batch_size x the layer widths; it is blamed on the larger of the two factors.
     """
-    parts = {"buffer_size": estimate.replay, "hidden_sizes": estimate.networks, "batch": estimate.batch}
+    parts = {"buffer_size": estimate.replay, widths: estimate.networks, "batch": estimate.batch}
     field = max(parts, key=lambda name: parts[name])
     if field == "batch":
-        field = "batch_size" if config.batch_size > sum(config.hidden_sizes) else "hidden_sizes"
+        field = "batch_size" if config.batch_size > sum(getattr(config, widths)) else widths
     return field
 
 
@@ -71,8 +73,7 @@ def estimate_memory(config: DQNConfig, observation: ObservationSpec, n_actions: 
 
     EnvError if config.network cannot take these observations.
     """
-    network = family(config.network)
-    network.check(config, observation)
+    network = family(config, observation)
     # obs, next_obs, action, reward, terminated, episode end
     transition = 2 * observation.nbytes + INDEX_BYTES + FLOAT_BYTES + 2 * FLAG_BYTES
     slots = 1 << max(config.buffer_size - 1, 0).bit_length()
@@ -82,7 +83,9 @@ def estimate_memory(config: DQNConfig, observation: ObservationSpec, n_actions: 
     activations = ACTIVATION_PASSES * network.activation_count(config, observation, n_actions) * FLOAT_BYTES
     return MemoryEstimate(
         replay=config.buffer_size * transition + tree,
-        networks=PARAMETER_COPIES * network.parameter_count(config, observation, n_actions) * FLOAT_BYTES,
+        networks=(PARAMETER_COPIES + STATE_COPIES[config.optimizer])
+        * network.parameter_count(config, observation, n_actions)
+        * FLOAT_BYTES,
         batch=config.batch_size * (sampled + INDEX_BYTES + activations),
     )
 
@@ -152,7 +155,7 @@ def check_memory(
 
     `limit_bytes` defaults to `available_memory()` (the machine's MemAvailable, or its cgroup's limit);
     the check is skipped when that is unknown. The error names the size in GiB, the field to lower
-    (buffer_size, hidden_sizes or batch_size) and the limit, on one line.
+    (buffer_size, the network's widths or batch_size) and the limit, on one line.
     """
     estimate = estimate_memory(config, observation, n_actions)
     needed = members * estimate.total
@@ -164,8 +167,8 @@ def check_memory(
     else:
         source = "the given limit"
     if needed > limit_bytes:
-        field = field_to_lower(config, estimate)
-        value = list(config.hidden_sizes) if field == "hidden_sizes" else getattr(config, field)
+        field = field_to_lower(config, estimate, family(config, observation).width_field)
+        value = list(getattr(config, field)) if field in WIDTH_FIELDS else getattr(config, field)
         runs = "this run needs" if members == 1 else f"these {members} runs trained together need"
         raise ConfigError(
             f"{field} = {value!r} is too large: {runs} {gib(needed)} of memory "

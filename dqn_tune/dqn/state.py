@@ -25,6 +25,7 @@ from dqn_tune.dqn.memory import check_memory
 from dqn_tune.dqn.networks import make_q_network
 from dqn_tune.dqn.networks.base import QNetwork
 from dqn_tune.dqn.observations import ObservationSpec
+from dqn_tune.dqn.optimizers import make_optimizer
 from dqn_tune.dqn.replay import ReplayBuffer, make_replay_buffer
 from dqn_tune.errors import DivergenceError
 
@@ -151,7 +152,7 @@ def open_run(config: DQNConfig, seeds: Sequence[int], device: torch.device) -> I
             action_rngs=[np.random.default_rng(s.actions) for s in run_seeds],
             q_network=q_network,
             target_network=target_network,
-            optimizer=torch.optim.Adam(q_params, lr=config.learning_rate, fused=True),
+            optimizer=make_optimizer(config, q_params),
             replay=make_replay_buffer(config, observation, [np.random.default_rng(s.replay) for s in run_seeds]),
             obs=obs,
             logs=[MemberLog() for _ in seeds],

@@ -17,6 +17,7 @@ import torch
 
 from dqn_tune.dqn.checkpoint import Checkpointing, save_checkpoint
 from dqn_tune.dqn.config import DQNConfig, check_seed
+from dqn_tune.dqn.denormals import denormals_flushed
 from dqn_tune.dqn.evaluation import EvalStats, run_episodes
 from dqn_tune.dqn.loop import GroupEvalCallback, advance, copy_member, record_curve, stop_member
 from dqn_tune.dqn.observations import ObservationSpec
@@ -114,7 +115,7 @@ def train_seeds(
     for i, seed in enumerate(seeds):
         check_seed(seed, name=f"seeds[{i}]")
     torch.set_num_threads(torch_threads)
-    with open_run(config, seeds, torch.device(device)) as state:
+    with denormals_flushed(), open_run(config, seeds, torch.device(device)) as state:
         earlier = checkpoints.start(state) if checkpoints is not None else 0.0
         start = time.perf_counter()
         while state.step < config.total_timesteps and state.running:

@@ -22,7 +22,10 @@ from typing import Any
 
 import optuna
 
-from dqn_tune.dqn.config import DQNConfig, field_names
+from dqn_tune.dqn.config import AUTO_WIDTHS, WIDTH_FIELDS, DQNConfig, field_names
+from dqn_tune.dqn.envs import env_spaces, make_env
+from dqn_tune.dqn.networks import family_name
+from dqn_tune.dqn.optimizers import RMSPROP_SETTINGS
 from dqn_tune.errors import ConfigError
 from dqn_tune.results.defaults import FORMATS
 from dqn_tune.toml_files import read_toml
@@ -51,7 +54,7 @@ ZOO_KEYS = (
 )
 """DQNConfig fields that are SB3 DQN arguments of the same name and meaning (env steps, not updates; n_steps
 since SB3 2.7, whose n-step returns also stop at an episode's end and bootstrap at a time limit)."""
-ZOO_POLICIES = {"mlp": "MlpPolicy"}
+ZOO_POLICIES = {"mlp": "MlpPolicy", "cnn": "CnnPolicy"}
 """SB3's policy for each network family."""
 
 
@@ -145,11 +148,17 @@ def to_json(chosen: Pick) -> str:
 def to_yaml(config: DQNConfig, *, comments: list[str] | tuple[str, ...] = ()) -> str:
     """`config` as an entry of RL Zoo's hyperparams/dqn.yml
     (`python -m rl_zoo3.train --algo dqn --env ENV -conf FILE`)."""
-    values: dict[str, str] = {"n_timesteps": str(config.total_timesteps), "policy": f"'{ZOO_POLICIES[config.network]}'"}
+    network = _network(config)
+    values: dict[str, str] = {"n_timesteps": str(config.total_timesteps), "policy": f"'{ZOO_POLICIES[network]}'"}
     for name in ZOO_KEYS:
         value = getattr(config, name)
         values[name] = ".inf" if value is None else _yaml_number(value)
-    values["policy_kwargs"] = _quoted(f"dict(net_arch=[{', '.join(str(h) for h in config.hidden_sizes)}])")
+    net_arch = config.hidden_sizes if network == "mlp" else ()  # CnnPolicy's NatureCNN holds the 512 units
+    kwargs = [f"net_arch=[{', '.join(str(h) for h in net_arch)}]"]
+    if config.optimizer == "rmsprop":
+        settings = ", ".join(f"{key}={value}" for key, value in RMSPROP_SETTINGS.items())
+        kwargs.append(f"optimizer_class=th.optim.RMSprop, optimizer_kwargs=dict({settings})")
+    values["policy_kwargs"] = _quoted(f"dict({', '.join(kwargs)})")
     notes = [
         "dqn-tune settings that SB3's DQN has no argument for (not applied by SB3):",
         f"  double_dqn = {str(config.double_dqn).lower()}"
@@ -180,10 +189,25 @@ def to_yaml(config: DQNConfig, *, comments: list[str] | tuple[str, ...] = ()) ->
     ]
     if config.max_grad_norm is None:
         notes.append("  max_grad_norm = none (no clipping): .inf, since SB3 always clips")
+    if network == "cnn":
+        notes.append(
+            f"  network = cnn (cnn = {config.cnn}): SB3's CnnPolicy is the Nature CNN (frames of at least "
+            "36 x 36); the 'minatar' stack and other widths need a features_extractor_class "
+            "(scripts/bench_images.py has one)"
+        )
     lines = [f"# {line}" for line in [*comments, *notes]]
     lines.append(f"{_quoted(config.env_id)}:")
     lines += [f"  {key}: {text}" for key, text in values.items()]
     return "\n".join(lines) + "\n"
+
+
+def _network(config: DQNConfig) -> str:
+    """The family `config` trains (for network = 'auto', the one its env's observations call for)."""
+    if config.network != "auto":
+        return config.network
+    with make_env(config.env_id) as env:
+        observation = env_spaces(env)[0]
+    return family_name(config, observation)
 
 
 def to_args(config: DQNConfig) -> str:
@@ -194,7 +218,7 @@ def to_args(config: DQNConfig) -> str:
         if isinstance(value, bool):
             words.append(flag if value else "--no-" + flag.removeprefix("--"))
         elif isinstance(value, list):
-            words += [flag, ",".join(str(v) for v in value)]
+            words += [flag, ",".join(str(v) for v in value) or AUTO_WIDTHS]
         elif isinstance(value, str):
             words += [flag, value]
         else:
@@ -218,9 +242,9 @@ def config_from_mapping(data: dict[str, Any], *, where: str) -> DQNConfig:
             raise ConfigError(f"{where}: unknown key {key!r}; expected DQNConfig fields: {', '.join(known)}", field=key)
         if key == "max_grad_norm" and isinstance(value, str) and value.lower() == NO_CLIPPING:
             value = None
-        elif key == "hidden_sizes" and not isinstance(value, list):
+        elif key in WIDTH_FIELDS and not isinstance(value, list):
             raise ConfigError(
-                f"{where}: hidden_sizes = {value!r} is invalid: expected a list of integers such as [128, 128]",
+                f"{where}: {key} = {value!r} is invalid: expected a list of integers such as [128, 128]",
                 field=key,
             )
         values[key] = value

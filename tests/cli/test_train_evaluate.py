@@ -92,7 +92,7 @@ def test_train_takes_the_new_options_as_flags_and_the_agent_keeps_them(tmp_path:
     )
     config = load_agent(out).config
     assert (config.n_steps, config.dueling, config.prioritized_replay) == (3, True, True)
-    assert (config.per_alpha, config.per_beta, config.per_eps, config.network) == (0.5, 0.2, 0.001, "mlp")
+    assert (config.per_alpha, config.per_beta, config.per_eps, config.network) == (0.5, 0.2, 0.001, "auto")
     assert main(["evaluate", str(out), "--episodes", "1"]) == 0
 
 
@@ -242,7 +242,7 @@ def test_the_largest_seed_trains_and_evaluates(trained: Path, tmp_path: Path) ->
         ),
         (["--per-alpha", "1.5"], "--per-alpha = 1.5 is invalid: expected a number in [0, 1]"),
         (["--per-eps", "0"], "--per-eps = 0.0 is invalid: expected a finite number > 0"),
-        (["--network", "cnn"], "--network = 'cnn' is invalid: expected one of mlp"),
+        (["--network", "rnn"], "--network = 'rnn' is invalid: expected one of auto, mlp, cnn"),
     ],
 )
 def test_train_refuses_a_config_that_cannot_fit_before_writing_anything(

@@ -20,6 +20,7 @@ from dqn_tune.dqn.memory import (
 )
 from dqn_tune.dqn.networks import make_q_network
 from dqn_tune.dqn.observations import ObservationSpec
+from dqn_tune.dqn.optimizers import STATE_COPIES
 from dqn_tune.dqn.replay import make_replay_buffer
 from dqn_tune.dqn.trainer import train, train_seeds
 from dqn_tune.errors import ConfigError
@@ -41,7 +42,7 @@ def test_the_network_part_is_every_parameter_copy_of_the_q_network(dueling: bool
     config = DQNConfig(hidden_sizes=(64, 32, 16), dueling=dueling)
     network = make_q_network(config, *CARTPOLE)
     weights = sum(p.numel() * p.element_size() for p in network.parameters())
-    assert estimate_memory(config, *CARTPOLE).networks == PARAMETER_COPIES * weights
+    assert estimate_memory(config, *CARTPOLE).networks == (PARAMETER_COPIES + STATE_COPIES["adam"]) * weights
 
 
 def test_memory_needed_is_the_sum_of_the_parts_and_grows_with_each_field() -> None:

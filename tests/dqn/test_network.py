@@ -109,7 +109,7 @@ def test_the_family_counts_exactly_the_parameters_it_builds() -> None:
     for dueling in (False, True):
         config = DQNConfig(hidden_sizes=(16, 8), dueling=dueling)
         built = sum(p.numel() for p in make_q_network(config, SPEC, 3).parameters())
-        assert family("mlp").parameter_count(config, SPEC, 3) == built
+        assert family(config, SPEC).parameter_count(config, SPEC, 3) == built
 
 
 def test_the_mlp_refuses_image_observations_and_unknown_families_are_config_errors() -> None:
@@ -119,7 +119,7 @@ def test_the_mlp_refuses_image_observations_and_unknown_families_are_config_erro
         match=r"^env 'CartPole-v1' has observations of shape \(10, 10, 4\) bool; "
         r"network = 'mlp' needs flat \(1-D\) observations$",
     ):
-        make_q_network(DQNConfig(), image, 2)
-    with pytest.raises(ConfigError, match=r"^network = 'cnn' is invalid: expected one of mlp$"):
-        DQNConfig(network="cnn")
-    assert list(FAMILIES) == ["mlp"]
+        make_q_network(DQNConfig(network="mlp"), image, 2)
+    with pytest.raises(ConfigError, match=r"^network = 'rnn' is invalid: expected one of auto, mlp, cnn$"):
+        DQNConfig(network="rnn")
+    assert list(FAMILIES) == ["mlp", "cnn"]

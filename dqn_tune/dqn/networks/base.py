@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -40,8 +41,50 @@ class QNetwork(nn.Module):
         return {name: tensor[member : member + 1].detach().cpu().clone() for name, tensor in self.state_dict().items()}
 
 
+class DenseQNetwork(QNetwork):
+    """A QNetwork ending in fully connected ReLU layers and a Q head, over features its subclass computes.
+
+    Hidden layer i of member k is `hidden_weights[i][k]` ([in, out]) and `hidden_biases[i][k]` ([1, out]), the
+    output layer `head_weight[k]` and `head_bias[k]` (see `head_parameters`).
+    """
+
+    def __init__(
+        self,
+        observation: ObservationSpec,
+        n_actions: int,
+        features: int,
+        hidden_sizes: Sequence[int],
+        dueling: bool,
+        generators: Sequence[torch.Generator | None],
+    ) -> None:
+        super().__init__(observation, n_actions, len(generators))
+        outputs = n_actions + 1 if dueling else n_actions
+        widths = (features, *hidden_sizes, outputs)
+        # member by member, layer by layer, weight then bias: the draws of nn.Linear layers built in order
+        members = [
+            [init_linear(fan_in, fan_out, generator) for fan_in, fan_out in pairwise(widths)]
+            for generator in generators
+        ]
+        *hidden, output = zip(*members, strict=True)  # per layer: that layer of every member
+        self.hidden_weights = nn.ParameterList(stacked([weight.T for weight, _ in layer]) for layer in hidden)
+        self.hidden_biases = nn.ParameterList(stacked([bias[None] for _, bias in layer]) for layer in hidden)
+        self.head_weight, self.head_bias = head_parameters(output)
+        self.dueling = dueling
+        # the same Parameter objects, as a tuple: iterating a ParameterList costs ~1 us per item, on every forward
+        self._hidden = tuple(zip(self.hidden_weights, self.hidden_biases, strict=True))
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """Q-values [K, batch, n_actions] of features x [K, batch, features]."""
+        for weight, bias in self._hidden:
+            x = stacked_relu_layer(x, weight, bias)
+        return q_head(x, self.head_weight, self.head_bias, self.dueling)
+
+
 class NetworkFamily(Protocol):
     """A kind of Q-network, registered by name in `dqn_tune.dqn.networks.FAMILIES`."""
+
+    width_field: str
+    """The config field of its layer widths: what to lower when its parameters do not fit in memory."""
 
     def check(self, config: DQNConfig, observation: ObservationSpec) -> None:
         """Raise EnvError if this family cannot take `observation` (e.g. an MLP given images)."""
@@ -50,6 +93,9 @@ class NetworkFamily(Protocol):
         self, config: DQNConfig, observation: ObservationSpec, n_actions: int, members: int, seeds: Sequence[int] | None
     ) -> QNetwork:
         """`members` networks; member k initialised from `seeds[k]` only (uninitialised without seeds)."""
+
+    def describe(self, config: DQNConfig) -> str:
+        """Its width settings in `config`, e.g. "hidden sizes [64, 64]", for messages."""
 
     def parameter_count(self, config: DQNConfig, observation: ObservationSpec, n_actions: int) -> int:
         """Parameters of one member."""
@@ -61,8 +107,8 @@ class NetworkFamily(Protocol):
 def network_input(obs: torch.Tensor) -> torch.Tensor:
     """Stored observations as network input: the one conversion, done per minibatch and per acting step.
 
-    Float observations pass through (no copy); integer and bool ones become float32. A family for image
-    observations scales them by the spec's range here.
+    Float observations pass through (no copy); integer and bool ones become float32. The CNN family
+    scales images by their space's range instead (cnn.py).
     """
     return obs if obs.dtype == torch.float32 else obs.to(torch.float32)
 

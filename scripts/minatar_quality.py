@@ -1,0 +1,139 @@
+"""MinAtar presets against MinAtar's reference DQN configuration, on the same fresh seeds: the README Quality figures.
+
+For one game and one config (`reference`: MinAtar's published DQN configuration, dqn_tune/tuning/reference.py;
+`preset`: the game's dqn-tune preset, presets.toml; or a TOML config file, e.g. a study's pick from
+`dqn-tune best --out FILE.toml`), trains each of N fresh seeds (the retrain range, never used by a
+tuning trial or a validation run) at the budget, one run at a time, saves each agent, and judges it on
+100 greedy episodes of an evaluation env no run trained on. A seed whose results are recorded is
+skipped and a saved agent is judged without training again (so an interrupted command resumes where it
+stopped). `--compare A B` prints two configs' returns side by side with the floor (B's mean above A's,
+higher on at least 4 of 5 seeds) and the goal (1.5x A's mean).
+
+Usage:
+  python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --config reference [--timesteps 1000000]
+  python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --config best.toml
+  python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --compare reference best
+Agents and results go to --out-dir (default studies/minatar/): <game>-<name>-<seed>.pt and
+<game>-<name>.jsonl (<name>: reference, preset or the file's stem; one line per seed: seed, mean and
+std of the 100 returns, CPU and wall seconds of training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from dqn_tune import train
+from dqn_tune.dqn.agent import Agent, load_agent, save_agent
+from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.results.export import read_config_file
+from dqn_tune.tuning.presets import preset_for
+from dqn_tune.tuning.reference import minatar_reference
+from dqn_tune.tuning.seeds import retrain_seeds
+
+EVAL_SEED = 123_456
+"""Seed of the judging evaluation env, as in scripts/bench_quality.py."""
+BUDGET = 1_000_000
+"""Env steps per run: MinAtar Breakout at the reference config costs under 40 CPU-minutes per run here
+(docs/images.md)."""
+
+
+def config_for(env_id: str, source: str, timesteps: int) -> DQNConfig:
+    """The reference configuration, the env's preset or the config of a TOML file, at `timesteps`."""
+    if source == "reference":
+        return minatar_reference(env_id, timesteps)
+    if source == "preset":
+        preset = preset_for(env_id)
+        if preset is None:
+            raise SystemExit(f"{env_id} has no preset in presets.toml yet")
+        return preset.base_config(timesteps=timesteps)
+    config = read_config_file(source)
+    return config.replace(env_id=env_id, total_timesteps=timesteps, eval_freq=max(1, timesteps // 10))
+
+
+def results_path(out_dir: Path, env_id: str, name: str) -> Path:
+    return out_dir / f"{env_id.split('/')[-1]}-{name}.jsonl"
+
+
+def run(env_id: str, source: str, seeds: list[int], timesteps: int, episodes: int, out_dir: Path) -> None:
+    """Train and judge each seed not yet done; one JSON line per seed."""
+    config, name = config_for(env_id, source, timesteps), Path(source).stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = results_path(out_dir, env_id, name)
+    done = {json.loads(line)["seed"] for line in lines.read_text().splitlines()} if lines.exists() else set()
+    print(f"{env_id} {name} @{timesteps}: {json.dumps(config.to_dict())}", flush=True)
+    for seed in seeds:
+        if seed in done:
+            continue
+        agent_file = out_dir / f"{env_id.split('/')[-1]}-{name}-{seed}.pt"
+        cpu, wall = time.process_time(), time.perf_counter()
+        if agent_file.exists():
+            agent = load_agent(agent_file)
+        else:
+            agent = Agent.from_result(train(config, seed=seed))
+            save_agent(agent, agent_file)
+        train_cpu, train_wall = time.process_time() - cpu, time.perf_counter() - wall
+        returns = agent.evaluate(episodes, seed=EVAL_SEED)
+        record = {
+            "seed": seed,
+            "mean": returns.mean,
+            "std": returns.std,
+            "episodes": episodes,
+            "train_cpu_s": round(train_cpu, 1),
+            "train_wall_s": round(train_wall, 1),
+        }
+        with lines.open("a") as out:
+            out.write(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
+
+
+def compare(env_id: str, names: list[str], out_dir: Path) -> None:
+    """Two configs' returns per seed, their means, the floor and the goal (the second against the first)."""
+    rows = []
+    for name in names:
+        path = results_path(out_dir, env_id, name)
+        lines = path.read_text().splitlines() if path.exists() else []
+        rows.append({record["seed"]: record["mean"] for record in map(json.loads, lines)})
+    base, other = rows
+    seeds = sorted(set(base) & set(other))
+    if not seeds:
+        raise SystemExit(f"no seed of {env_id} has results of both {names[0]} and {names[1]} in {out_dir}")
+    print(f"| seed | {names[0]} | {names[1]} |\n|---|---|---|")
+    for seed in seeds:
+        print(f"| {seed} | {base[seed]:.2f} | {other[seed]:.2f} |")
+    base_mean, other_mean = statistics.mean(base[s] for s in seeds), statistics.mean(other[s] for s in seeds)
+    higher = sum(other[s] > base[s] for s in seeds)
+    met = other_mean > base_mean and higher >= 4
+    print(f"| mean | {base_mean:.2f} | {other_mean:.2f} |")
+    print(
+        f"{names[1]} / {names[0]} = {other_mean / base_mean:.2f}x (goal 1.5x); higher on {higher} of {len(seeds)} "
+        f"seeds; floor (mean above and >= 4 of 5 higher): {'met' if met else 'NOT met'}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", required=True, help="a MinAtar id, e.g. MinAtar/Breakout-v1")
+    parser.add_argument("--config", help="which config to train and judge: reference, preset or a TOML file")
+    parser.add_argument("--compare", nargs=2, metavar="NAME", help="print two configs' results side by side")
+    parser.add_argument("--seeds", type=int, default=5, help="fresh seeds (default: 5)")
+    parser.add_argument("--timesteps", type=int, default=BUDGET, help=f"env steps per run (default: {BUDGET})")
+    parser.add_argument("--episodes", type=int, default=100, help="greedy episodes per seed (default: 100)")
+    parser.add_argument("--out-dir", type=Path, default=Path("studies/minatar"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.compare:
+        compare(args.env, args.compare, args.out_dir)
+    elif args.config:
+        run(args.env, args.config, retrain_seeds(args.seeds), args.timesteps, args.episodes, args.out_dir)
+    else:
+        parser.error("give --config reference|preset|FILE.toml or --compare NAME NAME")
+
+
+if __name__ == "__main__":
+    main()
