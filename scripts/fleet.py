@@ -41,7 +41,7 @@ TINY = [
     "2",
     "--hidden-sizes",
     "16",
-    "--seeds",
+    "--trial-seeds",
     "1",
     "--no-artifacts",
     "--validate-top",

@@ -17,27 +17,10 @@ import pytest
 
 from dqn_tune.cli import build_parser, main
 from dqn_tune.dqn.envs import make_env
+from scripts.fleet import TINY as TINY_TUNE
 
 NOBODY = 65534
-_TINY_TRIAL = [
-    "--timesteps",
-    "600",
-    "--learning-starts",
-    "100",
-    "--eval-freq",
-    "200",
-    "--eval-curve-episodes",
-    "2",
-    "--eval-episodes",
-    "2",
-    "--hidden-sizes",
-    "16",
-    "--seeds",
-    "1",
-    "--no-artifacts",
-    "--validate-top",
-    "0",
-]
+_TINY_TRIAL = ["--timesteps", "600", *TINY_TUNE]
 
 
 @pytest.fixture(scope="module")

@@ -27,26 +27,9 @@ from dqn_tune.cli import main
 from dqn_tune.output_paths import SAFE_NAME_MAX, safe_name
 from dqn_tune.results.retrain import default_agent_path
 from dqn_tune.tuning.ablation import MAX_CELLS
+from scripts.fleet import TINY as TINY_TUNE
 
-TINY = [
-    "--timesteps",
-    "600",
-    "--learning-starts",
-    "100",
-    "--eval-freq",
-    "200",
-    "--eval-curve-episodes",
-    "2",
-    "--eval-episodes",
-    "2",
-    "--hidden-sizes",
-    "16",
-    "--trial-seeds",
-    "1",
-    "--no-artifacts",
-    "--validate-top",
-    "0",
-]
+TINY = ["--timesteps", "600", *TINY_TUNE]
 STUDY = "dqn-CartPole-v1"
 RunAs = Callable[[list[str]], "tuple[int, str]"]
 

@@ -10,26 +10,9 @@ import pytest
 
 from dqn_tune.cli import main
 from dqn_tune.tuning import records
+from scripts.fleet import TINY as TINY_TUNE
 
-TINY = [
-    "--timesteps",
-    "600",
-    "--learning-starts",
-    "100",
-    "--eval-freq",
-    "200",
-    "--eval-curve-episodes",
-    "2",
-    "--eval-episodes",
-    "2",
-    "--hidden-sizes",
-    "16",
-    "--trial-seeds",
-    "1",
-    "--no-artifacts",
-    "--validate-top",
-    "0",
-]
+TINY = ["--timesteps", "600", *TINY_TUNE]
 
 
 @pytest.fixture(scope="module")

@@ -15,26 +15,9 @@ from optuna.trial import TrialState
 from dqn_tune.cli import main
 from dqn_tune.tuning import records
 from dqn_tune.tuning.records import COMMANDS_ATTR
+from scripts.fleet import TINY as TINY_TUNE
 
-TINY = [
-    "--timesteps",
-    "600",
-    "--learning-starts",
-    "100",
-    "--eval-freq",
-    "200",
-    "--eval-curve-episodes",
-    "2",
-    "--eval-episodes",
-    "2",
-    "--hidden-sizes",
-    "16",
-    "--trial-seeds",
-    "1",
-    "--no-artifacts",
-    "--validate-top",
-    "0",
-]
+TINY = ["--timesteps", "600", *TINY_TUNE]
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -23,6 +23,7 @@ from dqn_tune.runner.trial_queue import ask_trial, fail_trials_of, process_name
 from dqn_tune.runner.workers import run_in_processes
 from dqn_tune.tuning import records
 from dqn_tune.tuning.records import COMMANDS_ATTR
+from scripts.fleet import TINY as TINY_TUNE
 
 POSTGRES_URL = os.environ.get("DQN_TUNE_TEST_POSTGRES_URL")
 
@@ -34,25 +35,7 @@ pytestmark = [
     ),
 ]
 
-TINY = [
-    "--timesteps",
-    "800",
-    "--learning-starts",
-    "100",
-    "--eval-freq",
-    "200",
-    "--eval-curve-episodes",
-    "2",
-    "--eval-episodes",
-    "2",
-    "--hidden-sizes",
-    "16",
-    "--trial-seeds",
-    "1",
-    "--no-artifacts",
-    "--validate-top",
-    "0",
-]
+TINY = ["--timesteps", "800", *TINY_TUNE]
 LAUNCH = (
     "import runpy, sys, time; import dqn_tune.cli, dqn_tune.tuning.study; "
     "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); sys.argv = ['dqn_tune', *sys.argv[2:]]; "
