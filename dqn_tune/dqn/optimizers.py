@@ -42,7 +42,14 @@ class FlatRMSprop(torch.optim.Optimizer):
     """
 
     def __init__(
-        self, params: Iterable[torch.nn.Parameter], *, lr: float, alpha: float, eps: float, centered: bool, momentum: float
+        self,
+        params: Iterable[torch.nn.Parameter],
+        *,
+        lr: float,
+        alpha: float,
+        eps: float,
+        centered: bool,
+        momentum: float,
     ) -> None:
         if not centered or momentum <= 0:
             raise ValueError("FlatRMSprop implements the centered RMSprop with momentum only")
@@ -61,12 +68,16 @@ class FlatRMSprop(torch.optim.Optimizer):
         """Gather each state tensor (zeros before the first step) into its flat buffer; point `state` at views."""
         params = self._params
         for name in _RMSPROP_STATE:
-            parts = [self.state[p].get(name, torch.zeros_like(p, memory_format=torch.contiguous_format)) for p in params]
+            parts = [
+                self.state[p].get(name, torch.zeros_like(p, memory_format=torch.contiguous_format)) for p in params
+            ]
             self._flat[name] = flat = torch.cat([part.reshape(-1) for part in parts])
             for param, view in zip(params, flat.split([p.numel() for p in params]), strict=True):
                 self.state[param][name] = view.view(param.shape)
-        for param in params:
-            self.state[param].setdefault("step", torch.tensor(0.0))
+        steps = [self.state[p].get("step", torch.tensor(0.0)) for p in params]
+        self._flat["step"] = flat_steps = torch.stack(steps)
+        for param, step in zip(params, flat_steps, strict=True):
+            self.state[param]["step"] = step
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load, then the loaded tensors gathered into the flat buffers."""
@@ -90,4 +101,4 @@ class FlatRMSprop(torch.optim.Optimizer):
         buffer = flat["momentum_buffer"]
         buffer.mul_(group["momentum"]).addcdiv_(grad, avg)
         torch._foreach_add_(params, [self.state[p]["momentum_buffer"] for p in params], alpha=-group["lr"])
-        torch._foreach_add_([self.state[p]["step"] for p in params], 1.0)
+        flat["step"].add_(1.0)

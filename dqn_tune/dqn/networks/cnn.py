@@ -68,8 +68,8 @@ class CNN(DenseQNetwork):
             images = images.permute(0, 1, 4, 2, 3)
         if self.scaled:
             x = torch.addcmul(self.pixel_shift, images, self.pixel_scale)  # casts uint8 and bool to float32 on the way
-        else:
-            x = images.to(torch.float32)
+        else:  # channels first in memory too: the convolutions then copy neither their weights nor their outputs
+            x = images.to(torch.float32, memory_format=torch.contiguous_format)
         return self.dense(self.convs(x))
 
 
