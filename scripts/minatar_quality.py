@@ -3,8 +3,9 @@
 For one game and one config (`reference`: MinAtar's published DQN configuration, dqn_tune/tuning/reference.py;
 `preset`: the game's dqn-tune preset, presets.toml; or a TOML config file, e.g. a study's pick from
 `dqn-tune best --out FILE.toml`), trains each of N fresh seeds (the retrain range, never used by a
-tuning trial or a validation run) at the budget, one run at a time, saves each agent, and judges it on
-100 greedy episodes of an evaluation env no run trained on. A seed whose results are recorded is
+tuning trial or a validation run) at the budget as one batched run (`train_seeds`: member k is exactly
+`train(config, seed=k)`), saves each agent, and judges it on 100 greedy episodes of an evaluation env no
+run trained on. A seed whose results are recorded is
 skipped and a saved agent is judged without training again (so an interrupted command resumes where it
 stopped). `--compare A B` prints two configs' returns side by side with the floor (B's mean above A's,
 higher on at least 4 of 5 seeds) and the goal (1.5x A's mean).
@@ -15,7 +16,8 @@ Usage:
   python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --compare reference best
 Agents and results go to --out-dir (default studies/minatar/): <game>-<name>-<seed>.pt and
 <game>-<name>.jsonl (<name>: reference, preset or the file's stem; one line per seed: seed, mean and
-std of the 100 returns, CPU and wall seconds of training).
+std of the 100 returns, CPU and wall seconds of training: the batched run's, shared equally by its seeds, and
+how many seeds it trained).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from dqn_tune import train
+from dqn_tune import train_seeds
 from dqn_tune.dqn.agent import Agent, load_agent, save_agent
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.results.export import read_config_file
@@ -67,25 +69,27 @@ def run(env_id: str, source: str, seeds: list[int], timesteps: int, episodes: in
     lines = results_path(out_dir, env_id, name)
     done = {json.loads(line)["seed"] for line in lines.read_text().splitlines()} if lines.exists() else set()
     print(f"{env_id} {name} @{timesteps}: {json.dumps(config.to_dict())}", flush=True)
-    for seed in seeds:
-        if seed in done:
-            continue
-        agent_file = out_dir / f"{env_id.split('/')[-1]}-{name}-{seed}.pt"
-        cpu, wall = time.process_time(), time.perf_counter()
-        if agent_file.exists():
-            agent = load_agent(agent_file)
-        else:
-            agent = Agent.from_result(train(config, seed=seed))
-            save_agent(agent, agent_file)
-        train_cpu, train_wall = time.process_time() - cpu, time.perf_counter() - wall
-        returns = agent.evaluate(episodes, seed=EVAL_SEED)
+    todo = [seed for seed in seeds if seed not in done]
+    files = {seed: out_dir / f"{env_id.split('/')[-1]}-{name}-{seed}.pt" for seed in todo}
+    untrained = [seed for seed in todo if not files[seed].exists()]
+    cpu, wall = time.process_time(), time.perf_counter()
+    if untrained:
+        for seed, result in zip(untrained, train_seeds(config, untrained), strict=True):
+            if result.diverged is not None:
+                raise result.diverged
+            save_agent(Agent.from_result(result), files[seed])
+    train_cpu, train_wall = time.process_time() - cpu, time.perf_counter() - wall
+    for seed in todo:
+        returns = load_agent(files[seed]).evaluate(episodes, seed=EVAL_SEED)
+        trained_here = seed in untrained
         record = {
             "seed": seed,
             "mean": returns.mean,
             "std": returns.std,
             "episodes": episodes,
-            "train_cpu_s": round(train_cpu, 1),
-            "train_wall_s": round(train_wall, 1),
+            "train_cpu_s": round(train_cpu / len(untrained), 1) if trained_here else None,
+            "train_wall_s": round(train_wall / len(untrained), 1) if trained_here else None,
+            "trained_with": len(untrained) if trained_here else None,
         }
         with lines.open("a") as out:
             out.write(json.dumps(record) + "\n")

@@ -237,13 +237,11 @@ def _check_like(name: str, saved: Mapping[Any, Any], fresh: Mapping[Any, torch.T
 
 
 def _check_optimizer(saved: Mapping[str, Any], params: Sequence[torch.Tensor]) -> None:
-    """ValueError unless `saved` is an Adam state dict for `params` (torch checks the groups, not the moments)."""
+    """ValueError unless each per-parameter tensor in `saved` (Adam's moments, RMSprop's averages; not the
+    step counts) has its parameter's shape and dtype: torch checks the groups, not these."""
     for index, entry in saved["state"].items():
-        _check_like(
-            f"optimizer state {index}",
-            {"exp_avg": entry["exp_avg"], "exp_avg_sq": entry["exp_avg_sq"]},
-            {"exp_avg": params[index], "exp_avg_sq": params[index]},
-        )
+        tensors = {name: value for name, value in entry.items() if name != "step"}
+        _check_like(f"optimizer state {index}", tensors, dict.fromkeys(tensors, params[index]))
 
 
 def _log_data(log: MemberLog) -> dict[str, Any]:

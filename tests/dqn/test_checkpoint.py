@@ -49,8 +49,9 @@ def assert_same_run(a: list[TrainResult], b: list[TrainResult]) -> None:
         ({}, [0, 1]),
         ({"n_steps": 3, "dueling": True, "prioritized_replay": True, "tau": 0.5}, [2]),
         ({"n_steps": 3, "dueling": True, "prioritized_replay": True, "keep_best": True}, [2, 3]),
+        ({"optimizer": "rmsprop"}, [0, 1]),
     ],
-    ids=["plain-K1", "plain-K2", "all-options-K1", "all-options-K2"],
+    ids=["plain-K1", "plain-K2", "all-options-K1", "all-options-K2", "rmsprop-K2"],
 )
 def test_a_run_resumed_from_any_checkpoint_ends_bit_identical(
     tiny_config: DQNConfig, tmp_path: Path, options: dict[str, object], seeds: list[int]

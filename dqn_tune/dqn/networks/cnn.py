@@ -57,6 +57,8 @@ class CNN(DenseQNetwork):
         # (x - low) * scale as one multiply-add: x * scale + shift; buffers (not in the state dict) follow .to(device)
         self.register_buffer("pixel_scale", torch.as_tensor(image.scale), persistent=False)
         self.register_buffer("pixel_shift", torch.as_tensor(-image.low * image.scale), persistent=False)
+        # grids already in [0, 1] (MinAtar's bool channels) only change dtype: a cast costs half the mixed-dtype addcmul
+        self.scaled = bool((image.low != 0).any() or (image.scale != 1).any())
         self.convs = StackedConvs(image.channels, layers, generators)  # drawn after the fully connected layers
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -64,7 +66,10 @@ class CNN(DenseQNetwork):
         images = obs.view(*obs.shape[:2], *self.image_shape) if obs.dim() == 4 else obs  # H x W: one channel
         if not self.channels_first and obs.dim() == 5:
             images = images.permute(0, 1, 4, 2, 3)
-        x = torch.addcmul(self.pixel_shift, images, self.pixel_scale)  # casts uint8 and bool to float32 on the way
+        if self.scaled:
+            x = torch.addcmul(self.pixel_shift, images, self.pixel_scale)  # casts uint8 and bool to float32 on the way
+        else:  # channels first in memory too: the convolutions then copy neither their weights nor their outputs
+            x = images.to(torch.float32, memory_format=torch.contiguous_format)
         return self.dense(self.convs(x))
 
 
