@@ -27,6 +27,7 @@ from dqn_tune.cli.arguments import (
 )
 from dqn_tune.cli.config_flags import add_config_flags, config_overrides, with_flag_names
 from dqn_tune.cli.executor_flags import add_executor_flags, chosen_executor
+from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
 from dqn_tune.runner.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 from dqn_tune.tuning import defaults
@@ -84,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="greedy episodes of each run's final evaluation (default: 20)",
+        help="greedy episodes of each run's final evaluation "
+        f"(default: {DQNConfig.__dataclass_fields__['eval_episodes'].default})",
     )
     parser.add_argument(
         "--eval-freq",
