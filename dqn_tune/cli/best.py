@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dqn_tune.cli.arguments import add_study_flags, chosen_study, text
+from dqn_tune.cli.arguments import add_storage_retry_flag, add_study_flags, chosen_study, text
 from dqn_tune.output_paths import check_writable, write_text
 from dqn_tune.results.defaults import FORMATS
 
@@ -27,15 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "command line)",
     )
     parser.add_argument("--out", type=text, default=None, metavar="FILE", help="write to FILE instead of stdout")
+    add_storage_retry_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the study, export its recommended trial's config, print it or write it to --out."""
     from dqn_tune.results.export import export, pick  # optuna loads when a command runs, not for --help
+    from dqn_tune.runner.retry import RetryPolicy
     from dqn_tune.runner.storage import load_study, open_existing_storage
 
     name = chosen_study(args)
-    study = load_study(open_existing_storage(args.storage), name)
+    study = load_study(open_existing_storage(args.storage, retry=RetryPolicy(args.storage_retry_timeout)), name)
     out = check_writable(args.out) if args.out is not None else None
     chosen = pick(study)
     content = export(chosen, args.format)

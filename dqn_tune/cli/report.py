@@ -6,6 +6,7 @@ import argparse
 
 from dqn_tune.cli.arguments import (
     add_artifact_dir_flag,
+    add_storage_retry_flag,
     add_study_flags,
     chosen_study,
     text,
@@ -26,15 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder for the report (default: studies/reports/<study-name>/)",
     )
     add_artifact_dir_flag(parser, "the trials' learning-curve PNGs, named in summary.md")
+    add_storage_retry_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the study, write the report, list what was written and what was left out."""
     from dqn_tune.results.report import SUMMARY, TOP_TRIALS, default_out_dir, write_report  # loads optuna, plotly
+    from dqn_tune.runner.retry import RetryPolicy
     from dqn_tune.runner.storage import load_study, open_existing_storage
 
     name = chosen_study(args)
-    study = load_study(open_existing_storage(args.storage), name)
+    study = load_study(open_existing_storage(args.storage, retry=RetryPolicy(args.storage_retry_timeout)), name)
     report = write_report(
         study, default_out_dir(name) if args.out_dir is None else args.out_dir, artifact_dir=args.artifact_dir
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -443,3 +444,19 @@ def test_importing_the_package_does_not_import_torch() -> None:
         "assert dqn_tune.DQNConfig().env_id == 'CartPole-v1'; assert 'torch' not in sys.modules or True"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("command", ["report", "best"])
+def test_read_only_commands_give_up_on_an_unreachable_server_after_their_retry_timeout(
+    command: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    unreachable = "postgresql+psycopg2://user@127.0.0.1:1/none"
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        code, _, err = run_cli([command, "--storage", unreachable, "--storage-retry-timeout", "2"], capsys)
+    assert code == 2 and time.monotonic() - start < 30, err
+    waits = [record.getMessage() for record in caplog.records]  # each wait is a line
+    assert waits and all("retrying in" in line and "(gives up after 2s)" in line for line in waits), waits
+    (error,) = err.strip().splitlines()
+    assert error.startswith("dqn-tune: error: storage 'postgresql+psycopg2://user@127.0.0.1:1/none'"), err
+    assert error.endswith("--storage-retry-timeout 2 sets how long it is retried)"), err
