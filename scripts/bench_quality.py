@@ -68,7 +68,8 @@ def summary(returns: list[float]) -> str:
 def main() -> None:
     """Train and judge each chosen preset and its variants; print one block per env and a table at the end."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--envs", default=",".join(load_presets()), help="comma-separated env ids (default: all)")
+    classic = ",".join(env for env in load_presets() if not env.startswith("MinAtar/"))  # minatar_quality.py's
+    parser.add_argument("--envs", default=classic, help="comma-separated env ids (default: every preset but MinAtar's)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per env (default: 5)")
     parser.add_argument(
         "--seed-range",

@@ -26,10 +26,11 @@ def run(args: argparse.Namespace) -> int:
     """Print the presets; an env without one is said so (exit 0: it simply uses the global defaults)."""
     presets = load_presets()
     if args.env_id is None:
-        print(f"{'env':<16} {'steps':>7} {'per trial':>9} {'tuned':>5} {'searched':>8}  from")
+        width = max(len(env_id) for env_id in presets)
+        print(f"{'env':<{width}} {'steps':>7} {'per trial':>9} {'tuned':>5} {'searched':>8}  from")
         for entry in presets.values():
             row = (
-                f"{entry.env_id:<16} {entry.timesteps:>7} {entry.trial_timesteps:>9} {len(entry.config):>5} "
+                f"{entry.env_id:<{width}} {entry.timesteps:>7} {entry.trial_timesteps:>9} {len(entry.config):>5} "
                 f"{len(entry.space.params):>8}  "
             )
             print(row + textwrap.shorten(entry.source, WIDTH - len(row), placeholder="..."))

@@ -18,7 +18,7 @@ from dqn_tune.tuning.records import study_settings
 from dqn_tune.tuning.search_space import DEFAULT_SPACE
 from dqn_tune.tuning.seeds import retrain_seeds
 
-ENVS = ("CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0")
+ENVS = ("CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0", "MinAtar/Breakout-v1")
 
 
 def test_every_preset_loads_as_a_valid_config_and_search_space() -> None:
