@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 
 from dqn_tune.cli import COMMANDS, build_parser, main
 from dqn_tune.dqn.config import DQNConfig
+from tests.budgets import TINY_RUN
 
 STUDY = "dqn-CartPole-v1"
 DB = "study.db"
@@ -268,22 +269,6 @@ class Workspace:
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """A two-trial study, a saved agent and a config file, each made by dqn-tune itself."""
     root = tmp_path_factory.mktemp("workspace")
-    tiny = [
-        "--timesteps",
-        "300",
-        "--learning-starts",
-        "100",
-        "--batch-size",
-        "32",
-        "--hidden-sizes",
-        "16",
-        "--eval-freq",
-        "100",
-        "--eval-curve-episodes",
-        "1",
-        "--eval-episodes",
-        "1",
-    ]
     commands = [
         [
             "tune",
@@ -291,7 +276,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
             "2",
             "--storage",
             STORAGE,
-            *tiny,
+            *TINY_RUN,
             "--validate-top",
             "0",
             "--trial-seeds",
@@ -300,7 +285,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
             "--workers",
             "1",
         ],
-        ["train", *tiny, "--out", AGENT],
+        ["train", *TINY_RUN, "--out", AGENT],
         ["best", "--storage", STORAGE, "--study-name", STUDY, "--out", CONFIG],
     ]
     with inside(root), contextlib.redirect_stderr(io.StringIO()) as err:
@@ -394,23 +379,7 @@ def test_any_command_line_many_examples(
 
 # Defects the property found, one regular test each.
 
-TINY_TRAIN = [
-    "train",
-    "--timesteps",
-    "300",
-    "--learning-starts",
-    "100",
-    "--batch-size",
-    "32",
-    "--hidden-sizes",
-    "16",
-    "--eval-freq",
-    "100",
-    "--eval-curve-episodes",
-    "1",
-    "--eval-episodes",
-    "1",
-]
+TINY_TRAIN = ["train", *TINY_RUN]
 
 
 def one_line(err: str, message: str) -> None:

@@ -40,25 +40,10 @@ from dqn_tune.tuning.ablation import (
 from dqn_tune.tuning.objective import run_config
 from dqn_tune.tuning.presets import preset_for
 from dqn_tune.tuning.records import RECOMMENDATION, SPEC_ATTR, store_config, trial_config
+from tests.budgets import TINY_RUN as TINY_FLAGS
 
 CELL = {"total_timesteps": 300, "eval_freq": 100, "eval_curve_episodes": 1, "eval_episodes": 1}
 """A cell budget of a fraction of a second."""
-TINY_FLAGS = [
-    "--timesteps",
-    "300",
-    "--learning-starts",
-    "100",
-    "--batch-size",
-    "32",
-    "--hidden-sizes",
-    "16",
-    "--eval-freq",
-    "100",
-    "--eval-curve-episodes",
-    "1",
-    "--eval-episodes",
-    "1",
-]
 
 
 @pytest.fixture
