@@ -12,6 +12,7 @@ from dqn_tune.cli.arguments import (
     add_checkpoint_flag,
     add_hidden_alias,
     add_preset_flag,
+    add_storage_retry_flag,
     add_workers_flag,
     chosen_workers,
     positive_int,
@@ -29,6 +30,7 @@ from dqn_tune.cli.config_flags import (
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError, shown
 from dqn_tune.output_paths import check_writable
+from dqn_tune.runner.retry import RetryPolicy
 from dqn_tune.tuning.presets import eval_freq_for, preset_for
 from dqn_tune.tuning.search_space import FIELD_TYPES, Value
 
@@ -151,6 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_preset_flag(parser)
     add_workers_flag(parser)
     add_checkpoint_flag(parser, "each cell's run")
+    add_storage_retry_flag(parser)
     parser.add_argument(
         "--out-dir",
         type=text,
@@ -181,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
         for name, flag in axis_flags(args, spec.grid).items():
             message = re.sub(rf"{re.escape(flag_name(name))}\b", flag, message)
         raise ConfigError(message, field=exc.field) from None
-    study_name = args.study_name or ablation_study_name(spec, args.storage)
+    retry = RetryPolicy(args.storage_retry_timeout)
+    study_name = args.study_name or ablation_study_name(spec, args.storage, retry)
     out_dir = default_report_dir(study_name) if args.out_dir is None else args.out_dir
     check_writable(Path(out_dir) / CSV_NAME)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -192,8 +196,9 @@ def run(args: argparse.Namespace) -> int:
         workers=chosen_workers(args.workers, len(spec.cells)),
         verbose=True,
         checkpoint_every=args.checkpoint_every,
+        storage_retry_timeout_s=args.storage_retry_timeout,
     )
-    study = load_study(open_existing_storage(args.storage), outcome.study_name)
+    study = load_study(open_existing_storage(args.storage, retry=retry), outcome.study_name)
     files = write_ablation_report(study, out_dir)
     print(
         f"ran {len(outcome.ran)} cells ({outcome.done_before} were done before); "
@@ -296,7 +301,7 @@ def base_config(args: argparse.Namespace) -> tuple[DQNConfig, str | None, int | 
         if preset is None:
             return DQNConfig(env_id=env_id), None, None, None
         return preset.base_config(), None, None, f"the {env_id} preset"
-    config, trial, why = recommended_config(args.storage, args.base_study)
+    config, trial, why = recommended_config(args.storage, args.base_study, RetryPolicy(args.storage_retry_timeout))
     if args.env_id is not None and args.env_id != config.env_id:
         raise ConfigError(
             f"--env {args.env_id} differs from the env of --base-study {args.base_study!r} "

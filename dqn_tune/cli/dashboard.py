@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dqn_tune.cli.arguments import add_artifact_dir_flag, text
+from dqn_tune.cli.arguments import add_artifact_dir_flag, add_storage_retry_flag, text
 from dqn_tune.errors import StorageError
 from dqn_tune.results.defaults import DASHBOARD_HOST, DASHBOARD_PORT
 from dqn_tune.runner.defaults import DEFAULT_STORAGE
@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "upload or delete artifacts (default: read-only, every other request gets 403)",
     )
     add_artifact_dir_flag(parser, "the trials' learning-curve PNGs to serve")
+    add_storage_retry_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
             )
         args.storage = args.storage_url
     server = start_dashboard(
-        args.storage, host=args.host, port=args.port, allow_writes=args.allow_writes, artifact_dir=args.artifact_dir
+        args.storage,
+        host=args.host,
+        port=args.port,
+        allow_writes=args.allow_writes,
+        artifact_dir=args.artifact_dir,
+        storage_retry_timeout_s=args.storage_retry_timeout,
     )
     print(
         f"optuna-dashboard for {public_url(args.storage or DEFAULT_STORAGE)} at {server.url} (Ctrl-C to stop)",

@@ -7,6 +7,7 @@ import argparse
 from dqn_tune.cli.arguments import (
     add_device_flag,
     add_hidden_alias,
+    add_storage_retry_flag,
     add_study_flags,
     bounded_int,
     chosen_study,
@@ -73,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"seed of the held-out evaluation (default: {EVAL_SEED}, as `dqn-tune evaluate`)",
     )
     add_device_flag(parser, "the seeds' networks")
+    add_storage_retry_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     outcome = retrain_best(
         study_name=chosen_study(args),
         storage=args.storage,
+        storage_retry_timeout_s=args.storage_retry_timeout,
         trial=args.trial,
         timesteps=args.timesteps,
         seeds=args.retrain_seeds,

@@ -22,6 +22,8 @@ from optuna.storages import BaseStorage
 
 from dqn_tune.errors import ConfigError, shown
 from dqn_tune.results.defaults import DASHBOARD_HOST, DASHBOARD_PORT
+from dqn_tune.runner.defaults import RETRY_TIMEOUT_S
+from dqn_tune.runner.retry import RetryPolicy
 from dqn_tune.runner.storage import DEFAULT_STORAGE, open_existing_storage, public_url
 from dqn_tune.tuning import records
 from dqn_tune.tuning.artifacts import chosen_artifact_dir, make_artifact_store
@@ -100,6 +102,7 @@ def start_dashboard(
     port: int = DASHBOARD_PORT,
     allow_writes: bool = False,
     artifact_dir: str | None = None,
+    storage_retry_timeout_s: float = RETRY_TIMEOUT_S,
 ) -> DashboardServer:
     """Open the storage and bind the dashboard to host:port; call `serve_forever()` on the result.
 
@@ -117,7 +120,7 @@ def start_dashboard(
             f"{DASHBOARD_HOST} or localhost",
             field="host",
         ) from None
-    storage = open_existing_storage(storage_url)
+    storage = open_existing_storage(storage_url, retry=RetryPolicy(storage_retry_timeout_s))
     app = optuna_dashboard.wsgi(
         storage,
         artifact_store=make_artifact_store(storage_url, dashboard_artifact_dir(storage, storage_url, artifact_dir)),

@@ -32,6 +32,8 @@ from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.output_paths import check_writable, safe_name, write_text
 from dqn_tune.plots import learning_curve_figure, save_figure
 from dqn_tune.results.defaults import EVAL_EPISODES, EVAL_SEED, RETRAIN_SEEDS
+from dqn_tune.runner.defaults import RETRY_TIMEOUT_S
+from dqn_tune.runner.retry import RetryPolicy
 from dqn_tune.runner.storage import load_study, open_existing_storage, prepare_url
 from dqn_tune.tuning.presets import eval_freq_for
 from dqn_tune.tuning.recommendation import (
@@ -213,6 +215,7 @@ def retrain_best(
     *,
     study_name: str,
     storage: str | None = None,
+    storage_retry_timeout_s: float = RETRY_TIMEOUT_S,
     trial: int | None = None,
     timesteps: int | None = None,
     seeds: int = RETRAIN_SEEDS,
@@ -234,7 +237,7 @@ def retrain_best(
     _check_count("seeds", seeds)
     _check_count("eval_episodes", eval_episodes)
     _check_count("selection_episodes", selection_episodes)
-    study = load_study(open_existing_storage(storage), study_name)
+    study = load_study(open_existing_storage(storage, retry=RetryPolicy(storage_retry_timeout_s)), study_name)
     chosen = choose_trial(study, trial)
     tuned_value = chosen.value
     if tuned_value is None:  # not for a COMPLETE trial of a single-objective study, which choose_trial gives

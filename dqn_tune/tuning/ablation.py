@@ -31,7 +31,9 @@ from optuna.trial import FrozenTrial, TrialState
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError, StorageError
 from dqn_tune.runner.attributes import FAIL_REASON
+from dqn_tune.runner.defaults import RETRY_TIMEOUT_S
 from dqn_tune.runner.optuna_internals import fail_stale_trials, grid_id
+from dqn_tune.runner.retry import DEFAULT_RETRY, RetryPolicy
 from dqn_tune.runner.run import Plan, run_job
 from dqn_tune.runner.shared_storage import SharedStorage
 from dqn_tune.runner.storage import (
@@ -256,11 +258,11 @@ def done_cells(spec: AblationSpec, trials: Iterable[FrozenTrial]) -> set[Cell]:
     return {cell for trial in trials if trial.state in KEPT_STATES and (cell := spec.cell_of(trial)) is not None}
 
 
-def ablation_study_name(spec: AblationSpec, storage: str | None) -> str:
+def ablation_study_name(spec: AblationSpec, storage: str | None, retry: RetryPolicy = DEFAULT_RETRY) -> str:
     """The study `spec` resumes when no name is given: its default name, or a study of that form holding the
     same ablation whose name an earlier version hashed from another stored form."""
     try:
-        rdb = open_existing_storage(storage)
+        rdb = open_existing_storage(storage, retry=retry)
     except StorageError:  # no study there yet (or no usable storage: running says why)
         return spec.default_study_name
     default = re.compile(rf"ablation-{re.escape(spec.base.env_id)}-[0-9a-f]{{10}}")
@@ -411,6 +413,7 @@ def run_ablation(
     heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
     grace_period_s: int = GRACE_PERIOD_S,
     checkpoint_every: int = CHECKPOINT_EVERY,
+    storage_retry_timeout_s: float = RETRY_TIMEOUT_S,
 ) -> AblationOutcome:
     """Run every cell of the grid that is not done yet, in `workers` processes; report what ran and what is left.
 
@@ -422,8 +425,8 @@ def run_ablation(
     url = prepare_url(storage)
     job = AblationJob(
         spec,
-        study_name or ablation_study_name(spec, url),
-        StorageSettings(url, heartbeat_interval_s, grace_period_s),
+        study_name or ablation_study_name(spec, url, RetryPolicy(storage_retry_timeout_s)),
+        StorageSettings(url, heartbeat_interval_s, grace_period_s, storage_retry_timeout_s),
         verbose,
         checkpoint_every=checkpoint_every,
     )

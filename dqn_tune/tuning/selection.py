@@ -7,6 +7,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import StorageError
+from dqn_tune.runner.retry import DEFAULT_RETRY, RetryPolicy
 from dqn_tune.runner.storage import load_study, open_existing_storage
 from dqn_tune.tuning import records
 from dqn_tune.tuning.records import trial_config
@@ -50,7 +51,9 @@ def default_trial(study: optuna.Study) -> tuple[FrozenTrial, str]:
         raise StorageError(f"study {study.study_name!r} has no complete trial; run or resume the study first") from None
 
 
-def recommended_config(storage_url: str | None, study_name: str) -> tuple[DQNConfig, int, str]:
+def recommended_config(
+    storage_url: str | None, study_name: str, retry: RetryPolicy = DEFAULT_RETRY
+) -> tuple[DQNConfig, int, str]:
     """The config of the trial an existing study recommends (see `default_trial`), that trial's number and why."""
-    trial, why = default_trial(load_study(open_existing_storage(storage_url), study_name))
+    trial, why = default_trial(load_study(open_existing_storage(storage_url, retry=retry), study_name))
     return trial_config(trial), trial.number, why

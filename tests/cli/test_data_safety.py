@@ -446,14 +446,14 @@ def test_importing_the_package_does_not_import_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("command", ["report", "best"])
-def test_read_only_commands_give_up_on_an_unreachable_server_after_their_retry_timeout(
-    command: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("command", [["report"], ["best"], ["retrain"], ["dashboard"], ["ablate", "--cell-seeds", "1"]])
+def test_commands_give_up_on_an_unreachable_server_after_their_retry_timeout(
+    command: list[str], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     unreachable = "postgresql+psycopg2://user@127.0.0.1:1/none"
     start = time.monotonic()
     with caplog.at_level(logging.WARNING):
-        code, _, err = run_cli([command, "--storage", unreachable, "--storage-retry-timeout", "2"], capsys)
+        code, _, err = run_cli([*command, "--storage", unreachable, "--storage-retry-timeout", "2"], capsys)
     assert code == 2 and time.monotonic() - start < 30, err
     waits = [record.getMessage() for record in caplog.records]  # each wait is a line
     assert waits and all("retrying in" in line and "(gives up after 2s)" in line for line in waits), waits
