@@ -29,6 +29,7 @@ from dqn_tune.output_paths import SAFE_NAME_MAX, safe_name
 from dqn_tune.results.retrain import default_agent_path
 from dqn_tune.tuning.ablation import MAX_CELLS
 from scripts.fleet import TINY as TINY_TUNE
+from tests.budgets import TINY_TRAINING
 
 TINY = ["--timesteps", "600", *TINY_TUNE]
 STUDY = "dqn-CartPole-v1"
@@ -74,12 +75,7 @@ FOREIGN_COMMANDS = {
         "10",
         "--cell-seeds",
         "1",
-        "--timesteps",
-        "300",
-        "--learning-starts",
-        "100",
-        "--batch-size",
-        "32",
+        *TINY_TRAINING,
     ],
 }
 

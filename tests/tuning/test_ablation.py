@@ -40,6 +40,7 @@ from dqn_tune.tuning.ablation import (
 from dqn_tune.tuning.objective import run_config
 from dqn_tune.tuning.presets import preset_for
 from dqn_tune.tuning.records import RECOMMENDATION, SPEC_ATTR, store_config, trial_config
+from tests.budgets import TINY_MODEL
 from tests.budgets import TINY_RUN as TINY_FLAGS
 
 CELL = {"total_timesteps": 300, "eval_freq": 100, "eval_curve_episodes": 1, "eval_episodes": 1}
@@ -160,12 +161,7 @@ def test_two_workers_run_every_cell_exactly_once(storage_and_name: tuple[str, st
 SLOW_CELL_FLAGS = [
     "--timesteps",
     "1500",
-    "--learning-starts",
-    "100",
-    "--batch-size",
-    "32",
-    "--hidden-sizes",
-    "16",
+    *TINY_MODEL,
     "--eval-freq",
     "500",
     "--eval-curve-episodes",

@@ -17,6 +17,7 @@ from dqn_tune.tuning.presets import EVALS_PER_RUN, load_presets, preset_for
 from dqn_tune.tuning.records import study_settings
 from dqn_tune.tuning.search_space import DEFAULT_SPACE
 from dqn_tune.tuning.seeds import retrain_seeds
+from tests.budgets import TINY_TRAINING
 
 ENVS = ("CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0", "MinAtar/Breakout-v1")
 
@@ -58,20 +59,7 @@ def test_trial_base_config_starts_from_the_preset_unless_told_not_to() -> None:
     assert trial_base_config("FrozenLake-v1").total_timesteps == DQNConfig().total_timesteps
 
 
-TINY = [
-    "--timesteps",
-    "300",
-    "--learning-starts",
-    "100",
-    "--batch-size",
-    "32",
-    "--hidden-sizes",
-    "16",
-    "--eval-episodes",
-    "1",
-    "--eval-curve-episodes",
-    "1",
-]
+TINY = [*TINY_TRAINING, "--eval-episodes", "1", "--eval-curve-episodes", "1"]
 
 
 def test_train_says_which_start_it_used(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
