@@ -5,10 +5,12 @@ For one game and one config (`reference`: MinAtar's published DQN configuration,
 `dqn-tune best --out FILE.toml`), trains each of N fresh seeds (the retrain range, never used by a
 tuning trial or a validation run) at the budget as one batched run (`train_seeds`: member k is exactly
 `train(config, seed=k)`), saves each agent, and judges it on 100 greedy episodes of an evaluation env no
-run trained on. A seed whose results are recorded is
-skipped and a saved agent is judged without training again (so an interrupted command resumes where it
-stopped). `--compare A B` prints two configs' returns side by side with the floor (B's mean above A's,
-higher on at least 4 of 5 seeds) and the goal (1.5x A's mean).
+run trained on. A seed whose results are recorded is skipped, a saved agent is judged without training
+again, and the batched run saves a checkpoint every 50,000 steps (`--checkpoint-every`;
+`<game>-<name>-checkpoint.pt`), so an interrupted command resumes where it stopped, mid-run too (a 1M-step
+group outlasts a session here).
+`--compare A B` prints two configs' returns side by side with the floor (B's mean above A's, higher on at
+least 4 of 5 seeds) and the goal (1.5x A's mean).
 
 Usage:
   python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --config reference [--timesteps 100000]
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -32,7 +35,10 @@ import torch
 
 from dqn_tune import train_seeds
 from dqn_tune.dqn.agent import Agent, load_agent, save_agent
+from dqn_tune.dqn.checkpoint import Checkpointing, read_checkpoint
 from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.errors import CheckpointError
+from dqn_tune.output_paths import replacing
 from dqn_tune.results.export import read_config_file
 from dqn_tune.tuning.presets import preset_for
 from dqn_tune.tuning.reference import minatar_reference
@@ -63,7 +69,9 @@ def results_path(out_dir: Path, env_id: str, name: str) -> Path:
     return out_dir / f"{env_id.split('/')[-1]}-{name}.jsonl"
 
 
-def run(env_id: str, source: str, seeds: list[int], timesteps: int, episodes: int, out_dir: Path) -> None:
+def run(
+    env_id: str, source: str, seeds: list[int], timesteps: int, episodes: int, out_dir: Path, checkpoint_every: int
+) -> None:
     """Train and judge each seed not yet done; one JSON line per seed."""
     config, name = config_for(env_id, source, timesteps), Path(source).stem
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -73,13 +81,19 @@ def run(env_id: str, source: str, seeds: list[int], timesteps: int, episodes: in
     todo = [seed for seed in seeds if seed not in done]
     files = {seed: out_dir / f"{env_id.split('/')[-1]}-{name}-{seed}.pt" for seed in todo}
     untrained = [seed for seed in todo if not files[seed].exists()]
-    cpu, wall = time.process_time(), time.perf_counter()
+    train_cpu = train_wall = 0.0
     if untrained:
-        for seed, result in zip(untrained, train_seeds(config, untrained), strict=True):
+        stem = out_dir / f"{env_id.split('/')[-1]}-{name}"
+        checkpoints = GroupCheckpoints(
+            stem.with_name(stem.name + "-checkpoint.pt"), config, untrained, checkpoint_every
+        )
+        results = train_seeds(config, untrained, checkpoints=checkpoints.settings)
+        train_cpu, train_wall = checkpoints.cpu_seconds(), results[0].wall_time_s  # both over every resumed part
+        for seed, result in zip(untrained, results, strict=True):
             if result.diverged is not None:
                 raise result.diverged
             save_agent(Agent.from_result(result), files[seed])
-    train_cpu, train_wall = time.process_time() - cpu, time.perf_counter() - wall
+        checkpoints.remove()
     for seed in todo:
         returns = load_agent(files[seed]).evaluate(episodes, seed=EVAL_SEED)
         trained_here = seed in untrained
@@ -95,6 +109,40 @@ def run(env_id: str, source: str, seeds: list[int], timesteps: int, episodes: in
         with lines.open("a") as out:
             out.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
+
+
+class GroupCheckpoints:
+    """One batched run's checkpoint file and, beside it, the CPU seconds the run had spent up to it."""
+
+    def __init__(self, path: Path, config: DQNConfig, seeds: list[int], every: int) -> None:
+        self.path, self.cpu_path = path, path.with_suffix(".cpu")
+        resume = None
+        if path.exists():
+            try:
+                resume = read_checkpoint(path, config=config.to_dict(), seeds=seeds)
+            except CheckpointError as exc:
+                raise SystemExit(f"{exc}: delete it to train seeds {seeds} from step 0") from None
+            print(f"resuming the run of seeds {seeds} from step {resume.step} ({path})", flush=True)
+        self.cpu_before = float(self.cpu_path.read_text()) if resume is not None else 0.0
+        self.start = time.process_time()
+        self.settings = Checkpointing(every, self.save, resume)
+
+    def cpu_seconds(self) -> float:
+        """Process CPU seconds of the run so far, the parts before its checkpoint included."""
+        return self.cpu_before + time.process_time() - self.start
+
+    def save(self, file: Path, step: int) -> None:
+        """Keep the checkpoint written at `step`, then the CPU seconds up to it (killed between the two, the
+        seconds file lags by one interval: CPU time is undercounted, never the checkpoint lost)."""
+        with replacing(self.path) as temporary:
+            shutil.copyfile(file, temporary)
+        with replacing(self.cpu_path) as temporary:
+            temporary.write_text(f"{self.cpu_seconds():.1f}\n")
+
+    def remove(self) -> None:
+        """The run finished: its checkpoint is no longer needed."""
+        self.path.unlink(missing_ok=True)
+        self.cpu_path.unlink(missing_ok=True)
 
 
 def compare(env_id: str, names: list[str], out_dir: Path) -> None:
@@ -130,12 +178,23 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=BUDGET, help=f"env steps per run (default: {BUDGET})")
     parser.add_argument("--episodes", type=int, default=100, help="greedy episodes per seed (default: 100)")
     parser.add_argument("--out-dir", type=Path, default=Path("studies/minatar"))
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints (default: 50000)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.compare:
         compare(args.env, args.compare, args.out_dir)
     elif args.config:
-        run(args.env, args.config, retrain_seeds(args.seeds), args.timesteps, args.episodes, args.out_dir)
+        run(
+            args.env,
+            args.config,
+            retrain_seeds(args.seeds),
+            args.timesteps,
+            args.episodes,
+            args.out_dir,
+            args.checkpoint_every,
+        )
     else:
         parser.error("give --config reference|preset|FILE.toml or --compare NAME NAME")
 

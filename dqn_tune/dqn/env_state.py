@@ -3,14 +3,17 @@
 Gymnasium has no API for an env's state. Classic-control envs (CartPole, Acrobot, MountainCar) and
 their wrappers (TimeLimit's elapsed steps, OrderEnforcing, PassiveEnvChecker) keep all of it in
 instance attributes holding numbers, strings, numpy arrays and the env's numpy Generator: copying
-those attributes copies the env. An env holding anything else (LunarLander's Box2D world, an
-emulator handle) cannot be captured without pickling objects, which a checkpoint never does: only
-its Generator is kept, and its episode restarts at resume. Spaces and the env's spec are made by
-the constructor and never change, so they are not state.
+those attributes copies the env. Attributes holding plain Python objects (MinAtar's game, its
+`RandomState`) are captured the same way, attribute by attribute, and restored into the objects of
+the fresh env. An env holding anything else (LunarLander's Box2D world, an emulator handle) cannot be
+captured without pickling objects, which a checkpoint never does: only its Generator is kept, and its
+episode restarts at resume. Spaces and the env's spec are made by the constructor and never change,
+so they are not state.
 """
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import gymnasium as gym
@@ -53,16 +56,37 @@ def set_env_state(env: gym.Env, state: dict[str, Any]) -> None:
         if len(saved) != len(layers):
             raise ValueError(f"env state has {len(saved)} layers, the env {len(layers)}")
         for layer, attributes in zip(layers, saved, strict=True):
-            if set(attributes) != set(_plain_attributes(layer)):
-                raise ValueError(f"env state of {type(layer).__name__} has other attributes")
+            _check_same_attributes(layer, attributes)
     set_generator_states([env.unwrapped.np_random], [state["rng"]])
     if saved is not None:
         for layer, attributes in zip(layers, saved, strict=True):
-            for name, value in attributes.items():
-                if isinstance(getattr(layer, name), np.random.Generator):
-                    set_generator_states([getattr(layer, name)], [value])
-                else:
-                    setattr(layer, name, _copied(value))
+            _set_attributes(layer, attributes)
+
+
+def _check_same_attributes(owner: object, attributes: dict[str, Plain]) -> None:
+    """ValueError unless `owner` (a layer or an object in one) has the attributes `attributes` captured, nested
+    objects alike."""
+    current = _state_attributes(owner)
+    if set(attributes) != set(current):
+        raise ValueError(f"env state of {type(owner).__name__} has other attributes")
+    for name, value in current.items():
+        if _is_object(value):
+            _check_same_attributes(value, attributes[name])
+
+
+def _set_attributes(owner: object, attributes: dict[str, Plain]) -> None:
+    """Give `owner` the captured attributes: Generators and RandomStates get their states, nested objects their
+    attributes, anything else a copy of the value."""
+    for name, value in attributes.items():
+        current = getattr(owner, name)
+        if isinstance(current, np.random.Generator):
+            set_generator_states([current], [value])
+        elif isinstance(current, np.random.RandomState):
+            current.set_state(value)
+        elif _is_object(current):
+            _set_attributes(current, value)
+        else:
+            setattr(owner, name, _copied(value))
 
 
 def _layers(env: gym.Env) -> list[gym.Env]:
@@ -72,26 +96,43 @@ def _layers(env: gym.Env) -> list[gym.Env]:
     return layers
 
 
-def _plain_attributes(layer: gym.Env) -> dict[str, Plain]:
-    """The layer's own attributes except the wrapped env and static ones, as plain data (Generators as states)."""
+def _plain_attributes(owner: object, ancestors: tuple[int, ...] = ()) -> dict[str, Plain]:
+    """`_state_attributes` as plain data: Generators and RandomStates as their states, plain Python objects as their
+    attributes."""
+    return {name: _plain(value, (*ancestors, id(owner))) for name, value in _state_attributes(owner).items()}
+
+
+def _state_attributes(owner: object) -> dict[str, Any]:
+    """The attributes of a layer (or of an object in one) but a wrapper's wrapped env and static ones."""
     return {
-        name: _plain(value) for name, value in vars(layer).items() if name != "env" and not isinstance(value, STATIC)
+        name: value
+        for name, value in vars(owner).items()
+        if not (name == "env" and isinstance(owner, gym.Wrapper)) and not isinstance(value, STATIC)
     }
 
 
-def _plain(value: Any) -> Plain:
-    """`value` copied as plain data (a Generator as its state); NotPlain for anything else."""
+def _plain(value: Any, ancestors: tuple[int, ...]) -> Plain:
+    """`value` copied as plain data; NotPlain for anything else (and for an object that holds one it is in)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.random.Generator):
         return value.bit_generator.state
+    if isinstance(value, np.random.RandomState):
+        return value.get_state(legacy=False)
     if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biufc":
         return value.copy()
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(item) for item in value)
+        return type(value)(_plain(item, ancestors) for item in value)
     if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _plain(item, ancestors) for key, item in value.items()}
+    if _is_object(value) and id(value) not in ancestors:
+        return _plain_attributes(value, ancestors)
     raise NotPlain(type(value).__name__)
+
+
+def _is_object(value: Any) -> bool:
+    """An instance of a Python class with its attributes in `__dict__` (not a module, class or callable)."""
+    return hasattr(value, "__dict__") and not callable(value) and not isinstance(value, (type, types.ModuleType))
 
 
 def _copied(value: Plain) -> Plain:

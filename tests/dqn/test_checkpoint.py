@@ -6,6 +6,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -106,6 +107,82 @@ def test_classic_control_envs_are_restored_exactly(env_id: str) -> None:
         set_env_state(copy, state)
         for _ in range(300):  # past the end of an episode: TimeLimit's count and the Generator came along
             a, b = env.step(1), copy.step(1)
+            assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
+            if a[2] or a[3]:
+                assert np.array_equal(env.reset()[0], copy.reset()[0])
+
+
+class Game:
+    """Game state in a plain object with a legacy RandomState, as MinAtar's games keep theirs."""
+
+    def __init__(self) -> None:
+        self.random = np.random.RandomState(0)
+        self.position = 0
+        self.board = np.zeros(4)
+
+
+class GameEnv(gym.Env[np.ndarray, int]):
+    """An env whose state is all in `self.env`, a Game (MinAtar's Environment names its game `env` too)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (5,))
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self) -> None:
+        self.env = Game()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.env.random.seed(self.np_random.integers(2**31))
+        self.env.position, self.env.board = 0, self.env.random.random(4)
+        return self.observe(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.env.position += action + self.env.random.randint(3)
+        self.env.board[self.env.position % 4] += self.env.random.random()
+        return self.observe(), float(self.env.position), self.env.position > 40, False, {}
+
+    def observe(self) -> np.ndarray:
+        return np.append(self.env.board, self.env.position).astype(np.float32)
+
+
+def test_an_env_holding_a_plain_object_with_a_random_state_is_restored_exactly() -> None:
+    env, copy = GameEnv(), GameEnv()
+    env.reset(seed=1)
+    copy.reset(seed=2)
+    for _ in range(5):
+        env.step(1)
+    state = env_state(env)
+    assert restorable(state)
+    set_env_state(copy, state)
+    for _ in range(100):  # through several episodes: the Generator and the RandomState came along
+        a, b = env.step(0), copy.step(0)
+        assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
+        if a[2]:
+            assert np.array_equal(env.reset()[0], copy.reset()[0])
+    env.step(1)
+    assert env.env.board is not state["layers"][0]["env"]["board"]  # the env never shares an array with a state
+
+
+def test_an_object_that_holds_its_owner_is_not_captured() -> None:
+    env = GameEnv()
+    env.reset(seed=1)
+    env.env.owner = env  # type: ignore[attr-defined]
+    assert not restorable(env_state(env))
+
+
+@pytest.mark.parametrize("game", ["Breakout", "Asterix", "Freeway", "Seaquest", "SpaceInvaders"])
+def test_minatar_envs_are_restored_exactly(game: str) -> None:
+    pytest.importorskip("minatar")
+    with make_env(f"MinAtar/{game}-v1") as env, make_env(f"MinAtar/{game}-v1") as copy:
+        env.reset(seed=1)
+        copy.reset(seed=2)
+        for step in range(20):
+            env.step(step % 3)
+        state = env_state(env)
+        assert restorable(state)
+        set_env_state(copy, state)
+        for step in range(500):  # sticky actions, spawns and ball directions draw from the games' RandomStates
+            a, b = env.step(step % 3), copy.step(step % 3)
             assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
             if a[2] or a[3]:
                 assert np.array_equal(env.reset()[0], copy.reset()[0])
