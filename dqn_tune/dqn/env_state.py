@@ -23,7 +23,7 @@ from gymnasium.envs.registration import EnvSpec
 from dqn_tune.dqn.random_state import set_generator_states
 
 Plain = Any
-"""None, bool, int, float, str, a numpy array or scalar, a Generator, and lists, tuples and str-keyed dicts of them."""
+"""None, bool, int, float, str, a numpy array or scalar, and lists, tuples and str-keyed dicts of them."""
 STATIC = (gym.Space, EnvSpec)
 """Attribute types the constructor makes and stepping never changes."""
 
@@ -112,21 +112,29 @@ def _state_attributes(owner: object) -> dict[str, Any]:
 
 
 def _plain(value: Any, ancestors: tuple[int, ...]) -> Plain:
-    """`value` copied as plain data; NotPlain for anything else (and for an object that holds one it is in)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+    """An attribute's value copied as plain data; NotPlain for anything else (and for an object that holds one it
+    is in). Generators, RandomStates and objects are taken as attributes only: restoring puts their state back into
+    the fresh env's own, which a list or dict entry would not get."""
     if isinstance(value, np.random.Generator):
         return value.bit_generator.state
     if isinstance(value, np.random.RandomState):
         return value.get_state(legacy=False)
+    if _is_object(value) and id(value) not in ancestors:
+        return _plain_attributes(value, ancestors)
+    return _data(value)
+
+
+def _data(value: Any) -> Plain:
+    """`value` copied if it is data: None, bool, int, float, str, a numeric numpy array or scalar, and lists, tuples
+    and str-keyed dicts of them; NotPlain for anything else."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
     if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biufc":
         return value.copy()
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(item, ancestors) for item in value)
+        return type(value)(_data(item) for item in value)
     if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        return {key: _plain(item, ancestors) for key, item in value.items()}
-    if _is_object(value) and id(value) not in ancestors:
-        return _plain_attributes(value, ancestors)
+        return {key: _data(item) for key, item in value.items()}
     raise NotPlain(type(value).__name__)
 
 

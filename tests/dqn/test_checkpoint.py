@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -163,10 +164,18 @@ def test_an_env_holding_a_plain_object_with_a_random_state_is_restored_exactly()
     assert env.env.board is not state["layers"][0]["env"]["board"]  # the env never shares an array with a state
 
 
-def test_an_object_that_holds_its_owner_is_not_captured() -> None:
+@pytest.mark.parametrize(
+    "held",
+    [
+        lambda env: env,  # an object that refers back to its owner
+        lambda env: [Game()],  # restoring would put a dict where the list held an object
+        lambda env: {"rng": np.random.default_rng(0)},  # ... or where the dict held a Generator
+    ],
+)
+def test_an_env_state_that_cannot_be_put_back_is_not_captured(held: Callable[[GameEnv], object]) -> None:
     env = GameEnv()
     env.reset(seed=1)
-    env.env.owner = env  # type: ignore[attr-defined]
+    env.env.held = held(env)  # type: ignore[attr-defined]
     assert not restorable(env_state(env))
 
 
