@@ -34,8 +34,9 @@ class FlatRMSprop(torch.optim.Optimizer):
 
     Written here because torch has no fused RMSprop: on the CPU its step dispatches each of ~9 ops per
     parameter tensor and spends most of its time outside the arithmetic (docs/performance-core.md). The
-    state lives in three flat buffers; each parameter's entry in `state` (torch's names and layout, so
-    `state_dict()` is torch's) is a view into them, and the arithmetic is torch's, op for op, but one:
+    state lives in three flat buffers (two more hold a step's temporaries); each parameter's entry in
+    `state` (torch's names and layout, so `state_dict()` is torch's) is a view into them, and the arithmetic
+    is torch's, op for op, but one:
     values under the square root below (eps * 2**-26)**2 are raised to it. Their roots are too small to
     change `sqrt(v) + eps` (under half a float32 ulp of eps), and on this CPU `sqrt` takes about five times
     longer on zeros, which the weights behind dead units give by the thousand.
@@ -78,6 +79,10 @@ class FlatRMSprop(torch.optim.Optimizer):
         self._flat["step"] = flat_steps = torch.stack(steps)
         for param, step in zip(params, flat_steps, strict=True):
             self.state[param]["step"] = step
+        # the step's two temporaries, written in place each step: at K members they are K x 0.5 MB (MinAtar's
+        # network), and fresh ones each step were handed back to the OS and faulted in again
+        self._flat["grad"] = torch.empty_like(self._flat["square_avg"])
+        self._flat["avg"] = torch.empty_like(self._flat["square_avg"])
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load, then the loaded tensors gathered into the flat buffers."""
@@ -93,10 +98,10 @@ class FlatRMSprop(torch.optim.Optimizer):
             self._lay_out()
         group, params = self.param_groups[0], self._params
         alpha, flat = group["alpha"], self._flat
-        grad = torch.cat([p.grad.reshape(-1) for p in params])  # type: ignore[union-attr]
+        grad = torch.cat([p.grad.reshape(-1) for p in params], out=flat["grad"])  # type: ignore[union-attr]
         flat["square_avg"].mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
         flat["grad_avg"].lerp_(grad, 1 - alpha)
-        avg = flat["square_avg"].addcmul(flat["grad_avg"], flat["grad_avg"], value=-1)
+        avg = torch.addcmul(flat["square_avg"], flat["grad_avg"], flat["grad_avg"], value=-1, out=flat["avg"])
         avg.clamp_min_(self._sqrt_floor).sqrt_().add_(group["eps"])
         buffer = flat["momentum_buffer"]
         buffer.mul_(group["momentum"]).addcdiv_(grad, avg)
