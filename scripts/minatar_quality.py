@@ -65,8 +65,13 @@ def config_for(env_id: str, source: str, timesteps: int) -> DQNConfig:
     return config.replace(env_id=env_id, total_timesteps=timesteps, eval_freq=max(1, timesteps // 10))
 
 
+def file_stem(out_dir: Path, env_id: str, name: str) -> str:
+    """The start of every file of one game and config: `<out_dir>/<game>-<name>`."""
+    return str(out_dir / f"{env_id.split('/')[-1]}-{name}")
+
+
 def results_path(out_dir: Path, env_id: str, name: str) -> Path:
-    return out_dir / f"{env_id.split('/')[-1]}-{name}.jsonl"
+    return Path(f"{file_stem(out_dir, env_id, name)}.jsonl")
 
 
 def run(
@@ -79,14 +84,12 @@ def run(
     done = {json.loads(line)["seed"] for line in lines.read_text().splitlines()} if lines.exists() else set()
     print(f"{env_id} {name} @{timesteps}: {json.dumps(config.to_dict())}", flush=True)
     todo = [seed for seed in seeds if seed not in done]
-    files = {seed: out_dir / f"{env_id.split('/')[-1]}-{name}-{seed}.pt" for seed in todo}
+    stem = file_stem(out_dir, env_id, name)
+    files = {seed: Path(f"{stem}-{seed}.pt") for seed in todo}
     untrained = [seed for seed in todo if not files[seed].exists()]
     train_cpu = train_wall = 0.0
     if untrained:
-        stem = out_dir / f"{env_id.split('/')[-1]}-{name}"
-        checkpoints = GroupCheckpoints(
-            stem.with_name(stem.name + "-checkpoint.pt"), config, untrained, checkpoint_every
-        )
+        checkpoints = GroupCheckpoints(Path(f"{stem}-checkpoint.pt"), config, untrained, checkpoint_every)
         results = train_seeds(config, untrained, checkpoints=checkpoints.settings)
         train_cpu, train_wall = checkpoints.cpu_seconds(), results[0].wall_time_s  # both over every resumed part
         for seed, result in zip(untrained, results, strict=True):
@@ -123,7 +126,8 @@ class GroupCheckpoints:
             except CheckpointError as exc:
                 raise SystemExit(f"{exc}: delete it to train seeds {seeds} from step 0") from None
             print(f"resuming the run of seeds {seeds} from step {resume.step} ({path})", flush=True)
-        self.cpu_before = float(self.cpu_path.read_text()) if resume is not None else 0.0
+        # no seconds file beside a checkpoint: killed between the two writes of the first save (undercounted)
+        self.cpu_before = float(self.cpu_path.read_text()) if resume is not None and self.cpu_path.exists() else 0.0
         self.start = time.process_time()
         self.settings = Checkpointing(every, self.save, resume)
 

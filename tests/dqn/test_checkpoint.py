@@ -96,21 +96,29 @@ def same_data(a: object, b: object) -> bool:
     return a == b
 
 
+def assert_restored_exactly(env: gym.Env, copy: gym.Env, before: list[int], after: list[int]) -> dict:
+    """Take the actions `before` in `env`, restore its captured state into `copy` (reset with another seed), then take
+    the actions `after` in both, resetting at episode ends: every step and reset alike. The state captured."""
+    env.reset(seed=1)
+    copy.reset(seed=2)
+    for action in before:
+        env.step(action)
+    state = env_state(env)
+    assert restorable(state)
+    set_env_state(copy, state)
+    for action in after:
+        a, b = env.step(action), copy.step(action)
+        assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
+        if a[2] or a[3]:
+            assert np.array_equal(env.reset()[0], copy.reset()[0])
+    return state
+
+
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"])
 def test_classic_control_envs_are_restored_exactly(env_id: str) -> None:
     with make_env(env_id) as env, make_env(env_id) as copy:
-        env.reset(seed=1)
-        copy.reset(seed=2)
-        for _ in range(7):
-            env.step(0)
-        state = env_state(env)
-        assert restorable(state)
-        set_env_state(copy, state)
-        for _ in range(300):  # past the end of an episode: TimeLimit's count and the Generator came along
-            a, b = env.step(1), copy.step(1)
-            assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
-            if a[2] or a[3]:
-                assert np.array_equal(env.reset()[0], copy.reset()[0])
+        # past the end of an episode: TimeLimit's count and the Generator came along
+        assert_restored_exactly(env, copy, [0] * 7, [1] * 300)
 
 
 class Game:
@@ -148,18 +156,8 @@ class GameEnv(gym.Env[np.ndarray, int]):
 
 def test_an_env_holding_a_plain_object_with_a_random_state_is_restored_exactly() -> None:
     env, copy = GameEnv(), GameEnv()
-    env.reset(seed=1)
-    copy.reset(seed=2)
-    for _ in range(5):
-        env.step(1)
-    state = env_state(env)
-    assert restorable(state)
-    set_env_state(copy, state)
-    for _ in range(100):  # through several episodes: the Generator and the RandomState came along
-        a, b = env.step(0), copy.step(0)
-        assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
-        if a[2]:
-            assert np.array_equal(env.reset()[0], copy.reset()[0])
+    # through several episodes: the Generator and the RandomState came along
+    state = assert_restored_exactly(env, copy, [1] * 5, [0] * 100)
     env.step(1)
     assert env.env.board is not state["layers"][0]["env"]["board"]  # the env never shares an array with a state
 
@@ -183,18 +181,8 @@ def test_an_env_state_that_cannot_be_put_back_is_not_captured(held: Callable[[Ga
 def test_minatar_envs_are_restored_exactly(game: str) -> None:
     pytest.importorskip("minatar")
     with make_env(f"MinAtar/{game}-v1") as env, make_env(f"MinAtar/{game}-v1") as copy:
-        env.reset(seed=1)
-        copy.reset(seed=2)
-        for step in range(20):
-            env.step(step % 3)
-        state = env_state(env)
-        assert restorable(state)
-        set_env_state(copy, state)
-        for step in range(500):  # sticky actions, spawns and ball directions draw from the games' RandomStates
-            a, b = env.step(step % 3), copy.step(step % 3)
-            assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
-            if a[2] or a[3]:
-                assert np.array_equal(env.reset()[0], copy.reset()[0])
+        # sticky actions, spawns and ball directions draw from the games' RandomStates
+        assert_restored_exactly(env, copy, [step % 3 for step in range(20)], [step % 3 for step in range(500)])
 
 
 def test_a_box2d_env_keeps_only_its_generator() -> None:
