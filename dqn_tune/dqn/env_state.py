@@ -26,6 +26,9 @@ Plain = Any
 """None, bool, int, float, str, a numpy array or scalar, and lists, tuples and str-keyed dicts of them."""
 STATIC = (gym.Space, EnvSpec)
 """Attribute types the constructor makes and stepping never changes."""
+LAZY_GENERATOR = ("_np_random", "_np_random_seed")
+"""The attributes of `gym.Env` made on first reading its `np_random`: kept as the state's "rng" instead, so that what
+is captured does not depend on whether someone read it (MinAtar's envs seed their games and never do)."""
 
 
 class NotPlain(Exception):
@@ -52,7 +55,8 @@ def set_env_state(env: gym.Env, state: dict[str, Any]) -> None:
     `restorable`. ValueError, before anything changes, if the state has other wrappers or attributes."""
     layers = _layers(env)
     saved = state["layers"]
-    if saved is not None:
+    if saved is not None:  # states captured before LAZY_GENERATOR was left out may hold it: "rng" has its state
+        saved = [{name: value for name, value in layer.items() if name not in LAZY_GENERATOR} for layer in saved]
         if len(saved) != len(layers):
             raise ValueError(f"env state has {len(saved)} layers, the env {len(layers)}")
         for layer, attributes in zip(layers, saved, strict=True):
@@ -103,12 +107,15 @@ def _plain_attributes(owner: object, ancestors: tuple[int, ...] = ()) -> dict[st
 
 
 def _state_attributes(owner: object) -> dict[str, Any]:
-    """The attributes of a layer (or of an object in one) but a wrapper's wrapped env and static ones."""
-    return {
-        name: value
-        for name, value in vars(owner).items()
-        if not (name == "env" and isinstance(owner, gym.Wrapper)) and not isinstance(value, STATIC)
-    }
+    """The attributes of a layer (or of an object in one) but a wrapper's wrapped env, static ones and the env's
+    lazily made Generator."""
+    return {name: value for name, value in vars(owner).items() if _is_state(owner, name, value)}
+
+
+def _is_state(owner: object, name: str, value: Any) -> bool:
+    if isinstance(owner, gym.Wrapper) and name == "env":
+        return False
+    return not isinstance(value, STATIC) and not (isinstance(owner, gym.Env) and name in LAZY_GENERATOR)
 
 
 def _plain(value: Any, ancestors: tuple[int, ...]) -> Plain:

@@ -86,9 +86,11 @@ def test_a_resumed_run_writes_the_same_checkpoints(tiny_config: DQNConfig, tmp_p
 
 
 def same_data(a: object, b: object) -> bool:
-    """Equal nested plain data; tensors of equal dtype, shape and elements."""
+    """Equal nested plain data; tensors and arrays of equal dtype, shape and elements."""
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(same_data(a[key], b[key]) for key in a)
     if isinstance(a, (list, tuple)):
@@ -160,6 +162,26 @@ def test_an_env_holding_a_plain_object_with_a_random_state_is_restored_exactly()
     state = assert_restored_exactly(env, copy, [1] * 5, [0] * 100)
     env.step(1)
     assert env.env.board is not state["layers"][0]["env"]["board"]  # the env never shares an array with a state
+
+
+class SelfSeededGameEnv(GameEnv):
+    """Seeds its game itself and never reads the Generator `gym.Env` makes on first use, as MinAtar's envs do."""
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        if seed is not None:
+            self.env.random.seed(seed)
+        self.env.position, self.env.board = 0, self.env.random.random(4)
+        return self.observe(), {}
+
+
+def test_a_state_captured_after_the_generator_was_read_restores_an_env_where_it_was_not() -> None:
+    env, copy = SelfSeededGameEnv(), SelfSeededGameEnv()
+    env.reset(seed=1)
+    first = env_state(env)  # reads `np_random`, which gym.Env then makes: a second capture sees it
+    assert_restored_exactly(env, copy, [1] * 5, [0] * 100)
+    fresh = SelfSeededGameEnv()
+    set_env_state(fresh, first)  # and the other way round
+    assert same_data(env_state(fresh)["layers"], first["layers"])
 
 
 @pytest.mark.parametrize(
