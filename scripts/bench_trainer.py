@@ -22,6 +22,8 @@ With `--baseline DIR` it compares `train` of this checkout against `train` of an
 dqn-tune at DIR (its own virtualenv DIR/.venv), each run in a subprocess of its own venv's Python,
 alternating which goes first; each child times only `train` (process CPU time, after a warm-up run):
 python scripts/bench_trainer.py --baseline /path/to/old/checkout [--repeats 5] [--steps 50000]
+With `--baseline DIR --seeds K` each child instead times K sequential `train` runs and one `train_seeds` of K,
+and the two checkouts' batched / sequential ratios are compared.
 """
 
 from __future__ import annotations
@@ -48,16 +50,35 @@ ENV_ID = "CartPole-v1"
 OBS_DIM, N_ACTIONS = 4, 2
 CHILD = """
 import sys, time, torch
-from dqn_tune import DQNConfig, train
+from dqn_tune import DQNConfig, train, train_seeds
 torch.set_num_threads(1)
-steps, seed = int(sys.argv[1]), int(sys.argv[2])
+steps, repeat, members = (int(arg) for arg in sys.argv[1:4])
 config = DQNConfig(total_timesteps=steps)
-train(config.replace(total_timesteps=2_000, eval_freq=1_000), seed=0)  # lazy imports, kernel initialisation
-start = time.process_time()
-train(config, seed=seed)
-print(time.process_time() - start)
+warmup = config.replace(total_timesteps=2_000, eval_freq=1_000)
+train(warmup, seed=0)  # lazy imports, kernel initialisation
+
+
+def cpu_seconds(fn):
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+if members == 0:
+    print(cpu_seconds(lambda: train(config, seed=repeat)))
+else:
+    train_seeds(warmup, [0, 1])
+    seeds = list(range(100 * repeat, 100 * repeat + members))
+    runs = {
+        "sequential": lambda: [train(config, seed=seed) for seed in seeds],
+        "batched": lambda: train_seeds(config, seeds),
+    }
+    order = ("sequential", "batched") if repeat % 2 == 0 else ("batched", "sequential")
+    seconds = {name: cpu_seconds(runs[name]) for name in order}
+    print(seconds["sequential"], seconds["batched"])
 """
-"""A child process's benchmark: CPU seconds of `train` on the default config, public API only (any checkout)."""
+"""A child process's benchmark on the default config, public API only (any checkout): CPU seconds of `train`
+(members 0), or of `members` sequential `train` runs and one `train_seeds` of them."""
 
 
 def bench_config(steps: int) -> DQNConfig:
@@ -214,7 +235,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.baseline:
-        bench_baseline(args.baseline, args.steps, args.repeats)
+        if args.seeds and len(args.seeds) > 1:
+            parser.error(f"--baseline takes one group size in --seeds, not {args.seeds}")
+        bench_baseline(args.baseline, args.steps, args.repeats, args.seeds[0] if args.seeds else 0)
         return
     if args.seeds:
         bench_seeds(args.seeds, args.steps, args.repeats, args.options)
@@ -269,35 +292,33 @@ def main() -> None:
     )
 
 
-def bench_baseline(baseline: Path, steps: int, repeats: int) -> None:
-    """`train` here against `train` of the checkout at `baseline`, alternating; CPU seconds and their ratio."""
+def bench_baseline(baseline: Path, steps: int, repeats: int, members: int) -> None:
+    """This checkout against the one at `baseline`, alternating which goes first: CPU seconds of `train` and their
+    ratio, or with `members` > 0 each checkout's batched / sequential ratio at K = `members`."""
     pythons = {"here": sys.executable, "baseline": str(baseline / ".venv" / "bin" / "python")}
     roots = {"here": str(Path(__file__).resolve().parents[1]), "baseline": str(baseline)}
-    print(f"{ENV_ID}, default config, {steps} steps, 1 torch thread, process CPU time of train in each child")
+    what = f"K={members}: batched / sequential CPU time" if members else "CPU seconds of train"
+    print(f"{ENV_ID}, default config, {steps} steps, 1 torch thread, {what} in each child")
     print(f"here: {roots['here']}  baseline: {roots['baseline']}")
-    print(f"{'repeat':>6} {'here s':>8} {'baseline s':>11} {'ratio':>6}")
-    times: dict[str, list[float]] = {"here": [], "baseline": []}
+    print(f"{'repeat':>6} {'here':>8} {'baseline':>9} {'here / baseline':>16}")
+    figures: dict[str, list[float]] = {"here": [], "baseline": []}
     for repeat in range(repeats):
         order = ("here", "baseline") if repeat % 2 == 0 else ("baseline", "here")
         for name in order:
             output = subprocess.run(
-                [pythons[name], "-c", CHILD, str(steps), str(repeat)],
+                [pythons[name], "-c", CHILD, str(steps), str(repeat), str(members)],
                 cwd=roots[name],
                 check=True,
                 capture_output=True,
                 text=True,
             ).stdout
-            times[name].append(float(output.split()[-1]))
-        print(
-            f"{repeat:6d} {times['here'][-1]:8.1f} {times['baseline'][-1]:11.1f} "
-            f"{times['here'][-1] / times['baseline'][-1]:6.3f}",
-            flush=True,
-        )
-    here, base = statistics.median(times["here"]), statistics.median(times["baseline"])
-    print(
-        f"{'median':>6} {here:8.1f} {base:11.1f} {here / base:6.3f}   (median of per-repeat ratios "
-        f"{statistics.median(h / b for h, b in zip(times['here'], times['baseline'], strict=True)):.3f})"
-    )
+            words = output.split()  # "<train s>", or "<sequential s> <batched s>"
+            figures[name].append(float(words[-1]) / float(words[-2]) if members else float(words[-1]))
+        here, base = figures["here"][-1], figures["baseline"][-1]
+        print(f"{repeat:6d} {here:8.3f} {base:9.3f} {here / base:16.3f}", flush=True)
+    here, base = statistics.median(figures["here"]), statistics.median(figures["baseline"])
+    paired = statistics.median(h / b for h, b in zip(figures["here"], figures["baseline"], strict=True))
+    print(f"{'median':>6} {here:8.3f} {base:9.3f} {here / base:16.3f}   (median of per-repeat ratios {paired:.3f})")
 
 
 def train_each(config: DQNConfig, seeds: list[int]) -> None:
