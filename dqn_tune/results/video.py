@@ -20,6 +20,9 @@ from dqn_tune.output_paths import check_writable, replacing
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 FPS = 30
+MIN_SIDE = 160
+"""Frames smaller than this many pixels on a side are enlarged (whole pixels, nearest neighbour): MinAtar
+renders its 10 x 10 grids as 10 x 10 frames."""
 
 
 def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> tuple[Path, float]:
@@ -52,11 +55,38 @@ def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> 
 
 
 def _frame(env: gym.Env, env_id: str) -> np.ndarray:
-    """The env's current state rendered as an RGB array (render_mode="rgb_array")."""
+    """The env's current state rendered as an RGB array (render_mode="rgb_array"), as `viewable` makes it."""
     frame = env.render()
     if not isinstance(frame, np.ndarray):
         raise EnvError(
             f"env {env_id!r} rendered a {type(frame).__name__} with render_mode='rgb_array'; "
             "expected an RGB array to record"
         )
-    return frame
+    try:
+        return viewable(frame)
+    except ValueError as exc:
+        raise EnvError(f"env {env_id!r} rendered {exc}") from None
+
+
+def viewable(frame: np.ndarray) -> np.ndarray:
+    """A rendered frame as uint8 pixels a GIF or MP4 can hold, at least MIN_SIDE pixels on its shorter side.
+
+    Gymnasium asks for uint8 RGB, and some envs render otherwise: floats are read as matplotlib's `imshow`
+    reads them (0 to 1; MinAtar renders float64 colours), bools as black and white, integers as 0-255, a
+    single channel as grey, and an alpha channel is dropped. ValueError for any other shape or dtype."""
+    if frame.ndim == 3 and frame.shape[2] in (1, 4):
+        frame = frame[:, :, 0] if frame.shape[2] == 1 else frame[:, :, :3]
+    shape_ok = frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)
+    if not shape_ok or 0 in frame.shape or frame.dtype.kind not in "biuf":
+        raise ValueError(
+            f"a {frame.dtype} array of shape {frame.shape}; expected H x W or H x W x 3 (or 4) numbers to record"
+        )
+    if frame.dtype.kind == "f":
+        frame = np.rint(np.clip(np.nan_to_num(frame), 0.0, 1.0) * 255)
+    elif frame.dtype.kind == "b":
+        frame = frame * 255
+    pixels: np.ndarray = np.clip(frame, 0, 255).astype(np.uint8)
+    scale = -(-MIN_SIDE // min(pixels.shape[:2]))  # ceiling division: whole pixels per cell
+    if scale > 1:
+        pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+    return pixels

@@ -3,13 +3,18 @@ retrain, best, ablate; one-line errors with exit status 2 and nothing written fo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import gymnasium as gym
+import imageio.v2 as imageio
+import numpy as np
 import optuna
 import pytest
 
 from dqn_tune.cli import main
 from dqn_tune.dqn.agent import load_agent
+from dqn_tune.envs.catch import RENDER_CELL, Catch
 
 CATCH = ["--env", "dqn-tune/Catch-v0"]
 TINY = [
@@ -68,6 +73,50 @@ def test_train_and_evaluate_with_a_gif(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["evaluate", str(out), "--episodes", "2", "--video", str(video)]) == 0
     assert "dqn-tune/Catch-v0: mean return" in capsys.readouterr().out
     assert video.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+
+
+class CellCatch(Catch):
+    """Catch rendered as MinAtar renders its games: one float64 pixel per cell, colours from 0 to 1; with
+    `channels`, that many channels (a frame no video holds)."""
+
+    def __init__(self, channels: int = 3, render_mode: str | None = None) -> None:
+        super().__init__(render_mode=render_mode)
+        self.channels = channels
+
+    def render(self) -> np.ndarray | None:
+        frame = super().render()
+        if frame is None:
+            return None
+        cells = frame[::RENDER_CELL, ::RENDER_CELL] / 255.0
+        return np.concatenate([cells] * 2, axis=2)[:, :, : self.channels]
+
+
+@pytest.fixture(scope="module")
+def cell_catch() -> Iterator[list[str]]:
+    """The ids of CellCatch rendering 3 channels and 2, registered for this module's tests."""
+    ids = ["dqn-tune-test/CellCatch-v0", "dqn-tune-test/TwoChannelCatch-v0"]
+    gym.register(ids[0], entry_point=CellCatch)
+    gym.register(ids[1], entry_point=CellCatch, kwargs={"channels": 2})
+    yield ids
+    for env_id in ids:
+        del gym.registry[env_id]
+
+
+def test_an_env_rendering_small_float_frames_gets_a_video_of_enlarged_pixels(
+    cell_catch: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "catch.pt"
+    assert main(["train", *CATCH, *TINY, "--out", str(out)]) == 0
+    for video in (tmp_path / "cells.gif", tmp_path / "cells.mp4"):
+        assert main(["evaluate", str(out), "--episodes", "1", "--env", cell_catch[0], "--video", str(video)]) == 0
+        assert f"to {video}" in capsys.readouterr().out
+    frames = imageio.mimread(tmp_path / "cells.gif")
+    assert len(frames) == 10 and all(frame.shape == (320, 160, 3) for frame in frames)  # 10 x 5 cells of 32 pixels
+    bad = tmp_path / "two-channels.gif"
+    assert main(["evaluate", str(out), "--episodes", "1", "--env", cell_catch[1], "--video", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dqn-tune: error: ") and err.count("\n") == 1
+    assert "rendered a float64 array of shape (10, 5, 2)" in err and not bad.exists()
 
 
 @pytest.mark.slow  # a study of two trials, its validation and a retrain: over 10 s
