@@ -97,7 +97,18 @@ def build_config(args: argparse.Namespace, base: DQNConfig | None = None, **impl
     try:
         return (base or DQNConfig()).replace(**{**implied, **config_overrides(args)})
     except ConfigError as exc:
-        raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
+        raise flag_error(exc, args) from None
+
+
+def flag_error(exc: ConfigError, args: argparse.Namespace) -> ConfigError:
+    """`exc` with field names as flags; a value the user did not give says where it comes from, since the error
+    names a flag they never typed (`--timesteps 500` against the default `learning_starts`)."""
+    message = with_flag_names(str(exc))
+    fields = {f.name for f in dataclasses.fields(DQNConfig)}
+    if exc.field in fields and exc.field not in config_overrides(args):
+        flag = flag_name(exc.field)
+        message += f"; {flag} was not given: this is the value of the preset, --config file or defaults in use"
+    return ConfigError(message, field=exc.field)
 
 
 def env_dims(env_id: str) -> tuple[ObservationSpec, int]:

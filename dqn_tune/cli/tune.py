@@ -25,7 +25,7 @@ from dqn_tune.cli.arguments import (
     validation_seed_count,
     workers_line,
 )
-from dqn_tune.cli.config_flags import add_config_flags, config_overrides, with_flag_names
+from dqn_tune.cli.config_flags import add_config_flags, config_overrides, flag_error
 from dqn_tune.cli.executor_flags import add_executor_flags, chosen_executor
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.errors import ConfigError
@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
             worker_gpus=args.worker_gpus,
         ).plan()
     except ConfigError as exc:
-        raise ConfigError(with_flag_names(str(exc)), field=exc.field) from None
+        raise flag_error(exc, args) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     given, args.workers = args.workers, chosen_workers(args.workers, args.trials)
     executor = chosen_executor(args)

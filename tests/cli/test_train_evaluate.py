@@ -159,6 +159,26 @@ def test_train_rejects_bad_input_with_one_line_naming_the_value(
     assert not out.exists()
 
 
+NOT_GIVEN = "--learning-starts was not given: this is the value of the preset, --config file or defaults in use\n"
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_an_invalid_value_not_given_says_where_it_comes_from(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    where = (
+        ["--out", str(tmp_path / "agent.pt")]
+        if command == "train"
+        else ["--trials", "1", "--storage", f"sqlite:///{tmp_path / 's.db'}"]
+    )
+    # --timesteps 500 against the default learning_starts (1000): the error names a flag the user never typed
+    assert main([command, *where, "--timesteps", "500"]) == 2
+    assert one_error_line(capsys).endswith(f"expected less than --timesteps (500); {NOT_GIVEN}")
+    assert main([command, *where, "--timesteps", "500", "--learning-starts", "600"]) == 2
+    assert one_error_line(capsys).endswith("expected less than --timesteps (500)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_train_rejects_an_out_path_under_a_regular_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "somefile"
     blocker.write_text("not a directory")
