@@ -74,13 +74,13 @@ def viewable(frame: np.ndarray) -> np.ndarray:
     Gymnasium asks for uint8 RGB, and some envs render otherwise: floats are read as matplotlib's `imshow`
     reads them (0 to 1; MinAtar renders float64 colours), bools as black and white, integers as 0-255, a
     single channel as grey, and an alpha channel is dropped. ValueError for any other shape or dtype."""
-    if frame.ndim == 3 and frame.shape[2] in (1, 4):
-        frame = frame[:, :, 0] if frame.shape[2] == 1 else frame[:, :, :3]
-    shape_ok = frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)
+    shape_ok = frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4))
     if not shape_ok or 0 in frame.shape or frame.dtype.kind not in "biuf":
         raise ValueError(
-            f"a {frame.dtype} array of shape {frame.shape}; expected H x W or H x W x 3 (or 4) numbers to record"
+            f"a {frame.dtype} array of shape {frame.shape}; expected H x W or H x W x 1, 3 or 4 numbers to record"
         )
+    if frame.ndim == 3 and frame.shape[2] != 3:
+        frame = frame[:, :, 0] if frame.shape[2] == 1 else frame[:, :, :3]
     if frame.dtype.kind == "f":
         frame = np.rint(np.clip(np.nan_to_num(frame), 0.0, 1.0) * 255)
     elif frame.dtype.kind == "b":

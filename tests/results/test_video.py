@@ -40,7 +40,7 @@ def test_a_large_uint8_frame_is_kept_as_it_is() -> None:
 
 @pytest.mark.parametrize(
     "frame",
-    [np.zeros((4, 4, 2)), np.zeros(16), np.zeros((0, 4, 3)), np.array([["a"]]), np.zeros((2, 2, 3), dtype=complex)],
+    [np.zeros((4, 4, 2)), np.zeros(16), np.zeros((0, 4, 3)), np.array([["a"]]), np.zeros((2, 2, 4), dtype=complex)],
 )
 def test_frames_no_video_can_hold_are_refused_naming_their_shape_and_dtype(frame: np.ndarray) -> None:
     with pytest.raises(ValueError, match=rf"{frame.dtype} array of shape \({frame.shape[0]},"):
