@@ -132,11 +132,11 @@ def test_a_trial_whose_worker_is_sigkilled_at_60_percent_resumes_and_ends_as_if_
         "--workers",
         "2",
         "--timesteps",
-        "4000",
+        "8000",
         "--checkpoint-every",
-        "500",
+        "800",
         "--eval-freq",
-        "500",
+        "800",
         "--grace-period",
         "600",
         "--trial-seeds",
@@ -148,8 +148,9 @@ def test_a_trial_whose_worker_is_sigkilled_at_60_percent_resumes_and_ends_as_if_
         stored = records.trial_checkpoint(running[0]) if running else None
         return 0 if stored is None else stored[1]
 
-    # 1,600 steps left after the kill point: a polling test starved by a loaded machine still sees it in time
-    wait_for(lambda: checkpoint_step() >= 2400, process)
+    # 3,200 steps left after the kill point, so that a polling test starved by a loaded machine still kills the
+    # worker mid-trial (1,600 were too few: the trial had ended when the kill came)
+    wait_for(lambda: checkpoint_step() >= 4800, process)
     victim = int(trials(tmp_path)[0].system_attrs["worker"].rsplit(":", 1)[1])
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=300)
@@ -157,7 +158,7 @@ def test_a_trial_whose_worker_is_sigkilled_at_60_percent_resumes_and_ends_as_if_
     killed, retry = trials(tmp_path)
     assert killed.state == TrialState.FAIL and retry.state == TrialState.COMPLETE, stdout
     resume = retry.system_attrs[records.RESUME]
-    assert resume["trial"] == 0 and 2400 <= resume["step"] < 4000 and resume["env_steps_saved"] == 2 * resume["step"]
+    assert resume["trial"] == 0 and 4800 <= resume["step"] < 8000 and resume["env_steps_saved"] == 2 * resume["step"]
     # the same run never killed, here: the retry's stored config on trial 0's seeds
     config = records.trial_config(retry)
     seeds = trial_seeds(0, 0, 2)
