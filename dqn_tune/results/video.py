@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,11 @@ MIN_SIDE = 160
 renders its 10 x 10 grids as 10 x 10 frames."""
 
 
+RENDER_WARNINGS = r".*(No render fps was declared|RGB-array rendering should return a numpy array with dtype uint8)"
+"""What gymnasium's env checker says of frames `viewable` makes recordable (MinAtar's float64 frames) and of envs
+without a frame rate (the video has its own): noise on the terminal of someone who asked for a video."""
+
+
 def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> tuple[Path, float]:
     """Play one greedy episode with rgb_array rendering and write it to `path`; return (path, return)."""
     target = Path(path)
@@ -35,15 +41,17 @@ def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> 
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     env = make_env(agent.env_id, render_mode="rgb_array")
     try:
-        agent.check_env(env)
-        obs, _ = env.reset(seed=seed)
-        frames: list[ArrayLike] = [_frame(env, agent.env_id)]  # ArrayLike: what imageio's stubs take
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
-            frames.append(_frame(env, agent.env_id))
-            total += float(reward)
-            done = terminated or truncated
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=RENDER_WARNINGS, category=UserWarning)
+            agent.check_env(env)
+            obs, _ = env.reset(seed=seed)
+            frames: list[ArrayLike] = [_frame(env, agent.env_id)]  # ArrayLike: what imageio's stubs take
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
+                frames.append(_frame(env, agent.env_id))
+                total += float(reward)
+                done = terminated or truncated
     finally:
         env.close()
     with replacing(target) as temporary:

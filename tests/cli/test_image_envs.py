@@ -3,6 +3,7 @@ retrain, best, ablate; one-line errors with exit status 2 and nothing written fo
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,8 +109,11 @@ def test_an_env_rendering_small_float_frames_gets_a_video_of_enlarged_pixels(
     out = tmp_path / "catch.pt"
     assert main(["train", *CATCH, *TINY, "--out", str(out)]) == 0
     for video in (tmp_path / "cells.gif", tmp_path / "cells.mp4"):
-        assert main(["evaluate", str(out), "--episodes", "1", "--env", cell_catch[0], "--video", str(video)]) == 0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["evaluate", str(out), "--episodes", "1", "--env", cell_catch[0], "--video", str(video)]) == 0
         assert f"to {video}" in capsys.readouterr().out
+        assert not [w for w in caught if "render" in str(w.message)]  # gymnasium's checker: float64 frames, no fps
     frames = imageio.mimread(tmp_path / "cells.gif")
     assert len(frames) == 10 and all(frame.shape == (320, 160, 3) for frame in frames)  # 10 x 5 cells of 32 pixels
     bad = tmp_path / "two-channels.gif"
