@@ -113,6 +113,7 @@ def _state_attributes(owner: object) -> dict[str, Any]:
 
 
 def _is_state(owner: object, name: str, value: Any) -> bool:
+    """Whether attribute `name` of `owner` holding `value` is part of an env's state (see `_state_attributes`)."""
     if isinstance(owner, gym.Wrapper) and name == "env":
         return False
     return not isinstance(value, STATIC) and not (isinstance(owner, gym.Env) and name in LAZY_GENERATOR)
