@@ -122,12 +122,12 @@ def test_presets_command_lists_every_env(capsys: pytest.CaptureFixture[str]) -> 
 
 
 @pytest.mark.slow
-def test_the_acrobot_preset_learns_within_a_fifth_of_its_budget() -> None:
+def test_the_acrobot_preset_learns_within_15_percent_of_its_budget() -> None:
     """Keeps the preset honest as the trainer changes: one fresh seed, a loose bar (RL Zoo's DQN: -76.6 at
     100k; a policy that never swings up scores -500). The preset makes 4 updates of batch 256 per step, so its
-    whole 100k budget is ~10 CPU-minutes; its first 20k steps (~110 CPU-s) already swing up: -77.2 on this
-    seed (-112.4 after 15k). scripts/bench_quality.py measures the full budget."""
+    whole 100k budget costs minutes; a 15k-step run of it already swings up well above the bar on this seed.
+    scripts/bench_quality.py measures the full budget."""
     preset = preset_for("Acrobot-v1")
     assert preset is not None
-    result = train(preset.base_config(timesteps=20_000), seed=retrain_seeds(1)[0])
+    result = train(preset.base_config(timesteps=15_000), seed=retrain_seeds(1)[0])
     assert result.mean_return >= -150
