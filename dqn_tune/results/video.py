@@ -21,6 +21,7 @@ from dqn_tune.output_paths import check_writable, replacing
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 FPS = 30
+"""Frames per second of a video of an env that declares no `render_fps` (MinAtar's)."""
 MIN_SIDE = 160
 """Frames smaller than this many pixels on a side are enlarged (whole pixels, nearest neighbour): MinAtar
 renders its 10 x 10 grids as 10 x 10 frames."""
@@ -28,7 +29,7 @@ renders its 10 x 10 grids as 10 x 10 frames."""
 
 RENDER_WARNINGS = r".*(No render fps was declared|RGB-array rendering should return a numpy array with dtype uint8)"
 """What gymnasium's env checker says of frames `viewable` makes recordable (MinAtar's float64 frames) and of envs
-without a frame rate (the video has its own): noise on the terminal of someone who asked for a video."""
+without a frame rate (the video has FPS): noise on the terminal of someone who asked for a video."""
 
 
 def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> tuple[Path, float]:
@@ -52,14 +53,22 @@ def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> 
                 frames.append(_frame(env, agent.env_id))
                 total += float(reward)
                 done = terminated or truncated
+        fps = frame_rate(env)
     finally:
         env.close()
     with replacing(target) as temporary:
         if target.suffix.lower() == ".gif":
-            imageio.mimsave(temporary, frames, duration=1000 / FPS, loop=0)
+            imageio.mimsave(temporary, frames, duration=1000 / fps, loop=0)
         else:
-            imageio.mimsave(temporary, frames, fps=FPS, macro_block_size=1)
+            imageio.mimsave(temporary, frames, fps=fps, macro_block_size=1)
     return target, total
+
+
+def frame_rate(env: gym.Env) -> float:
+    """The frames per second `env` declares in its metadata (`render_fps`), as gymnasium's RecordVideo plays them;
+    FPS where it declares none or no positive number."""
+    declared = env.metadata.get("render_fps")
+    return float(declared) if isinstance(declared, (int, float)) and declared > 0 else FPS
 
 
 def _frame(env: gym.Env, env_id: str) -> np.ndarray:

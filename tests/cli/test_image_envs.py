@@ -74,11 +74,14 @@ def test_train_and_evaluate_with_a_gif(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["evaluate", str(out), "--episodes", "2", "--video", str(video)]) == 0
     assert "dqn-tune/Catch-v0: mean return" in capsys.readouterr().out
     assert video.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+    assert abs(imageio.get_reader(video).get_meta_data()["duration"] - 1000 / 8) < 10  # Catch's render_fps
 
 
 class CellCatch(Catch):
-    """Catch rendered as MinAtar renders its games: one float64 pixel per cell, colours from 0 to 1; with
-    `channels`, that many channels (a frame no video holds)."""
+    """Catch rendered as MinAtar renders its games: one float64 pixel per cell, colours from 0 to 1, and no
+    declared frame rate; with `channels`, that many channels (a frame no video holds)."""
+
+    metadata = {"render_modes": ["rgb_array"]}  # noqa: RUF012 - gymnasium's way, as in Catch
 
     def __init__(self, channels: int = 3, render_mode: str | None = None) -> None:
         super().__init__(render_mode=render_mode)
@@ -115,6 +118,7 @@ def test_an_env_rendering_small_float_frames_gets_a_video_of_enlarged_pixels(
         assert f"to {video}" in capsys.readouterr().out
         assert not [w for w in caught if "render" in str(w.message)]  # gymnasium's checker: float64 frames, no fps
     frames = imageio.mimread(tmp_path / "cells.gif")
+    assert abs(imageio.get_reader(tmp_path / "cells.gif").get_meta_data()["duration"] - 1000 / 30) < 10  # 30 fps
     assert len(frames) == 10 and all(frame.shape == (320, 160, 3) for frame in frames)  # 10 x 5 cells of 32 pixels
     bad = tmp_path / "two-channels.gif"
     assert main(["evaluate", str(out), "--episodes", "1", "--env", cell_catch[1], "--video", str(bad)]) == 2
