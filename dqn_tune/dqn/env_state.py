@@ -27,8 +27,9 @@ Plain = Any
 STATIC = (gym.Space, EnvSpec)
 """Attribute types the constructor makes and stepping never changes."""
 LAZY_GENERATOR = ("_np_random", "_np_random_seed")
-"""The attributes of `gym.Env` made on first reading its `np_random`: kept as the state's "rng" instead, so that what
-is captured does not depend on whether someone read it (MinAtar's envs seed their games and never do)."""
+"""The attributes of `gym.Env` made on first reading its `np_random`, left out so that what is captured does not
+depend on whether someone read it (MinAtar's envs seed their games and never do): the Generator's state is the
+state's "rng"; the seed it was made from is a record, not state, and the restored env keeps its own."""
 
 
 class NotPlain(Exception):

@@ -53,7 +53,7 @@ def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> 
                 frames.append(_frame(env, agent.env_id))
                 total += float(reward)
                 done = terminated or truncated
-        fps = frame_rate(env)
+        fps = _frame_rate(env)
     finally:
         env.close()
     with replacing(target) as temporary:
@@ -64,7 +64,7 @@ def record_episode(agent: Agent, path: str | os.PathLike[str], *, seed: int) -> 
     return target, total
 
 
-def frame_rate(env: gym.Env) -> float:
+def _frame_rate(env: gym.Env) -> float:
     """The frames per second `env` declares in its metadata (`render_fps`), as gymnasium's RecordVideo plays them;
     FPS where it declares none or no positive number."""
     declared = env.metadata.get("render_fps")

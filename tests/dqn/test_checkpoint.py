@@ -184,6 +184,19 @@ def test_a_state_captured_after_the_generator_was_read_restores_an_env_where_it_
     assert same_data(env_state(fresh)["layers"], first["layers"])
 
 
+def test_a_state_holding_the_lazily_made_generator_as_an_attribute_still_restores() -> None:
+    # as states captured before it was left out were: checkpoints of runs still going hold it
+    env, copy = SelfSeededGameEnv(), SelfSeededGameEnv()
+    env.reset(seed=1)
+    state = env_state(env)
+    state["layers"][0]["_np_random"] = state["rng"]
+    state["layers"][0]["_np_random_seed"] = 1
+    copy.reset(seed=2)
+    set_env_state(copy, state)
+    assert np.array_equal(env.step(1)[0], copy.step(1)[0])
+    assert copy.np_random.bit_generator.state == env.np_random.bit_generator.state
+
+
 @pytest.mark.parametrize(
     "held",
     [
