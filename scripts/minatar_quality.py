@@ -16,6 +16,7 @@ Usage:
   python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --config reference [--timesteps 100000]
   python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --config best.toml
   python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --compare reference best
+  python scripts/minatar_quality.py --env MinAtar/Breakout-v1 --config reference --progress   (a run under way)
 Agents and results go to --out-dir (default studies/minatar/): <game>-<name>-<seed>.pt and
 <game>-<name>.jsonl (<name>: reference, preset or the file's stem; one line per seed: seed, mean and
 std of the 100 returns, CPU and wall seconds of training: the batched run's, shared equally by its seeds, and
@@ -74,6 +75,15 @@ def results_path(out_dir: Path, env_id: str, name: str) -> Path:
     return Path(f"{file_stem(out_dir, env_id, name)}.jsonl")
 
 
+def seeds_to_do(out_dir: Path, env_id: str, name: str, seeds: list[int]) -> tuple[list[int], list[int]]:
+    """The seeds without recorded results, and those of them without a saved agent (the batched run's)."""
+    lines = results_path(out_dir, env_id, name)
+    done = {json.loads(line)["seed"] for line in lines.read_text().splitlines()} if lines.exists() else set()
+    todo = [seed for seed in seeds if seed not in done]
+    stem = file_stem(out_dir, env_id, name)
+    return todo, [seed for seed in todo if not Path(f"{stem}-{seed}.pt").exists()]
+
+
 def run(
     env_id: str, source: str, seeds: list[int], timesteps: int, episodes: int, out_dir: Path, checkpoint_every: int
 ) -> None:
@@ -81,12 +91,10 @@ def run(
     config, name = config_for(env_id, source, timesteps), Path(source).stem
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = results_path(out_dir, env_id, name)
-    done = {json.loads(line)["seed"] for line in lines.read_text().splitlines()} if lines.exists() else set()
     print(f"{env_id} {name} @{timesteps}: {json.dumps(config.to_dict())}", flush=True)
-    todo = [seed for seed in seeds if seed not in done]
+    todo, untrained = seeds_to_do(out_dir, env_id, name, seeds)
     stem = file_stem(out_dir, env_id, name)
     files = {seed: Path(f"{stem}-{seed}.pt") for seed in todo}
-    untrained = [seed for seed in todo if not files[seed].exists()]
     train_cpu = train_wall = 0.0
     if untrained:
         checkpoints = GroupCheckpoints(Path(f"{stem}-checkpoint.pt"), config, untrained, checkpoint_every)
@@ -142,11 +150,30 @@ class GroupCheckpoints:
             shutil.copyfile(file, temporary)
         with replacing(self.cpu_path) as temporary:
             temporary.write_text(f"{self.cpu_seconds():.1f}\n")
+        print(f"checkpoint at step {step} ({self.cpu_seconds():.0f} CPU-s so far)", flush=True)
 
     def remove(self) -> None:
         """The run finished: its checkpoint is no longer needed."""
         self.path.unlink(missing_ok=True)
         self.cpu_path.unlink(missing_ok=True)
+
+
+def progress(env_id: str, source: str, seeds: list[int], timesteps: int, out_dir: Path) -> None:
+    """Where an unfinished batched run stands: its last checkpoint's step and CPU seconds, each seed's curve."""
+    config, name = config_for(env_id, source, timesteps), Path(source).stem
+    _, untrained = seeds_to_do(out_dir, env_id, name, seeds)
+    path = Path(f"{file_stem(out_dir, env_id, name)}-checkpoint.pt")
+    if not untrained or not path.exists():
+        raise SystemExit(f"no unfinished run of {env_id} {name} at {timesteps} steps in {out_dir}")
+    try:
+        checkpoint = read_checkpoint(path, config=config.to_dict(), seeds=untrained)
+    except CheckpointError as exc:
+        raise SystemExit(str(exc)) from None
+    cpu = path.with_suffix(".cpu")
+    cpu_seconds = f", {float(cpu.read_text()):.0f} CPU-s" if cpu.exists() else ""
+    print(f"{env_id} {name}: step {checkpoint.step} of {timesteps}{cpu_seconds}")
+    for seed, curve in zip(untrained, checkpoint.curves(), strict=True):
+        print(f"seed {seed}: " + ", ".join(f"{point.step}: {point.mean_return:.1f}" for point in curve))
 
 
 def compare(env_id: str, names: list[str], out_dir: Path) -> None:
@@ -178,6 +205,9 @@ def main() -> None:
     parser.add_argument("--env", required=True, help="a MinAtar id, e.g. MinAtar/Breakout-v1")
     parser.add_argument("--config", help="which config to train and judge: reference, preset or a TOML file")
     parser.add_argument("--compare", nargs=2, metavar="NAME", help="print two configs' results side by side")
+    parser.add_argument(
+        "--progress", action="store_true", help="with --config: print where its unfinished run stands and stop"
+    )
     parser.add_argument("--seeds", type=int, default=5, help="fresh seeds (default: 5)")
     parser.add_argument("--timesteps", type=int, default=BUDGET, help=f"env steps per run (default: {BUDGET})")
     parser.add_argument("--episodes", type=int, default=100, help="greedy episodes per seed (default: 100)")
@@ -189,6 +219,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.compare:
         compare(args.env, args.compare, args.out_dir)
+    elif args.config and args.progress:
+        progress(args.env, args.config, retrain_seeds(args.seeds), args.timesteps, args.out_dir)
     elif args.config:
         run(
             args.env,
