@@ -229,7 +229,7 @@ def kept_weights(keep_best: bool) -> str:
     """Which weights a run returns, scores and saves: with keep_best the best evaluated checkpoint (when it beats the
     last evaluation), else the last ones."""
     return (
-        "its kept weights (keep_best: the best learning-curve checkpoint when it beats the last evaluation; "
+        "its kept weights: the best learning-curve checkpoint when it beats the last evaluation (keep_best; "
         "runs_summary names its step)"
         if keep_best
         else "its last weights (keep_best off)"
@@ -249,7 +249,8 @@ def value_meaning(settings: Mapping[str, Any]) -> str:
         what = "learning-curve mean return (the area under the curve divided by its length)"
     else:
         return "the study's objective"
-    return f"mean over {settings.get('seeds', '?')} seed(s) of each run's {what}"
+    seeds = settings.get("seeds", "?")
+    return f"the mean over {seeds} seed{'' if seeds == 1 else 's'} of each run's {what}"
 
 
 def metric_name(objective: str, *, keep_best: bool = True) -> str:

@@ -181,8 +181,7 @@ class StudySummary:
             out.append("best: no complete trial yet")
         else:
             out.append(
-                f"best on its tuning seeds: trial {self.best_number}, value {self.best_value:.2f} "
-                f"({self.value_meaning})"
+                f"best on its tuning seeds: trial {self.best_number}, value {self.best_value:.2f}, {self.value_meaning}"
             )
         if self.worker_error:
             out.append(f"a worker failed: {self.worker_error}")

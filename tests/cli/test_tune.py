@@ -240,7 +240,7 @@ def test_the_run_ends_on_the_validated_pick_its_config_and_the_next_commands(
     assert code == 0, err
     lines = out.splitlines()
     best = next(i for i, line in enumerate(lines) if line.startswith("best on its tuning seeds: trial "))
-    assert "mean over 1 seed(s) of each run's greedy return on 2 fresh episodes of its kept weights" in lines[best]
+    assert ", the mean over 1 seed of each run's greedy return on 2 fresh episodes of its kept weights:" in lines[best]
     recommended = next(i for i, line in enumerate(lines) if line.startswith("recommended: trial "))
     number = int(lines[recommended].split()[2])
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage="sqlite:///studies/dqn_tune.db")

@@ -81,7 +81,7 @@ def test_the_value_has_a_name_and_the_note_says_what_it_is(tune_settings: TuneSe
     study = optuna.load_study(study_name="s", storage=tune_settings.storage_url)
     assert study.metric_names == ["final return of best-checkpoint weights, mean over seeds"]
     note = get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), None)["body"]
-    assert "of each run's greedy return on 2 fresh episodes of its kept weights (keep_best: the best" in note
+    assert "of each run's greedy return on 2 fresh episodes of its kept weights: the best" in note
     assert "step axis): the plain environment step" in note
     assert "- gamma = " not in note and "- hidden_sizes = [16]" in note  # one fixed hyperparameter per line
 
