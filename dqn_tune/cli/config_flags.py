@@ -103,12 +103,14 @@ def build_config(args: argparse.Namespace, base: DQNConfig | None = None, **impl
 def flag_error(exc: ConfigError, args: argparse.Namespace) -> ConfigError:
     """`exc` with field names as flags; a value the user did not give says where it comes from, since the error
     names a flag they never typed (`--timesteps 500` against the default `learning_starts`)."""
-    message = with_flag_names(str(exc))
-    fields = {f.name for f in dataclasses.fields(DQNConfig)}
-    if exc.field in fields and exc.field not in config_overrides(args):
-        flag = flag_name(exc.field)
-        message += f"; {flag} was not given: this is the value of the preset, --config file or defaults in use"
-    return ConfigError(message, field=exc.field)
+    return ConfigError(with_flag_names(str(exc)) + not_given_note(exc.field, args), field=exc.field)
+
+
+def not_given_note(field: str | None, args: argparse.Namespace) -> str:
+    """'; --flag was not given: ...' when `field` is a DQNConfig field not set on the command line, else ''."""
+    if field not in {f.name for f in dataclasses.fields(DQNConfig)} or field in config_overrides(args):
+        return ""
+    return f"; {flag_name(field)} was not given: this is the value of the preset, --config file or defaults in use"
 
 
 def env_dims(env_id: str) -> tuple[ObservationSpec, int]:
@@ -121,16 +123,23 @@ def env_dims(env_id: str) -> tuple[ObservationSpec, int]:
 
 
 def check_fits_memory(
-    config: DQNConfig, dims: tuple[ObservationSpec, int], *, members: int = 1, context: str = ""
+    config: DQNConfig,
+    dims: tuple[ObservationSpec, int],
+    *,
+    members: int = 1,
+    context: str = "",
+    args: argparse.Namespace | None = None,
 ) -> None:
-    """ConfigError (naming flags, after `context`) unless training `members` seeds of `config` together on an
-    env of `dims` fits the memory available; called before anything is written or allocated."""
+    """ConfigError (naming flags, after `context`; with `args`, saying when the value was not given) unless
+    training `members` seeds of `config` together on an env of `dims` fits the memory available; called before
+    anything is written or allocated."""
     from dqn_tune.dqn.memory import check_memory
 
     try:
         check_memory(config, *dims, members=members)
     except ConfigError as exc:
-        raise ConfigError(context + with_flag_names(str(exc)), field=exc.field) from None
+        note = "" if args is None else not_given_note(exc.field, args)
+        raise ConfigError(context + with_flag_names(str(exc)) + note, field=exc.field) from None
 
 
 def with_flag_names(message: str) -> str:

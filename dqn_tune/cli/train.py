@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     start, origin = starting_config(args)
     implied = {} if args.total_timesteps is None else {"eval_freq": eval_freq_for(args.total_timesteps)}
     config = build_config(args, start, **implied)  # --timesteps without --eval-freq: EVALS_PER_RUN evaluations
-    check_fits_memory(config, env_dims(config.env_id))
+    check_fits_memory(config, env_dims(config.env_id), args=args)
     out = check_writable(args.out)
 
     def report(step: int, mean_return: float) -> bool:

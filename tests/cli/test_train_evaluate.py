@@ -275,6 +275,21 @@ def test_train_refuses_a_config_that_cannot_fit_before_writing_anything(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_config_file_value_that_cannot_fit_says_it_was_not_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file = tmp_path / "big.toml"
+    config_file.write_text("buffer_size = 99999999999999\n")
+    out = tmp_path / "agent.pt"
+    assert main(["train", "--config", str(config_file), "--out", str(out)]) == 2
+    assert one_error_line(capsys).endswith(
+        f"lower --buffer-size; {NOT_GIVEN.replace('--learning-starts', '--buffer-size')}"
+    )
+    assert main(["train", "--config", str(config_file), "--buffer-size", "99999999999998", "--out", str(out)]) == 2
+    assert one_error_line(capsys).endswith("lower --buffer-size\n")
+    assert not out.exists()
+
+
 def torch_archive_with_pickle(path: Path, data: bytes, compression: int = zipfile.ZIP_STORED) -> None:
     """A torch.save archive whose data.pkl is replaced by `data`."""
     torch.save({"format": "dqn-tune-agent"}, path)
