@@ -173,7 +173,8 @@ def progress(env_id: str, source: str, seeds: list[int], timesteps: int, out_dir
     cpu_seconds = f", {float(cpu.read_text()):.0f} CPU-s" if cpu.exists() else ""
     print(f"{env_id} {name}: step {checkpoint.step} of {timesteps}{cpu_seconds}")
     for seed, curve in zip(untrained, checkpoint.curves(), strict=True):
-        print(f"seed {seed}: " + ", ".join(f"{point.step}: {point.mean_return:.1f}" for point in curve))
+        points = ", ".join(f"{point.step}: {point.mean_return:.1f}" for point in curve)
+        print(f"seed {seed}: {points or 'no evaluation yet'}")
 
 
 def compare(env_id: str, names: list[str], out_dir: Path) -> None:
