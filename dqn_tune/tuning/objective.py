@@ -8,6 +8,7 @@ point of training in every trial and the pruner compares like with like.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from dqn_tune.tuning.artifacts import upload_learning_curve
 from dqn_tune.tuning.checkpoints import TrialCheckpoints, train_checkpointed
 from dqn_tune.tuning.defaults import OBJECTIVE, OBJECTIVES, STUDY_SEED, TRIAL_SEEDS
 from dqn_tune.tuning.presets import base_config, preset_for
+from dqn_tune.tuning.progress import EVAL_LINE_INTERVAL, eval_line
 from dqn_tune.tuning.search_space import SearchSpace, suggest_config
 from dqn_tune.tuning.seeds import trial_seeds
 
@@ -80,8 +82,10 @@ def make_objective(
     settings: ObjectiveSettings,
     artifact_store: FileSystemArtifactStore | None = None,
     checkpoints: TrialCheckpoints | None = None,
+    show: Callable[[str], None] | None = None,
 ) -> Callable[[optuna.Trial], float]:
-    """The Optuna objective for `settings`: sample a config, then `run_config` on the trial's seeds."""
+    """The Optuna objective for `settings`: sample a config, then `run_config` on the trial's seeds (`show`: see
+    there)."""
 
     def objective(trial: optuna.Trial) -> float:
         config = suggest_config(trial, settings.base, settings.space)
@@ -94,6 +98,7 @@ def make_objective(
             artifact_store=artifact_store,
             device=settings.device,
             checkpoints=checkpoints,
+            show=show,
         )
 
     return objective
@@ -108,6 +113,7 @@ def run_config(
     artifact_store: FileSystemArtifactStore | None = None,
     device: str = "cpu",
     checkpoints: TrialCheckpoints | None = None,
+    show: Callable[[str], None] | None = None,
 ) -> float:
     """Train `config` on every seed at once (`train_seeds`) as `trial`; return the mean of the runs' scores.
 
@@ -116,7 +122,9 @@ def run_config(
     attributes.FAIL_REASON set: a re-run would only diverge again. Config and runs are stored on every
     trial, pruned ones included; with `artifact_store`, the runs' learning curves are uploaded as a PNG.
     With `checkpoints`, the run is checkpointed, and a retry resumes from its predecessor's checkpoint
-    (tuning/checkpoints.py), first reporting the evaluations the checkpoint holds.
+    (tuning/checkpoints.py), first reporting the evaluations the checkpoint holds. With `show`, an evaluation
+    is also shown as a line (`eval_line`) when EVAL_LINE_INTERVAL seconds have passed since the trial's start or
+    its last line: a trial of minutes shows its progress in a log, one of seconds only its end.
     """
     records.store_config(trial, config)
     results = train_checkpointed(
@@ -125,7 +133,11 @@ def run_config(
         seeds,
         checkpoints,
         lambda checkpointing: train_seeds(
-            config, seeds, on_eval=_reporter(trial), device=device, checkpoints=checkpointing
+            config,
+            seeds,
+            on_eval=_reporter(trial, config.total_timesteps, show),
+            device=device,
+            checkpoints=checkpointing,
         ),
         on_resume=lambda checkpoint: _report_curves(trial, checkpoint),
     )
@@ -191,15 +203,21 @@ def _stop_on_signal(_step: int, _mean_returns: Sequence[float | None]) -> bool:
     return False
 
 
-def _reporter(trial: optuna.Trial) -> GroupEvalCallback:
-    """train_seeds' on_eval: report the mean over seeds at the step; stop the group when the pruner says so,
-    a seed diverged, or a stop signal arrived."""
+def _reporter(trial: optuna.Trial, total_timesteps: int, show: Callable[[str], None] | None) -> GroupEvalCallback:
+    """train_seeds' on_eval: report the mean over seeds at the step (and show it, at most once per
+    EVAL_LINE_INTERVAL); stop the group when the pruner says so, a seed diverged, or a stop signal arrived."""
+    shown = time.monotonic()
 
     def on_eval(step: int, mean_returns: Sequence[float | None]) -> bool:
+        nonlocal shown
         raise_if_interrupted()
         if any(value is None for value in mean_returns):
             return True
-        trial.report(float(np.mean(mean_returns)), step)  # type: ignore[arg-type]
+        value = float(np.mean(mean_returns))  # type: ignore[arg-type]
+        trial.report(value, step)
+        if show is not None and time.monotonic() - shown >= EVAL_LINE_INTERVAL:
+            show(eval_line(trial.number, step, total_timesteps, value))
+            shown = time.monotonic()
         return trial.should_prune()
 
     return on_eval

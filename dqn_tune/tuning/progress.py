@@ -1,4 +1,5 @@
-"""The tune command's live view: a ticking progress bar, and one line per finished trial without a terminal."""
+"""The tune command's live view: a ticking progress bar, and without a terminal one line per finished trial and,
+for long trials, lines of their evaluations."""
 
 from __future__ import annotations
 
@@ -29,6 +30,20 @@ def trial_line(trial: FrozenTrial, best: FrozenTrial | None) -> str:
         outcome = f"{trial.state.name.lower()}: {trial.user_attrs.get(attributes.FAIL_REASON, 'no reason stored')}"
     best_text = "no complete trial yet" if best is None else f"best is trial {best.number} with {best.value:.2f}"
     return f"trial {trial.number} finished: {outcome}; {best_text}"
+
+
+EVAL_LINE_INTERVAL = 60.0
+"""Seconds at least between two evaluation lines of one trial (`eval_line`)."""
+
+
+def eval_line(number: int, step: int, total_timesteps: int, value: float) -> str:
+    """A running trial's evaluation, indented under the study's lines: the mean return over its seeds at `step`."""
+    return f"  trial {number} at step {step} of {total_timesteps}: return {value:.2f}"
+
+
+def print_line(line: str) -> None:
+    """Print `line` at once (a worker's output under nohup or Slurm is a file, block-buffered otherwise)."""
+    print(line, flush=True)
 
 
 def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:

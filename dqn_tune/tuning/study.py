@@ -39,6 +39,7 @@ from dqn_tune.tuning.progress import (
     best_trial,
     counts_text,
     isatty,
+    print_line,
     state_counts,
     trial_line,
 )
@@ -65,7 +66,8 @@ class TuneSettings:
     """Env steps between two checkpoints of a trial's runs (0: none); a retried trial resumes from its predecessor's.
     Per command, not stored with the study: it never changes a trial's value (tuning/checkpoints.py)."""
     trial_lines: bool = False
-    """Print one line per finished trial (run_study turns it on when the output is not a terminal)."""
+    """Print one line per finished trial, and evaluation lines of long ones (run_study turns it on when the output
+    is not a terminal)."""
 
     @property
     def storage_url(self) -> str:
@@ -124,6 +126,7 @@ class TuneSettings:
             job_checkpoints(
                 self.storage, self.study_name, self.artifact_dir, every=self.checkpoint_every, artifacts=self.artifacts
             ),
+            show=print_line if self.trial_lines else None,
         )
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
@@ -206,7 +209,8 @@ def run_study(
 
     `workers` workers of `executor` (None: local processes) share the trials. `progress` shows a live bar on
     stderr (None: when stderr is a terminal); when stdout is not a terminal, or there is no bar, each finished
-    trial prints one line instead (logs under nohup, Slurm or CI). SIGINT/SIGTERM stop cleanly: running trials
+    trial prints one line instead (logs under nohup, Slurm or CI), and a running trial an evaluation's line at
+    most once a minute. SIGINT/SIGTERM stop cleanly: running trials
     are failed and the summary says `interrupted`. After `timeout_s` seconds no new trial starts (running ones
     finish) and the summary says so.
     """

@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from dqn_tune.tuning import objective
 from dqn_tune.tuning.progress import Progress, progress_text, trial_line
 from dqn_tune.tuning.study import TuneSettings, run_study
 
@@ -22,6 +23,22 @@ def test_without_a_terminal_each_finished_trial_prints_one_line(
     assert all("; best is trial " in line or line.endswith("; no complete trial yet") for line in lines)
     study = optuna.load_study(study_name="s", storage=tune_settings.storage_url)
     assert lines[-1].endswith(f"best is trial {study.best_trial.number} with {study.best_value:.2f}")
+
+
+def test_without_a_terminal_a_long_trial_prints_its_evaluations(
+    tune_settings: TuneSettings, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_study(tune_settings, trials=1, echo=lambda _: None)  # a trial of a second: no evaluation line
+    assert not [line for line in capfd.readouterr().out.splitlines() if line.startswith("  trial ")]
+    monkeypatch.setattr(objective, "EVAL_LINE_INTERVAL", 0.0)  # every trial is long enough now
+    run_study(tune_settings, trials=1, echo=lambda _: None)  # one worker: in this process
+    lines = capfd.readouterr().out.splitlines()
+    trial = optuna.load_study(study_name="s", storage=tune_settings.storage_url).trials[1]
+    shown = [
+        f"  trial 1 at step {step} of 600: return {value:.2f}" for step, value in trial.intermediate_values.items()
+    ]
+    assert [line for line in lines if line.startswith("  trial ")] == shown[: len(shown) - 1]  # the last: its end
+    assert lines.index(shown[0]) < next(i for i, line in enumerate(lines) if line.startswith("trial 1 finished: "))
 
 
 def test_two_workers_print_every_trial_too(tune_settings: TuneSettings, capfd: pytest.CaptureFixture[str]) -> None:
