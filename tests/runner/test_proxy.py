@@ -182,8 +182,8 @@ def test_workers_share_a_study_through_the_proxy_and_wait_for_it_to_restart(tmp_
     stop(address)
     time.sleep(3)
     proxy(database, port)
-    _, err = process.communicate(timeout=300)
-    assert process.returncode == 0, (_, err)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"  # a string: pytest shows it whole
     assert "retrying in" in err and "answering again after" in err and "Traceback" not in err, err
     trials = optuna.load_study(study_name="s", storage=database).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3

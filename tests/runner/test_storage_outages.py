@@ -58,7 +58,8 @@ def test_a_transient_error_is_retried_with_a_line_then_given_up_naming_its_cause
 
     with caplog.at_level(logging.WARNING), pytest.raises(StorageError) as caught:
         retried(call, policy=RetryPolicy(timeout_s=2), where="'db'")
-    assert len(tries) == 3 and [round(b - a, 1) for a, b in pairwise(tries)] == [0.5, 1.0]
+    gaps = [b - a for a, b in pairwise(tries)]
+    assert len(tries) == 3 and gaps[0] >= 0.5 and gaps[1] >= 1.0, gaps  # each wait as announced (a loaded CPU: later)
     assert str(caught.value).startswith("storage 'db': connection to server at \"127.0.0.1\"")
     assert "Connection refused (failing for 2s; --storage-retry-timeout 2 sets how long it is retried)" in str(
         caught.value
@@ -84,21 +85,30 @@ def test_a_call_that_recovers_returns_its_result_and_says_so(caplog: pytest.LogC
 
 
 class AnswerLostOnce(_CachedStorage):
-    """Optuna's storage of a database whose reply to the first tell is lost after the tell was written."""
+    """Optuna's storage of a database whose replies to the first tell and the first parameter are lost after
+    they were written."""
 
     def __init__(self, url: str) -> None:
         super().__init__(RDBStorage(url))
-        self.lose = True
+        self.lose = {"tell", "param"}
+
+    def lost(self, call: str) -> None:
+        if call in self.lose:
+            self.lose.remove(call)
+            raise refused()  # the connection dropped before the reply came
 
     def set_trial_state_values(self, trial_id, state, values=None):  # type: ignore[no-untyped-def]
         written = super().set_trial_state_values(trial_id, state, values)
-        if self.lose and state.is_finished():
-            self.lose = False
-            raise refused()  # the connection dropped before the reply came
+        if state.is_finished():
+            self.lost("tell")
         return written
 
+    def set_trial_param(self, trial_id, param_name, param_value_internal, distribution):  # type: ignore[no-untyped-def]
+        super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
+        self.lost("param")
 
-def test_a_tell_whose_answer_was_lost_is_retried_and_counts_as_told_once(tmp_path: Path) -> None:
+
+def test_a_tell_or_parameter_whose_answer_was_lost_is_retried_and_counts_as_written_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     opened = open_storage(url)
     study = optuna.create_study(
@@ -106,9 +116,10 @@ def test_a_tell_whose_answer_was_lost_is_retried_and_counts_as_told_once(tmp_pat
         direction="maximize",
     )
     trial = study.ask()
+    x = trial.suggest_float("x", 0.0, 1.0)  # its retry writes x again: Optuna ignores the duplicate row
     study.tell(trial, 1.0)  # the retry finds the trial COMPLETE, as asked: done, not an error
     [told] = study.trials
-    assert told.state == TrialState.COMPLETE and told.value == 1.0
+    assert told.state == TrialState.COMPLETE and told.value == 1.0 and told.params == {"x": x}
     with pytest.raises(ValueError, match="Cannot tell a COMPLETE trial"):  # a second tell is still refused
         study.tell(trial, 2.0)
 
@@ -213,5 +224,6 @@ def test_sigterm_is_honoured_while_the_host_never_answers(tmp_path: Path, silent
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
-    assert time.monotonic() - sent <= CONNECT_TIMEOUT_S + 2
+    # within the connect attempt, not the 120 s retry budget; the slack is for exiting on a loaded machine
+    assert time.monotonic() - sent <= CONNECT_TIMEOUT_S + 10
     assert process.returncode == 130 and err.endswith("dqn-tune: interrupted\n") and "Traceback" not in err, err
