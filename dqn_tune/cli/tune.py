@@ -32,6 +32,7 @@ from dqn_tune.errors import ConfigError
 from dqn_tune.runner.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 from dqn_tune.tuning import defaults
 from dqn_tune.tuning.presets import EVALS_PER_RUN, load_presets
+from dqn_tune.tuning.search_space import ENQUEUE_FIELD
 
 USES_STORAGE = True
 HELP = "tune DQN hyperparameters: run trials into an Optuna study (resumes an existing one), then validate the best"
@@ -136,6 +137,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(a hyperparameter flag below, e.g. --gamma 0.99, fixes that one for every trial)",
     )
     parser.add_argument(
+        "--enqueue",
+        type=text,
+        action="append",
+        default=None,
+        metavar="FILE.toml",
+        help="a config file (as 'dqn-tune best --out' writes) whose values of the sampled hyperparameters the "
+        "study runs as a trial before sampling, e.g. a known good config to start from; once per study; "
+        "repeatable",
+    )
+    parser.add_argument(
         "--no-artifacts",
         dest="artifacts",
         action="store_false",
@@ -190,6 +201,16 @@ def add_validation_flags(group: argparse._ActionsContainer, *, tune: bool) -> No
     )
 
 
+def queued_config(path: str) -> DQNConfig:
+    """The config of an --enqueue file; ConfigError (field ENQUEUE_FIELD) naming the flag, the file and the key."""
+    from dqn_tune.results.export import read_config_file
+
+    try:
+        return read_config_file(path)
+    except ConfigError as exc:
+        raise ConfigError(f"--enqueue: {exc}", field=ENQUEUE_FIELD) from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the request, run the study and its validation; 130 if interrupted, 1 if a worker failed."""
     import optuna  # torch and optuna load when a command runs, not for --help
@@ -197,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     from dqn_tune.tuning.request import TuneRequest, run_tune
 
     hyperparameters = {name: value for name, value in config_overrides(args).items() if name != "env_id"}
+    enqueue = {path: queued_config(path) for path in args.enqueue or ()}
     try:
         plan = TuneRequest(
             trials=args.trials,
@@ -213,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
             pruner=args.pruner,
             preset=not args.no_preset,
             search_space=args.search_space,
+            enqueue=enqueue,
             hyperparameters=hyperparameters,
             device=args.device,
             artifacts=args.artifacts,
@@ -228,11 +251,11 @@ def run(args: argparse.Namespace) -> int:
             worker_gpus=args.worker_gpus,
         ).plan()
     except ConfigError as exc:
-        raise flag_error(exc, args) from None
+        raise (exc if exc.field == ENQUEUE_FIELD else flag_error(exc, args)) from None  # the file's keys, not flags
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     given, args.workers = args.workers, chosen_workers(args.workers, args.trials)
     executor = chosen_executor(args)
-    pending = [plan.origin, *[line for line in [workers_line(given, args.workers)] if line]]
+    pending = [plan.origin, *plan.notes, *[line for line in [workers_line(given, args.workers)] if line]]
 
     def echo(message: str) -> None:  # the origin, the study's line, then the worker count: once every check passed
         if pending:

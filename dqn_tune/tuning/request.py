@@ -39,7 +39,7 @@ from dqn_tune.tuning.defaults import (
 from dqn_tune.tuning.objective import ObjectiveSettings, trial_base_config
 from dqn_tune.tuning.presets import preset_for
 from dqn_tune.tuning.resume import stored_settings
-from dqn_tune.tuning.search_space import DEFAULT_SPACE, SearchSpace, load_search_space
+from dqn_tune.tuning.search_space import DEFAULT_SPACE, FIELD_TYPES, SearchSpace, load_search_space
 from dqn_tune.tuning.selection import default_trial
 from dqn_tune.tuning.study import StudySummary, TuneSettings, run_study
 from dqn_tune.tuning.validation import ValidationSettings, ValidationSummary, run_validation
@@ -95,6 +95,9 @@ class TuneRequest:
     """Start a new study from the env's preset (its config, budget and space); False: the global defaults."""
     search_space: str | None = None
     """A TOML file changing the search space."""
+    enqueue: Mapping[str, DQNConfig] = field(default_factory=dict)
+    """Configs (by the file they were read from, as `dqn-tune best --out` writes them) whose sampled hyperparameters
+    the study runs as trials first."""
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     """DQNConfig fields fixed for every trial (the command's hyperparameter flags)."""
     device: str = "cpu"
@@ -158,6 +161,8 @@ class TuneRequest:
             value = getattr(self, name)
             if value is not None:
                 words += [FLAGS.get(name, flag_name(name)), public_url(value) if name == "storage" else str(value)]
+        for path in self.enqueue:
+            words += ["--enqueue", path]
         if not self.preset:
             words.append("--no-preset")
         if self.executor != "local":
@@ -213,6 +218,7 @@ class TuneRequest:
             ) from None
         if stored is not None:
             _check_fixed(stored, fixed, request.study)
+        queued = [queued_trial(path, config, base, space) for path, config in request.enqueue.items()]
         settings = TuneSettings(
             study_name=request.study,
             storage=StorageSettings(
@@ -235,6 +241,7 @@ class TuneRequest:
             artifact_dir=request.artifact_dir,
             total_trials=request.total_trials,
             checkpoint_every=request.checkpoint_every,
+            enqueued=tuple(params for params, _ in queued),
         )
         origin = (
             "resuming with the study's stored settings (a flag given must agree with them)"
@@ -244,7 +251,28 @@ class TuneRequest:
             else "starting from the global defaults"
             + ("" if not request.preset else f" ({request.env_id} has no preset)")
         )
-        return TunePlan(request, settings, origin, self.command_line())
+        return TunePlan(request, settings, origin, self.command_line(), tuple(line for _, line in queued))
+
+
+def queued_trial(path: str, config: DQNConfig, base: DQNConfig, space: SearchSpace) -> tuple[dict[str, Any], str]:
+    """The params of the trial that the config read from `path` asks the study to run first, and a line saying what
+    the trial takes from it; ConfigError (field ENQUEUE_FIELD) for a value outside the space."""
+    source = f"--enqueue {path!r}"
+    params = space.trial_params(config, source=source)
+    trial = base.replace(**{name: getattr(config, name) for name in params})
+    defaults = DQNConfig()
+    kept = [  # what the file sets (not DQNConfig's default) and the trial does not take
+        name
+        for name in FIELD_TYPES
+        if name not in space.params and getattr(config, name) not in (getattr(trial, name), getattr(defaults, name))
+    ]
+    line = f"{source}: the study runs its {', '.join(params)} as a trial (once per study)" + (
+        f"; {', '.join(kept)} {'is' if len(kept) == 1 else 'are'} not sampled: that trial keeps the study's "
+        f"{'value' if len(kept) == 1 else 'values'}, not the file's"
+        if kept
+        else ""
+    )
+    return params, line
 
 
 def _check_fixed(stored: Mapping[str, Any], fixed: Mapping[str, Any], study: str) -> None:
@@ -268,6 +296,8 @@ class TunePlan:
     origin: str
     """Where the settings come from: the resumed study, the env's preset, or the global defaults."""
     command: str
+    notes: tuple[str, ...] = ()
+    """A line per --enqueue file: what its trial takes from it."""
 
 
 @dataclass(frozen=True, slots=True)

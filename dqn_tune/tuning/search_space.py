@@ -37,6 +37,8 @@ FIELD_TYPES: dict[str, str] = {
 """Tunable DQNConfig fields and their annotated types."""
 
 Value = int | float | str | bool | tuple[int, ...]
+ENQUEUE_FIELD = "enqueue"
+"""The field of a ConfigError about a config queued as a trial (`tune --enqueue`): it names the file's keys."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,12 @@ class Range:
         kind = "int" if self.integer else "float"
         return f"{kind} in [{self.low:g}, {self.high:g}]" + (", log scale" if self.log else "")
 
+    def param(self, value: Value) -> CategoricalChoiceType | None:
+        """`value` as a trial of this range stores it; None if the range cannot give it."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            return None
+        return int(value) if self.integer else float(value)
+
 
 @dataclass(frozen=True, slots=True)
 class Choice:
@@ -82,6 +90,10 @@ class Choice:
     def describe(self) -> str:
         """One line for humans."""
         return "one of " + ", ".join(str(choice_label(choice)) for choice in self.choices)
+
+    def param(self, value: Value) -> CategoricalChoiceType | None:
+        """`value` as a trial of these choices stores it (its label); None if it is not one of them."""
+        return choice_label(value) if value in self.choices else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +169,24 @@ class SearchSpace:
             for prioritized in self._extremes("prioritized_replay", base)
         ]
         return max(candidates, key=lambda config: memory_needed(config, observation, n_actions))
+
+    def trial_params(self, config: DQNConfig, *, source: str) -> dict[str, CategoricalChoiceType]:
+        """The params of the trial that samples `config`'s values (for `study.enqueue_trial`); ConfigError, starting
+        with `source`, naming a value the space cannot give."""
+        params: dict[str, CategoricalChoiceType] = {}
+        for name, param in self.params.items():
+            if isinstance(param, Fixed):
+                continue
+            value = getattr(config, name)
+            stored = param.param(value)
+            if stored is None:
+                raise ConfigError(
+                    f"{source}: {name} = {choice_label(value)!r} is outside the study's search space "
+                    f"({param.describe()})",
+                    field=ENQUEUE_FIELD,
+                )
+            params[name] = stored
+        return params
 
     def describe(self) -> list[str]:
         """One line per parameter, for notes and summaries."""

@@ -68,6 +68,8 @@ class TuneSettings:
     trial_lines: bool = False
     """Print one line per finished trial, and evaluation lines of long ones (run_study turns it on when the output
     is not a terminal)."""
+    enqueued: tuple[dict[str, Any], ...] = ()
+    """Params of trials to queue before sampling (`tune --enqueue`); one already in the study is not queued again."""
 
     @property
     def storage_url(self) -> str:
@@ -99,6 +101,9 @@ class TuneSettings:
         """Create the study, or load it and refuse to mix incomparable trials; record the command."""
         study, created = _create_or_load(storage, self)
         retry_interrupted(study)  # trials stopped by a signal with a checkpoint: resumed first
+        for params in self.enqueued:  # under the study lock: two commands queue one trial, not two
+            if self.total_trials is None or len(study.get_trials(deepcopy=False)) < self.total_trials:
+                study.enqueue_trial(params, skip_if_exists=True)
         if self.artifacts or self.checkpoint_every:
             records.store_artifact_dir(
                 study, chosen_artifact_dir(self.artifact_dir, records.stored_artifact_dir(study), self.storage_url)

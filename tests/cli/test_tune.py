@@ -294,3 +294,59 @@ def test_installed_console_script_runs_a_study_with_two_workers(tmp_path: Path) 
     assert f"recommended: trial {study.best_trial.number} (" in result.stdout
     assert study.user_attrs["recommendation"]["trial"] == study.best_trial.number
     assert len(list((tmp_path / "studies" / "artifacts").iterdir())) == 4 + 5
+
+
+KNOWN = "learning_rate = 0.002\nbatch_size = 64\nbuffer_size = 10000\ntarget_update_interval = 150\ngamma = 0.98\n"
+
+
+def test_an_enqueued_config_is_the_studys_first_trial_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    known = tmp_path / "known.toml"
+    known.write_text(KNOWN + 'optimizer = "rmsprop"\n')
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    command = ["--trials", "1", "--storage", storage, "--enqueue", str(known), *TINY]
+    code, out, err = run_cli(command, capsys)
+    assert code == 0, err
+    assert (
+        f"--enqueue {str(known)!r}: the study runs its learning_rate, gamma, batch_size, buffer_size, "
+        "target_update_interval as a trial (once per study); optimizer is not sampled: that trial keeps the "
+        "study's value, not the file's"
+    ) in out.splitlines()
+    [first] = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage).trials
+    assert first.params == {
+        "learning_rate": 0.002,
+        "gamma": 0.98,
+        "batch_size": 64,
+        "buffer_size": 10_000,
+        "target_update_interval": 150,
+    }
+    assert records.trial_config(first).optimizer != "rmsprop"
+    assert run_cli(command, capsys)[0] == 0  # the same command again: its trial is sampled, not queued again
+    study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
+    assert len(study.trials) == 2 and study.trials[1].params != first.params
+    assert f"--enqueue {known}" in study.user_attrs[COMMANDS_ATTR][0]
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (
+            KNOWN.replace("0.002", "0.5"),
+            "learning_rate = 0.5 is outside the study's search space (float in [0.0001, 0.01], log scale)",
+        ),
+        (KNOWN.replace("64", "48"), "batch_size = 48 is outside the study's search space (one of 32, 64, 128, 256)"),
+        ('batch_size = "big"\n', "config file '{path}': batch_size = 'big' is invalid: expected an integer"),
+        (None, "cannot read config file '{path}': No such file or directory"),
+    ],
+)
+def test_an_enqueued_config_the_study_cannot_run_is_one_line_and_nothing_stored(
+    content: str | None, error: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    known = tmp_path / "known.toml"
+    if content is not None:
+        known.write_text(content)
+    code, _, err = run_cli(
+        ["--trials", "1", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--enqueue", str(known), *TINY], capsys
+    )
+    assert code == 2 and err.count("\n") == 1 and err.startswith("dqn-tune: error: --enqueue"), err
+    assert error.format(path=known) in err
+    assert not (tmp_path / "s.db").exists()
