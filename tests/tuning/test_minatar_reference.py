@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dqn_tune.dqn.loop import epsilon_at
+from dqn_tune.results.export import read_config_file
 from dqn_tune.tuning.reference import minatar_reference
 
 
@@ -38,3 +41,8 @@ def test_epsilon_reaches_its_final_value_at_step_105000_or_at_the_end(
     timesteps: int, step: int, epsilon: float
 ) -> None:
     assert epsilon_at(step, minatar_reference("MinAtar/Breakout-v1", timesteps)) == pytest.approx(epsilon)
+
+
+def test_the_reference_config_file_is_the_reference() -> None:
+    path = Path(__file__).resolve().parents[2] / "scripts" / "minatar_reference_1m.toml"
+    assert read_config_file(path) == minatar_reference("MinAtar/Breakout-v1", 1_000_000)
