@@ -51,6 +51,11 @@ def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
     return {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
 
 
+def trials_text(count: int) -> str:
+    """e.g. "1 trial", "3 trials"."""
+    return f"{count} trial{'' if count == 1 else 's'}"
+
+
 def counts_text(counts: dict[str, int]) -> str:
     """e.g. "3 complete, 1 pruned" (states with no trial left out)."""
     return ", ".join(f"{n} {state}" for state, n in counts.items() if n)

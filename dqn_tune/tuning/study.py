@@ -42,6 +42,7 @@ from dqn_tune.tuning.progress import (
     print_line,
     state_counts,
     trial_line,
+    trials_text,
 )
 from dqn_tune.tuning.resume import check_compatible
 from dqn_tune.versions import library_versions
@@ -169,7 +170,7 @@ class StudySummary:
         """What the command did and where the study stands, as `tune` prints it before validating."""
         counts = counts_text(self.counts)
         out = [
-            f"study {self.study_name!r}: {self.trials_run} trials run in {self.wall_time_s:.0f}s"
+            f"study {self.study_name!r}: {trials_text(self.trials_run)} run in {self.wall_time_s:.0f}s"
             + (" (interrupted)" if self.interrupted else "")
             + (
                 f" (--timeout {self.timeout_s:g}s reached: no new trial started, running ones finished)"
@@ -231,7 +232,7 @@ def run_study(
         nonlocal bar
         echo(
             f"{'created' if plan.created else 'resuming'} study {settings.study_name!r} in "
-            f"{public_url(settings.storage_url)}: {before} trials already"
+            f"{public_url(settings.storage_url)}: {trials_text(before)} already"
             + (f" ({counts_text(state_counts(plan.study.get_trials()))})" if before else "")
             + (
                 f"; --trials {trials} runs {trials} more (--total-trials N stops the study at N trials in all)"

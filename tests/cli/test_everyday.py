@@ -246,7 +246,7 @@ def test_timeout_starts_no_trial_after_the_deadline(tmp_path: Path, capsys: pyte
     flags = [flag if flag != "600" else "3000" for flag in TINY]
     assert main(["--trials", "5", "--storage", storage, *flags, "--workers", "1", "--timeout", "1"]) == 0
     out = capsys.readouterr().out
-    assert "1 trials run in " in out and "(--timeout 1s reached: no new trial started, running ones finished)" in out
+    assert "1 trial run in " in out and "(--timeout 1s reached: no new trial started, running ones finished)" in out
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
     assert [t.state for t in study.trials] in ([optuna.trial.TrialState.COMPLETE], [optuna.trial.TrialState.PRUNED])
 

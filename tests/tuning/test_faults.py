@@ -22,6 +22,7 @@ from dqn_tune.runner.attributes import RETRY_OF
 from dqn_tune.runner.storage import open_storage, study_names
 from dqn_tune.runner.trial_loop import INTERRUPTED
 from dqn_tune.tuning import records
+from dqn_tune.tuning.progress import trials_text
 
 TINY = [
     "--learning-starts",
@@ -129,7 +130,7 @@ def test_sigterm_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
     before = len(trials(tmp_path))
     resumed = subprocess.run([*command, "--trials", "1"], cwd=tmp_path, text=True, capture_output=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
-    assert f": {before} trials already" in resumed.stdout and len(trials(tmp_path)) == before + 1
+    assert f": {trials_text(before)} already" in resumed.stdout and len(trials(tmp_path)) == before + 1
     assert "; --trials 1 runs 1 more (--total-trials N stops the study at N trials in all)" in resumed.stdout
 
 
