@@ -259,12 +259,9 @@ def queued_trial(path: str, config: DQNConfig, base: DQNConfig, space: SearchSpa
     the trial takes from it; ConfigError (field ENQUEUE_FIELD) for a value outside the space."""
     source = f"--enqueue {path!r}"
     params = space.trial_params(config, source=source)
-    trial = base.replace(**{name: getattr(config, name) for name in params})
-    defaults = DQNConfig()
+    trial, defaults = space.queued_config(base, config), DQNConfig()
     kept = [  # what the file sets (not DQNConfig's default) and the trial does not take
-        name
-        for name in FIELD_TYPES
-        if name not in space.params and getattr(config, name) not in (getattr(trial, name), getattr(defaults, name))
+        name for name in FIELD_TYPES if getattr(config, name) not in (getattr(trial, name), getattr(defaults, name))
     ]
     line = f"{source}: the study runs its {', '.join(params)} as a trial (once per study)" + (
         f"; {', '.join(kept)} {'is' if len(kept) == 1 else 'are'} not sampled: that trial keeps the study's "

@@ -188,6 +188,16 @@ class SearchSpace:
             params[name] = stored
         return params
 
+    def queued_config(self, base: DQNConfig, config: DQNConfig) -> DQNConfig:
+        """The config of the trial queued from `config` (`trial_params`): `base` with the space's fixed values and
+        `config`'s sampled ones, as `suggest_config` makes it."""
+        return base.replace(
+            **{
+                name: param.value if isinstance(param, Fixed) else getattr(config, name)
+                for name, param in self.params.items()
+            }
+        )
+
     def describe(self) -> list[str]:
         """One line per parameter, for notes and summaries."""
         return [f"{name}: {param.describe()}" for name, param in self.params.items()]

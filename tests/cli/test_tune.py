@@ -350,3 +350,17 @@ def test_an_enqueued_config_the_study_cannot_run_is_one_line_and_nothing_stored(
     assert code == 2 and err.count("\n") == 1 and err.startswith("dqn-tune: error: --enqueue"), err
     assert error.format(path=known) in err
     assert not (tmp_path / "s.db").exists()
+
+
+def test_an_enqueued_value_the_space_fixes_is_named_as_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    known, space = tmp_path / "known.toml", tmp_path / "space.toml"
+    known.write_text(KNOWN)
+    space.write_text("gamma = 0.97\n")
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    code, out, err = run_cli(
+        ["--trials", "1", "--storage", storage, "--search-space", str(space), "--enqueue", str(known), *TINY], capsys
+    )
+    assert code == 0, err
+    assert "; gamma is not sampled: that trial keeps the study's value, not the file's" in out
+    [trial] = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage).trials
+    assert "gamma" not in trial.params and records.trial_config(trial).gamma == 0.97
