@@ -8,7 +8,6 @@ point of training in every trial and the pruner compares like with like.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,7 @@ from dqn_tune.tuning.artifacts import upload_learning_curve
 from dqn_tune.tuning.checkpoints import TrialCheckpoints, train_checkpointed
 from dqn_tune.tuning.defaults import OBJECTIVE, OBJECTIVES, STUDY_SEED, TRIAL_SEEDS
 from dqn_tune.tuning.presets import base_config, preset_for
-from dqn_tune.tuning.progress import EVAL_LINE_INTERVAL, eval_line
+from dqn_tune.tuning.progress import EvalLines, eval_line
 from dqn_tune.tuning.search_space import SearchSpace, suggest_config
 from dqn_tune.tuning.seeds import trial_seeds
 
@@ -122,9 +121,8 @@ def run_config(
     attributes.FAIL_REASON set: a re-run would only diverge again. Config and runs are stored on every
     trial, pruned ones included; with `artifact_store`, the runs' learning curves are uploaded as a PNG.
     With `checkpoints`, the run is checkpointed, and a retry resumes from its predecessor's checkpoint
-    (tuning/checkpoints.py), first reporting the evaluations the checkpoint holds. With `show`, an evaluation
-    is also shown as a line (`eval_line`) when EVAL_LINE_INTERVAL seconds have passed since the trial's start or
-    its last line: a trial of minutes shows its progress in a log, one of seconds only its end.
+    (tuning/checkpoints.py), first reporting the evaluations the checkpoint holds. With `show`, evaluations are
+    also shown as lines (`EvalLines`: at most one a minute).
     """
     records.store_config(trial, config)
     results = train_checkpointed(
@@ -161,11 +159,14 @@ def run_seed_trials(
     artifact_store: FileSystemArtifactStore | None = None,
     device: str = "cpu",
     checkpoints: TrialCheckpoints | None = None,
+    show: Callable[[str], None] | None = None,
+    what: str = "",
 ) -> list[float | None]:
     """Train `config` on `seeds` as one batched group (`train_seeds`) where each seed is a trial of its own (a
     validation cell): trial k gets seed k's run, learning curve and final return, None (pruned, with
     attributes.FAIL_REASON) if that run diverged. Nothing is pruned early; a stop signal stops the group.
-    With `checkpoints`, the group is checkpointed; retries of the same group resume from its checkpoint."""
+    With `checkpoints`, the group is checkpointed; retries of the same group resume from its checkpoint. With
+    `show`, the group's evaluations are shown as lines naming it as `what` (`EvalLines`: at most one a minute)."""
     for trial in trials:
         records.store_config(trial, config)
     results = train_checkpointed(
@@ -174,7 +175,11 @@ def run_seed_trials(
         seeds,
         checkpoints,
         lambda checkpointing: train_seeds(
-            config, seeds, on_eval=_stop_on_signal, device=device, checkpoints=checkpointing
+            config,
+            seeds,
+            on_eval=_watcher(what, config.total_timesteps, show),
+            device=device,
+            checkpoints=checkpointing,
         ),
     )
     values: list[float | None] = []
@@ -198,26 +203,30 @@ def _report_curves(trial: optuna.Trial, checkpoint: Checkpoint) -> None:
         trial.report(float(np.mean([point.mean_return for point in points])), points[0].step)
 
 
-def _stop_on_signal(_step: int, _mean_returns: Sequence[float | None]) -> bool:
-    raise_if_interrupted()
-    return False
+def _watcher(what: str, total_timesteps: int, show: Callable[[str], None] | None) -> GroupEvalCallback:
+    """train_seeds' on_eval for a group never pruned: stop on a signal; show each seed's return (`EvalLines`)."""
+    lines = EvalLines(show)
+
+    def on_eval(step: int, mean_returns: Sequence[float | None]) -> bool:
+        raise_if_interrupted()
+        lines(lambda: eval_line(what, step, total_timesteps, mean_returns))
+        return False
+
+    return on_eval
 
 
 def _reporter(trial: optuna.Trial, total_timesteps: int, show: Callable[[str], None] | None) -> GroupEvalCallback:
-    """train_seeds' on_eval: report the mean over seeds at the step (and show it, at most once per
-    EVAL_LINE_INTERVAL); stop the group when the pruner says so, a seed diverged, or a stop signal arrived."""
-    shown = time.monotonic()
+    """train_seeds' on_eval: report the mean over seeds at the step (and show it: `EvalLines`); stop the group when
+    the pruner says so, a seed diverged, or a stop signal arrived."""
+    lines = EvalLines(show)
 
     def on_eval(step: int, mean_returns: Sequence[float | None]) -> bool:
-        nonlocal shown
         raise_if_interrupted()
         if any(value is None for value in mean_returns):
             return True
         value = float(np.mean(mean_returns))  # type: ignore[arg-type]
         trial.report(value, step)
-        if show is not None and time.monotonic() - shown >= EVAL_LINE_INTERVAL:
-            show(eval_line(trial.number, step, total_timesteps, value))
-            shown = time.monotonic()
+        lines(lambda: eval_line(f"trial {trial.number}", step, total_timesteps, [value]))
         return trial.should_prune()
 
     return on_eval

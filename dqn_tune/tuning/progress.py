@@ -4,6 +4,8 @@ for long trials, lines of their evaluations."""
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 import optuna
@@ -36,9 +38,24 @@ EVAL_LINE_INTERVAL = 60.0
 """Seconds at least between two evaluation lines of one trial (`eval_line`)."""
 
 
-def eval_line(number: int, step: int, total_timesteps: int, value: float) -> str:
-    """A running trial's evaluation, indented under the study's lines: the mean return over its seeds at `step`."""
-    return f"  trial {number} at step {step} of {total_timesteps}: return {value:.2f}"
+def eval_line(what: str, step: int, total_timesteps: int, returns: Sequence[float | None]) -> str:
+    """An evaluation of a running trial or validation group (`what`), indented under the command's lines."""
+    shown = ", ".join("diverged" if value is None else f"{value:.2f}" for value in returns)
+    return f"  {what} at step {step} of {total_timesteps}: return{'s' if len(returns) > 1 else ''} {shown}"
+
+
+class EvalLines:
+    """Shows evaluation lines through `show` (None: nowhere), at most one per EVAL_LINE_INTERVAL seconds, the first
+    that long after the start: a run of minutes shows its progress in a log, one of seconds only its end."""
+
+    def __init__(self, show: Callable[[str], None] | None) -> None:
+        self._show, self._last = show, time.monotonic()
+
+    def __call__(self, line: Callable[[], str]) -> None:
+        """Show `line()` if it is time to."""
+        if self._show is not None and time.monotonic() - self._last >= EVAL_LINE_INTERVAL:
+            self._show(line())
+            self._last = time.monotonic()
 
 
 def print_line(line: str) -> None:

@@ -44,6 +44,7 @@ from dqn_tune.tuning.checkpoints import job_checkpoints, retry_interrupted
 from dqn_tune.tuning.defaults import CHECKPOINT_EVERY, VALIDATE_TOP_MAX, VALIDATION_SEEDS
 from dqn_tune.tuning.notes import mark_recommendation
 from dqn_tune.tuning.objective import run_seed_trials
+from dqn_tune.tuning.progress import print_line
 from dqn_tune.tuning.recommendation import RULE, ConfigStats, Recommendation, recommend
 from dqn_tune.tuning.seeds import VALIDATION, validation_seeds
 
@@ -174,8 +175,16 @@ class ValidationSettings:
             seeds = [trial.suggest_int(SEED, VALIDATION.start, VALIDATION.stop - 1) for trial in trials]
             tuning = optuna.load_study(study_name=self.tuning_study, storage=trials[0].storage)
             config = records.trial_config(tuning.get_trials(deepcopy=False)[source])
+            held_out = ", ".join(f"#{seed - VALIDATION.start}" for seed in seeds)
             return run_seed_trials(
-                trials, config, seeds, artifact_store=store, device=self.device, checkpoints=checkpoints
+                trials,
+                config,
+                seeds,
+                artifact_store=store,
+                device=self.device,
+                checkpoints=checkpoints,
+                show=print_line,
+                what=f"validation: config of trial {source}, held-out seed{'s' if len(seeds) > 1 else ''} {held_out}",
             )
 
         return BatchObjective(run, _config_of, self.batch or self.seeds)

@@ -9,9 +9,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from dqn_tune.tuning import objective
+from dqn_tune.cli import main
+from dqn_tune.tuning import progress
 from dqn_tune.tuning.progress import Progress, progress_text, trial_line
 from dqn_tune.tuning.study import TuneSettings, run_study
+from scripts.fleet import TINY
 
 
 def test_without_a_terminal_each_finished_trial_prints_one_line(
@@ -30,7 +32,7 @@ def test_without_a_terminal_a_long_trial_prints_its_evaluations(
 ) -> None:
     run_study(tune_settings, trials=1, echo=lambda _: None)  # a trial of a second: no evaluation line
     assert not [line for line in capfd.readouterr().out.splitlines() if line.startswith("  trial ")]
-    monkeypatch.setattr(objective, "EVAL_LINE_INTERVAL", 0.0)  # every trial is long enough now
+    monkeypatch.setattr(progress, "EVAL_LINE_INTERVAL", 0.0)  # every trial is long enough now
     run_study(tune_settings, trials=1, echo=lambda _: None)  # one worker: in this process
     lines = capfd.readouterr().out.splitlines()
     trial = optuna.load_study(study_name="s", storage=tune_settings.storage_url).trials[1]
@@ -39,6 +41,19 @@ def test_without_a_terminal_a_long_trial_prints_its_evaluations(
     ]
     assert [line for line in lines if line.startswith("  trial ")] == shown[: len(shown) - 1]  # the last: its end
     assert lines.index(shown[0]) < next(i for i, line in enumerate(lines) if line.startswith("trial 1 finished: "))
+
+
+def test_a_long_validation_prints_its_groups_evaluations(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress, "EVAL_LINE_INTERVAL", 0.0)
+    monkeypatch.chdir(tmp_path)
+    flags = [*TINY, "--trials", "1", "--validate-top", "1", "--validation-seeds", "2", "--workers", "1"]  # last wins
+    assert main(["tune", "--timesteps", "600", *flags]) == 0
+    lines = [line for line in capfd.readouterr().out.splitlines() if line.startswith("  validation: ")]
+    assert lines[0].startswith("  validation: config of trial 0, held-out seeds #0, #1 at step 200 of 600: returns ")
+    assert len(lines[0].rsplit(": returns ", 1)[1].split(", ")) == 2  # one return per held-out seed
+    assert lines[-1].startswith("  validation: config of trial 0, held-out seed #")  # then each run's end
 
 
 def test_two_workers_print_every_trial_too(tune_settings: TuneSettings, capfd: pytest.CaptureFixture[str]) -> None:
