@@ -19,7 +19,7 @@ import itertools
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -49,6 +49,7 @@ from dqn_tune.runner.trial_queue import counted_trials, queue_retry
 from dqn_tune.tuning.checkpoints import TrialCheckpoints, job_checkpoints
 from dqn_tune.tuning.defaults import CHECKPOINT_EVERY
 from dqn_tune.tuning.objective import run_config
+from dqn_tune.tuning.progress import print_line
 from dqn_tune.tuning.records import SPEC_ATTR, ablation_spec, config_summary, trial_runs
 from dqn_tune.tuning.search_space import Choice, SearchSpace, Value, choice_label, suggest_config
 
@@ -339,14 +340,16 @@ def queue_failed_cells(study: optuna.Study, spec: AblationSpec) -> int:
     return counted_trials(study) + len(spec.cells) - len(held)
 
 
-def cell_objective(spec: AblationSpec, checkpoints: TrialCheckpoints | None = None) -> Objective:
-    """Train the trial's cell (one seed, checkpointed); a diverging run prunes it with a reason (see `run_config`)."""
+def cell_objective(
+    spec: AblationSpec, checkpoints: TrialCheckpoints | None = None, show: Callable[[str], None] | None = None
+) -> Objective:
+    """Train the trial's cell (one seed, checkpointed); a diverging run prunes it with a reason (see `run_config`,
+    which shows a long cell's evaluations through `show`)."""
 
     def objective(trial: optuna.Trial) -> float:
         config = suggest_config(trial, spec.base, spec.space)
-        return run_config(
-            trial, config, [int(trial.suggest_categorical(SEED, list(range(spec.seeds))))], checkpoints=checkpoints
-        )
+        seeds = [int(trial.suggest_categorical(SEED, list(range(spec.seeds))))]
+        return run_config(trial, config, seeds, checkpoints=checkpoints, show=show)
 
     return objective
 
@@ -396,6 +399,7 @@ class AblationJob:
         return cell_objective(
             self.spec,
             job_checkpoints(self.storage, self.study_name, None, every=self.checkpoint_every, artifacts=False),
+            print_line if self.verbose else None,
         )
 
     def describe(self, study: optuna.Study, trial: FrozenTrial) -> str | None:

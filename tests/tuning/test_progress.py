@@ -14,6 +14,7 @@ from dqn_tune.tuning import progress
 from dqn_tune.tuning.progress import Progress, progress_text, trial_line
 from dqn_tune.tuning.study import TuneSettings, run_study
 from scripts.fleet import TINY
+from tests.budgets import TINY_RUN
 
 
 def test_without_a_terminal_each_finished_trial_prints_one_line(
@@ -54,6 +55,22 @@ def test_a_long_validation_prints_its_groups_evaluations(
     assert lines[0].startswith("  validation: config of trial 0, held-out seeds #0, #1 at step 200 of 600: returns ")
     assert len(lines[0].rsplit(": returns ", 1)[1].split(", ")) == 2  # one return per held-out seed
     assert lines[-1].startswith("  validation: config of trial 0, held-out seed #")  # then each run's end
+
+
+def test_a_long_ablation_cell_prints_its_evaluations(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress, "EVAL_LINE_INTERVAL", 0.0)
+    monkeypatch.chdir(tmp_path)
+    grid = ["--buffer-sizes", "100", "--target-intervals", "1", "--cell-seeds", "1", "--workers", "1"]
+    assert main(["ablate", "--storage", f"sqlite:///{tmp_path / 'a.db'}", *grid, *TINY_RUN]) == 0
+    lines = capfd.readouterr().out.splitlines()
+    shown = [line for line in lines if line.startswith("  trial 0 at step ")]
+    assert [line.split(": return ")[0] for line in shown] == [
+        "  trial 0 at step 100 of 300",
+        "  trial 0 at step 200 of 300",
+    ]
+    assert lines.index(shown[1]) < next(i for i, line in enumerate(lines) if line.startswith("  trial 0: "))
 
 
 def test_two_workers_print_every_trial_too(tune_settings: TuneSettings, capfd: pytest.CaptureFixture[str]) -> None:
