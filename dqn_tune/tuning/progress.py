@@ -35,7 +35,7 @@ def trial_line(trial: FrozenTrial, best: FrozenTrial | None) -> str:
 
 
 EVAL_LINE_INTERVAL = 60.0
-"""Seconds at least between two evaluation lines of one trial (`eval_line`)."""
+"""Seconds at least between two evaluation lines of one trial, validation group or ablation cell (`EvalLines`)."""
 
 
 def eval_line(what: str, step: int, total_timesteps: int, returns: Sequence[float | None]) -> str:
