@@ -75,13 +75,22 @@ def results_path(out_dir: Path, env_id: str, name: str) -> Path:
     return Path(f"{file_stem(out_dir, env_id, name)}.jsonl")
 
 
+def agent_path(out_dir: Path, env_id: str, name: str, seed: int) -> Path:
+    """Where the agent trained on `seed` is saved."""
+    return Path(f"{file_stem(out_dir, env_id, name)}-{seed}.pt")
+
+
+def checkpoint_path(out_dir: Path, env_id: str, name: str) -> Path:
+    """Where the unfinished batched run of a game and config keeps its checkpoint (its CPU seconds beside it)."""
+    return Path(f"{file_stem(out_dir, env_id, name)}-checkpoint.pt")
+
+
 def seeds_to_do(out_dir: Path, env_id: str, name: str, seeds: list[int]) -> tuple[list[int], list[int]]:
     """The seeds without recorded results, and those of them without a saved agent (the batched run's)."""
     lines = results_path(out_dir, env_id, name)
     done = {json.loads(line)["seed"] for line in lines.read_text().splitlines()} if lines.exists() else set()
     todo = [seed for seed in seeds if seed not in done]
-    stem = file_stem(out_dir, env_id, name)
-    return todo, [seed for seed in todo if not Path(f"{stem}-{seed}.pt").exists()]
+    return todo, [seed for seed in todo if not agent_path(out_dir, env_id, name, seed).exists()]
 
 
 def run(
@@ -93,11 +102,10 @@ def run(
     lines = results_path(out_dir, env_id, name)
     print(f"{env_id} {name} @{timesteps}: {json.dumps(config.to_dict())}", flush=True)
     todo, untrained = seeds_to_do(out_dir, env_id, name, seeds)
-    stem = file_stem(out_dir, env_id, name)
-    files = {seed: Path(f"{stem}-{seed}.pt") for seed in todo}
+    files = {seed: agent_path(out_dir, env_id, name, seed) for seed in todo}
     train_cpu = train_wall = 0.0
     if untrained:
-        checkpoints = GroupCheckpoints(Path(f"{stem}-checkpoint.pt"), config, untrained, checkpoint_every)
+        checkpoints = GroupCheckpoints(checkpoint_path(out_dir, env_id, name), config, untrained, checkpoint_every)
         results = train_seeds(config, untrained, checkpoints=checkpoints.settings)
         train_cpu, train_wall = checkpoints.cpu_seconds(), results[0].wall_time_s  # both over every resumed part
         for seed, result in zip(untrained, results, strict=True):
@@ -148,9 +156,10 @@ class GroupCheckpoints:
         seconds file lags by one interval: CPU time is undercounted, never the checkpoint lost)."""
         with replacing(self.path) as temporary:
             shutil.copyfile(file, temporary)
+        seconds = self.cpu_seconds()
         with replacing(self.cpu_path) as temporary:
-            temporary.write_text(f"{self.cpu_seconds():.1f}\n")
-        print(f"checkpoint at step {step} ({self.cpu_seconds():.0f} CPU-s so far)", flush=True)
+            temporary.write_text(f"{seconds:.1f}\n")
+        print(f"checkpoint at step {step} ({seconds:.0f} CPU-s so far)", flush=True)
 
     def remove(self) -> None:
         """The run finished: its checkpoint is no longer needed."""
@@ -162,7 +171,7 @@ def progress(env_id: str, source: str, seeds: list[int], timesteps: int, out_dir
     """Where an unfinished batched run stands: its last checkpoint's step and CPU seconds, each seed's curve."""
     config, name = config_for(env_id, source, timesteps), Path(source).stem
     _, untrained = seeds_to_do(out_dir, env_id, name, seeds)
-    path = Path(f"{file_stem(out_dir, env_id, name)}-checkpoint.pt")
+    path = checkpoint_path(out_dir, env_id, name)
     if not untrained or not path.exists():
         raise SystemExit(f"no unfinished run of {env_id} {name} at {timesteps} steps in {out_dir}")
     try:
