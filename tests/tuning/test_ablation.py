@@ -203,17 +203,16 @@ def ablate_args(url: str, name: str, out_dir: Path) -> list[str]:
     ]
 
 
-def wait_for_a_running_cell(url: str, spec: AblationSpec, name: str, child: subprocess.Popen[str]) -> Cell:
-    """Block until the child has finished one cell and is training another; return that cell."""
+def wait_for_a_running_cell(url: str, spec: AblationSpec, name: str, child: subprocess.Popen[str]) -> None:
+    """Block until the child has finished one cell and is training another."""
     assert child.stdout is not None
     assert child.stdout.readline().startswith(f"ablation {name!r}: 3 cells, 0 done, 3 to run")
     assert child.stdout.readline().startswith("base config: the CartPole-v1 preset: CartPole-v1, ")
     assert child.stdout.readline().startswith("  trial 0: buffer_size=100, target_update_interval=")
     deadline = time.monotonic() + 60
-    while not (running := [cell for cell in stored_cells(url, name, spec, TrialState.RUNNING) if cell is not None]):
+    while not [cell for cell in stored_cells(url, name, spec, TrialState.RUNNING) if cell is not None]:
         assert time.monotonic() < deadline and child.poll() is None
         time.sleep(0.05)
-    return running[0]
 
 
 @pytest.mark.slow
@@ -224,12 +223,16 @@ def test_ctrl_c_fails_the_running_cell_reports_and_the_same_command_runs_what_is
     args = ablate_args(url, "sigint", tmp_path / "report")
     spec = build_spec(build_parser().parse_args(args))
     child = subprocess.Popen([sys.executable, "-m", "dqn_tune", *args], stdout=subprocess.PIPE, text=True)
-    running = wait_for_a_running_cell(url, spec, "sigint", child)
+    wait_for_a_running_cell(url, spec, "sigint", child)
     child.send_signal(signal.SIGINT)
     out, _ = child.communicate(timeout=60)
     assert child.returncode == 130 and "not done yet: run the same command again" in out
-    assert stored_cells(url, "sigint", spec, TrialState.FAIL) == [running]
+    # The parent passes the stop on to its worker process, so under load the cell seen running may finish
+    # first and the next one be the one stopped: one cell failed, unfinished, and none is left running.
     done = stored_cells(url, "sigint", spec)
+    failed = stored_cells(url, "sigint", spec, TrialState.FAIL)
+    assert len(failed) == 1 and failed[0] not in done
+    assert stored_cells(url, "sigint", spec, TrialState.RUNNING) == []
     assert (tmp_path / "report" / "summary.md").read_text().count("| 1/1 |") == len(done)
 
     assert main(args) == 0
