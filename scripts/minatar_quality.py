@@ -8,7 +8,8 @@ tuning trial or a validation run) at the budget as one batched run (`train_seeds
 run trained on. A seed whose results are recorded is skipped, a saved agent is judged without training
 again, and the batched run saves a checkpoint every 50,000 steps (`--checkpoint-every`;
 `<game>-<name>-checkpoint.pt`), so an interrupted command resumes where it stopped, mid-run too (a 1M-step
-group outlasts a session here).
+group outlasts a session here). `--part I/N` trains every N-th seed from the I-th as its own batched run, so
+N commands can share the seeds across N cores (each seed's result is the same either way).
 `--compare A B` prints two configs' returns side by side with the floor (B's mean above A's, higher on at
 least 4 of 5 seeds) and the goal (1.5x A's mean).
 
@@ -30,6 +31,7 @@ import json
 import shutil
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -80,9 +82,32 @@ def agent_path(out_dir: Path, env_id: str, name: str, seed: int) -> Path:
     return Path(f"{file_stem(out_dir, env_id, name)}-{seed}.pt")
 
 
-def checkpoint_path(out_dir: Path, env_id: str, name: str) -> Path:
-    """Where the unfinished batched run of a game and config keeps its checkpoint (its CPU seconds beside it)."""
-    return Path(f"{file_stem(out_dir, env_id, name)}-checkpoint.pt")
+def checkpoint_path(out_dir: Path, env_id: str, name: str, part: Part) -> Path:
+    """Where the unfinished batched run of a game, config and part keeps its checkpoint (its CPU seconds beside
+    it)."""
+    suffix = "" if part.of == 1 else f"-part{part.index}of{part.of}"
+    return Path(f"{file_stem(out_dir, env_id, name)}{suffix}-checkpoint.pt")
+
+
+@dataclass(frozen=True)
+class Part:
+    """`--part I/N`: the I-th of N shares of the seeds (every N-th seed from the I-th)."""
+
+    index: int = 1
+    of: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Part:
+        """'2/3' -> Part(2, 3); argparse turns the ValueError into a usage error."""
+        index, _, of = text.partition("/")
+        part = cls(int(index), int(of))
+        if not 1 <= part.index <= part.of:
+            raise ValueError(text)
+        return part
+
+    def of_seeds(self, seeds: list[int]) -> list[int]:
+        """This part's seeds."""
+        return seeds[self.index - 1 :: self.of]
 
 
 def seeds_to_do(out_dir: Path, env_id: str, name: str, seeds: list[int]) -> tuple[list[int], list[int]]:
@@ -94,9 +119,17 @@ def seeds_to_do(out_dir: Path, env_id: str, name: str, seeds: list[int]) -> tupl
 
 
 def run(
-    env_id: str, source: str, seeds: list[int], timesteps: int, episodes: int, out_dir: Path, checkpoint_every: int
+    env_id: str,
+    source: str,
+    part: Part,
+    seeds: list[int],
+    timesteps: int,
+    episodes: int,
+    out_dir: Path,
+    checkpoint_every: int,
 ) -> None:
-    """Train and judge each seed not yet done; one JSON line per seed."""
+    """Train and judge each seed of `part` not yet done; one JSON line per seed."""
+    seeds = part.of_seeds(seeds)
     config, name = config_for(env_id, source, timesteps), Path(source).stem
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = results_path(out_dir, env_id, name)
@@ -105,7 +138,9 @@ def run(
     files = {seed: agent_path(out_dir, env_id, name, seed) for seed in todo}
     train_cpu = train_wall = 0.0
     if untrained:
-        checkpoints = GroupCheckpoints(checkpoint_path(out_dir, env_id, name), config, untrained, checkpoint_every)
+        checkpoints = GroupCheckpoints(
+            checkpoint_path(out_dir, env_id, name, part), config, untrained, checkpoint_every
+        )
         results = train_seeds(config, untrained, checkpoints=checkpoints.settings)
         train_cpu, train_wall = checkpoints.cpu_seconds(), results[0].wall_time_s  # both over every resumed part
         for seed, result in zip(untrained, results, strict=True):
@@ -167,11 +202,11 @@ class GroupCheckpoints:
         self.cpu_path.unlink(missing_ok=True)
 
 
-def progress(env_id: str, source: str, seeds: list[int], timesteps: int, out_dir: Path) -> None:
+def progress(env_id: str, source: str, part: Part, seeds: list[int], timesteps: int, out_dir: Path) -> None:
     """Where an unfinished batched run stands: its last checkpoint's step and CPU seconds, each seed's curve."""
     config, name = config_for(env_id, source, timesteps), Path(source).stem
-    _, untrained = seeds_to_do(out_dir, env_id, name, seeds)
-    path = checkpoint_path(out_dir, env_id, name)
+    _, untrained = seeds_to_do(out_dir, env_id, name, part.of_seeds(seeds))
+    path = checkpoint_path(out_dir, env_id, name, part)
     if not untrained or not path.exists():
         raise SystemExit(f"no unfinished run of {env_id} {name} at {timesteps} steps in {out_dir}")
     try:
@@ -219,6 +254,13 @@ def main() -> None:
         "--progress", action="store_true", help="with --config: print where its unfinished run stands and stop"
     )
     parser.add_argument("--seeds", type=int, default=5, help="fresh seeds (default: 5)")
+    parser.add_argument(
+        "--part",
+        type=Part.parse,
+        default=Part(),
+        metavar="I/N",
+        help="train only every N-th seed from the I-th, as its own run (default: 1/1, all)",
+    )
     parser.add_argument("--timesteps", type=int, default=BUDGET, help=f"env steps per run (default: {BUDGET})")
     parser.add_argument("--episodes", type=int, default=100, help="greedy episodes per seed (default: 100)")
     parser.add_argument("--out-dir", type=Path, default=Path("studies/minatar"))
@@ -230,11 +272,12 @@ def main() -> None:
     if args.compare:
         compare(args.env, args.compare, args.out_dir)
     elif args.config and args.progress:
-        progress(args.env, args.config, retrain_seeds(args.seeds), args.timesteps, args.out_dir)
+        progress(args.env, args.config, args.part, retrain_seeds(args.seeds), args.timesteps, args.out_dir)
     elif args.config:
         run(
             args.env,
             args.config,
+            args.part,
             retrain_seeds(args.seeds),
             args.timesteps,
             args.episodes,
