@@ -230,16 +230,19 @@ def run_study(
 
     def started(plan: Plan, before: int) -> None:
         nonlocal bar
-        echo(
-            f"{'created' if plan.created else 'resuming'} study {settings.study_name!r} in "
-            f"{public_url(settings.storage_url)}: {trials_text(before)} already"
-            + (f" ({counts_text(state_counts(plan.study.get_trials()))})" if before else "")
-            + (
-                f"; --trials {trials} runs {trials} more (--total-trials N stops the study at N trials in all)"
-                if before and trials is not None and settings.total_trials is None
-                else ""
+        where = f"study {settings.study_name!r} in {public_url(settings.storage_url)}"
+        if plan.created:  # a new study's only trials are those `--enqueue` queued
+            echo(f"created {where}" + (f" with {trials_text(before)} queued (--enqueue)" if before else ""))
+        else:
+            echo(
+                f"resuming {where}: {trials_text(before)} already"
+                + (f" ({counts_text(state_counts(plan.study.get_trials()))})" if before else "")
+                + (
+                    f"; --trials {trials} runs {trials} more (--total-trials N stops the study at N trials in all)"
+                    if before and trials is not None and settings.total_trials is None
+                    else ""
+                )
             )
-        )
         left = [
             n
             for n in (trials, None if settings.total_trials is None else max(0, settings.total_trials - before))

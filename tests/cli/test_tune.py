@@ -44,7 +44,7 @@ def test_default_command_runs_trials_into_the_default_storage_and_resumes(
     assert code == 0, err
     first, second = out.splitlines()[:2]
     assert first.startswith("starting from the CartPole-v1 preset (")
-    assert second == "created study 'dqn-CartPole-v1' in sqlite:///studies/dqn_tune.db: 0 trials already"
+    assert second == "created study 'dqn-CartPole-v1' in sqlite:///studies/dqn_tune.db"
     assert "best on its tuning seeds: trial " in out and "next: dqn-tune retrain --study-name dqn-CartPole-v1" in out
     study = optuna.load_study(study_name="dqn-CartPole-v1", storage="sqlite:///studies/dqn_tune.db")
     assert len(study.trials) == 2
@@ -306,6 +306,7 @@ def test_an_enqueued_config_is_the_studys_first_trial_once(tmp_path: Path, capsy
     command = ["--trials", "1", "--storage", storage, "--enqueue", str(known), *TINY]
     code, out, err = run_cli(command, capsys)
     assert code == 0, err
+    assert f"created study 'dqn-CartPole-v1' in {storage} with 1 trial queued (--enqueue)" in out.splitlines()
     assert (
         f"--enqueue {str(known)!r}: the study runs its learning_rate, gamma, batch_size, buffer_size, "
         "target_update_interval as a trial (once per study); optimizer is not sampled: that trial keeps the "

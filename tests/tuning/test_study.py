@@ -30,7 +30,7 @@ def test_study_is_created_recorded_and_resumed(tune_settings: TuneSettings) -> N
     messages: list[str] = []
     summary = run_study(tune_settings, trials=3, command="dqn-tune --trials 3", echo=messages.append)
     study = load(tune_settings)
-    assert messages == [f"created study 's' in {tune_settings.storage_url}: 0 trials already"]
+    assert messages == [f"created study 's' in {tune_settings.storage_url}"]
     assert len(study.trials) == 3 and finished_ok(study)
     assert (summary.trials_before, summary.trials_run, sum(summary.counts.values())) == (0, 3, 3)
     assert summary.best_value == study.best_value and summary.best_params == study.best_params
