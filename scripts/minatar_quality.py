@@ -98,12 +98,11 @@ class Part:
 
     @classmethod
     def parse(cls, text: str) -> Part:
-        """'2/3' -> Part(2, 3); argparse turns the ValueError into a usage error."""
+        """'2/3' -> Part(2, 3); anything else is a usage error naming what is accepted."""
         index, _, of = text.partition("/")
-        part = cls(int(index), int(of))
-        if not 1 <= part.index <= part.of:
-            raise ValueError(text)
-        return part
+        if not (index.isdigit() and of.isdigit() and 1 <= int(index) <= int(of)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not I/N with 1 <= I <= N, e.g. 1/2")
+        return cls(int(index), int(of))
 
     def of_seeds(self, seeds: list[int]) -> list[int]:
         """This part's seeds."""
