@@ -19,7 +19,14 @@ from dqn_tune.tuning.search_space import DEFAULT_SPACE
 from dqn_tune.tuning.seeds import retrain_seeds
 from tests.budgets import TINY_TRAINING
 
-ENVS = ("CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0", "MinAtar/Breakout-v1")
+ENVS = (
+    "CartPole-v1",
+    "Acrobot-v1",
+    "LunarLander-v3",
+    "MountainCar-v0",
+    "MinAtar/Breakout-v1",
+    "MinAtar/SpaceInvaders-v1",
+)
 
 
 def test_every_preset_loads_as_a_valid_config_and_search_space() -> None:
