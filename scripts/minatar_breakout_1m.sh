@@ -26,5 +26,5 @@ judge=(python scripts/minatar_quality.py --env "$ENV" --config "$S/pick.toml" --
 "${judge[@]}" --part 2/2
 wait "$first"
 
-cp -n docs/data/minatar-1m/Breakout-v1-reference.jsonl "$S/"
+cp docs/data/minatar-1m/Breakout-v1-reference.jsonl "$S/"
 python scripts/minatar_quality.py --env "$ENV" --compare reference pick --out-dir "$S"

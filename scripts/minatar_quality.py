@@ -7,9 +7,10 @@ tuning trial or a validation run) at the budget as one batched run (`train_seeds
 `train(config, seed=k)`), saves each agent, and judges it on 100 greedy episodes of an evaluation env no
 run trained on. A seed whose results are recorded is skipped, a saved agent is judged without training
 again, and the batched run saves a checkpoint every 50,000 steps (`--checkpoint-every`;
-`<game>-<name>-checkpoint.pt`), so an interrupted command resumes where it stopped, mid-run too (a 1M-step
-group outlasts a session here). `--part I/N` trains every N-th seed from the I-th as its own batched run, so
-N commands can share the seeds across N cores (each seed's result is the same either way).
+`<game>-<name>-checkpoint.pt`, or `<game>-<name>-partIofN-checkpoint.pt` for a part), so an interrupted command
+resumes where it stopped, mid-run too (a 1M-step group takes hours here). `--part I/N` trains every N-th seed
+from the I-th as its own batched run, so N commands can share the seeds across N cores (each seed's result is the
+same either way).
 `--compare A B` prints two configs' returns side by side with the floor (B's mean above A's, higher on at
 least 4 of 5 seeds) and the goal (1.5x A's mean).
 
