@@ -4,7 +4,9 @@ A trial's group run (`train_seeds`: the trial's seeds, or a validation batch who
 of their own) saves a checkpoint every `every` env steps (dqn/checkpoint.py). Each goes into the
 artifact store under a fresh id, written whole by the store (the file-system store writes a temp
 file and renames it), is recorded on the group's trials (records.CHECKPOINT), and only then is the
-previous one removed: the store always holds one complete checkpoint per running group.
+previous one removed: the store always holds one complete checkpoint per running group. The new id
+is named on the trials before it is written, and the previous one until it is removed, so a worker
+killed at any point leaves no file that its retry cannot find and remove.
 
 A retry (the runner queues one when a worker dies or a heartbeat goes stale, naming the trial it
 retries) reads its predecessor's CHECKPOINT as stored now, downloads it and resumes from it; a
@@ -70,7 +72,7 @@ def retry_interrupted(study: optuna.Study) -> list[int]:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
         if trial.user_attrs.get(FAIL_REASON) == INTERRUPTED
         and trial.number not in retried
-        and records.trial_checkpoint(trial) is not None
+        and records.checkpoint_artifacts(trial)
     ]
     for trial in interrupted:
         queue_retry(study, trial)
@@ -129,9 +131,13 @@ class _Group:
         predecessors = [predecessor(trial) for trial in trials]
         self.retried = [None if before is None else before.number for before in predecessors]
         found = [None if before is None else records.trial_checkpoint(before) for before in predecessors]
-        self.owned = {checkpoint[0] for checkpoint in found if checkpoint is not None}
-        self.source = found[0][0] if found[0] is not None and len(set(found)) == 1 else None
-        """The one checkpoint every trial's predecessor holds (a group resumes only as the same group)."""
+        self.owned = {
+            name for before in predecessors if before is not None for name in records.checkpoint_artifacts(before)
+        }
+        self.latest = found[0] if found[0] is not None and len(set(found)) == 1 else None
+        """The one checkpoint every trial's predecessor holds (a group resumes only as the same group), until this
+        group writes its own: (artifact id, step)."""
+        self.source = None if self.latest is None else self.latest[0]
 
     def resume(self) -> Checkpoint | None:
         """The predecessors' checkpoint, read and checked, or None (with a warning if it could not be used)."""
@@ -155,6 +161,7 @@ class _Group:
 
     def ignore(self, reason: str) -> None:
         """Say once that the predecessors' checkpoint is not used, and why."""
+        self.latest = None
         LOGGER.warning(
             "trial %s: checkpoint %s of trial %s ignored, training starts from step 0: %s",
             ", ".join(str(t.number) for t in self.trials),
@@ -182,12 +189,18 @@ class _Group:
     def save(self, path: Path, step: int) -> None:
         """Put the checkpoint file in the store under a new id, record it on the trials, remove the previous ones."""
         artifact = f"checkpoint-{uuid.uuid4()}"
+        self._record(self.owned | {artifact})
         with path.open("rb") as handle:  # a full disk fails the trial, as for its learning-curve PNG
             self.settings.store.write(artifact, handle)
-        for trial in self.trials:
-            records.store_checkpoint(trial, artifact, step)
+        self.latest = (artifact, step)
+        self._record(self.owned)
         self.remove()
         self.owned = {artifact}
+
+    def _record(self, others: set[str]) -> None:
+        """Record the latest checkpoint on the trials, with the other ids the store may hold for them."""
+        for trial in self.trials:
+            records.store_checkpoint(trial, self.latest, others)
 
     def remove(self) -> None:
         """Remove the checkpoints this group holds (a missing one is already gone)."""

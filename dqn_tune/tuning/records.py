@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,8 +39,9 @@ RUNS_SUMMARY = "runs_summary"
 SEED_RETURNS = "seed_returns"
 """Final mean greedy return of each seed (the trial's value is their mean)."""
 CHECKPOINT = "checkpoint"
-"""System attribute: the trial's latest checkpoint (tuning/checkpoints.py) as {"artifact_id", "step"}; it is removed
-from the artifact store when the trial finishes, and a retry resumes from its predecessor's."""
+"""System attribute: the trial's latest checkpoint (tuning/checkpoints.py) as {"artifact_id", "step", "others"} (the
+ids the store may hold besides, named before they are written); they are removed from the artifact store when the
+trial finishes, and a retry resumes from its predecessor's latest and removes them all."""
 RESUMED = "resumed"
 """User attribute of a retried trial, one short line: the step it resumed from and the work saved, or why the
 predecessor's checkpoint was not used."""
@@ -121,9 +122,13 @@ def store_runs(trial: optuna.Trial, results: Sequence[TrainResult]) -> None:
     trial.set_user_attr(WALL_TIME_S, float(sum(r.wall_time_s for r in records)))
 
 
-def store_checkpoint(trial: optuna.Trial, artifact_id: str, step: int) -> None:
-    """Record the trial's latest checkpoint, written at env step `step`."""
-    set_trial_system_attr(trial, CHECKPOINT, {"artifact_id": artifact_id, "step": step})
+def store_checkpoint(trial: optuna.Trial, latest: tuple[str, int] | None, others: Iterable[str] = ()) -> None:
+    """Record the trial's latest checkpoint (artifact id, env step at which it was written), if any, and the `others`
+    that the store may hold for it: one being written, or earlier ones not yet removed."""
+    artifact_id, step = latest if latest is not None else (None, 0)
+    set_trial_system_attr(
+        trial, CHECKPOINT, {"artifact_id": artifact_id, "step": step, "others": sorted(set(others) - {artifact_id})}
+    )
 
 
 def trial_checkpoint(trial: FrozenTrial) -> tuple[str, int] | None:
@@ -133,6 +138,16 @@ def trial_checkpoint(trial: FrozenTrial) -> tuple[str, int] | None:
     if not isinstance(stored, dict) or not isinstance(stored.get("artifact_id"), str):
         return None
     return stored["artifact_id"], int(stored.get("step", 0))
+
+
+def checkpoint_artifacts(trial: FrozenTrial) -> set[str]:
+    """Every artifact id the trial's checkpoint record names: its latest checkpoint and those the store may hold
+    besides (a worker killed while writing one or removing the previous one leaves them for its retry to remove)."""
+    stored = trial.system_attrs.get(CHECKPOINT)
+    if not isinstance(stored, dict):
+        return set()
+    named = [stored.get("artifact_id"), *stored.get("others", [])]
+    return {artifact for artifact in named if isinstance(artifact, str)}
 
 
 def store_resume(trial: optuna.Trial, *, trial_number: int | None, checkpoint: Checkpoint, members: int) -> None:

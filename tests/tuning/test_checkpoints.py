@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import BinaryIO
 
 import optuna
 import pytest
@@ -19,7 +20,7 @@ from dqn_tune.runner.storage import open_storage
 from dqn_tune.runner.trial_loop import INTERRUPTED
 from dqn_tune.runner.trial_queue import ask_trial, fail_trials_of, first_try, process_name
 from dqn_tune.tuning import records
-from dqn_tune.tuning.artifacts import make_artifact_store
+from dqn_tune.tuning.artifacts import AtomicArtifactStore, make_artifact_store
 from dqn_tune.tuning.checkpoints import TrialCheckpoints, retry_interrupted
 from dqn_tune.tuning.objective import run_config
 from dqn_tune.tuning.seeds import trial_seeds
@@ -50,7 +51,7 @@ def study_with_checkpoint(
     data = written[step][: len(written[step]) // 2] if damage else written[step]
     artifact = "checkpoint-of-trial-0"
     (tmp_path / "artifacts" / artifact).write_bytes(data)
-    records.store_checkpoint(first, artifact, step)
+    records.store_checkpoint(first, (artifact, step))
     if interrupted:
         first.set_user_attr(FAIL_REASON, INTERRUPTED)
         study.tell(first, state=TrialState.FAIL)
@@ -119,6 +120,45 @@ def test_the_next_command_retries_a_trial_a_stop_signal_ended_and_it_resumes(tmp
     run_config(retry, config, SEEDS, checkpoints=checkpoints)
     assert study.trials[1].system_attrs[records.RESUME]["step"] == 300
     assert retry_interrupted(study) == []  # the interrupted trial is retried already
+
+
+class DiesAt(AtomicArtifactStore):
+    """The artifact store of a worker killed on its second checkpoint: once the new file is written, or while it
+    removes the previous one (a KeyboardInterrupt, which keeps the trial's checkpoints for a retry, as a kill would)."""
+
+    def __init__(self, directory: Path, point: str) -> None:
+        super().__init__(directory)
+        self.point, self.writes = point, 0
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        super().write(artifact_id, content_body)
+        self.writes += 1
+        if self.point == "written" and self.writes == 2:
+            raise KeyboardInterrupt
+
+    def remove(self, artifact_id: str) -> None:
+        if self.point == "removing":
+            raise KeyboardInterrupt
+        super().remove(artifact_id)
+
+
+@pytest.mark.parametrize(("point", "resumed_at"), [("written", 300), ("removing", 600)])
+def test_a_retry_removes_every_checkpoint_a_worker_killed_mid_save_left(
+    tmp_path: Path, config: DQNConfig, point: str, resumed_at: int
+) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path}/study.db", heartbeat_interval_s=1, grace_period_s=2)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    (tmp_path / "artifacts").mkdir()
+    dying = TrialCheckpoints(DiesAt(tmp_path / "artifacts", point), every=300)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(ask_trial(study), config, SEEDS, checkpoints=dying)
+    assert len(list((tmp_path / "artifacts").iterdir())) == 2  # the checkpoints of steps 300 and 600
+    [(_, retry)] = fail_trials_of(study, process_name(), "its worker process was killed by SIGKILL")
+    assert retry == 1
+    checkpoints = TrialCheckpoints(make_artifact_store(None, tmp_path / "artifacts"), every=300)
+    run_config(ask_trial(study), config, SEEDS, checkpoints=checkpoints)
+    assert study.trials[1].system_attrs[records.RESUME]["step"] == resumed_at
+    assert list((tmp_path / "artifacts").iterdir()) == []
 
 
 @pytest.mark.slow
