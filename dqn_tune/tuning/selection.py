@@ -46,7 +46,7 @@ def default_trial(study: optuna.Study) -> tuple[FrozenTrial, str]:
             if trial.number == recommended["trial"]:
                 return trial, "recommended by validation on held-out seeds"
     try:
-        return study.best_trial, "best tuning value (the study has no validation; run 'dqn-tune validate')"
+        return study.best_trial, "best tuning value; the study has no validation: run 'dqn-tune validate'"
     except ValueError:
         raise StorageError(f"study {study.study_name!r} has no complete trial; run or resume the study first") from None
 

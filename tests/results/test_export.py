@@ -211,7 +211,7 @@ def test_without_validation_best_exports_the_best_trial_by_default_name(
     assert main(["best", "--storage", url, "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["study"], data["trial"], data["validation"]) == ("dqn-CartPole-v1", 1, None)
-    assert data["selection"].startswith("best tuning value (the study has no validation")
+    assert data["selection"].startswith("best tuning value; the study has no validation")
     assert DQNConfig.from_dict(data["config"]) == tiny_config.replace(learning_rate=2e-3)
 
 

@@ -81,7 +81,7 @@ def test_retrain_saves_the_best_of_fresh_seeds_with_provenance(two_trials: tuple
     assert (
         meta["selection"]
         == outcome.selection
-        == ("best tuning value (the study has no validation; run 'dqn-tune validate')")
+        == ("best tuning value; the study has no validation: run 'dqn-tune validate'")
     )
     assert outcome.validation is None and outcome.rule.startswith("tolerance (the trial was not validated)")
     assert meta["training"]["seed"] == outcome.best_seed

@@ -594,7 +594,7 @@ def test_base_study_supplies_every_other_hyperparameter_from_its_recommended_tri
     assert spec.base == tiny_config.replace(learning_rate=3e-3, gamma=0.95, total_timesteps=400, eval_freq=40)
     assert (spec.base_study, spec.base_trial) == ("tuned", 0) and spec.to_dict()["base_trial"] == 0
     assert spec.base_source == (
-        "trial 0 of study 'tuned', best tuning value (the study has no validation; run 'dqn-tune validate')"
+        "trial 0 of study 'tuned', best tuning value; the study has no validation: run 'dqn-tune validate'"
     )
     study.set_user_attr(RECOMMENDATION, {"trial": 1})  # validation recommended the second trial
     spec = build_spec(build_parser().parse_args(flags))
