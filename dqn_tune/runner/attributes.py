@@ -14,3 +14,6 @@ RETRY_HISTORY = "retry_history"
 """System attribute that RetryHeartbeatStaleTrialCallback sets on a retry: the trials it retries, oldest first."""
 WORKER = "worker"
 """System attribute of a trial: the process that runs it, as 'host:pid' (its parent fails it at once if it dies)."""
+CREATION = "creation"
+"""System attribute of every trial a SharedStorage creates: a token unique to the call, by which a retried call
+whose first answer was lost finds the trial that call created instead of creating a second one."""

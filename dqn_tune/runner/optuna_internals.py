@@ -70,7 +70,7 @@ def frozen(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
     return study._storage.get_trial(trial._trial_id)
 
 
-def trial_id(trial: optuna.Trial) -> int:
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     """The storage's id of a trial (unique across studies, unlike its number)."""
     return trial._trial_id
 

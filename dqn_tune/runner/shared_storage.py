@@ -3,21 +3,27 @@ with the coordinator (study lock, heartbeats) of the same storage.
 
 Every storage call of a command goes through it (asking and telling trials, the objective's reports and
 attributes, summaries, reports), so a database restart or a moment of "too many clients" costs a wait and
-a line, not the command. One call needs care: a tell whose answer was lost may have been written; its
-retry then finds the trial finished in the state it asked for, which counts as done (never told twice).
+a line, not the command. Two calls need care, as their answer may be lost after they were carried out (a
+proxy restarted between the two): a tell's retry that finds the trial finished in the state it asked for
+counts it as done (never told twice), and a trial's creation is looked up by the token it was created with
+before it is tried again (never created twice: an extra trial would stay RUNNING without a worker).
 """
 
 from __future__ import annotations
 
 import abc
+import copy
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
+from dqn_tune.runner.attributes import CREATION
 from dqn_tune.runner.coordination import Coordinator
+from dqn_tune.runner.optuna_internals import trial_id
 from dqn_tune.runner.retry import RetryPolicy, retried
 
 
@@ -58,6 +64,23 @@ class SharedStorage(BaseStorage):
                 raise
 
         return retried(write, policy=self.retry, where=self.coordinator.where)
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        template = copy.copy(template_trial) if template_trial is not None else create_trial(state=TrialState.RUNNING)
+        token = uuid.uuid4().hex
+        template.system_attrs = {**template.system_attrs, CREATION: token}
+        tries = 0
+
+        def create() -> int:
+            nonlocal tries
+            tries += 1
+            if tries > 1:  # the earlier try may have created it; only its answer was lost
+                for trial in self.backend.get_all_trials(study_id, deepcopy=False):
+                    if trial.system_attrs.get(CREATION) == token:
+                        return trial_id(trial)
+            return self.backend.create_new_trial(study_id, template)
+
+        return retried(create, policy=self.retry, where=self.coordinator.where)
 
     def remove_session(self) -> None:
         self.backend.remove_session()

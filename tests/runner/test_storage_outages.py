@@ -85,12 +85,12 @@ def test_a_call_that_recovers_returns_its_result_and_says_so(caplog: pytest.LogC
 
 
 class AnswerLostOnce(_CachedStorage):
-    """Optuna's storage of a database whose replies to the first tell and the first parameter are lost after
-    they were written."""
+    """Optuna's storage of a database whose replies to the first tell, the first parameter, the first trial asked
+    and the first trial queued are lost after they were written."""
 
     def __init__(self, url: str) -> None:
         super().__init__(RDBStorage(url))
-        self.lose = {"tell", "param"}
+        self.lose = {"tell", "param", "create RUNNING", "create WAITING"}
 
     def lost(self, call: str) -> None:
         if call in self.lose:
@@ -107,8 +107,13 @@ class AnswerLostOnce(_CachedStorage):
         super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
         self.lost("param")
 
+    def create_new_trial(self, study_id, template_trial=None):  # type: ignore[no-untyped-def]
+        created = super().create_new_trial(study_id, template_trial)
+        self.lost(f"create {self.get_trial(created).state.name}")
+        return created
 
-def test_a_tell_or_parameter_whose_answer_was_lost_is_retried_and_counts_as_written_once(tmp_path: Path) -> None:
+
+def test_a_call_whose_answer_was_lost_is_retried_and_counts_as_carried_out_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     opened = open_storage(url)
     study = optuna.create_study(
@@ -122,6 +127,9 @@ def test_a_tell_or_parameter_whose_answer_was_lost_is_retried_and_counts_as_writ
     assert told.state == TrialState.COMPLETE and told.value == 1.0 and told.params == {"x": x}
     with pytest.raises(ValueError, match="Cannot tell a COMPLETE trial"):  # a second tell is still refused
         study.tell(trial, 2.0)
+    study.enqueue_trial({"x": 0.5})  # its retry finds the trial the lost call queued
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.WAITING]
+    assert study.ask().number == 1 and len(study.trials) == 2  # the queued one, not a third
 
 
 @pytest.mark.slow
