@@ -91,4 +91,4 @@ def starting_config(args: argparse.Namespace) -> tuple[DQNConfig, str]:
     preset = None if args.no_preset else preset_for(env_id)
     if preset is None:
         return DQNConfig(env_id=env_id), "the global defaults"
-    return preset.base_config(), f"the {env_id} preset ({preset.source})"
+    return preset.base_config(), preset.origin

@@ -49,6 +49,11 @@ class Preset:
     space: SearchSpace
     """The space `tune` samples for this env (DEFAULT_SPACE with the preset's entries)."""
 
+    @property
+    def origin(self) -> str:
+        """The preset in a few words, for a command's first line (its full source takes a paragraph)."""
+        return f"the {self.env_id} preset ('dqn-tune presets --env {self.env_id}' says how it was found)"
+
     def base_config(self, *, timesteps: int | None = None, **overrides: Any) -> DQNConfig:
         """The preset's config at `timesteps` (default: the preset's budget), evaluated EVALS_PER_RUN times,
         with `overrides`."""

@@ -246,7 +246,7 @@ class TuneRequest:
         origin = (
             "resuming with the study's stored settings (a flag given must agree with them)"
             if stored is not None
-            else f"starting from the {request.env_id} preset ({preset.source})"
+            else f"starting from {preset.origin}"
             if preset
             else "starting from the global defaults"
             + ("" if not request.preset else f" ({request.env_id} has no preset)")

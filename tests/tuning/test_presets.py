@@ -72,7 +72,7 @@ TINY = [*TINY_TRAINING, "--eval-episodes", "1", "--eval-curve-episodes", "1"]
 def test_train_says_which_start_it_used(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "a.pt"
     assert main(["train", "--env", "Acrobot-v1", "--out", str(out), *TINY]) == 0
-    assert "starting from the Acrobot-v1 preset (" in capsys.readouterr().out
+    assert "starting from the Acrobot-v1 preset ('dqn-tune presets --env Acrobot-v1' says" in capsys.readouterr().out
     assert load_agent(out).config.buffer_size == preset_for("Acrobot-v1").base_config().buffer_size  # type: ignore[union-attr]
     assert main(["train", "--env", "Acrobot-v1", "--no-preset", "--out", str(out), *TINY]) == 0
     assert "starting from the global defaults" in capsys.readouterr().out
