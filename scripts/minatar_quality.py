@@ -52,8 +52,7 @@ EVAL_SEED = 123_456
 """Seed of the judging evaluation env, as in scripts/bench_quality.py."""
 BUDGET = 1_000_000
 """Env steps per run by the issue's rule (1M if a run costs under 40 CPU-minutes here, else the largest budget
-that does): a 1M-step run at the reference config costs about 33-42 CPU-minutes here, at the line
-(docs/images.md)."""
+that does): docs/images.md has what a run of the reference configuration costs here."""
 
 
 def config_for(env_id: str, source: str, timesteps: int) -> DQNConfig:
