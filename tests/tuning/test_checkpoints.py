@@ -123,17 +123,17 @@ def test_the_next_command_retries_a_trial_a_stop_signal_ended_and_it_resumes(tmp
 
 
 class DiesAt(AtomicArtifactStore):
-    """The artifact store of a worker killed on its second checkpoint: once the new file is written, or while it
+    """The artifact store of a worker killed on its `at`-th checkpoint: once the new file is written, or while it
     removes the previous one (a KeyboardInterrupt, which keeps the trial's checkpoints for a retry, as a kill would)."""
 
-    def __init__(self, directory: Path, point: str) -> None:
+    def __init__(self, directory: Path, point: str, at: int = 2) -> None:
         super().__init__(directory)
-        self.point, self.writes = point, 0
+        self.point, self.at, self.writes = point, at, 0
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
         super().write(artifact_id, content_body)
         self.writes += 1
-        if self.point == "written" and self.writes == 2:
+        if self.point == "written" and self.writes == self.at:
             raise KeyboardInterrupt
 
     def remove(self, artifact_id: str) -> None:
@@ -158,6 +158,27 @@ def test_a_retry_removes_every_checkpoint_a_worker_killed_mid_save_left(
     checkpoints = TrialCheckpoints(make_artifact_store(None, tmp_path / "artifacts"), every=300)
     run_config(ask_trial(study), config, SEEDS, checkpoints=checkpoints)
     assert study.trials[1].system_attrs[records.RESUME]["step"] == resumed_at
+    assert list((tmp_path / "artifacts").iterdir()) == []
+
+
+def test_a_trial_stopped_while_it_wrote_its_first_checkpoint_is_retried_and_the_file_removed(
+    tmp_path: Path, config: DQNConfig
+) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path}/study.db", heartbeat_interval_s=1, grace_period_s=2)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    (tmp_path / "artifacts").mkdir()
+    first = ask_trial(study)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(
+            first, config, SEEDS, checkpoints=TrialCheckpoints(DiesAt(tmp_path / "artifacts", "written", 1), 300)
+        )
+    first.set_user_attr(FAIL_REASON, INTERRUPTED)
+    study.tell(first, state=TrialState.FAIL)
+    assert records.trial_checkpoint(study.trials[0]) is None  # nothing to resume from, but a file to remove
+    assert retry_interrupted(study) == [0]
+    checkpoints = TrialCheckpoints(make_artifact_store(None, tmp_path / "artifacts"), every=300)
+    run_config(ask_trial(study), config, SEEDS, checkpoints=checkpoints)
+    assert study.trials[1].user_attrs[records.RESUMED].startswith("no, from step 0: ")
     assert list((tmp_path / "artifacts").iterdir()) == []
 
 
