@@ -24,15 +24,22 @@ def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
             f"env {shown(env_id)} needs an extra package: {_reason(exc)}. For Box2D envs: pip install 'dqn-tune[box2d]'"
         ) from exc
     except (gym.error.Error, ImportError) as exc:  # ImportError: an id "module:Env" whose module is missing
-        raise EnvError(
-            f"unknown env id {shown(env_id)} ({_reason(exc)}); expected a registered gymnasium id such as 'CartPole-v1'"
-        ) from exc
+        raise EnvError(f"unknown env id {shown(env_id)} ({_reason(exc)}); expected {_known_ids(env_id)}") from exc
     try:
         check_spaces(env_id, env.observation_space, env.action_space)
     except EnvError:
         env.close()
         raise
     return env
+
+
+def _known_ids(env_id: str) -> str:
+    """What to suggest for an unknown id: the ids registered in its namespace (MinAtar's games, say), if any."""
+    namespace, slash, _ = env_id.partition("/")
+    siblings = sorted(known for known in gym.registry if slash and known.startswith(namespace + "/"))
+    if not siblings:
+        return "a registered gymnasium id such as 'CartPole-v1'"
+    return f"one of {namespace}'s ids: {', '.join(siblings)}"
 
 
 def _reason(exc: Exception) -> str:

@@ -36,3 +36,10 @@ def test_other_ids_are_left_to_gymnasium() -> None:
     register_namespace("CartPole-v1")
     with pytest.raises(EnvError, match="unknown env id 'NoSuchNamespace/Game-v0'"):
         make_env("NoSuchNamespace/Game-v0")
+
+
+def test_an_unknown_id_in_a_known_namespace_names_the_namespace_s_ids() -> None:
+    with pytest.raises(
+        EnvError, match=r"^unknown env id 'dqn-tune/Cat-v0' \(.*\); expected one of dqn-tune's ids: dqn-tune/Catch-v0, "
+    ):
+        make_env("dqn-tune/Cat-v0")
