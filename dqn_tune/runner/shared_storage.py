@@ -4,9 +4,10 @@ with the coordinator (study lock, heartbeats) of the same storage.
 Every storage call of a command goes through it (asking and telling trials, the objective's reports and
 attributes, summaries, reports), so a database restart or a moment of "too many clients" costs a wait and
 a line, not the command. Two calls need care, as their answer may be lost after they were carried out (a
-proxy restarted after writing and before answering): a tell's retry that finds the trial finished in the state it asked for
-counts it as done (never told twice), and a trial's creation is looked up by the token it was created with
-before it is tried again (never created twice: an extra trial would stay RUNNING without a worker).
+proxy restarted after writing and before answering): a tell's retry that finds the trial finished in the
+state it asked for counts it as done (never told twice), and a trial's creation is looked up by the token
+it was created with before it is tried again (never created twice: an extra trial would stay RUNNING
+without a worker).
 """
 
 from __future__ import annotations
