@@ -20,11 +20,10 @@ def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
             + (f"; it cannot render {render_mode!r} frames" if render_mode is not None else "")
         ) from exc
     except gym.error.DependencyNotInstalled as exc:
-        raise EnvError(
-            f"env {shown(env_id)} needs an extra package: {_reason(exc)}. For Box2D envs: pip install 'dqn-tune[box2d]'"
-        ) from exc
+        box2d = " For Box2D envs: pip install 'dqn-tune[box2d]'" if "box2d" in str(exc).lower() else ""
+        raise EnvError(f"env {shown(env_id)} needs an extra package: {_reason(exc)}.{box2d}") from exc
     except (gym.error.Error, ImportError) as exc:  # ImportError: an id "module:Env" whose module is missing
-        raise EnvError(f"unknown env id {shown(env_id)} ({_reason(exc)}); expected {_known_ids(env_id)}") from exc
+        raise EnvError(f"unknown env id {shown(env_id)} ({_reason(exc)}); expected {_expected(env_id, exc)}") from exc
     try:
         check_spaces(env_id, env.observation_space, env.action_space)
     except EnvError:
@@ -33,8 +32,14 @@ def make_env(env_id: str, *, render_mode: str | None = None) -> gym.Env:
     return env
 
 
-def _known_ids(env_id: str) -> str:
-    """What to suggest for an unknown id: the ids registered in its namespace (MinAtar's games, say), if any."""
+def _expected(env_id: str, exc: Exception) -> str:
+    """What to suggest for an unknown id: where the module of an id "module:Env" is looked for, else the ids
+    registered in its namespace (MinAtar's games, say), else a gymnasium id."""
+    module, colon, _ = env_id.partition(":")
+    missing = {getattr(error, "name", None) for error in (exc, exc.__cause__)}  # gymnasium re-raises with a cause
+    if colon and module.partition(".")[0] in missing:
+        # console scripts put their own directory on sys.path, not the working directory as `python -m` does
+        return f"a module {module!r} on Python's import path that registers the id (for a file here: PYTHONPATH=.)"
     namespace, slash, _ = env_id.partition("/")
     siblings = sorted(known for known in gym.registry if slash and known.startswith(namespace + "/"))
     if not siblings:

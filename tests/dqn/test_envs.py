@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -40,3 +42,43 @@ def test_rendering_such_an_env_is_a_one_line_env_error() -> None:
         r"'rgb_array' frames$",
     ):
         make_env("NoRenderMode-v0", render_mode="rgb_array")
+
+
+def needs_a_package(package: str) -> gym.Env:
+    """An env whose constructor finds `package` missing, as gymnasium's own envs report it."""
+    raise gym.error.DependencyNotInstalled(f"{package} is not installed, run `pip install {package.lower()}`")
+
+
+gym.register("NeedsBox2D-v0", entry_point=lambda: needs_a_package("Box2D"))
+gym.register("NeedsOpenCV-v0", entry_point=lambda: needs_a_package("OpenCV"))
+
+
+@pytest.mark.parametrize(
+    ("env_id", "hint"), [("NeedsBox2D-v0", ". For Box2D envs: pip install 'dqn-tune[box2d]'"), ("NeedsOpenCV-v0", ".")]
+)
+def test_a_missing_package_is_named_and_box2d_s_extra_offered_only_for_box2d(env_id: str, hint: str) -> None:
+    with pytest.raises(EnvError) as error:
+        make_env(env_id)
+    assert str(error.value).startswith(f"env '{env_id}' needs an extra package: ")
+    assert str(error.value).endswith(" is not installed, run `pip install " + env_id[5:-3].lower() + "`" + hint)
+
+
+USER_MODULE = """
+from pathlib import Path
+
+import gymnasium as gym
+gym.register("UserGrid-v0", entry_point="dqn_tune.envs.catch:Catch", max_episode_steps=9)
+"""
+
+
+def test_an_id_module_env_is_made_once_its_module_is_on_the_path_and_its_absence_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "user_envs_for_dqn_tune.py").write_text(USER_MODULE)
+    with pytest.raises(
+        EnvError, match=r"on Python's import path that registers the id \(for a file here: PYTHONPATH=\.\)$"
+    ):
+        make_env("user_envs_for_dqn_tune:UserGrid-v0")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with make_env("user_envs_for_dqn_tune:UserGrid-v0") as env:
+        assert env.observation_space.shape == (10, 5, 3)
