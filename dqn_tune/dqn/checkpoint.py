@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.env_state import env_state, restorable, set_env_state
 from dqn_tune.dqn.random_state import generator_states, set_generator_states
 from dqn_tune.dqn.state import EvalPoint, MemberLog, RunState
@@ -145,7 +146,7 @@ def read_checkpoint(
             f"{name} has checkpoint format version {payload.get('format_version')!r}; "
             f"this dqn-tune reads version {FORMAT_VERSION}"
         )
-    if payload.get("config") != dict(config) or payload.get("seeds") != list(seeds):
+    if not same_config(payload.get("config"), config) or payload.get("seeds") != list(seeds):
         raise CheckpointError(f"{name} is a checkpoint of another run (config or seeds differ)")
     try:
         check_tensors_stored(dict(_flat_tensors(payload)), source=f"{name} is a damaged checkpoint")
@@ -155,6 +156,16 @@ def read_checkpoint(
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{name} is a damaged checkpoint: {type(exc).__name__}: {exc}") from None
     return Checkpoint(payload)
+
+
+def same_config(saved: object, config: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint's stored config is `config` (DQNConfig.to_dict()): equal, or written before some
+    fields existed and `config` has those at their defaults (a field is added with the default that keeps the
+    old behaviour), so that a study resumed by a newer dqn-tune resumes its checkpoints."""
+    if not isinstance(saved, dict) or not set(saved) <= set(config):
+        return False
+    defaults = DQNConfig().to_dict()
+    return all(saved[key] == value if key in saved else value == defaults[key] for key, value in config.items())
 
 
 def _check_summary(payload: dict[str, Any]) -> None:

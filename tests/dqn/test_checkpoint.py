@@ -265,6 +265,19 @@ def test_damaged_truncated_and_foreign_checkpoints_are_refused(tiny_config: DQNC
         read_checkpoint(good, config=tiny_config.replace(learning_rate=0.01).to_dict(), seeds=[0])
 
 
+def test_a_checkpoint_written_before_a_field_existed_resumes_while_the_field_is_at_its_default(
+    tiny_config: DQNConfig, tmp_path: Path
+) -> None:
+    unstopped, checkpoints = saved_every(tiny_config, [0], 300, tmp_path)
+    older = tmp_path / "older.pt"
+    payload = torch.load(checkpoints[300], weights_only=True)
+    del payload["config"]["dueling"]  # as a dqn-tune from before dueling heads wrote it
+    torch.save(payload, older)
+    assert_same_run(resumed(tiny_config, [0], older), unstopped)
+    with pytest.raises(CheckpointError, match="another run"):
+        read_checkpoint(older, config=tiny_config.replace(dueling=True).to_dict(), seeds=[0])
+
+
 def test_a_checkpoint_that_does_not_fit_the_run_is_refused_before_training(
     tiny_config: DQNConfig, tmp_path: Path
 ) -> None:
