@@ -81,6 +81,11 @@ class DQNConfig:
         "CNN: widths of the fully connected layers after the convolutions; empty (auto): the stack's own (128 or 512).",
     )
     optimizer: str = _field("adam", "'adam', or 'rmsprop': the centered RMSprop of the DQN papers (MinAtar's).")
+    adam_eps: float = _field(
+        1e-8,
+        "Adam's epsilon, added to the root of its second-moment estimate (torch's default; Rainbow used 1.5e-4): "
+        "larger values damp the steps of weights whose gradients are rare. rmsprop keeps MinAtar's 0.01.",
+    )
     dueling: bool = _field(False, "Dueling heads: Q = V + A - mean(A) from one trunk (Wang et al. 2016).")
     double_dqn: bool = _field(True, "Select next actions with the online network (Double DQN).")
     n_steps: int = _field(
@@ -188,7 +193,13 @@ class DQNConfig:
                 getattr(self, name),
                 "a number in [0, 1]",
             )
-        _check(_is_real(self.per_eps) and 0 < self.per_eps < math.inf, "per_eps", self.per_eps, "a finite number > 0")
+        for name in ("per_eps", "adam_eps"):
+            _check(
+                _is_real(getattr(self, name)) and 0 < getattr(self, name) < math.inf,
+                name,
+                getattr(self, name),
+                "a finite number > 0",
+            )
         _check(
             self.batch_size <= self.buffer_size,
             "batch_size",

@@ -23,10 +23,10 @@ _RMSPROP_STATE = ("square_avg", "grad_avg", "momentum_buffer")
 
 
 def make_optimizer(config: DQNConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimizer `config.optimizer` names, at `config.learning_rate`."""
+    """The optimizer `config.optimizer` names, at `config.learning_rate` (Adam with `config.adam_eps`)."""
     if config.optimizer == "rmsprop":
         return FlatRMSprop(params, lr=config.learning_rate, **RMSPROP_SETTINGS)
-    return torch.optim.Adam(params, lr=config.learning_rate, fused=True)
+    return torch.optim.Adam(params, lr=config.learning_rate, eps=config.adam_eps, fused=True)
 
 
 class FlatRMSprop(torch.optim.Optimizer):

@@ -158,6 +158,8 @@ def to_yaml(config: DQNConfig, *, comments: list[str] | tuple[str, ...] = ()) ->
     if config.optimizer == "rmsprop":
         settings = ", ".join(f"{key}={value}" for key, value in RMSPROP_SETTINGS.items())
         kwargs.append(f"optimizer_class=th.optim.RMSprop, optimizer_kwargs=dict({settings})")
+    elif config.adam_eps != DQNConfig.__dataclass_fields__["adam_eps"].default:  # SB3's Adam has torch's default
+        kwargs.append(f"optimizer_kwargs=dict(eps={config.adam_eps!r})")
     values["policy_kwargs"] = _quoted(f"dict({', '.join(kwargs)})")
     notes = [
         "dqn-tune settings that SB3's DQN has no argument for (not applied by SB3):",

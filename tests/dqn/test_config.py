@@ -52,7 +52,7 @@ INVALID = [
     ("dueling", "yes"),
     ("prioritized_replay", 1),
     *[(name, value) for name in ("per_alpha", "per_beta") for value in (-0.1, 1.5, math.nan, "0.5", True)],
-    *[("per_eps", value) for value in (0, -1e-6, math.inf, math.nan)],
+    *[(name, value) for name in ("per_eps", "adam_eps") for value in (0, -1e-6, math.inf, math.nan, "1e-8")],
 ]
 
 
@@ -102,6 +102,7 @@ def test_learning_starts_must_leave_steps_to_learn() -> None:
         {"per_beta": 0.0},
         {"per_beta": 1.0},
         {"per_eps": 1e-12},
+        {"adam_eps": 1e-12},
         {"dueling": True, "prioritized_replay": True},
     ],
 )

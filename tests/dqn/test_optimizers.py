@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.denormals import denormals_flushed
-from dqn_tune.dqn.optimizers import RMSPROP_SETTINGS, FlatRMSprop
+from dqn_tune.dqn.optimizers import RMSPROP_SETTINGS, FlatRMSprop, make_optimizer
 
 SHAPES = [(2, 16, 4, 3, 3), (2, 16), (2, 1024, 128), (2, 1, 128), (2, 6, 128), (2, 6, 1)]
 
@@ -72,3 +73,15 @@ def test_flat_rmsprop_refuses_what_it_does_not_implement() -> None:
     params = [torch.nn.Parameter(torch.zeros(3))]
     with pytest.raises(ValueError, match="centered RMSprop with momentum"):
         FlatRMSprop(params, lr=0.1, alpha=0.9, eps=0.01, centered=False, momentum=0.9)
+
+
+def test_adam_takes_the_config_s_epsilon_and_a_larger_one_damps_rare_gradients() -> None:
+    moved = []
+    for eps in (1e-8, 1.5e-4):
+        param = torch.nn.Parameter(torch.zeros(1))
+        optimizer = make_optimizer(DQNConfig(learning_rate=1e-3, adam_eps=eps), [param])
+        assert optimizer.param_groups[0]["eps"] == eps
+        param.grad = torch.tensor([1e-6])  # Adam's first step is lr * g / (|g| + eps): ~lr unless eps >> |g|
+        optimizer.step()
+        moved.append(-param.item())
+    assert moved[0] == pytest.approx(1e-3, rel=0.02) and moved[1] < moved[0] / 100
