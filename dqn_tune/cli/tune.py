@@ -32,7 +32,7 @@ from dqn_tune.errors import ConfigError
 from dqn_tune.runner.defaults import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 from dqn_tune.tuning import defaults
 from dqn_tune.tuning.presets import EVALS_PER_RUN, load_presets
-from dqn_tune.tuning.search_space import ENQUEUE_FIELD
+from dqn_tune.tuning.search_space import ENQUEUE_FIELD, SEARCH_SPACE_FIELD
 
 USES_STORAGE = True
 HELP = "tune DQN hyperparameters: run trials into an Optuna study (resumes an existing one), then validate the best"
@@ -251,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
             worker_gpus=args.worker_gpus,
         ).plan()
     except ConfigError as exc:
-        raise (exc if exc.field == ENQUEUE_FIELD else flag_error(exc, args)) from None  # the file's keys, not flags
+        files = (ENQUEUE_FIELD, SEARCH_SPACE_FIELD)  # errors naming a file's keys, not flags
+        raise (exc if exc.field in files else flag_error(exc, args)) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     given, args.workers = args.workers, chosen_workers(args.workers, args.trials)
     executor = chosen_executor(args)

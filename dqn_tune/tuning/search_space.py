@@ -39,6 +39,8 @@ FIELD_TYPES: dict[str, str] = {
 Value = int | float | str | bool | tuple[int, ...]
 ENQUEUE_FIELD = "enqueue"
 """The field of a ConfigError about a config queued as a trial (`tune --enqueue`): it names the file's keys."""
+SEARCH_SPACE_FIELD = "search_space"
+"""The field of a ConfigError about a search-space file's entries: it names the file's keys, not flags."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +256,10 @@ def load_search_space(path: str | Path | None, *, base: SearchSpace = DEFAULT_SP
     if path is None:
         return base
     source = f"search-space file {str(path)!r}"
-    return base.merged(SearchSpace.from_mapping(read_toml(path, what=source), source=source))
+    try:
+        return base.merged(SearchSpace.from_mapping(read_toml(path, what=source), source=source))
+    except ConfigError as exc:
+        raise ConfigError(str(exc), field=SEARCH_SPACE_FIELD) from None
 
 
 def suggest_config(trial: optuna.Trial, base: DQNConfig, space: SearchSpace) -> DQNConfig:

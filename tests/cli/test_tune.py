@@ -103,6 +103,10 @@ BAD_INPUTS = [
     ),
     (["--trials", "2", "--search-space", "{bad_toml}"], "is not valid TOML"),
     (["--trials", "2", "--search-space", "{unknown_param}"], "unknown hyperparameter 'learning_rte'; tunable:"),
+    (
+        ["--trials", "2", "--search-space", "{zero_low}"],
+        "zero.toml': learning_rate: a log-scale range needs low > 0, got 0.0\n",  # the file's key; nothing after
+    ),
     pytest.param(
         ["--trials", "2", "--device", "cuda"],
         "device = 'cuda' is invalid on this machine: torch sees no CUDA GPU",
@@ -117,7 +121,9 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
 ) -> None:
     (tmp_path / "bad.toml").write_text("learning_rate = { low = 1e-4")
     (tmp_path / "unknown.toml").write_text("learning_rte = { low = 1e-4, high = 1e-3 }")
-    args = [arg.format(bad_toml=tmp_path / "bad.toml", unknown_param=tmp_path / "unknown.toml") for arg in args]
+    (tmp_path / "zero.toml").write_text("learning_rate = { low = 0, high = 1e-3, log = true }")
+    files = {"bad_toml": "bad.toml", "unknown_param": "unknown.toml", "zero_low": "zero.toml"}
+    args = [arg.format(**{key: tmp_path / name for key, name in files.items()}) for arg in args]
     before = existing_db.read_bytes()
     code, out, err = run_cli([*TINY, "--storage", f"sqlite:///{existing_db}", *args], capsys)
     assert code == 2 and out == ""
