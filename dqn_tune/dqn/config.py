@@ -22,6 +22,8 @@ AUTO_WIDTHS = "auto"
 """How the command line writes an empty tuple of widths: the network's own."""
 INT_MAX = 2**63 - 1
 """Largest value of an integer field: every count fits a 64-bit integer (numpy, torch, SQLite)."""
+ADAM_EPS = 1e-8
+"""Adam's epsilon by default: torch's, which SB3's DQN uses too."""
 SEED_MAX = 2**32 - 1
 """Largest run or evaluation seed: seeds are 32-bit, like the per-stream seeds derived from them (numpy's
 SeedSequence would take any size; one documented range keeps runs reproducible with other tools)."""
@@ -82,7 +84,7 @@ class DQNConfig:
     )
     optimizer: str = _field("adam", "'adam', or 'rmsprop': the centered RMSprop of the DQN papers (MinAtar's).")
     adam_eps: float = _field(
-        1e-8,
+        ADAM_EPS,
         "Adam's epsilon, added to the root of its second-moment estimate (torch's default; Rainbow used 1.5e-4): "
         "larger values damp the steps of weights whose gradients are rare. rmsprop keeps MinAtar's 0.01.",
     )

@@ -22,7 +22,7 @@ from typing import Any
 
 import optuna
 
-from dqn_tune.dqn.config import AUTO_WIDTHS, WIDTH_FIELDS, DQNConfig, field_names
+from dqn_tune.dqn.config import ADAM_EPS, AUTO_WIDTHS, WIDTH_FIELDS, DQNConfig, field_names
 from dqn_tune.dqn.envs import env_spaces, make_env
 from dqn_tune.dqn.networks import family_name
 from dqn_tune.dqn.optimizers import RMSPROP_SETTINGS
@@ -158,7 +158,7 @@ def to_yaml(config: DQNConfig, *, comments: list[str] | tuple[str, ...] = ()) ->
     if config.optimizer == "rmsprop":
         settings = ", ".join(f"{key}={value}" for key, value in RMSPROP_SETTINGS.items())
         kwargs.append(f"optimizer_class=th.optim.RMSprop, optimizer_kwargs=dict({settings})")
-    elif config.adam_eps != DQNConfig.__dataclass_fields__["adam_eps"].default:  # SB3's Adam has torch's default
+    elif config.adam_eps != ADAM_EPS:
         kwargs.append(f"optimizer_kwargs=dict(eps={config.adam_eps!r})")
     values["policy_kwargs"] = _quoted(f"dict({', '.join(kwargs)})")
     notes = [
