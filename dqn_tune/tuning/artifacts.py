@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -42,6 +43,14 @@ class AtomicArtifactStore(FileSystemArtifactStore):
             raise ValueError(f"invalid artifact id {artifact_id!r}: expected a file name")
         with replacing(self._directory / artifact_id) as temporary, temporary.open("wb") as handle:
             shutil.copyfileobj(content_body, handle)
+
+    def remove(self, artifact_id: str) -> None:
+        """Remove the artifact `artifact_id`, and the partial copy a writer killed mid-write (SIGKILL: no cleanup
+        runs) left beside it under `replacing`'s temporary name, which starts with the artifact's; ArtifactNotFound
+        if the artifact itself is not there."""
+        for partial in self._directory.glob(f".{glob.escape(artifact_id)}.*.tmp*"):
+            partial.unlink(missing_ok=True)
+        super().remove(artifact_id)
 
 
 def make_artifact_store(storage_url: str | None, directory: str | Path | None = None) -> FileSystemArtifactStore:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.artifacts import download_artifact, get_all_artifact_meta
+from optuna.artifacts.exceptions import ArtifactNotFound
 
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import StorageError
@@ -44,3 +48,33 @@ def test_make_artifact_store_reports_an_uncreatable_directory(tmp_path: Path) ->
     blocker.write_text("not a directory")
     with pytest.raises(StorageError, match=r"cannot create artifact directory .*file/artifacts"):
         make_artifact_store(f"sqlite:///{blocker / 'study.db'}")
+
+
+WRITER = """
+import os, sys, time
+from pathlib import Path
+from dqn_tune.tuning.artifacts import AtomicArtifactStore
+
+class Endless:
+    def read(self, size=-1):
+        time.sleep(0.01)
+        return b"x" * 4096
+
+AtomicArtifactStore(Path(sys.argv[1])).write("checkpoint-1", Endless())
+"""
+
+
+def test_removing_an_artifact_removes_the_partial_copy_of_a_writer_killed_mid_write(tmp_path: Path) -> None:
+    store = make_artifact_store(None, tmp_path)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 60
+        while not any(path.stat().st_size for path in tmp_path.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        writer.kill()  # SIGKILL mid-write: the writer's cleanup never runs
+        writer.wait()
+    assert [path.name.startswith(".checkpoint-1.") for path in tmp_path.iterdir()] == [True]
+    with pytest.raises(ArtifactNotFound):  # the artifact itself was never published
+        store.remove("checkpoint-1")
+    assert list(tmp_path.iterdir()) == []
