@@ -183,15 +183,19 @@ def test_yaml_has_rl_zoos_keys_and_values() -> None:
     [
         ({}, "dict(net_arch=[64, 64])"),
         ({"adam_eps": 1.5e-4}, "dict(net_arch=[64, 64], optimizer_kwargs=dict(eps=0.00015))"),
-        ({"optimizer": "rmsprop", "adam_eps": 1.5e-4}, "optimizer_class=th.optim.RMSprop"),
+        (
+            {"optimizer": "rmsprop", "adam_eps": 1.5e-4},
+            "dict(net_arch=[64, 64], optimizer_class=th.optim.RMSprop, "
+            "optimizer_kwargs=dict(alpha=0.95, eps=0.01, centered=True, momentum=0.95))",
+        ),
     ],
+    ids=["default-adam", "adam-eps", "rmsprop-ignores-adam-eps"],
 )
 def test_yaml_gives_sb3_the_optimizer_settings_that_differ_from_its_adam(
     changes: dict[str, object], kwargs: str
 ) -> None:
     entry = yaml.safe_load(to_yaml(DQNConfig(hidden_sizes=(64, 64), **changes)))["CartPole-v1"]
-    assert kwargs in entry["policy_kwargs"]
-    assert ("eps=0.00015" in entry["policy_kwargs"]) == (changes.get("optimizer") != "rmsprop" and bool(changes))
+    assert entry["policy_kwargs"] == kwargs
 
 
 def test_yaml_of_the_study_names_what_sb3_lacks(validated_study_url: str, capsys: pytest.CaptureFixture[str]) -> None:
