@@ -4,6 +4,7 @@ replace a file atomically (`replacing`, `write_text`): every writer goes through
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import os
 import re
@@ -87,6 +88,13 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 def _temporary_file(parent: Path, target: Path) -> tuple[int, str]:
     """A new hidden file in `parent` named after `target` and ending with its suffix: (descriptor, path)."""
     return tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}")
+
+
+def leftover_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files `replacing` made for `path` and never renamed or removed: a writer killed mid-write
+    (SIGKILL runs no cleanup) leaves one."""
+    target = Path(path)
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*.tmp{glob.escape(target.suffix)}"))
 
 
 def _flush_to_disk(path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from dqn_tune.dqn.run_record import RunRecord
 from dqn_tune.errors import StorageError
-from dqn_tune.output_paths import replacing
+from dqn_tune.output_paths import leftover_temporaries, replacing
 from dqn_tune.plots import learning_curve_figure, save_figure
 from dqn_tune.runner.storage import StorageSettings, artifact_dir
 from dqn_tune.tuning import records
@@ -45,10 +44,9 @@ class AtomicArtifactStore(FileSystemArtifactStore):
             shutil.copyfileobj(content_body, handle)
 
     def remove(self, artifact_id: str) -> None:
-        """Remove the artifact `artifact_id`, and the partial copy a writer killed mid-write (SIGKILL: no cleanup
-        runs) left beside it under `replacing`'s temporary name, which starts with the artifact's; ArtifactNotFound
+        """Remove the artifact `artifact_id`, and the partial copy of a write that a kill cut short; ArtifactNotFound
         if the artifact itself is not there."""
-        for partial in self._directory.glob(f".{glob.escape(artifact_id)}.*.tmp*"):
+        for partial in leftover_temporaries(self._directory / artifact_id):
             partial.unlink(missing_ok=True)
         super().remove(artifact_id)
 
