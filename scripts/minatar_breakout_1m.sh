@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The session-sized 1M-step MinAtar Breakout studies of docs/images.md, from tuning to the verdict, on 2 cores.
 # ROUND (the first argument) is tf4 (one update every 4 env steps, 8 trials), tf1 (an update every step, each
-# trial 3x the cost: only the 2 known points, so that it finishes within two sessions) or rms (as tf1, with the
+# trial 3x the cost: only the 2 known points, about six hours of wall time on 2 cores) or rms (as tf1, with the
 # reference's centered RMSprop and unclipped gradients, Double DQN, and 20-episode learning-curve points):
 #   1. tune: trials of one seed at 1M steps, 2 at a time, with the median pruner, in the round's search space;
 #      scripts/minatar_breakout_1m_ROUND.toml and the reference configuration are queued as known points;
@@ -10,7 +10,7 @@
 #   4. compare it with the reference configuration's recorded 1M-step results (docs/data/).
 # Each step resumes when the script is run again (the study from its SQLite file, a trial or a judged run
 # from its last 50,000-step checkpoint, a judged seed is not run twice). Usage, from the repository root:
-#   nohup nice -n 10 bash scripts/minatar_breakout_1m.sh tf1 > studies/minatar-1m-tf1.log 2>&1 &
+#   nohup nice -n 10 bash scripts/minatar_breakout_1m.sh rms > studies/minatar-1m-rms.log 2>&1 &
 set -euo pipefail
 ROUND=${1:-tf4}
 case "$ROUND" in
