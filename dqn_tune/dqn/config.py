@@ -20,6 +20,8 @@ WIDTH_FIELDS = ("hidden_sizes", "cnn_channels", "cnn_hidden_sizes")
 """The layer-width fields (tuples of integers)."""
 AUTO_WIDTHS = "auto"
 """How the command line writes an empty tuple of widths: the network's own."""
+NO_CLIPPING = "none"
+"""How TOML (which has no null) and the command line write max_grad_norm = None."""
 INT_MAX = 2**63 - 1
 """Largest value of an integer field: every count fits a 64-bit integer (numpy, torch, SQLite)."""
 ADAM_EPS = 1e-8
@@ -252,6 +254,13 @@ SHORT_FLAGS = {"total_timesteps": "--timesteps"}
 def flag_name(field_name: str) -> str:
     """The command-line flag of a config field (`learning_rate` -> `--learning-rate`): one name everywhere."""
     return SHORT_FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
+
+
+def from_toml(name: str, value: Any) -> Any:
+    """A TOML value of field `name` as the field takes it: max_grad_norm "none" (any case) is None."""
+    if name == "max_grad_norm" and isinstance(value, str) and value.lower() == NO_CLIPPING:
+        return None
+    return value
 
 
 def field_names() -> tuple[str, ...]:

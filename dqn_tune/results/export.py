@@ -22,7 +22,7 @@ from typing import Any
 
 import optuna
 
-from dqn_tune.dqn.config import ADAM_EPS, AUTO_WIDTHS, WIDTH_FIELDS, DQNConfig, field_names
+from dqn_tune.dqn.config import ADAM_EPS, AUTO_WIDTHS, NO_CLIPPING, WIDTH_FIELDS, DQNConfig, field_names, from_toml
 from dqn_tune.dqn.envs import env_spaces, make_env
 from dqn_tune.dqn.networks import family_name
 from dqn_tune.dqn.optimizers import RMSPROP_SETTINGS
@@ -32,8 +32,6 @@ from dqn_tune.toml_files import read_toml
 from dqn_tune.tuning import records
 from dqn_tune.tuning.selection import default_trial
 
-NO_CLIPPING = "none"
-"""How TOML (which has no null) and the command line write max_grad_norm = None."""
 TRAIN_FLAGS = {"env_id": "--env", "total_timesteps": "--timesteps"}
 """`dqn-tune train` flags whose name is not the field's (`--env-id` and `--total-timesteps` also work)."""
 ZOO_KEYS = (
@@ -242,14 +240,12 @@ def config_from_mapping(data: dict[str, Any], *, where: str) -> DQNConfig:
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"{where}: unknown key {key!r}; expected DQNConfig fields: {', '.join(known)}", field=key)
-        if key == "max_grad_norm" and isinstance(value, str) and value.lower() == NO_CLIPPING:
-            value = None
-        elif key in WIDTH_FIELDS and not isinstance(value, list):
+        if key in WIDTH_FIELDS and not isinstance(value, list):
             raise ConfigError(
                 f"{where}: {key} = {value!r} is invalid: expected a list of integers such as [128, 128]",
                 field=key,
             )
-        values[key] = value
+        values[key] = from_toml(key, value)
     try:
         return DQNConfig().replace(**values)
     except ConfigError as exc:

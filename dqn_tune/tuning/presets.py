@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from dqn_tune.dqn.config import DQNConfig
+from dqn_tune.dqn.config import DQNConfig, from_toml
 from dqn_tune.errors import ConfigError
 from dqn_tune.tuning.search_space import DEFAULT_SPACE, SearchSpace
 
@@ -87,7 +87,7 @@ def _preset(env_id: str, entry: dict[str, Any]) -> Preset:
             int(entry["timesteps"]),
             int(entry["trial_timesteps"]),
             str(entry["source"]),
-            dict(entry.get("config", {})),
+            {name: from_toml(name, value) for name, value in entry.get("config", {}).items()},
             DEFAULT_SPACE.merged(SearchSpace.from_mapping(entry.get("search_space", {}), source=where)),
         )
         preset.space.check(preset.base_config(timesteps=preset.trial_timesteps))

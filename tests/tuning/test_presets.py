@@ -13,7 +13,7 @@ from dqn_tune.dqn.agent import load_agent
 from dqn_tune.dqn.config import DQNConfig
 from dqn_tune.dqn.trainer import train
 from dqn_tune.tuning.objective import trial_base_config
-from dqn_tune.tuning.presets import EVALS_PER_RUN, load_presets, preset_for
+from dqn_tune.tuning.presets import EVALS_PER_RUN, _preset, load_presets, preset_for
 from dqn_tune.tuning.records import study_settings
 from dqn_tune.tuning.search_space import DEFAULT_SPACE
 from dqn_tune.tuning.seeds import retrain_seeds
@@ -39,6 +39,13 @@ def test_every_preset_loads_as_a_valid_config_and_search_space() -> None:
         preset.space.check(preset.base_config(timesteps=preset.trial_timesteps))
         assert set(DEFAULT_SPACE.params) <= set(preset.space.params)
         assert preset.source
+
+
+@pytest.mark.parametrize("written", ["none", "None", 2.5])
+def test_a_preset_writes_max_grad_norm_as_config_files_do(written: str | float) -> None:
+    entry = {"timesteps": 10_000, "trial_timesteps": 10_000, "source": "a test", "config": {"max_grad_norm": written}}
+    preset = _preset("CartPole-v1", entry)
+    assert preset.base_config().max_grad_norm == (None if isinstance(written, str) else written)
 
 
 def test_mountain_car_space_contains_the_region_where_dqn_reaches_the_flag() -> None:
